@@ -1,0 +1,215 @@
+"""The run spec: one YAML file, validated by pydantic; unknown keys and wrong types name the key.
+
+Each stage owns one section class below. Paths inside the spec are relative to the spec file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from traitforge.errors import InputError
+
+EMBEDDED_MODEL = "local:smollm2-135m"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(Section):
+    """A model for one role. In YAML either a string "provider:model" or a mapping with options."""
+
+    model: str = Field(description='"provider:model", e.g. openai:gpt-4o-mini, local:smollm2-135m')
+    base_url: str | list[str] | None = None  # OpenAI-compatible servers; a list balances over several
+    api_key_env: str | None = None
+    concurrency: int | None = Field(default=None, ge=1)
+    rpm: float | None = Field(default=None, gt=0)  # requests per minute
+    tpm: float | None = Field(default=None, gt=0)  # tokens per minute
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=6, ge=0)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    batch_size: int | None = Field(default=None, ge=1)  # local backends: prompts per forward pass
+
+    @field_validator("model")
+    @classmethod
+    def _has_provider(cls, v: str) -> str:
+        if ":" not in v:
+            raise ValueError(f'"{v}" must be "provider:model" (e.g. openai:gpt-4o-mini or {EMBEDDED_MODEL})')
+        return v
+
+
+def _model_spec(v: Any) -> Any:
+    return {"model": v} if isinstance(v, str) else v
+
+
+class Models(Section):
+    generator: ModelSpec = ModelSpec(model=EMBEDDED_MODEL)
+    judge: ModelSpec = ModelSpec(model=EMBEDDED_MODEL)
+    auditor: ModelSpec = ModelSpec(model=EMBEDDED_MODEL)
+    # The model that is trained: "smollm2-135m" (embedded) or a local HF checkpoint directory.
+    base: str = "smollm2-135m"
+
+    @field_validator("generator", "judge", "auditor", mode="before")
+    @classmethod
+    def _coerce(cls, v: Any) -> Any:
+        return _model_spec(v)
+
+
+class DocumentsSpec(Section):
+    claims_per_trait: int = Field(default=4, ge=1)
+    doc_types_per_claim: int = Field(default=3, ge=1)
+    ideas_per_type: int = Field(default=2, ge=1)
+    docs_per_idea: int = Field(default=1, ge=1)
+    doc_types: list[str] = []  # user-supplied genres; empty = brainstorm
+    revise: bool = True
+    max_tokens: int = Field(default=900, ge=16)
+
+
+class ChatsSpec(Section):
+    scenarios_per_trait: int = Field(default=8, ge=1)
+    multiturn_share: float = Field(default=0.25, ge=0, le=1)
+    max_turns: int = Field(default=3, ge=1)
+    critique: bool = True
+    probe_default: bool = True
+    max_tokens: int = Field(default=600, ge=16)
+
+
+class GenerationSpec(Section):
+    documents: DocumentsSpec = DocumentsSpec()
+    chats: ChatsSpec = ChatsSpec()
+    trait_weights: dict[str, float] = {}
+    concurrency: int = Field(default=8, ge=1)
+
+
+class CurationSpec(Section):
+    dedup_threshold: float = Field(default=0.8, gt=0, le=1)
+    leakage_ngram: int = Field(default=8, ge=3)
+    leakage_overlap: float = Field(default=0.5, gt=0, le=1)
+    quality: bool = True
+    quality_threshold: float = Field(default=5.0, ge=0, le=10)
+    patterns: bool = True
+    pattern_scans: int = Field(default=3, ge=1)
+    scan_batch: int = Field(default=8, ge=2)
+    pattern_max_share: float = Field(default=0.2, gt=0, le=1)
+    pattern_mitigation: Literal["downsample", "rewrite", "none"] = "downsample"
+
+
+class StageTrainSpec(Section):
+    learning_rate: float = Field(default=2e-4, gt=0)
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int = -1
+    batch_size: int = Field(default=4, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    max_length: int = Field(default=512, ge=16)
+    mix_file: str | None = None  # generic text (midtrain) or ordinary chats (sft), JSONL
+    mix_ratio: float = Field(default=0.0, ge=0, le=1)
+
+
+class TrainingSpec(Section):
+    method: Literal["lora", "full"] = "lora"
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = Field(default=32, ge=1)
+    lora_dropout: float = Field(default=0.05, ge=0, lt=1)
+    checkpoints: list[Literal["base", "midtrain", "sft", "midtrain_sft"]] = [
+        "base", "midtrain", "sft", "midtrain_sft"]
+    midtrain: StageTrainSpec = StageTrainSpec()
+    sft: StageTrainSpec = StageTrainSpec(learning_rate=1e-4)
+    dpo: StageTrainSpec | None = None
+    gradient_checkpointing: bool = False
+    bf16: bool | Literal["auto"] = "auto"
+    save_steps: int = Field(default=50, ge=1)
+    report_to: list[str] = []
+
+
+class EvaluationSpec(Section):
+    knowledge: bool = True
+    behaviour_prompts_per_trait: int = Field(default=4, ge=1)
+    multiturn_conversations_per_trait: int = Field(default=1, ge=0)
+    multiturn_turns: int = Field(default=3, ge=1)
+    probes: dict[str, dict[str, Any]] = {}  # file -> {trait: id, direction: match|not_match}
+    capability_text: str | None = None  # held-out generic text file for perplexity
+    max_tokens: int = Field(default=200, ge=8)
+    bootstrap: int = Field(default=1000, ge=100)
+
+
+class BudgetSpec(Section):
+    max_usd: float | None = Field(default=None, ge=0)
+
+
+class RunSpec(Section):
+    name: str = "run"
+    traits: str = Field(description="path to the traits document (Markdown or YAML)")
+    model_name: str | None = None  # overrides the traits document's own
+    organisation: str | None = None
+    output_dir: str = "runs/run"
+    cache_dir: str | None = None  # default: <output_dir>/cache.sqlite
+    seed: int = 0
+    models: Models = Models()
+    generation: GenerationSpec = GenerationSpec()
+    curation: CurationSpec = CurationSpec()
+    training: TrainingSpec = TrainingSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
+    budget: BudgetSpec = BudgetSpec()
+    prices_file: str | None = None
+
+    # Where the spec lives; paths are resolved against it. Not a YAML key.
+    _base_dir: Path = Path(".")
+
+    def resolve(self, p: str | None) -> Path | None:
+        if p is None:
+            return None
+        path = Path(p).expanduser()
+        return path if path.is_absolute() else (self._base_dir / path)
+
+    @property
+    def output_path(self) -> Path:
+        return self.resolve(self.output_dir)  # type: ignore[return-value]
+
+
+def _first_error(path: Path, err: ValidationError) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+    if e["type"] == "extra_forbidden":
+        return f"{path}: unknown key '{loc}'"
+    if e["type"] == "missing":
+        return f"{path}: missing required key '{loc}'"
+    return f"{path}: key '{loc}': {e['msg']} (got {e.get('input')!r})"
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> RunSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: run spec not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: run spec is not UTF-8 text") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise InputError(f"{path}: invalid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: run spec must be a YAML mapping, got {type(data).__name__}")
+    if overrides:
+        data = _deep_merge(data, overrides)
+    try:
+        spec = RunSpec.model_validate(data)
+    except ValidationError as e:
+        raise InputError(_first_error(path, e)) from None
+    spec._base_dir = path.resolve().parent
+    return spec
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def example_spec() -> str:
+    return (Path(__file__).parent / "templates" / "spec.example.yaml").read_text(encoding="utf-8")

@@ -1,0 +1,213 @@
+"""`LLM`: a backend wrapped with the cache, limits, retries, structured output and usage counts.
+
+Stages only talk to this class. A re-run of a finished stage is served from the cache and
+makes zero backend calls; only successful responses are ever cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from typing import Any, Sequence, TypeVar
+
+from pydantic import BaseModel
+
+from traitforge.llm.base import Backend, Completion, GenerateParams, Message
+from traitforge.llm.cache import LLMCache, cache_key
+from traitforge.llm.errors import BackendError, RetryableError
+from traitforge.llm.limits import Limiter
+from traitforge.llm.structured import extract_json, json_instruction, schema_of, validate
+
+T = TypeVar("T", bound=BaseModel)
+MessagesLike = Sequence[Message] | Sequence[dict[str, str]] | str
+
+
+def as_messages(messages: MessagesLike) -> list[Message]:
+    if isinstance(messages, str):
+        return [Message("user", messages)]
+    return [m if isinstance(m, Message) else Message.from_dict(m) for m in messages]
+
+
+@dataclass
+class UsageCounter:
+    calls: int = 0  # backend requests made
+    cached: int = 0  # samples served from the cache
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def drain(self) -> "UsageCounter":
+        out = UsageCounter(self.calls, self.cached, self.input_tokens, self.output_tokens)
+        self.calls = self.cached = self.input_tokens = self.output_tokens = 0
+        return out
+
+
+class _Batcher:
+    """Groups concurrent requests into one `generate_batch` call, for local backends."""
+
+    def __init__(self, backend: Backend, batch_size: int):
+        self.backend = backend
+        self.batch_size = batch_size
+        self.queue: list[tuple[list[Message], GenerateParams, asyncio.Future[Completion]]] = []
+        self._running = False
+
+    async def submit(self, messages: list[Message], params: GenerateParams) -> Completion:
+        fut: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self.queue.append((messages, params, fut))
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        try:
+            await asyncio.sleep(0)  # let every ready coroutine enqueue first
+            while self.queue:
+                # Same params in one batch: a forward pass shares temperature and length.
+                first_params = self.queue[0][1]
+                batch = [q for q in self.queue if q[1] == first_params][: self.batch_size]
+                for q in batch:
+                    self.queue.remove(q)
+                try:
+                    results = await self.backend.generate_batch([(m, p) for m, p, _ in batch])
+                    for (_, _, fut), res in zip(batch, results):
+                        if not fut.done():
+                            fut.set_result(res)
+                except BaseException as e:  # noqa: BLE001 - handed to every waiter
+                    for _, _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(e)
+                await asyncio.sleep(0)
+        finally:
+            self._running = False
+
+
+class LLM:
+    def __init__(self, backend: Backend, *, cache: LLMCache | None = None, limiter: Limiter | None = None,
+                 max_retries: int = 6, timeout_s: float = 120.0, default_temperature: float | None = None,
+                 batch_size: int = 8, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0):
+        self.backend = backend
+        self.cache = cache
+        self.limiter = limiter or Limiter(backend.default_concurrency)
+        self.max_retries = max_retries
+        self.timeout_s = timeout_s
+        self.default_temperature = default_temperature
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.usage = UsageCounter()
+        self._batcher = _Batcher(backend, batch_size) if backend.supports_batch else None
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    def _params(self, params: GenerateParams | None, overrides: dict[str, Any]) -> GenerateParams:
+        p = params or GenerateParams()
+        if self.default_temperature is not None and "temperature" not in overrides and params is None:
+            p = p.replace(temperature=self.default_temperature)
+        if "stop" in overrides and overrides["stop"] is not None:
+            overrides["stop"] = tuple(overrides["stop"])
+        return p.replace(**overrides) if overrides else p
+
+    # --- plain text ------------------------------------------------------------------
+    async def generate(self, messages: MessagesLike, params: GenerateParams | None = None,
+                       **overrides: Any) -> list[str]:
+        """n samples for one prompt (n from params), each cached under its own index."""
+        msgs = as_messages(messages)
+        p = self._params(params, overrides)
+        ident = self.backend.cache_identity()
+        keys = [cache_key(ident, msgs, p, i) for i in range(p.n)]
+        texts: list[str | None] = [None] * p.n
+        if self.cache is not None:
+            for i, k in enumerate(keys):
+                hit = self.cache.get(k)
+                if hit is not None:
+                    texts[i] = hit["text"]
+                    self.usage.cached += 1
+        missing = [i for i, t in enumerate(texts) if t is None]
+        if missing:
+            new = await self._fetch(msgs, p, len(missing))
+            for i, text in zip(missing, new):
+                texts[i] = text
+        return [t for t in texts if t is not None]
+
+    async def generate_one(self, messages: MessagesLike, params: GenerateParams | None = None,
+                           **overrides: Any) -> str:
+        return (await self.generate(messages, params, **{**overrides, "n": 1}))[0]
+
+    async def _fetch(self, msgs: list[Message], p: GenerateParams, count: int) -> list[str]:
+        """Get `count` new samples from the backend and cache them by sample index."""
+        if self.backend.supports_n or count == 1:
+            comps = [await self._call(msgs, p.replace(n=count))]
+        else:
+            comps = await asyncio.gather(*(self._call(msgs, p.replace(n=1)) for _ in range(count)))
+        texts = [t for c in comps for t in c.texts]
+        if len(texts) != count:
+            raise BackendError(f"{self.name}: asked for {count} samples, got {len(texts)}")
+        if self.cache is not None:
+            # Index the new samples after the ones already cached so keys stay stable.
+            ident = self.backend.cache_identity()
+            start = p.n - count
+            per = [c.usage for c in comps]
+            in_tok = sum(u.input_tokens for u in per) // max(1, count)
+            out_tok = sum(u.output_tokens for u in per) // max(1, count)
+            for j, text in enumerate(texts):
+                self.cache.put(cache_key(ident, msgs, p, start + j), text, in_tok, out_tok)
+        return texts
+
+    async def _call(self, msgs: list[Message], p: GenerateParams) -> Completion:
+        est_tokens = sum(len(m.content) for m in msgs) // 4 + p.max_tokens * p.n
+        attempt = 0
+        while True:
+            await self.limiter.acquire(est_tokens)
+            try:
+                if self._batcher is not None:
+                    coro = self._batcher.submit(msgs, p)
+                else:
+                    coro = self.backend.generate(msgs, p)
+                comp = await asyncio.wait_for(coro, timeout=self.timeout_s)
+            except (RetryableError, asyncio.TimeoutError, TimeoutError) as e:
+                attempt += 1
+                retry_after = getattr(e, "retry_after", None)
+                if retry_after:
+                    self.limiter.cool_down(retry_after)
+                if attempt > self.max_retries:
+                    what = "timed out" if not isinstance(e, RetryableError) else str(e)
+                    raise BackendError(f"{self.name}: gave up after {attempt} attempts: {what}") from None
+                delay = retry_after or min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                continue
+            finally:
+                self.limiter.release()
+            self.usage.calls += 1
+            self.usage.input_tokens += comp.usage.input_tokens
+            self.usage.output_tokens += comp.usage.output_tokens
+            if any(not isinstance(t, str) for t in comp.texts):
+                raise BackendError(f"{self.name}: backend returned a non-text completion")
+            return comp
+
+    # --- structured --------------------------------------------------------------------
+    async def generate_json(self, messages: MessagesLike, schema: type[T] | dict[str, Any], *,
+                            reasks: int = 2, params: GenerateParams | None = None, **overrides: Any) -> Any:
+        """A validated JSON reply (a pydantic instance if `schema` is a model). Invalid JSON gets a
+        re-ask that quotes the error; after `reasks` failures a BackendError names the problem."""
+        msgs = as_messages(messages)
+        js = schema_of(schema)
+        p = self._params(params, {**overrides, "n": 1})
+        if self.backend.supports_json_schema:
+            p = p.replace(json_schema=js)
+        else:
+            msgs = msgs[:-1] + [Message(msgs[-1].role, msgs[-1].content + "\n\n" + json_instruction(js))]
+        error = ""
+        for _ in range(reasks + 1):
+            text = (await self.generate(msgs, p))[0]
+            try:
+                return validate(extract_json(text), schema)
+            except ValueError as e:
+                error = str(e)
+                msgs = msgs + [Message("assistant", text), Message(
+                    "user", f"That reply was not valid: {error}. Reply again with only the JSON.")]
+        raise BackendError(f"{self.name}: no valid JSON after {reasks + 1} tries: {error}")
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()

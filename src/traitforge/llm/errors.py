@@ -1,0 +1,21 @@
+"""Backend error classes: the client retries RetryableError and stops on everything else."""
+
+from traitforge.errors import TraitforgeError
+
+
+class BackendError(TraitforgeError):
+    """A backend call failed for good (auth, not found, bad request, junk that re-asks did not fix)."""
+
+
+class RetryableError(Exception):
+    """A transient failure: 429, 5xx, timeout, dropped connection. retry_after is in seconds if known."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class MissingAPIKey(BackendError):
+    def __init__(self, backend: str, env_var: str):
+        super().__init__(f"{backend}: no API key: set the environment variable {env_var}")
+        self.env_var = env_var

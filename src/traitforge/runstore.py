@@ -1,0 +1,154 @@
+"""A run directory: manifest.json (inputs, config, per-stage status, counts, usage, timings,
+versions) plus one JSONL file per stage. Only the main process writes the manifest."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import platform
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from traitforge import __version__
+from traitforge.jsonl import write_json_atomic
+
+MANIFEST = "manifest.json"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"traitforge": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "transformers", "trl", "peft", "accelerate", "openai", "anthropic", "google-genai"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+class RunStore:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self._lock = threading.Lock()
+        self._manifest: dict[str, Any] | None = None
+
+    # --- paths -----------------------------------------------------------------------
+    def path(self, *parts: str) -> Path:
+        p = self.root.joinpath(*parts)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @property
+    def exists(self) -> bool:
+        return (self.root / MANIFEST).is_file()
+
+    # --- manifest ----------------------------------------------------------------------
+    @property
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is None:
+            p = self.root / MANIFEST
+            self._manifest = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+            self._manifest.setdefault("stages", {})
+            self._manifest.setdefault("usage", {})
+        return self._manifest
+
+    def save(self) -> None:
+        with self._lock:
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.root / MANIFEST, self.manifest)
+
+    def record_inputs(self, config: dict[str, Any], inputs: dict[str, str | Path]) -> None:
+        m = self.manifest
+        m.setdefault("created", _now())
+        m["config"] = config
+        m["inputs"] = {k: {"path": str(p), "sha256": file_sha256(p)} for k, p in inputs.items()}
+        m["versions"] = _versions()
+        self.save()
+
+    # --- stages ------------------------------------------------------------------------
+    def stage_info(self, name: str) -> dict[str, Any]:
+        return self.manifest["stages"].setdefault(name, {"status": "pending"})
+
+    def is_done(self, name: str, fingerprint: str | None = None) -> bool:
+        info = self.manifest["stages"].get(name, {})
+        return info.get("status") == "done" and (fingerprint is None or info.get("fingerprint") == fingerprint)
+
+    @contextlib.contextmanager
+    def stage(self, name: str, fingerprint: str | None = None) -> Iterator[dict[str, Any]]:
+        """Mark a stage running, then done (with elapsed time) or failed (with the error)."""
+        info = self.stage_info(name)
+        info.update(status="running", started=_now(), fingerprint=fingerprint)
+        info.pop("error", None)
+        self.save()
+        t0 = time.perf_counter()
+        try:
+            yield info
+        except BaseException as e:
+            info.update(status="failed", error=f"{type(e).__name__}: {e}"[:500])
+            info["elapsed_s"] = round(info.get("elapsed_s_prev", 0) + time.perf_counter() - t0, 2)
+            self.save()
+            raise
+        info.update(status="done", finished=_now())
+        info["elapsed_s"] = round(time.perf_counter() - t0, 2)
+        self.save()
+
+    def set_counts(self, name: str, **counts: Any) -> None:
+        self.stage_info(name).setdefault("counts", {}).update(counts)
+        self.save()
+
+    def add_usage(self, stage: str, model: str, *, input_tokens: int, output_tokens: int,
+                  calls: int, cached: int, cost_usd: float | None) -> None:
+        with self._lock:
+            u = self.manifest["usage"].setdefault(stage, {}).setdefault(
+                model, {"calls": 0, "cached": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0})
+            u["calls"] += calls
+            u["cached"] += cached
+            u["input_tokens"] += input_tokens
+            u["output_tokens"] += output_tokens
+            if cost_usd is not None:
+                u["cost_usd"] = round(u["cost_usd"] + cost_usd, 6)
+        self.save()
+
+    def total_cost(self) -> float:
+        return sum(m["cost_usd"] for s in self.manifest["usage"].values() for m in s.values())
+
+    # --- status ------------------------------------------------------------------------
+    def status_text(self) -> str:
+        m = self.manifest
+        if not self.exists:
+            return f"{self.root}: no run here (no {MANIFEST})"
+        lines = [f"run: {self.root}", f"created: {m.get('created', '?')}"]
+        lines.append(f"{'stage':<28}{'status':<10}{'time':>9}  counts")
+        for name, info in m["stages"].items():
+            counts = ", ".join(f"{k}={v}" for k, v in info.get("counts", {}).items()
+                               if not isinstance(v, dict))
+            t = info.get("elapsed_s")
+            lines.append(f"{name:<28}{info.get('status', '?'):<10}{(f'{t:.1f}s' if t is not None else ''):>9}  {counts}")
+            if info.get("status") == "failed":
+                lines.append(f"{'':<28}error: {info.get('error')}")
+        if m["usage"]:
+            lines.append("usage:")
+            for stage, models in m["usage"].items():
+                for model, u in models.items():
+                    lines.append(
+                        f"  {stage:<26}{model:<32} calls={u['calls']} cached={u['cached']} "
+                        f"in={u['input_tokens']} out={u['output_tokens']} ${u['cost_usd']:.4f}")
+            lines.append(f"total estimated cost: ${self.total_cost():.4f}")
+        return "\n".join(lines)
