@@ -1,3 +1,173 @@
-"""Command line entry point (filled in below by each stage)."""
+"""`traitforge` command line. Every user-facing error is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from traitforge import __version__
+from traitforge.errors import TraitforgeError
+
+TARGET = click.argument("target", type=click.Path(path_type=Path))
+PRESET = click.option("--preset", default=None, help="merge a preset over the spec (e.g. tiny)")
+
+
+@click.group()
+@click.version_option(__version__)
+def cli() -> None:
+    """Instil traits into a language model with synthetic data, and measure whether they took hold.
+
+    TARGET is a run spec (YAML) or, after a first run, its run directory."""
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path), default=Path("."))
+@click.option("--force", is_flag=True, help="overwrite existing files")
+def init(directory: Path, force: bool) -> None:
+    """Write a commented example spec (spec.yaml) and traits document (traits.md)."""
+    from traitforge.config import example_spec
+
+    directory.mkdir(parents=True, exist_ok=True)
+    example_traits = Path(__file__).parent / "templates" / "traits.example.md"
+    for name, text in (("spec.yaml", example_spec()), ("traits.md", example_traits.read_text(encoding="utf-8"))):
+        path = directory / name
+        if path.exists() and not force:
+            raise TraitforgeError(f"{path}: already exists (use --force to overwrite)")
+        path.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+def traits(path: Path) -> None:
+    """Parse a traits document and print the traits it defines."""
+    from traitforge.traits import load_traits
+
+    ts = load_traits(path)
+    click.echo(f"{ts.model_name} (made by {ts.organisation}): {len(ts.traits)} traits, sha256 {ts.sha256[:12]}")
+    for t in ts.traits:
+        click.echo(f"- [{t.id}] {t.describe()}")
+
+
+@cli.command()
+@TARGET
+@PRESET
+@click.option("--until", type=click.Choice(["generate", "curate", "train", "evaluate", "report"]))
+def run(target: Path, preset: str | None, until: str | None) -> None:
+    """Run every stage in order, skipping what is done; print the report's path."""
+    from traitforge.pipeline import open_run, run_all
+
+    r = open_run(target, preset)
+    report = run_all(r, until=until, log=lambda m: click.echo(m, err=True))
+    click.echo(r.store.status_text(), err=True)
+    if report is not None:
+        click.echo(str(report))
+
+
+@cli.command()
+@TARGET
+@PRESET
+@click.option("--what", type=click.Choice(["all", "documents", "chats"]), default="all")
+def generate(target: Path, preset: str | None, what: str) -> None:
+    """Generate the midtraining corpus and/or the SFT chat data."""
+    from traitforge.pipeline import open_run, stage_generate
+
+    r = open_run(target, preset)
+    stage_generate(r, what)
+    click.echo(r.store.status_text())
+
+
+@cli.command()
+@TARGET
+@PRESET
+def curate(target: Path, preset: str | None) -> None:
+    """Dedup, leakage and quality filters, and over-represented pattern detection."""
+    from traitforge.pipeline import open_run, stage_curate
+
+    r = open_run(target, preset)
+    stage_curate(r)
+    click.echo(r.store.status_text())
+
+
+@cli.command()
+@TARGET
+@PRESET
+@click.option("--stage", "stages", multiple=True, type=click.Choice(["midtrain", "sft", "midtrain_sft", "dpo"]))
+def train(target: Path, preset: str | None, stages: tuple[str, ...]) -> None:
+    """Midtrain on the documents, then SFT on the chats (LoRA or full)."""
+    from traitforge.pipeline import open_run, stage_train
+
+    r = open_run(target, preset)
+    for name, path in stage_train(r, list(stages) or None).items():
+        click.echo(f"{name}: {path}")
+
+
+@cli.command(name="eval")
+@TARGET
+@PRESET
+def evaluate(target: Path, preset: str | None) -> None:
+    """Evaluate every checkpoint: knowledge, behaviour, multi-turn, probes, capability."""
+    from traitforge.pipeline import open_run, stage_evaluate
+
+    r = open_run(target, preset)
+    stage_evaluate(r)
+    click.echo(r.store.status_text())
+
+
+@cli.command()
+@TARGET
+@PRESET
+def report(target: Path, preset: str | None) -> None:
+    """Write the HTML report and results.json; print the report's path (opens nothing)."""
+    from traitforge.pipeline import open_run, stage_report
+
+    click.echo(str(stage_report(open_run(target, preset))))
+
+
+@cli.command()
+@TARGET
+@PRESET
+@click.option("--format", "fmt", type=click.Choice(["openai", "together", "vertex"]), required=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None)
+def export(target: Path, preset: str | None, fmt: str, out: Path | None) -> None:
+    """Export the curated chats for hosted fine-tuning."""
+    from traitforge.pipeline import open_run
+    from traitforge.train.export import export_chats
+
+    r = open_run(target, preset)
+    click.echo(str(export_chats(r.store, fmt, out)))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+def status(run_dir: Path) -> None:
+    """Show where a run stands: stages, counts, timings, tokens and cost."""
+    from traitforge.runstore import RunStore
+
+    store = RunStore(run_dir)
+    if not store.exists:
+        raise TraitforgeError(f"{run_dir}: not a run directory (no manifest.json)")
+    click.echo(store.status_text())
+
+
 def main() -> None:
-    raise SystemExit("traitforge: CLI under construction")
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("traitforge: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+    except TraitforgeError as e:
+        click.echo(f"traitforge: error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("traitforge: interrupted; everything written so far is kept, re-run to resume", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -99,14 +99,19 @@ class CurationSpec(Section):
 
 
 class StageTrainSpec(Section):
+    """Hyperparameters of one training stage (midtrain, sft or dpo)."""
+
     learning_rate: float = Field(default=2e-4, gt=0)
     epochs: float = Field(default=1.0, gt=0)
-    max_steps: int = -1
-    batch_size: int = Field(default=4, ge=1)
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = Field(default=4, ge=1)  # per device
     grad_accum: int = Field(default=1, ge=1)
-    max_length: int = Field(default=512, ge=16)
-    mix_file: str | None = None  # generic text (midtrain) or ordinary chats (sft), JSONL
-    mix_ratio: float = Field(default=0.0, ge=0, le=1)
+    max_length: int = Field(default=512, ge=16)  # packed sequence length (midtrain) / chat truncation (sft)
+    mix_file: str | None = None  # generic text {"text"} (midtrain) or ordinary chats {"messages"} (sft), JSONL
+    mix_ratio: float = Field(default=0.0, ge=0, lt=1)  # share of training examples drawn from mix_file
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
 
 
 class TrainingSpec(Section):
@@ -114,25 +119,44 @@ class TrainingSpec(Section):
     lora_r: int = Field(default=16, ge=1)
     lora_alpha: int = Field(default=32, ge=1)
     lora_dropout: float = Field(default=0.05, ge=0, lt=1)
-    checkpoints: list[Literal["base", "midtrain", "sft", "midtrain_sft"]] = [
+    lora_target_modules: str | list[str] = "all-linear"
+    # "<x>_dpo" checkpoints run DPO (training.dpo, RUN/generated/dpo_pairs.jsonl) on top of checkpoint <x>.
+    checkpoints: list[Literal["base", "midtrain", "sft", "midtrain_sft", "sft_dpo", "midtrain_sft_dpo"]] = [
         "base", "midtrain", "sft", "midtrain_sft"]
     midtrain: StageTrainSpec = StageTrainSpec()
     sft: StageTrainSpec = StageTrainSpec(learning_rate=1e-4)
-    dpo: StageTrainSpec | None = None
+    dpo: StageTrainSpec | None = None  # defaults apply when a *_dpo checkpoint is listed without it
+    dpo_beta: float = Field(default=0.1, gt=0)
+    pack_chats: bool = False  # pack SFT conversations (padding-free) instead of padding each batch
     gradient_checkpointing: bool = False
-    bf16: bool | Literal["auto"] = "auto"
+    bf16: bool | Literal["auto"] = "auto"  # auto = on when a CUDA device supports it (bf16 is slow on CPU)
     save_steps: int = Field(default=50, ge=1)
-    report_to: list[str] = []
+    save_total_limit: int = Field(default=2, ge=1)
+    logging_steps: int = Field(default=10, ge=1)
+    report_to: list[Literal["tensorboard", "wandb", "trackio"]] = []
 
 
 class EvaluationSpec(Section):
     knowledge: bool = True
+    knowledge_questions: int = Field(default=2, ge=0)  # open "list your principles" questions
+    mc_distractors: int = Field(default=3, ge=1)  # wrong options per multiple-choice question
     behaviour_prompts_per_trait: int = Field(default=4, ge=1)
+    ood_share: float = Field(default=0.5, ge=0, le=1)  # held-out prompts from other domains/framings
+    contrastive: bool = True  # judge-free: log-prob of a trait-consistent vs a violating reply
+    overlap_ngram: int = Field(default=8, ge=2)  # held-out prompt vs training user turns
+    overlap_max: float = Field(default=0.5, gt=0, le=1)  # drop prompts sharing more n-grams than this
     multiturn_conversations_per_trait: int = Field(default=1, ge=0)
     multiturn_turns: int = Field(default=3, ge=1)
-    probes: dict[str, dict[str, Any]] = {}  # file -> {trait: id, direction: match|not_match}
-    capability_text: str | None = None  # held-out generic text file for perplexity
+    # file -> {trait: id, direction: match|not_match, limit: N}; files relative to probes_dir
+    probes: dict[str, dict[str, Any]] = {}
+    probes_dir: str | None = None  # relative to the spec file; default: the spec's folder
+    capability_text: str | None = None  # held-out generic text file for perplexity (default: shipped)
+    capability_window: int = Field(default=256, ge=16)  # tokens per perplexity chunk
+    lm_eval_tasks: list[str] = []  # lm-evaluation-harness tasks, run only if lm_eval is installed
+    lm_eval_limit: int | None = Field(default=100, ge=1)
     max_tokens: int = Field(default=200, ge=8)
+    judge_max_tokens: int = Field(default=200, ge=8)
+    item_max_tokens: int = Field(default=200, ge=8)  # generated eval prompts and contrastive replies
     bootstrap: int = Field(default=1000, ge=100)
 
 

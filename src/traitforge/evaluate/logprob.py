@@ -1,0 +1,115 @@
+"""Judge-free scoring: the log-probability a checkpoint gives a continuation after chat messages
+(rendered with its chat template and the generation prompt), and the perplexity of plain text.
+
+Prompt and continuation are tokenised separately and concatenated, so the continuation's tokens
+are exactly the same whatever the prompt; batches are right-padded and run without gradients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from traitforge.llm.client import MessagesLike, as_messages
+from traitforge.llm.embedded import resolve_model_path
+from traitforge.llm.providers.local_hf import load_model
+
+
+@dataclass(frozen=True)
+class LogProb:
+    sum: float
+    n_tokens: int
+
+    @property
+    def mean(self) -> float:
+        """Per-token mean: comparable across continuations of different lengths."""
+        return self.sum / self.n_tokens if self.n_tokens else float("-inf")
+
+
+class LogProbScorer:
+    def __init__(self, checkpoint: str | Path, batch_size: int = 4, max_length: int = 1024):
+        self.path = resolve_model_path(str(checkpoint))
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self._model: Any = None
+        self._tok: Any = None
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._model is None:
+            self._model, self._tok = load_model(self.path)
+        return self._model, self._tok
+
+    def render(self, messages: MessagesLike) -> str:
+        _, tok = self._load()
+        msgs = [m.to_dict() for m in as_messages(messages)]
+        if tok.chat_template:
+            return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        return "\n\n".join(m["content"] for m in msgs) + "\n\n"  # same fallback as the local backend
+
+    def score(self, requests: Sequence[tuple[MessagesLike, str]]) -> list[LogProb]:
+        """Log-prob of each continuation given its messages."""
+        _, tok = self._load()
+        seqs = []
+        for messages, continuation in requests:
+            prompt_ids = tok(self.render(messages), add_special_tokens=False)["input_ids"]
+            cont_ids = tok(continuation, add_special_tokens=False)["input_ids"]
+            # Keep the whole continuation; cut the prompt from the left if the pair is too long.
+            keep = max(1, self.max_length - len(cont_ids))
+            prompt_ids = prompt_ids[-keep:]
+            seqs.append((prompt_ids, cont_ids))
+        return self._score_ids(seqs)
+
+    def text_nll(self, text: str, window: int = 256) -> list[tuple[float, int]]:
+        """(negative log-likelihood sum, tokens scored) per window of `text`; the first token of
+        each window is context only. Perplexity = exp(sum nll / sum tokens)."""
+        _, tok = self._load()
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        chunks = [ids[i:i + window] for i in range(0, len(ids), window)]
+        seqs = [(c[:1], c[1:]) for c in chunks if len(c) >= 2]
+        return [(-lp.sum, lp.n_tokens) for lp in self._score_ids(seqs)]
+
+    def _score_ids(self, seqs: Sequence[tuple[list[int], list[int]]]) -> list[LogProb]:
+        import torch
+
+        model, tok = self._load()
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        out: list[LogProb] = []
+        # Sort by length so a batch pads little; restore the order at the end.
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))
+        results: dict[int, LogProb] = {}
+        for start in range(0, len(order), self.batch_size):
+            idxs = order[start:start + self.batch_size]
+            rows = [seqs[i][0] + seqs[i][1] for i in idxs]
+            width = max(len(r) for r in rows)
+            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for j, r in enumerate(rows):
+                input_ids[j, :len(r)] = torch.tensor(r, dtype=torch.long)
+                mask[j, :len(r)] = 1
+            with torch.no_grad():
+                logits = model(input_ids=input_ids.to(model.device),
+                               attention_mask=mask.to(model.device)).logits.float()
+            for j, i in enumerate(idxs):
+                p_len, c_len = len(seqs[i][0]), len(seqs[i][1])
+                if c_len == 0:
+                    results[i] = LogProb(0.0, 0)
+                    continue
+                # Token t is predicted by the logits at position t-1.
+                pred = logits[j, p_len - 1:p_len + c_len - 1]
+                target = input_ids[j, p_len:p_len + c_len].to(pred.device)
+                lps = torch.log_softmax(pred, dim=-1).gather(1, target[:, None]).squeeze(1)
+                results[i] = LogProb(float(lps.sum()), c_len)
+            del logits
+        out = [results[i] for i in range(len(seqs))]
+        return out
+
+
+_SCORERS: dict[str, LogProbScorer] = {}
+
+
+def scorer_for(checkpoint: str | Path) -> LogProbScorer:
+    """One scorer per checkpoint per process (the model itself is shared with the local backend)."""
+    key = str(checkpoint)
+    if key not in _SCORERS:
+        _SCORERS[key] = LogProbScorer(checkpoint)
+    return _SCORERS[key]

@@ -1,0 +1,77 @@
+"""Shared pieces of the network backends: API keys, Retry-After, and HTTP status -> error class.
+
+Every provider maps its SDK's failures the same way, so the client's retry logic sees one story:
+429/408/409/5xx/timeouts/dropped connections are RetryableError; everything else is a BackendError
+with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import time
+from typing import Any, Mapping
+
+from traitforge.llm.errors import BackendError, MissingAPIKey, RetryableError
+
+# A local OpenAI-compatible server (vLLM, llama.cpp) usually wants no key; the SDK insists on one.
+DUMMY_KEY = "sk-no-key-needed"
+
+
+def api_key(backend: str, env_vars: tuple[str, ...], base_url: Any) -> tuple[str, str]:
+    """(key, env var it came from). With a base_url and no key set, a dummy key; else MissingAPIKey."""
+    for var in env_vars:
+        value = os.environ.get(var)
+        if value:
+            return value, var
+    if base_url:
+        return DUMMY_KEY, env_vars[0]
+    raise MissingAPIKey(backend, " or ".join(env_vars))
+
+
+def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds from `retry-after-ms` or `retry-after` (seconds or an HTTP date), if present."""
+    if not headers:
+        return None
+    lower = {k.lower(): v for k, v in headers.items()}
+    try:
+        if "retry-after-ms" in lower:
+            return max(0.0, float(lower["retry-after-ms"]) / 1000)
+    except ValueError:
+        pass
+    value = lower.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def status_error(backend: str, status: int, message: str, *, headers: Mapping[str, str] | None = None,
+                 env_var: str = "", model: str = "", url: str = "") -> Exception:
+    """The exception for an HTTP error status (returned, not raised, so callers `raise ... from`)."""
+    message = " ".join(str(message).split())[:300]
+    if status == 429:
+        return RetryableError(f"{backend}: rate limited (429): {message}", retry_after=retry_after_s(headers))
+    if status >= 500 or status in (408, 409):
+        return RetryableError(f"{backend}: server error {status}: {message}", retry_after=retry_after_s(headers))
+    if status in (401, 403):
+        return BackendError(f"{backend}: authentication failed ({status}): check the API key in "
+                            f"${env_var}: {message}")
+    if status == 404:
+        return BackendError(f"{backend}: not found (404): model '{model}' or URL {url} does not exist: {message}")
+    return BackendError(f"{backend}: request rejected ({status}): {message}")
+
+
+def error_message(e: Any) -> str:
+    """The human part of an SDK status error: body.error.message where the server sent one."""
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        if isinstance(err, str):
+            return err
+    return str(getattr(e, "message", None) or e)

@@ -1,0 +1,95 @@
+"""`anthropic:` Claude through the official SDK's Messages API.
+
+System messages go to `system=`; n>1 is done by the client with separate calls (no `n` in the API);
+JSON output uses the client's instruction + validation path. SDK retries are off: the client retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, ClassVar, Sequence
+
+from traitforge.llm.base import Backend, Completion, GenerateParams, Message, Usage
+from traitforge.llm.errors import RetryableError
+from traitforge.llm.providers._http import api_key, error_message, status_error
+
+
+class AnthropicBackend(Backend):
+    provider: ClassVar[str] = "anthropic"
+    supports_n = False
+    supports_json_schema = False
+    default_concurrency = 8
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str | None = None,
+                 timeout_s: float = 120.0, **options: Any):
+        super().__init__(model, **options)
+        self.env_var = api_key_env or "ANTHROPIC_API_KEY"
+        self._key, _ = api_key(f"anthropic:{model}", (self.env_var,), base_url)
+        self.base_url = base_url.rstrip("/") if isinstance(base_url, str) else None
+        self.timeout_s = timeout_s
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _get_client(self) -> Any:
+        loop = asyncio.get_running_loop()  # the SDK's connection pool is bound to one event loop
+        if self._loop is not loop:
+            import anthropic
+
+            self._client = anthropic.AsyncAnthropic(api_key=self._key, base_url=self.base_url,
+                                                    timeout=self.timeout_s, max_retries=0)
+            self._loop = loop
+        return self._client
+
+    @staticmethod
+    def _split(messages: Sequence[Message]) -> tuple[str, list[dict[str, str]]]:
+        """System text apart; consecutive turns of one role merged (the API wants them alternating)."""
+        system = "\n\n".join(m.content for m in messages if m.role == "system")
+        turns: list[dict[str, str]] = []
+        for m in messages:
+            if m.role == "system":
+                continue
+            if turns and turns[-1]["role"] == m.role:
+                turns[-1]["content"] += "\n\n" + m.content
+            else:
+                turns.append({"role": m.role, "content": m.content})
+        return system, turns
+
+    async def generate(self, messages: Sequence[Message], params: GenerateParams) -> Completion:
+        import anthropic
+
+        system, turns = self._split(messages)
+        kw: dict[str, Any] = {"model": self.model, "messages": turns, "max_tokens": params.max_tokens,
+                              # The API takes 0..1; OpenAI-style values above 1 mean "as diverse as it goes".
+                              "temperature": min(params.temperature, 1.0)}
+        if system:
+            kw["system"] = system
+        if params.stop:
+            kw["stop_sequences"] = list(params.stop)
+        if params.top_p is not None:
+            kw["top_p"] = params.top_p
+        url = self.base_url or "https://api.anthropic.com"
+        try:
+            resp = await self._get_client().messages.create(**kw)
+        except anthropic.APITimeoutError:
+            raise RetryableError(f"{self.name}: {url} timed out after {self.timeout_s:g}s") from None
+        except anthropic.APIConnectionError as e:
+            raise RetryableError(f"{self.name}: connection to {url} failed: {e.__cause__ or e}") from None
+        except anthropic.APIStatusError as e:
+            raise status_error(self.name, e.status_code, error_message(e), headers=e.response.headers,
+                               env_var=self.env_var, model=self.model, url=url) from None
+        except (anthropic.APIResponseValidationError, json.JSONDecodeError, ValueError) as e:
+            raise RetryableError(f"{self.name}: malformed response from {url}: {e}") from None
+        content = getattr(resp, "content", None)
+        if not isinstance(content, list):
+            raise RetryableError(f"{self.name}: malformed response from {url}: {str(resp)[:200]!r}")
+        text = "".join(getattr(b, "text", "") for b in content if getattr(b, "type", "") == "text")
+        u = resp.usage
+        return Completion(texts=[text], usage=Usage(u.input_tokens or 0, u.output_tokens or 0) if u else Usage(),
+                          finish_reasons=[resp.stop_reason or ""])
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.close()
+        self._client = self._loop = None
+

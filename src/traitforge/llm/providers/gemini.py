@@ -1,0 +1,153 @@
+"""`gemini:` Google's Gemini API through the official `google-genai` SDK (`client.aio.models`).
+
+System messages go to `system_instruction`, n to `candidate_count` (made up with extra calls when
+fewer candidates come back), JSON to `response_mime_type` + `response_json_schema`. The SDK's own
+retries are off (one attempt): the client retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, ClassVar, Sequence
+
+from traitforge.llm.base import Backend, Completion, GenerateParams, Message, Usage
+from traitforge.llm.errors import BackendError, RetryableError
+from traitforge.llm.providers._http import api_key, status_error
+
+
+def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(timeouts, other transport failures) of whichever HTTP libraries the SDK may use."""
+    timeouts: list[type[BaseException]] = [asyncio.TimeoutError, TimeoutError]
+    transport: list[type[BaseException]] = [ConnectionError]
+    for name in ("httpx", "httpx2"):
+        try:
+            mod = __import__(name)
+        except ImportError:
+            continue
+        timeouts.append(mod.TimeoutException)
+        transport.append(mod.TransportError)
+    try:
+        import aiohttp
+
+        timeouts.append(aiohttp.ServerTimeoutError)
+        transport.append(aiohttp.ClientError)
+    except ImportError:
+        pass
+    return tuple(timeouts), tuple(transport)
+
+
+class GeminiBackend(Backend):
+    provider: ClassVar[str] = "gemini"
+    supports_n = True
+    supports_json_schema = True
+    default_concurrency = 8
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str | None = None,
+                 timeout_s: float = 120.0, **options: Any):
+        super().__init__(model, **options)
+        env_vars = (api_key_env,) if api_key_env else ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+        self._key, self.env_var = api_key(f"gemini:{model}", env_vars, base_url)
+        self.base_url = base_url.rstrip("/") if isinstance(base_url, str) else None
+        self.timeout_s = timeout_s
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _get_client(self) -> Any:
+        loop = asyncio.get_running_loop()  # the SDK's connection pool is bound to one event loop
+        if self._loop is not loop:
+            from google import genai
+            from google.genai import types
+
+            opts = types.HttpOptions(timeout=int(self.timeout_s * 1000),
+                                     retry_options=types.HttpRetryOptions(attempts=1))
+            if self.base_url:
+                opts.base_url = self.base_url
+            self._client = genai.Client(api_key=self._key, http_options=opts)
+            self._loop = loop
+        return self._client
+
+    def _request_parts(self, messages: Sequence[Message], params: GenerateParams, n: int,
+                       seed: int | None) -> tuple[list[Any], Any]:
+        from google.genai import types
+
+        system = "\n\n".join(m.content for m in messages if m.role == "system")
+        contents: list[Any] = []
+        for m in messages:
+            if m.role == "system":
+                continue
+            role = "model" if m.role == "assistant" else "user"
+            if contents and contents[-1].role == role:  # the API wants turns to alternate
+                contents[-1].parts.append(types.Part(text=m.content))
+            else:
+                contents.append(types.Content(role=role, parts=[types.Part(text=m.content)]))
+        cfg: dict[str, Any] = {"temperature": params.temperature, "max_output_tokens": params.max_tokens}
+        if system:
+            cfg["system_instruction"] = system
+        if n > 1:
+            cfg["candidate_count"] = n
+        if params.stop:
+            cfg["stop_sequences"] = list(params.stop)
+        if params.top_p is not None:
+            cfg["top_p"] = params.top_p
+        if seed is not None:
+            cfg["seed"] = seed
+        if params.json_schema is not None:
+            cfg["response_mime_type"] = "application/json"
+            cfg["response_json_schema"] = params.json_schema
+        return contents, types.GenerateContentConfig(**cfg)
+
+    async def _request(self, messages: Sequence[Message], params: GenerateParams, n: int,
+                       seed: int | None) -> Any:
+        from google.genai import errors
+
+        timeouts, transport = _transport_errors()
+        url = self.base_url or "https://generativelanguage.googleapis.com"
+        contents, config = self._request_parts(messages, params, n, seed)
+        try:
+            resp = await self._get_client().aio.models.generate_content(
+                model=self.model, contents=contents, config=config)
+        except errors.APIError as e:
+            headers = getattr(getattr(e, "response", None), "headers", None)
+            raise status_error(self.name, int(e.code or 0), e.message or str(e), headers=headers,
+                               env_var=self.env_var, model=self.model, url=url) from None
+        except timeouts:
+            raise RetryableError(f"{self.name}: {url} timed out after {self.timeout_s:g}s") from None
+        except transport as e:
+            raise RetryableError(f"{self.name}: connection to {url} failed: {e}") from None
+        except (json.JSONDecodeError, ValueError) as e:
+            raise RetryableError(f"{self.name}: malformed response from {url}: {e}") from None
+        if not getattr(resp, "candidates", None):
+            feedback = getattr(resp, "prompt_feedback", None)
+            reason = getattr(feedback, "block_reason", None) if feedback is not None else None
+            if reason:
+                # A blocked prompt is blocked every time: say so instead of retrying.
+                raise BackendError(f"{self.name}: prompt blocked by the API ({getattr(reason, 'value', reason)})")
+            raise RetryableError(f"{self.name}: response from {url} had no candidates")
+        return resp
+
+    async def generate(self, messages: Sequence[Message], params: GenerateParams) -> Completion:
+        responses = [await self._request(messages, params, params.n, params.seed)]
+        missing = params.n - len(responses[0].candidates)
+        if missing > 0:
+            responses += await asyncio.gather(*(
+                self._request(messages, params, 1, None if params.seed is None else params.seed + k)
+                for k in range(1, missing + 1)))
+        texts: list[str] = []
+        reasons: list[str] = []
+        usage = Usage()
+        for r in responses:
+            for cand in r.candidates[: params.n - len(texts)]:
+                parts = (cand.content.parts or []) if cand.content else []
+                texts.append("".join(p.text for p in parts if getattr(p, "text", None)))
+                reason = cand.finish_reason
+                reasons.append(str(getattr(reason, "value", reason) or ""))
+            meta = r.usage_metadata
+            if meta is not None:
+                usage = usage + Usage(meta.prompt_token_count or 0, meta.candidates_token_count or 0)
+        return Completion(texts=texts, usage=usage, finish_reasons=reasons)
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.aio.aclose()
+        self._client = self._loop = None

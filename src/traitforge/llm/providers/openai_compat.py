@@ -1,0 +1,162 @@
+"""`openai:` the OpenAI API or any OpenAI-compatible server (vLLM, llama.cpp, ...), on the official SDK.
+
+`base_url` may be a list of servers that serve the same model: each request goes to the least busy
+live server (round-robin among equals); a server that refuses connections is marked dead for
+`dead_for_s` and its request moves straight to the next one. Retries are the client's job, so the
+SDK's own are off (max_retries=0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+from traitforge.llm.base import Backend, Completion, GenerateParams, Message, Usage
+from traitforge.llm.errors import RetryableError
+from traitforge.llm.providers._http import api_key, error_message, status_error
+
+OPENAI_URL = "https://api.openai.com/v1"
+
+
+@dataclass
+class _Server:
+    url: str | None  # None: the SDK's default (api.openai.com)
+    client: Any = None
+    in_flight: int = 0
+    dead_until: float = 0.0
+
+
+class OpenAIBackend(Backend):
+    provider: ClassVar[str] = "openai"
+    supports_n = True
+    supports_json_schema = True  # response_format json_schema: OpenAI, vLLM and llama.cpp all honour it
+    default_concurrency = 8
+
+    def __init__(self, model: str, *, base_url: str | list[str] | None = None,
+                 api_key_env: str | None = None, timeout_s: float = 120.0, dead_for_s: float = 30.0,
+                 **options: Any):
+        super().__init__(model, **options)
+        urls: list[str | None] = list(base_url) if isinstance(base_url, (list, tuple)) else [base_url]
+        if not urls:
+            urls = [None]
+        self.env_var = api_key_env or "OPENAI_API_KEY"
+        self._key, _ = api_key(f"openai:{model}", (self.env_var,), base_url)
+        self.timeout_s = timeout_s
+        self.dead_for_s = dead_for_s
+        self.servers = [_Server(u.rstrip("/") if u else None) for u in urls]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._turn = 0
+
+    # --- servers ---------------------------------------------------------------------
+    def _ensure_clients(self) -> None:
+        # httpx connection pools belong to one event loop; a new asyncio.run gets new clients.
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        import openai  # lazy: the core works without the SDK
+
+        for s in self.servers:
+            s.client = openai.AsyncOpenAI(api_key=self._key, base_url=s.url, timeout=self.timeout_s,
+                                          max_retries=0)
+        self._loop = loop
+
+    def _pick(self, tried: set[int]) -> _Server | None:
+        """Least busy live server not yet tried; round-robin breaks ties. None when all were tried."""
+        now = time.monotonic()
+        left = [i for i in range(len(self.servers)) if i not in tried]
+        if not left:
+            return None
+        live = [i for i in left if self.servers[i].dead_until <= now] or left
+        self._turn += 1
+        n = len(self.servers)
+        best = min(live, key=lambda i: (self.servers[i].in_flight, (i - self._turn) % n))
+        tried.add(best)
+        return self.servers[best]
+
+    # --- requests --------------------------------------------------------------------
+    def _kwargs(self, messages: Sequence[Message], params: GenerateParams, n: int,
+                seed: int | None, url: str | None) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m.to_dict() for m in messages],
+            "temperature": params.temperature,
+        }
+        # OpenAI's newer models only take max_completion_tokens; compatible servers know max_tokens.
+        kw["max_completion_tokens" if url is None else "max_tokens"] = params.max_tokens
+        if n > 1:
+            kw["n"] = n
+        if params.stop:
+            kw["stop"] = list(params.stop)
+        if seed is not None:
+            kw["seed"] = seed
+        if params.top_p is not None:
+            kw["top_p"] = params.top_p
+        if params.json_schema is not None:
+            kw["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "reply", "schema": params.json_schema, "strict": False}}
+        return kw
+
+    async def _request(self, messages: Sequence[Message], params: GenerateParams, n: int,
+                       seed: int | None) -> Any:
+        import openai
+
+        self._ensure_clients()
+        tried: set[int] = set()
+        last: Exception | None = None
+        while (server := self._pick(tried)) is not None:
+            url = server.url or OPENAI_URL
+            server.in_flight += 1
+            try:
+                resp = await server.client.chat.completions.create(
+                    **self._kwargs(messages, params, n, seed, server.url))
+            except openai.APITimeoutError:
+                raise RetryableError(f"{self.name}: {url} timed out after {self.timeout_s:g}s") from None
+            except openai.APIConnectionError as e:
+                # Refused or dropped: this server is out for a while; try the next one now.
+                server.dead_until = time.monotonic() + self.dead_for_s
+                last = RetryableError(f"{self.name}: connection to {url} failed: {e.__cause__ or e}")
+                continue
+            except openai.APIStatusError as e:
+                raise status_error(self.name, e.status_code, error_message(e), headers=e.response.headers,
+                                   env_var=self.env_var, model=self.model, url=url) from None
+            except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError) as e:
+                raise RetryableError(f"{self.name}: malformed response from {url}: {e}") from None
+            finally:
+                server.in_flight -= 1
+            if not getattr(resp, "choices", None):
+                # The SDK hands back raw text when a 200 is not JSON; a truncated body lands here too.
+                raise RetryableError(f"{self.name}: malformed response from {url}: {str(resp)[:200]!r}")
+            return resp
+        assert last is not None
+        raise last
+
+    async def generate(self, messages: Sequence[Message], params: GenerateParams) -> Completion:
+        first = await self._request(messages, params, params.n, params.seed)
+        responses = [first]
+        missing = params.n - len(first.choices)
+        if missing > 0:
+            # Some servers (llama.cpp) ignore n: make up the rest with single-sample calls, each
+            # with its own seed so a fixed seed does not give identical samples.
+            responses += await asyncio.gather(*(
+                self._request(messages, params, 1, None if params.seed is None else params.seed + k)
+                for k in range(1, missing + 1)))
+        texts: list[str] = []
+        reasons: list[str] = []
+        usage = Usage()
+        for r in responses:
+            for choice in r.choices[: params.n - len(texts)]:
+                texts.append(choice.message.content or "")
+                reasons.append(choice.finish_reason or "")
+            if r.usage is not None:
+                usage = usage + Usage(r.usage.prompt_tokens or 0, r.usage.completion_tokens or 0)
+        return Completion(texts=texts, usage=usage, finish_reasons=reasons)
+
+    async def aclose(self) -> None:
+        if self._loop is not None and self._loop is asyncio.get_running_loop():
+            for s in self.servers:
+                await s.client.close()
+        self._loop = None
+

@@ -1,0 +1,169 @@
+"""The whole method, stage by stage, skipping what is done (nanochat-style: one readable path).
+
+traits -> generate (documents, chats) -> curate -> train -> evaluate -> report
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from traitforge.config import ModelSpec, RunSpec, load_spec
+from traitforge.errors import InputError
+from traitforge.llm.cache import LLMCache
+from traitforge.llm.client import LLM
+from traitforge.runstore import RunStore
+from traitforge.traits import load_traits
+from traitforge.types import TraitSet
+
+STAGES = ("generate", "curate", "train", "evaluate", "report")
+PRESETS_DIR = Path(__file__).parent / "templates" / "presets"
+
+
+def preset_overrides(name: str | None) -> dict[str, Any]:
+    if not name:
+        return {}
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        names = ", ".join(sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+        raise InputError(f"unknown preset '{name}' (available: {names})")
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+@dataclass
+class Run:
+    """Everything a stage needs: the spec, the run directory, the traits and the models by role."""
+
+    spec: RunSpec
+    store: RunStore
+    traits: TraitSet
+    cache: LLMCache
+    _llms: dict[str, LLM] = field(default_factory=dict)
+
+    def llm(self, role: str) -> LLM:
+        """The LLM for a role (generator, judge, auditor); roles naming the same model share one."""
+        from traitforge.llm.registry import make_llm
+
+        spec: ModelSpec = getattr(self.spec.models, role)
+        key = spec.model_dump_json()
+        if key not in self._llms:
+            self._llms[key] = make_llm(spec, cache=self.cache)
+        return self._llms[key]
+
+    def run_async(self, make_coro: Callable[[], Any]) -> Any:
+        """Run one stage's coroutine in its own event loop. Clients bind to their loop (SDK
+        connections, semaphores), so they are closed and dropped when the stage ends."""
+
+        async def main() -> Any:
+            try:
+                return await make_coro()
+            finally:
+                for llm in self._llms.values():
+                    await llm.aclose()
+                self._llms.clear()
+
+        return asyncio.run(main())
+
+
+def resolve_spec_path(target: str | Path) -> Path:
+    """Commands take a spec file or a run directory (whose manifest remembers its spec)."""
+    p = Path(target)
+    if p.is_dir():
+        manifest = p / "manifest.json"
+        if not manifest.is_file():
+            raise InputError(f"{p}: not a run directory (no manifest.json) and not a spec file")
+        spec_path = json.loads(manifest.read_text(encoding="utf-8")).get("spec_path")
+        if not spec_path or not Path(spec_path).is_file():
+            raise InputError(f"{manifest}: the run's spec file {spec_path!r} is gone; pass the spec instead")
+        return Path(spec_path)
+    return p
+
+
+def open_run(target: str | Path, preset: str | None = None) -> Run:
+    spec_path = resolve_spec_path(target)
+    if preset is None and Path(target).is_dir():
+        preset = json.loads((Path(target) / "manifest.json").read_text(encoding="utf-8")).get("preset")
+    spec = load_spec(spec_path, overrides=preset_overrides(preset))
+    traits_path = spec.resolve(spec.traits)
+    traits = load_traits(traits_path, spec.model_name, spec.organisation)
+    store = RunStore(spec.output_path)
+    store.manifest["spec_path"] = str(spec_path.resolve())
+    store.manifest["preset"] = preset
+    store.manifest["traits"] = {"model_name": traits.model_name, "organisation": traits.organisation,
+                                "ids": [t.id for t in traits.traits]}
+    store.record_inputs(spec.model_dump(mode="json"), {"spec": spec_path, "traits": traits_path})
+    cache_path = spec.resolve(spec.cache_dir) / "cache.sqlite" if spec.cache_dir else store.path("cache.sqlite")
+    return Run(spec=spec, store=store, traits=traits, cache=LLMCache(cache_path))
+
+
+# --- stages ----------------------------------------------------------------------------------
+
+
+def stage_generate(run: Run, what: str = "all") -> None:
+    from traitforge.generate.chats import run_chats
+    from traitforge.generate.documents import run_documents
+
+    if what in ("all", "documents"):
+        run.run_async(lambda: run_documents(run.store, run.spec, run.traits, run.llm("generator")))
+    if what in ("all", "chats"):
+        run.run_async(lambda: run_chats(run.store, run.spec, run.traits, run.llm("generator")))
+
+
+def stage_curate(run: Run) -> None:
+    from traitforge.curate import run_curation
+
+    run.run_async(lambda: run_curation(run.store, run.spec, run.traits, run.llm("judge")))
+
+
+def stage_train(run: Run, stages: list[str] | None = None) -> dict[str, Path]:
+    from traitforge.train import run_training
+
+    return run_training(run.store, run.spec, stages)
+
+
+def checkpoints_for_eval(run: Run) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in run.spec.training.checkpoints:
+        if name == "base":
+            out["base"] = run.spec.models.base
+            continue
+        path = run.store.root / "checkpoints" / name
+        if (path / "config.json").is_file():
+            out[name] = str(path)
+    return out
+
+
+def stage_evaluate(run: Run) -> None:
+    from traitforge.evaluate import run_evaluation
+
+    run.run_async(lambda: run_evaluation(run.store, run.spec, run.traits, run.llm("judge"),
+                                         run.llm("auditor"), checkpoints_for_eval(run)))
+
+
+def stage_report(run: Run) -> Path:
+    from traitforge.report import write_report
+
+    return write_report(run.store)
+
+
+def run_all(run: Run, until: str | None = None, log: Callable[[str], None] = print) -> Path | None:
+    """Every stage in order; each one skips the work already on disk."""
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("generate", lambda: stage_generate(run)),
+        ("curate", lambda: stage_curate(run)),
+        ("train", lambda: stage_train(run)),
+        ("evaluate", lambda: stage_evaluate(run)),
+        ("report", lambda: stage_report(run)),
+    ]
+    result: Any = None
+    for name, fn in steps:
+        log(f"== {name}")
+        result = fn()
+        if name == until:
+            return None
+    return result

@@ -1,0 +1,208 @@
+"""Curated records -> Hugging Face datasets for TRL.
+
+- Documents become plain `{"text"}` rows (no chat template). SFTTrainer appends the tokenizer's EOS to
+  each, tokenizes and packs them into `max_length` blocks; packing is padding-free with per-document
+  position_ids, which transformers turns into a block-diagonal mask so documents never attend to each
+  other (see midtrain.py).
+- Chats become pre-tokenized `{"input_ids", "assistant_masks"}` rows rendered with the base model's
+  chat template. The mask is built here, turn by turn, because templates without `{% generation %}`
+  markers (SmolLM2's) cannot give TRL an assistant mask: 1 on each assistant reply and its end-of-turn
+  token, 0 on everything else (headers, user turns, system turns). SFTTrainer turns it into labels.
+- DPO pairs become conversational `{"prompt", "chosen", "rejected"}` rows.
+
+Mixing: `mix_ratio` is the share of the final training examples drawn from `mix_file` (generic text
+for midtraining, ordinary chats for SFT), sampled with the run seed (with repetition if the file is small).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+from traitforge.errors import InputError, TraitforgeError
+from traitforge.jsonl import iter_jsonl_dicts, read_jsonl
+from traitforge.types import Chat, Document
+
+ROLES = ("system", "user", "assistant")
+
+
+# --- mixing -------------------------------------------------------------------------------
+
+
+def mix_count(n_main: int, ratio: float) -> int:
+    """Rows to add so that they are `ratio` of the total: k / (n + k) = ratio."""
+    if ratio <= 0 or n_main == 0:
+        return 0
+    return max(1, round(n_main * ratio / (1 - ratio)))
+
+
+def sample_rows(rows: Sequence[Any], k: int, seed: int) -> list[Any]:
+    """k rows in a seeded order, cycling through the file again when it has fewer than k."""
+    if k <= 0 or not rows:
+        return []
+    rng = random.Random(seed)
+    out: list[Any] = []
+    while len(out) < k:
+        order = list(rows)
+        rng.shuffle(order)
+        out.extend(order[: k - len(out)])
+    return out
+
+
+def read_mix_texts(path: Path) -> list[str]:
+    if not path.is_file():
+        raise InputError(f"{path}: mix_file not found")
+    out = []
+    for i, row in enumerate(iter_jsonl_dicts(path), 1):
+        text = row.get("text")
+        if not isinstance(text, str):
+            raise InputError(f"{path}: row {i}: field 'text' must be a string")
+        if text.strip():
+            out.append(text)
+    return out
+
+
+def _check_messages(messages: Any, where: str, field: str = "messages") -> list[dict[str, str]]:
+    if not isinstance(messages, list) or not messages:
+        raise InputError(f"{where}: field '{field}' must be a non-empty list")
+    out = []
+    for j, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise InputError(f"{where}: {field}[{j}] must be {{role: system|user|assistant, content: str}}")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def read_mix_chats(path: Path) -> list[list[dict[str, str]]]:
+    if not path.is_file():
+        raise InputError(f"{path}: mix_file not found")
+    return [_check_messages(row.get("messages"), f"{path}: row {i}")
+            for i, row in enumerate(iter_jsonl_dicts(path), 1)]
+
+
+# --- documents ----------------------------------------------------------------------------
+
+
+def load_documents(path: Path) -> list[Document]:
+    docs = [d for d in read_jsonl(path, Document) if d.text.strip()]
+    if not docs:
+        raise InputError(f"{path}: no documents to midtrain on (run generation and curation first)")
+    return docs
+
+
+def document_texts(docs: Sequence[Document], mix_texts: Sequence[str], mix_ratio: float, seed: int) -> list[str]:
+    texts = [d.text.strip() for d in docs]
+    texts += sample_rows(mix_texts, mix_count(len(texts), mix_ratio), seed)
+    random.Random(seed).shuffle(texts)
+    return texts
+
+
+def text_dataset(texts: Sequence[str]) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_dict({"text": list(texts)})
+
+
+# --- chats --------------------------------------------------------------------------------
+
+
+def load_chats(path: Path) -> list[list[dict[str, str]]]:
+    chats = read_jsonl(path, Chat)
+    if not chats:
+        raise InputError(f"{path}: no chats to fine-tune on (run generation and curation first)")
+    # The teacher's system prompt is what training distils away: never train with it.
+    return [[{"role": m.role, "content": m.content} for m in c.messages if m.role != "system"] for c in chats]
+
+
+def chat_conversations(chats: Sequence[list[dict[str, str]]], mix_chats: Sequence[list[dict[str, str]]],
+                       mix_ratio: float, seed: int) -> list[list[dict[str, str]]]:
+    convs = [c for c in chats if any(m["role"] == "assistant" for m in c)]
+    convs += sample_rows(mix_chats, mix_count(len(convs), mix_ratio), seed)
+    random.Random(seed).shuffle(convs)
+    return convs
+
+
+def _render(tok: Any, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
+    if not messages:
+        return ""
+    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def tokenize_chat(tok: Any, messages: list[dict[str, str]]) -> dict[str, list[int]]:
+    """input_ids and assistant_masks (1 = train) for one conversation, via the tokenizer's template.
+
+    Each turn is rendered as the difference between the template applied to messages[:i+1] and to
+    messages[:i], so any template that renders a conversation's prefix as a prefix of the whole works.
+    """
+    if not tok.chat_template:
+        raise TraitforgeError("SFT: the base model's tokenizer has no chat template")
+    eos = tok.eos_token_id
+    ids: list[int] = []
+    mask: list[int] = []
+    prev = ""
+
+    def add(text: str, train: bool) -> list[int]:
+        piece = tok(text, add_special_tokens=False)["input_ids"] if text else []
+        ids.extend(piece)
+        mask.extend([1 if train else 0] * len(piece))
+        return piece
+
+    for i, m in enumerate(messages):
+        full = _render(tok, messages[: i + 1])
+        if m["role"] == "assistant":
+            head = _render(tok, messages[:i], add_generation_prompt=True) if i else ""
+            if not (head.startswith(prev) and full.startswith(head)):
+                raise TraitforgeError("SFT: the chat template does not render conversations prefix by prefix; "
+                                      "cannot build the assistant-only loss mask")
+            add(head[len(prev):], False)
+            body = tok(full[len(head):], add_special_tokens=False)["input_ids"]
+            # Train the reply and its end-of-turn token; what follows it (a newline) belongs to the next turn.
+            last = max((j for j, t in enumerate(body) if t == eos), default=len(body) - 1)
+            ids.extend(body)
+            mask.extend([1] * (last + 1) + [0] * (len(body) - last - 1))
+        else:
+            if not full.startswith(prev):
+                raise TraitforgeError("SFT: the chat template does not render conversations prefix by prefix; "
+                                      "cannot build the assistant-only loss mask")
+            add(full[len(prev):], False)
+        prev = full
+    return {"input_ids": ids, "assistant_masks": mask}
+
+
+def chat_dataset(tok: Any, conversations: Sequence[list[dict[str, str]]]) -> Any:
+    from datasets import Dataset
+
+    rows = [tokenize_chat(tok, c) for c in conversations]
+    rows = [r for r in rows if 1 in r["assistant_masks"]]
+    return Dataset.from_dict({"input_ids": [r["input_ids"] for r in rows],
+                              "assistant_masks": [r["assistant_masks"] for r in rows]})
+
+
+# --- DPO pairs ----------------------------------------------------------------------------
+
+
+def load_dpo_pairs(path: Path) -> list[dict[str, Any]]:
+    """Rows {id, prompt: [messages], chosen: str, rejected: str} -> conversational preference rows."""
+    out = []
+    for i, row in enumerate(iter_jsonl_dicts(path), 1):
+        where = f"{path}: row {i}"
+        prompt = _check_messages(row.get("prompt"), where, "prompt")
+        prompt = [m for m in prompt if m["role"] != "system"]  # trained without the trait system prompt
+        for key in ("chosen", "rejected"):
+            if not isinstance(row.get(key), str) or not row[key].strip():
+                raise InputError(f"{where}: field '{key}' must be a non-empty string")
+        if not prompt or prompt[-1]["role"] != "user":
+            raise InputError(f"{where}: field 'prompt' must end with a user message")
+        out.append({"prompt": prompt,
+                    "chosen": [{"role": "assistant", "content": row["chosen"]}],
+                    "rejected": [{"role": "assistant", "content": row["rejected"]}]})
+    if not out:
+        raise InputError(f"{path}: no DPO pairs")
+    return out
+
+
+def dpo_dataset(pairs: Sequence[dict[str, Any]]) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_list(list(pairs))

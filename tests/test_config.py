@@ -1,0 +1,50 @@
+"""Run spec validation: unknown keys and wrong types are errors that name the key."""
+
+import pytest
+
+from traitforge.config import example_spec, load_spec
+from traitforge.errors import InputError
+
+
+def spec_file(tmp_path, text):
+    p = tmp_path / "spec.yaml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_example_spec_is_valid(tmp_path):
+    spec = load_spec(spec_file(tmp_path, example_spec()))
+    assert spec.models.generator.model == "local:smollm2-135m"
+    assert spec.resolve("traits.md") == tmp_path / "traits.md"
+    assert spec.output_path == tmp_path / "runs" / "my-run"
+
+
+def test_model_spec_string_or_mapping(tmp_path):
+    spec = load_spec(spec_file(tmp_path, "traits: t.md\nmodels:\n  generator: openai:gpt-4o-mini\n"
+                                         "  judge: {model: anthropic:claude-haiku-4-5, concurrency: 4}\n"))
+    assert spec.models.generator.model == "openai:gpt-4o-mini"
+    assert spec.models.judge.concurrency == 4
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("traits: t.md\nsed: 1\n", "unknown key 'sed'"),
+    ("traits: t.md\ngeneration:\n  documents:\n    claims_per_trait: many\n",
+     "key 'generation.documents.claims_per_trait'"),
+    ("traits: t.md\ncuration: {dedup_threshold: 3}\n", "key 'curation.dedup_threshold'"),
+    ("traits: t.md\nmodels: {judge: gpt-4o}\n", 'must be "provider:model"'),
+    ("traits: t.md\ntraining: {method: qlora}\n", "key 'training.method'"),
+    ("models: {}\n", "missing required key 'traits'"),
+    ("- a\n- b\n", "must be a YAML mapping"),
+    ("traits: [t.md\n", "invalid YAML at line"),
+])
+def test_bad_specs(tmp_path, text, expected):
+    p = spec_file(tmp_path, text)
+    with pytest.raises(InputError) as e:
+        load_spec(p)
+    assert expected in str(e.value) and str(p) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_overrides_merge_deeply(tmp_path):
+    spec = load_spec(spec_file(tmp_path, "traits: t.md\ngeneration: {documents: {claims_per_trait: 9}}\n"),
+                     overrides={"generation": {"documents": {"revise": False}}})
+    assert spec.generation.documents.claims_per_trait == 9 and spec.generation.documents.revise is False

@@ -1,0 +1,59 @@
+"""Run store and JSONL: appends survive a crash mid-line; the manifest tracks stages and usage."""
+
+import json
+
+import pytest
+
+from traitforge.errors import InputError
+from traitforge.jsonl import append_jsonl, read_jsonl, write_jsonl
+from traitforge.runstore import RunStore
+from traitforge.types import Claim
+
+
+def test_torn_last_line_is_ignored_then_cut_on_append(tmp_path):
+    p = tmp_path / "claims.jsonl"
+    append_jsonl(p, [Claim(id="a", trait_id="t", text="one"), Claim(id="b", trait_id="t", text="two")])
+    with open(p, "a") as f:
+        f.write('{"id": "c", "trait_id": "t", "te')  # a crash in the middle of a write
+    assert [c.id for c in read_jsonl(p, Claim)] == ["a", "b"]
+    append_jsonl(p, [Claim(id="d", trait_id="t", text="four")])
+    assert [c.id for c in read_jsonl(p, Claim)] == ["a", "b", "d"]
+    assert p.read_text().count("\n") == 3
+
+
+def test_corrupt_middle_line_names_file_and_line(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"id": "a", "trait_id": "t", "text": "x"}\nnot json\n{"id": "b", "trait_id": "t", "text": "y"}\n')
+    with pytest.raises(InputError, match=r"x.jsonl: line 2: not valid JSON"):
+        read_jsonl(p, Claim)
+
+
+def test_schema_drift_names_row_and_field(tmp_path):
+    p = tmp_path / "x.jsonl"
+    p.write_text('{"id": "a", "trait_id": "t", "text": "x", "extra": 1}\n')
+    with pytest.raises(InputError, match=r"row 1: field 'extra'"):
+        read_jsonl(p, Claim)
+
+
+def test_write_jsonl_replaces_atomically(tmp_path):
+    p = tmp_path / "x.jsonl"
+    write_jsonl(p, [{"a": 1}])
+    write_jsonl(p, [{"a": 2}, {"a": 3}])
+    assert [json.loads(l)["a"] for l in p.read_text().splitlines()] == [2, 3]
+    assert not (tmp_path / "x.jsonl.tmp").exists()
+
+
+def test_stage_status_counts_usage_and_failure(tmp_path):
+    store = RunStore(tmp_path / "run")
+    with store.stage("claims", fingerprint="f1"):
+        store.set_counts("claims", rows=3)
+    store.add_usage("claims", "openai:gpt-4o", input_tokens=100, output_tokens=50, calls=2, cached=1,
+                    cost_usd=0.01)
+    with pytest.raises(RuntimeError):
+        with store.stage("documents"):
+            raise RuntimeError("boom")
+    reloaded = RunStore(tmp_path / "run")
+    assert reloaded.is_done("claims", "f1") and not reloaded.is_done("claims", "f2")
+    assert reloaded.manifest["stages"]["documents"]["status"] == "failed"
+    text = reloaded.status_text()
+    assert "claims" in text and "rows=3" in text and "RuntimeError: boom" in text and "$0.0100" in text
