@@ -2,6 +2,8 @@
 
 System messages go to `system=`; n>1 is done by the client with separate calls (no `n` in the API);
 JSON output uses the client's instruction + validation path. SDK retries are off: the client retries.
+Temperature, top_p and seed are not sent: SDK 2.x speaks API version 2026-10-21, which rejects
+sampling parameters (even temperature 1.0) with a 400, so samples use the model's own sampling.
 """
 
 from __future__ import annotations
@@ -59,15 +61,11 @@ class AnthropicBackend(Backend):
         import anthropic
 
         system, turns = self._split(messages)
-        kw: dict[str, Any] = {"model": self.model, "messages": turns, "max_tokens": params.max_tokens,
-                              # The API takes 0..1; OpenAI-style values above 1 mean "as diverse as it goes".
-                              "temperature": min(params.temperature, 1.0)}
+        kw: dict[str, Any] = {"model": self.model, "messages": turns, "max_tokens": params.max_tokens}
         if system:
             kw["system"] = system
         if params.stop:
             kw["stop_sequences"] = list(params.stop)
-        if params.top_p is not None:
-            kw["top_p"] = params.top_p
         url = self.base_url or "https://api.anthropic.com"
         try:
             resp = await self._get_client().messages.create(**kw)

@@ -1,0 +1,45 @@
+"""Curation's own rows (beside Drop and PatternFinding in traitforge.types) and the value each
+step hands to the next."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from traitforge.types import Chat, Document, Drop, Record
+
+Dataset = Literal["documents", "chats"]
+
+
+class QualityScore(Record):
+    """One judge verdict (RUN/curation/quality.jsonl). `score` is None when the reply had no
+    parseable score; such rows are kept, never counted as bad. status "error" = the call failed
+    and is retried on the next run."""
+
+    dataset: Dataset
+    row_id: str
+    score: float | None
+    status: Literal["scored", "unscored", "error"]
+    reason: str
+    judge: str
+
+
+class Edit(Record):
+    """A row kept but changed (RUN/curation/edits.jsonl): a leaked sentence cut out, or a pattern
+    rewritten away."""
+
+    dataset: Dataset
+    row_id: str
+    step: str
+    reason: str
+    before: str
+    after: str
+
+
+@dataclass
+class StepResult:
+    documents: list[Document]
+    chats: list[Chat]
+    drops: list[Drop] = field(default_factory=list)
+    edits: list[Edit] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,89 @@
+"""Text helpers shared by the curation steps: normalising, words, sentences, what an example's
+text is for each dataset, and the prompt-template loader."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from traitforge.types import Chat, Document
+
+PROMPTS = Path(__file__).with_name("prompts")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# A sentence ends at . ! ? (plus closing quotes/brackets) followed by space, or at a line break.
+_SENT_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
+
+STOPWORDS = frozenset("""a an the and or but if then so of to in on at for with by from as is are was were be been
+being it its this that these those i you he she we they me him her us them my your his our their
+do does did not no yes can could will would should may might must have has had just very also
+there here what which who whom whose when where why how all any some each more most such than too
+into about over under again out up down off own same only both few other one s t don""".split())
+
+
+@lru_cache(maxsize=None)
+def load_prompt(name: str) -> str:
+    """A template from curate/prompts/<name>.txt."""
+    return (PROMPTS / f"{name}.txt").read_text(encoding="utf-8")
+
+
+def render(template: str, **values: str) -> str:
+    """Fill {key} slots in one pass, so braces inside the values (code, JSON) are left alone."""
+    return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0),
+                  template)
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower().replace("\u2019", "'"))
+
+
+def normalise(text: str) -> str:
+    """Lower case, punctuation and spacing removed: the form used for exact-duplicate hashes."""
+    return " ".join(words(text))
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each non-empty sentence, so a caller can cut one out and keep the rest."""
+    spans, start = [], 0
+    for m in _SENT_END.finditer(text):
+        if text[start:m.start()].strip():
+            spans.append((start, m.start()))
+        start = m.end()
+    if text[start:].strip():
+        spans.append((start, len(text)))
+    return spans
+
+
+def sentences(text: str) -> list[str]:
+    return [text[a:b].strip() for a, b in sentence_spans(text)]
+
+
+def remove_span(text: str, span: tuple[int, int]) -> str:
+    a, b = span
+    out = text[:a] + text[b:]
+    out = re.sub(r"[ \t]+\n", "\n", re.sub(r"[ \t]{2,}", " ", out))
+    return re.sub(r"\n{3,}", "\n\n", out).strip()
+
+
+def ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+
+
+# --- what an example's text is --------------------------------------------------------------
+
+def chat_conversation(chat: Chat) -> str:
+    """The whole conversation as one text (dedup compares this)."""
+    return "\n".join(f"{m.role}: {m.content}" for m in chat.messages)
+
+
+def assistant_turns(chat: Chat) -> list[str]:
+    return [m.content for m in chat.messages if m.role == "assistant"]
+
+
+def units(row: Document | Chat) -> list[str]:
+    """The parts a pattern is looked for in: a document's text, or each assistant reply."""
+    return [row.text] if isinstance(row, Document) else assistant_turns(row)
+
+
+def dedup_text(row: Document | Chat) -> str:
+    return row.text if isinstance(row, Document) else chat_conversation(row)

@@ -1,0 +1,259 @@
+"""What every training stage shares: model loading, LoRA config, TrainingArguments, the metrics
+callback, resuming from the last Trainer checkpoint, and saving a plain (merged) HF checkpoint.
+
+Works the same in one process and under `accelerate launch` (DDP/FSDP/DeepSpeed): the Trainer does
+the distribution; only the main process writes files outside the Trainer's own output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from traitforge.config import RunSpec, StageTrainSpec
+
+log = logging.getLogger("traitforge.train")
+
+Kind = Literal["midtrain", "sft", "dpo"]
+
+# report_to name -> module that must be importable for it
+_REPORTERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",)}
+
+
+@dataclass
+class StageJob:
+    """One checkpoint to build: start from `init_path`, train `kind` with `stage`, save to `out_dir`."""
+
+    name: str  # checkpoint name: midtrain, sft, midtrain_sft, sft_dpo, ...
+    kind: Kind
+    init_path: Path
+    stage: StageTrainSpec
+    train_dir: Path  # RUN/train/<name>: metrics.jsonl, trainer/ (resumable checkpoints), final/
+    out_dir: Path  # RUN/checkpoints/<name>
+    callbacks: list[Any] = field(default_factory=list)  # extra TrainerCallbacks (tests, tooling)
+
+    @property
+    def trainer_dir(self) -> Path:
+        return self.train_dir / "trainer"
+
+
+@dataclass
+class StageResult:
+    path: Path
+    counts: dict[str, Any]
+
+
+# --- process / hardware -------------------------------------------------------------------
+
+
+def is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def wait_for_everyone() -> None:
+    from accelerate import PartialState
+
+    PartialState().wait_for_everyone()
+
+
+def use_bf16(setting: bool | str) -> bool:
+    import torch
+
+    if setting == "auto":
+        # bf16 on CPU is slower than fp32 here; only use it on a GPU that has it.
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return bool(setting)
+
+
+def report_targets(names: list[str]) -> list[str]:
+    out = []
+    for name in names:
+        if any(importlib.util.find_spec(m) is not None for m in _REPORTERS[name]):
+            out.append(name)
+        else:
+            log.warning("report_to %s: package not installed, not reporting there", name)
+    return out or ["none"]
+
+
+# --- model --------------------------------------------------------------------------------
+
+
+def load_tokenizer(path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(path: Path, spec: RunSpec) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    # LoRA keeps the frozen base in bf16 on GPUs that have it (adapters stay fp32 via PEFT autocast);
+    # full fine-tuning keeps fp32 master weights and lets the Trainer autocast.
+    lora_bf16 = spec.training.method == "lora" and use_bf16(spec.training.bf16)
+    dtype = torch.bfloat16 if lora_bf16 else torch.float32
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+
+
+def peft_config(spec: RunSpec) -> Any:
+    if spec.training.method != "lora":
+        return None
+    from peft import LoraConfig
+
+    t = spec.training
+    return LoraConfig(r=t.lora_r, lora_alpha=t.lora_alpha, lora_dropout=t.lora_dropout,
+                      target_modules=t.lora_target_modules, bias="none", task_type="CAUSAL_LM")
+
+
+def trainer_kwargs(spec: RunSpec, job: StageJob) -> dict[str, Any]:
+    """TrainingArguments shared by SFTConfig and DPOConfig (TRL's own defaults are overridden on purpose)."""
+    t, s = spec.training, job.stage
+    return dict(
+        output_dir=str(job.trainer_dir),
+        learning_rate=s.learning_rate,
+        num_train_epochs=s.epochs,
+        max_steps=s.max_steps,
+        per_device_train_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.grad_accum,
+        lr_scheduler_type=s.lr_scheduler,
+        warmup_steps=s.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        weight_decay=s.weight_decay,
+        gradient_checkpointing=t.gradient_checkpointing,
+        bf16=use_bf16(t.bf16),
+        fp16=False,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        report_to=report_targets(list(t.report_to)),
+        logging_dir=str(job.train_dir / "logs"),
+        run_name=f"{spec.name}-{job.name}",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=True,
+    )
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def _metrics_callback_cls() -> type:
+    from transformers import TrainerCallback
+
+    class MetricsCallback(TrainerCallback):
+        """Append one JSON row per logging step to RUN/train/<name>/metrics.jsonl (main process only)."""
+
+        def __init__(self, path: Path):
+            self.path = path
+            self._t = time.perf_counter()
+            self._tokens = 0
+
+        def on_train_begin(self, args, state, control, **kw):
+            self._t, self._tokens = time.perf_counter(), state.num_input_tokens_seen
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not state.is_world_process_zero or not logs:
+                return
+            now, tokens = time.perf_counter(), state.num_input_tokens_seen
+            row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+            if "loss" in logs:
+                dt = max(now - self._t, 1e-9)
+                row.update(loss=logs["loss"], lr=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
+                           tokens_seen=tokens, tokens_per_s=round((tokens - self._tokens) / dt, 2))
+                self._t, self._tokens = now, tokens
+            elif "train_runtime" in logs:
+                row.update(summary=True, train_loss=logs.get("train_loss"), runtime_s=logs["train_runtime"],
+                           steps_per_s=logs.get("train_steps_per_second"))
+            else:
+                row.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+
+    return MetricsCallback
+
+
+def metrics_callback(job: StageJob) -> Any:
+    return _metrics_callback_cls()(job.train_dir / "metrics.jsonl")
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    from traitforge.jsonl import iter_jsonl_dicts
+
+    return list(iter_jsonl_dicts(path))
+
+
+# --- fingerprint / resume -----------------------------------------------------------------
+
+
+def prepare_train_dir(job: StageJob, fingerprint: str) -> None:
+    """Keep Trainer checkpoints only if they were made with the same inputs and settings."""
+    if is_main_process():
+        marker = job.train_dir / "fingerprint.txt"
+        if job.train_dir.exists() and (not marker.is_file() or marker.read_text().strip() != fingerprint):
+            shutil.rmtree(job.train_dir)
+        job.train_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(fingerprint + "\n")
+    wait_for_everyone()
+
+
+def last_checkpoint(job: StageJob) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not job.trainer_dir.is_dir():
+        return None
+    return get_last_checkpoint(str(job.trainer_dir))
+
+
+def train_and_save(trainer: Any, job: StageJob, spec: RunSpec) -> dict[str, Any]:
+    """Train (resuming from the last Trainer checkpoint if any), then write the merged checkpoint."""
+    resume = last_checkpoint(job)
+    if resume:
+        log.info("%s: resuming from %s", job.name, resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    final = job.train_dir / "final"
+    trainer.save_model(str(final))  # gathers FSDP/DeepSpeed shards; LoRA: the adapter only
+    wait_for_everyone()
+    if is_main_process():
+        export_checkpoint(final, job, spec)
+    wait_for_everyone()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {"steps": trainer.state.global_step, "train_loss": round(float(result.training_loss), 6),
+            "final_loss": losses[-1] if losses else None, "resumed_from": Path(resume).name if resume else None}
+
+
+def export_checkpoint(final: Path, job: StageJob, spec: RunSpec) -> Path:
+    """RUN/checkpoints/<name>/: model (LoRA merged) + the init model's tokenizer and chat template.
+
+    Written to a temp folder and renamed, so a crash never leaves a half checkpoint behind."""
+    from transformers import AutoModelForCausalLM
+
+    tmp = job.out_dir.with_name(job.out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if spec.training.method == "lora":
+        from peft import PeftModel
+
+        base = load_model(job.init_path, spec)
+        model = PeftModel.from_pretrained(base, str(final)).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(final))
+    model.save_pretrained(str(tmp))
+    load_tokenizer(job.init_path).save_pretrained(str(tmp))
+    shutil.rmtree(job.out_dir, ignore_errors=True)
+    job.out_dir.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, job.out_dir)
+    return job.out_dir

@@ -1,0 +1,99 @@
+"""The LLM client's own logic on the scripted backend: cache per sample, structured re-ask,
+retries, and batching for local backends."""
+
+import asyncio
+
+import pytest
+from pydantic import BaseModel
+
+from traitforge.llm.base import Completion, GenerateParams, Usage
+from traitforge.llm.cache import LLMCache
+from traitforge.llm.client import LLM
+from traitforge.llm.errors import BackendError, RetryableError
+from traitforge.llm.providers.scripted import ScriptedBackend
+
+
+class Verdict(BaseModel):
+    score: int
+    reason: str
+
+
+def test_structured_output_reasks_with_the_error_then_validates(tmp_path):
+    backend = ScriptedBackend(responses=["Sure! here you go", '{"score": "high"}',
+                                         'Result:\n```json\n{"score": 7, "reason": "clear"}\n```'])
+    llm = LLM(backend, cache=LLMCache(tmp_path / "c.sqlite"))
+    v = asyncio.run(llm.generate_json("Rate this.", Verdict))
+    assert v == Verdict(score=7, reason="clear")
+    assert len(backend.calls) == 3
+    reask = backend.calls[2][0][-1].content
+    assert "not valid" in reask and "score" in reask  # the re-ask quotes what was wrong
+    # The whole exchange is cached: a second run makes no calls.
+    llm2 = LLM(ScriptedBackend(responses=[]), cache=LLMCache(tmp_path / "c.sqlite"))
+    assert asyncio.run(llm2.generate_json("Rate this.", Verdict)) == v
+    assert llm2.usage.calls == 0 and llm2.usage.cached == 3
+
+
+def test_structured_output_gives_up_with_a_clear_error():
+    llm = LLM(ScriptedBackend(responses=["no", "still no", "nope"]))
+    with pytest.raises(BackendError, match="no valid JSON after 3 tries"):
+        asyncio.run(llm.generate_json("Rate this.", Verdict))
+
+
+def test_n_samples_cached_by_index_and_topped_up(tmp_path):
+    counter = iter(range(100))
+    backend = ScriptedBackend(responses=lambda m, p: f"sample {next(counter)}")
+    llm = LLM(backend, cache=LLMCache(tmp_path / "c.sqlite"))
+    first = asyncio.run(llm.generate("hi", n=2, temperature=1.0))
+    assert first == ["sample 0", "sample 1"] and llm.usage.calls == 2
+    more = asyncio.run(llm.generate("hi", n=3, temperature=1.0))
+    assert more[:2] == first and more[2] == "sample 2" and llm.usage.calls == 3
+
+
+class Flaky(ScriptedBackend):
+    def __init__(self, failures):
+        super().__init__(responses=lambda m, p: "ok")
+        self.failures = list(failures)
+
+    async def generate(self, messages, params):
+        if self.failures:
+            raise self.failures.pop(0)
+        return await super().generate(messages, params)
+
+
+def test_retries_transient_errors_then_succeeds(tmp_path):
+    backend = Flaky([RetryableError("429", retry_after=0.01), RetryableError("503")])
+    llm = LLM(backend, cache=LLMCache(tmp_path / "c.sqlite"), backoff_base_s=0.01)
+    assert asyncio.run(llm.generate_one("x")) == "ok"
+    assert len(backend.calls) == 1
+
+
+def test_gives_up_after_max_retries_and_caches_nothing(tmp_path):
+    cache = LLMCache(tmp_path / "c.sqlite")
+    llm = LLM(Flaky([RetryableError("503")] * 5), cache=cache, max_retries=2, backoff_base_s=0.01)
+    with pytest.raises(BackendError, match="gave up after 3 attempts"):
+        asyncio.run(llm.generate_one("x"))
+    assert len(cache) == 0
+
+
+class Batching(ScriptedBackend):
+    supports_batch = True
+
+    def __init__(self):
+        super().__init__(responses=lambda m, p: "r")
+        self.batch_sizes = []
+
+    async def generate_batch(self, requests):
+        self.batch_sizes.append(len(requests))
+        return [Completion(texts=[f"echo {m[-1].content}"] * p.n, usage=Usage(1, 1)) for m, p in requests]
+
+
+def test_local_style_backends_get_concurrent_calls_in_batches():
+    backend = Batching()
+    llm = LLM(backend, batch_size=4)
+
+    async def main():
+        return await asyncio.gather(*(llm.generate_one(f"q{i}") for i in range(10)))
+
+    out = asyncio.run(main())
+    assert out == [f"echo q{i}" for i in range(10)]
+    assert backend.batch_sizes == [4, 4, 2]
