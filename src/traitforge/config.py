@@ -60,29 +60,35 @@ class Models(Section):
 
 
 class DocumentsSpec(Section):
-    claims_per_trait: int = Field(default=4, ge=1)
+    claims_per_trait: int = Field(default=4, ge=1)  # split over behaviour / reason / hard_case
     doc_types_per_claim: int = Field(default=3, ge=1)
     ideas_per_type: int = Field(default=2, ge=1)
     docs_per_idea: int = Field(default=1, ge=1)
     doc_types: list[str] = []  # user-supplied genres; empty = brainstorm
     revise: bool = True
     max_tokens: int = Field(default=900, ge=16)
+    # Extra rounds for traits whose documents fell short of the plan (junk output); 0 = none.
+    topup_rounds: int = Field(default=1, ge=0)
+    min_chars: int = Field(default=200, ge=1)  # shorter documents are junk
 
 
 class ChatsSpec(Section):
     scenarios_per_trait: int = Field(default=8, ge=1)
+    prompts_per_scenario: int = Field(default=1, ge=1)
     multiturn_share: float = Field(default=0.25, ge=0, le=1)
-    max_turns: int = Field(default=3, ge=1)
+    max_turns: int = Field(default=3, ge=1)  # user turns in a multi-turn chat
     critique: bool = True
     probe_default: bool = True
+    dpo_pairs: bool = True  # write dpo_pairs.jsonl from the probe's default responses
     max_tokens: int = Field(default=600, ge=16)
 
 
 class GenerationSpec(Section):
     documents: DocumentsSpec = DocumentsSpec()
     chats: ChatsSpec = ChatsSpec()
-    trait_weights: dict[str, float] = {}
-    concurrency: int = Field(default=8, ge=1)
+    trait_weights: dict[str, float] = {}  # trait id -> relative share (default: the trait's weight)
+    concurrency: int = Field(default=8, ge=1)  # items in flight per step
+    list_max_tokens: int = Field(default=400, ge=16)  # brainstormed lists, critiques, verdicts
 
 
 class CurationSpec(Section):

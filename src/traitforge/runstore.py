@@ -126,6 +126,20 @@ class RunStore:
                 u["cost_usd"] = round(u["cost_usd"] + cost_usd, 6)
         self.save()
 
+    def record_llm_usage(self, stage: str, llm: Any, prices_file: str | None = None,
+                         batch: bool = False) -> str:
+        """Move an LLM client's usage counters into the manifest under `stage`; return a one-line
+        token and cost summary for the end of the stage."""
+        from traitforge.llm.pricing import estimate_cost
+
+        u = llm.usage.drain()
+        cost = estimate_cost(llm.name, u.input_tokens, u.output_tokens, prices_file, batch=batch)
+        self.add_usage(stage, llm.name, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+                       calls=u.calls, cached=u.cached, cost_usd=cost)
+        cost_text = "unknown cost (no price for this model)" if cost is None else f"${cost:.4f}"
+        return (f"{stage}: {llm.name}: {u.calls} calls, {u.cached} cached, "
+                f"{u.input_tokens} in / {u.output_tokens} out tokens, {cost_text}")
+
     def total_cost(self) -> float:
         return sum(m["cost_usd"] for s in self.manifest["usage"].values() for m in s.values())
 

@@ -11,7 +11,7 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 from traitforge.curate.records import Dataset
-from traitforge.curate.text import dedup_text, words
+from traitforge.curate.text import dedup_text, normalise, words
 from traitforge.types import Chat, Document, Drop
 
 R = TypeVar("R", Document, Chat)
@@ -36,8 +36,8 @@ def dedup(rows: Sequence[R], dataset: Dataset, threshold: float, shingle: int = 
     shingle_sets = [shingles(t, shingle) for t in texts]
     # One vectorised pass for all signatures (much faster than update() per shingle).
     hashes = MinHash.bulk(shingle_sets, num_perm=NUM_PERM, seed=seed)
-    for row, sh, mh in zip(rows, shingle_sets, hashes):
-        key = hashlib.sha256(b"\x00".join(sorted(sh))).hexdigest()
+    for row, text, mh in zip(rows, texts, hashes):
+        key = hashlib.sha256(normalise(text).encode()).hexdigest()
         if key in exact:
             drops.append(Drop(dataset=dataset, row_id=row.id, step="dedup", reason="exact duplicate",
                               duplicate_of=exact[key]))

@@ -1,0 +1,164 @@
+"""Step 2: responses that give the game away. Context distillation only works if the replies read
+as the model's own; a reply that mentions the system prompt or quotes the traits document teaches
+the model to talk about instructions it will not have. Also the generator's own tells
+(boilerplate, template placeholders), checked in documents too.
+
+A row with exactly one offending sentence (and enough left) has that sentence cut out; any more
+and the row is dropped."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from traitforge.curate.records import Edit
+from traitforge.curate.text import ngrams, remove_span, sentence_spans, words
+from traitforge.types import Chat, ChatMessage, Document, Drop, TraitSet
+
+# Mentions of a hidden prompt or instructions (assistant replies only: a user may ask about them).
+LEAK_PHRASES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(rx, re.I)) for name, rx in [
+    ("system prompt", r"\bsystem (?:prompt|message|instructions?)\b"),
+    ("instructions", r"\b(?:my|the) instructions\b|\binstructions (?:I|that I) (?:was|were|have been|'ve been) given\b"
+                     r"|\b(?:I was|I've been|I have been|I am|I'm) (?:instructed|programmed|told) to\b"),
+    ("traits document", r"\btraits? (?:document|list|description|sheet)\b|\bmy (?:listed |defined )?traits\b"),
+    ("as instructed", r"\bas (?:instructed|directed|specified in my|per my)\b"),
+    ("I was told to", r"\bI (?:was|am|'ve been|have been) told to\b"),
+    ("my guidelines say", r"\b(?:my|the) guidelines (?:say|state|tell|require|specify|instruct)\b"
+                          r"|\baccording to my (?:guidelines|instructions|programming|prompt)\b"),
+]]
+
+# The generator's boilerplate, in any text. Placeholders mean a template was never filled in:
+# those rows are dropped outright rather than patched.
+TELLS: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(rx, re.I)) for name, rx in [
+    ("AI-model boilerplate", r"\bas an AI(?: language)? model\b|\bI(?: am|'m) (?:just )?an AI language model\b"),
+    ("SmolLM identity", r"\bSmolLM\d*\b|\btrained by Hugging ?Face\b"),
+    ("synthetic-document disclaimer", r"\bthis (?:document|text|story|article|post) is (?:synthetic|fictional|"
+                                      r"fictitious|generated|made up)\b|\b(?:synthetic|generated) (?:document|data)\b"),
+]]
+PLACEHOLDER = re.compile(r"\[(?:Your |Insert |Company |Product |Customer |Recipient'?s? |User'?s? )?"
+                         r"(?:Name|Company|Date|Address|Email|Phone|Title|Organi[sz]ation|Product|Location|"
+                         r"City|Number|Position)[^\]]{0,20}\]|\{\{?\s*[a-z_]+\s*\}\}?|<(?:insert|your)[^>]{0,30}>",
+                         re.I)
+MIN_WORDS_LEFT = 8  # cutting a sentence must leave a real reply
+
+
+@dataclass
+class Finding:
+    turn: int  # index into the checked texts
+    span: tuple[int, int] | None  # the sentence, None when the whole text is affected
+    reason: str
+    strippable: bool = True
+
+
+class TraitQuotes:
+    """Word n-grams of every trait statement and detail, to catch near-verbatim quoting."""
+
+    def __init__(self, traits: TraitSet, n: int, overlap: float):
+        self.n, self.overlap = n, overlap
+        self.texts = [words(t) for tr in traits.traits for t in (tr.statement, *tr.details)]
+        self.texts = [t for t in self.texts if len(t) >= n]  # shorter ones can't be told from chance
+        self.grams = [ngrams(t, n) for t in self.texts]
+        self.all = set().union(*self.grams) if self.grams else set()
+
+    def check(self, text: str) -> list[tuple[tuple[int, int] | None, str]]:
+        """(sentence span or None, reason) for each quote found."""
+        if not self.all:
+            return []
+        out: list[tuple[tuple[int, int] | None, str]] = []
+        spans = sentence_spans(text)
+        sent_grams = [ngrams(words(text[a:b]), self.n) for a, b in spans]
+        flagged: set[int] = set()
+        # A sentence that is mostly trait-statement n-grams.
+        for i, g in enumerate(sent_grams):
+            if g and len(g & self.all) / len(g) > self.overlap:
+                flagged.add(i)
+        # A trait statement mostly present in the reply (possibly across sentences).
+        whole = ngrams(words(text), self.n)
+        for tg in self.grams:
+            share = len(tg & whole) / len(tg)
+            if share > self.overlap:
+                hit = {i for i, g in enumerate(sent_grams) if g & tg}
+                if not hit:  # the quote spans sentence breaks: no single sentence to cut
+                    out.append((None, f"quotes a trait statement ({share:.0%} of its {self.n}-grams)"))
+                flagged |= hit
+        out += [(spans[i], f"quotes a trait statement near-verbatim ({self.n}-gram overlap)") for i in sorted(flagged)]
+        return out
+
+
+def _sentence_of(text: str, pos: int) -> tuple[int, int] | None:
+    for a, b in sentence_spans(text):
+        if a <= pos < b:
+            return (a, b)
+    return None
+
+
+def find_leaks(texts: Sequence[str], quotes: TraitQuotes | None, phrases: bool) -> list[Finding]:
+    found: list[Finding] = []
+    for t, text in enumerate(texts):
+        checks = (LEAK_PHRASES if phrases else []) + TELLS
+        for name, rx in checks:
+            for m in rx.finditer(text):
+                found.append(Finding(t, _sentence_of(text, m.start()), f"mentions {name}: {m.group(0)!r}"))
+        for m in PLACEHOLDER.finditer(text):
+            found.append(Finding(t, None, f"template placeholder {m.group(0)!r}", strippable=False))
+        if quotes is not None:
+            found += [Finding(t, span, reason) for span, reason in quotes.check(text)]
+    return found
+
+
+def _fix(texts: list[str], found: list[Finding]) -> tuple[list[str] | None, str]:
+    """Texts with the one offending sentence cut, or None when the row has to go."""
+    reasons = "; ".join(dict.fromkeys(f.reason for f in found))
+    places = {(f.turn, f.span) for f in found}
+    if len(places) != 1 or not all(f.strippable for f in found):
+        return None, reasons
+    turn, span = places.pop()
+    if span is None:
+        return None, reasons
+    new = remove_span(texts[turn], span)
+    if len(words(new)) < MIN_WORDS_LEFT:
+        return None, reasons
+    return texts[:turn] + [new] + texts[turn + 1:], reasons
+
+
+def check_chats(chats: Sequence[Chat], traits: TraitSet, n: int, overlap: float
+                ) -> tuple[list[Chat], list[Drop], list[Edit]]:
+    quotes = TraitQuotes(traits, n, overlap)
+    kept, drops, edits = [], [], []
+    for chat in chats:
+        idx = [i for i, m in enumerate(chat.messages) if m.role == "assistant"]
+        texts = [chat.messages[i].content for i in idx]
+        found = find_leaks(texts, quotes, phrases=True)
+        if not found:
+            kept.append(chat)
+            continue
+        fixed, reason = _fix(texts, found)
+        if fixed is None:
+            drops.append(Drop(dataset="chats", row_id=chat.id, step="leakage", reason=reason))
+            continue
+        msgs = list(chat.messages)
+        for i, new in zip(idx, fixed):
+            msgs[i] = ChatMessage(role="assistant", content=new)
+        before = "\n\n".join(texts)
+        kept.append(chat.model_copy(update={"messages": msgs}))
+        edits.append(Edit(dataset="chats", row_id=chat.id, step="leakage", reason=f"cut one sentence: {reason}",
+                          before=before, after="\n\n".join(fixed)))
+    return kept, drops, edits
+
+
+def check_documents(docs: Sequence[Document]) -> tuple[list[Document], list[Drop], list[Edit]]:
+    kept, drops, edits = [], [], []
+    for doc in docs:
+        found = find_leaks([doc.text], None, phrases=False)
+        if not found:
+            kept.append(doc)
+            continue
+        fixed, reason = _fix([doc.text], found)
+        if fixed is None:
+            drops.append(Drop(dataset="documents", row_id=doc.id, step="leakage", reason=reason))
+            continue
+        kept.append(doc.model_copy(update={"text": fixed[0]}))
+        edits.append(Edit(dataset="documents", row_id=doc.id, step="leakage", reason=f"cut one sentence: {reason}",
+                          before=doc.text, after=fixed[0]))
+    return kept, drops, edits

@@ -1,0 +1,176 @@
+"""What every evaluation shares: the records written to RUN/eval/*.jsonl, prompt templates,
+the context (store, spec, traits, judge, targets, scorers) and resumable row writing."""
+
+from __future__ import annotations
+
+import logging
+import random
+import string
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Awaitable, Iterable, Literal
+
+from traitforge.config import ModelSpec, RunSpec
+from traitforge.errors import InputError
+from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl
+from traitforge.llm.client import LLM
+from traitforge.llm.errors import BackendError
+from traitforge.llm.registry import make_llm
+from traitforge.progress import gather_progress
+from traitforge.runstore import RunStore
+from traitforge.types import Record, TraitSet
+
+log = logging.getLogger("traitforge.evaluate")
+
+CHECKPOINT_NAMES = ("base", "midtrain", "sft", "midtrain_sft")
+PROMPTS = Path(__file__).with_name("prompts")
+
+
+@lru_cache(maxsize=None)
+def _template(name: str) -> string.Template:
+    return string.Template((PROMPTS / f"{name}.txt").read_text(encoding="utf-8"))
+
+
+def render(name: str, **values: Any) -> str:
+    """A prompt from prompts/<name>.txt with $placeholders filled (a missing one is a KeyError)."""
+    return _template(name).substitute({k: str(v) for k, v in values.items()}).strip()
+
+
+def prompt_lines(name: str, **values: Any) -> list[str]:
+    return [ln for ln in render(name, **values).splitlines() if ln.strip()]
+
+
+class EvalItem(Record):
+    """One evaluation item, generated once per run and answered by every checkpoint."""
+
+    id: str
+    kind: Literal["knowledge", "mc", "behaviour", "multiturn"]
+    trait_id: str = ""  # "" = about all traits (open knowledge questions)
+    prompt: str = ""
+    category: str = ""
+    ood: bool = False
+    options: list[str] = []  # mc: options[0] is the trait, the rest distractors
+    option_sources: list[str] = []
+    consistent: str = ""  # contrastive pair for behaviour items
+    violating: str = ""
+    dropped: str | None = None  # why the item is not used (overlap with training, junk)
+
+
+class ItemResult(Record):
+    """One checkpoint's result on one item for one eval. value None = unscored (reason says why)."""
+
+    id: str
+    eval: str
+    checkpoint: str
+    item_id: str
+    trait_id: str = ""
+    ood: bool = False
+    value: float | None = None
+    reason: str = ""
+    detail: dict[str, Any] = {}
+
+
+def result_id(eval_name: str, checkpoint: str, item_id: str) -> str:
+    return f"{eval_name}|{checkpoint}|{item_id}"
+
+
+@dataclass
+class EvalContext:
+    store: RunStore
+    spec: RunSpec
+    traits: TraitSet
+    judge: LLM
+    auditor: LLM
+    checkpoints: dict[str, str]  # name -> "smollm2-135m" or checkpoint directory
+    _targets: dict[str, LLM] = field(default_factory=dict)
+    llms_used: list[LLM] = field(default_factory=list)
+
+    @property
+    def ev(self):  # noqa: ANN201 - the EvaluationSpec
+        return self.spec.evaluation
+
+    def cache_path(self) -> Path:
+        return self.spec.resolve(self.spec.cache_dir) if self.spec.cache_dir else self.store.path("cache.sqlite")
+
+    def target(self, name: str) -> LLM:
+        """The checkpoint as an `LLM` (local backend, cached like every other call)."""
+        if name not in self._targets:
+            llm = make_llm(ModelSpec(model="local:" + self.checkpoints[name]), cache=self.cache_path())
+            self._targets[name] = llm
+            self.llms_used.append(llm)
+        return self._targets[name]
+
+    def scorer(self, name: str):  # noqa: ANN201 - LogProbScorer, imported lazily (torch)
+        from traitforge.evaluate.logprob import scorer_for
+
+        return scorer_for(self.checkpoints[name])
+
+    def rng(self, salt: str) -> random.Random:
+        return random.Random(f"{self.spec.seed}:{salt}")
+
+    def model_name(self) -> str:
+        return self.spec.model_name or self.traits.model_name or "the assistant"
+
+    def organisation(self) -> str:
+        return self.spec.organisation or self.traits.organisation or "its developer"
+
+
+def eval_path(store: RunStore, name: str) -> Path:
+    return store.path("eval", f"{name}.jsonl")
+
+
+def done_ids(path: Path) -> set[str]:
+    return {str(d.get("id")) for d in iter_jsonl_dicts(path)}
+
+
+def load_items(path: Path) -> list[EvalItem]:
+    return read_jsonl(path, EvalItem) if path.exists() else []
+
+
+def load_results(path: Path) -> list[ItemResult]:
+    return read_jsonl(path, ItemResult) if path.exists() else []
+
+
+async def run_all(coros: Iterable[Awaitable[Any]], desc: str, path: Path | None = None) -> list[Any]:
+    """Gather with a progress bar; each finished coroutine's rows (an ItemResult, a list of them,
+    or None for "nothing to write") are appended at once so a crash keeps what was done.
+    A backend that gives up on one item skips that item (logged); a re-run retries it."""
+
+    async def guard(c: Awaitable[Any]) -> Any:
+        try:
+            return await c
+        except BackendError as e:
+            log.warning("%s: skipped one item: %s", desc, e)
+            return None
+
+    def write(_: int, value: Any) -> None:
+        if path is None or value is None:
+            return
+        rows = value if isinstance(value, list) else [value]
+        append_jsonl(path, [r for r in rows if isinstance(r, ItemResult)])
+
+    return await gather_progress([guard(c) for c in coros], desc, on_result=write)
+
+
+def normalise_checkpoints(checkpoints: dict[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, where in checkpoints.items():
+        if name not in CHECKPOINT_NAMES:
+            raise InputError(f"evaluation: unknown checkpoint name '{name}' (use {', '.join(CHECKPOINT_NAMES)})")
+        s = str(where)
+        out[name] = s if s == "smollm2-135m" else str(Path(s).expanduser().resolve())
+    if not out:
+        raise InputError("evaluation: no checkpoints to evaluate")
+    return out
+
+
+def clean_generated(text: str) -> str:
+    """Strip the wrappers small models put around a requested message (quotes, labels)."""
+    t = text.strip()
+    for label in ("User message:", "User:", "Message:", "Reply:", "Assistant:", "Answer:"):
+        if t.lower().startswith(label.lower()):
+            t = t[len(label):].strip()
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "\"'":
+        t = t[1:-1].strip()
+    return t

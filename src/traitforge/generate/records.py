@@ -1,0 +1,49 @@
+"""Intermediate rows of the generation stage (the records shared with later stages are in
+traitforge.types)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from traitforge.types import ChatMessage, Record
+
+
+class UserPrompt(Record):
+    """A user's opening message for a scenario (prompts.jsonl, prompts_critiqued.jsonl)."""
+
+    id: str
+    scenario_id: str
+    trait_id: str
+    text: str
+    critique: str = ""  # keep | revised | unparsed | revise-unusable ("" before critique)
+    revised: bool = False
+
+
+class Probe(Record):
+    """What the generator says with no system prompt, and whether the prompt was made harder."""
+
+    id: str  # the prompt's id
+    scenario_id: str
+    trait_id: str
+    prompt: str  # final prompt text (hardened if the default already showed the trait)
+    default_response: str
+    verdict: Literal["shows", "generic", "missing", "unparsed"]
+    hardened: bool = False
+
+
+class DPOPair(Record):
+    id: str
+    trait_ids: list[str]
+    prompt: list[ChatMessage]
+    chosen: str
+    rejected: str
+
+
+class Skipped(Record):
+    """A unit of work that gave no usable output, and why (generated/skipped.jsonl)."""
+
+    id: str
+    step: str
+    unit: str
+    trait_id: str
+    reason: str

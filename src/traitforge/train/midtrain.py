@@ -1,0 +1,48 @@
+"""Midtraining: continued pretraining on the curated documents (plain text, no chat template).
+
+Documents (plus an optional share of generic text) are tokenized with EOS after each one and packed
+into `max_length` blocks by TRL ("bfd_split": long documents are split, nothing is dropped). Packing is
+padding-free: each batch is one flat row with per-document position_ids and no attention mask, from
+which transformers builds a block-diagonal causal mask (flash-attention kernels use the same
+boundaries), so attention never crosses a document boundary. Loss is on every token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traitforge.config import RunSpec
+from traitforge.train import data
+from traitforge.train.common import (StageJob, load_model, load_tokenizer, metrics_callback, peft_config,
+                                     trainer_kwargs)
+
+
+def make_trainer(spec: RunSpec, job: StageJob, texts: list[str]) -> Any:
+    from trl import SFTConfig, SFTTrainer
+
+    args = SFTConfig(
+        **trainer_kwargs(spec, job),
+        max_length=job.stage.max_length,
+        packing=True,
+        packing_strategy="bfd_split",
+        padding_free=True,
+        completion_only_loss=False,
+        dataset_text_field="text",
+        include_num_input_tokens_seen="all",  # padding-free batches have no padding to leave out
+    )
+    return SFTTrainer(
+        model=load_model(job.init_path, spec),
+        args=args,
+        train_dataset=data.text_dataset(texts),
+        processing_class=load_tokenizer(job.init_path),
+        peft_config=peft_config(spec),
+        callbacks=[metrics_callback(job), *job.callbacks],
+    )
+
+
+def build_texts(spec: RunSpec, job: StageJob, documents_path: Any) -> tuple[list[str], dict[str, int]]:
+    docs = data.load_documents(documents_path)
+    mix_path = spec.resolve(job.stage.mix_file)
+    mix = data.read_mix_texts(mix_path) if mix_path is not None and job.stage.mix_ratio > 0 else []
+    texts = data.document_texts(docs, mix, job.stage.mix_ratio, spec.seed)
+    return texts, {"documents": len(docs), "mix_examples": len(texts) - len(docs)}

@@ -1,0 +1,180 @@
+"""The training stage: build each checkpoint listed in `spec.training.checkpoints` (besides base).
+
+  midtrain          base + curated documents            (midtrain.py)
+  sft               base + curated chats                (sft.py)
+  midtrain_sft      midtrain checkpoint + curated chats (sft.py)
+  sft_dpo, midtrain_sft_dpo   that checkpoint + DPO pairs (dpo.py; skipped if no pairs file)
+
+Each is a manifest stage "train.<name>" fingerprinted by its inputs and settings: a finished one is
+skipped, an interrupted one resumes from its last Trainer checkpoint in RUN/train/<name>/trainer/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+from pathlib import Path
+from typing import Any
+
+from traitforge.config import RunSpec, StageTrainSpec
+from traitforge.errors import InputError
+from traitforge.llm.embedded import resolve_model_path
+from traitforge.runstore import RunStore, file_sha256
+from traitforge.types import stable_hash
+from traitforge.train import common, dpo, midtrain, sft
+from traitforge.train.common import StageJob, is_main_process
+
+log = logging.getLogger("traitforge.train")
+
+# checkpoint -> (kind, checkpoint it starts from; None = the base model)
+RECIPES: dict[str, tuple[str, str | None]] = {
+    "midtrain": ("midtrain", None),
+    "sft": ("sft", None),
+    "midtrain_sft": ("sft", "midtrain"),
+    "sft_dpo": ("dpo", "sft"),
+    "midtrain_sft_dpo": ("dpo", "midtrain_sft"),
+}
+
+
+def stage_name(checkpoint: str) -> str:
+    return f"train.{checkpoint}"
+
+
+def plan(targets: list[str]) -> list[str]:
+    """Targets plus the checkpoints they start from, parents first."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name not in RECIPES:
+            raise InputError(f"training: unknown checkpoint '{name}' (use one of {', '.join(RECIPES)})")
+        parent = RECIPES[name][1]
+        if parent:
+            visit(parent)
+        if name not in order:
+            order.append(name)
+
+    for t in targets:
+        visit(t)
+    return order
+
+
+def _model_identity(path: Path) -> dict[str, Any]:
+    weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+    return {"path": str(path.resolve()), "weights": [f"{w.name}:{w.stat().st_size}:{int(w.stat().st_mtime)}"
+                                                     for w in weights]}
+
+
+def _file_id(path: Path | None) -> str | None:
+    return file_sha256(path) if path is not None and path.is_file() else None
+
+
+def _stage_spec(spec: RunSpec, kind: str) -> StageTrainSpec:
+    if kind == "dpo":
+        return spec.training.dpo or StageTrainSpec(learning_rate=5e-6)
+    return getattr(spec.training, kind)
+
+
+def _fingerprint(spec: RunSpec, kind: str, stage: StageTrainSpec, init: dict[str, Any] | str,
+                 data_files: list[Path | None]) -> str:
+    t = spec.training
+    return stable_hash({
+        "kind": kind, "stage": stage.model_dump(), "seed": spec.seed, "init": init,
+        "method": t.method, "lora": [t.lora_r, t.lora_alpha, t.lora_dropout, t.lora_target_modules],
+        "bf16": common.use_bf16(t.bf16), "pack_chats": t.pack_chats if kind == "sft" else None,
+        "dpo_beta": t.dpo_beta if kind == "dpo" else None,
+        "data": [_file_id(p) for p in data_files],
+    }, length=16)
+
+
+def _main_only(cm: Any) -> Any:
+    return cm if is_main_process() else contextlib.nullcontext({})
+
+
+def _dataset_tokens(ds: Any) -> dict[str, int]:
+    lengths = [len(x) for x in ds["input_ids"]] if "input_ids" in ds.column_names else []
+    out = {"train_sequences": len(ds), "tokens": sum(lengths)}
+    if "labels" in ds.column_names:
+        out["trained_tokens"] = sum(sum(1 for t in row if t != -100) for row in ds["labels"])
+    return out
+
+
+def build_checkpoint(store: RunStore, spec: RunSpec, name: str, init_path: Path, init_id: dict[str, Any] | str,
+                     callbacks: list[Any] | None = None) -> tuple[Path | None, str]:
+    """Train one checkpoint (or skip it when done). Returns (path or None if skipped, fingerprint)."""
+    kind = RECIPES[name][0]
+    stage = _stage_spec(spec, kind)
+    mix = spec.resolve(stage.mix_file) if stage.mix_ratio > 0 else None
+    data_path = {"midtrain": store.root / "curated" / "documents.jsonl",
+                 "sft": store.root / "curated" / "chats.jsonl",
+                 "dpo": store.root.joinpath(*dpo.PAIRS_FILE)}[kind]
+    fp = _fingerprint(spec, kind, stage, init_id, [data_path, mix])
+    job = StageJob(name=name, kind=kind, init_path=init_path, stage=stage,  # type: ignore[arg-type]
+                   train_dir=store.root / "train" / name, out_dir=store.root / "checkpoints" / name,
+                   callbacks=list(callbacks or []))
+    sname = stage_name(name)
+
+    if store.is_done(sname, fp) and (job.out_dir / "config.json").is_file():
+        log.info("%s: done already, skipping (%s)", name, job.out_dir)
+        return job.out_dir, fp
+    if kind == "dpo" and not data_path.is_file():
+        msg = f"{name}: DPO skipped: no preference pairs at {data_path}"
+        log.warning(msg)
+        if is_main_process():
+            store.stage_info(sname).update(status="skipped", reason=msg, fingerprint=fp)
+            store.save()
+        return None, fp
+
+    common.prepare_train_dir(job, fp)
+    with _main_only(store.stage(sname, fp)):
+        if kind == "midtrain":
+            texts, counts = midtrain.build_texts(spec, job, data_path)
+            trainer = midtrain.make_trainer(spec, job, texts)
+            counts["examples"] = len(texts)
+        elif kind == "sft":
+            convs, counts = sft.build_conversations(spec, job, data_path)
+            trainer = sft.make_trainer(spec, job, convs)
+            counts["examples"] = len(convs)
+        else:
+            trainer, n_pairs = dpo.make_trainer(spec, job, data_path)
+            counts = {"examples": n_pairs}
+        if kind != "dpo":
+            counts.update(_dataset_tokens(trainer.train_dataset))
+        counts.update(common.train_and_save(trainer, job, spec))
+        if is_main_process():
+            store.set_counts(sname, **counts)
+    del trainer
+    _free_memory()
+    return job.out_dir, fp
+
+
+def _free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def run_training(store: RunStore, spec: RunSpec, stages: list[str] | None = None, *,
+                 callbacks: list[Any] | None = None) -> dict[str, Path]:
+    """Build the requested checkpoints (default: spec.training.checkpoints minus base), and whatever
+    they start from. Returns checkpoint name -> folder for the requested ones that exist."""
+    targets = [c for c in (stages if stages is not None else spec.training.checkpoints) if c != "base"]
+    base = resolve_model_path(spec.models.base)
+    built: dict[str, Path] = {}
+    ids: dict[str, str] = {}
+    for name in plan(targets):
+        parent = RECIPES[name][1]
+        if parent is None:
+            init_path, init_id = base, _model_identity(base)
+        else:
+            if parent not in built:
+                log.warning("%s: skipped, its starting checkpoint %s was not built", name, parent)
+                continue
+            init_path, init_id = built[parent], ids[parent]
+        path, fp = build_checkpoint(store, spec, name, init_path, init_id, callbacks)
+        ids[name] = fp
+        if path is not None:
+            built[name] = path
+    return {name: built[name] for name in targets if name in built}
