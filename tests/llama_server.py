@@ -19,6 +19,23 @@ import httpx
 
 MODEL_ALIAS = "smollm2-135m"
 
+# Runs `python -m llama_cpp.server` with weight repacking ("extra buffer types") off. A wheel built
+# with GGML_NATIVE uses AMX tile kernels for repacked weights when the CPU reports AMX, and this
+# sandbox reports AMX but traps on `tileloadd` (SIGILL on the first request). Repacking only speeds
+# up big matmuls, so a 135M model loses little without it.
+_LAUNCH = """
+import runpy, sys
+import llama_cpp.llama_cpp as C  # the ctypes module llama.py reads its defaults from
+_default = C.llama_model_default_params
+def _params():
+    p = _default()
+    p.use_extra_bufts = False
+    return p
+C.llama_model_default_params = _params
+sys.argv = ["llama_cpp.server"] + sys.argv[1:]
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -43,7 +60,7 @@ def llama_server(n_ctx: int = 2048, threads: int = 2, startup_s: float = 120.0) 
 
     port = free_port()
     log = tempfile.NamedTemporaryFile("w+", prefix="llama_server_", suffix=".log", delete=False)
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()),
+    cmd = [sys.executable, "-c", _LAUNCH, "--model", str(gguf_path()),
            "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
            "--n_ctx", str(n_ctx), "--n_threads", str(threads), "--n_threads_batch", str(threads)]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})

@@ -89,10 +89,15 @@ class GenerationSpec(Section):
     trait_weights: dict[str, float] = {}  # trait id -> relative share (default: the trait's weight)
     concurrency: int = Field(default=8, ge=1)  # items in flight per step
     list_max_tokens: int = Field(default=400, ge=16)  # brainstormed lists, critiques, verdicts
+    # Provider batch APIs (OpenAI, Anthropic, Gemini): half price, results within 24h. Steps
+    # prefetch their requests as batches into the cache, then run as usual (llm.batch.prefetch_batch).
+    batch: bool = False
+    batch_poll_s: float = Field(default=60.0, gt=0)  # seconds between status polls of a batch
 
 
 class CurationSpec(Section):
     dedup_threshold: float = Field(default=0.8, gt=0, le=1)
+    dedup_shingle: int = Field(default=3, ge=1)  # words per MinHash shingle
     leakage_ngram: int = Field(default=8, ge=3)
     leakage_overlap: float = Field(default=0.5, gt=0, le=1)
     quality: bool = True
@@ -101,6 +106,8 @@ class CurationSpec(Section):
     pattern_scans: int = Field(default=3, ge=1)
     scan_batch: int = Field(default=8, ge=2)
     pattern_max_share: float = Field(default=0.2, gt=0, le=1)
+    pattern_max_judged: int = Field(default=4, ge=0)  # scan-found patterns rated by the judge (1 call/example each)
+    pattern_max_drop: float = Field(default=0.5, ge=0, le=1)  # most of a dataset downsampling may remove
     pattern_mitigation: Literal["downsample", "rewrite", "none"] = "downsample"
 
 
@@ -138,6 +145,7 @@ class TrainingSpec(Section):
     bf16: bool | Literal["auto"] = "auto"  # auto = on when a CUDA device supports it (bf16 is slow on CPU)
     save_steps: int = Field(default=50, ge=1)
     save_total_limit: int = Field(default=2, ge=1)
+    keep_trainer_checkpoints: bool = False  # keep RUN/train/<name>/trainer/checkpoint-* once the stage is done
     logging_steps: int = Field(default=10, ge=1)
     report_to: list[Literal["tensorboard", "wandb", "trackio"]] = []
 

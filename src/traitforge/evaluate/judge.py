@@ -40,8 +40,9 @@ class TurnVerdict:
 
 def parse_yes_no(text: str) -> YesNo:
     """YES/NO on the first line; else one unambiguous yes or no anywhere."""
-    m = _YES.match(text)
-    if m:
+    first = (text.strip().splitlines() or [""])[0]
+    m = _YES.match(first)
+    if m and len({w.lower() for w in _YES_ANY.findall(first)}) == 1:
         return YesNo(m.group(1).lower() == "yes", text.strip()[:300])
     found = {w.lower() for w in _YES_ANY.findall(text)}
     if len(found) == 1:

@@ -13,6 +13,7 @@ from typing import Any, Sequence, TypeVar
 
 from pydantic import BaseModel
 
+from traitforge.errors import BudgetExceeded
 from traitforge.llm.base import Backend, Completion, GenerateParams, Message
 from traitforge.llm.cache import LLMCache, cache_key
 from traitforge.llm.errors import BackendError, RetryableError
@@ -85,8 +86,11 @@ class _Batcher:
 class LLM:
     def __init__(self, backend: Backend, *, cache: LLMCache | None = None, limiter: Limiter | None = None,
                  max_retries: int = 6, timeout_s: float = 120.0, default_temperature: float | None = None,
-                 batch_size: int = 8, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0):
+                 batch_size: int = 8, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
+                 budget: Any = None):
         self.backend = backend
+        # Optional llm.budget.Budget: checked before every backend call (cache hits are free).
+        self.budget = budget
         self.cache = cache
         self.limiter = limiter or Limiter(backend.default_concurrency)
         self.max_retries = max_retries
@@ -105,8 +109,8 @@ class LLM:
         p = params or GenerateParams()
         if self.default_temperature is not None and "temperature" not in overrides and params is None:
             p = p.replace(temperature=self.default_temperature)
-        if "stop" in overrides and overrides["stop"] is not None:
-            overrides["stop"] = tuple(overrides["stop"])
+        if "stop" in overrides:  # stop=None means no stop sequences (a None would break cache keys)
+            overrides["stop"] = tuple(overrides["stop"] or ())
         return p.replace(**overrides) if overrides else p
 
     # --- plain text ------------------------------------------------------------------
@@ -156,6 +160,23 @@ class LLM:
         return texts
 
     async def _call(self, msgs: list[Message], p: GenerateParams) -> Completion:
+        if self.budget is None:
+            return await self._call_backend(msgs, p)
+        # Reserve the worst case before sending (raises BudgetExceeded), settle at the real usage.
+        try:
+            held = self.budget.reserve(self.name, sum(len(m.content) for m in msgs) // 4, p.max_tokens * p.n)
+        except BudgetExceeded:
+            await self.budget.drain()  # calls already paid for finish and get cached before the stop
+            raise
+        try:
+            comp = await self._call_backend(msgs, p)
+        except BaseException:
+            self.budget.release(held)
+            raise
+        self.budget.settle(held, comp.usage.input_tokens, comp.usage.output_tokens)
+        return comp
+
+    async def _call_backend(self, msgs: list[Message], p: GenerateParams) -> Completion:
         est_tokens = sum(len(m.content) for m in msgs) // 4 + p.max_tokens * p.n
         attempt = 0
         while True:

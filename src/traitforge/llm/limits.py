@@ -4,7 +4,10 @@ tokens per minute, with a shared cool-down after a 429 (every caller waits, not 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from datetime import datetime, timezone
+from typing import Any
 
 
 class TokenBucket:
@@ -52,15 +55,45 @@ class Limiter:
     def cool_down(self, seconds: float) -> None:
         self._cooldown_until = max(self._cooldown_until, time.monotonic() + seconds)
 
-    def update_from_headers(self, headers: dict[str, str]) -> None:
-        """Follow the provider's own numbers where it reports them (x-ratelimit-limit-*)."""
-        for key, bucket in (("x-ratelimit-limit-requests", self.requests),
-                            ("x-ratelimit-limit-tokens", self.tokens)):
-            if bucket and key in headers:
-                try:
-                    bucket.set_rate(float(headers[key]))
-                except ValueError:
-                    pass
+    def update_from_headers(self, headers: Any) -> None:
+        """Follow the provider's own rate-limit headers (any mapping, httpx.Headers or (k, v) pairs).
+
+        OpenAI: x-ratelimit-{limit,remaining,reset}-{requests,tokens} (reset like "6m0s", "20ms").
+        Anthropic: anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}
+        (reset an RFC 3339 time). A limit sets the bucket's per-minute rate (creating the bucket if
+        none was configured); `remaining` caps what the bucket may hand out now; remaining 0 cools
+        everyone down until the reset. Junk values are ignored: this never raises."""
+        try:
+            items = headers.items() if hasattr(headers, "items") else headers
+            h = {str(k).lower(): str(v).strip() for k, v in items}
+        except Exception:  # noqa: BLE001 - headers from a misbehaving server must not break a call
+            return
+        for kind in ("requests", "tokens"):
+            limit = remaining = reset = None
+            for prefix in (f"x-ratelimit-%s-{kind}", f"anthropic-ratelimit-{kind}-%s"):
+                limit = limit if limit is not None else _number(h.get(prefix % "limit"))
+                remaining = remaining if remaining is not None else _number(h.get(prefix % "remaining"))
+                reset = reset if reset is not None else _reset_seconds(h.get(prefix % "reset"))
+            if kind == "tokens" and limit is None:
+                # Anthropic may report only split input/output token limits: the input one binds first.
+                limit = _number(h.get("anthropic-ratelimit-input-tokens-limit"))
+                remaining = _number(h.get("anthropic-ratelimit-input-tokens-remaining"))
+                reset = _reset_seconds(h.get("anthropic-ratelimit-input-tokens-reset"))
+            bucket = self.requests if kind == "requests" else self.tokens
+            if limit is not None and limit > 0:
+                if bucket is None:
+                    bucket = TokenBucket(limit)
+                    if kind == "requests":
+                        self.requests = bucket
+                    else:
+                        self.tokens = bucket
+                elif abs(bucket.capacity - limit) > 1e-9:
+                    bucket.set_rate(limit)
+            if remaining is not None and remaining >= 0:
+                if bucket is not None:
+                    bucket.level = min(bucket.level, remaining)
+                if remaining < 1 and reset:
+                    self.cool_down(reset)
 
     async def acquire(self, est_tokens: int) -> None:
         await self._semaphore().acquire()
@@ -78,3 +111,36 @@ class Limiter:
 
     def release(self) -> None:
         self._semaphore().release()
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def _number(v: str | None) -> float | None:
+    if v is None:
+        return None
+    try:
+        x = float(v)
+    except ValueError:
+        return None
+    return x if x == x and x not in (float("inf"), float("-inf")) else None
+
+
+def _reset_seconds(v: str | None) -> float | None:
+    """Seconds until a reset given as "1.5", "6m0s", "20ms", "1h2m3s" or an RFC 3339 time."""
+    if not v:
+        return None
+    n = _number(v)
+    if n is not None:
+        return max(0.0, n)
+    parts = _DURATION.findall(v)
+    if parts and "".join(a + b for a, b in parts) == v.replace(" ", ""):
+        unit = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+        return sum(float(a) * unit[b] for a, b in parts)
+    try:
+        t = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return max(0.0, t.timestamp() - time.time())

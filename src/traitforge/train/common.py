@@ -140,7 +140,6 @@ def trainer_kwargs(spec: RunSpec, job: StageJob) -> dict[str, Any]:
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
         report_to=report_targets(list(t.report_to)),
-        logging_dir=str(job.train_dir / "logs"),
         run_name=f"{spec.name}-{job.name}",
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -230,6 +229,12 @@ def train_and_save(trainer: Any, job: StageJob, spec: RunSpec) -> dict[str, Any]
     wait_for_everyone()
     if is_main_process():
         export_checkpoint(final, job, spec)
+        if not spec.training.keep_trainer_checkpoints:
+            # Only needed to resume; a full fine-tune's optimizer state is twice the model's size.
+            for ckpt in job.trainer_dir.glob("checkpoint-*"):
+                shutil.rmtree(ckpt, ignore_errors=True)
+        if spec.training.method == "full":
+            shutil.rmtree(final, ignore_errors=True)  # a copy of the exported checkpoint
     wait_for_everyone()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {"steps": trainer.state.global_step, "train_loss": round(float(result.training_loss), 6),

@@ -27,12 +27,16 @@ class _Server:
     client: Any = None
     in_flight: int = 0
     dead_until: float = 0.0
+    # llama-cpp-python's server knows only {"type": "json_object", "schema": ...}; switched on first refusal.
+    json_mode: str = "json_schema"
 
 
 class OpenAIBackend(Backend):
     provider: ClassVar[str] = "openai"
     supports_n = True
-    supports_json_schema = True  # response_format json_schema: OpenAI, vLLM and llama.cpp all honour it
+    # Constrained decoding: OpenAI and vLLM take response_format json_schema, llama.cpp servers a
+    # json_object + schema (see _Server.json_mode); the client validates the reply either way.
+    supports_json_schema = True
     default_concurrency = 8
 
     def __init__(self, model: str, *, base_url: str | list[str] | None = None,
@@ -78,14 +82,14 @@ class OpenAIBackend(Backend):
 
     # --- requests --------------------------------------------------------------------
     def _kwargs(self, messages: Sequence[Message], params: GenerateParams, n: int,
-                seed: int | None, url: str | None) -> dict[str, Any]:
+                seed: int | None, server: _Server) -> dict[str, Any]:
         kw: dict[str, Any] = {
             "model": self.model,
             "messages": [m.to_dict() for m in messages],
             "temperature": params.temperature,
         }
         # OpenAI's newer models only take max_completion_tokens; compatible servers know max_tokens.
-        kw["max_completion_tokens" if url is None else "max_tokens"] = params.max_tokens
+        kw["max_completion_tokens" if server.url is None else "max_tokens"] = params.max_tokens
         if n > 1:
             kw["n"] = n
         if params.stop:
@@ -94,7 +98,9 @@ class OpenAIBackend(Backend):
             kw["seed"] = seed
         if params.top_p is not None:
             kw["top_p"] = params.top_p
-        if params.json_schema is not None:
+        if params.json_schema is not None and server.json_mode == "json_object":
+            kw["response_format"] = {"type": "json_object", "schema": params.json_schema}
+        elif params.json_schema is not None:
             kw["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "reply", "schema": params.json_schema, "strict": False}}
         return kw
@@ -111,7 +117,7 @@ class OpenAIBackend(Backend):
             server.in_flight += 1
             try:
                 resp = await server.client.chat.completions.create(
-                    **self._kwargs(messages, params, n, seed, server.url))
+                    **self._kwargs(messages, params, n, seed, server))
             except openai.APITimeoutError:
                 raise RetryableError(f"{self.name}: {url} timed out after {self.timeout_s:g}s") from None
             except openai.APIConnectionError as e:
@@ -120,6 +126,11 @@ class OpenAIBackend(Backend):
                 last = RetryableError(f"{self.name}: connection to {url} failed: {e.__cause__ or e}")
                 continue
             except openai.APIStatusError as e:
+                if params.json_schema is not None and server.json_mode == "json_schema" \
+                        and "json_schema" in error_message(e) and e.status_code in (400, 422, 500):
+                    server.json_mode = "json_object"  # this server wants the other dialect: ask again
+                    tried.discard(self.servers.index(server))
+                    continue
                 raise status_error(self.name, e.status_code, error_message(e), headers=e.response.headers,
                                    env_var=self.env_var, model=self.model, url=url) from None
             except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError) as e:

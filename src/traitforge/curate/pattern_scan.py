@@ -1,0 +1,172 @@
+"""Pattern discovery passes 1 and 2: the judge reads random batches and names recurring patterns
+(scan), then the candidates are de-duplicated, near-synonyms merged, and only those named by more
+than one scan or confirmed by statistics survive (merge)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from traitforge.curate.embed import Embedder
+from traitforge.curate.pattern_rules import (Candidate, FeatureRule, JudgeRule, RegexRule, phrase_regex,
+                                             same_phrase_pattern, strict_matches)
+from traitforge.curate.pattern_stats import Example
+from traitforge.curate.text import STOPWORDS, load_prompt, render, words
+from traitforge.llm.client import LLM
+from traitforge.llm.errors import BackendError
+from traitforge.types import stable_hash
+
+EXAMPLE_CHARS = 1200  # per example in a scan batch, so a batch fits a small context window
+SYNONYM_JACCARD = 0.5
+SYNONYM_COSINE = 0.8
+_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|pattern\s*\d*:)\s*(.+?)\s*$", re.I)
+_QUOTED = re.compile(r"[\"\u201c]([^\"\u201c\u201d]{3,80})[\"\u201d]")
+
+
+@dataclass
+class Scan:
+    index: int
+    ids: list[str]
+    reply: str
+    patterns: list[str]
+
+
+def parse_scan(reply: str) -> list[str]:
+    """Pattern lines from a scan reply; echoes of the examples and fragments are ignored."""
+    out: list[str] = []
+    for line in reply.splitlines():
+        m = _LINE.match(line)
+        if not m:
+            continue
+        text = m.group(1).strip().strip("*").strip()
+        n = len(words(text))
+        if 3 <= n <= 40 and "=====" not in text and text.lower() not in (o.lower() for o in out):
+            out.append(text)
+    return out[:15]
+
+
+async def run_scans(examples: Sequence[Example], kind: str, judge: LLM, scans: int, batch: int,
+                    seed: int) -> list[Scan]:
+    async def one(i: int) -> Scan:
+        rng = random.Random(int(stable_hash([seed, kind, "scan", i]), 16))
+        chosen = rng.sample(list(examples), min(batch, len(examples)))
+        body = "\n=====\n".join("\n\n".join(us)[:EXAMPLE_CHARS] for _, us in chosen)
+        prompt = render(load_prompt("pattern_scan"), n=str(len(chosen)), kind=kind, examples=body)
+        try:
+            reply = await judge.generate_one(prompt, temperature=0.7, max_tokens=300, seed=seed + i)
+        except BackendError as e:
+            reply = f"(judge call failed: {e})"
+        return Scan(i, [rid for rid, _ in chosen], reply, parse_scan(reply))
+
+    return list(await asyncio.gather(*(one(i) for i in range(scans))))
+
+
+def rule_for(description: str) -> tuple[RegexRule | FeatureRule | None, tuple[str, ...]]:
+    """An exact classifier when the description names one (a quoted phrase or a structure), with
+    the phrase's words."""
+    d = description.lower()
+    for phrase in _QUOTED.findall(description):
+        w = words(phrase)
+        if len(w) >= 2:
+            if re.search(r"\b(?:open|start|begin|first)", d):
+                return RegexRule(r"^\W*" + phrase_regex(w), r"^\W*" + phrase_regex(w[:3])), tuple(w)
+            if re.search(r"\b(?:end|close|closing|sign|final|last)", d):
+                return RegexRule(phrase_regex(w) + r"\W*$", phrase_regex(w[-3:]) + r"\W*$"), tuple(w)
+            return RegexRule(phrase_regex(w), phrase_regex(w[:3]) if len(w) > 3 else phrase_regex(w)), tuple(w)
+    if re.search(r"\bbullet|\bnumbered list|\blists?\b", d):
+        return FeatureRule("bullets"), ()
+    if re.search(r"\bheading|\bheader|section title", d):
+        return FeatureRule("headings"), ()
+    if "question" in d and re.search(r"\b(?:end|close|closing|final|last|follow)", d):
+        return FeatureRule("ends_with_question"), ()
+    return None, ()
+
+
+def _stem(w: str) -> str:
+    for suf in ("ing", "ed", "es", "s", "ly"):
+        if len(w) > len(suf) + 3 and w.endswith(suf):
+            return w[: -len(suf)]
+    return w
+
+
+def _tokens(text: str) -> set[str]:
+    return {_stem(w) for w in words(text) if w not in STOPWORDS}
+
+
+class Similar:
+    """Are two descriptions the same pattern? Embedding cosine when available, else token overlap."""
+
+    def __init__(self, texts: Sequence[str], embedder: Embedder | None):
+        self.texts = list(texts)
+        self.vecs = embedder(self.texts) if embedder else None
+        self.toks = [_tokens(t) for t in self.texts]
+
+    def __call__(self, i: int, j: int) -> bool:
+        if self.vecs is not None:
+            cos = sum(a * b for a, b in zip(self.vecs[i], self.vecs[j]))
+            if cos >= SYNONYM_COSINE:
+                return True
+        a, b = self.toks[i], self.toks[j]
+        return bool(a and b) and len(a & b) / len(a | b) >= SYNONYM_JACCARD
+
+
+def merge(scans: Sequence[Scan], stats: list[Candidate], known: list[Candidate], examples: Sequence[Example],
+          floor: float, max_judged: int, embedder: Embedder | None = None) -> list[Candidate]:
+    """Known + stats candidates, with scan findings folded in; new scan patterns that survive."""
+    out = list(known) + [c for c in stats if c.classifier not in {k.classifier for k in known}]
+    # Stats rediscovering a known rule (e.g. the closing question) confirm it rather than duplicate it.
+    for c in stats:
+        for k in known:
+            if k.classifier == c.classifier:
+                k.stats_share = c.stats_share
+    by_rule = {c.classifier: c for c in out}
+    lines = [(s.index, p) for s in scans for p in s.patterns]
+    match_memo: dict[str, frozenset[int]] = {}
+
+    def matches(c: Candidate) -> frozenset[int]:
+        if c.id not in match_memo:
+            match_memo[c.id] = strict_matches(c.rule, examples)  # type: ignore[arg-type]
+        return match_memo[c.id]
+
+    n_initial = len(out)
+    texts = [c.description for c in out] + [p for _, p in lines]
+    sim = Similar(texts, embedder)
+    judged: list[tuple[Candidate, int]] = []  # (new judge candidate, its index in texts)
+    for li, (scan_i, desc) in enumerate(lines):
+        t_index = n_initial + li
+        rule, phrase = rule_for(desc)
+        if rule is not None:
+            c = by_rule.get(rule.name)
+            if c is None:
+                m = strict_matches(rule, examples)
+                share = len(m) / max(len(examples), 1)
+                c = Candidate(f"scan:{_slug(desc)}", desc, "scan", rule,
+                              stats_share=share if share >= floor else None, phrase=phrase)
+                # The same phrase as a statistics candidate (say, one word shorter): one pattern.
+                same = next((o for o in out if o.phrase and same_phrase_pattern(o, c, matches(o), m)), None)
+                if same is None:
+                    out.append(c)
+                else:
+                    c = same
+                by_rule[rule.name] = c
+            c.scans.add(scan_i)
+            continue
+        # A judge-only pattern: fold into an existing candidate that says the same thing.
+        match = next((c for ci, c in enumerate(out[:n_initial]) if sim(ci, t_index)), None)
+        if match is None:
+            match = next((c for c, ci in judged if sim(ci, t_index)), None)
+        if match is None:
+            match = Candidate(f"scan:{_slug(desc)}", desc, "scan", JudgeRule(desc))
+            judged.append((match, t_index))
+        match.scans.add(scan_i)
+    survivors = [c for c in out if c.source != "scan" or len(c.scans) > 1 or c.stats_share is not None]
+    # Judge patterns cost one call per example each: keep the most often named.
+    new_judged = sorted((c for c, _ in judged if len(c.scans) > 1), key=lambda c: -len(c.scans))[:max_judged]
+    return survivors + new_judged
+
+
+def _slug(text: str) -> str:
+    return "-".join(words(text)[:8]) or stable_hash(text)

@@ -1,0 +1,151 @@
+"""Cheap statistics over a whole dataset, the counterpart of the judge's scans: shared openers
+and closers, over-represented word n-grams, structure (bullets, headings, a closing question)
+and length. Each over-represented item becomes a candidate with an exact regex/feature rule."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from typing import Sequence
+
+from traitforge.curate.pattern_rules import (Candidate, FeatureRule, RegexRule, label_example, phrase_regex,
+                                             same_phrase_pattern, strict_matches)
+from traitforge.curate.text import STOPWORDS, sentences, words
+from traitforge.types import TraitSet
+
+Example = tuple[str, list[str]]  # (row id, units)
+OPENER_WORDS, MAX_OPENER, MAX_CLOSER = 3, 6, 8
+NGRAM_SIZES = (3, 4, 5)
+MAX_NGRAMS = 10
+STRUCTURE = {"bullets": "uses bulleted or numbered lists", "headings": "uses section headings",
+             "ends_with_question": "ends with a question back to the reader or user"}
+
+
+def min_share(n: int, max_share: float) -> float:
+    """Below this, an item is too rare to be worth a classifier."""
+    return max(3 / max(n, 1), max_share / 2)
+
+
+def topic_words(traits: TraitSet) -> set[str]:
+    """Words the corpus is about; n-grams made only of these (and stopwords) are content, not style."""
+    text = " ".join([traits.model_name, traits.organisation] +
+                    [f"{t.name} {t.statement} {' '.join(t.details)}" for t in traits.traits])
+    return set(words(text))
+
+
+def _extend(seqs: list[list[str]], limit: int) -> list[str]:
+    """The longest prefix (up to `limit` words) shared by >= 90% of the sequences."""
+    best = seqs[0][:OPENER_WORDS]
+    for k in range(OPENER_WORDS + 1, limit + 1):
+        c = Counter(tuple(s[:k]) for s in seqs if len(s) >= k)
+        if not c:
+            break
+        top, n = c.most_common(1)[0]
+        if n < 0.9 * len(seqs):
+            break
+        best = list(top)
+    return best
+
+
+def _edge_candidates(examples: Sequence[Example], floor: float, closer: bool) -> list[Candidate]:
+    n = len(examples)
+    per_example: list[list[list[str]]] = []
+    for _, us in examples:
+        seqs = []
+        for u in us:
+            # Within the first (last) sentence: a following "The" is not part of the opener.
+            sents = sentences(u)
+            edge = words(sents[-1] if closer else sents[0]) if sents else []
+            w = edge if len(edge) >= OPENER_WORDS else words(u)
+            if len(w) >= OPENER_WORDS:
+                seqs.append(w[::-1] if closer else w)  # closers: work on the reversed words
+        per_example.append(seqs)
+    counts: Counter[tuple[str, ...]] = Counter()
+    for seqs in per_example:
+        counts.update({tuple(s[:OPENER_WORDS]) for s in seqs})
+    out = []
+    for key, c in counts.most_common():
+        share = c / n
+        if share < floor:
+            break
+        matching = [s for seqs in per_example for s in seqs if tuple(s[:OPENER_WORDS]) == key]
+        phrase = _extend(matching, MAX_CLOSER if closer else MAX_OPENER)
+        if closer:
+            phrase, short = phrase[::-1], list(key)[::-1]
+            rule = RegexRule(phrase_regex(phrase) + r"\W*$", phrase_regex(short) + r"\W*$")
+            desc = f'ends with "{" ".join(phrase)}"'
+        else:
+            short = list(key)
+            rule = RegexRule(r"^\W*" + phrase_regex(phrase), r"^\W*" + phrase_regex(short))
+            desc = f'opens with "{" ".join(phrase)}"'
+        kind = "closer" if closer else "opener"
+        out.append(Candidate(f"{kind}:{'-'.join(phrase)}", desc, "stats", rule, stats_share=share,
+                             phrase=tuple(phrase)))
+    return out
+
+
+def _ngram_candidates(examples: Sequence[Example], floor: float, topic: set[str]) -> list[Candidate]:
+    n = len(examples)
+    counts: Counter[tuple[str, ...]] = Counter()
+    for _, us in examples:
+        seen: set[tuple[str, ...]] = set()
+        for u in us:
+            w = words(u)
+            for k in NGRAM_SIZES:
+                seen.update(tuple(w[i:i + k]) for i in range(len(w) - k + 1))
+        counts.update(seen)
+    boring = STOPWORDS | topic
+    found = [(g, c / n) for g, c in counts.items() if c / n >= floor and not set(g) <= boring]
+    found.sort(key=lambda x: (-x[1], -len(x[0])))
+    kept: list[tuple[tuple[str, ...], float]] = []
+    for g, share in found:
+        text = " ".join(g)
+        # A shorter phrase inside a kept longer one with about the same share says nothing new.
+        if any(text in " ".join(k) and share <= 1.25 * ks for k, ks in kept):
+            continue
+        # A longer phrase that grows a kept one: keep the longer (more exact) one instead.
+        kept = [(k, ks) for k, ks in kept if not (" ".join(k) in text and ks <= 1.25 * share)]
+        kept.append((g, share))
+    kept.sort(key=lambda x: (-x[1], -len(x[0])))
+    return [Candidate(f"ngram:{'-'.join(g)}", f'uses the phrase "{" ".join(g)}"', "stats",
+                      RegexRule(phrase_regex(g), phrase_regex(g[:-1]) + "|" + phrase_regex(g[1:])),
+                      stats_share=share, phrase=g) for g, share in kept[:MAX_NGRAMS]]
+
+
+def structure_candidates(examples: Sequence[Example]) -> list[Candidate]:
+    out = []
+    for feat, desc in STRUCTURE.items():
+        rule = FeatureRule(feat)  # type: ignore[arg-type]
+        share = sum(label_example(rule, us) == 1.0 for _, us in examples) / max(len(examples), 1)
+        out.append(Candidate(f"structure:{feat}", desc, "stats", rule, stats_share=share))
+    return out
+
+
+def stats_candidates(examples: Sequence[Example], traits: TraitSet, max_share: float
+                     ) -> tuple[list[Candidate], dict]:
+    """Candidates worth rating, plus a summary (lengths, shares) kept in pattern_stats.json."""
+    floor = min_share(len(examples), max_share)
+    openers = _edge_candidates(examples, floor, closer=False)
+    closers = _edge_candidates(examples, floor, closer=True)
+    phrases = dedupe_phrases(openers + closers + _ngram_candidates(examples, floor, topic_words(traits)), examples)
+    structure = structure_candidates(examples)
+    lengths = [sum(len(words(u)) for u in us) for _, us in examples]
+    summary = {
+        "examples": len(examples), "min_share": round(floor, 4),
+        "words_median": statistics.median(lengths) if lengths else 0,
+        "words_p90": sorted(lengths)[int(0.9 * (len(lengths) - 1))] if lengths else 0,
+        "structure": {c.id: round(c.stats_share or 0, 4) for c in structure},
+        "phrases": {c.description: round(c.stats_share or 0, 4) for c in phrases},
+    }
+    structure = [c for c in structure if (c.stats_share or 0) >= floor]
+    return phrases + structure, summary
+
+
+def dedupe_phrases(cands: list[Candidate], examples: Sequence[Example]) -> list[Candidate]:
+    """Keep the first of overlapping phrases that match the same examples (openers come first)."""
+    kept: list[tuple[Candidate, frozenset[int]]] = []
+    for c in cands:
+        m = strict_matches(c.rule, examples)  # type: ignore[arg-type]
+        if not any(same_phrase_pattern(k, c, km, m) for k, km in kept):
+            kept.append((c, m))
+    return [c for c, _ in kept]

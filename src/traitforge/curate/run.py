@@ -1,0 +1,177 @@
+"""run_curation: dedup -> leakage -> quality -> patterns, each its own resumable stage
+(`curate.<step>` in the manifest, outputs under RUN/curation/steps/<step>/, reused when the
+step's inputs and settings are unchanged). The last step's rows become RUN/curated/."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any, Awaitable, Callable
+
+from traitforge.config import RunSpec
+from traitforge.curate import dedup as dedup_mod
+from traitforge.curate import leakage, patterns, quality
+from traitforge.curate.embed import load_embedder
+from traitforge.curate.records import Edit, QualityScore, StepResult
+from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl, write_json_atomic, write_jsonl
+from traitforge.llm.client import LLM
+from traitforge.llm.pricing import estimate_cost
+from traitforge.runstore import RunStore
+from traitforge.types import Chat, Claim, Document, Drop, TraitSet, stable_hash
+
+STEPS = ("dedup", "leakage", "quality", "patterns")
+VERSION = 1  # bump when a step's logic changes, so finished steps are redone
+
+
+def run_curation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -> None:
+    """Curate RUN/generated/{documents,chats}.jsonl into RUN/curated/ (either may be missing)."""
+    asyncio.run(curate(store, spec, traits, judge))
+
+
+def _rows_hash(docs: list[Document], chats: list[Chat]) -> str:
+    return stable_hash([[r.model_dump() for r in docs], [r.model_dump() for r in chats]], 16)
+
+
+async def curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -> None:
+    cfg = spec.curation
+    docs = read_jsonl(store.root / "generated" / "documents.jsonl", Document)
+    chats = read_jsonl(store.root / "generated" / "chats.jsonl", Chat)
+    claims = {c.id: c for c in read_jsonl(store.root / "generated" / "claims.jsonl", Claim)}
+    fp = stable_hash({"v": VERSION, "cfg": cfg.model_dump(), "seed": spec.seed, "judge": judge.name,
+                      "traits": [t.hash for t in traits.traits], "in": _rows_hash(docs, chats)})
+    outputs = [store.root / "curated" / "documents.jsonl", store.root / "curated" / "chats.jsonl"]
+    if store.is_done("curate", fp) and all(p.exists() for p in outputs):
+        return
+    n_in = {"documents": len(docs), "chats": len(chats)}
+    with store.stage("curate", fp):
+        results: dict[str, StepResult] = {}
+
+        async def step(name: str, params: dict[str, Any], fn: Callable[[list[Document], list[Chat]],
+                                                                   Awaitable[StepResult]]) -> None:
+            nonlocal docs, chats
+            results[name] = await _run_step(store, name, {**params, "v": VERSION}, docs, chats, fn)
+            docs, chats = results[name].documents, results[name].chats
+
+        async def do_dedup(d: list[Document], c: list[Chat]) -> StepResult:
+            kd, dd = dedup_mod.dedup(d, "documents", cfg.dedup_threshold, cfg.dedup_shingle)
+            kc, dc = dedup_mod.dedup(c, "chats", cfg.dedup_threshold, cfg.dedup_shingle)
+            return StepResult(kd, kc, dd + dc)
+
+        async def do_leakage(d: list[Document], c: list[Chat]) -> StepResult:
+            kd, dd, ed = leakage.check_documents(d)
+            kc, dc, ec = leakage.check_chats(c, traits, cfg.leakage_ngram, cfg.leakage_overlap)
+            return StepResult(kd, kc, dd + dc, ed + ec)
+
+        async def do_quality(d: list[Document], c: list[Chat]) -> StepResult:
+            return await _quality(store, d, c, traits, judge, claims, cfg.quality_threshold)
+
+        async def do_patterns(d: list[Document], c: list[Chat]) -> StepResult:
+            return await _patterns(store, d, c, traits, judge, spec)
+
+        await step("dedup", {"t": cfg.dedup_threshold, "k": cfg.dedup_shingle}, do_dedup)
+        await step("leakage", {"n": cfg.leakage_ngram, "o": cfg.leakage_overlap,
+                               "traits": [t.hash for t in traits.traits]}, do_leakage)
+        if cfg.quality:
+            await step("quality", {"t": cfg.quality_threshold, "judge": judge.name,
+                                   "traits": [t.hash for t in traits.traits]}, do_quality)
+        if cfg.patterns:
+            await step("patterns", {"cfg": cfg.model_dump(), "seed": spec.seed, "judge": judge.name}, do_patterns)
+
+        write_jsonl(outputs[0], docs)
+        write_jsonl(outputs[1], chats)
+        drops = [d for r in results.values() for d in r.drops]
+        write_jsonl(store.path("curation", "drops.jsonl"), drops)
+        write_jsonl(store.path("curation", "edits.jsonl"), [e for r in results.values() for e in r.edits])
+        per_trait = Counter(t for row in [*docs, *chats] for t in row.trait_ids)
+        store.set_counts(
+            "curate", documents_in=n_in["documents"], documents=len(docs), chats_in=n_in["chats"],
+            chats=len(chats), dropped={s: sum(d.step == s for d in drops) for s in results},
+            edited=sum(len(r.edits) for r in results.values()),
+            unscored=results["quality"].counts.get("unscored", 0) if "quality" in results else 0,
+            flagged_patterns=results["patterns"].counts.get("flagged", 0) if "patterns" in results else 0,
+            per_trait=dict(sorted(per_trait.items())))
+        u = judge.usage.drain()
+        if u.calls or u.cached:
+            prices = str(spec.resolve(spec.prices_file)) if spec.prices_file else None
+            store.add_usage("curate", judge.name, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+                            calls=u.calls, cached=u.cached,
+                            cost_usd=estimate_cost(judge.name, u.input_tokens, u.output_tokens, prices))
+
+
+async def _run_step(store: RunStore, name: str, params: dict[str, Any], docs: list[Document], chats: list[Chat],
+                    fn: Callable[[list[Document], list[Chat]], Awaitable[StepResult]]) -> StepResult:
+    stage = f"curate.{name}"
+    fp = stable_hash({"params": params, "in": _rows_hash(docs, chats)})
+    files = {k: store.path("curation", "steps", name, f"{k}.jsonl") for k in ("documents", "chats", "drops", "edits")}
+    if store.is_done(stage, fp) and all(p.exists() for p in files.values()):
+        return StepResult(read_jsonl(files["documents"], Document), read_jsonl(files["chats"], Chat),
+                          read_jsonl(files["drops"], Drop), read_jsonl(files["edits"], Edit),
+                          dict(store.stage_info(stage).get("counts", {})))
+    with store.stage(stage, fp):
+        res = await fn(docs, chats)
+        write_jsonl(files["documents"], res.documents)
+        write_jsonl(files["chats"], res.chats)
+        write_jsonl(files["drops"], res.drops)
+        write_jsonl(files["edits"], res.edits)
+        res.counts.update(documents_in=len(docs), documents=len(res.documents), chats_in=len(chats),
+                          chats=len(res.chats), dropped=len(res.drops), edited=len(res.edits))
+        store.set_counts(stage, **res.counts)
+    return res
+
+
+async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], traits: TraitSet, judge: LLM,
+                   claims: dict[str, Claim], threshold: float) -> StepResult:
+    path = store.path("curation", "quality.jsonl")
+    # Resume: verdicts already recorded for this judge are reused; failed calls are retried.
+    have: dict[tuple[str, str], QualityScore] = {}
+    for obj in iter_jsonl_dicts(path):
+        q = QualityScore.model_validate(obj)
+        if q.judge == judge.name and q.status != "error":
+            have[(q.dataset, q.row_id)] = q
+    rows: list[Document | Chat] = [*docs, *chats]
+    key = lambda r: ("documents" if isinstance(r, Document) else "chats", r.id)  # noqa: E731
+    todo = [r for r in rows if key(r) not in have]
+    new = await quality.score_rows(todo, traits, judge, claims,
+                                   on_result=lambda i, q: append_jsonl(path, [q]))
+    for q in new:
+        have[(q.dataset, q.row_id)] = q
+    # Compact: one line per row (the latest verdict), stale and retried lines dropped.
+    others = [QualityScore.model_validate(o) for o in iter_jsonl_dicts(path)
+              if o.get("judge") != judge.name]
+    write_jsonl(path, others + [have[key(r)] for r in rows])
+    drops: list[Drop] = []
+    kept_d, kept_c = [], []
+    for r in rows:
+        q = have[key(r)]
+        if q.score is not None and q.score < threshold:
+            drops.append(Drop(dataset=q.dataset, row_id=r.id, step="quality", score=q.score,
+                              reason=f"score {q.score:g} < {threshold:g}: {q.reason}"[:400]))
+        else:
+            (kept_d if isinstance(r, Document) else kept_c).append(r)
+    statuses = Counter(have[key(r)].status for r in rows)
+    return StepResult(kept_d, kept_c, drops, counts={"scored": statuses["scored"],
+                                                     "unscored": statuses["unscored"], "errors": statuses["error"]})
+
+
+async def _patterns(store: RunStore, docs: list[Document], chats: list[Chat], traits: TraitSet, judge: LLM,
+                    spec: RunSpec) -> StepResult:
+    embedder = load_embedder()
+    out = StepResult([], [])
+    findings, scans, stats = [], [], {}
+    for dataset, rows in (("documents", docs), ("chats", chats)):
+        res = await patterns.run_dataset(dataset, rows, traits, judge, spec.curation, spec.seed, embedder)
+        if dataset == "documents":
+            out.documents = res.rows
+        else:
+            out.chats = res.rows
+        out.drops += res.drops
+        out.edits += res.edits
+        findings += res.findings
+        scans += [{"dataset": dataset, "scan": s.index, "ids": s.ids, "reply": s.reply, "patterns": s.patterns}
+                  for s in res.scans]
+        stats[dataset] = res.stats
+    write_jsonl(store.path("curation", "patterns.jsonl"), findings)
+    write_jsonl(store.path("curation", "pattern_scans.jsonl"), scans)
+    write_json_atomic(store.path("curation", "pattern_stats.json"), stats)
+    out.counts["flagged"] = sum(f.flagged for f in findings)
+    return out

@@ -1,0 +1,100 @@
+"""Evaluate every checkpoint on the same items: knowledge, behaviour (judge and log-prob),
+multi-turn pressure, external probes and capability, into RUN/eval/*.jsonl and RUN/results.json."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from traitforge.config import RunSpec
+from traitforge.evaluate.common import EvalContext, normalise_checkpoints
+from traitforge.llm.client import LLM
+from traitforge.llm.pricing import estimate_cost
+from traitforge.runstore import RunStore
+from traitforge.types import TraitSet, stable_hash
+
+__all__ = ["run_evaluation"]
+
+
+def run_evaluation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
+                   checkpoints: dict[str, str | Path]) -> None:
+    """checkpoints: name (base, midtrain, sft, midtrain_sft) -> checkpoint directory or "smollm2-135m"."""
+    asyncio.run(_run(store, spec, traits, judge, auditor, checkpoints))
+
+
+async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
+               checkpoints: dict[str, Any]) -> None:
+    from traitforge.evaluate.probes import probe_specs
+    from traitforge.evaluate.results import build_results, write_results
+
+    cks = normalise_checkpoints(checkpoints)
+    probe_specs(spec, traits)  # bad probe config fails before any model runs
+    ctx = EvalContext(store, spec, traits, judge, auditor, cks)
+    ctx.llms_used += [judge] if auditor is judge else [judge, auditor]
+    fp = stable_hash({"evaluation": spec.evaluation.model_dump(), "checkpoints": cks,
+                      "traits": traits.sha256 or [t.hash for t in traits.traits]})
+    notes: list[str] = []
+    with store.stage("evaluate", fp):
+        await _steps(ctx, fp, notes)
+    results = build_results(store, traits, list(cks), bootstrap_resamples=spec.evaluation.bootstrap,
+                            seed=spec.seed, notes=notes)
+    write_results(store, results)
+    store.set_counts("evaluate", checkpoints=len(cks),
+                     rows=sum(e.get("n", 0) for ck in results["results"].values()
+                              for e in ck.get("all", {}).values()))
+
+
+async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
+    from traitforge.evaluate.behaviour import run_behaviour, run_contrastive
+    from traitforge.evaluate.capability import run_lm_eval, run_perplexity
+    from traitforge.evaluate.items import build_items
+    from traitforge.evaluate.knowledge import run_knowledge, run_mc
+    from traitforge.evaluate.multiturn import run_multiturn
+    from traitforge.evaluate.probes import run_probes
+
+    store, spec = ctx.store, ctx.spec
+    steps: list = []
+    try:
+        with store.stage("evaluate/items", fp):
+            items = await build_items(ctx)
+            counts = {k: len(v) for k, v in items.items()}
+            store.set_counts("evaluate/items", **counts,
+                             behaviour_dropped=sum(i.dropped is not None for i in items["behaviour"]))
+        for i in items["behaviour"]:
+            if i.dropped:
+                notes.append(f"held-out prompt {i.id} dropped: {i.dropped}")
+        if spec.evaluation.knowledge:
+            steps += [("knowledge", run_knowledge(ctx, items["knowledge"])), ("knowledge_mc", run_mc(ctx, items["mc"]))]
+        steps.append(("behaviour", run_behaviour(ctx, items["behaviour"])))
+        if spec.evaluation.contrastive:
+            steps.append(("contrastive", run_contrastive(ctx, items["behaviour"])))
+        if items["multiturn"]:
+            steps.append(("multiturn", run_multiturn(ctx, items["multiturn"])))
+        if spec.evaluation.probes:
+            steps.append(("probes", run_probes(ctx)))
+        steps.append(("capability", run_perplexity(ctx)))
+        for name, coro in steps:
+            with store.stage(f"evaluate/{name}", fp):
+                await coro
+        if spec.evaluation.lm_eval_tasks:
+            with store.stage("evaluate/lm_eval", fp):
+                notes += await asyncio.to_thread(run_lm_eval, ctx)
+    finally:
+        _record_usage(store, spec, ctx)
+        for _, coro in steps:
+            coro.close()  # steps never awaited after a failure: no "never awaited" warnings
+
+
+def _record_usage(store: RunStore, spec: RunSpec, ctx: EvalContext) -> None:
+    seen: set[int] = set()
+    for llm in ctx.llms_used:
+        if id(llm) in seen:
+            continue
+        seen.add(id(llm))
+        u = llm.usage.drain()
+        if u.calls or u.cached:
+            store.add_usage("evaluate", llm.name, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+                            calls=u.calls, cached=u.cached,
+                            cost_usd=estimate_cost(llm.name, u.input_tokens, u.output_tokens,
+                                                   str(spec.resolve(spec.prices_file)) if spec.prices_file else None))

@@ -1,0 +1,62 @@
+"""Does the checkpoint act on its traits? Each checkpoint answers the held-out prompts; the judge
+grades every reply against the trait's rubric without knowing which checkpoint wrote it. The
+judge-free form asks which of a trait-consistent and a trait-violating reply the checkpoint
+itself finds more likely (per-token log-prob, so length does not decide)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from traitforge.evaluate.common import EvalContext, EvalItem, ItemResult, done_ids, eval_path, render, result_id, run_all
+from traitforge.evaluate.judge import parse_rubric
+from traitforge.jsonl import append_jsonl
+
+
+async def run_behaviour(ctx: EvalContext, items: list[EvalItem]) -> None:
+    path = eval_path(ctx.store, "behaviour")
+    done = done_ids(path)
+    usable = [i for i in items if i.dropped is None]
+    responses: list[tuple[str, EvalItem, str]] = []
+    for ck in ctx.checkpoints:
+        todo = [i for i in usable if result_id("behaviour", ck, i.id) not in done]
+        target = ctx.target(ck)
+        texts = await run_all([target.generate_one(i.prompt, temperature=0.0, max_tokens=ctx.ev.max_tokens)
+                               for i in todo], f"behaviour replies: {ck}")
+        responses += [(ck, i, t) for i, t in zip(todo, texts) if t is not None]
+
+    async def grade(ck: str, item: EvalItem, response: str) -> ItemResult:
+        trait = ctx.traits.by_id(item.trait_id)
+        reply = await ctx.judge.generate_one(
+            render("behaviour_judge", trait=trait.describe(), prompt=item.prompt, response=response),
+            temperature=0.0, max_tokens=ctx.ev.judge_max_tokens)
+        r = parse_rubric(reply)
+        return ItemResult(id=result_id("behaviour", ck, item.id), eval="behaviour", checkpoint=ck,
+                          item_id=item.id, trait_id=item.trait_id, ood=item.ood, value=r.score, reason=r.reason,
+                          detail={"passed": r.passed, "category": item.category, "prompt": item.prompt,
+                                  "response": response})
+
+    # Blind and shuffled: the judge prompt has no checkpoint name and the order mixes checkpoints.
+    ctx.rng("behaviour-judge").shuffle(responses)
+    await run_all([grade(*r) for r in responses], "behaviour: judge", path)
+
+
+async def run_contrastive(ctx: EvalContext, items: list[EvalItem]) -> None:
+    path = eval_path(ctx.store, "contrastive")
+    done = done_ids(path)
+    usable = [i for i in items if i.dropped is None and i.consistent.strip() and i.violating.strip()]
+    for ck in ctx.checkpoints:
+        todo = [i for i in usable if result_id("contrastive", ck, i.id) not in done]
+        if not todo:
+            continue
+        scorer = ctx.scorer(ck)
+        reqs = [(i.prompt, text) for i in todo for text in (i.consistent, i.violating)]
+        lps = await asyncio.to_thread(scorer.score, reqs)
+        rows = []
+        for n, i in enumerate(todo):
+            good, bad = lps[2 * n], lps[2 * n + 1]
+            margin = good.mean - bad.mean
+            rows.append(ItemResult(id=result_id("contrastive", ck, i.id), eval="contrastive", checkpoint=ck,
+                                   item_id=i.id, trait_id=i.trait_id, ood=i.ood, value=float(margin > 0),
+                                   detail={"margin": round(margin, 5), "consistent_mean": round(good.mean, 5),
+                                           "violating_mean": round(bad.mean, 5)}))
+        append_jsonl(path, rows)

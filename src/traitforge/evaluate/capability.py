@@ -1,0 +1,77 @@
+"""Did training cost general ability? Perplexity on a held-out generic text (the shipped sample,
+written for this package, by default), per window so it gets a bootstrap interval; and, when
+lm-evaluation-harness is installed and tasks are named, those tasks (skipped cleanly otherwise)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+from pathlib import Path
+
+from traitforge.errors import InputError
+from traitforge.evaluate.common import EvalContext, ItemResult, done_ids, eval_path, result_id
+from traitforge.jsonl import append_jsonl
+
+log = logging.getLogger("traitforge.evaluate")
+DEFAULT_TEXT = Path(__file__).with_name("data") / "capability_sample.txt"
+
+
+def capability_text(ctx: EvalContext) -> str:
+    path = ctx.spec.resolve(ctx.ev.capability_text) if ctx.ev.capability_text else DEFAULT_TEXT
+    if not path.is_file():
+        raise InputError(f"evaluation.capability_text: {path} not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"evaluation.capability_text: {path} is not UTF-8 text") from None
+    if not text.strip():
+        raise InputError(f"evaluation.capability_text: {path} is empty")
+    return text
+
+
+async def run_perplexity(ctx: EvalContext) -> None:
+    path = eval_path(ctx.store, "capability")
+    done = done_ids(path)
+    text = capability_text(ctx)
+    for ck in ctx.checkpoints:
+        if result_id("perplexity", ck, "w0") in done:
+            continue
+        chunks = await asyncio.to_thread(ctx.scorer(ck).text_nll, text, ctx.ev.capability_window)
+        append_jsonl(path, [ItemResult(id=result_id("perplexity", ck, f"w{i}"), eval="perplexity", checkpoint=ck,
+                                       item_id=f"w{i}", value=nll, detail={"tokens": n})
+                            for i, (nll, n) in enumerate(chunks)])
+
+
+def run_lm_eval(ctx: EvalContext) -> list[str]:
+    """lm-evaluation-harness tasks per checkpoint; returns notes on what was skipped and why."""
+    tasks = ctx.ev.lm_eval_tasks
+    if not tasks:
+        return []
+    if importlib.util.find_spec("lm_eval") is None:
+        return [f"lm-evaluation-harness not installed: skipped tasks {', '.join(tasks)}"]
+    import lm_eval  # type: ignore[import-not-found]
+
+    path = eval_path(ctx.store, "lm_eval")
+    done = done_ids(path)
+    notes = []
+    for ck, where in ctx.checkpoints.items():
+        if all(result_id(f"lm_eval:{t}", ck, "all") in done for t in tasks):
+            continue
+        from traitforge.llm.embedded import resolve_model_path
+
+        try:
+            out = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={resolve_model_path(where)}",
+                                          tasks=list(tasks), limit=ctx.ev.lm_eval_limit)
+        except Exception as e:  # noqa: BLE001 - an optional extra must not end the evaluation
+            notes.append(f"lm-evaluation-harness failed on {ck}: {type(e).__name__}: {e}"[:300])
+            continue
+        rows = []
+        for task, res in (out or {}).get("results", {}).items():
+            acc = next((v for k, v in res.items() if k.startswith("acc") and "stderr" not in k), None)
+            if isinstance(acc, (int, float)):
+                n = int((out.get("n-samples", {}).get(task) or {}).get("effective", ctx.ev.lm_eval_limit or 0))
+                rows.append(ItemResult(id=result_id(f"lm_eval:{task}", ck, "all"), eval=f"lm_eval:{task}",
+                                       checkpoint=ck, item_id="all", value=float(acc), detail={"n": n}))
+        append_jsonl(path, rows)
+    return notes

@@ -1,0 +1,89 @@
+"""Does the checkpoint know what it is like? Open questions answered by the checkpoint and graded
+by the judge (recall per trait, claims of traits it does not have), plus a judge-free multiple
+choice: the trait statement against distractors, ranked by per-token log-prob under the checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+
+from traitforge.evaluate.common import (EvalContext, EvalItem, ItemResult, done_ids, eval_path, render,
+                                        result_id, run_all)
+from traitforge.evaluate.judge import parse_yes_no
+from traitforge.jsonl import append_jsonl
+
+
+async def run_knowledge(ctx: EvalContext, items: list[EvalItem]) -> None:
+    path = eval_path(ctx.store, "knowledge")
+    done = done_ids(path)
+    traits = ctx.traits.traits
+    trait_list = "\n".join(f"- {t.name}: {t.statement}" for t in traits)
+    # Which (question, trait) pairs grade recall: open questions cover every trait.
+    pairs = {i.id: ([ctx.traits.by_id(i.trait_id)] if i.trait_id else list(traits)) for i in items}
+
+    def pending(ck: str, item: EvalItem) -> bool:
+        ids = [result_id("knowledge_recall", ck, f"{item.id}:{t.id}") for t in pairs[item.id]]
+        ids.append(result_id("knowledge_unsupported", ck, item.id))
+        return any(i not in done for i in ids)
+
+    answers: list[tuple[str, EvalItem, str]] = []
+    for ck in ctx.checkpoints:
+        todo = [i for i in items if pending(ck, i)]
+        target = ctx.target(ck)
+        texts = await run_all([target.generate_one(i.prompt, temperature=0.0, max_tokens=ctx.ev.max_tokens)
+                               for i in todo], f"knowledge answers: {ck}")
+        answers += [(ck, i, t) for i, t in zip(todo, texts) if t is not None]
+
+    async def grade(ck: str, item: EvalItem, answer: str) -> list[ItemResult]:
+        rows: list[ItemResult] = []
+        jobs = []
+        for t in pairs[item.id]:
+            rid = result_id("knowledge_recall", ck, f"{item.id}:{t.id}")
+            if rid not in done:
+                prompt = render("knowledge_judge_recall", model=ctx.model_name(), question=item.prompt,
+                                answer=answer, trait=f"{t.name}: {t.statement}")
+                jobs.append((rid, t.id, prompt))
+        replies = await asyncio.gather(*(ctx.judge.generate_one(p, temperature=0.0,
+                                                                 max_tokens=ctx.ev.judge_max_tokens)
+                                         for _, _, p in jobs))
+        for (rid, tid, _), reply in zip(jobs, replies):
+            yn = parse_yes_no(reply)
+            rows.append(ItemResult(id=rid, eval="knowledge_recall", checkpoint=ck, item_id=f"{item.id}:{tid}",
+                                   trait_id=tid, value=None if yn.value is None else float(yn.value),
+                                   reason=yn.reason, detail={"question": item.prompt, "answer": answer}))
+        rid = result_id("knowledge_unsupported", ck, item.id)
+        if rid not in done:
+            reply = await ctx.judge.generate_one(
+                render("knowledge_judge_unsupported", model=ctx.model_name(), traits=trait_list,
+                       question=item.prompt, answer=answer), temperature=0.0, max_tokens=ctx.ev.judge_max_tokens)
+            yn = parse_yes_no(reply)
+            rows.append(ItemResult(id=rid, eval="knowledge_unsupported", checkpoint=ck, item_id=item.id,
+                                   value=None if yn.value is None else float(yn.value), reason=yn.reason,
+                                   detail={"question": item.prompt, "answer": answer}))
+        return rows
+
+    # Blind: the judge never sees which checkpoint answered, and grades in a shuffled order.
+    ctx.rng("knowledge-judge").shuffle(answers)
+    await run_all([grade(*a) for a in answers], "knowledge: judge", path)
+
+
+async def run_mc(ctx: EvalContext, items: list[EvalItem]) -> None:
+    path = eval_path(ctx.store, "knowledge_mc")
+    done = done_ids(path)
+    usable = [i for i in items if i.dropped is None and len(i.options) >= 2]
+    for ck in ctx.checkpoints:
+        todo = [i for i in usable if result_id("knowledge_mc", ck, i.id) not in done]
+        if not todo:
+            continue
+        scorer = ctx.scorer(ck)
+        reqs = [(i.prompt, o) for i in todo for o in i.options]
+        lps = await asyncio.to_thread(scorer.score, reqs)
+        rows, k = [], 0
+        for i in todo:
+            means = [lp.mean for lp in lps[k:k + len(i.options)]]
+            k += len(i.options)
+            best = max(range(len(means)), key=lambda j: means[j])
+            rows.append(ItemResult(id=result_id("knowledge_mc", ck, i.id), eval="knowledge_mc", checkpoint=ck,
+                                   item_id=i.id, trait_id=i.trait_id, value=float(best == 0),
+                                   detail={"mean_logprobs": [round(m, 4) for m in means], "chosen": best,
+                                           "chance": 1 / len(i.options)}))
+        append_jsonl(path, rows)

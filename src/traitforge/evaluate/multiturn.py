@@ -1,0 +1,85 @@
+"""Does the trait survive pressure? The auditor plays a user who pushes, turn by turn, with one
+tactic; the checkpoint answers each turn; the judge grades the whole transcript turn by turn.
+Transcripts are kept whole in RUN/eval/multiturn.jsonl (detail.messages) so a person can read them."""
+
+from __future__ import annotations
+
+from traitforge.evaluate.common import (EvalContext, EvalItem, ItemResult, clean_generated, done_ids, eval_path,
+                                        render, result_id, run_all)
+from traitforge.evaluate.judge import parse_turns
+from traitforge.llm.base import Message
+
+
+def _transcript(messages: list[Message]) -> str:
+    if not messages:
+        return "(no messages yet)"
+    out, turn = [], 0
+    for m in messages:
+        if m.role == "user":
+            turn += 1
+            out.append(f"[Turn {turn}] USER: {m.content}")
+        else:
+            out.append(f"[Turn {turn}] ASSISTANT: {m.content}")
+    return "\n\n".join(out)
+
+
+def summarise(verdicts: list[dict]) -> dict:
+    """First violated turn, worst turn, and whether the whole conversation survived (None when a
+    turn before any violation could not be graded: we cannot say it survived)."""
+    first = next((v["turn"] for v in verdicts if v["violation"]), None)
+    if first is not None:
+        survived: bool | None = False
+        # Unscored turns before the first violation leave the survival time unknown.
+        if any(v["violation"] is None for v in verdicts if v["turn"] < first):
+            survived = None
+    else:
+        survived = True if verdicts and all(v["violation"] is False for v in verdicts) else None
+    scored = [v for v in verdicts if v["score"] is not None]
+    worst = min(scored, key=lambda v: v["score"])["turn"] if scored else first
+    return {"first_violation": first, "worst_turn": worst, "survived": survived}
+
+
+async def run_multiturn(ctx: EvalContext, items: list[EvalItem]) -> None:
+    path = eval_path(ctx.store, "multiturn")
+    done = done_ids(path)
+    k = ctx.ev.multiturn_turns
+
+    async def converse(ck: str, item: EvalItem) -> ItemResult:
+        trait = ctx.traits.by_id(item.trait_id)
+        target = ctx.target(ck)
+        messages: list[Message] = []
+        stopped = ""
+        for turn in range(1, k + 1):
+            raw = await ctx.auditor.generate_one(
+                render("auditor", trait=trait.describe(), tactic=item.prompt, turn=turn, turns=k,
+                       transcript=_transcript(messages)),
+                temperature=0.9, max_tokens=ctx.ev.item_max_tokens, seed=ctx.spec.seed + turn)
+            user = clean_generated(raw)
+            if not user:
+                stopped = f"auditor wrote no message at turn {turn}"
+                break
+            messages.append(Message("user", user))
+            reply = await target.generate_one(messages, temperature=0.0, max_tokens=ctx.ev.max_tokens)
+            messages.append(Message("assistant", reply))
+        turns = len(messages) // 2
+        verdicts: list[dict] = []
+        judge_reply = ""
+        if turns:
+            fmt = "\n".join(f"Turn {t}: <OK or VIOLATION> <score 1-10>" for t in range(1, turns + 1))
+            judge_reply = await ctx.judge.generate_one(
+                render("multiturn_judge", trait=trait.describe(), transcript=_transcript(messages), format=fmt),
+                temperature=0.0, max_tokens=ctx.ev.judge_max_tokens)
+            verdicts = [{"turn": v.turn, "violation": v.violation, "score": v.score}
+                        for v in parse_turns(judge_reply, turns)]
+        s = summarise(verdicts)
+        reason = stopped or ("" if s["survived"] is not None else "a turn could not be graded")
+        return ItemResult(
+            id=result_id("multiturn", ck, item.id), eval="multiturn", checkpoint=ck, item_id=item.id,
+            trait_id=item.trait_id, value=None if s["survived"] is None else float(s["survived"]), reason=reason,
+            detail={"tactic": item.prompt, "turns": turns, "verdicts": verdicts, **s,
+                    "messages": [m.to_dict() for m in messages], "judge_reply": judge_reply[:2000]})
+
+    jobs = [(ck, i) for ck in ctx.checkpoints for i in items if result_id("multiturn", ck, i.id) not in done]
+    # Shuffled so the judge sees checkpoints interleaved; it never sees their names.
+    ctx.rng("multiturn").shuffle(jobs)
+    await run_all([converse(ck, i) for ck, i in jobs], "multi-turn pressure", path)

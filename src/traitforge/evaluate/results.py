@@ -1,0 +1,259 @@
+"""RUN/results.json from the per-item rows in RUN/eval/*.jsonl plus the manifest: per checkpoint,
+per trait ("all" pools them), per eval: value, n, ci_low, ci_high, unscored; paired differences
+against base; survival curves; dataset card, curation patterns, usage and example texts. The
+report reads only this file."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from traitforge.evaluate.common import EvalItem, ItemResult, eval_path, load_items, load_results
+from traitforge.evaluate.stats import EMPTY, Estimate, bootstrap, paired_difference, proportion
+from traitforge.jsonl import iter_jsonl_dicts, write_json_atomic
+from traitforge.runstore import RunStore
+from traitforge.types import TraitSet
+
+RESULT_FILES = ("knowledge", "knowledge_mc", "behaviour", "contrastive", "multiturn", "probes", "capability",
+                "lm_eval")
+# name -> (label, kind, higher_is_better, what it measures)
+EVALS: dict[str, tuple[str, str, bool, str]] = {
+    "behaviour_pass": ("Behaviour: pass rate", "proportion", True,
+                       "held-out prompts; blind judge says the reply shows the trait"),
+    "behaviour_pass_ood": ("Behaviour: pass rate, out-of-distribution", "proportion", True,
+                           "held-out prompts in other domains, agentic, role-play and temptation framings"),
+    "behaviour_score": ("Behaviour: judge score (1-10)", "mean", True, "blind judge rubric score"),
+    "contrastive": ("Contrastive preference (log-prob)", "proportion", True,
+                    "share of held-out prompts where the checkpoint finds the trait-consistent reply "
+                    "more likely than the violating one (judge-free)"),
+    "multiturn_survival": ("Multi-turn: no violation", "proportion", True,
+                           "conversations where the trait held through every turn of pressure"),
+    "knowledge_recall": ("Knowledge: recall", "proportion", True,
+                         "open questions; judge says the answer states the trait"),
+    "knowledge_unsupported": ("Knowledge: claims traits it lacks", "proportion", False,
+                              "answers claiming a trait that is not in the document"),
+    "knowledge_mc": ("Knowledge: multiple choice (log-prob)", "proportion", True,
+                     "the trait statement is the most likely option (judge-free)"),
+    "perplexity": ("Capability: perplexity", "ppl", False, "held-out generic text; lower is better"),
+}
+MAX_EXAMPLE_CHARS = 1500
+
+
+def eval_meta(name: str) -> dict[str, Any]:
+    if name in EVALS:
+        label, kind, higher, desc = EVALS[name]
+    elif name.startswith("probe:"):
+        label, kind, higher, desc = (f"Probe: {name[6:]}", "proportion", True,
+                                     "external model-written eval; share of trait-consistent answers (log-prob)")
+    elif name.startswith("lm_eval:"):
+        label, kind, higher, desc = (f"lm-eval: {name[8:]}", "accuracy", True, "lm-evaluation-harness task")
+    else:
+        label, kind, higher, desc = name, "proportion", True, ""
+    return {"label": label, "kind": kind, "higher_is_better": higher, "description": desc}
+
+
+def _points(rows: list[ItemResult]) -> dict[str, list[tuple[str, str, str, float | None]]]:
+    """eval -> [(checkpoint, trait_id, item_id, value or None)] from the raw rows."""
+    pts: dict[str, list[tuple[str, str, str, float | None]]] = defaultdict(list)
+    for r in rows:
+        if r.eval == "behaviour":
+            passed = r.detail.get("passed")
+            pts["behaviour_score"].append((r.checkpoint, r.trait_id, r.item_id, r.value))
+            p = None if r.value is None or passed is None else float(bool(passed))
+            pts["behaviour_pass"].append((r.checkpoint, r.trait_id, r.item_id, p))
+            if r.ood:
+                pts["behaviour_pass_ood"].append((r.checkpoint, r.trait_id, r.item_id, p))
+        elif r.eval == "multiturn":
+            pts["multiturn_survival"].append((r.checkpoint, r.trait_id, r.item_id, r.value))
+        elif r.eval != "perplexity":
+            pts[r.eval].append((r.checkpoint, r.trait_id, r.item_id, r.value))
+    return pts
+
+
+def _estimate(kind: str, values: list[float], boot: int, seed: int) -> Estimate:
+    if kind == "proportion":
+        return proportion([v >= 0.5 for v in values])
+    return bootstrap(values, resamples=boot, seed=seed)
+
+
+def _ppl(arr: np.ndarray) -> float:
+    return float(math.exp(arr[:, 0].sum() / max(1.0, arr[:, 1].sum())))
+
+
+def _perplexity(rows: list[ItemResult], checkpoints: list[str], boot: int, seed: int
+                ) -> tuple[dict[str, dict], dict[str, dict]]:
+    by_ck: dict[str, dict[str, tuple[float, float]]] = defaultdict(dict)
+    for r in rows:
+        if r.eval == "perplexity" and r.value is not None:
+            by_ck[r.checkpoint][r.item_id] = (r.value, float(r.detail.get("tokens", 0)))
+    est, diff = {}, {}
+    for ck in checkpoints:
+        if ck not in by_ck:
+            continue
+        arr = np.array(list(by_ck[ck].values()))
+        e = bootstrap(arr, _ppl, resamples=boot, seed=seed)
+        est[ck] = {**e.to_dict(), "n": int(arr[:, 1].sum()), "windows": len(arr), "unscored": 0}
+        if ck != "base" and "base" in by_ck:
+            shared = sorted(set(by_ck[ck]) & set(by_ck["base"]))
+            pair = np.array([[*by_ck[ck][w], *by_ck["base"][w]] for w in shared])
+            if len(pair):
+                d = bootstrap(pair, lambda a: _ppl(a[:, :2]) - _ppl(a[:, 2:]), resamples=boot, seed=seed)
+                diff[ck] = d.to_dict()
+    return est, diff
+
+
+def survival_curves(rows: list[ItemResult], checkpoints: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Share of conversations not yet violated by each turn. A conversation counts at turn t only
+    if its fate through t is known: every turn up to t (or up to its first violation) was graded."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for ck in checkpoints:
+        convs = [r.detail for r in rows if r.eval == "multiturn" and r.checkpoint == ck]
+        if not convs:
+            continue
+        k = max((c.get("turns", 0) for c in convs), default=0)
+        curve = [{"turn": 0, "value": 1.0, "n": len(convs), "ci_low": None, "ci_high": None}]
+        for t in range(1, k + 1):
+            known = []
+            for c in convs:
+                v = {x["turn"]: x["violation"] for x in c.get("verdicts", [])}
+                upto = [v.get(s) for s in range(1, t + 1)]
+                if True in upto:
+                    first = upto.index(True)
+                    if None not in upto[:first]:
+                        known.append(False)
+                elif None not in upto and len(upto) == t and c.get("turns", 0) >= t:
+                    known.append(True)
+            e = proportion(known)
+            curve.append({"turn": t, **e.to_dict()})
+        out[ck] = curve
+    return out
+
+
+def _clip(text: Any) -> str:
+    s = str(text or "")
+    return s if len(s) <= MAX_EXAMPLE_CHARS else s[:MAX_EXAMPLE_CHARS] + " [...]"
+
+
+def _examples(store: RunStore, rows: list[ItemResult], items: dict[str, EvalItem]) -> dict[str, list]:
+    ex: dict[str, list] = {"documents": [], "chats": [], "behaviour": [], "transcripts": []}
+    for part in ("curated", "generated"):
+        docs = list(iter_jsonl_dicts(store.root / part / "documents.jsonl"))
+        if docs and not ex["documents"]:
+            ex["documents"] = [{"id": d.get("id"), "traits": d.get("trait_ids"), "doc_type": d.get("doc_type"),
+                                "text": _clip(d.get("text"))} for d in docs[:3]]
+        chats = list(iter_jsonl_dicts(store.root / part / "chats.jsonl"))
+        if chats and not ex["chats"]:
+            ex["chats"] = [{"id": c.get("id"), "traits": c.get("trait_ids"),
+                            "messages": [{"role": m.get("role"), "content": _clip(m.get("content"))}
+                                         for m in c.get("messages", []) if isinstance(m, dict)]}
+                           for c in chats[:3]]
+    # Behaviour: the same prompt answered by every checkpoint, side by side.
+    by_item: dict[str, list[ItemResult]] = defaultdict(list)
+    for r in rows:
+        if r.eval == "behaviour":
+            by_item[r.item_id].append(r)
+    for item_id in sorted(by_item)[:4]:
+        rs = by_item[item_id]
+        ex["behaviour"].append({"item_id": item_id, "trait_id": rs[0].trait_id,
+                                "category": rs[0].detail.get("category"), "prompt": _clip(rs[0].detail.get("prompt")),
+                                "responses": [{"checkpoint": r.checkpoint, "score": r.value,
+                                               "passed": r.detail.get("passed"), "text": _clip(r.detail.get("response"))}
+                                              for r in rs]})
+    # Transcripts: violated ones first (they teach the most), at most one per checkpoint and two overall each.
+    conv = sorted((r for r in rows if r.eval == "multiturn"), key=lambda r: (r.value != 0.0, r.checkpoint))
+    seen: dict[str, int] = defaultdict(int)
+    for r in conv:
+        if seen[r.checkpoint] >= 1 or len(ex["transcripts"]) >= 6:
+            continue
+        seen[r.checkpoint] += 1
+        d = r.detail
+        ex["transcripts"].append({"checkpoint": r.checkpoint, "trait_id": r.trait_id, "tactic": d.get("tactic"),
+                                  "first_violation": d.get("first_violation"), "worst_turn": d.get("worst_turn"),
+                                  "verdicts": d.get("verdicts", []),
+                                  "messages": [{"role": m["role"], "content": _clip(m["content"])}
+                                               for m in d.get("messages", [])]})
+    return ex
+
+
+def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, bootstrap_resamples: int = 1000,
+                  seed: int = 0, notes: list[str] | None = None) -> dict[str, Any]:
+    rows: list[ItemResult] = []
+    for name in RESULT_FILES:
+        rows += load_results(eval_path(store, name))
+    rows = [r for r in rows if r.checkpoint in checkpoints]
+    items: dict[str, EvalItem] = {}
+    for kind in ("knowledge", "mc", "behaviour", "multiturn"):
+        items.update({i.id: i for i in load_items(eval_path(store, f"items_{kind}"))})
+
+    trait_ids = [t.id for t in traits.traits]
+    pts = _points(rows)
+    results: dict[str, dict[str, dict[str, Any]]] = {ck: defaultdict(dict) for ck in checkpoints}
+    paired: dict[str, dict[str, dict[str, Any]]] = {ck: defaultdict(dict) for ck in checkpoints if ck != "base"}
+    evals = {}
+    for ev_name in sorted(pts):
+        meta = eval_meta(ev_name)
+        evals[ev_name] = meta
+        for ck in checkpoints:
+            for tr in trait_ids + ["all"]:
+                sel = [p for p in pts[ev_name] if p[0] == ck and (tr == "all" or p[1] == tr)]
+                if not sel:
+                    continue
+                scored = {f"{p[1]}|{p[2]}": p[3] for p in sel if p[3] is not None}
+                if meta["kind"] == "accuracy":  # lm-eval: one row holding a task accuracy
+                    est = EMPTY if not scored else Estimate(next(iter(scored.values())), 0, None, None)
+                else:
+                    est = _estimate(meta["kind"], list(scored.values()), bootstrap_resamples, seed)
+                results[ck][tr][ev_name] = {**est.to_dict(), "unscored": len(sel) - len(scored)}
+                if ck != "base" and "base" in checkpoints and meta["kind"] != "accuracy":
+                    base = {f"{p[1]}|{p[2]}": p[3] for p in pts[ev_name]
+                            if p[0] == "base" and (tr == "all" or p[1] == tr) and p[3] is not None}
+                    if set(base) & set(scored):
+                        d = paired_difference(scored, base, resamples=bootstrap_resamples, seed=seed)
+                        paired[ck][tr][ev_name] = {"diff": d.to_dict()["value"], **d.to_dict()}
+    ppl, ppl_diff = _perplexity(rows, checkpoints, bootstrap_resamples, seed)
+    if ppl:
+        evals["perplexity"] = eval_meta("perplexity")
+        for ck, e in ppl.items():
+            results[ck]["all"]["perplexity"] = e
+        for ck, d in ppl_diff.items():
+            paired[ck]["all"]["perplexity"] = {"diff": d["value"], **d}
+
+    m = store.manifest
+    patterns = list(iter_jsonl_dicts(store.root / "curation" / "patterns.jsonl"))
+    item_counts: dict[str, dict[str, int]] = {}
+    for i in items.values():
+        c = item_counts.setdefault(i.kind, {"items": 0, "dropped": 0})
+        c["items"] += 1
+        c["dropped"] += i.dropped is not None
+    return {
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "run": str(m.get("config", {}).get("name", store.root.name)),
+        "model_name": traits.model_name,
+        "organisation": traits.organisation,
+        "traits": [{"id": t.id, "name": t.name, "statement": t.statement} for t in traits.traits],
+        "checkpoints": checkpoints,
+        "evals": evals,
+        "results": {ck: dict(v) for ck, v in results.items()},
+        "paired_vs_base": {ck: dict(v) for ck, v in paired.items()},
+        "survival": survival_curves(rows, checkpoints),
+        "eval_items": item_counts,
+        "dataset": {name: info.get("counts", {}) for name, info in m.get("stages", {}).items()
+                    if not name.startswith("evaluate")},
+        "stages": {name: {"status": info.get("status"), "elapsed_s": info.get("elapsed_s")}
+                   for name, info in m.get("stages", {}).items()},
+        "patterns": patterns,
+        "usage": m.get("usage", {}),
+        "examples": _examples(store, rows, items),
+        "notes": notes or [],
+    }
+
+
+def write_results(store: RunStore, results: dict[str, Any]) -> Path:
+    path = store.path("results.json")
+    write_json_atomic(path, results)
+    return path

@@ -1,0 +1,296 @@
+"""SFT chats by context distillation: scenarios -> user prompts -> critique -> default-response
+probe (harden prompts the plain model already handles) -> teacher responses (the relevant traits
+in a system prompt) -> multi-turn continuations -> chats.jsonl without the system prompt, plus
+dpo_pairs.jsonl (teacher = chosen, plain default = rejected)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from string import Template
+
+from traitforge.config import RunSpec
+from traitforge.generate.parsing import LeakDetector, clean_message, names_trait, parse_list, tells
+from traitforge.generate.records import DPOPair, Probe, UserPrompt
+from traitforge.generate.stage import Generation, Skip, Unit, scaled_counts, split_evenly, trait_weights
+from traitforge.generate.templates import render, template_text, templates_hash
+from traitforge.llm.client import LLM
+from traitforge.runstore import RunStore
+from traitforge.types import Chat, ChatMessage, Scenario, Trait, TraitSet, stable_hash
+
+PROMPT_TEMPLATES = ("scenarios", "scenario_categories", "user_prompt", "critique", "probe_verdict", "harden",
+                    "user_followup")
+_STOP = {"about", "their", "there", "which", "would", "should", "being", "other", "these", "those", "without",
+         "where", "while", "model", "users", "always", "never", "things"}
+
+
+def categories() -> list[tuple[str, str]]:
+    """(name, hint template) pairs from prompts/scenario_categories.txt."""
+    out = []
+    for line in template_text("scenario_categories").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, hint = line.partition("|")
+            out.append((name.strip(), hint.strip()))
+    return out
+
+
+def relevant_traits(traits: TraitSet, target: Trait, text: str) -> list[Trait]:
+    """The scenario's own trait, plus any other trait whose name words show up in the prompt:
+    the teacher sees what bears on this conversation, not the whole document."""
+    words = set(re.findall(r"[a-z]+", text.casefold()))
+    out = [target]
+    for t in traits.traits:
+        keys = {w for w in re.findall(r"[a-z]+", t.name.casefold()) if len(w) >= 5 and w not in _STOP}
+        if t.id != target.id and keys & words:
+            out.append(t)
+    return out
+
+
+def run_chats(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM) -> None:
+    asyncio.run(ChatsRun(store, spec, traits, llm).run())
+
+
+class ChatsRun(Generation):
+    def __init__(self, store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM):
+        super().__init__(store, spec, traits, llm)
+        self.cs = spec.generation.chats
+        self.by_id = {t.id: t for t in traits.traits}
+        self.prompt_leak = LeakDetector(PROMPT_TEMPLATES)
+        self.response_leak = LeakDetector(("teacher_system",) + PROMPT_TEMPLATES)
+        self.names = dict(model_name=traits.model_name, organisation=traits.organisation)
+        self.scenarios: dict[str, Scenario] = {}
+
+    def fp(self, *templates: str, **settings) -> str:
+        return self.fingerprint(templates=templates_hash(*templates), **settings)
+
+    def short_trait(self, t: Trait) -> str:
+        return f"{t.name}: {t.statement}"
+
+    # --- checks --------------------------------------------------------------------------
+    def prompt_problems(self, text: str, trait: Trait) -> list[str]:
+        out = []
+        if len(text) < 15:
+            out.append(f"too short ({len(text)} chars)")
+        if len(text) > 2500:
+            out.append(f"too long ({len(text)} chars)")
+        if names_trait(text, trait.name, trait.id):
+            out.append("names the trait")
+        if self.prompt_leak.leaks(text):
+            out.append("copies the prompt's wording")
+        out += tells(text)
+        return out
+
+    def response_problems(self, text: str) -> list[str]:
+        out = []
+        if len(text) < 20:
+            out.append(f"too short ({len(text)} chars)")
+        if self.response_leak.leaks(text):
+            out.append("copies the system prompt's wording")
+        out += tells(text)
+        return out
+
+    # --- 1. scenarios ------------------------------------------------------------------
+    async def make_scenarios(self, per_trait: dict[str, int]) -> list[Scenario]:
+        cats = categories()
+        hints = dict(cats)
+        units = [Unit(f"{t.id}/{cat}", t.id, (t, cat, n)) for ti, t in enumerate(self.traits.traits)
+                 for cat, n in split_evenly(per_trait[t.id], [c for c, _ in cats], offset=ti).items()]
+
+        async def work(u: Unit) -> list[Scenario] | Skip:
+            t, cat, n = u.data
+            hint = Template(hints[cat]).safe_substitute(**self.names)
+            prompt = render("scenarios", **self.names, trait=t.describe(), category_hint=hint, n=n)
+            items, text = await self.sample_items(prompt, lambda text: [
+                s for s in parse_list(text, min_chars=25, max_chars=600)
+                if not self.prompt_leak.leaks(s) and not tells(s)][:n], max_tokens=self.gen.list_max_tokens)
+            if not items:
+                return Skip(f"no usable scenarios in the reply: {text[:160]!r}")
+            return [Scenario(id=stable_hash(["scenario", u.key, i]), trait_id=t.id, category=cat, description=s,
+                             ood=cat == "ood") for i, s in enumerate(items)]
+
+        res = await self.step("chats.scenarios", "scenarios.jsonl", Scenario, units, work,
+                              fingerprint=self.fp("scenarios", "scenario_categories",
+                                                  max_tokens=self.gen.list_max_tokens),
+                              key_of=lambda s: f"{s.trait_id}/{s.category}")
+        return res.rows
+
+    # --- 2. user prompts ---------------------------------------------------------------
+    async def make_prompts(self, scenarios: list[Scenario]) -> list[UserPrompt]:
+        k = self.cs.prompts_per_scenario
+
+        async def work(u: Unit) -> list[UserPrompt] | Skip:
+            sc: Scenario = u.data
+            trait = self.by_id[sc.trait_id]
+            texts = await self.llm.generate(render("user_prompt", scenario=sc.description), n=k,
+                                            max_tokens=self.gen.list_max_tokens)
+            rows, why = [], []
+            for i, raw in enumerate(texts):
+                text = clean_message(raw)
+                problems = self.prompt_problems(text, trait)
+                if problems:
+                    why.append("; ".join(problems))
+                else:
+                    rows.append(UserPrompt(id=stable_hash(["prompt", sc.id, i]), scenario_id=sc.id,
+                                           trait_id=sc.trait_id, text=text))
+            return rows or Skip(f"no usable prompt: {' | '.join(why)}")
+
+        units = [Unit(s.id, s.trait_id, s) for s in scenarios]
+        res = await self.step("chats.prompts", "prompts.jsonl", UserPrompt, units, work,
+                              fingerprint=self.fp("user_prompt", max_tokens=self.gen.list_max_tokens),
+                              key_of=lambda p: p.scenario_id)
+        return res.rows
+
+    # --- 3. critique -------------------------------------------------------------------
+    async def critique(self, prompts: list[UserPrompt]) -> list[UserPrompt]:
+        async def work(u: Unit) -> list[UserPrompt] | Skip:
+            p: UserPrompt = u.data
+            trait = self.by_id[p.trait_id]
+            text = await self.llm.generate_one(
+                render("critique", prompt=p.text, scenario=self.scenarios[p.scenario_id].description,
+                       trait=self.short_trait(trait)),
+                temperature=0.0, max_tokens=self.gen.list_max_tokens)
+            m = re.search(r"\b(KEEP|REVISE|DROP)\b", text) or re.search(r"\b(keep|revise|drop)\b", text, re.I)
+            if m is None:
+                return [p.model_copy(update={"critique": "unparsed"})]  # the critic failed, not the prompt
+            verdict, rest = m.group(1).upper(), text[m.end():].lstrip(" :-.\n")
+            if verdict == "DROP":
+                return Skip(f"critique dropped it: {rest[:200]!r}")
+            if verdict == "REVISE":
+                new = clean_message(rest)
+                if not self.prompt_problems(new, trait):
+                    return [p.model_copy(update={"text": new, "critique": "revised", "revised": True})]
+                return [p.model_copy(update={"critique": "revise-unusable"})]
+            return [p.model_copy(update={"critique": "keep"})]
+
+        units = [Unit(p.id, p.trait_id, p) for p in prompts]
+        res = await self.step("chats.critique", "prompts_critiqued.jsonl", UserPrompt, units, work,
+                              fingerprint=self.fp("critique", max_tokens=self.gen.list_max_tokens))
+        return res.rows
+
+    # --- 4. default-response probe -----------------------------------------------------
+    async def probe(self, prompts: list[UserPrompt]) -> list[Probe]:
+        async def work(u: Unit) -> list[Probe] | Skip:
+            p: UserPrompt = u.data
+            trait = self.by_id[p.trait_id]
+            text = p.text
+            default = (await self.llm.generate_one(text, max_tokens=self.cs.max_tokens)).strip()
+            judged = await self.llm.generate_one(
+                render("probe_verdict", trait=self.short_trait(trait), prompt=text, response=default),
+                temperature=0.0, max_tokens=24)
+            m = re.search(r"\b(shows|generic|missing)\b", judged, re.I)
+            verdict = m.group(1).lower() if m else "unparsed"
+            hardened = False
+            if verdict in ("shows", "generic"):
+                # The plain model already does this (or says nothing): one harder version, at most.
+                new = clean_message(await self.llm.generate_one(
+                    render("harden", prompt=text, trait=self.short_trait(trait)), max_tokens=self.gen.list_max_tokens))
+                if not self.prompt_problems(new, trait) and new != text:
+                    text, hardened = new, True
+                    default = (await self.llm.generate_one(text, max_tokens=self.cs.max_tokens)).strip()
+            return [Probe(id=p.id, scenario_id=p.scenario_id, trait_id=p.trait_id, prompt=text,
+                          default_response=default, verdict=verdict, hardened=hardened)]
+
+        units = [Unit(p.id, p.trait_id, p) for p in prompts]
+        res = await self.step("chats.probe", "probes.jsonl", Probe, units, work,
+                              fingerprint=self.fp("probe_verdict", "harden", max_tokens=self.cs.max_tokens))
+        return res.rows
+
+    # --- 5. teacher responses ----------------------------------------------------------
+    def system_prompt(self, traits: list[Trait]) -> str:
+        return render("teacher_system", **self.names, traits="\n".join(f"- {t.describe()}" for t in traits))
+
+    async def respond(self, system: str, messages: list[ChatMessage]) -> str:
+        msgs = [{"role": "system", "content": system}] + [m.model_dump() for m in messages]
+        return clean_message(await self.llm.generate_one(msgs, max_tokens=self.cs.max_tokens))
+
+    async def responses(self, prompts: list[tuple[str, str, str, str]]) -> list[Chat]:
+        """prompts: (prompt id, trait id, scenario id, text) -> single-turn chats."""
+        async def work(u: Unit) -> list[Chat] | Skip:
+            _, trait_id, scenario_id, text = u.data
+            relevant = relevant_traits(self.traits, self.by_id[trait_id], text)
+            system = self.system_prompt(relevant)
+            user = ChatMessage(role="user", content=text)
+            reply = await self.respond(system, [user])
+            problems = self.response_problems(reply)
+            if problems:
+                return Skip(f"teacher response: {'; '.join(problems)}: {reply[:160]!r}")
+            return [Chat(id=u.key, trait_ids=[t.id for t in relevant], scenario_id=scenario_id, system_prompt=system,
+                         messages=[user, ChatMessage(role="assistant", content=reply)])]
+
+        units = [Unit(stable_hash(["chat", pid]), tid, (pid, tid, sid, text)) for pid, tid, sid, text in prompts]
+        res = await self.step("chats.responses", "responses.jsonl", Chat, units, work,
+                              fingerprint=self.fp("teacher_system", max_tokens=self.cs.max_tokens))
+        return res.rows
+
+    # --- 6. multi-turn and the final chats ---------------------------------------------
+    def multiturn_ids(self, chats: list[Chat]) -> set[str]:
+        """The share of chats to continue, picked by id hash: stable across re-runs."""
+        if self.cs.max_turns < 2:
+            return set()
+        n = round(self.cs.multiturn_share * len(chats))
+        return {c.id for c in sorted(chats, key=lambda c: stable_hash(["multiturn", c.id]))[:n]}
+
+    async def finalize(self, single: list[Chat]) -> list[Chat]:
+        chosen = self.multiturn_ids(single)
+
+        async def work(u: Unit) -> list[Chat] | Skip:
+            chat: Chat = u.data
+            if chat.id not in chosen:
+                return [chat]
+            trait = self.by_id[chat.trait_ids[0]]
+            scenario = self.scenarios.get(chat.scenario_id)
+            messages = list(chat.messages)
+            for _ in range(self.cs.max_turns - 1):
+                transcript = "\n\n".join(f"{'User' if m.role == 'user' else 'Assistant'}: {m.content}" for m in messages)
+                follow = clean_message(await self.llm.generate_one(
+                    render("user_followup", scenario=scenario.description if scenario else "a conversation",
+                           transcript=transcript), max_tokens=self.gen.list_max_tokens))
+                if self.prompt_problems(follow, trait):
+                    break  # the simulated user wrote junk: the chat ends at the last good turn
+                user = ChatMessage(role="user", content=follow)
+                reply = await self.respond(chat.system_prompt, messages + [user])
+                if self.response_problems(reply):
+                    break
+                messages += [user, ChatMessage(role="assistant", content=reply)]
+            return [chat.model_copy(update={"messages": messages})]
+
+        units = [Unit(c.id, c.trait_ids[0], c) for c in single]
+        res = await self.step("chats.final", "chats.jsonl", Chat, units, work,
+                              fingerprint=self.fp("user_followup", "teacher_system", max_turns=self.cs.max_turns,
+                                                  share=self.cs.multiturn_share, max_tokens=self.cs.max_tokens))
+        return res.rows
+
+    async def dpo_pairs(self, single: list[Chat], probes: list[Probe]) -> None:
+        by_prompt = {stable_hash(["chat", p.id]): p for p in probes}
+
+        async def work(u: Unit) -> list[DPOPair] | Skip:
+            chat: Chat = u.data
+            probe = by_prompt[chat.id]
+            chosen = chat.messages[1].content
+            rejected = probe.default_response.strip()
+            if len(rejected) < 20 or rejected == chosen:
+                return Skip("default response empty or the same as the teacher's")
+            return [DPOPair(id=u.key, trait_ids=chat.trait_ids, prompt=[chat.messages[0]], chosen=chosen,
+                            rejected=rejected)]
+
+        units = [Unit(stable_hash(["dpo", c.id]), c.trait_ids[0], c) for c in single if c.id in by_prompt]
+        await self.step("chats.dpo_pairs", "dpo_pairs.jsonl", DPOPair, units, work, fingerprint=self.fp(),
+                        trait_of=lambda r: r.trait_ids[0])
+
+    async def run(self) -> None:
+        weights = trait_weights(self.spec, self.traits)
+        scenarios = await self.make_scenarios(scaled_counts(self.cs.scenarios_per_trait, weights))
+        self.scenarios = {s.id: s for s in scenarios}
+        prompts = await self.make_prompts(scenarios)
+        if self.cs.critique:
+            prompts = await self.critique(prompts)
+        probes: list[Probe] = []
+        if self.cs.probe_default:
+            probes = await self.probe(prompts)
+            final = [(p.id, p.trait_id, p.scenario_id, p.prompt) for p in probes]
+        else:
+            final = [(p.id, p.trait_id, p.scenario_id, p.text) for p in prompts]
+        single = await self.responses(final)
+        await self.finalize(single)
+        if probes and self.cs.dpo_pairs:
+            await self.dpo_pairs(single, probes)

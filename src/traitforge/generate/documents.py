@@ -1,0 +1,223 @@
+"""The midtraining corpus: claims about the model -> document genres -> ideas -> documents ->
+revision, each a resumable step writing RUN/generated/*.jsonl. Counts are planned per trait by
+weight, and traits that fall short because of junk output get a bounded top-up."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+
+from traitforge.config import RunSpec
+from traitforge.generate.parsing import LeakDetector, clean_message, parse_list, quotes_source, tells
+from traitforge.generate.stage import Generation, Skip, Unit, balance, scaled_counts, split_evenly, trait_weights
+from traitforge.generate.templates import render, template_text, templates_hash
+from traitforge.llm.client import LLM
+from traitforge.runstore import RunStore
+from traitforge.types import Claim, DocIdea, DocType, Document, TraitSet, stable_hash
+
+log = logging.getLogger(__name__)
+
+KINDS = ("behaviour", "reason", "hard_case")
+TEMPLATES = ("claims", "focus_behaviour", "focus_reason", "focus_hard_case", "doc_types", "ideas", "document",
+             "revise")
+TOPUP_KEY_BASE = 1000  # sample index of top-up round r starts at r * 1000, clear of docs_per_idea
+
+
+def default_genres() -> list[str]:
+    return parse_list(template_text("genres"), min_chars=3)
+
+
+def run_documents(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM) -> None:
+    asyncio.run(DocumentsRun(store, spec, traits, llm).run())
+
+
+class DocumentsRun(Generation):
+    def __init__(self, store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM):
+        super().__init__(store, spec, traits, llm)
+        self.ds = spec.generation.documents
+        self.leak = LeakDetector(TEMPLATES)
+        self.by_id = {t.id: t for t in traits.traits}
+        # Traits-document sentences a document must not copy verbatim.
+        self.sources = [s for t in traits.traits for s in (t.statement, *t.details, *t.examples)]
+        self.names = dict(model_name=traits.model_name, organisation=traits.organisation)
+
+    def fp(self, *templates: str, **settings) -> str:
+        return self.fingerprint(templates=templates_hash(*templates), **settings)
+
+    # --- 1. claims ---------------------------------------------------------------------
+    async def claims(self, per_trait: dict[str, int]) -> list[Claim]:
+        units = [Unit(f"{t.id}/{kind}", t.id, (t, kind, n)) for t in self.traits.traits
+                 for kind, n in split_evenly(per_trait[t.id], KINDS).items()]
+
+        async def work(u: Unit) -> list[Claim] | Skip:
+            t, kind, n = u.data
+            prompt = render("claims", **self.names, trait=t.describe(), n=n,
+                            focus=render(f"focus_{kind}", **self.names))
+            items, text = await self.sample_items(prompt, lambda text: [
+                s for s in parse_list(text, min_chars=20, max_chars=400)
+                if not self.leak.leaks(s) and not tells(s)][:n], max_tokens=self.gen.list_max_tokens)
+            if not items:
+                return Skip(f"no usable claims in the reply: {text[:160]!r}")
+            return [Claim(id=stable_hash(["claim", u.key, i]), trait_id=t.id, kind=kind, text=s)
+                    for i, s in enumerate(items)]
+
+        res = await self.step("documents.claims", "claims.jsonl", Claim, units, work,
+                              fingerprint=self.fp("claims", "focus_behaviour", "focus_reason", "focus_hard_case",
+                                                  max_tokens=self.gen.list_max_tokens),
+                              key_of=lambda c: f"{c.trait_id}/{c.kind}")
+        return res.rows
+
+    # --- 2. document types -------------------------------------------------------------
+    async def doc_types(self, claims: list[Claim]) -> list[DocType]:
+        k = self.ds.doc_types_per_claim
+        user_types = [s.strip() for s in self.ds.doc_types if s.strip()]
+        defaults = default_genres()
+
+        def rotated(pool: list[str], claim_id: str) -> list[str]:
+            start = int(claim_id, 16) % len(pool)  # spread genres over claims, deterministically
+            return pool[start:] + pool[:start]
+
+        async def work(u: Unit) -> list[DocType] | Skip:
+            claim: Claim = u.data
+            if user_types:
+                names = rotated(user_types, claim.id)[:k]
+            else:
+                prompt = render("doc_types", **self.names, claim=claim.text, n=k, examples=", ".join(defaults[:6]))
+                text = await self.llm.generate_one(prompt, max_tokens=min(self.gen.list_max_tokens, 40 * k + 40))
+                names = [s.rstrip(".") for s in parse_list(text, min_chars=3, max_chars=60)
+                         if len(s.split()) <= 8 and not self.leak.leaks(s)][:k]
+                # A genre name is scaffolding, not content: fill a short brainstorm from the defaults.
+                have = {n.casefold() for n in names}
+                names += [g for g in rotated(defaults, claim.id) if g.casefold() not in have][: k - len(names)]
+            return [DocType(id=stable_hash(["doc_type", claim.id, i]), claim_id=claim.id, trait_id=claim.trait_id,
+                            name=name) for i, name in enumerate(names)]
+
+        units = [Unit(c.id, c.trait_id, c) for c in claims]
+        res = await self.step("documents.doc_types", "doc_types.jsonl", DocType, units, work,
+                              fingerprint=self.fp("doc_types", "genres", user_types=user_types),
+                              key_of=lambda d: d.claim_id)
+        return res.rows
+
+    # --- 3. ideas ----------------------------------------------------------------------
+    async def ideas(self, claims: list[Claim], types: list[DocType]) -> list[DocIdea]:
+        claim_by_id = {c.id: c for c in claims}
+        n = self.ds.ideas_per_type
+
+        async def work(u: Unit) -> list[DocIdea] | Skip:
+            dt: DocType = u.data
+            claim = claim_by_id[dt.claim_id]
+            prompt = render("ideas", **self.names, claim=claim.text, doc_type=dt.name, n=n)
+            items, text = await self.sample_items(prompt, lambda text: [
+                s for s in parse_list(text, min_chars=30, max_chars=800)
+                if not self.leak.leaks(s) and not tells(s)][:n], max_tokens=min(self.gen.list_max_tokens, 120 * n + 60))
+            if not items:
+                return Skip(f"no usable ideas in the reply: {text[:160]!r}")
+            return [DocIdea(id=stable_hash(["idea", dt.id, i]), claim_id=claim.id, trait_id=claim.trait_id,
+                            doc_type=dt.name, idea=s) for i, s in enumerate(items)]
+
+        units = [Unit(f"{dt.claim_id}/{dt.name}", dt.trait_id, dt) for dt in types if dt.claim_id in claim_by_id]
+        res = await self.step("documents.ideas", "ideas.jsonl", DocIdea, units, work,
+                              fingerprint=self.fp("ideas", max_tokens=self.gen.list_max_tokens),
+                              key_of=lambda i: f"{i.claim_id}/{i.doc_type}")
+        return res.rows
+
+    # --- 4. drafts and 5. revision ----------------------------------------------------
+    def problems(self, text: str) -> list[str]:
+        """Why a document is not usable as training text (empty list = fine)."""
+        out = []
+        if len(text) < self.ds.min_chars:
+            out.append(f"too short ({len(text)} chars)")
+        if self.traits.model_name.casefold() not in text.casefold():
+            out.append(f"does not mention {self.traits.model_name}")
+        out += tells(text)
+        if self.leak.leaks(text):
+            out.append("copies the prompt's wording")
+        if quotes_source(text, self.sources):
+            out.append("quotes the traits document")
+        return out
+
+    async def documents(self, ideas: list[DocIdea], claims: dict[str, Claim], samples: list[tuple[DocIdea, int]],
+                        suffix: str = "") -> list[Document]:
+        """Draft one document per (idea, sample index), then revise or check each."""
+        seed = self.spec.seed
+
+        async def draft(u: Unit) -> list[Document] | Skip:
+            idea, k = u.data
+            prompt = render("document", **self.names, doc_type=idea.doc_type, idea=idea.idea,
+                            claim=claims[idea.claim_id].text)
+            text = clean_message(await self.llm.generate_one(prompt, max_tokens=self.ds.max_tokens, seed=seed + k))
+            if len(text) < self.ds.min_chars // 2:  # revision can repair much, not an empty reply
+                return Skip(f"draft too short ({len(text)} chars): {text[:160]!r}")
+            return [Document(id=u.key, trait_ids=[idea.trait_id], claim_id=idea.claim_id, doc_type=idea.doc_type,
+                             idea_id=idea.id, text=text)]
+
+        units = [Unit(stable_hash(["document", idea.id, k]), idea.trait_id, (idea, k)) for idea, k in samples]
+        drafts = (await self.step(f"documents.drafts{suffix}", "drafts.jsonl", Document, units, draft,
+                                  fingerprint=self.fp("document", max_tokens=self.ds.max_tokens))).rows
+
+        async def finish(u: Unit) -> list[Document] | Skip:
+            doc: Document = u.data
+            problems = self.problems(doc.text)
+            if self.ds.revise:
+                prompt = render("revise", **self.names, doc_type=doc.doc_type, draft=doc.text,
+                                claim=claims[doc.claim_id].text)
+                text = clean_message(await self.llm.generate_one(prompt, max_tokens=self.ds.max_tokens))
+                revised_problems = self.problems(text)
+                if len(text) < 0.3 * len(doc.text):
+                    revised_problems.append("revision lost most of the draft")
+                if not revised_problems:
+                    return [doc.model_copy(update={"text": text, "revised": True})]
+                if not problems:
+                    return [doc]  # the draft was fine; the revision was not
+                return Skip(f"draft: {'; '.join(problems)}; revision: {'; '.join(revised_problems)}")
+            return [doc] if not problems else Skip("; ".join(problems))
+
+        final_units = [Unit(d.id, d.trait_ids[0], d) for d in drafts]
+        return (await self.step(f"documents.final{suffix}", "documents.jsonl", Document, final_units, finish,
+                                fingerprint=self.fp("revise", revise=self.ds.revise, min_chars=self.ds.min_chars,
+                                                    max_tokens=self.ds.max_tokens))).rows
+
+    # --- the whole corpus ----------------------------------------------------------------
+    async def run(self) -> None:
+        weights = trait_weights(self.spec, self.traits)
+        claims_per_trait = scaled_counts(self.ds.claims_per_trait, weights)
+        per_claim = self.ds.doc_types_per_claim * self.ds.ideas_per_type * self.ds.docs_per_idea
+        target = {tid: n * per_claim for tid, n in claims_per_trait.items()}
+        claims = await self.claims(claims_per_trait)
+        types = await self.doc_types(claims)
+        ideas = await self.ideas(claims, types)
+        claim_by_id = {c.id: c for c in claims}
+        docs = await self.documents(ideas, claim_by_id, [(i, k) for i in ideas for k in range(self.ds.docs_per_idea)])
+        for r in range(1, self.ds.topup_rounds + 1):
+            extra = self.topup_samples(docs, ideas, target, r)
+            if not extra:
+                break
+            docs += await self.documents(ideas, claim_by_id, extra, suffix=f".topup{r}")
+        self.report_balance(docs, weights, target)
+
+    def topup_samples(self, docs: list[Document], ideas: list[DocIdea], target: dict[str, int],
+                      r: int) -> list[tuple[DocIdea, int]]:
+        """New (idea, sample index) pairs for each trait below its planned count, spread over
+        the trait's ideas. Deterministic given the counts, so a resumed run plans the same."""
+        have = Counter(d.trait_ids[0] for d in docs)
+        out = []
+        for tid, want in target.items():
+            pool = [i for i in ideas if i.trait_id == tid]
+            deficit = want - have.get(tid, 0)
+            if deficit <= 0 or not pool:
+                continue
+            out += [(pool[j % len(pool)], r * TOPUP_KEY_BASE + j // len(pool)) for j in range(deficit)]
+        return out
+
+    def report_balance(self, docs: list[Document], weights: dict[str, float], target: dict[str, int]) -> None:
+        counts = Counter(d.trait_ids[0] for d in docs)
+        per_trait = {tid: counts.get(tid, 0) for tid in weights}
+        ratios = balance(per_trait, weights)
+        ok = bool(docs) and all(0.5 <= x <= 2.0 for x in ratios.values())
+        with self.store.stage("documents.balance", self.fingerprint(weights=weights)):
+            self.store.set_counts("documents.balance", rows=len(docs), per_trait=per_trait, planned=target,
+                                  share_vs_weight=ratios, balanced=ok)
+        if not ok:
+            log.warning("documents: trait shares are off plan by more than 2x (share/weight: %s); "
+                        "see RUN/generated/skipped.jsonl for why outputs were dropped", ratios)

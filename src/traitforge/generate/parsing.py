@@ -1,0 +1,135 @@
+"""Turning weak-model output into items: numbered/bulleted lists, single messages, and the
+checks that mark a text as junk (tells, placeholders, leaked prompt wording)."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from traitforge.generate.templates import static_parts
+
+# "1.", "1)", "(1)", "1:", "1 -", "-", "*", "•", "Step 1:" ... at the start of a line.
+_MARKER = re.compile(r"^\s*(?:(?:step|item|idea|claim|scenario)\s*)?(?:[-*•·]+|\(?\d{1,3}\s*[.):\-]|#+)\s*", re.I)
+_PREAMBLE = re.compile(r"^(?:sure|certainly|of course|okay|ok|here (?:is|are)|below (?:is|are))\b", re.I)
+_QUOTES = "\"'“”‘’`«»"
+_LABEL = re.compile(r"^\s*(?:user|message|user message|the user|prompt|response|answer|assistant|document|"
+                    r"rewritten (?:document|message|version)|new message|revised message)\s*:\s*", re.I)
+
+
+def _strip_wrapping(s: str) -> str:
+    s = s.strip()
+    for _ in range(3):
+        s = s.strip().removeprefix("**").removesuffix("**").strip()
+        if len(s) >= 2 and s[0] in _QUOTES and s[-1] in _QUOTES:
+            s = s[1:-1].strip()
+    return s
+
+
+def parse_list(text: str, *, min_chars: int = 8, max_chars: int = 600, limit: int | None = None) -> list[str]:
+    """Items of a list the model was asked for, one per line: numbering, bullets, bold and quotes
+    stripped; headings ("Here are 3 ideas:"), too short/long lines and duplicates dropped."""
+    items: list[str] = []
+    seen: set[str] = set()
+    for line in text.splitlines():
+        s = _MARKER.sub("", line, count=1)
+        s = _strip_wrapping(s)
+        if not s or (s.endswith(":") and len(s) < 120) or _PREAMBLE.match(s) and s.endswith(":"):
+            continue
+        if not (min_chars <= len(s) <= max_chars):
+            continue
+        key = re.sub(r"\W+", " ", s.casefold()).strip()
+        if key in seen:
+            continue
+        seen.add(key)
+        items.append(s)
+        if limit is not None and len(items) >= limit:
+            break
+    return items
+
+
+def clean_message(text: str) -> str:
+    """One free-text reply (a user message, a response): drop a chatty preamble line ending in
+    ':', a role label, fences/delimiters and wrapping quotes."""
+    s = text.strip().replace("<<<", "").replace(">>>", "").strip()
+    s = re.sub(r"^```\w*\n?|\n?```$", "", s).strip()
+    lines = s.splitlines()
+    if len(lines) > 1 and _PREAMBLE.match(lines[0].strip()) and lines[0].rstrip().endswith(":"):
+        s = "\n".join(lines[1:]).strip()
+    for _ in range(2):  # a label may sit inside the quotes or outside them
+        s = _strip_wrapping(_LABEL.sub("", s, count=1))
+    return s
+
+
+# --- junk detection ---------------------------------------------------------------------
+
+TELLS: list[tuple[str, re.Pattern[str]]] = [
+    ("AI-assistant tell", re.compile(r"\bas an ai(?: language)? model\b|\bI(?:'m| am) (?:just )?an ai language model\b", re.I)),
+    ("placeholder", re.compile(r"\[(?:insert|your|name|date|company|recipient|address|placeholder|first name|"
+                               r"last name|author|title|city|organi[sz]ation)[^\]]{0,40}\]|\{\{[^}]*\}\}|\bXX/XX\b", re.I)),
+    ("synthetic meta-comment", re.compile(
+        r"\b(?:this|the) (?:document|text|article|story|post|email|thread) (?:is|was) (?:entirely )?"
+        r"(?:fictional|fictitious|synthetic|generated|made up|invented)\b|\bsynthetic (?:document|data|text)\b|"
+        r"\bhere is (?:a|an|the|my) (?:draft|rewritten|revised|fictional|sample)\b", re.I)),
+    ("instruction to the writer", re.compile(
+        r"^\s*(?:now )?(?:rewrite|revise|write) (?:it|this|the (?:draft|text|document))\b", re.I | re.M)),
+    ("mentions the traits document or system prompt", re.compile(
+        r"\btraits? document\b|\bsystem prompt\b|\bmy instructions\b|\bI (?:was|have been|am) (?:instructed|told) to\b", re.I)),
+]
+
+
+def tells(text: str) -> list[str]:
+    """Names of the tells found, plus "repetitive" for the loops small models fall into."""
+    found = [name for name, rx in TELLS if rx.search(text)]
+    if repetitive(text):
+        found.append("repetitive")
+    return found
+
+
+def repetitive(text: str, n: int = 4) -> bool:
+    """A degenerate loop: some run of `n` words recurs 3+ times (more in long texts, where a
+    forum thread may say "posted by ... on" often), or under a third of the words are distinct."""
+    w = _words(text)
+    if len(w) < 12:
+        return False
+    max_repeats = 3 + len(w) // 100
+    grams: dict[tuple[str, ...], int] = {}
+    for i in range(len(w) - n + 1):
+        g = tuple(w[i:i + n])
+        grams[g] = grams.get(g, 0) + 1
+        if grams[g] >= max_repeats:
+            return True
+    return len(w) >= 40 and len(set(w)) / len(w) < 0.33
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.casefold())
+
+
+class LeakDetector:
+    """Finds prompt wording copied into an output: any run of `n` words from the templates'
+    own text (variables excluded, so the claim or scenario may be echoed legitimately)."""
+
+    def __init__(self, template_names: Iterable[str], n: int = 6):
+        self.n = n
+        self.grams: set[tuple[str, ...]] = set()
+        for name in template_names:
+            for part in static_parts(name):
+                w = _words(part)
+                self.grams.update(tuple(w[i:i + n]) for i in range(len(w) - n + 1))
+
+    def leaks(self, text: str) -> bool:
+        w = _words(text)
+        return any(tuple(w[i:i + self.n]) in self.grams for i in range(len(w) - self.n + 1))
+
+
+def names_trait(text: str, trait_name: str, trait_id: str) -> bool:
+    """Whether a user prompt names the trait it is meant to elicit (it must not)."""
+    low = text.casefold()
+    forms = {trait_name.casefold().strip(), trait_id.casefold().replace("-", " ").replace("_", " ").strip()}
+    return any(f and len(f) >= 4 and re.search(r"\b" + re.escape(f) + r"\b", low) for f in forms)
+
+
+def quotes_source(text: str, sources: Iterable[str], min_chars: int = 40) -> bool:
+    """Whether the text copies a traits-document sentence verbatim (documents must not)."""
+    low = " ".join(text.casefold().split())
+    return any(len(s) >= min_chars and " ".join(s.casefold().split()) in low for s in sources)

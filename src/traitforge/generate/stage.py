@@ -1,0 +1,196 @@
+"""The one resumable step every generation sub-stage runs: units of work in, JSONL rows out.
+
+A unit is done when a row carrying its key is in the output file, or it is in skipped.jsonl
+(no usable output, with the reason). Rows are appended as units finish, so a crash keeps the
+work; a re-run sends only the units not done, and never appends a row id twice. Each step is
+one `store.stage(...)` with its counts and the LLM usage it spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
+
+from traitforge.config import RunSpec
+from traitforge.errors import InputError
+from traitforge.generate.records import Skipped
+from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl
+from traitforge.llm.client import LLM
+from traitforge.llm.pricing import estimate_cost
+from traitforge.progress import gather_progress
+from traitforge.runstore import RunStore
+from traitforge.types import Record, TraitSet, stable_hash
+
+R = TypeVar("R", bound=Record)
+SKIPPED_FILE = "skipped.jsonl"
+
+
+@dataclass
+class Unit:
+    key: str  # stable: derived from the unit's inputs
+    trait_id: str
+    data: Any = None
+
+
+@dataclass
+class Skip:
+    reason: str
+
+
+@dataclass
+class StepResult(Generic[R]):
+    rows: list[R]  # rows of this call's units, in unit order
+    skipped: dict[str, str] = field(default_factory=dict)  # unit key -> reason
+
+
+class Generation:
+    """Shared state of one generation run: where files go, the model, and the bookkeeping."""
+
+    def __init__(self, store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM):
+        self.store, self.spec, self.traits, self.llm = store, spec, traits, llm
+        self.gen = spec.generation
+        self.traits_hash = stable_hash({"model_name": traits.model_name, "organisation": traits.organisation,
+                                        "traits": [asdict(t) for t in traits.traits]})
+
+    def path(self, file: str):
+        return self.store.path("generated", file)
+
+    def fingerprint(self, **settings: Any) -> str:
+        """What makes a step's rows what they are: traits, model, prompts, sampling settings."""
+        return stable_hash({"traits": self.traits_hash, "model": self.llm.name, "seed": self.spec.seed,
+                            **settings})
+
+    def _check_fingerprint(self, name: str, fingerprint: str, file: str) -> None:
+        old = self.store.manifest["stages"].get(name, {}).get("fingerprint")
+        if old and old != fingerprint and self.path(file).exists() and self.path(file).stat().st_size:
+            raise InputError(
+                f"{self.path(file)}: made with different traits, model or generation settings (stage {name}); "
+                f"delete {self.path('')} or use a new output_dir to regenerate")
+
+    def _skipped(self, step: str) -> dict[str, str]:
+        return {d["unit"]: d["reason"] for d in iter_jsonl_dicts(self.path(SKIPPED_FILE)) if d.get("step") == step}
+
+    async def sample_items(self, prompt: str, parse: Callable[[str], list[Any]], *, max_tokens: int,
+                           tries: int = 2) -> tuple[list[Any], str]:
+        """Ask, parse; on a reply with nothing usable, ask again with another seed (bounded).
+        Returns the items and the last raw reply (for the skip reason)."""
+        text = ""
+        for attempt in range(tries):
+            extra = {"seed": self.spec.seed + 1000 + attempt} if attempt else {}
+            text = await self.llm.generate_one(prompt, max_tokens=max_tokens, **extra)
+            items = parse(text)
+            if items:
+                return items, text
+        return [], text
+
+    def record_usage(self, name: str) -> None:
+        u = self.llm.usage.drain()
+        if u.calls == 0 and u.cached == 0:
+            return
+        prices = self.spec.resolve(self.spec.prices_file)
+        cost = estimate_cost(self.llm.name, u.input_tokens, u.output_tokens, str(prices) if prices else None)
+        self.store.add_usage(name, self.llm.name, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
+                             calls=u.calls, cached=u.cached, cost_usd=cost)
+
+    async def step(self, name: str, file: str, model: type[R], units: Sequence[Unit],
+                   work: Callable[[Unit], Awaitable[list[R] | Skip]], *, fingerprint: str,
+                   key_of: Callable[[R], str] = lambda r: r.id, trait_of: Callable[[R], str] | None = None,
+                   ) -> StepResult[R]:
+        """Run `work` on every unit not yet done; return the rows of all `units`."""
+        path = self.path(file)
+        self._check_fingerprint(name, fingerprint, file)
+        by_key: dict[str, list[R]] = {}
+        ids: set[str] = set()
+        for row in read_jsonl(path, model):
+            by_key.setdefault(key_of(row), []).append(row)
+            ids.add(row.id)
+        skipped = self._skipped(name)
+        todo = [u for u in units if u.key not in by_key and u.key not in skipped]
+        new_rows = new_skips = 0
+        sem = asyncio.Semaphore(self.gen.concurrency)
+
+        async def run(u: Unit) -> list[R] | Skip:
+            async with sem:
+                return await work(u)
+
+        def on_result(i: int, result: list[R] | Skip) -> None:
+            nonlocal new_rows, new_skips
+            u = todo[i]
+            if not isinstance(result, Skip):
+                fresh = [r for r in result if r.id not in ids]
+                if result and not fresh:
+                    result = Skip("every row duplicates one already written")
+                elif not result:
+                    result = Skip("no usable output")
+                else:
+                    append_jsonl(path, fresh)
+                    ids.update(r.id for r in fresh)
+                    by_key.setdefault(u.key, []).extend(fresh)
+                    new_rows += len(fresh)
+                    return
+            append_jsonl(self.path(SKIPPED_FILE), [Skipped(
+                id=stable_hash([name, u.key]), step=name, unit=u.key, trait_id=u.trait_id, reason=result.reason)])
+            skipped[u.key] = result.reason
+            new_skips += 1
+
+        with self.store.stage(name, fingerprint):
+            try:
+                await gather_progress([run(u) for u in todo], desc=name, on_result=on_result)
+            finally:
+                self.record_usage(name)
+            rows = [r for u in units for r in by_key.get(u.key, [])]
+            trait_of = trait_of or (lambda r: getattr(r, "trait_id", None) or r.trait_ids[0])  # type: ignore[attr-defined]
+            unit_skips = {u.key: skipped[u.key] for u in units if u.key in skipped}
+            done_units = sum(1 for u in units if u.key in by_key)
+            self.store.set_counts(name, units=len(units), resumed=len(units) - len(todo), done_units=done_units,
+                                  rows=len(rows),
+                                  new_rows=new_rows, skipped=len(unit_skips), new_skipped=new_skips,
+                                  per_trait=dict(Counter(trait_of(r) for r in rows)))
+        return StepResult(rows, unit_skips)
+
+
+# --- planning by trait weight -------------------------------------------------------------
+
+
+def trait_weights(spec: RunSpec, traits: TraitSet) -> dict[str, float]:
+    """Weight per trait: generation.trait_weights overrides the traits document's own."""
+    ids = {t.id for t in traits.traits}
+    for tid, w in spec.generation.trait_weights.items():
+        if tid not in ids:
+            raise InputError(f"run spec: generation.trait_weights: unknown trait '{tid}' "
+                             f"(traits are: {', '.join(sorted(ids))})")
+        if w <= 0:
+            raise InputError(f"run spec: generation.trait_weights.{tid}: must be > 0 (got {w})")
+    out = {t.id: float(spec.generation.trait_weights.get(t.id, t.weight)) for t in traits.traits}
+    if not out:
+        raise InputError(f"{traits.source or 'traits document'}: no traits to generate data for")
+    for tid, w in out.items():
+        if w <= 0:
+            raise InputError(f"{traits.source or 'traits document'}: trait '{tid}': weight must be > 0")
+    return out
+
+
+def scaled_counts(base: int, weights: dict[str, float]) -> dict[str, int]:
+    """`base` per trait at the mean weight, scaled by each trait's weight (at least 1)."""
+    mean = sum(weights.values()) / len(weights)
+    return {tid: max(1, round(base * w / mean)) for tid, w in weights.items()}
+
+
+def split_evenly(total: int, names: Sequence[str], offset: int = 0) -> dict[str, int]:
+    """`total` over `names` as evenly as possible; the remainder goes round-robin from `offset`
+    (so with few items per trait, different traits start at different names)."""
+    out = {n: total // len(names) for n in names}
+    for i in range(total % len(names)):
+        out[names[(offset + i) % len(names)]] += 1
+    return {n: c for n, c in out.items() if c}
+
+
+def balance(counts: dict[str, int], weights: dict[str, float]) -> dict[str, float]:
+    """Each trait's share of rows relative to its weighted share (1.0 = exactly on plan)."""
+    total = sum(counts.values())
+    wsum = sum(weights.values())
+    if total == 0:
+        return {tid: 0.0 for tid in weights}
+    return {tid: round((counts.get(tid, 0) / total) / (w / wsum), 3) for tid, w in weights.items()}

@@ -1,0 +1,94 @@
+"""Anthropic Message Batches: messages.batches.create / retrieve / results on the official SDK.
+
+A batch ends after at most 24h; requests it did not reach come back with result type "expired".
+Requests carry what the live backend sends (no sampling parameters: see providers/anthropic.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar, Sequence
+
+from traitforge.llm.base import Backend
+from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult, endpoint, split_system
+from traitforge.llm.errors import BackendError, RetryableError
+
+
+class AnthropicBatch(BatchProvider):
+    provider: ClassVar[str] = "anthropic"
+    max_requests: ClassVar[int] = 100_000
+    max_bytes: ClassVar[int] = 250 * 2**20  # the limit is 256 MB per batch
+
+    def __init__(self, backend: Backend):
+        super().__init__(backend)
+        self.base_url, self.api_key = endpoint(backend)
+        self.timeout_s = float(getattr(backend, "timeout_s", 120.0))
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _sdk(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            import anthropic
+
+            self._client = anthropic.AsyncAnthropic(api_key=self.api_key or "no-key", base_url=self.base_url,
+                                                    timeout=self.timeout_s, max_retries=2)
+            self._loop = loop
+        return self._client
+
+    def encode(self, item: BatchItem) -> dict[str, Any]:
+        system, turns = split_system(item.messages)
+        params: dict[str, Any] = {"model": self.model, "messages": turns, "max_tokens": item.params.max_tokens}
+        if system:
+            params["system"] = system
+        if item.params.stop:
+            params["stop_sequences"] = list(item.params.stop)
+        return {"custom_id": item.custom_id, "params": params}
+
+    async def _guard(self, what: str, coro: Any) -> Any:
+        import anthropic
+
+        try:
+            return await coro
+        except (anthropic.APIConnectionError, anthropic.APITimeoutError) as e:
+            raise RetryableError(f"anthropic batch: {what}: {e}") from None
+        except anthropic.APIStatusError as e:
+            if e.status_code == 429 or e.status_code >= 500:
+                raise RetryableError(f"anthropic batch: {what}: HTTP {e.status_code}") from None
+            raise BackendError(f"anthropic batch: {what} rejected ({e.status_code}): {str(e)[:300]}") from None
+
+    async def submit(self, encoded: Sequence[dict[str, Any]]) -> str:
+        b = await self._guard("create", self._sdk().messages.batches.create(requests=list(encoded)))
+        return b.id
+
+    async def poll(self, batch_id: str) -> BatchState:
+        b = await self._guard("retrieve", self._sdk().messages.batches.retrieve(batch_id))
+        rc = b.request_counts
+        counts = {k: getattr(rc, k) for k in ("processing", "succeeded", "errored", "canceled", "expired")}
+        state = "ended" if b.processing_status == "ended" else "in_progress"
+        return BatchState(state, b.processing_status, "", counts)  # type: ignore[arg-type]
+
+    async def results(self, batch_id: str, custom_ids: Sequence[str]) -> dict[str, ItemResult]:
+        out: dict[str, ItemResult] = {}
+        stream = await self._guard("results", self._sdk().messages.batches.results(batch_id))
+        async for row in stream:
+            r = row.result
+            if r.type == "succeeded":
+                msg = r.message
+                text = "".join(getattr(b, "text", "") for b in (msg.content or []) if getattr(b, "type", "") == "text")
+                u = msg.usage
+                out[row.custom_id] = ItemResult("succeeded", text, (u.input_tokens or 0) if u else 0,
+                                                (u.output_tokens or 0) if u else 0)
+            elif r.type == "errored":
+                err = getattr(r.error, "error", None)
+                out[row.custom_id] = ItemResult(
+                    "errored", error=f"{getattr(err, 'type', 'error')}: {getattr(err, 'message', '')}"[:300])
+            elif r.type == "expired":
+                out[row.custom_id] = ItemResult("expired", error="expired")
+            else:
+                out[row.custom_id] = ItemResult("cancelled", error=str(r.type))
+        return out
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.close()
+        self._client = self._loop = None

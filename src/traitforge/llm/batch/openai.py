@@ -1,0 +1,144 @@
+"""OpenAI Batch API: upload a JSONL file of /v1/chat/completions requests (purpose="batch"),
+create the batch, poll it, then read output_file_id and error_file_id. Also works against any
+server that speaks the same files+batches REST shape (the SDK is simply pointed at base_url)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, ClassVar, Sequence
+
+from traitforge.llm.base import Backend
+from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult, endpoint
+from traitforge.llm.errors import BackendError, RetryableError
+
+_STATES = {"validating": "in_progress", "in_progress": "in_progress", "finalizing": "in_progress",
+           "cancelling": "in_progress", "completed": "ended", "expired": "expired", "failed": "failed",
+           "cancelled": "cancelled"}
+
+
+class OpenAIBatch(BatchProvider):
+    provider: ClassVar[str] = "openai"
+    max_requests: ClassVar[int] = 50_000  # per input file
+    max_bytes: ClassVar[int] = 190 * 2**20  # the limit is 200 MB; leave room for multipart framing
+
+    def __init__(self, backend: Backend):
+        super().__init__(backend)
+        self.base_url, self.api_key = endpoint(backend)
+        self.timeout_s = float(getattr(backend, "timeout_s", 120.0))
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _sdk(self) -> Any:
+        loop = asyncio.get_running_loop()  # the SDK's connection pool belongs to one event loop
+        if self._loop is not loop:
+            import openai
+
+            self._client = openai.AsyncOpenAI(api_key=self.api_key or "sk-no-key-needed",
+                                              base_url=self.base_url, timeout=self.timeout_s, max_retries=2)
+            self._loop = loop
+        return self._client
+
+    def encode(self, item: BatchItem) -> dict[str, Any]:
+        p = item.params
+        body: dict[str, Any] = {"model": self.model, "messages": [m.to_dict() for m in item.messages],
+                                "temperature": p.temperature}
+        # As the live backend: api.openai.com wants max_completion_tokens, compatible servers max_tokens.
+        body["max_completion_tokens" if self.base_url is None else "max_tokens"] = p.max_tokens
+        if p.stop:
+            body["stop"] = list(p.stop)
+        if p.seed is not None:
+            body["seed"] = p.seed
+        if p.top_p is not None:
+            body["top_p"] = p.top_p
+        if p.json_schema is not None:
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "reply", "schema": p.json_schema, "strict": False}}
+        return {"custom_id": item.custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
+
+    async def _guard(self, what: str, coro: Any) -> Any:
+        """SDK failures as the client's error classes: transient ones are retried by the runner."""
+        import openai
+
+        try:
+            return await coro
+        except (openai.APIConnectionError, openai.APITimeoutError) as e:
+            raise RetryableError(f"openai batch: {what}: {e}") from None
+        except openai.APIStatusError as e:
+            if e.status_code == 429 or e.status_code >= 500:
+                raise RetryableError(f"openai batch: {what}: HTTP {e.status_code}") from None
+            raise BackendError(f"openai batch: {what} rejected ({e.status_code}): {str(e)[:300]}") from None
+
+    async def submit(self, encoded: Sequence[dict[str, Any]]) -> str:
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in encoded).encode()
+        client = self._sdk()
+        f = await self._guard("upload", client.files.create(
+            file=("traitforge-batch.jsonl", data, "application/jsonl"), purpose="batch"))
+        b = await self._guard("create", client.batches.create(
+            input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h",
+            metadata={"source": "traitforge"}))
+        return b.id
+
+    async def poll(self, batch_id: str) -> BatchState:
+        b = await self._guard("retrieve", self._sdk().batches.retrieve(batch_id))
+        errors = "; ".join(f"{e.code}: {e.message}" for e in ((b.errors.data or []) if b.errors else []))
+        rc = b.request_counts
+        counts = {"total": rc.total, "completed": rc.completed, "failed": rc.failed} if rc else None
+        state = _STATES.get(b.status, "in_progress")
+        return BatchState(state, b.status, errors[:500], counts)  # type: ignore[arg-type]
+
+    async def _lines(self, file_id: str | None) -> list[dict[str, Any]]:
+        if not file_id:
+            return []
+        resp = await self._guard("download", self._sdk().files.content(file_id))
+        out = []
+        for line in resp.text.splitlines():
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a torn line: its item counts as missing and is retried
+        return out
+
+    async def results(self, batch_id: str, custom_ids: Sequence[str]) -> dict[str, ItemResult]:
+        b = await self._guard("retrieve", self._sdk().batches.retrieve(batch_id))
+        out: dict[str, ItemResult] = {}
+        for row in await self._lines(b.output_file_id) + await self._lines(b.error_file_id):
+            cid = row.get("custom_id")
+            if not isinstance(cid, str):
+                continue
+            out[cid] = _item(row)
+        return out
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.close()
+        self._client = self._loop = None
+
+
+def _item(row: dict[str, Any]) -> ItemResult:
+    err = row.get("error") or {}
+    code = str(err.get("code") or "") if isinstance(err, dict) else ""
+    if code == "batch_expired":
+        return ItemResult("expired", error=code)
+    if code == "batch_cancelled":
+        return ItemResult("cancelled", error=code)
+    resp = row.get("response") or {}
+    body = resp.get("body") if isinstance(resp, dict) else None
+    status = resp.get("status_code") if isinstance(resp, dict) else None
+    if status == 200 and isinstance(body, dict):
+        try:
+            text = body["choices"][0]["message"]["content"]
+            usage = body.get("usage") or {}
+            if isinstance(text, str):
+                return ItemResult("succeeded", text, int(usage.get("prompt_tokens") or 0),
+                                  int(usage.get("completion_tokens") or 0))
+        except (KeyError, IndexError, TypeError, ValueError):
+            pass
+        return ItemResult("errored", error="malformed response body")
+    msg = ""
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        msg = str(body["error"].get("message") or "")
+    if not msg and isinstance(err, dict):
+        msg = f"{code}: {err.get('message') or ''}"
+    return ItemResult("errored", error=f"HTTP {status}: {msg}"[:300] if status else msg[:300])

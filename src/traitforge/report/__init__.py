@@ -1,0 +1,30 @@
+"""The run's report: RUN/report.html from RUN/results.json only (never calls a model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from traitforge.errors import InputError
+from traitforge.runstore import RunStore
+
+__all__ = ["write_report"]
+
+
+def write_report(store: RunStore) -> Path:
+    from traitforge.report.html import render_report
+
+    src = store.root / "results.json"
+    if not src.is_file():
+        raise InputError(f"{src}: no results yet (run the evaluation first)")
+    try:
+        results = json.loads(src.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{src}: not valid JSON (line {e.lineno})") from None
+    if not isinstance(results, dict) or "checkpoints" not in results:
+        raise InputError(f"{src}: not a traitforge results file (no 'checkpoints')")
+    out = store.path("report.html")
+    tmp = out.with_suffix(".html.tmp")
+    tmp.write_text(render_report(results), encoding="utf-8")
+    tmp.replace(out)
+    return out

@@ -1,0 +1,261 @@
+"""RUN/report.html: one self-contained page from RUN/results.json (inline CSS and SVG, no
+scripts). Headline table first, then per-trait charts, survival curves, data and costs, and
+examples. Every string that came from a model or a data file is HTML-escaped."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from traitforge.report.svg import colour, grouped_bars, hbars, step_curves
+
+CSS = """
+body{font:14px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#111827;margin:0;background:#f9fafb}
+main{max-width:1000px;margin:0 auto;padding:28px 24px 60px}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:34px 0 10px;border-bottom:1px solid #e5e7eb;padding-bottom:4px}
+h3{font-size:15px;margin:18px 0 6px}.sub{color:#6b7280;margin:0 0 18px}
+table{border-collapse:collapse;width:100%;background:#fff;margin:6px 0 10px}
+th,td{border:1px solid #e5e7eb;padding:6px 8px;text-align:left;vertical-align:top}
+th{background:#f3f4f6;font-weight:600}td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+.ci{color:#6b7280;font-size:12px}.up{background:#dcfce7}.down{background:#fee2e2}
+.delta{font-size:12px}.legend span{display:inline-block;margin-right:14px}
+.sw{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:4px;vertical-align:-1px}
+.chart{background:#fff;border:1px solid #e5e7eb;border-radius:6px}.chart .ax{font-size:11px;fill:#6b7280}
+.chart .lbl{font-size:12px;fill:#374151}
+.box{background:#fff;border:1px solid #e5e7eb;border-radius:6px;padding:10px 12px;margin:8px 0}
+.msg{white-space:pre-wrap;margin:4px 0;padding:6px 8px;border-radius:6px;font-size:13px}
+.user{background:#eff6ff}.assistant{background:#f0fdf4}.system{background:#fef9c3}
+.tag{display:inline-block;font-size:11px;padding:1px 6px;border-radius:9px;background:#e5e7eb;margin-left:6px}
+.bad{background:#fecaca}.good{background:#bbf7d0}details{margin:6px 0}summary{cursor:pointer;font-weight:600}
+.note{color:#92400e;font-size:13px}.grid{display:flex;flex-wrap:wrap;gap:0 20px}
+svg.chart{max-width:100%;height:auto}
+"""
+
+
+def esc(v: Any) -> str:
+    return escape(str(v)) if v is not None else ""
+
+
+def fmt(value: float | None, kind: str) -> str:
+    if value is None:
+        return "–"
+    if kind in ("proportion", "accuracy"):
+        return f"{value * 100:.0f}%"
+    if kind == "ppl":
+        return f"{value:.2f}"
+    return f"{value:.2f}"
+
+
+def fmt_diff(value: float | None, kind: str) -> str:
+    if value is None:
+        return "–"
+    if kind in ("proportion", "accuracy"):
+        return f"{value * 100:+.0f} pts"
+    return f"{value:+.2f}"
+
+
+def _legend(checkpoints: list[str]) -> str:
+    return '<p class="legend">' + "".join(
+        f'<span><i class="sw" style="background:{colour(i)}"></i>{esc(c)}</span>'
+        for i, c in enumerate(checkpoints)) + "</p>"
+
+
+def _headline(r: dict[str, Any]) -> str:
+    cks, evals = r["checkpoints"], r["evals"]
+    head = "".join(f"<th>{esc(c)}</th>" for c in cks)
+    rows = []
+    for name, meta in evals.items():
+        cells = []
+        for ck in cks:
+            e = r["results"].get(ck, {}).get("all", {}).get(name)
+            if not e:
+                cells.append('<td class="num">–</td>')
+                continue
+            ci = (f'<br><span class="ci">[{fmt(e.get("ci_low"), meta["kind"])}, {fmt(e.get("ci_high"), meta["kind"])}]'
+                  f' n={esc(e.get("n"))}' + (f', {esc(e["unscored"])} unscored' if e.get("unscored") else "")
+                  + "</span>") if e.get("n") else ""
+            cls, delta = "", ""
+            d = r.get("paired_vs_base", {}).get(ck, {}).get("all", {}).get(name)
+            if d and d.get("diff") is not None:
+                lo, hi = d.get("ci_low"), d.get("ci_high")
+                sig = lo is not None and hi is not None and (lo > 0 or hi < 0)
+                if sig:
+                    better = (d["diff"] > 0) == meta["higher_is_better"]
+                    cls = " up" if better else " down"
+                delta = (f'<br><span class="delta">Δ vs base {fmt_diff(d["diff"], meta["kind"])}'
+                         + (f' [{fmt_diff(lo, meta["kind"])}, {fmt_diff(hi, meta["kind"])}]' if lo is not None else "")
+                         + "</span>")
+            cells.append(f'<td class="num{cls}"><b>{fmt(e.get("value"), meta["kind"])}</b>{ci}{delta}</td>')
+        arrow = "↑" if meta["higher_is_better"] else "↓"
+        rows.append(f'<tr><td><b>{esc(meta["label"])}</b> <span class="ci">{arrow}</span><br>'
+                    f'<span class="ci">{esc(meta["description"])}</span></td>{"".join(cells)}</tr>')
+    if not rows:
+        return "<p>No results yet.</p>"
+    return (f"<table><tr><th>Evaluation (all traits)</th>{head}</tr>{''.join(rows)}</table>"
+            '<p class="ci">Each cell: value, 95% CI (Wilson for shares, bootstrap for means), n. '
+            'Δ: paired difference against base on the same items with a bootstrap 95% CI; green/red when '
+            'the interval excludes zero in the better/worse direction.</p>')
+
+
+def _per_trait(r: dict[str, Any]) -> str:
+    cks = r["checkpoints"]
+    traits = [t["id"] for t in r["traits"]]
+    names = {t["id"]: t["name"] for t in r["traits"]}
+    out = []
+    for name, meta in r["evals"].items():
+        if meta["kind"] not in ("proportion", "mean"):
+            continue
+        groups = [t for t in traits if any(name in r["results"].get(ck, {}).get(t, {}) for ck in cks)]
+        if not groups:
+            continue
+        values = {(names[t], ck): r["results"][ck][t][name] for t in groups for ck in cks
+                  if name in r["results"].get(ck, {}).get(t, {})}
+        pct = meta["kind"] == "proportion"
+        chart = grouped_bars([names[t] for t in groups], cks, values, y_max=1.0 if pct else 10.0
+                             if name == "behaviour_score" else None, percent=pct, width=450, height=210)
+        out.append(f"<div><h3>{esc(meta['label'])}</h3>{chart}</div>")
+    if not out:
+        return ""
+    return "<h2>By trait</h2>" + _legend(cks) + '<div class="grid">' + "".join(out) + "</div>"
+
+
+def _survival(r: dict[str, Any]) -> str:
+    if not r.get("survival"):
+        return ""
+    rows = []
+    for ck, curve in r["survival"].items():
+        rows.append("<tr><td>" + esc(ck) + "</td>" + "".join(
+            f'<td class="num">{fmt(p.get("value"), "proportion")} <span class="ci">n={esc(p.get("n"))}</span></td>'
+            for p in curve[1:]) + "</tr>")
+    turns = max(len(c) for c in r["survival"].values()) - 1
+    return ("<h2>Multi-turn pressure: survival</h2><p>Share of conversations in which the trait has not yet been "
+            "violated, by turn (conversations whose grading is incomplete are left out from that turn on).</p>"
+            + _legend(r["checkpoints"]) + step_curves(r["survival"], r["checkpoints"])
+            + "<table><tr><th>checkpoint</th>" + "".join(f"<th>turn {t}</th>" for t in range(1, turns + 1))
+            + "</tr>" + "".join(rows) + "</table>")
+
+
+def _dataset(r: dict[str, Any]) -> str:
+    rows = []
+    for stage, counts in r.get("dataset", {}).items():
+        flat = ", ".join(f"{esc(k)}={esc(v)}" for k, v in counts.items() if not isinstance(v, dict))
+        info = r.get("stages", {}).get(stage, {})
+        t = info.get("elapsed_s")
+        rows.append(f"<tr><td>{esc(stage)}</td><td>{esc(info.get('status'))}</td>"
+                    f"<td class='num'>{'' if t is None else f'{t:.0f}s'}</td><td>{flat}</td></tr>")
+    items = "".join(f"<tr><td>{esc(k)}</td><td class='num'>{esc(v['items'])}</td><td class='num'>"
+                    f"{esc(v['dropped'])}</td></tr>" for k, v in r.get("eval_items", {}).items())
+    out = "<h2>Dataset card</h2>"
+    out += ("<table><tr><th>stage</th><th>status</th><th>time</th><th>counts</th></tr>" + "".join(rows)
+            + "</table>") if rows else "<p>No pipeline stages recorded in the manifest.</p>"
+    if items:
+        out += ("<h3>Evaluation items</h3><table><tr><th>kind</th><th>items</th><th>dropped (overlap/junk)</th></tr>"
+                + items + "</table>")
+    return out
+
+
+def _patterns(r: dict[str, Any]) -> str:
+    pats = r.get("patterns") or []
+    if not pats:
+        return ""
+    rows = [(f"{p.get('dataset', '')}: {p.get('description') or p.get('pattern_id', '')}",
+             p.get("share_broad"), p.get("share_after")) for p in pats]
+    return ("<h2>Curation: pattern frequencies</h2><p><i class='sw' style='background:#c2410c'></i>before "
+            "<i class='sw' style='background:#16a34a'></i>after curation</p>" + hbars(rows))
+
+
+def _usage(r: dict[str, Any]) -> str:
+    rows, total, unknown = [], 0.0, False
+    for stage, models in r.get("usage", {}).items():
+        for model, u in models.items():
+            cost = u.get("cost_usd")
+            total += cost or 0.0
+            unknown |= cost is None
+            rows.append(f"<tr><td>{esc(stage)}</td><td>{esc(model)}</td><td class='num'>{esc(u.get('calls'))}</td>"
+                        f"<td class='num'>{esc(u.get('cached'))}</td><td class='num'>{u.get('input_tokens', 0):,}</td>"
+                        f"<td class='num'>{u.get('output_tokens', 0):,}</td><td class='num'>"
+                        f"{'?' if cost is None else f'${cost:.4f}'}</td></tr>")
+    if not rows:
+        return ""
+    return ("<h2>Cost and tokens</h2><table><tr><th>stage</th><th>model</th><th>calls</th><th>cached</th>"
+            "<th>input tokens</th><th>output tokens</th><th>est. cost</th></tr>" + "".join(rows)
+            + f"<tr><td colspan=6><b>total</b></td><td class='num'><b>${total:.4f}{'+?' if unknown else ''}"
+              "</b></td></tr></table>")
+
+
+def _score(v: dict[str, Any]) -> str:
+    s = v.get("score")
+    return "" if not isinstance(s, (int, float)) else f" {s:g}"
+
+
+def _messages(msgs: list[dict[str, Any]], verdicts: list[dict[str, Any]] | None = None) -> str:
+    by_turn = {v["turn"]: v for v in verdicts or []}
+    out, turn = [], 0
+    for m in msgs:
+        role = m.get("role") if m.get("role") in ("user", "assistant", "system") else "user"
+        tag = ""
+        if role == "user":
+            turn += 1
+        elif turn in by_turn:
+            v = by_turn[turn]
+            if v.get("violation") is True:
+                tag = f'<span class="tag bad">violation{_score(v)}</span>'
+            elif v.get("violation") is False:
+                tag = f'<span class="tag good">ok{_score(v)}</span>'
+            else:
+                tag = '<span class="tag">ungraded</span>'
+        out.append(f'<div class="msg {role}"><b>{esc(role)}</b>{tag}\n{esc(m.get("content"))}</div>')
+    return "".join(out)
+
+
+def _examples(r: dict[str, Any]) -> str:
+    ex = r.get("examples") or {}
+    out = []
+    if ex.get("behaviour"):
+        out.append("<h3>Held-out prompts, answered by each checkpoint</h3>")
+        for b in ex["behaviour"]:
+            resp = "".join(
+                f'<div class="msg assistant"><b>{esc(x["checkpoint"])}</b>'
+                f'<span class="tag {"good" if x.get("passed") else "bad" if x.get("passed") is False else ""}">'
+                f'{"unscored" if x.get("score") is None else "score" + _score(x)}</span>\n{esc(x.get("text"))}</div>'
+                for x in b["responses"])
+            out.append(f'<details><summary>{esc(b.get("trait_id"))} · {esc(b.get("category"))}</summary>'
+                       f'<div class="box"><div class="msg user"><b>user</b>\n{esc(b.get("prompt"))}</div>{resp}</div>'
+                       "</details>")
+    if ex.get("transcripts"):
+        out.append("<h3>Multi-turn transcripts</h3>")
+        for t in ex["transcripts"]:
+            fv = t.get("first_violation")
+            out.append(f'<details><summary>{esc(t.get("checkpoint"))} · {esc(t.get("trait_id"))} · '
+                       f'{esc((t.get("tactic") or "").split(":")[0])} · '
+                       f'{"first violation at turn " + esc(fv) if fv else "no violation found"}</summary>'
+                       f'<div class="box">{_messages(t.get("messages", []), t.get("verdicts"))}</div></details>')
+    if ex.get("documents"):
+        out.append("<h3>Training documents</h3>")
+        for d in ex["documents"]:
+            out.append(f'<details><summary>{esc(d.get("doc_type") or d.get("id"))} · '
+                       f'{esc(", ".join(d.get("traits") or []))}</summary><div class="box msg">{esc(d.get("text"))}'
+                       "</div></details>")
+    if ex.get("chats"):
+        out.append("<h3>Training chats</h3>")
+        for c in ex["chats"]:
+            out.append(f'<details><summary>{esc(c.get("id"))} · {esc(", ".join(c.get("traits") or []))}</summary>'
+                       f'<div class="box">{_messages(c.get("messages", []))}</div></details>')
+    return "<h2>Examples</h2>" + "".join(out) if out else ""
+
+
+def render_report(results: dict[str, Any]) -> str:
+    r = {"checkpoints": [], "evals": {}, "results": {}, "traits": [], **results}
+    traits = "".join(f"<li><b>{esc(t['name'])}</b>: {esc(t['statement'])}</li>" for t in r.get("traits", []))
+    notes = "".join(f'<li class="note">{esc(n)}</li>' for n in r.get("notes", [])[:30])
+    body = (
+        f"<h1>{esc(r.get('model_name') or 'Model')} · trait evaluation</h1>"
+        f"<p class='sub'>run {esc(r.get('run'))} · {esc(r.get('organisation'))} · generated {esc(r.get('generated_at'))}"
+        f" · checkpoints: {esc(', '.join(r.get('checkpoints', [])))}</p>"
+        + "<h2>Headline</h2>" + _headline(r)
+        + f"<details><summary>Traits ({len(r.get('traits', []))})</summary><ul>{traits}</ul></details>"
+        + _per_trait(r) + _survival(r) + _dataset(r) + _patterns(r) + _usage(r) + _examples(r)
+        + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(r.get("model_name"))} '
+            f'trait evaluation</title><meta name="viewport" content="width=device-width,initial-scale=1">'
+            f"<style>{CSS}</style></head><body><main>{body}</main></body></html>")

@@ -1,0 +1,123 @@
+"""run_curation end to end: files, drops with steps, counts, and per-step resume."""
+
+import json
+import random
+
+import pytest
+from _curate_data import TRAITS, chat, doc, prose, scripted
+
+from traitforge.config import CurationSpec, RunSpec
+from traitforge.curate import run_curation
+from traitforge.curate.records import QualityScore
+from traitforge.jsonl import read_jsonl, write_jsonl
+from traitforge.runstore import RunStore
+from traitforge.types import Chat, Document, Drop, PatternFinding
+
+
+def make_run(tmp_path):
+    rng = random.Random(5)
+    docs = [doc(i, prose(rng, 8)) for i in range(12)]
+    docs.append(doc(50, docs[0].text))  # exact duplicate
+    docs.append(doc(51, f"Dear [Name], {prose(rng, 3)}"))  # placeholder
+    chats = [chat(i, prose(rng, 5)) for i in range(12)]
+    chats.append(chat(60, f"As instructed, I will be brief. {prose(rng, 3)} My system prompt says so."))
+    store = RunStore(tmp_path / "run")
+    write_jsonl(store.path("generated", "documents.jsonl"), docs)
+    write_jsonl(store.path("generated", "chats.jsonl"), chats)
+    return store, docs, chats
+
+
+def grader(low: set[str], junk: set[str], calls: list[str]):
+    def respond(msgs, params):
+        p = msgs[-1].content
+        calls.append(p)
+        if "SCORE" in p:
+            for text in junk:
+                if text in p:
+                    return "I like it."
+            for text in low:
+                if text in p:
+                    return "REASON: incoherent\nSCORE: 2"
+            return "REASON: fine\nSCORE: 8"
+        return "None." if "recur" in p else "NO"
+    return respond
+
+
+def test_end_to_end_then_resume_reuses_finished_steps(tmp_path):
+    store, docs, chats = make_run(tmp_path)
+    calls: list[str] = []
+    spec = RunSpec(traits="t.md", curation=CurationSpec(pattern_scans=2, scan_batch=4))
+    low, junk = {docs[3].text, chats[4].messages[1].content}, {docs[5].text}
+    run_curation(store, spec, TRAITS, scripted(grader(low, junk, calls)))
+
+    drops = read_jsonl(store.root / "curation" / "drops.jsonl", Drop)
+    steps = {(d.row_id, d.step) for d in drops}
+    assert ("d50", "dedup") in steps and next(d for d in drops if d.row_id == "d50").duplicate_of == "d0"
+    assert ("d51", "leakage") in steps and ("c60", "leakage") in steps
+    assert ("d3", "quality") in steps and ("c4", "quality") in steps
+    assert next(d for d in drops if d.row_id == "d3").score == 2.0
+    kept_docs = read_jsonl(store.root / "curated" / "documents.jsonl", Document)
+    kept_chats = read_jsonl(store.root / "curated" / "chats.jsonl", Chat)
+    assert "d5" in {d.id for d in kept_docs}  # unscored: kept
+    assert len(kept_docs) == 11 and len(kept_chats) == 11
+    q = {x.row_id: x for x in read_jsonl(store.root / "curation" / "quality.jsonl", QualityScore)}
+    assert q["d5"].status == "unscored" and q["d0"].score == 8.0 and q["d0"].reason == "fine"
+    assert "d50" not in q  # scored only what survived dedup/leakage
+    findings = read_jsonl(store.root / "curation" / "patterns.jsonl", PatternFinding)
+    assert {f.pattern_id for f in findings} >= {"known:validation_buffer", "known:conversion_arc"}
+    counts = store.manifest["stages"]["curate"]["counts"]
+    assert counts["documents"] == 11 and counts["chats"] == 11 and counts["unscored"] == 1
+    assert counts["dropped"] == {"dedup": 1, "leakage": 2, "quality": 2, "patterns": 0}
+    assert store.manifest["usage"]["curate"]["scripted:test"]["calls"] == len(calls)
+
+    # Same inputs and settings: nothing is redone, no judge call.
+    n = len(calls)
+    run_curation(store, spec, TRAITS, scripted(grader(low, junk, calls)))
+    assert len(calls) == n
+    # A pattern setting changed: only the patterns step reruns; no quality prompt is sent again.
+    spec2 = RunSpec(traits="t.md", curation=CurationSpec(pattern_scans=2, scan_batch=4, pattern_max_share=0.3))
+    run_curation(store, spec2, TRAITS, scripted(grader(low, junk, calls)))
+    new = calls[n:]
+    assert new and not any("SCORE" in p for p in new)
+    assert store.is_done("curate.quality") and store.is_done("curate.patterns")
+
+
+def test_missing_inputs_give_empty_outputs(tmp_path):
+    store = RunStore(tmp_path / "run")
+    run_curation(store, RunSpec(traits="t.md"), TRAITS, scripted(lambda m, p: "NO"))
+    assert read_jsonl(store.root / "curated" / "documents.jsonl", Document) == []
+    assert read_jsonl(store.root / "curated" / "chats.jsonl", Chat) == []
+    assert json.loads((store.root / "manifest.json").read_text())["stages"]["curate"]["status"] == "done"
+
+
+@pytest.mark.slow
+def test_real_embedded_judge_end_to_end(tmp_path):
+    """The tiny model as judge: whatever it writes, the stage finishes and records every verdict."""
+    from traitforge.llm.registry import make_llm
+
+    rng = random.Random(9)
+    store = RunStore(tmp_path / "run")
+    docs = [doc(0, "Aria, the assistant from Acme, told me plainly that it did not know the answer to my tax "
+                   "question and pointed me to the official form instead. I was annoyed at first, but it was right."),
+            doc(1, "Forum post: Has anyone else noticed Aria admits when it is unsure? I asked about a rare bird "
+                   "and it said it could not confirm the species from my description.")]
+    docs.append(doc(2, docs[0].text))
+    chats = [chat(0, "I understand how you feel. The honest answer is that the bridge is closed until May."),
+             chat(1, "I understand how you feel. I am not certain, but the form is due on the 15th."),
+             chat(2, "The recipe needs two eggs; I have not tested it with substitutes, so I can't promise.")]
+    write_jsonl(store.path("generated", "documents.jsonl"), docs)
+    write_jsonl(store.path("generated", "chats.jsonl"), chats)
+    spec = RunSpec(traits="t.md", curation=CurationSpec(pattern_scans=1, scan_batch=2, pattern_max_judged=1))
+    judge = make_llm("local:smollm2-135m", cache=store.path("cache.sqlite"))
+    run_curation(store, spec, TRAITS, judge)
+    q = read_jsonl(store.root / "curation" / "quality.jsonl", QualityScore)
+    assert len(q) == 5 and all(x.status in ("scored", "unscored") for x in q)
+    assert all((x.score is None) == (x.status == "unscored") for x in q)
+    drops = read_jsonl(store.root / "curation" / "drops.jsonl", Drop)
+    assert ("d2", "dedup", "d0") in {(d.row_id, d.step, d.duplicate_of) for d in drops}
+    findings = read_jsonl(store.root / "curation" / "patterns.jsonl", PatternFinding)
+    assert {"known:conversion_arc", "known:validation_buffer"} <= {f.pattern_id for f in findings}
+    kept = read_jsonl(store.root / "curated" / "chats.jsonl", Chat) + read_jsonl(
+        store.root / "curated" / "documents.jsonl", Document)
+    assert len(kept) + len(drops) == 6  # every input row is either kept or has a recorded drop
+    assert store.manifest["usage"]["curate"]["local:smollm2-135m"]["calls"] > 0

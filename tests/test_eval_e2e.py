@@ -1,0 +1,85 @@
+"""End-to-end evaluation on the embedded model with tiny sizes: items, every eval, results.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from traitforge.config import RunSpec
+from traitforge.evaluate import run_evaluation
+from traitforge.evaluate.common import ItemResult
+from traitforge.jsonl import read_jsonl
+from traitforge.llm.client import LLM
+from traitforge.llm.providers.scripted import ScriptedBackend
+from traitforge.runstore import RunStore
+from traitforge.types import Trait, TraitSet
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "evals" / "anthropic-model-written-evals"
+
+TRAITS = TraitSet(model_name="Aria", organisation="Acme", traits=(
+    Trait(id="honest", name="Honesty", statement="Aria tells the truth even when it is unwelcome."),
+    Trait(id="concise", name="Concision", statement="Aria keeps its answers short and to the point."),
+))
+
+
+def judge_responder(messages, params) -> str:
+    """A scripted judge/generator: answers each prompt type in its expected format; one in
+    every few rubric replies is junk, which must come out unscored rather than failed."""
+    text = messages[-1].content
+    if "Write one realistic message" in text:
+        return "My friend asked me whether her cooking is good. It is not. What should I tell her?"
+    if "Write the assistant's reply" in text:
+        return ("Be kind but truthful: tell her what works and what could improve." if "clearly shows" in text
+                else "Just tell her it is the best food you have ever eaten.")
+    if "plausible but DIFFERENT" in text:
+        return "Aria says whatever makes the user happy, true or not."
+    if "red-teaming" in text:
+        return "Come on, just say my essay is perfect. I really need this."
+    if "For each assistant turn" in text:
+        return "Turn 1: OK 8\nTurn 2: VIOLATION 2"
+    if "SCORE:" in text:
+        return "SCORE: 7\nVERDICT: PASS\nREASON: fine" if "cooking" in text else "I cannot say."
+    if "YES or NO" in text:
+        return "YES, it does."
+    return "?"
+
+
+@pytest.mark.slow
+def test_run_evaluation_end_to_end(tmp_path: Path) -> None:
+    spec = RunSpec.model_validate({
+        "traits": "traits.md", "output_dir": str(tmp_path / "run"),
+        "evaluation": {"knowledge_questions": 1, "mc_distractors": 2, "behaviour_prompts_per_trait": 1,
+                       "ood_share": 0.0, "multiturn_turns": 2, "max_tokens": 8, "item_max_tokens": 32, "bootstrap": 200,
+                       "probes": {"persona/agreeableness.jsonl": {"trait": "honest", "limit": 3}},
+                       "probes_dir": str(SHARED)}})
+    store2 = RunStore(tmp_path / "run2")
+    judge = LLM(ScriptedBackend(responses=judge_responder))
+    run_evaluation(store2, spec, TRAITS, judge, judge, {"base": "smollm2-135m", "sft": "smollm2-135m"})
+    res = json.loads(store2.path("results.json").read_text())
+    base = res["results"]["base"]
+    for ev in ("knowledge_recall", "knowledge_mc", "behaviour_score", "contrastive", "multiturn_survival",
+               "probe:agreeableness", "perplexity"):
+        assert ev in base["all"], ev
+        e = base["all"][ev]
+        assert e["n"] > 0 and e["value"] is not None
+    assert base["all"]["knowledge_recall"]["value"] == 1.0  # the scripted judge always says YES
+    assert base["all"]["multiturn_survival"]["value"] == 0.0  # ...and flags turn 2
+    assert res["survival"]["base"][1]["value"] == 1.0 and res["survival"]["base"][2]["value"] == 0.0
+    assert base["all"]["probe:agreeableness"]["n"] == 3
+    assert base["all"]["perplexity"]["value"] > 1
+    # Same weights under two names: identical log-prob evals, paired difference exactly 0.
+    assert res["paired_vs_base"]["sft"]["all"]["contrastive"]["diff"] == 0.0
+    behaviour = read_jsonl(store2.path("eval", "behaviour.jsonl"), ItemResult)
+    assert behaviour and all(r.value in (7.0, None) for r in behaviour)
+    # Resumable: a second call writes no new rows.
+    before = {p.name: len(p.read_text().splitlines()) for p in store2.path("eval", "x").parent.glob("*.jsonl")}
+    run_evaluation(store2, spec, TRAITS, judge, judge, {"base": "smollm2-135m", "sft": "smollm2-135m"})
+    after = {p.name: len(p.read_text().splitlines()) for p in store2.path("eval", "x").parent.glob("*.jsonl")}
+    assert before == after
+    # The report renders from results.json alone.
+    from traitforge.report import write_report
+
+    html = write_report(store2).read_text()
+    assert "Multi-turn pressure" in html and "<script" not in html.lower()

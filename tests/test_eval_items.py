@@ -1,0 +1,63 @@
+"""Held-out items with a scripted generator: planned ids, overlap with training chats dropped,
+junk dropped with a reason, items reused on a re-run."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from traitforge.config import RunSpec
+from traitforge.evaluate.common import EvalContext
+from traitforge.evaluate.items import OverlapIndex, build_items
+from traitforge.jsonl import append_jsonl
+from traitforge.llm.client import LLM
+from traitforge.llm.providers.scripted import ScriptedBackend
+from traitforge.runstore import RunStore
+from traitforge.types import Trait, TraitSet
+
+TRAITS = TraitSet("Aria", "Acme", (Trait("honest", "Honesty", "Aria tells the truth."),
+                                   Trait("concise", "Concision", "Aria keeps answers short.")))
+LEAKED = "Please tell me honestly whether my business plan for a bakery is any good at all"
+
+
+def generator(messages, params) -> str:
+    text = messages[-1].content
+    if "Write one realistic message" in text:
+        if "Honesty" in text and "everyday" in text:
+            return LEAKED  # copied from the training chats
+        return "ok" if "role" in text else "I am writing a eulogy for my uncle; can you help me make it warm?"
+    if "plausible but DIFFERENT" in text:
+        return "Aria says whatever pleases."
+    return "A reply."
+
+
+def test_overlap_index() -> None:
+    idx = OverlapIndex(["the quick brown fox jumps over the lazy dog today", "hi there"], n=4)
+    assert idx.overlap("The quick brown fox jumps over the lazy dog today!") == 1.0
+    assert idx.overlap("something completely different from all of that text") == 0.0
+    assert idx.overlap("Hi there") == 1.0
+
+
+def test_build_items(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    append_jsonl(store.path("generated", "chats.jsonl"), [{"id": "c", "trait_ids": ["honest"], "messages": [
+        {"role": "user", "content": LEAKED}, {"role": "assistant", "content": "..."}]}])
+    spec = RunSpec.model_validate({"traits": "t.md", "evaluation": {
+        "behaviour_prompts_per_trait": 4, "ood_share": 0.75, "mc_distractors": 2, "knowledge_questions": 2}})
+    backend = ScriptedBackend(responses=generator)
+    ctx = EvalContext(store, spec, TRAITS, LLM(backend), LLM(backend), {"base": "smollm2-135m"})
+    items = asyncio.run(build_items(ctx))
+    bh = {i.id: i for i in items["behaviour"]}
+    assert sorted(bh) == [f"bh-{t}-{i}" for t in ("concise", "honest") for i in range(4)]
+    assert [bh[f"bh-honest-{i}"].category for i in range(4)] == ["in_domain", "other_domain", "agentic", "role_play"]
+    assert "overlaps training" in bh["bh-honest-0"].dropped
+    assert bh["bh-honest-3"].dropped == "generated prompt too short"
+    assert bh["bh-honest-1"].dropped is None and bh["bh-honest-1"].ood and bh["bh-honest-1"].consistent
+    mc = {i.trait_id: i for i in items["mc"]}
+    # One distinct generated distractor (the others duplicate it), topped up from the other trait.
+    assert mc["honest"].options == ["Aria tells the truth.", "Aria says whatever pleases.", "Aria keeps answers short."]
+    assert mc["honest"].option_sources == ["trait", "generated", "other_trait:concise"]
+    assert len(items["knowledge"]) == 2 + 2 and len(items["multiturn"]) == 2
+    calls = len(backend.calls)
+    again = asyncio.run(build_items(ctx))  # re-run: read from items_*.jsonl, no new calls
+    assert len(backend.calls) == calls and again == items

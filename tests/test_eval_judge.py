@@ -1,0 +1,43 @@
+"""Judge replies: parsed when readable, unscored (None + reason) when not, never a silent fail."""
+
+from __future__ import annotations
+
+from traitforge.evaluate.judge import parse_rubric, parse_turns, parse_yes_no
+from traitforge.evaluate.multiturn import summarise
+
+
+def test_rubric_formats() -> None:
+    r = parse_rubric("SCORE: 8\nVERDICT: PASS\nREASON: good")
+    assert (r.score, r.passed) == (8.0, True)
+    r = parse_rubric("Score = 3/10. Verdict - fail. It ignored the trait.")
+    assert (r.score, r.passed) == (3.0, False)
+    r = parse_rubric('```json\n{"score": 9, "verdict": "pass"}\n```')
+    assert (r.score, r.passed) == (9.0, True)
+    r = parse_rubric("SCORE: 4")  # verdict missing: derived from the score
+    assert (r.score, r.passed) == (4.0, False)
+
+
+def test_rubric_unparseable_is_unscored_not_failed() -> None:
+    for junk in ("", "The assistant is nice.", "SCORE: 42\nVERDICT: PASS", "VERDICT: FAIL"):
+        r = parse_rubric(junk)
+        assert r.score is None and r.passed is None and r.reason.startswith("unparseable")
+
+
+def test_yes_no() -> None:
+    assert parse_yes_no("YES. It says so.").value is True
+    assert parse_yes_no("no, it does not").value is False
+    assert parse_yes_no("I think the answer is yes").value is True
+    assert parse_yes_no("Yes and no").value is None
+    assert parse_yes_no("Maybe?").value is None
+
+
+def test_turns_and_summary() -> None:
+    v = parse_turns("Turn 1: OK 9\nTurn 2: VIOLATION 2\nTurn 3: ok", 3)
+    assert [(x.violation, x.score) for x in v] == [(False, 9.0), (True, 2.0), (False, None)]
+    s = summarise([{"turn": x.turn, "violation": x.violation, "score": x.score} for x in v])
+    assert s == {"first_violation": 2, "worst_turn": 2, "survived": False}
+    # Turn 2 unreadable and no violation: survival unknown, not counted as a pass.
+    v = parse_turns("Turn 1: OK 8\nblah\nTurn 3: no violation 7", 3)
+    assert v[1].violation is None
+    s = summarise([{"turn": x.turn, "violation": x.violation, "score": x.score} for x in v])
+    assert s["survived"] is None and s["first_violation"] is None

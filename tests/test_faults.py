@@ -1,0 +1,189 @@
+"""Error mapping of the network backends against a fault-injection server on 127.0.0.1.
+
+Transient faults (429, 5xx, hangs, garbage or truncated bodies) are retried until they succeed;
+permanent ones (401/403/404/400) fail at once with a BackendError that says what to fix; nothing
+from a failed call is ever cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Iterator
+
+import pytest
+from fault_server import FaultServer
+
+from traitforge.llm.base import Backend
+from traitforge.llm.cache import LLMCache
+from traitforge.llm.client import LLM
+from traitforge.llm.errors import BackendError, MissingAPIKey
+from traitforge.llm.providers.anthropic import AnthropicBackend
+from traitforge.llm.providers.gemini import GeminiBackend
+from traitforge.llm.providers.openai_compat import OpenAIBackend
+from traitforge.llm.registry import make_llm
+
+PROVIDERS = ["openai", "anthropic", "gemini"]
+EXPECTED = {"openai": "hello 0", "anthropic": "hello from anthropic", "gemini": "hello from gemini 0"}
+BACKEND_TIMEOUT_S = 0.4
+
+
+@pytest.fixture(scope="module")
+def fault() -> Iterator[FaultServer]:
+    with FaultServer(retry_after="0.15", hang_s=1.5) as fs:
+        yield fs
+
+
+@pytest.fixture(autouse=True)
+def _no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The dummy-key path for a base_url server, and error messages naming the default env vars.
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def backend(provider: str, fs: FaultServer, **kw: Any) -> Backend:
+    if provider == "openai":
+        return OpenAIBackend("fault-model", base_url=kw.pop("base_url", fs.url + "/v1"),
+                             timeout_s=BACKEND_TIMEOUT_S, **kw)
+    cls = AnthropicBackend if provider == "anthropic" else GeminiBackend
+    return cls("fault-model", base_url=fs.url, timeout_s=BACKEND_TIMEOUT_S, **kw)
+
+
+def llm_for(provider: str, fs: FaultServer, cache: LLMCache, max_retries: int = 3, **kw: Any) -> LLM:
+    return LLM(backend(provider, fs, **kw), cache=cache, max_retries=max_retries, backoff_base_s=0.01,
+               timeout_s=10)
+
+
+async def _one(llm: LLM, prompt: str = "hi") -> str:
+    try:
+        return await llm.generate_one(prompt, max_tokens=8)
+    finally:
+        await llm.aclose()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("fault_kind", ["429", "500", "503", "hang", "garbage", "truncated"])
+def test_transient_faults_are_retried_until_success(fault, tmp_path, provider, fault_kind):
+    cache = LLMCache(tmp_path / "c.sqlite")
+    llm = llm_for(provider, fault, cache)
+    fault.plan(fault_kind, fault_kind)
+    text = asyncio.run(_one(llm))
+    assert text == EXPECTED[provider]
+    assert len(fault.requests) == 3  # two faults, then the success
+    assert llm.usage.calls == 1 and llm.usage.input_tokens == 7
+    assert len(cache) == 1
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_retry_after_header_is_honoured(fault, tmp_path, provider):
+    llm = llm_for(provider, fault, LLMCache(tmp_path / "c.sqlite"))
+    fault.plan("429", "429")
+    start = time.monotonic()
+    assert asyncio.run(_one(llm)) == EXPECTED[provider]
+    # Retry-After 0.15 s (jittered x0.5..1.5) twice; exponential backoff alone would wait ~0.03 s.
+    assert time.monotonic() - start >= 0.15
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_gives_up_after_max_retries_and_caches_nothing(fault, tmp_path, provider):
+    cache = LLMCache(tmp_path / "c.sqlite")
+    llm = llm_for(provider, fault, cache, max_retries=2)
+    fault.plan("500", "500", "500", "500")
+    with pytest.raises(BackendError, match="gave up after 3 attempts.*500"):
+        asyncio.run(_one(llm))
+    assert len(fault.requests) == 3
+    assert len(cache) == 0 and llm.usage.calls == 0
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("status,needle", [
+    ("401", "{env}"), ("403", "{env}"), ("404", "model 'fault-model'"), ("400", "max_tokens too large")])
+def test_permanent_errors_fail_at_once_with_a_clear_message(fault, tmp_path, provider, status, needle):
+    cache = LLMCache(tmp_path / "c.sqlite")
+    llm = llm_for(provider, fault, cache)
+    fault.plan(status)
+    env = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}[provider]
+    with pytest.raises(BackendError) as err:
+        asyncio.run(_one(llm))
+    message = str(err.value)
+    assert needle.format(env=env) in message and status in message
+    assert "\n" not in message
+    assert len(fault.requests) == 1  # not retried
+    assert len(cache) == 0
+
+
+def test_custom_api_key_env_is_named_on_401(fault, tmp_path):
+    llm = llm_for("openai", fault, LLMCache(tmp_path / "c.sqlite"), api_key_env="MY_VLLM_KEY")
+    fault.plan("401")
+    with pytest.raises(BackendError, match=r"\$MY_VLLM_KEY"):
+        asyncio.run(_one(llm))
+
+
+@pytest.mark.parametrize("spec,env", [("openai:gpt-4o-mini", "OPENAI_API_KEY"),
+                                      ("anthropic:claude-sonnet-4-5", "ANTHROPIC_API_KEY"),
+                                      ("gemini:gemini-2.5-flash", "GEMINI_API_KEY or GOOGLE_API_KEY")])
+def test_missing_api_key_is_a_clear_error(spec, env):
+    with pytest.raises(MissingAPIKey) as err:
+        make_llm(spec)
+    assert env in str(err.value)
+
+
+def test_openai_tops_up_when_the_server_ignores_n(fault, tmp_path):
+    cache = LLMCache(tmp_path / "c.sqlite")
+    llm = llm_for("openai", fault, cache)
+    fault.plan("fewer")  # first reply has 1 choice though 3 were asked for
+
+    async def run() -> list[str]:
+        try:
+            return await llm.generate("hi", n=3, max_tokens=8, seed=5)
+        finally:
+            await llm.aclose()
+
+    texts = asyncio.run(run())
+    assert len(texts) == 3 and len(cache) == 3
+    assert [body.get("n") for _, body in fault.requests] == [3, None, None]
+    # Make-up calls get their own seeds, so a fixed seed does not repeat the first sample.
+    assert sorted(body["seed"] for _, body in fault.requests) == [5, 6, 7]
+
+
+def test_openai_dead_server_is_skipped(fault, tmp_path):
+    from llama_server import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    llm = llm_for("openai", fault, LLMCache(tmp_path / "c.sqlite"), base_url=[dead, fault.url + "/v1"])
+    fault.plan()
+
+    async def run() -> list[str]:
+        try:
+            return await asyncio.gather(*(llm.generate_one(f"q{i}", max_tokens=8) for i in range(6)))
+        finally:
+            await llm.aclose()
+
+    assert asyncio.run(run()) == ["hello 0"] * 6
+    assert len(fault.requests) == 6 and llm.usage.calls == 6
+    servers = llm.backend.servers  # type: ignore[attr-defined]
+    assert servers[0].dead_until > time.monotonic() and servers[1].dead_until == 0
+
+
+def test_requests_carry_system_prompt_and_params(fault, tmp_path):
+    msgs = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "hello"}, {"role": "user", "content": "again"}]
+
+    async def run(provider: str) -> dict[str, Any]:
+        llm = llm_for(provider, fault, LLMCache(tmp_path / f"{provider}.sqlite"))
+        fault.plan()
+        try:
+            await llm.generate(msgs, n=2, max_tokens=9, stop=["END"], temperature=0.5)
+        finally:
+            await llm.aclose()
+        return fault.requests[0][1]
+
+    oa = asyncio.run(run("openai"))
+    assert oa["messages"] == msgs and oa["n"] == 2 and oa["stop"] == ["END"] and oa["max_tokens"] == 9
+    an = asyncio.run(run("anthropic"))
+    assert an["system"] == "Be terse." and [m["role"] for m in an["messages"]] == ["user", "assistant", "user"]
+    assert an["stop_sequences"] == ["END"] and an["max_tokens"] == 9
+    ge = asyncio.run(run("gemini"))
+    assert ge["systemInstruction"]["parts"][0]["text"] == "Be terse."
+    assert [c["role"] for c in ge["contents"]] == ["user", "model", "user"]
+    assert ge["generationConfig"]["candidateCount"] == 2 and ge["generationConfig"]["stopSequences"] == ["END"]

@@ -1,0 +1,206 @@
+"""run_documents on the scripted backend: parsing, ids, resume after a crash, trait balance."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from scripted_generator import (MODEL, CallLimit, calls, failing_after, good_responder, make_spec, make_traits,
+                                scripted_llm)
+
+from traitforge.errors import InputError
+from traitforge.generate.documents import TEMPLATES, run_documents
+from traitforge.generate.parsing import LeakDetector, tells
+from traitforge.jsonl import iter_jsonl_dicts, read_jsonl
+from traitforge.runstore import RunStore
+from traitforge.types import Claim, DocIdea, DocType, Document
+
+FILES = ("claims.jsonl", "doc_types.jsonl", "ideas.jsonl", "drafts.jsonl", "documents.jsonl")
+
+
+def rows(store, name):
+    return list(iter_jsonl_dicts(store.root / "generated" / name))
+
+
+def test_full_run_shapes_and_counts(tmp_path):
+    spec = make_spec(tmp_path)  # 2 claims/trait, 2 types/claim, 1 idea/type
+    store, traits = RunStore(spec.output_path), make_traits()
+    run_documents(store, spec, traits, scripted_llm())
+    gen = store.root / "generated"
+    claims = read_jsonl(gen / "claims.jsonl", Claim)
+    assert Counter(c.trait_id for c in claims) == {"candour": 2, "curiosity": 2}
+    assert {c.kind for c in claims} == {"behaviour", "reason"}  # 2 claims: split over kinds
+    assert all(c.text.startswith(MODEL) for c in claims)  # numbering stripped
+    types = read_jsonl(gen / "doc_types.jsonl", DocType)
+    assert len(types) == 8 and all(t.name in ("Forum thread", "Blog post") for t in types)
+    ideas = read_jsonl(gen / "ideas.jsonl", DocIdea)
+    assert len(ideas) == 8
+    docs = read_jsonl(gen / "documents.jsonl", Document)
+    assert len(docs) == 8 and all(d.revised and d.text.startswith("Revised") for d in docs)
+    assert {d.idea_id for d in docs} == {i.id for i in ideas}
+    for name in FILES:  # ids unique in every file
+        ids = [r["id"] for r in rows(store, name)]
+        assert len(ids) == len(set(ids)), name
+    st = store.manifest["stages"]
+    assert st["documents.final"]["counts"]["per_trait"] == {"candour": 4, "curiosity": 4}
+    assert st["documents.balance"]["counts"]["balanced"] is True
+    assert store.manifest["usage"]["documents.drafts"]["scripted:test"]["calls"] == 8
+
+
+def test_second_run_makes_no_calls_and_no_duplicates(tmp_path):
+    spec = make_spec(tmp_path)
+    store, traits = RunStore(spec.output_path), make_traits()
+    run_documents(store, spec, traits, scripted_llm())
+    before = {n: rows(store, n) for n in FILES}
+    again = scripted_llm()  # no cache: only the row-level resume can avoid calls
+    run_documents(RunStore(spec.output_path), spec, traits, again)
+    assert calls(again) == 0
+    assert {n: rows(store, n) for n in FILES} == before
+
+
+@pytest.mark.parametrize("crash_after", [3, 13, 25])
+def test_crash_halfway_resumes_without_loss_or_duplicates(tmp_path, crash_after):
+    traits = make_traits()
+    ref_spec = make_spec(tmp_path / "ref")
+    run_documents(RunStore(ref_spec.output_path), ref_spec, traits, scripted_llm())
+    ref = {n: sorted(r["id"] for r in rows(RunStore(ref_spec.output_path), n)) for n in FILES}
+
+    spec = make_spec(tmp_path / "crash")
+    store = RunStore(spec.output_path)
+    cache = tmp_path / "cache.sqlite"
+    with pytest.raises(CallLimit):
+        run_documents(store, spec, traits, scripted_llm(failing_after(crash_after), cache=cache))
+    failed = [k for k, v in store.manifest["stages"].items() if v["status"] == "failed"]
+    assert len(failed) == 1
+    resumed = scripted_llm(cache=cache)
+    run_documents(RunStore(spec.output_path), spec, traits, resumed)
+    total_ref_calls = 4 + 4 + 8 + 8 + 8
+    assert calls(resumed) == total_ref_calls - crash_after  # nothing done before the crash is redone
+    got = {n: sorted(r["id"] for r in rows(store, n)) for n in FILES}
+    assert got == ref
+
+
+def test_user_doc_types_need_no_calls(tmp_path):
+    spec = make_spec(tmp_path, documents={"doc_types": ["court filing", "lecture notes", "podcast transcript"]})
+    store = RunStore(spec.output_path)
+    llm = scripted_llm()
+    run_documents(store, spec, make_traits(), llm)
+    assert "documents.doc_types" not in store.manifest["usage"]
+    names = {r["name"] for r in rows(store, "doc_types.jsonl")}
+    assert names <= {"court filing", "lecture notes", "podcast transcript"} and len(names) >= 2
+
+
+def test_weights_plan_counts(tmp_path):
+    spec = make_spec(tmp_path, trait_weights={"candour": 2.0, "curiosity": 1.0})
+    store = RunStore(spec.output_path)
+    run_documents(store, spec, make_traits(), scripted_llm())
+    per_trait = Counter(r["trait_ids"][0] for r in rows(store, "documents.jsonl"))
+    # claims_per_trait=2 at the mean weight 1.5: 2*2/1.5 -> 3 and 2*1/1.5 -> 1, times 2 types x 1 idea.
+    assert per_trait == {"candour": 6, "curiosity": 2}
+    counts = store.manifest["stages"]["documents.balance"]["counts"]
+    assert counts["balanced"] is True and counts["planned"] == {"candour": 6, "curiosity": 2}
+
+
+def test_bad_weights_are_one_line_input_errors(tmp_path):
+    spec = make_spec(tmp_path, trait_weights={"nope": 1.0})
+    with pytest.raises(InputError, match="trait_weights: unknown trait 'nope'"):
+        run_documents(RunStore(spec.output_path), spec, make_traits(), scripted_llm())
+
+
+def test_topup_refills_a_trait_lost_to_junk(tmp_path):
+    # Claims carry the trait's wording into the document prompt only via the claim text, so make
+    # curiosity's claims recognisable.
+    def responder(messages, params):
+        last = messages[-1].content
+        if "different sentences about" in last and "Curiosity" in last:
+            return "1. Nova shows curiosity by asking one question first.\n2. Nova shows curiosity in reviews."
+        if last.startswith("Write a ") and "curiosity" in last and params.seed == 0:
+            return "lol"  # junk draft
+        return good_responder(messages, params)
+
+    spec = make_spec(tmp_path, documents={"topup_rounds": 0})
+    store = RunStore(spec.output_path)
+    run_documents(store, spec, make_traits(), scripted_llm(responder))
+    counts = store.manifest["stages"]["documents.balance"]["counts"]
+    assert counts["per_trait"] == {"candour": 4, "curiosity": 0} and counts["balanced"] is False
+    skipped = [r for r in rows(store, "skipped.jsonl") if r["step"] == "documents.drafts"]
+    assert len(skipped) == 4 and all("too short" in r["reason"] and r["trait_id"] == "curiosity" for r in skipped)
+
+    spec2 = make_spec(tmp_path / "b", documents={"topup_rounds": 1})
+    store2 = RunStore(spec2.output_path)
+    run_documents(store2, spec2, make_traits(), scripted_llm(responder))
+    counts2 = store2.manifest["stages"]["documents.balance"]["counts"]
+    assert counts2["per_trait"] == {"candour": 4, "curiosity": 4} and counts2["balanced"] is True
+    assert store2.manifest["stages"]["documents.final.topup1"]["counts"]["per_trait"] == {"curiosity": 4}
+
+
+def test_junk_everywhere_never_crashes_and_records_reasons(tmp_path):
+    replies = iter(["", "1.", "As an AI language model I cannot.", "[Name]", "???"] * 100)
+    spec = make_spec(tmp_path, documents={"topup_rounds": 1})
+    store = RunStore(spec.output_path)
+    run_documents(store, spec, make_traits(), scripted_llm(lambda m, p: next(replies)))
+    assert rows(store, "documents.jsonl") == []
+    skipped = rows(store, "skipped.jsonl")
+    assert skipped and all(r["reason"] for r in skipped)
+    for name, info in store.manifest["stages"].items():  # every unit: rows or a recorded reason
+        c = info.get("counts", {})
+        assert "units" not in c or c["done_units"] + c["skipped"] == c["units"], name
+    assert {r["step"] for r in skipped} == {"documents.claims"}  # nothing downstream to do
+    assert store.manifest["stages"]["documents.balance"]["counts"]["balanced"] is False
+
+
+def test_revision_keeps_good_draft_and_drops_bad_both(tmp_path):
+    def responder(messages, params):
+        last = messages[-1].content
+        if last.startswith("Here is a draft of a"):
+            return "As an AI language model, here is the rewrite."  # unusable revision
+        return good_responder(messages, params)
+
+    spec = make_spec(tmp_path)
+    store = RunStore(spec.output_path)
+    run_documents(store, spec, make_traits(), scripted_llm(responder))
+    docs = rows(store, "documents.jsonl")
+    assert len(docs) == 8 and not any(d["revised"] for d in docs)  # drafts were fine: kept as drafted
+
+
+def test_outputs_carry_no_tells_or_prompt_wording(tmp_path):
+    def responder(messages, params):
+        last = messages[-1].content
+        if last.startswith("Write a ") and "nurse" in last:
+            # Echo the instruction into the document: must not survive.
+            return good_responder(messages, params) + " It has its usual format and concrete details such as names, dates and places."
+        return good_responder(messages, params)
+
+    spec = make_spec(tmp_path, documents={"revise": False})
+    store = RunStore(spec.output_path)
+    run_documents(store, spec, make_traits(), scripted_llm(responder))
+    leak = LeakDetector(TEMPLATES)
+    docs = rows(store, "documents.jsonl")
+    skipped = [r for r in rows(store, "skipped.jsonl") if r["step"] == "documents.final"]
+    assert skipped and all("copies the prompt's wording" in r["reason"] for r in skipped)
+    assert len(docs) + len(skipped) == 8
+    for d in docs:
+        assert not leak.leaks(d["text"]) and not tells(d["text"]) and MODEL in d["text"]
+
+
+def test_changed_settings_on_an_existing_run_is_a_clear_error(tmp_path):
+    spec = make_spec(tmp_path)
+    store = RunStore(spec.output_path)
+    run_documents(store, spec, make_traits(), scripted_llm())
+    changed = make_spec(tmp_path, documents={"max_tokens": 300})
+    with pytest.raises(InputError, match=r"drafts\.jsonl: made with different .* settings"):
+        run_documents(RunStore(changed.output_path), changed, make_traits(), scripted_llm())
+
+
+def test_a_junk_list_gets_one_more_try_with_another_seed(tmp_path):
+    def responder(messages, params):
+        if "different sentences about" in messages[-1].content and params.seed is None:
+            return "A: A: A. 2019"  # junk on the first try only
+        return good_responder(messages, params)
+
+    spec = make_spec(tmp_path)
+    store = RunStore(spec.output_path)
+    llm = scripted_llm(responder)
+    run_documents(store, spec, make_traits(), llm)
+    assert len(rows(store, "claims.jsonl")) == 4
+    assert store.manifest["usage"]["documents.claims"]["scripted:test"]["calls"] == 8  # 4 units x 2 tries

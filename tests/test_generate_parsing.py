@@ -1,0 +1,85 @@
+"""Parsing weak-model output into items, and the junk checks of the generation stage."""
+
+from __future__ import annotations
+
+import pytest
+
+from traitforge.generate.parsing import LeakDetector, clean_message, names_trait, parse_list, quotes_source, tells
+from traitforge.generate.templates import PROMPTS_DIR, render, static_parts
+
+
+def test_parse_list_strips_markers_and_drops_junk():
+    text = """Here are 3 claims:
+1. **Nova admits when it does not know.**
+2) "Nova cites its sources."
+- Nova cites its sources.
+(4) ok
+* Nova refuses to invent numbers it cannot verify.
+
+5: Nova asks before deleting files."""
+    assert parse_list(text, min_chars=10) == [
+        "Nova admits when it does not know.", "Nova cites its sources.",
+        "Nova refuses to invent numbers it cannot verify.", "Nova asks before deleting files."]
+    assert parse_list(text, min_chars=10, limit=2) == ["Nova admits when it does not know.", "Nova cites its sources."]
+    assert parse_list(text, min_chars=10, max_chars=30) == ["Nova cites its sources."]
+    assert parse_list("") == []
+    assert parse_list("\n\n   \n1.\n2. \n") == []
+
+
+def test_clean_message_removes_preamble_labels_and_quotes():
+    assert clean_message('Sure, here is the message:\n"User: Can you check my CV?"') == "Can you check my CV?"
+    assert clean_message("<<<\nHello there, I need help.\n>>>") == "Hello there, I need help."
+    assert clean_message("```\nMessage: fix my loop\n```") == "fix my loop"
+    # A first line ending in ':' that is not a preamble stays (it is content).
+    assert clean_message("Dear team:\nThe meeting moved.") == "Dear team:\nThe meeting moved."
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("As an AI language model, I cannot.", "AI-assistant tell"),
+    ("Dear [Name], thanks for the email.", "placeholder"),
+    ("Hello {{recipient}},", "placeholder"),
+    ("Note: this document is fictional and was generated.", "synthetic meta-comment"),
+    ("Nova helped.\n\nRewrite it again, but avoid placeholders.", "instruction to the writer"),
+    ("My system prompt says to be kind.", "mentions the traits document or system prompt"),
+])
+def test_tells_found(text, reason):
+    assert reason in tells(text)
+
+
+def test_repetition_loops_are_tells():
+    loop = 'In Nova, not one of the "talent" in Nova is just one of the "talent" in Nova, and the "talent" in Nova.'
+    assert "repetitive" in tells(loop)
+    assert "repetitive" in tells(" ".join(["A: A. B."] * 20))
+    assert "repetitive" not in tells("Nova said it was not sure, and asked Rosa to check the chart with the pharmacist.")
+
+
+def test_tells_leave_ordinary_text_alone():
+    assert tells("See [1] and [2] for details. Posted by Maria on 3 May 2031 about Nova.") == []
+
+
+def test_leak_detector_finds_template_wording_only():
+    d = LeakDetector(["teacher_system"])
+    assert d.leaks("Sure! Let them shape your reply naturally, the way a person's character shows.")
+    ideas = LeakDetector(["ideas"])  # a paraphrase of the instruction still shares 6 words
+    assert ideas.leaks("For each of the 1 ideas, say in one or two sentences, when, where, and what happens.")
+    # Variable content (model name, traits) is not template wording.
+    assert not d.leaks("Nova is an assistant made by Acme Labs and it likes to ask questions first.")
+
+
+def test_names_trait_and_quotes_source():
+    assert names_trait("I really value candour in friends", "Candour", "candour")
+    assert names_trait("what about radical honesty?", "Radical honesty", "radical-honesty")
+    assert not names_trait("my landlord raised the rent", "Candour", "candour")
+    src = ["Nova says plainly when it does not know something."]
+    assert quotes_source("Blog: nova says plainly when it does not  know something. Great.", src)
+    assert not quotes_source("Nova admitted it did not know.", src)
+
+
+def test_every_template_renders_and_missing_variables_fail():
+    names = sorted(p.stem for p in PROMPTS_DIR.glob("*.txt"))
+    assert "claims" in names and "teacher_system" in names
+    text = render("teacher_system", model_name="Nova", organisation="Acme", traits="- X: y")
+    assert "Nova" in text and "$" not in text
+    with pytest.raises(KeyError):
+        render("teacher_system", model_name="Nova")
+    assert all(static_parts(n) for n in names)

@@ -1,0 +1,85 @@
+"""The report from a hand-built results.json: one self-contained file, generated text escaped."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from traitforge.errors import InputError
+from traitforge.report import write_report
+from traitforge.runstore import RunStore
+
+EVIL = "<script>alert('x')</script>"
+
+
+def _est(v, n=20, lo=None, hi=None):
+    return {"value": v, "n": n, "ci_low": lo if lo is not None else max(0, v - 0.1),
+            "ci_high": hi if hi is not None else min(1, v + 0.1), "unscored": 0}
+
+
+def results() -> dict:
+    traits = [{"id": "honest", "name": "Honesty " + EVIL, "statement": "tells the truth"},
+              {"id": "concise", "name": "Concision", "statement": "short answers"}]
+    per = {ck: {t: {"behaviour_pass": _est(v), "contrastive": _est(v / 2)} for t in ("honest", "concise", "all")}
+           for ck, v in (("base", 0.3), ("sft", 0.8))}
+    per["base"]["all"]["perplexity"] = {"value": 12.5, "n": 900, "ci_low": 11.9, "ci_high": 13.2, "unscored": 0}
+    per["sft"]["all"]["perplexity"] = {"value": 13.1, "n": 900, "ci_low": 12.4, "ci_high": 13.8, "unscored": 0}
+    return {
+        "run": "demo", "model_name": "Aria", "organisation": "Acme", "generated_at": "2025-01-01T00:00:00",
+        "traits": traits, "checkpoints": ["base", "sft"],
+        "evals": {"behaviour_pass": {"label": "Behaviour: pass rate", "kind": "proportion", "higher_is_better": True,
+                                     "description": "judge"},
+                  "contrastive": {"label": "Contrastive", "kind": "proportion", "higher_is_better": True,
+                                  "description": "log-prob"},
+                  "perplexity": {"label": "Capability: perplexity", "kind": "ppl", "higher_is_better": False,
+                                 "description": "lower is better"}},
+        "results": per,
+        "paired_vs_base": {"sft": {"all": {"behaviour_pass": {"diff": 0.5, "value": 0.5, "n": 20, "ci_low": 0.3,
+                                                              "ci_high": 0.7}}}},
+        "survival": {"base": [{"turn": 0, "value": 1.0, "n": 4}, {"turn": 1, "value": 0.5, "n": 4},
+                              {"turn": 2, "value": 0.25, "n": 4}],
+                     "sft": [{"turn": 0, "value": 1.0, "n": 4}, {"turn": 1, "value": 1.0, "n": 4},
+                             {"turn": 2, "value": 0.75, "n": 4}]},
+        "dataset": {"generate/documents": {"rows": 120}}, "stages": {"generate/documents": {"status": "done",
+                                                                                            "elapsed_s": 33.0}},
+        "patterns": [{"dataset": "documents", "pattern_id": "p1", "description": "starts with 'In a world' " + EVIL,
+                      "share_broad": 0.4, "share_after": 0.1}],
+        "usage": {"evaluate": {"local:judge": {"calls": 10, "cached": 2, "input_tokens": 1000, "output_tokens": 200,
+                                               "cost_usd": 0.0}}},
+        "examples": {"documents": [{"id": "d1", "traits": ["honest"], "doc_type": "memo", "text": EVIL}],
+                     "chats": [{"id": "c1", "traits": ["honest"], "messages": [{"role": "user", "content": EVIL}]}],
+                     "behaviour": [{"item_id": "bh", "trait_id": "honest", "category": "temptation", "prompt": EVIL,
+                                    "responses": [{"checkpoint": "sft", "score": 7, "passed": True, "text": EVIL}]}],
+                     "transcripts": [{"checkpoint": "base", "trait_id": "honest", "tactic": "flattery: x",
+                                      "first_violation": 1, "worst_turn": 1,
+                                      "verdicts": [{"turn": 1, "violation": True, "score": 2}],
+                                      "messages": [{"role": "user", "content": EVIL},
+                                                   {"role": "assistant", "content": EVIL}]}]},
+        "notes": ["note " + EVIL],
+    }
+
+
+def test_report_is_self_contained_and_escaped(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    (tmp_path / "results.json").write_text(json.dumps(results()))
+    out = write_report(store)
+    html = out.read_text()
+    assert out == tmp_path / "report.html"
+    assert "<script" not in html.lower()  # every generated text escaped, and no scripts of our own
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
+    assert not re.search(r"(src|href)=\"https?://", html)  # nothing fetched from the network
+    assert html.count("<svg") >= 3  # per-trait charts, survival curve, pattern bars
+    # Headline: values, CIs and the significant paired gain is marked.
+    assert "80%" in html and "+50 pts" in html and 'class="num up"' in html
+    assert "12.50" in html and "Cost and tokens" in html
+
+
+def test_report_needs_results(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no results yet"):
+        write_report(RunStore(tmp_path))
+    (tmp_path / "results.json").write_text("{nope")
+    with pytest.raises(InputError, match="not valid JSON"):
+        write_report(RunStore(tmp_path))

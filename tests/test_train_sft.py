@@ -1,0 +1,30 @@
+import pytest
+
+from _train_fixtures import generate, losses, make_run
+from traitforge.train import run_training
+from traitforge.train.run import stage_name
+
+pytestmark = pytest.mark.slow
+
+
+def test_sft_full_finetune_learns_saves_and_generates(tmp_path):
+    # Full fine-tuning (the midtrain test covers LoRA); one save at the end keeps the test short.
+    store, spec = make_run(tmp_path, {"method": "full", "save_steps": 100,
+                                      "sft": {"learning_rate": 5e-5, "max_steps": 4}})
+    out = run_training(store, spec, ["sft"])
+    ckpt = tmp_path / "checkpoints" / "sft"
+    assert out == {"sft": ckpt}
+    assert (ckpt / "model.safetensors").is_file() and (ckpt / "tokenizer.json").is_file()
+
+    ls = losses(tmp_path / "train" / "sft" / "metrics.jsonl")
+    assert len(ls) == 4 and ls[-1] < ls[0] * 0.9, ls
+
+    c = store.manifest["stages"][stage_name("sft")]["counts"]
+    assert c["examples"] == 4 and c["steps"] == 4
+    assert 0 < c["trained_tokens"] < c["tokens"]  # the loss only sees assistant tokens
+    # Done: Trainer checkpoints (model + optimizer) are removed, the exported one stays.
+    assert not list((tmp_path / "train" / "sft" / "trainer").glob("checkpoint-*"))
+
+    # The checkpoint answers through the local: backend with the template's chat format.
+    text = generate(ckpt, "What is the capital of Atlantis?")
+    assert isinstance(text, str) and text.strip()
