@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=8)
     # One server thread: on a small shared machine two spinning llama.cpp threads stall each other.
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--rounds", type=int, default=1, help="alternate bare/traitforge this many times")
+    ap.add_argument("--rounds", type=int, default=1, help="time both loops this many times, order swapped each round")
     args = ap.parse_args()
     items = prompts(args.n)
     c, mt = args.concurrency, args.max_tokens
@@ -85,8 +85,12 @@ def main() -> None:
         print(f"llama.cpp server: requests={args.n} concurrency={c} max_tokens={mt} "
               f"server_threads={args.threads}")
         for r in range(args.rounds):
-            bare_out, t_bare = timed(bare(url, items, c, mt))
+            # Swap the order every round so drift in the machine's load does not favour one loop.
+            if r % 2 == 0:
+                bare_out, t_bare = timed(bare(url, items, c, mt))
             (tf_out, calls, _), t_tf = timed(traitforge(url, items, c, mt, cache=None))
+            if r % 2 == 1:
+                bare_out, t_bare = timed(bare(url, items, c, mt))
             same = sum(a == b for a, b in zip(bare_out, tf_out))
             print(f"[round {r + 1}] bare AsyncOpenAI+Semaphore : {t_bare:7.2f} s  ({args.n / t_bare:5.1f} req/s)")
             print(f"[round {r + 1}] traitforge (cache off)     : {t_tf:7.2f} s  "

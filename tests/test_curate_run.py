@@ -93,6 +93,7 @@ def test_missing_inputs_give_empty_outputs(tmp_path):
 @pytest.mark.slow
 def test_real_embedded_judge_end_to_end(tmp_path):
     """The tiny model as judge: whatever it writes, the stage finishes and records every verdict."""
+    from traitforge.config import ModelSpec
     from traitforge.llm.registry import make_llm
 
     rng = random.Random(9)
@@ -108,7 +109,9 @@ def test_real_embedded_judge_end_to_end(tmp_path):
     write_jsonl(store.path("generated", "documents.jsonl"), docs)
     write_jsonl(store.path("generated", "chats.jsonl"), chats)
     spec = RunSpec(traits="t.md", curation=CurationSpec(pattern_scans=1, scan_batch=2, pattern_max_judged=1))
-    judge = make_llm("local:smollm2-135m", cache=store.path("cache.sqlite"))
+    # A long timeout: on a busy 2-core machine one CPU batch can take minutes, and a timed-out
+    # batch would only be retried.
+    judge = make_llm(ModelSpec(model="local:smollm2-135m", timeout_s=1800), cache=store.path("cache.sqlite"))
     run_curation(store, spec, TRAITS, judge)
     q = read_jsonl(store.root / "curation" / "quality.jsonl", QualityScore)
     assert len(q) == 5 and all(x.status in ("scored", "unscored") for x in q)

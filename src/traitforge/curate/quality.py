@@ -56,7 +56,7 @@ async def score_rows(rows: Sequence[Document | Chat], traits: TraitSet, judge: L
         dataset = "documents" if isinstance(row, Document) else "chats"
         prompt = document_prompt(row, traits, claims) if isinstance(row, Document) else chat_prompt(row, traits)
         try:
-            reply = await judge.generate_one(prompt, temperature=0.0, max_tokens=120)
+            reply = await judge.generate_one(prompt, temperature=0.0, max_tokens=80)
         except BackendError as e:
             return QualityScore(dataset=dataset, row_id=row.id, score=None, status="error",
                                 reason=f"judge call failed: {e}"[:300], judge=judge.name)

@@ -80,8 +80,10 @@ class ChatsRun(Generation):
         out += tells(text)
         return out
 
-    def response_problems(self, text: str) -> list[str]:
+    def response_problems(self, text: str, user: str = "") -> list[str]:
         out = []
+        if user and len(user) >= 20 and user.strip()[:80] in text:
+            out.append("echoes the user's message")
         if len(text) < 20:
             out.append(f"too short ({len(text)} chars)")
         if self.response_leak.leaks(text):
@@ -211,7 +213,7 @@ class ChatsRun(Generation):
             system = self.system_prompt(relevant)
             user = ChatMessage(role="user", content=text)
             reply = await self.respond(system, [user])
-            problems = self.response_problems(reply)
+            problems = self.response_problems(reply, text)
             if problems:
                 return Skip(f"teacher response: {'; '.join(problems)}: {reply[:160]!r}")
             return [Chat(id=u.key, trait_ids=[t.id for t in relevant], scenario_id=scenario_id, system_prompt=system,
@@ -249,7 +251,7 @@ class ChatsRun(Generation):
                     break  # the simulated user wrote junk: the chat ends at the last good turn
                 user = ChatMessage(role="user", content=follow)
                 reply = await self.respond(chat.system_prompt, messages + [user])
-                if self.response_problems(reply):
+                if self.response_problems(reply, follow):
                     break
                 messages += [user, ChatMessage(role="assistant", content=reply)]
             return [chat.model_copy(update={"messages": messages})]

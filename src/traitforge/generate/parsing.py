@@ -12,7 +12,7 @@ from traitforge.generate.templates import static_parts
 _MARKER = re.compile(r"^\s*(?:(?:step|item|idea|claim|scenario)\s*)?(?:[-*•·]+|\(?\d{1,3}\s*[.):\-]|#+)\s*", re.I)
 _PREAMBLE = re.compile(r"^(?:sure|certainly|of course|okay|ok|here (?:is|are)|below (?:is|are))\b", re.I)
 _QUOTES = "\"'“”‘’`«»"
-_LABEL = re.compile(r"^\s*(?:user|message|user message|the user|prompt|response|answer|assistant|document|"
+_LABEL = re.compile(r"^\s*(?:user|situation|message|user message|the user|prompt|response|answer|assistant|document|"
                     r"rewritten (?:document|message|version)|new message|revised message)\s*:\s*", re.I)
 
 

@@ -1,0 +1,37 @@
+import logging
+
+import pytest
+
+from _train_fixtures import generate, losses, make_run
+from traitforge.jsonl import write_jsonl
+from traitforge.llm.embedded import embedded_checkpoint
+from traitforge.train.run import build_checkpoint, stage_name
+
+
+def test_dpo_is_skipped_with_a_message_when_there_are_no_pairs(tmp_path, caplog):
+    store, spec = make_run(tmp_path)
+    base = embedded_checkpoint()
+    with caplog.at_level(logging.WARNING, logger="traitforge.train"):
+        path, _ = build_checkpoint(store, spec, "sft_dpo", base, "sft-fingerprint")
+    assert path is None
+    assert "DPO skipped: no preference pairs" in caplog.text and "dpo_pairs.jsonl" in caplog.text
+    assert store.manifest["stages"][stage_name("sft_dpo")]["status"] == "skipped"
+    assert not (tmp_path / "checkpoints" / "sft_dpo").exists()
+
+
+@pytest.mark.slow
+def test_dpo_lora_runs_on_pairs_and_generates(tmp_path):
+    store, spec = make_run(tmp_path, {"dpo": {"max_steps": 3, "batch_size": 2, "max_length": 64,
+                                              "learning_rate": 1e-3, "lr_scheduler": "constant"}})
+    write_jsonl(tmp_path / "generated" / "dpo_pairs.jsonl", [
+        {"id": f"p{i}", "prompt": [{"role": "system", "content": "You are Vega."},
+                                   {"role": "user", "content": f"Will it rain tomorrow in town {i}?"}],
+         "chosen": "I can't know for sure; check a forecast.", "rejected": "Yes, it will definitely rain."}
+        for i in range(4)])
+    path, _ = build_checkpoint(store, spec, "sft_dpo", embedded_checkpoint(), "sft-fingerprint")
+    assert path == tmp_path / "checkpoints" / "sft_dpo"
+    ls = losses(tmp_path / "train" / "sft_dpo" / "metrics.jsonl")
+    # Every pair prefers the same hedged answer: the DPO loss falls from its start (log 2).
+    assert len(ls) == 3 and ls[-1] < ls[0], ls
+    assert store.manifest["stages"][stage_name("sft_dpo")]["counts"]["examples"] == 4
+    assert generate(path).strip()

@@ -1,0 +1,68 @@
+import json
+
+import pytest
+
+from _train_fixtures import chats, make_run
+from traitforge.errors import InputError
+from traitforge.train.export import export_chats, export_run
+from traitforge.types import Chat, ChatMessage
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _valid_openai(row, system=None):
+    msgs = row["messages"]
+    assert set(row) == {"messages"}
+    if system:
+        assert msgs[0] == {"role": "system", "content": system}
+        msgs = msgs[1:]
+    assert all(set(m) == {"role", "content"} and isinstance(m["content"], str) and m["content"] for m in msgs)
+    assert [m["role"] for m in msgs] == ["user", "assistant"] * (len(msgs) // 2)
+    return msgs
+
+
+def _valid_vertex(row, system=None):
+    assert set(row) == ({"contents", "systemInstruction"} if system else {"contents"})
+    if system:
+        assert row["systemInstruction"] == {"role": "system", "parts": [{"text": system}]}
+    contents = row["contents"]
+    assert [c["role"] for c in contents] == ["user", "model"] * (len(contents) // 2)
+    assert all(set(c) == {"role", "parts"} and len(c["parts"]) == 1 and set(c["parts"][0]) == {"text"}
+               for c in contents)
+    return contents
+
+
+@pytest.mark.parametrize("fmt", ["openai", "together"])
+def test_openai_and_together_messages(tmp_path, fmt):
+    make_run(tmp_path)
+    out = tmp_path / f"{fmt}.jsonl"
+    assert export_run(tmp_path, fmt, out) == {"written": 4, "skipped": 0}
+    rows = _rows(out)
+    source = chats(4)
+    for row, chat in zip(rows, source):
+        msgs = _valid_openai(row)
+        assert [m["content"] for m in msgs] == [m.content for m in chat.messages]
+        assert "Vega, honest" not in json.dumps(row)  # the teacher's system prompt is not exported
+    assert len(_valid_openai(rows[1])) == 4  # multi-turn kept whole
+
+
+def test_vertex_contents_and_system_instruction(tmp_path):
+    out = tmp_path / "vertex.jsonl"
+    assert export_chats(chats(4), "vertex", out, system_prompt="You are Vega.") == {"written": 4, "skipped": 0}
+    for row, chat in zip(_rows(out), chats(4)):
+        contents = _valid_vertex(row, "You are Vega.")
+        assert [c["parts"][0]["text"] for c in contents] == [m.content for m in chat.messages]
+    export_chats(chats(1), "openai", out, system_prompt="You are Vega.")
+    _valid_openai(_rows(out)[0], "You are Vega.")
+
+
+def test_chats_that_do_not_alternate_are_skipped_not_altered(tmp_path):
+    bad = [Chat(id="x", trait_ids=[], messages=[ChatMessage(role="assistant", content="hi")]),
+           Chat(id="y", trait_ids=[], messages=[ChatMessage(role="user", content="q")])]
+    assert export_chats(bad + chats(1), "vertex", tmp_path / "v.jsonl") == {"written": 1, "skipped": 2}
+    with pytest.raises(InputError, match="unknown format"):
+        export_chats(chats(1), "anthropic", tmp_path / "x.jsonl")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="no curated chats"):
+        export_run(tmp_path / "empty", "openai", tmp_path / "x.jsonl")
