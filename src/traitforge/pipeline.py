@@ -5,7 +5,6 @@ traits -> generate (documents, chats) -> curate -> train -> evaluate -> report
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,30 +43,24 @@ class Run:
     traits: TraitSet
     cache: LLMCache
     _llms: dict[str, LLM] = field(default_factory=dict)
+    _budget: Any = None
 
     def llm(self, role: str) -> LLM:
-        """The LLM for a role (generator, judge, auditor); roles naming the same model share one."""
+        """The LLM for a role (generator, judge, auditor); roles naming the same model share one
+        client, and every client shares the run's cache and budget."""
+        from traitforge.llm.budget import Budget
         from traitforge.llm.registry import make_llm
 
         spec: ModelSpec = getattr(self.spec.models, role)
         key = spec.model_dump_json()
         if key not in self._llms:
-            self._llms[key] = make_llm(spec, cache=self.cache)
+            llm = make_llm(spec, cache=self.cache)
+            if self.spec.budget.max_usd is not None:
+                if self._budget is None:
+                    self._budget = Budget.for_run(self.store, self.spec)
+                llm.budget = self._budget
+            self._llms[key] = llm
         return self._llms[key]
-
-    def run_async(self, make_coro: Callable[[], Any]) -> Any:
-        """Run one stage's coroutine in its own event loop. Clients bind to their loop (SDK
-        connections, semaphores), so they are closed and dropped when the stage ends."""
-
-        async def main() -> Any:
-            try:
-                return await make_coro()
-            finally:
-                for llm in self._llms.values():
-                    await llm.aclose()
-                self._llms.clear()
-
-        return asyncio.run(main())
 
 
 def resolve_spec_path(target: str | Path) -> Path:
@@ -109,15 +102,15 @@ def stage_generate(run: Run, what: str = "all") -> None:
     from traitforge.generate.documents import run_documents
 
     if what in ("all", "documents"):
-        run.run_async(lambda: run_documents(run.store, run.spec, run.traits, run.llm("generator")))
+        run_documents(run.store, run.spec, run.traits, run.llm("generator"))
     if what in ("all", "chats"):
-        run.run_async(lambda: run_chats(run.store, run.spec, run.traits, run.llm("generator")))
+        run_chats(run.store, run.spec, run.traits, run.llm("generator"))
 
 
 def stage_curate(run: Run) -> None:
     from traitforge.curate import run_curation
 
-    run.run_async(lambda: run_curation(run.store, run.spec, run.traits, run.llm("judge")))
+    run_curation(run.store, run.spec, run.traits, run.llm("judge"))
 
 
 def stage_train(run: Run, stages: list[str] | None = None) -> dict[str, Path]:
@@ -141,8 +134,8 @@ def checkpoints_for_eval(run: Run) -> dict[str, str]:
 def stage_evaluate(run: Run) -> None:
     from traitforge.evaluate import run_evaluation
 
-    run.run_async(lambda: run_evaluation(run.store, run.spec, run.traits, run.llm("judge"),
-                                         run.llm("auditor"), checkpoints_for_eval(run)))
+    run_evaluation(run.store, run.spec, run.traits, run.llm("judge"), run.llm("auditor"),
+                   checkpoints_for_eval(run))
 
 
 def stage_report(run: Run) -> Path:

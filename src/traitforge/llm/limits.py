@@ -7,7 +7,25 @@ import asyncio
 import re
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class PerLoop(Generic[T]):
+    """One asyncio primitive per event loop. Each stage runs in its own `asyncio.run`, and a lock
+    or semaphore that waited in one loop raises if it is used in the next."""
+
+    def __init__(self, factory: Callable[[], T]):
+        self.factory = factory
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._obj: T | None = None
+
+    def get(self) -> T:
+        loop = asyncio.get_running_loop()
+        if self._obj is None or self._loop is not loop:
+            self._loop, self._obj = loop, self.factory()
+        return self._obj
 
 
 class TokenBucket:
@@ -18,7 +36,7 @@ class TokenBucket:
         self.capacity = rate_per_min
         self.level = rate_per_min
         self.updated = time.monotonic()
-        self._lock = asyncio.Lock()
+        self._lock = PerLoop(asyncio.Lock)
 
     def set_rate(self, rate_per_min: float) -> None:
         self.rate = rate_per_min / 60.0
@@ -27,7 +45,7 @@ class TokenBucket:
 
     async def take(self, amount: float) -> None:
         amount = min(amount, self.capacity)  # a request bigger than a minute's budget still runs
-        async with self._lock:
+        async with self._lock.get():
             while True:
                 now = time.monotonic()
                 self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
@@ -41,16 +59,13 @@ class TokenBucket:
 class Limiter:
     def __init__(self, concurrency: int, rpm: float | None = None, tpm: float | None = None):
         self.concurrency = concurrency
-        self._sem: asyncio.Semaphore | None = None
+        self._sem = PerLoop(lambda: asyncio.Semaphore(self.concurrency))
         self.requests = TokenBucket(rpm) if rpm else None
         self.tokens = TokenBucket(tpm) if tpm else None
         self._cooldown_until = 0.0
 
     def _semaphore(self) -> asyncio.Semaphore:
-        # Created lazily so it binds to the running event loop.
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.concurrency)
-        return self._sem
+        return self._sem.get()
 
     def cool_down(self, seconds: float) -> None:
         self._cooldown_until = max(self._cooldown_until, time.monotonic() + seconds)

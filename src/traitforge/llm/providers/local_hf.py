@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Sequence
 
 from traitforge.llm.base import Backend, Completion, GenerateParams, Message, Usage
 from traitforge.llm.embedded import resolve_model_path
+from traitforge.llm.limits import PerLoop
 
 _LOADED: dict[str, tuple[Any, Any]] = {}
 _LOAD_LOCK = threading.Lock()
@@ -48,7 +49,7 @@ class LocalHFBackend(Backend):
         self.path = resolve_model_path(model)
         self._model: Any = None
         self._tok: Any = None
-        self._lock = asyncio.Lock()
+        self._lock = PerLoop(asyncio.Lock)
 
     def cache_identity(self) -> dict[str, Any]:
         # A checkpoint directory can be retrained in place; key on its weights file's mtime/size too.
@@ -75,7 +76,7 @@ class LocalHFBackend(Backend):
         return (await self.generate_batch([(messages, params)]))[0]
 
     async def generate_batch(self, requests: Sequence[tuple[Sequence[Message], GenerateParams]]) -> list[Completion]:
-        async with self._lock:  # one forward pass at a time on the device
+        async with self._lock.get():  # one forward pass at a time on the device
             return await asyncio.to_thread(self._generate_sync, requests)
 
     def _generate_sync(self, requests: Sequence[tuple[Sequence[Message], GenerateParams]]) -> list[Completion]:
