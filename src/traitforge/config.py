@@ -29,7 +29,7 @@ class ModelSpec(Section):
     concurrency: int | None = Field(default=None, ge=1)
     rpm: float | None = Field(default=None, gt=0)  # requests per minute
     tpm: float | None = Field(default=None, gt=0)  # tokens per minute
-    timeout_s: float = Field(default=120.0, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0)  # default: the backend's own (API 120 s, local 1 h)
     max_retries: int = Field(default=6, ge=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
     batch_size: int | None = Field(default=None, ge=1)  # local backends: prompts per forward pass

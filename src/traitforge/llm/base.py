@@ -80,6 +80,8 @@ class Backend(ABC):
     # Local backends batch many prompts in one forward pass; the client groups calls for them.
     supports_batch: ClassVar[bool] = False
     default_concurrency: ClassVar[int] = 8
+    # A local batch on a busy CPU can take minutes; an API call that long has hung.
+    default_timeout_s: ClassVar[float] = 120.0
 
     def __init__(self, model: str, **options: Any):
         self.model = model

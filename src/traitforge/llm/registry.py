@@ -34,14 +34,15 @@ def make_backend(spec: ModelSpec | str) -> Backend:
     if isinstance(spec, str):
         spec = ModelSpec(model=spec)
     provider, _, model = spec.model.partition(":")
-    options: dict[str, Any] = {"timeout_s": spec.timeout_s}
+    cls = backend_class(provider)
+    options: dict[str, Any] = {"timeout_s": spec.timeout_s or cls.default_timeout_s}
     if spec.base_url is not None:
         options["base_url"] = spec.base_url
     if spec.api_key_env is not None:
         options["api_key_env"] = spec.api_key_env
     if spec.batch_size is not None:
         options["batch_size"] = spec.batch_size
-    return backend_class(provider)(model, **options)
+    return cls(model, **options)
 
 
 def make_llm(spec: ModelSpec | str, cache: LLMCache | Path | str | None = None) -> LLM:
@@ -52,5 +53,5 @@ def make_llm(spec: ModelSpec | str, cache: LLMCache | Path | str | None = None) 
         cache = LLMCache(cache)
     limiter = Limiter(spec.concurrency or backend.default_concurrency, rpm=spec.rpm, tpm=spec.tpm)
     return LLM(backend, cache=cache, limiter=limiter, max_retries=spec.max_retries,
-               timeout_s=spec.timeout_s, default_temperature=spec.temperature,
+               timeout_s=spec.timeout_s or backend.default_timeout_s, default_temperature=spec.temperature,
                batch_size=spec.batch_size or 8)

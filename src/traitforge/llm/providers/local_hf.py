@@ -42,6 +42,7 @@ class LocalHFBackend(Backend):
     supports_n = True
     supports_batch = True
     default_concurrency = 64
+    default_timeout_s = 3600.0
 
     def __init__(self, model: str, batch_size: int = 8, timeout_s: float = 3600, **options: Any):
         super().__init__(model, **options)
