@@ -43,6 +43,10 @@ class UsageCounter:
         return out
 
 
+def _batch_key(p: GenerateParams) -> GenerateParams:
+    return p.replace(seed=None)
+
+
 class _Batcher:
     """Groups concurrent requests into one `generate_batch` call, for local backends."""
 
@@ -64,9 +68,11 @@ class _Batcher:
         try:
             await asyncio.sleep(0)  # let every ready coroutine enqueue first
             while self.queue:
-                # Same params in one batch: a forward pass shares temperature and length.
-                first_params = self.queue[0][1]
-                batch = [q for q in self.queue if q[1] == first_params][: self.batch_size]
+                # One forward pass shares temperature and length, so a batch shares params. The
+                # seed is left out of that match: with per-request seeds nothing would batch, and
+                # a sampled batch depends on its companions anyway; the cache keeps results stable.
+                first = _batch_key(self.queue[0][1])
+                batch = [q for q in self.queue if _batch_key(q[1]) == first][: self.batch_size]
                 for q in batch:
                     self.queue.remove(q)
                 try:
