@@ -1,6 +1,6 @@
 """LoRA SFT speed on the embedded model: steps/s and tokens/s at batch x length (default 4x128).
 
-    python bench/train_speed.py [--steps 10] [--batch 4] [--length 128] [--method lora|full]
+    python bench/train_speed.py [--steps 10] [--batch 4] [--length 128] [--method lora|full] [--threads N]
 
 Builds a throwaway run with chats long enough that every sequence is truncated to --length, so each
 step sees exactly batch x length tokens; the first 2 steps (warm-up) are left out of the figures.
@@ -29,7 +29,12 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--length", type=int, default=128)
     p.add_argument("--method", choices=["lora", "full"], default="lora")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     a = p.parse_args()
+    import torch
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
 
     from transformers import TrainerCallback
 
@@ -57,7 +62,8 @@ def main() -> None:
         trainer.train()
     dt = times[-1] - times[WARMUP - 1]
     steps_s = a.steps / dt
-    print(f"{a.method} SFT, embedded SmolLM2-135M, batch {a.batch} x {a.length} tokens, {a.steps} timed steps")
+    print(f"{a.method} SFT, embedded SmolLM2-135M, batch {a.batch} x {a.length} tokens, {a.steps} timed steps, "
+          f"{torch.get_num_threads()} torch threads")
     print(f"steps/s   {steps_s:.3f}  ({dt / a.steps:.2f} s/step)")
     print(f"tokens/s  {steps_s * a.batch * a.length:.0f}")
 

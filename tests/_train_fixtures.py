@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from traitforge.config import RunSpec
 from traitforge.jsonl import write_jsonl
 from traitforge.runstore import RunStore
@@ -61,3 +63,15 @@ def generate(checkpoint: Path, prompt: str = "Who are you?") -> str:
 
     llm = make_llm("local:" + str(checkpoint))
     return asyncio.run(llm.generate_one(prompt, max_tokens=12, temperature=0.0))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Train with one torch thread: on 2 cores shared with other jobs, a second OpenMP thread stalls
+    every parallel region whenever the other core is busy (measured ~7x slower per step here)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

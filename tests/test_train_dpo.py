@@ -2,6 +2,7 @@ import logging
 
 import pytest
 
+from _train_fixtures import one_torch_thread  # noqa: F401  (fixture)
 from _train_fixtures import generate, losses, make_run
 from traitforge.jsonl import write_jsonl
 from traitforge.llm.embedded import embedded_checkpoint
@@ -20,6 +21,7 @@ def test_dpo_is_skipped_with_a_message_when_there_are_no_pairs(tmp_path, caplog)
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
 def test_dpo_lora_runs_on_pairs_and_generates(tmp_path):
     store, spec = make_run(tmp_path, {"dpo": {"max_steps": 3, "batch_size": 2, "max_length": 64,
                                               "learning_rate": 1e-3, "lr_scheduler": "constant"}})

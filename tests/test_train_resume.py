@@ -1,10 +1,11 @@
 import pytest
 
+from _train_fixtures import one_torch_thread  # noqa: F401  (fixture)
 from _train_fixtures import losses, make_run
 from traitforge.train import run_training
 from traitforge.train.run import stage_name
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 class Crash(Exception):

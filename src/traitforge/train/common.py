@@ -53,16 +53,26 @@ class StageResult:
 # --- process / hardware -------------------------------------------------------------------
 
 
-def is_main_process() -> bool:
+def on_cpu() -> bool:
+    import torch
+
+    return os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+
+
+def process_state() -> Any:
+    """accelerate's process state, set up as the Trainer will set it up (CPU runs need cpu=True to
+    see a multi-process `torchrun` launch), so ranks agree on the main process before training starts."""
     from accelerate import PartialState
 
-    return PartialState().is_main_process
+    return PartialState(cpu=on_cpu())
+
+
+def is_main_process() -> bool:
+    return process_state().is_main_process
 
 
 def wait_for_everyone() -> None:
-    from accelerate import PartialState
-
-    PartialState().wait_for_everyone()
+    process_state().wait_for_everyone()
 
 
 def use_bf16(setting: bool | str) -> bool:
@@ -133,6 +143,7 @@ def trainer_kwargs(spec: RunSpec, job: StageJob) -> dict[str, Any]:
         gradient_checkpointing=t.gradient_checkpointing,
         bf16=use_bf16(t.bf16),
         fp16=False,
+        use_cpu=on_cpu(),
         seed=spec.seed,
         data_seed=spec.seed,
         logging_steps=t.logging_steps,
@@ -143,6 +154,7 @@ def trainer_kwargs(spec: RunSpec, job: StageJob) -> dict[str, Any]:
         run_name=f"{spec.name}-{job.name}",
         disable_tqdm=True,
         dataloader_num_workers=0,
+        dataloader_pin_memory=not on_cpu(),
         remove_unused_columns=True,
     )
 

@@ -117,7 +117,8 @@ def load_chats(path: Path) -> list[list[dict[str, str]]]:
 
 def chat_conversations(chats: Sequence[list[dict[str, str]]], mix_chats: Sequence[list[dict[str, str]]],
                        mix_ratio: float, seed: int) -> list[list[dict[str, str]]]:
-    convs = [c for c in chats if any(m["role"] == "assistant" for m in c)]
+    # A reply needs a user turn before it; conversations opening with the assistant are left out.
+    convs = [c for c in chats if c and c[0]["role"] == "user" and any(m["role"] == "assistant" for m in c)]
     convs += sample_rows(mix_chats, mix_count(len(convs), mix_ratio), seed)
     random.Random(seed).shuffle(convs)
     return convs

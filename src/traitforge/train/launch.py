@@ -3,6 +3,9 @@
     accelerate launch --config_file examples/accelerate/multi_gpu_ddp.yaml \
         -m traitforge.train.launch RUN_DIR --stage sft
 
+On a machine without GPUs, several CPU processes (gloo) run with
+`torchrun --nproc_per_node 2 -m traitforge.train.launch RUN_DIR --stage sft`.
+
 Every process runs this; the Trainer shares the work, and only the main process writes the
 manifest and the merged checkpoint. The spec comes from RUN/manifest.json ("config"), with paths
 resolved against the spec file recorded in its inputs ("spec"), or from --spec.

@@ -161,7 +161,8 @@ def run_training(store: RunStore, spec: RunSpec, stages: list[str] | None = None
     """Build the requested checkpoints (default: spec.training.checkpoints minus base), and whatever
     they start from. Returns checkpoint name -> folder for the requested ones that exist."""
     targets = [c for c in (stages if stages is not None else spec.training.checkpoints) if c != "base"]
-    base = resolve_model_path(spec.models.base)
+    with common.process_state().main_process_first():  # the embedded model is converted once, by one process
+        base = resolve_model_path(spec.models.base)
     built: dict[str, Path] = {}
     ids: dict[str, str] = {}
     for name in plan(targets):

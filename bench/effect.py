@@ -1,0 +1,79 @@
+"""Effectiveness benchmark: what the tiny run does to the embedded model.
+
+Runs (or resumes) `traitforge run examples/tiny.yaml --preset tiny`, then prints, from base to each
+checkpoint, the judge-free measures with 95% CIs: (a) the log-prob knowledge multiple choice,
+(b) the contrastive behaviour probe, (c) the external model-written-eval probes mapped to the
+example traits, and the capability cost (perplexity on held-out text). Paired differences vs base
+are on the same items. The figures are what they are: nothing here asserts that they rise.
+
+    python bench/effect.py [--spec examples/tiny.yaml] [--preset tiny] [--per-trait]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+JUDGE_FREE = ("knowledge_mc", "contrastive")
+
+
+def fmt(e: dict | None, pct: bool) -> str:
+    if not e or e.get("value") is None:
+        return "-"
+    v, lo, hi = e["value"], e.get("ci_low"), e.get("ci_high")
+    scale = 100 if pct else 1
+    ci = f" [{lo * scale:.1f}, {hi * scale:.1f}]" if lo is not None and hi is not None else ""
+    return f"{v * scale:.1f}{ci} n={e.get('n', 0)}"
+
+
+def table(results: dict, per_trait: bool) -> str:
+    cks = results["checkpoints"]
+    evals = [e for e in JUDGE_FREE if e in results["evals"]]
+    evals += sorted(e for e in results["evals"] if e.startswith("probe:"))
+    evals += ["perplexity"] if "perplexity" in results["evals"] else []
+    scopes = ["all"] + ([t["id"] for t in results["traits"]] if per_trait else [])
+    lines = []
+    header = f"{'measure':<46}" + "".join(f"{ck:>30}" for ck in cks)
+    for scope in scopes:
+        lines += ["", f"scope: {scope}", header, "-" * len(header)]
+        for ev in evals:
+            pct = results["evals"][ev]["kind"] != "ppl"
+            row = f"{results['evals'][ev]['label'][:45]:<46}"
+            row += "".join(f"{fmt(results['results'].get(ck, {}).get(scope, {}).get(ev), pct):>30}" for ck in cks)
+            lines.append(row)
+            diffs = [results["paired_vs_base"].get(ck, {}).get(scope, {}).get(ev) for ck in cks]
+            if any(diffs):
+                drow = f"{'   change vs base (paired)':<46}"
+                drow += "".join(f"{fmt(d, pct) if d else '':>30}" for d in diffs)
+                lines.append(drow)
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--spec", default=str(ROOT / "examples" / "tiny.yaml"))
+    ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--per-trait", action="store_true")
+    args = ap.parse_args()
+
+    from traitforge.pipeline import open_run, run_all
+
+    t0 = time.perf_counter()
+    run = open_run(args.spec, args.preset)
+    run_all(run, log=lambda m: print(m, file=sys.stderr))
+    elapsed = time.perf_counter() - t0
+    results = json.loads((run.store.root / "results.json").read_text(encoding="utf-8"))
+    print(f"run: {run.store.root}   wall time this invocation: {elapsed / 60:.1f} min "
+          "(stages already done are skipped)")
+    print("stage times (s): " + ", ".join(f"{k}={v['elapsed_s']}" for k, v in results["stages"].items()
+                                         if v.get("elapsed_s") is not None and "." not in k and "/" not in k))
+    print("values in % (perplexity as is), 95% CI in brackets, n = items scored")
+    print(table(results, args.per_trait))
+
+
+if __name__ == "__main__":
+    main()
