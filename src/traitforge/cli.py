@@ -134,10 +134,12 @@ def report(target: Path, preset: str | None) -> None:
 def export(target: Path, preset: str | None, fmt: str, out: Path | None) -> None:
     """Export the curated chats for hosted fine-tuning."""
     from traitforge.pipeline import open_run
-    from traitforge.train.export import export_chats
+    from traitforge.train.export import export_run
 
     r = open_run(target, preset)
-    click.echo(str(export_chats(r.store, fmt, out)))
+    out = out or r.store.root / "export" / f"chats.{fmt}.jsonl"
+    counts = export_run(r.store.root, fmt, out)
+    click.echo(f"{out}: {counts['written']} conversations written, {counts['skipped']} skipped")
 
 
 @cli.command()

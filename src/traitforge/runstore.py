@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import platform
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -127,18 +128,22 @@ class RunStore:
         self.save()
 
     def record_llm_usage(self, stage: str, llm: Any, prices_file: str | None = None,
-                         batch: bool = False) -> str:
-        """Move an LLM client's usage counters into the manifest under `stage`; return a one-line
-        token and cost summary for the end of the stage."""
+                         batch: bool = False) -> str | None:
+        """Move an LLM client's usage counters into the manifest under `stage` and print the
+        stage's token and cost line to stderr; None when the client was not used."""
         from traitforge.llm.pricing import estimate_cost
 
         u = llm.usage.drain()
+        if not (u.calls or u.cached):
+            return None
         cost = estimate_cost(llm.name, u.input_tokens, u.output_tokens, prices_file, batch=batch)
         self.add_usage(stage, llm.name, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
                        calls=u.calls, cached=u.cached, cost_usd=cost)
-        cost_text = "unknown cost (no price for this model)" if cost is None else f"${cost:.4f}"
-        return (f"{stage}: {llm.name}: {u.calls} calls, {u.cached} cached, "
+        cost_text = "cost unknown (no price for this model)" if cost is None else f"${cost:.4f}"
+        line = (f"{stage}: {llm.name}: {u.calls} calls, {u.cached} cached, "
                 f"{u.input_tokens} in / {u.output_tokens} out tokens, {cost_text}")
+        print(line, file=sys.stderr)
+        return line
 
     def total_cost(self) -> float:
         return sum(m["cost_usd"] for s in self.manifest["usage"].values() for m in s.values())

@@ -15,7 +15,6 @@ from traitforge.curate.embed import load_embedder
 from traitforge.curate.records import Edit, QualityScore, StepResult
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl, write_json_atomic, write_jsonl
 from traitforge.llm.client import LLM
-from traitforge.llm.pricing import estimate_cost
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, Claim, Document, Drop, TraitSet, stable_hash
 
@@ -90,12 +89,8 @@ async def curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -
             unscored=results["quality"].counts.get("unscored", 0) if "quality" in results else 0,
             flagged_patterns=results["patterns"].counts.get("flagged", 0) if "patterns" in results else 0,
             per_trait=dict(sorted(per_trait.items())))
-        u = judge.usage.drain()
-        if u.calls or u.cached:
-            prices = str(spec.resolve(spec.prices_file)) if spec.prices_file else None
-            store.add_usage("curate", judge.name, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-                            calls=u.calls, cached=u.cached,
-                            cost_usd=estimate_cost(judge.name, u.input_tokens, u.output_tokens, prices))
+        prices = str(spec.resolve(spec.prices_file)) if spec.prices_file else None
+        store.record_llm_usage("curate", judge, prices)
 
 
 async def _run_step(store: RunStore, name: str, params: dict[str, Any], docs: list[Document], chats: list[Chat],

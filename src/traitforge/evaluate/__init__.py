@@ -10,7 +10,6 @@ from typing import Any
 from traitforge.config import RunSpec
 from traitforge.evaluate.common import EvalContext, normalise_checkpoints
 from traitforge.llm.client import LLM
-from traitforge.llm.pricing import estimate_cost
 from traitforge.runstore import RunStore
 from traitforge.types import TraitSet, stable_hash
 
@@ -92,9 +91,4 @@ def _record_usage(store: RunStore, spec: RunSpec, ctx: EvalContext) -> None:
         if id(llm) in seen:
             continue
         seen.add(id(llm))
-        u = llm.usage.drain()
-        if u.calls or u.cached:
-            store.add_usage("evaluate", llm.name, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-                            calls=u.calls, cached=u.cached,
-                            cost_usd=estimate_cost(llm.name, u.input_tokens, u.output_tokens,
-                                                   str(spec.resolve(spec.prices_file)) if spec.prices_file else None))
+        store.record_llm_usage("evaluate", llm, str(spec.resolve(spec.prices_file)) if spec.prices_file else None)

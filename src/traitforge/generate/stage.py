@@ -18,7 +18,6 @@ from traitforge.errors import InputError
 from traitforge.generate.records import Skipped
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl
 from traitforge.llm.client import LLM
-from traitforge.llm.pricing import estimate_cost
 from traitforge.progress import gather_progress
 from traitforge.runstore import RunStore
 from traitforge.types import Record, TraitSet, stable_hash
@@ -86,13 +85,8 @@ class Generation:
         return [], text
 
     def record_usage(self, name: str) -> None:
-        u = self.llm.usage.drain()
-        if u.calls == 0 and u.cached == 0:
-            return
         prices = self.spec.resolve(self.spec.prices_file)
-        cost = estimate_cost(self.llm.name, u.input_tokens, u.output_tokens, str(prices) if prices else None)
-        self.store.add_usage(name, self.llm.name, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-                             calls=u.calls, cached=u.cached, cost_usd=cost)
+        self.store.record_llm_usage(name, self.llm, str(prices) if prices else None)
 
     async def step(self, name: str, file: str, model: type[R], units: Sequence[Unit],
                    work: Callable[[Unit], Awaitable[list[R] | Skip]], *, fingerprint: str,
