@@ -17,13 +17,15 @@ from traitforge.config import RunSpec
 from traitforge.errors import InputError
 from traitforge.generate.records import Skipped
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl
-from traitforge.llm.client import LLM
+from traitforge.llm.client import LLM, DeferredCall
 from traitforge.progress import gather_progress
 from traitforge.runstore import RunStore
 from traitforge.types import Record, TraitSet, stable_hash
 
 R = TypeVar("R", bound=Record)
 SKIPPED_FILE = "skipped.jsonl"
+# Batch mode: at most this many dependent calls per unit go through provider batches.
+MAX_BATCH_ROUNDS = 8
 
 
 @dataclass
@@ -88,6 +90,37 @@ class Generation:
         prices = self.spec.resolve(self.spec.prices_file)
         self.store.record_llm_usage(name, self.llm, str(prices) if prices else None)
 
+    async def _prefetch_by_batch(self, name: str, todo: Sequence[Unit],
+                                 work: Callable[[Unit], Awaitable[Any]]) -> None:
+        """Batch mode (generation.batch): run the units against the recording client to learn
+        each unit's next request the cache cannot serve, send those as provider batches, and
+        repeat until every unit is served from the cache (a unit with k dependent calls takes k
+        rounds). The real pass after this makes no live calls, except re-asks of failed items."""
+        from traitforge.llm.batch.runner import batch_provider, prefetch_batch
+        from traitforge.llm.budget import announce, estimate_stage
+
+        if batch_provider(self.llm) is None:
+            return  # local and scripted models have no batch API: the live path batches locally
+        prices = self.spec.resolve(self.spec.prices_file)
+        prices_file = str(prices) if prices else None
+
+        async def probe(u: Unit) -> None:
+            try:
+                await work(u)
+            except DeferredCall:
+                pass
+
+        for round_ in range(MAX_BATCH_ROUNDS):
+            requests: list[tuple[Any, Any]] = []
+            with self.llm.recording(requests):
+                await asyncio.gather(*(probe(u) for u in todo))
+            if not requests:
+                return
+            announce(estimate_stage(self.llm, requests, stage=f"{name} (batch round {round_ + 1})",
+                                    store=self.store, prices_file=prices_file, batch=True), self.llm.budget)
+            await prefetch_batch(self.llm, requests, self.store, name, poll_interval_s=self.gen.batch_poll_s,
+                                 budget=self.llm.budget, prices_file=prices_file)
+
     async def step(self, name: str, file: str, model: type[R], units: Sequence[Unit],
                    work: Callable[[Unit], Awaitable[list[R] | Skip]], *, fingerprint: str,
                    key_of: Callable[[R], str] = lambda r: r.id, trait_of: Callable[[R], str] | None = None,
@@ -103,6 +136,8 @@ class Generation:
         skipped = self._skipped(name)
         todo = [u for u in units if u.key not in by_key and u.key not in skipped]
         new_rows = new_skips = 0
+        if todo and self.gen.batch:
+            await self._prefetch_by_batch(name, todo, work)
         sem = asyncio.Semaphore(self.gen.concurrency)
 
         async def run(u: Unit) -> list[R] | Skip:

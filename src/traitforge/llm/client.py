@@ -7,9 +7,10 @@ makes zero backend calls; only successful responses are ever cached.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from dataclasses import dataclass
-from typing import Any, Sequence, TypeVar
+from typing import Any, Iterator, Sequence, TypeVar
 
 from pydantic import BaseModel
 
@@ -41,6 +42,11 @@ class UsageCounter:
         out = UsageCounter(self.calls, self.cached, self.input_tokens, self.output_tokens)
         self.calls = self.cached = self.input_tokens = self.output_tokens = 0
         return out
+
+
+class DeferredCall(BaseException):
+    """Raised instead of calling the backend while an `LLM` is recording (see `LLM.recording`).
+    A BaseException so a stage's own `except Exception` does not swallow it."""
 
 
 def _batch_key(p: GenerateParams) -> GenerateParams:
@@ -105,6 +111,7 @@ class LLM:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.usage = UsageCounter()
+        self._recorder: list[tuple[list[Message], GenerateParams]] | None = None
         self._batcher = _Batcher(backend, batch_size) if backend.supports_batch else None
 
     @property
@@ -135,11 +142,24 @@ class LLM:
                     texts[i] = hit["text"]
                     self.usage.cached += 1
         missing = [i for i, t in enumerate(texts) if t is None]
+        if missing and self._recorder is not None:
+            self._recorder.append((msgs, p))
+            raise DeferredCall()
         if missing:
             new = await self._fetch(msgs, p, len(missing))
             for i, text in zip(missing, new):
                 texts[i] = text
         return [t for t in texts if t is not None]
+
+    @contextlib.contextmanager
+    def recording(self, into: list[tuple[list[Message], GenerateParams]]) -> Iterator[None]:
+        """While active, a call the cache cannot serve is appended to `into` and raises
+        DeferredCall instead of reaching the backend: batch mode learns a stage's requests this way."""
+        self._recorder = into
+        try:
+            yield
+        finally:
+            self._recorder = None
 
     async def generate_one(self, messages: MessagesLike, params: GenerateParams | None = None,
                            **overrides: Any) -> str:
