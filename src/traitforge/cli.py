@@ -142,6 +142,22 @@ def export(target: Path, preset: str | None, fmt: str, out: Path | None) -> None
     click.echo(f"{out}: {counts['written']} conversations written, {counts['skipped']} skipped")
 
 
+@cli.command(name="import-batch")
+@TARGET
+@click.argument("results", type=click.Path(path_type=Path))
+@PRESET
+@click.option("--role", type=click.Choice(["generator", "judge", "auditor"]), default="generator")
+def import_batch(target: Path, results: Path, preset: str | None, role: str) -> None:
+    """Import an offline batch output file (vLLM run_batch / OpenAI format) into the run's cache."""
+    from traitforge.llm.batch.offline import import_results
+    from traitforge.pipeline import open_run
+
+    r = open_run(target, preset)
+    counts = import_results(r.llm(role), results)
+    click.echo(f"{results}: {counts['imported']} answers imported into the cache, {counts['errored']} errored; "
+               "run the stage again to continue")
+
+
 @cli.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 def status(run_dir: Path) -> None:

@@ -91,7 +91,9 @@ class GenerationSpec(Section):
     list_max_tokens: int = Field(default=400, ge=16)  # brainstormed lists, critiques, verdicts
     # Provider batch APIs (OpenAI, Anthropic, Gemini): half price, results within 24h. Steps
     # prefetch their requests as batches into the cache, then run as usual (llm.batch.prefetch_batch).
-    batch: bool = False
+    # true: provider batch APIs. "offline": write each step's requests as an OpenAI batch file
+    # (RUN/offline/) for vLLM's run_batch or Ray Data, then `traitforge import-batch` the results.
+    batch: bool | Literal["offline"] = False
     batch_poll_s: float = Field(default=60.0, gt=0)  # seconds between status polls of a batch
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
 
 from traitforge.config import RunSpec
-from traitforge.errors import InputError
+from traitforge.errors import InputError, TraitforgeError
 from traitforge.generate.records import Skipped
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl
 from traitforge.llm.client import LLM, DeferredCall
@@ -24,6 +24,10 @@ from traitforge.types import Record, TraitSet, stable_hash
 
 R = TypeVar("R", bound=Record)
 SKIPPED_FILE = "skipped.jsonl"
+class OfflineBatchPending(TraitforgeError):
+    """Offline batch mode stops here until the written requests' results are imported."""
+
+
 # Batch mode: at most this many dependent calls per unit go through provider batches.
 MAX_BATCH_ROUNDS = 8
 
@@ -99,7 +103,8 @@ class Generation:
         from traitforge.llm.batch.runner import batch_provider, prefetch_batch
         from traitforge.llm.budget import announce, estimate_stage
 
-        if batch_provider(self.llm) is None:
+        offline = self.gen.batch == "offline"
+        if batch_provider(self.llm) is None and not offline:
             return  # local and scripted models have no batch API: the live path batches locally
         prices = self.spec.resolve(self.spec.prices_file)
         prices_file = str(prices) if prices else None
@@ -116,6 +121,16 @@ class Generation:
                 await asyncio.gather(*(probe(u) for u in todo))
             if not requests:
                 return
+            if offline:
+                from traitforge.llm.batch.offline import export_requests
+
+                path = self.store.path("offline", f"{name}.round{round_ + 1}.requests.jsonl")
+                n = export_requests(self.llm, requests, path)
+                raise OfflineBatchPending(
+                    f"{name}: {n} requests written to {path}; run them offline (e.g. python -m "
+                    f"vllm.entrypoints.openai.run_batch -i {path} -o results.jsonl --model "
+                    f"{self.llm.backend.model}), then `traitforge import-batch {self.store.root} results.jsonl` "
+                    "and run this stage again")
             announce(estimate_stage(self.llm, requests, stage=f"{name} (batch round {round_ + 1})",
                                     store=self.store, prices_file=prices_file, batch=True), self.llm.budget)
             await prefetch_batch(self.llm, requests, self.store, name, poll_interval_s=self.gen.batch_poll_s,
