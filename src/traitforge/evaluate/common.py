@@ -23,7 +23,7 @@ from traitforge.types import Record, TraitSet
 
 log = logging.getLogger("traitforge.evaluate")
 
-CHECKPOINT_NAMES = ("base", "midtrain", "sft", "midtrain_sft")
+CHECKPOINT_NAMES = ("base", "midtrain", "sft", "midtrain_sft", "sft_dpo", "midtrain_sft_dpo")
 PROMPTS = Path(__file__).with_name("prompts")
 
 
