@@ -69,8 +69,12 @@ def main() -> None:
     results = json.loads((run.store.root / "results.json").read_text(encoding="utf-8"))
     print(f"run: {run.store.root}   wall time this invocation: {elapsed / 60:.1f} min "
           "(stages already done are skipped)")
-    print("stage times (s): " + ", ".join(f"{k}={v['elapsed_s']}" for k, v in results["stages"].items()
-                                         if v.get("elapsed_s") is not None and "." not in k and "/" not in k))
+    totals: dict[str, float] = {}
+    for k, v in results["stages"].items():
+        if v.get("elapsed_s") is not None and "/" not in k and k not in ("curate", "evaluate"):
+            group = k.split(".")[0]  # documents.claims -> documents; curate.dedup -> curate
+            totals[group] = totals.get(group, 0.0) + v["elapsed_s"]
+    print("stage times as recorded by the run (s): " + ", ".join(f"{k}={t:.0f}" for k, t in totals.items()))
     print("values in % (perplexity as is), 95% CI in brackets, n = items scored")
     print(table(results, args.per_trait))
 

@@ -57,3 +57,14 @@ def test_stage_status_counts_usage_and_failure(tmp_path):
     assert reloaded.manifest["stages"]["documents"]["status"] == "failed"
     text = reloaded.status_text()
     assert "claims" in text and "rows=3" in text and "RuntimeError: boom" in text and "$0.0100" in text
+
+
+def test_stage_time_adds_up_over_resumes_and_resets_on_new_work(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.manifest["stages"]["gen"] = {"status": "failed", "fingerprint": "f", "elapsed_s": 100.0}
+    with store.stage("gen", fingerprint="f"):
+        pass
+    assert store.manifest["stages"]["gen"]["elapsed_s"] >= 100.0  # the resume adds to the first try
+    with store.stage("gen", fingerprint="g"):
+        pass
+    assert store.manifest["stages"]["gen"]["elapsed_s"] < 100.0  # different work: its own time

@@ -95,6 +95,8 @@ class RunStore:
     def stage(self, name: str, fingerprint: str | None = None) -> Iterator[dict[str, Any]]:
         """Mark a stage running, then done (with elapsed time) or failed (with the error)."""
         info = self.stage_info(name)
+        # Time adds up over resumes of the same work; a re-run that finds it done adds ~0.
+        previous = info.get("elapsed_s") or 0.0 if info.get("fingerprint") == fingerprint else 0.0
         info.update(status="running", started=_now(), fingerprint=fingerprint)
         info.pop("error", None)
         self.save()
@@ -103,11 +105,11 @@ class RunStore:
             yield info
         except BaseException as e:
             info.update(status="failed", error=f"{type(e).__name__}: {e}"[:500])
-            info["elapsed_s"] = round(info.get("elapsed_s_prev", 0) + time.perf_counter() - t0, 2)
+            info["elapsed_s"] = round(previous + time.perf_counter() - t0, 2)
             self.save()
             raise
         info.update(status="done", finished=_now())
-        info["elapsed_s"] = round(time.perf_counter() - t0, 2)
+        info["elapsed_s"] = round(previous + time.perf_counter() - t0, 2)
         self.save()
 
     def set_counts(self, name: str, **counts: Any) -> None:
