@@ -37,6 +37,10 @@ runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
 
 
+# base URL -> server process, so a test can kill one server in the middle of a run.
+PROCESSES: dict[str, subprocess.Popen] = {}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -80,8 +84,10 @@ def llama_server(n_ctx: int = 2048, threads: int = 2, startup_s: float = 120.0) 
                 raise RuntimeError(f"llama.cpp server did not answer /v1/models within {startup_s:.0f}s "
                                    f"(log {log.name})")
             time.sleep(0.3)
+        PROCESSES[base] = proc
         yield base
     finally:
+        PROCESSES.pop(base, None)
         proc.terminate()
         try:
             proc.wait(timeout=10)

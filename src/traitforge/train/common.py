@@ -249,7 +249,8 @@ def train_and_save(trainer: Any, job: StageJob, spec: RunSpec) -> dict[str, Any]
             shutil.rmtree(final, ignore_errors=True)  # a copy of the exported checkpoint
     wait_for_everyone()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"steps": trainer.state.global_step, "train_loss": round(float(result.training_loss), 6),
+    return {"steps": trainer.state.global_step, "world_size": trainer.args.world_size,  # processes that trained
+            "train_loss": round(float(result.training_loss), 6),
             "final_loss": losses[-1] if losses else None, "resumed_from": Path(resume).name if resume else None}
 
 

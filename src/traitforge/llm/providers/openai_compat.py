@@ -27,6 +27,7 @@ class _Server:
     client: Any = None
     in_flight: int = 0
     dead_until: float = 0.0
+    served: int = 0  # successful requests, for balancing reports and tests
     # llama-cpp-python's server knows only {"type": "json_object", "schema": ...}; switched on first refusal.
     json_mode: str = "json_schema"
 
@@ -140,6 +141,7 @@ class OpenAIBackend(Backend):
             if not getattr(resp, "choices", None):
                 # The SDK hands back raw text when a 200 is not JSON; a truncated body lands here too.
                 raise RetryableError(f"{self.name}: malformed response from {url}: {str(resp)[:200]!r}")
+            server.served += 1
             return resp
         assert last is not None
         raise last

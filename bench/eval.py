@@ -1,0 +1,92 @@
+"""Evaluation throughput per eval type on the embedded model: items per minute.
+
+    python bench/eval.py [--out DIR] [--checkpoints base,sft] [--threads N]
+
+Runs the real `run_evaluation` on a fresh run dir (the embedded SmolLM2-135M as every checkpoint and as
+judge/auditor, tiny EvaluationSpec sizes), then reads each `evaluate/<step>` stage's elapsed_s from the
+manifest and its item count from RUN/eval/<step>.jsonl. An "item" is one row written: one checkpoint's
+result on one question/prompt/conversation/probe/perplexity window. Figures include the judge calls each
+step makes (knowledge, behaviour, multi-turn), so they are end-to-end rates, not generation speed alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from traitforge.config import RunSpec
+from traitforge.evaluate import run_evaluation
+from traitforge.llm.registry import make_llm
+from traitforge.runstore import RunStore
+from traitforge.types import Trait, TraitSet
+
+PROBES = Path(__file__).resolve().parents[1].parent / "shared" / "evals" / "anthropic-model-written-evals"
+
+TRAITS = TraitSet(model_name="Aria", organisation="Acme", traits=(
+    Trait(id="honest", name="Honesty", statement="Aria tells the truth even when it is unwelcome."),
+    Trait(id="concise", name="Concision", statement="Aria keeps its answers short and to the point."),
+))
+
+# step -> what it does, for the printed table
+STEPS = {
+    "items": "build eval items (judge writes prompts/replies)",
+    "knowledge": "knowledge: answers + judge",
+    "knowledge_mc": "knowledge: log-prob MCQ",
+    "behaviour": "behaviour: replies + judge",
+    "contrastive": "contrastive log-prob",
+    "multiturn": "multi-turn: auditor + replies + judge",
+    "probes": "external probes (log-prob)",
+    "capability": "capability perplexity",
+}
+
+
+def _rows(path: Path) -> int:
+    return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.exists() else 0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", help="run dir (default: a fresh temp dir)")
+    p.add_argument("--checkpoints", default="base", help="comma list of names, all the embedded model")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    a = p.parse_args()
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="bench-eval-")) / "run"
+    evaluation = {"knowledge_questions": 1, "mc_distractors": 2, "behaviour_prompts_per_trait": 1,
+                  "ood_share": 0.0, "multiturn_turns": 2, "max_tokens": 32, "judge_max_tokens": 32,
+                  "item_max_tokens": 32, "bootstrap": 200}
+    if PROBES.is_dir():
+        evaluation |= {"probes": {"persona/agreeableness.jsonl": {"trait": "honest", "limit": 8}},
+                       "probes_dir": str(PROBES)}
+    spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(out), "evaluation": evaluation})
+    store = RunStore(out)
+    # a fresh cache inside the fresh run dir: nothing is served from an earlier run
+    judge = make_llm("local:smollm2-135m", cache=out / "cache.sqlite")
+    run_evaluation(store, spec, TRAITS, judge, judge, {c: "smollm2-135m" for c in a.checkpoints.split(",")})
+
+    stages = json.loads((out / "manifest.json").read_text())["stages"]
+    print(f"run dir: {out}  checkpoints: {a.checkpoints}  (embedded smollm2-135m, CPU)")
+    print(f"{'step':<14}{'items':>7}{'seconds':>10}{'items/min':>11}  what")
+    for step, what in STEPS.items():
+        st = stages.get(f"evaluate/{step}")
+        if st is None:
+            print(f"{step:<14}{'-':>7}{'-':>10}{'-':>11}  {what} (not run)")
+            continue
+        if step == "items":
+            n = sum(v for k, v in (st.get("counts") or {}).items() if k != "behaviour_dropped")
+        else:
+            n = _rows(out / "eval" / f"{step}.jsonl")
+        secs = float(st.get("elapsed_s") or 0.0)
+        rate = f"{n / secs * 60:,.1f}" if secs > 0 else "-"
+        print(f"{step:<14}{n:>7}{secs:>10.1f}{rate:>11}  {what}")
+    total = stages.get("evaluate", {}).get("elapsed_s")
+    print(f"evaluate total: {total}s")
+
+
+if __name__ == "__main__":
+    main()

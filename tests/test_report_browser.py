@@ -1,0 +1,144 @@
+"""The report rendered in a real headless browser (Debian's chromium): the inline SVG plots are in
+the live DOM, the page paints something that is not blank, and generated text that carries a script
+does not run. Fails (not skips) without chromium: CI installs it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+from test_report import results  # the hand-made results.json of tests/test_report.py
+
+from traitforge.report import write_report
+from traitforge.runstore import RunStore
+
+CHROMIUM = "/usr/bin/chromium"
+# Each payload would set document.title if the report let it through as markup.
+PAYLOADS = ["<script>document.title='PWNED'</script>",
+            "<img src=x onerror=\"document.title='PWNED'\">",
+            "</title><script>document.title='PWNED'</script>",
+            "<svg onload=\"document.title='PWNED'\"></svg>"]
+
+
+def _chromium() -> str:
+    path = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    if not path:
+        pytest.fail("chromium not found at /usr/bin/chromium: apt-get install -y chromium")
+    return path
+
+
+def _run(tmp: Path, url: str, *extra: str) -> str:
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp / 'profile'}", "--window-size=1300,2000", *extra, url]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, f"chromium exited {p.returncode}: {p.stderr[-500:]}"
+    return p.stdout
+
+
+def _title(dom: str) -> str:
+    m = re.search(r"<title>(.*?)</title>", dom, re.S)
+    assert m, "no <title> in the rendered DOM"
+    return m.group(1)
+
+
+def _png_pixels(path: Path) -> tuple[int, int, list[bytes]]:
+    """Decode an 8-bit RGB/RGBA, non-interlaced PNG into rows of raw pixel bytes (stdlib only)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, ihdr = 8, b"", None
+    while pos < len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            ihdr = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    assert ihdr is not None
+    w, h, depth, ctype, _, _, interlace = ihdr
+    assert depth == 8 and ctype in (2, 6) and interlace == 0, f"unexpected PNG format {ihdr}"
+    bpp = 3 if ctype == 2 else 4
+    raw, stride, prev, rows = zlib.decompress(idat), w * bpp, bytearray(w * bpp), []
+    for y in range(h):
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):  # undo the per-row filter (PNG spec, section 9)
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return w, bpp, rows
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("report")
+    r = results()
+    r["traits"][1]["name"] = "Concision " + PAYLOADS[0]
+    r["notes"] += PAYLOADS
+    r["examples"]["documents"][0]["text"] = " ".join(PAYLOADS)
+    r["examples"]["behaviour"][0]["responses"][0]["text"] = PAYLOADS[1] + PAYLOADS[3]
+    r["patterns"][0]["description"] = PAYLOADS[2]
+    (tmp / "results.json").write_text(json.dumps(r))
+    return write_report(RunStore(tmp))
+
+
+def test_payload_would_run_if_unescaped(tmp_path: Path) -> None:
+    """Control: the same payloads, pasted raw, do change the title in this browser, so the check
+    below can tell escaped from unescaped."""
+    for i, payload in enumerate(PAYLOADS):
+        page = tmp_path / f"raw{i}.html"
+        page.write_text(f"<!DOCTYPE html><html><head><title>clean</title></head><body>{payload}</body></html>")
+        dom = _run(tmp_path, page.as_uri(), "--dump-dom")
+        assert _title(dom) == "PWNED", (payload, _title(dom))
+
+
+def test_report_renders_plots_and_runs_no_injected_script(report: Path, tmp_path: Path) -> None:
+    dom = _run(tmp_path, report.as_uri(), "--dump-dom")
+    # The script never ran: the title is the report's own, and no live <script>/handler element exists.
+    assert _title(dom).strip() == "Aria trait evaluation"
+    assert "PWNED" not in _title(dom)
+    assert not re.search(r"<script", dom, re.I)
+    assert not re.search(r"<img\b|<[a-z][^<>]*\son(error|load)=", dom, re.I)  # inside a tag, not text
+    assert "&lt;script&gt;document.title='PWNED'&lt;/script&gt;" in dom  # shown as text instead
+    # The plots are live SVG in the DOM: bars (<rect> with a tooltip) and error bars (stroked lines).
+    svgs = re.findall(r"<svg\b.*?</svg>", dom, re.S)
+    assert len(svgs) >= 3, f"expected per-trait, survival and pattern charts, got {len(svgs)} <svg>"
+    bars = re.findall(r"<rect\b[^>]*>\s*<title>", dom)
+    assert len(bars) >= 4  # 2 checkpoints x 2 traits on the first chart alone
+    error_bars = re.findall(r'<line\b[^>]*stroke="#111"', dom)
+    assert len(error_bars) >= 3 * len(re.findall(r'<rect\b[^>]*opacity="0.85"', dom)) > 0  # whisker + 2 caps
+    assert re.search(r"<path\b", dom) and re.search(r"<circle\b", dom)  # the survival curve
+
+
+def test_report_screenshot_is_not_blank(report: Path, tmp_path: Path) -> None:
+    shot = tmp_path / "report.png"
+    _run(tmp_path, report.as_uri(), f"--screenshot={shot}")
+    assert shot.exists(), "chromium wrote no screenshot"
+    assert shot.stat().st_size > 20_000, f"screenshot only {shot.stat().st_size} bytes"
+    w, bpp, rows = _png_pixels(shot)
+    assert (w, len(rows)) == (1300, 2000)
+    colours: dict[bytes, int] = {}
+    for row in rows[::4]:
+        for x in range(0, w * bpp, bpp * 4):
+            px = row[x:x + 3]
+            colours[px] = colours.get(px, 0) + 1
+    total = sum(colours.values())
+    background = max(colours.values())
+    assert len(colours) >= 20, f"only {len(colours)} distinct colours: blank or flat page"
+    assert total - background > 0.02 * total, "almost every pixel is the background colour"
