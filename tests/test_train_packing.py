@@ -5,12 +5,11 @@ import math
 
 import pytest
 
-from _train_fixtures import FACTS, one_torch_thread  # noqa: F401  (fixture)
+from _train_fixtures import one_torch_thread  # noqa: F401  (fixture)
+from _train_fixtures import FACTS, make_run
 from traitforge.llm.embedded import embedded_checkpoint
 from traitforge.train import midtrain
 from traitforge.train.common import StageJob
-
-from _train_fixtures import make_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
