@@ -50,8 +50,12 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--out", help="run dir (default: a fresh temp dir)")
     p.add_argument("--checkpoints", default="base", help="comma list of names, all the embedded model")
+    p.add_argument("--read", help="only print the table for an existing (even partial) run dir")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     a = p.parse_args()
+    if a.read:
+        _table(Path(a.read), a.checkpoints)
+        return
     if a.threads:
         import torch
 
@@ -68,13 +72,16 @@ def main() -> None:
     # a fresh cache inside the fresh run dir: nothing is served from an earlier run
     judge = make_llm("local:smollm2-135m", cache=out / "cache.sqlite")
     run_evaluation(store, spec, TRAITS, judge, judge, {c: "smollm2-135m" for c in a.checkpoints.split(",")})
+    _table(out, a.checkpoints)
 
+
+def _table(out: Path, checkpoints: str) -> None:
     stages = json.loads((out / "manifest.json").read_text())["stages"]
-    print(f"run dir: {out}  checkpoints: {a.checkpoints}  (embedded smollm2-135m, CPU)")
+    print(f"run dir: {out}  checkpoints: {checkpoints}  (embedded smollm2-135m, CPU)")
     print(f"{'step':<14}{'items':>7}{'seconds':>10}{'items/min':>11}  what")
     for step, what in STEPS.items():
         st = stages.get(f"evaluate/{step}")
-        if st is None:
+        if st is None or st.get("status") != "done":
             print(f"{step:<14}{'-':>7}{'-':>10}{'-':>11}  {what} (not run)")
             continue
         if step == "items":
@@ -85,7 +92,7 @@ def main() -> None:
         rate = f"{n / secs * 60:,.1f}" if secs > 0 else "-"
         print(f"{step:<14}{n:>7}{secs:>10.1f}{rate:>11}  {what}")
     total = stages.get("evaluate", {}).get("elapsed_s")
-    print(f"evaluate total: {total}s")
+    print(f"evaluate total: {total}s" if total is not None else "evaluate: not finished")
 
 
 if __name__ == "__main__":

@@ -103,11 +103,13 @@ def trl_trainer(stage: str, method: str, a: argparse.Namespace, docs, chats, roo
                   max_length=a.length, learning_rate=2e-4 if method == "lora" else 2e-5, lr_scheduler_type="constant",
                   use_cpu=True, report_to="none", save_strategy="no", logging_steps=10_000, disable_tqdm=True,
                   dataloader_pin_memory=False)
+    # TRL's defaults turn on bf16 autocast and gradient checkpointing; "matched" turns them off as traitforge does.
+    matched = dict(bf16=False, gradient_checkpointing=False) if a.ref == "matched" else {}
     if stage == "midtrain":
-        args = SFTConfig(**common, packing=True, dataset_text_field="text")  # TRL default packing: bfd
+        args = SFTConfig(**common, **matched, packing=True, dataset_text_field="text")  # TRL default packing: bfd
         ds = Dataset.from_dict({"text": docs})
     else:
-        args = SFTConfig(**common)  # conversational rows, padded batches
+        args = SFTConfig(**common, **matched)  # conversational rows, padded batches
         ds = Dataset.from_dict({"messages": chats})
     peft = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM") if method == "lora" else None
     return SFTTrainer(model=AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), args=args,
@@ -149,6 +151,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--only", choices=["midtrain", "sft"])
     p.add_argument("--methods", default="lora,full")
+    p.add_argument("--ref", choices=["defaults", "matched"], default="defaults",
+                   help="reference with TRL's SFTConfig defaults (bf16 autocast, gradient checkpointing on), "
+                        "or with traitforge's settings for those two (fp32, no checkpointing)")
     p.add_argument("--one", nargs=3, metavar=("STAGE", "METHOD", "IMPL"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
@@ -157,7 +162,7 @@ def main() -> None:
 
     rows = []
     base = [sys.executable, __file__, "--steps", str(a.steps), "--batch", str(a.batch), "--length", str(a.length),
-            "--threads", str(a.threads)]
+            "--threads", str(a.threads), "--ref", a.ref]
     for stage in [a.only] if a.only else ["midtrain", "sft"]:
         for method in a.methods.split(","):
             for impl in ("traitforge", "trl"):
@@ -173,7 +178,7 @@ def main() -> None:
                       + (f"block fill {r['block_fill']:6.1%}  " if r["block_fill"] is not None else " " * 19)
                       + f"peak RSS {r['peak_rss_mb']:5.0f} MB", flush=True)
     print(f"\nembedded SmolLM2-135M, fp32, batch {a.batch} x max_length {a.length}, {a.steps} timed steps "
-          f"after {WARMUP} warm-up, {a.threads} torch thread(s)")
+          f"after {WARMUP} warm-up, {a.threads} torch thread(s), TRL reference: {a.ref}")
     by = {(r["stage"], r["method"], r["impl"]): r for r in rows}
     for (stage, method, impl), r in by.items():
         ref = by.get((stage, method, "trl"))
