@@ -92,3 +92,12 @@ def test_n_greater_than_one_is_partially_cached(server, tmp_path):
     assert llm.usage.cached == 2 and llm.usage.calls == 1
     assert [body.get("n") for _, body in server.requests] == [3]  # only the missing samples asked for
     assert len(LLMCache(path)) == 5
+
+
+def test_put_many_writes_rows_readable_one_by_one(tmp_path):
+    from traitforge.llm.cache import LLMCache
+
+    cache = LLMCache(tmp_path / "c.sqlite")
+    cache.put_many([("k1", "one", 3, 1), ("k2", "two", 4, 2)])
+    assert cache.get("k1") == {"text": "one", "input_tokens": 3, "output_tokens": 1}
+    assert cache.get("k2")["text"] == "two" and len(cache) == 2

@@ -47,6 +47,7 @@ def import_results(llm: LLM, path: str | Path) -> dict[str, int]:
     if not path.is_file():
         raise InputError(f"{path}: batch results file not found")
     counts = {"imported": 0, "errored": 0}
+    rows: list[tuple[str, str, int, int]] = []
     for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not raw.strip():
             continue
@@ -59,8 +60,9 @@ def import_results(llm: LLM, path: str | Path) -> dict[str, int]:
             raise InputError(f"{path}: line {lineno}: no custom_id (not a batch output file?)")
         res = _item(row)
         if res.kind == "succeeded" and res.text is not None:
-            llm.cache.put(cid, res.text, res.input_tokens, res.output_tokens)
+            rows.append((cid, res.text, res.input_tokens, res.output_tokens))
             counts["imported"] += 1
         else:
             counts["errored"] += 1
+    llm.cache.put_many(rows)
     return counts

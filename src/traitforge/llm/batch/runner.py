@@ -301,12 +301,7 @@ class BatchRunner:
             else:
                 errored.append(k)
         # Into the cache before the entry is marked collected: a crash here re-reads the results.
-        put_many = getattr(cache, "put_many", None)  # one transaction, where the cache offers it
-        if put_many is not None:
-            put_many(rows)
-        else:
-            for row in rows:
-                cache.put(*row)
+        cache.put_many(rows)  # one transaction for the whole batch
         cost = estimate_cost(self.llm.name, tin, tout, self.prices_file, batch=True)
         if ok:
             self.store.add_usage(self.stage, self.llm.name, input_tokens=tin, output_tokens=tout, calls=ok,
