@@ -27,6 +27,21 @@ class Message:
         return Message(role=d["role"], content=d["content"])
 
 
+def split_system(messages: Sequence[Message]) -> tuple[str, list[dict[str, str]]]:
+    """System text apart; consecutive turns of one role merged (Anthropic and Gemini want the
+    turns alternating)."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system")
+    turns: list[dict[str, str]] = []
+    for m in messages:
+        if m.role == "system":
+            continue
+        if turns and turns[-1]["role"] == m.role:
+            turns[-1]["content"] += "\n\n" + m.content
+        else:
+            turns.append({"role": m.role, "content": m.content})
+    return system, turns
+
+
 @dataclass(frozen=True)
 class GenerateParams:
     """Sampling parameters. `json_schema` asks for structured output (validated by the client)."""

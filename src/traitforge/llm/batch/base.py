@@ -84,17 +84,3 @@ def endpoint(backend: Backend) -> tuple[str | None, str | None]:
         url = opt[0] if isinstance(opt, (list, tuple)) and opt else opt
     key = getattr(backend, "_key", None) or getattr(backend, "api_key", None)
     return (url.rstrip("/") if isinstance(url, str) else None), key
-
-
-def split_system(messages: Sequence[Message]) -> tuple[str, list[dict[str, str]]]:
-    """System text apart; consecutive turns of one role merged (Anthropic/Gemini want alternation)."""
-    system = "\n\n".join(m.content for m in messages if m.role == "system")
-    turns: list[dict[str, str]] = []
-    for m in messages:
-        if m.role == "system":
-            continue
-        if turns and turns[-1]["role"] == m.role:
-            turns[-1]["content"] += "\n\n" + m.content
-        else:
-            turns.append({"role": m.role, "content": m.content})
-    return system, turns

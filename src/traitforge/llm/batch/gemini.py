@@ -7,7 +7,8 @@ import asyncio
 from typing import Any, ClassVar, Sequence
 
 from traitforge.llm.base import Backend
-from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult, endpoint, split_system
+from traitforge.llm.base import split_system
+from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult, endpoint
 from traitforge.llm.errors import BackendError, RetryableError
 
 _ENDED = {"JOB_STATE_SUCCEEDED": "ended", "JOB_STATE_PARTIALLY_SUCCEEDED": "ended", "JOB_STATE_FAILED": "failed",

@@ -12,7 +12,7 @@ import asyncio
 import json
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.base import Backend, Completion, GenerateParams, Message, Usage
+from traitforge.llm.base import Backend, Completion, GenerateParams, Message, Usage, split_system
 from traitforge.llm.errors import RetryableError
 from traitforge.llm.providers._http import api_key, error_message, status_error
 
@@ -43,24 +43,10 @@ class AnthropicBackend(Backend):
             self._loop = loop
         return self._client
 
-    @staticmethod
-    def _split(messages: Sequence[Message]) -> tuple[str, list[dict[str, str]]]:
-        """System text apart; consecutive turns of one role merged (the API wants them alternating)."""
-        system = "\n\n".join(m.content for m in messages if m.role == "system")
-        turns: list[dict[str, str]] = []
-        for m in messages:
-            if m.role == "system":
-                continue
-            if turns and turns[-1]["role"] == m.role:
-                turns[-1]["content"] += "\n\n" + m.content
-            else:
-                turns.append({"role": m.role, "content": m.content})
-        return system, turns
-
     async def generate(self, messages: Sequence[Message], params: GenerateParams) -> Completion:
         import anthropic
 
-        system, turns = self._split(messages)
+        system, turns = split_system(messages)
         kw: dict[str, Any] = {"model": self.model, "messages": turns, "max_tokens": params.max_tokens}
         if system:
             kw["system"] = system
