@@ -234,17 +234,22 @@ class LLM:
             return comp
 
     # --- structured --------------------------------------------------------------------
-    async def generate_json(self, messages: MessagesLike, schema: type[T] | dict[str, Any], *,
-                            reasks: int = 2, params: GenerateParams | None = None, **overrides: Any) -> Any:
-        """A validated JSON reply (a pydantic instance if `schema` is a model). Invalid JSON gets a
-        re-ask that quotes the error; after `reasks` failures a BackendError names the problem."""
+    def json_request(self, messages: MessagesLike, schema: type[BaseModel] | dict[str, Any],
+                     params: GenerateParams | None = None, **overrides: Any) -> tuple[list[Message], GenerateParams]:
+        """The first request `generate_json` makes: the schema as a response format where the
+        backend takes one, else as an instruction. Batch mode sends this same request."""
         msgs = as_messages(messages)
         js = schema_of(schema)
         p = self._params(params, {**overrides, "n": 1})
         if self.backend.supports_json_schema:
-            p = p.replace(json_schema=js)
-        else:
-            msgs = msgs[:-1] + [Message(msgs[-1].role, msgs[-1].content + "\n\n" + json_instruction(js))]
+            return msgs, p.replace(json_schema=js)
+        return msgs[:-1] + [Message(msgs[-1].role, msgs[-1].content + "\n\n" + json_instruction(js))], p
+
+    async def generate_json(self, messages: MessagesLike, schema: type[T] | dict[str, Any], *,
+                            reasks: int = 2, params: GenerateParams | None = None, **overrides: Any) -> Any:
+        """A validated JSON reply (a pydantic instance if `schema` is a model). Invalid JSON gets a
+        re-ask that quotes the error; after `reasks` failures a BackendError names the problem."""
+        msgs, p = self.json_request(messages, schema, params, **overrides)
         error = ""
         for _ in range(reasks + 1):
             text = (await self.generate(msgs, p))[0]

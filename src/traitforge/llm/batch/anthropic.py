@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.base import Backend
 from traitforge.llm.base import split_system
-from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult, endpoint
+from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult
 from traitforge.llm.errors import BackendError, RetryableError
 
 
@@ -18,13 +17,6 @@ class AnthropicBatch(BatchProvider):
     provider: ClassVar[str] = "anthropic"
     max_requests: ClassVar[int] = 100_000
     max_bytes: ClassVar[int] = 250 * 2**20  # the limit is 256 MB per batch
-
-    def __init__(self, backend: Backend):
-        super().__init__(backend)
-        self.base_url, self.api_key = endpoint(backend)
-        self.timeout_s = float(getattr(backend, "timeout_s", 120.0))
-        self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _sdk(self) -> Any:
         loop = asyncio.get_running_loop()

@@ -6,6 +6,8 @@ so results go straight into the cache and a later live `llm.generate` finds them
 
 from __future__ import annotations
 
+import asyncio
+
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Sequence
@@ -51,6 +53,11 @@ class BatchProvider(ABC):
     def __init__(self, backend: Backend):
         self.backend = backend
         self.model = backend.model
+        self.base_url, self.api_key = endpoint(backend)
+        self.timeout_s = float(getattr(backend, "timeout_s", 120.0))
+        # The SDK client belongs to one event loop; subclasses rebuild it when the loop changes.
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @abstractmethod
     def encode(self, item: BatchItem) -> dict[str, Any]:

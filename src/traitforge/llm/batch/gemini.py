@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.base import Backend
 from traitforge.llm.base import split_system
-from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult, endpoint
+from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult
 from traitforge.llm.errors import BackendError, RetryableError
 
 _ENDED = {"JOB_STATE_SUCCEEDED": "ended", "JOB_STATE_PARTIALLY_SUCCEEDED": "ended", "JOB_STATE_FAILED": "failed",
@@ -19,13 +18,6 @@ class GeminiBatch(BatchProvider):
     provider: ClassVar[str] = "gemini"
     max_requests: ClassVar[int] = 50_000
     max_bytes: ClassVar[int] = 18 * 2**20  # inlined requests: 20 MB per batch request
-
-    def __init__(self, backend: Backend):
-        super().__init__(backend)
-        self.base_url, self.api_key = endpoint(backend)
-        self.timeout_s = float(getattr(backend, "timeout_s", 120.0))
-        self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _sdk(self) -> Any:
         loop = asyncio.get_running_loop()

@@ -8,8 +8,7 @@ import asyncio
 import json
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.base import Backend
-from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult, endpoint
+from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult
 from traitforge.llm.errors import BackendError, RetryableError
 
 _STATES = {"validating": "in_progress", "in_progress": "in_progress", "finalizing": "in_progress",
@@ -21,13 +20,6 @@ class OpenAIBatch(BatchProvider):
     provider: ClassVar[str] = "openai"
     max_requests: ClassVar[int] = 50_000  # per input file
     max_bytes: ClassVar[int] = 190 * 2**20  # the limit is 200 MB; leave room for multipart framing
-
-    def __init__(self, backend: Backend):
-        super().__init__(backend)
-        self.base_url, self.api_key = endpoint(backend)
-        self.timeout_s = float(getattr(backend, "timeout_s", 120.0))
-        self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _sdk(self) -> Any:
         loop = asyncio.get_running_loop()  # the SDK's connection pool belongs to one event loop

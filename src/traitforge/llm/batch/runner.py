@@ -28,7 +28,6 @@ from traitforge.llm.cache import cache_key
 from traitforge.llm.client import LLM, MessagesLike, as_messages
 from traitforge.llm.errors import BackendError, RetryableError
 from traitforge.llm.pricing import estimate_cost
-from traitforge.llm.structured import json_instruction, schema_of
 from traitforge.runstore import RunStore
 
 log = logging.getLogger("traitforge.batch")
@@ -55,14 +54,7 @@ def json_request(llm: LLM, messages: MessagesLike, schema: Any, params: Generate
                  **overrides: Any) -> tuple[list[Message], GenerateParams]:
     """The first request `llm.generate_json(messages, schema, ...)` makes, so it can be batched
     (its re-asks, if any, go live)."""
-    msgs = as_messages(messages)
-    js = schema_of(schema)
-    p = llm._params(params, {**overrides, "n": 1})
-    if llm.backend.supports_json_schema:
-        p = p.replace(json_schema=js)
-    else:
-        msgs = msgs[:-1] + [Message(msgs[-1].role, msgs[-1].content + "\n\n" + json_instruction(js))]
-    return msgs, p
+    return llm.json_request(messages, schema, params, **overrides)
 
 
 @dataclass
