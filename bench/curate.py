@@ -2,7 +2,7 @@
 
     python bench/curate.py [--sizes 10000,100000] [--steps dedup,leakage_docs,leakage_chats,pattern_stats]
 
-Supersedes bench/curate_speed.py (dedup only). Each (size, step) runs in a fresh subprocess so that
+Each (size, step) runs in a fresh subprocess so that
 ru_maxrss, a process-wide high-water mark, measures that step alone: "peak MB" is the RSS high-water
 after the step minus the RSS once the input rows were built, i.e. the step's own working memory on top
 of its input. "B/row" divides that by the rows, so a flat B/row across sizes means memory grows

@@ -1,5 +1,6 @@
-"""A local stand-in for the OpenAI files+batches API and Anthropic Message Batches, on 127.0.0.1,
-speaking their REST shapes closely enough for the official SDKs pointed at its base_url.
+"""A local stand-in for the OpenAI files+batches API, Anthropic Message Batches and Gemini batch mode
+(inlined requests), on 127.0.0.1, speaking their REST shapes closely enough for the official SDKs
+pointed at its base_url.
 
 Each batch answers `polls_before_done` status polls with in_progress, then ends. Requests whose
 last message contains `fail_marker` error inside a batch (the live endpoints always answer), and
@@ -21,7 +22,11 @@ from typing import Any
 
 
 def reply_text(messages: list[dict[str, Any]], seed: Any = None) -> str:
-    last = messages[-1]["content"] if messages else ""
+    last = messages[-1] if messages else {}
+    if "parts" in last:  # gemini contents
+        last = "".join(p.get("text", "") for p in last["parts"])
+    else:
+        last = last.get("content", "")
     if isinstance(last, list):  # anthropic content blocks
         last = "".join(b.get("text", "") for b in last)
     return f"reply to: {last[:60]}" + (f" #{seed}" if seed else "")
@@ -68,14 +73,14 @@ class FakeBatchServer:
     # --- batch lifecycle ---------------------------------------------------------------
     def create(self, api: str, requests: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         with self._lock:
-            bid = self.new_id("batch" if api == "openai" else "msgbatch")
+            bid = self.new_id({"openai": "batch", "anthropic": "msgbatch", "gemini": "gbatch"}[api])
             expire = self.expire_next > 0
             if expire:
                 self.expire_next -= 1
             b = {"id": bid, "api": api, "requests": requests, "polls": 0, "expire": expire,
                  "created": time.time(), "done": False, **extra}
             self.batches[bid] = b
-            self.created.append((api, bid, len(requests)))
+            self.created.append((api, f"batches/{bid}" if api == "gemini" else bid, len(requests)))  # id as clients see it
             return b
 
     def advance(self, bid: str) -> dict[str, Any]:
@@ -93,8 +98,9 @@ class FakeBatchServer:
     def _outcome(self, b: dict[str, Any], i: int, r: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
         if b["expire"] and i >= self.expire_partial:
             return "expired", None
-        body = r["body"] if b["api"] == "openai" else r["params"]
-        if self.fail_marker and self.fail_marker in json.dumps(body["messages"][-1]):
+        body = {"openai": lambda: r["body"], "anthropic": lambda: r["params"], "gemini": lambda: r["request"]}[b["api"]]()
+        last = (body.get("messages") or body.get("contents"))[-1]
+        if self.fail_marker and self.fail_marker in json.dumps(last):
             return "errored", None
         return "succeeded", body
 
@@ -115,6 +121,18 @@ def _anthropic_message(params: dict[str, Any], out_tokens: int) -> dict[str, Any
     return {"id": "msg_fake", "type": "message", "role": "assistant", "model": params.get("model", "m"),
             "content": [{"type": "text", "text": reply_text(params["messages"])}], "stop_reason": "end_turn",
             "stop_sequence": None, "usage": {"input_tokens": prompt, "output_tokens": out_tokens}}
+
+
+def _gemini_response(request: dict[str, Any], out_tokens: int) -> dict[str, Any]:
+    cfg = request.get("generationConfig") or {}
+    text = reply_text(request["contents"], cfg.get("seed"))
+    prompt = sum(len(json.dumps(c)) for c in request["contents"]) // 4
+    n = int(cfg.get("candidateCount") or 1)
+    return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP",
+                            "index": k} for k in range(n)],
+            "usageMetadata": {"promptTokenCount": prompt, "candidatesTokenCount": out_tokens * n,
+                              "totalTokenCount": prompt + out_tokens * n},
+            "modelVersion": "fake"}
 
 
 def _handler(srv: FakeBatchServer) -> type[BaseHTTPRequestHandler]:
@@ -216,6 +234,26 @@ def _handler(srv: FakeBatchServer) -> type[BaseHTTPRequestHandler]:
                 lines.append(json.dumps({"custom_id": r["custom_id"], "result": res}) + "\n")
             return "".join(lines).encode()
 
+        # --- Gemini (an operation whose metadata carries the batch) -------------------
+        def _gemini_batch(self, b: dict[str, Any]) -> dict[str, Any]:
+            meta: dict[str, Any] = {"@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
+                                    "model": b["model"], "displayName": b.get("display_name", ""),
+                                    "createTime": _iso(b["created"]), "state": "BATCH_STATE_RUNNING"}
+            if b["done"]:
+                meta["state"] = "BATCH_STATE_EXPIRED" if b["expire"] else "BATCH_STATE_SUCCEEDED"
+                inlined = []
+                for r, (kind, request) in zip(b["requests"], b["outcomes"]):
+                    if kind == "succeeded":
+                        inlined.append({"response": _gemini_response(request, srv.out_tokens),
+                                        "metadata": r.get("metadata")})
+                    elif kind == "errored":
+                        inlined.append({"error": {"code": 500, "message": "internal error", "status": "INTERNAL"},
+                                        "metadata": r.get("metadata")})
+                    # expired items have no entry: the batch ended before them
+                meta["output"] = {"inlinedResponses": {"inlinedResponses": inlined}}
+                meta["endTime"] = _iso(time.time())
+            return {"name": f"batches/{b['id']}", "metadata": meta, "done": b["done"]}
+
         # --- routing ----------------------------------------------------------------
         def do_POST(self) -> None:
             path = self.path.split("?")[0]
@@ -236,11 +274,22 @@ def _handler(srv: FakeBatchServer) -> type[BaseHTTPRequestHandler]:
             if path == "/v1/messages":
                 srv.live_calls.append(("anthropic", body))
                 return self._send(200, _anthropic_message(body, srv.out_tokens))
+            if path.startswith("/v1/models/") and path.endswith(":batchGenerateContent"):
+                batch = body["batch"]
+                b = srv.create("gemini", batch["inputConfig"]["requests"]["requests"],
+                               model=path[len("/v1/"):-len(":batchGenerateContent")],
+                               display_name=batch.get("displayName", ""))
+                return self._send(200, self._gemini_batch(b))
+            if path.startswith("/v1/models/") and path.endswith(":generateContent"):
+                srv.live_calls.append(("gemini", body))
+                return self._send(200, _gemini_response(body, srv.out_tokens))
             self._send(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
 
         def do_GET(self) -> None:
             path = self.path.split("?")[0]
             parts = path.strip("/").split("/")
+            if path.startswith("/v1/batches/") and srv.batches.get(parts[2], {}).get("api") == "gemini":
+                return self._send(200, self._gemini_batch(srv.advance(parts[2])))
             if path.startswith("/v1/batches/") and parts[2] in srv.batches:
                 return self._send(200, self._openai_batch(srv.advance(parts[2])))
             if path.startswith("/v1/files/") and path.endswith("/content") and parts[2] in srv.files:

@@ -1,5 +1,5 @@
-"""Provider batch APIs against a local fake of the OpenAI files+batches and Anthropic Message
-Batches REST APIs, driven through the official SDKs: results land in the cache under the live keys,
+"""Provider batch APIs against a local fake of the OpenAI files+batches, Anthropic Message Batches
+and Gemini batch-mode REST APIs, driven through the official SDKs: results land in the cache under the live keys,
 a killed process re-attaches instead of resubmitting, errored items are retried, expired batches
 are resubmitted once."""
 
@@ -27,7 +27,8 @@ from traitforge.llm.pricing import estimate_cost  # noqa: E402
 from traitforge.llm.registry import make_llm  # noqa: E402
 from traitforge.runstore import RunStore  # noqa: E402
 
-MODELS = {"openai": ("openai:gpt-4o-mini", "/v1"), "anthropic": ("anthropic:claude-haiku-4-5", "")}
+MODELS = {"openai": ("openai:gpt-4o-mini", "/v1"), "anthropic": ("anthropic:claude-haiku-4-5", ""),
+          "gemini": ("gemini:gemini-2.5-flash", "")}
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def live_generate(llm, reqs):
     return asyncio.run(go())
 
 
-@pytest.mark.parametrize("api", ["openai", "anthropic"])
+@pytest.mark.parametrize("api", ["openai", "anthropic", "gemini"])
 def test_results_are_cached_under_live_keys_and_errors_retried_live(api, server, tmp_path):
     reqs = requests_(5, fail={3}) + [("sampled twice", GenerateParams(max_tokens=16, n=2))]
     store = RunStore(tmp_path / "run")
@@ -87,7 +88,7 @@ def test_results_are_cached_under_live_keys_and_errors_retried_live(api, server,
     assert len(texts[5]) == 2
 
 
-@pytest.mark.parametrize("api", ["openai", "anthropic"])
+@pytest.mark.parametrize("api", ["openai", "anthropic", "gemini"])
 def test_expired_batch_is_resubmitted_once(api, server, tmp_path):
     server.expire_next, server.expire_partial = 1, 2
     report = run_batch(llm_for(api, server, tmp_path), RunStore(tmp_path / "run"), requests_(5))
@@ -135,17 +136,19 @@ KILLED = textwrap.dedent("""
     from traitforge.llm.batch import BatchRunner
     from traitforge.llm.registry import make_llm
     from traitforge.runstore import RunStore
-    url, root, cache = sys.argv[1:4]
-    llm = make_llm(ModelSpec(model="openai:gpt-4o-mini", base_url=url), cache=cache)
+    model, url, root, cache = sys.argv[1:5]
+    llm = make_llm(ModelSpec(model=model, base_url=url), cache=cache)
     reqs = [(f"question {i}", GenerateParams(max_tokens=16)) for i in range(5)]
     # A long poll interval: the process is killed while it waits.
     asyncio.run(BatchRunner(llm, RunStore(root), "gen", poll_interval_s=3600, quiet=True).run(reqs))
 """)
 
 
-def test_a_killed_process_reattaches_to_its_batch_instead_of_resubmitting(server, tmp_path):
+@pytest.mark.parametrize("api", ["openai", "anthropic", "gemini"])
+def test_a_killed_process_reattaches_to_its_batch_instead_of_resubmitting(api, server, tmp_path):
     root, cache = tmp_path / "run", tmp_path / "cache.sqlite"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED, server.url + "/v1", str(root), str(cache)])
+    model, suffix = MODELS[api]
+    proc = subprocess.Popen([sys.executable, "-c", KILLED, model, server.url + suffix, str(root), str(cache)])
     try:
         deadline = time.time() + 60
         while time.time() < deadline and not server.polls:  # submitted and recorded, now polling
@@ -158,10 +161,10 @@ def test_a_killed_process_reattaches_to_its_batch_instead_of_resubmitting(server
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["batches"]["gen"][0]["id"] == server.created[0][1]  # written before polling
     store = RunStore(root)
-    report = run_batch(llm_for("openai", server, tmp_path), store, requests_(5))
+    report = run_batch(llm_for(api, server, tmp_path), store, requests_(5))
     assert len(server.created) == 1  # re-attached, not submitted twice
     assert report.reattached == [server.created[0][1]] and report.succeeded == 5 and report.submitted == 0
-    llm = llm_for("openai", server, tmp_path)
+    llm = llm_for(api, server, tmp_path)
     live_generate(llm, requests_(5))
     assert llm.usage.calls == 0 and not server.live_calls
 

@@ -63,17 +63,22 @@ class Signer:
         return LeanMinHash(seed=self.seed, hashvalues=hv.min(axis=1), scheme="legacy")
 
 
+def _band_digest(band: bytes) -> bytes:
+    return hashlib.blake2b(band, digest_size=8).digest()
+
+
 def dedup(rows: Sequence[R], dataset: Dataset, threshold: float, shingle: int = 3,
           seed: int = 1) -> tuple[list[R], list[Drop]]:
     kept: list[R] = []
     drops: list[Drop] = []
-    exact: dict[str, str] = {}
-    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+    exact: dict[bytes, str] = {}
+    # Bands are indexed by an 8-byte digest instead of their ~100 raw bytes: a large share of the index's memory.
+    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, hashfunc=_band_digest)
     sigs: dict[str, np.ndarray] = {}
     signer = Signer(shingle, NUM_PERM, seed)
     for row in rows:
         toks = words(dedup_text(row))
-        key = hashlib.sha256(" ".join(toks).encode()).hexdigest()
+        key = hashlib.blake2b(" ".join(toks).encode(), digest_size=16).digest()
         if key in exact:
             drops.append(Drop(dataset=dataset, row_id=row.id, step="dedup", reason="exact duplicate",
                               duplicate_of=exact[key]))
@@ -92,7 +97,7 @@ def dedup(rows: Sequence[R], dataset: Dataset, threshold: float, shingle: int = 
             continue
         exact[key] = row.id
         if row.id not in sigs:  # a repeated id would break the LSH index; its text still counts
-            sigs[row.id] = mh.hashvalues
+            sigs[row.id] = mh.hashvalues.astype(np.uint32)  # values are < 2**32: half the memory
             lsh.insert(row.id, mh)
         kept.append(row)
     return kept, drops

@@ -4,13 +4,15 @@ and length. Each over-represented item becomes a candidate with an exact regex/f
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import Counter
 from typing import Sequence
 
+from traitforge.curate.frequent import frequent_items
 from traitforge.curate.pattern_rules import (Candidate, FeatureRule, RegexRule, label_example, phrase_regex,
                                              same_phrase_pattern, strict_matches)
-from traitforge.curate.text import STOPWORDS, sentences, words
+from traitforge.curate.text import STOPWORDS, edge_sentence, ngrams, words
 from traitforge.types import TraitSet
 
 Example = tuple[str, list[str]]  # (row id, units)
@@ -33,43 +35,55 @@ def topic_words(traits: TraitSet) -> set[str]:
     return set(words(text))
 
 
-def _extend(seqs: list[list[str]], limit: int) -> list[str]:
-    """The longest prefix (up to `limit` words) shared by >= 90% of the sequences."""
-    best = seqs[0][:OPENER_WORDS]
-    for k in range(OPENER_WORDS + 1, limit + 1):
-        c = Counter(tuple(s[:k]) for s in seqs if len(s) >= k)
-        if not c:
+def _edge_words(units: Sequence[str], closer: bool) -> list[list[str]]:
+    """Each unit's first (last) words, reversed for closers so both are read from the edge inwards."""
+    out = []
+    for u in units:
+        # Within the first (last) sentence: a following "The" is not part of the opener.
+        edge = words(edge_sentence(u, last=closer))
+        w = edge if len(edge) >= OPENER_WORDS else words(u)
+        if len(w) >= OPENER_WORDS:
+            w = w[::-1] if closer else w
+            out.append(w[:MAX_CLOSER if closer else MAX_OPENER])
+    return out
+
+
+def _extend(examples: Sequence[Example], keys: list[tuple[str, ...]], closer: bool) -> dict:
+    """For each key (an edge's first words), the longest phrase shared by >= 90% of the edges that start
+    with it. One pass over the data per extra word, counting only the next word after each key's phrase
+    so far, so memory stays bounded by the vocabulary, not the dataset."""
+    best = {k: k for k in keys}
+    growing = set(keys)
+    for k in range(OPENER_WORDS + 1, (MAX_CLOSER if closer else MAX_OPENER) + 1):
+        if not growing:
             break
-        top, n = c.most_common(1)[0]
-        if n < 0.9 * len(seqs):
-            break
-        best = list(top)
+        total: Counter[tuple[str, ...]] = Counter()
+        longer: dict[tuple[str, ...], Counter[tuple[str, ...]]] = {key: Counter() for key in growing}
+        for _, us in examples:
+            for w in _edge_words(us, closer):
+                key = tuple(w[:OPENER_WORDS])
+                if key in growing:
+                    total[key] += 1
+                    if len(w) >= k and tuple(w[:k - 1]) == best[key]:
+                        longer[key][tuple(w[:k])] += 1
+        for key in list(growing):
+            top = longer[key].most_common(1)
+            if not top or top[0][1] < 0.9 * total[key]:
+                growing.discard(key)
+            else:
+                best[key] = top[0][0]
     return best
 
 
 def _edge_candidates(examples: Sequence[Example], floor: float, closer: bool) -> list[Candidate]:
     n = len(examples)
-    per_example: list[list[list[str]]] = []
-    for _, us in examples:
-        seqs = []
-        for u in us:
-            # Within the first (last) sentence: a following "The" is not part of the opener.
-            sents = sentences(u)
-            edge = words(sents[-1] if closer else sents[0]) if sents else []
-            w = edge if len(edge) >= OPENER_WORDS else words(u)
-            if len(w) >= OPENER_WORDS:
-                seqs.append(w[::-1] if closer else w)  # closers: work on the reversed words
-        per_example.append(seqs)
-    counts: Counter[tuple[str, ...]] = Counter()
-    for seqs in per_example:
-        counts.update({tuple(s[:OPENER_WORDS]) for s in seqs})
+    counts = frequent_items(examples, lambda ex: {tuple(w[:OPENER_WORDS]) for w in _edge_words(ex[1], closer)},
+                            math.ceil(floor * n - 1e-9))
+    keys = sorted(counts, key=lambda k: (-counts[k], k))
+    phrases = _extend(examples, keys, closer)
     out = []
-    for key, c in counts.most_common():
-        share = c / n
-        if share < floor:
-            break
-        matching = [s for seqs in per_example for s in seqs if tuple(s[:OPENER_WORDS]) == key]
-        phrase = _extend(matching, MAX_CLOSER if closer else MAX_OPENER)
+    for key in keys:
+        phrase = list(phrases[key])
         if closer:
             phrase, short = phrase[::-1], list(key)[::-1]
             rule = RegexRule(phrase_regex(phrase) + r"\W*$", phrase_regex(short) + r"\W*$")
@@ -79,24 +93,26 @@ def _edge_candidates(examples: Sequence[Example], floor: float, closer: bool) ->
             rule = RegexRule(r"^\W*" + phrase_regex(phrase), r"^\W*" + phrase_regex(short))
             desc = f'opens with "{" ".join(phrase)}"'
         kind = "closer" if closer else "opener"
-        out.append(Candidate(f"{kind}:{'-'.join(phrase)}", desc, "stats", rule, stats_share=share,
+        out.append(Candidate(f"{kind}:{'-'.join(phrase)}", desc, "stats", rule, stats_share=counts[key] / n,
                              phrase=tuple(phrase)))
     return out
 
 
+def _ngrams(units: Sequence[str]) -> set[tuple[str, ...]]:
+    seen: set[tuple[str, ...]] = set()
+    for u in units:
+        w = words(u)
+        for k in NGRAM_SIZES:
+            seen |= ngrams(w, k)
+    return seen
+
+
 def _ngram_candidates(examples: Sequence[Example], floor: float, topic: set[str]) -> list[Candidate]:
     n = len(examples)
-    counts: Counter[tuple[str, ...]] = Counter()
-    for _, us in examples:
-        seen: set[tuple[str, ...]] = set()
-        for u in us:
-            w = words(u)
-            for k in NGRAM_SIZES:
-                seen.update(tuple(w[i:i + k]) for i in range(len(w) - k + 1))
-        counts.update(seen)
+    counts = frequent_items(examples, lambda ex: _ngrams(ex[1]), math.ceil(floor * n - 1e-9))
     boring = STOPWORDS | topic
-    found = [(g, c / n) for g, c in counts.items() if c / n >= floor and not set(g) <= boring]
-    found.sort(key=lambda x: (-x[1], -len(x[0])))
+    found = [(g, c / n) for g, c in counts.items() if not set(g) <= boring]
+    found.sort(key=lambda x: (-x[1], -len(x[0]), x[0]))
     kept: list[tuple[tuple[str, ...], float]] = []
     for g, share in found:
         text = " ".join(g)
@@ -106,7 +122,7 @@ def _ngram_candidates(examples: Sequence[Example], floor: float, topic: set[str]
         # A longer phrase that grows a kept one: keep the longer (more exact) one instead.
         kept = [(k, ks) for k, ks in kept if not (" ".join(k) in text and ks <= 1.25 * share)]
         kept.append((g, share))
-    kept.sort(key=lambda x: (-x[1], -len(x[0])))
+    kept.sort(key=lambda x: (-x[1], -len(x[0]), x[0]))
     return [Candidate(f"ngram:{'-'.join(g)}", f'uses the phrase "{" ".join(g)}"', "stats",
                       RegexRule(phrase_regex(g), phrase_regex(g[:-1]) + "|" + phrase_regex(g[1:])),
                       stats_share=share, phrase=g) for g, share in kept[:MAX_NGRAMS]]

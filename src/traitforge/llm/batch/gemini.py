@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.base import split_system
 from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult
 from traitforge.llm.errors import BackendError, RetryableError
+from traitforge.llm.providers.gemini import request_parts
 
 _ENDED = {"JOB_STATE_SUCCEEDED": "ended", "JOB_STATE_PARTIALLY_SUCCEEDED": "ended", "JOB_STATE_FAILED": "failed",
           "JOB_STATE_CANCELLED": "cancelled", "JOB_STATE_EXPIRED": "expired"}
@@ -33,22 +33,8 @@ class GeminiBatch(BatchProvider):
         return self._client
 
     def encode(self, item: BatchItem) -> dict[str, Any]:
-        p = item.params
-        system, turns = split_system(item.messages)
-        contents = [{"role": "model" if t["role"] == "assistant" else "user", "parts": [{"text": t["content"]}]}
-                    for t in turns]
-        cfg: dict[str, Any] = {"temperature": p.temperature, "max_output_tokens": p.max_tokens}
-        if system:
-            cfg["system_instruction"] = system
-        if p.stop:
-            cfg["stop_sequences"] = list(p.stop)
-        if p.top_p is not None:
-            cfg["top_p"] = p.top_p
-        if p.seed is not None:
-            cfg["seed"] = p.seed
-        if p.json_schema is not None:
-            cfg["response_mime_type"] = "application/json"
-            cfg["response_json_schema"] = p.json_schema
+        # The same contents and config as a live call (params.seed is already the sample's seed).
+        contents, cfg = request_parts(item.messages, item.params, 1, item.params.seed)
         return {"contents": contents, "config": cfg, "metadata": {"key": item.custom_id}}
 
     async def _guard(self, what: str, coro: Any) -> Any:

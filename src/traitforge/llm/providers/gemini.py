@@ -68,33 +68,10 @@ class GeminiBackend(Backend):
         return self._client
 
     def _request_parts(self, messages: Sequence[Message], params: GenerateParams, n: int,
-                       seed: int | None) -> tuple[list[Any], Any]:
+                       seed: int | None) -> tuple[list[dict[str, Any]], Any]:
         from google.genai import types
 
-        system = "\n\n".join(m.content for m in messages if m.role == "system")
-        contents: list[Any] = []
-        for m in messages:
-            if m.role == "system":
-                continue
-            role = "model" if m.role == "assistant" else "user"
-            if contents and contents[-1].role == role:  # the API wants turns to alternate
-                contents[-1].parts.append(types.Part(text=m.content))
-            else:
-                contents.append(types.Content(role=role, parts=[types.Part(text=m.content)]))
-        cfg: dict[str, Any] = {"temperature": params.temperature, "max_output_tokens": params.max_tokens}
-        if system:
-            cfg["system_instruction"] = system
-        if n > 1:
-            cfg["candidate_count"] = n
-        if params.stop:
-            cfg["stop_sequences"] = list(params.stop)
-        if params.top_p is not None:
-            cfg["top_p"] = params.top_p
-        if seed is not None:
-            cfg["seed"] = seed
-        if params.json_schema is not None:
-            cfg["response_mime_type"] = "application/json"
-            cfg["response_json_schema"] = params.json_schema
+        contents, cfg = request_parts(messages, params, n, seed)
         return contents, types.GenerateContentConfig(**cfg)
 
     async def _request(self, messages: Sequence[Message], params: GenerateParams, n: int,
@@ -151,3 +128,33 @@ class GeminiBackend(Backend):
         if self._client is not None and self._loop is asyncio.get_running_loop():
             await self._client.aio.aclose()
         self._client = self._loop = None
+
+
+def request_parts(messages: Sequence[Message], params: GenerateParams, n: int = 1,
+                  seed: int | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(contents, generation config) as plain dicts, the form both a live call and a batch line take."""
+    system = "\n\n".join(m.content for m in messages if m.role == "system")
+    contents: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system":
+            continue
+        role = "model" if m.role == "assistant" else "user"
+        if contents and contents[-1]["role"] == role:  # the API wants turns to alternate
+            contents[-1]["parts"].append({"text": m.content})
+        else:
+            contents.append({"role": role, "parts": [{"text": m.content}]})
+    cfg: dict[str, Any] = {"temperature": params.temperature, "max_output_tokens": params.max_tokens}
+    if system:
+        cfg["system_instruction"] = system
+    if n > 1:
+        cfg["candidate_count"] = n
+    if params.stop:
+        cfg["stop_sequences"] = list(params.stop)
+    if params.top_p is not None:
+        cfg["top_p"] = params.top_p
+    if seed is not None:
+        cfg["seed"] = seed
+    if params.json_schema is not None:
+        cfg["response_mime_type"] = "application/json"
+        cfg["response_json_schema"] = params.json_schema
+    return contents, cfg
