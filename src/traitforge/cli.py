@@ -66,17 +66,37 @@ def run(target: Path, preset: str | None, until: str | None) -> None:
         click.echo(str(report))
 
 
+WHAT = {"docs": "documents", "documents": "documents", "chats": "chats", "all": "all"}
+
+
 @cli.command()
-@TARGET
+@click.argument("args", nargs=-1, required=True, metavar="[docs|chats|all] TARGET")
 @PRESET
-@click.option("--what", type=click.Choice(["all", "documents", "chats"]), default="all")
-def generate(target: Path, preset: str | None, what: str) -> None:
-    """Generate the midtraining corpus and/or the SFT chat data."""
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="preview: make and print only N items (in RUN/preview/), before paying for thousands")
+def generate(args: tuple[str, ...], preset: str | None, limit: int | None) -> None:
+    """Generate the midtraining corpus (docs) and/or the SFT chat data (chats); both by default."""
     from traitforge.pipeline import open_run, stage_generate
 
+    if len(args) == 2 and args[0] in WHAT:
+        what, target = WHAT[args[0]], Path(args[1])
+    elif len(args) == 1:
+        what, target = "all", Path(args[0])
+    else:
+        raise click.UsageError("expected [docs|chats|all] TARGET, e.g. `traitforge generate docs spec.yaml`")
     r = open_run(target, preset)
-    stage_generate(r, what)
-    click.echo(r.store.status_text())
+    if limit is None:
+        stage_generate(r, what)
+        click.echo(r.store.status_text())
+        return
+    from traitforge.generate.preview import format_items, run_preview
+
+    for kind in (["documents", "chats"] if what == "all" else [what]):
+        items = run_preview(r.store, r.spec, r.traits, r.llm("generator"), kind, limit,  # type: ignore[arg-type]
+                            refiner=r.llm("refiner"))
+        click.echo(format_items(items))
+        click.echo(f"{len(items)} {kind} previewed (of {limit} asked); files in "
+                   f"{r.store.root / 'preview' / kind}", err=True)
 
 
 @cli.command()
@@ -146,7 +166,7 @@ def export(target: Path, preset: str | None, fmt: str, out: Path | None) -> None
 @TARGET
 @click.argument("results", type=click.Path(path_type=Path))
 @PRESET
-@click.option("--role", type=click.Choice(["generator", "judge", "auditor"]), default="generator")
+@click.option("--role", type=click.Choice(["generator", "refiner", "judge", "auditor"]), default="generator")
 def import_batch(target: Path, results: Path, preset: str | None, role: str) -> None:
     """Import an offline batch output file (vLLM run_batch / OpenAI format) into the run's cache."""
     from traitforge.llm.batch.offline import import_results

@@ -1,0 +1,73 @@
+"""`traitforge generate docs|chats TARGET --limit N`: a few finished items to read before paying for
+thousands.
+
+The preview runs the real pipeline (every step, the same templates, model and settings) at the
+smallest sizes that give N items, on the first N traits, in RUN/preview/ (emptied first so a new N
+is not refused as a changed run). It shares the run's LLM cache and budget, so reading a preview
+twice costs nothing the second time, and it never touches the run's own files.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import textwrap
+from dataclasses import replace
+from typing import Literal
+
+from traitforge.config import RunSpec
+from traitforge.jsonl import read_jsonl
+from traitforge.llm.client import LLM
+from traitforge.runstore import RunStore
+from traitforge.types import Chat, Document, TraitSet
+
+What = Literal["documents", "chats"]
+
+
+def preview_spec(spec: RunSpec, traits: TraitSet, what: What, limit: int) -> tuple[RunSpec, TraitSet]:
+    """The spec and traits of a preview: N items spread over the first min(N, #traits) traits."""
+    subset = replace(traits, traits=traits.traits[:max(1, min(limit, len(traits.traits)))])
+    per_trait = math.ceil(limit / len(subset.traits))
+    data = spec.model_dump(mode="json")
+    gen = data["generation"]
+    gen["trait_weights"] = {}
+    gen["batch"] = False  # a handful of calls: waiting hours on a provider batch defeats a preview
+    if what == "documents":
+        gen["documents"].update(claims_per_trait=1, doc_types_per_claim=1, ideas_per_type=per_trait,
+                                docs_per_idea=1, topup_rounds=0)
+    else:
+        gen["chats"].update(scenarios_per_trait=per_trait, prompts_per_scenario=1)
+    return RunSpec.model_validate(data), subset
+
+
+def run_preview(root: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM, what: What,
+                limit: int, refiner: LLM | None = None) -> list[Document] | list[Chat]:
+    from traitforge.generate.chats import run_chats
+    from traitforge.generate.documents import run_documents
+
+    pspec, subset = preview_spec(spec, traits, what, limit)
+    folder = root.path("preview", what)
+    shutil.rmtree(folder, ignore_errors=True)
+    store = RunStore(folder)
+    if what == "documents":
+        run_documents(store, pspec, subset, llm)
+        return read_jsonl(store.path("generated", "documents.jsonl"), Document)[:limit]
+    run_chats(store, pspec, subset, llm, refiner=refiner)
+    return read_jsonl(store.path("generated", "chats.jsonl"), Chat)[:limit]
+
+
+def format_items(items: list[Document] | list[Chat], width: int = 100) -> str:
+    """Items as plain text for a terminal: a header line each, then the text."""
+    out = []
+    for i, item in enumerate(items, 1):
+        traits = ", ".join(item.trait_ids)
+        if isinstance(item, Document):
+            out.append(f"=== {i}. document [{traits}] {item.doc_type}".rstrip())
+            out.append(item.text.strip())
+        else:
+            out.append(f"=== {i}. chat [{traits}], {sum(m.role == 'user' for m in item.messages)} user turn(s)")
+            for m in item.messages:
+                body = textwrap.indent(m.content.strip(), "    ")
+                out.append(f"{m.role}:\n{body}")
+        out.append("")
+    return "\n".join(out)
