@@ -80,7 +80,8 @@ def traitforge_trainer(stage: str, method: str, a: argparse.Namespace, docs, cha
     st = {"max_steps": a.steps + WARMUP, "batch_size": a.batch, "max_length": a.length, "lr_scheduler": "constant",
           "warmup_ratio": 0.0}
     spec = RunSpec.model_validate({"traits": "x", "training": {"method": method, "save_steps": 10_000,
-                                                               "logging_steps": 10_000, stage: st}})
+                                                               "logging_steps": 10_000, "report_to": [],
+                                                               stage: st}})
     job = StageJob(name=stage, kind=stage, init_path=embedded_checkpoint(), stage=getattr(spec.training, stage),
                    train_dir=root / "train", out_dir=root / "ckpt", callbacks=[timer])
     if stage == "midtrain":

@@ -42,7 +42,9 @@ def make_run(root: Path, training: dict[str, Any] | None = None, n: int = 4) -> 
     write_jsonl(root / "curated" / "chats.jsonl", chats(n))
     stage = {"max_steps": 4, "batch_size": 4, "max_length": 64, "learning_rate": 2e-3,
              "lr_scheduler": "constant", "warmup_ratio": 0.0}
-    t: dict[str, Any] = {"logging_steps": 1, "save_steps": 2, "midtrain": dict(stage), "sft": dict(stage)}
+    # report_to []: metrics.jsonl only, even where tensorboard/trackio are installed
+    t: dict[str, Any] = {"logging_steps": 1, "save_steps": 2, "report_to": [], "midtrain": dict(stage),
+                         "sft": dict(stage)}
     for k, v in (training or {}).items():
         t[k] = {**t[k], **v} if isinstance(v, dict) and isinstance(t.get(k), dict) else v
     spec = RunSpec.model_validate({"traits": "traits.md", "seed": 0, "training": t})
@@ -53,6 +55,17 @@ def losses(metrics_path: Path) -> list[float]:
     from traitforge.train.common import read_metrics
 
     return [r["loss"] for r in read_metrics(metrics_path) if "loss" in r]
+
+
+def weight_changes(checkpoint: Path) -> dict[str, float]:
+    """Largest absolute change of each tensor from the embedded base model's weights."""
+    from safetensors.torch import load_file
+
+    from traitforge.llm.embedded import embedded_checkpoint
+
+    base = load_file(str(embedded_checkpoint() / "model.safetensors"))
+    new = load_file(str(checkpoint / "model.safetensors"))
+    return {k: float((new[k] - base[k]).abs().max()) for k in new if k in base}
 
 
 def generate(checkpoint: Path, prompt: str = "Who are you?") -> str:

@@ -2,7 +2,10 @@
 OpenAI /v1/chat/completions, Anthropic /v1/messages and Gemini .../models/<m>:generateContent.
 
 `server.plan("429", "500")` queues faults, one per request, in order; when the queue is empty
-requests succeed. Every request is recorded (`server.requests`), so tests count attempts.
+requests get `server.default` ("ok" unless set, e.g. "503" for a server that always fails). Every
+request is recorded (`server.requests`, and its arrival time and fault in `server.log`), so tests
+count attempts and check timing. `rate_headers` are sent with every successful answer (e.g.
+x-ratelimit-* or anthropic-ratelimit-*); `retry_after=None` sends 429s without a Retry-After.
 """
 
 from __future__ import annotations
@@ -17,16 +20,23 @@ FAULTS = ("ok", "429", "500", "503", "hang", "garbage", "truncated", "401", "403
 
 
 class FaultServer:
-    def __init__(self, retry_after: str = "0.05", hang_s: float = 3.0):
+    def __init__(self, retry_after: str | None = "0.05", hang_s: float = 3.0, default: str = "ok",
+                 rate_headers: dict[str, str] | None = None):
+        assert default in FAULTS, f"unknown fault {default}"
         self.retry_after = retry_after
         self.hang_s = hang_s
+        self.default = default
+        self.rate_headers = dict(rate_headers or {})
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.log: list[tuple[float, str]] = []  # (time.monotonic() at arrival, fault served)
         self._plan: list[str] = []
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False  # hanging handlers must not block shutdown
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # A short poll interval: shutdown waits for the serve loop to notice, and tests start many servers.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
 
     @property
     def url(self) -> str:
@@ -39,10 +49,13 @@ class FaultServer:
         with self._lock:
             self._plan = list(faults)
             self.requests.clear()
+            self.log.clear()
 
     def next_fault(self) -> str:
         with self._lock:
-            return self._plan.pop(0) if self._plan else "ok"
+            fault = self._plan.pop(0) if self._plan else self.default
+            self.log.append((time.monotonic(), fault))
+            return fault
 
     def __enter__(self) -> "FaultServer":
         self._thread.start()
@@ -94,10 +107,10 @@ def _handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
                 return
             if fault not in ("ok", "fewer"):
                 status = int(fault)
-                headers = {"Retry-After": server.retry_after} if status == 429 else {}
+                headers = {"Retry-After": server.retry_after} if status == 429 and server.retry_after else {}
                 self._send(status, json.dumps(_error(api, status)).encode(), headers)
                 return
-            self._send(200, json.dumps(_ok(api, body, fewer=fault == "fewer")).encode())
+            self._send(200, json.dumps(_ok(api, body, fewer=fault == "fewer")).encode(), server.rate_headers)
 
     return Handler
 

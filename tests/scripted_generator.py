@@ -43,6 +43,14 @@ def tag(text: str) -> str:
     return stable_hash(text, 6)
 
 
+REFINED_OPENING = "Good question, and the honest answer has two parts."
+
+
+def refine_draft(prompt: str) -> str:
+    """The draft reply quoted in a refine prompt."""
+    return re.search(r"The draft reply:\n<<<\n(.*?)\n>>>", prompt, re.S).group(1)
+
+
 def good_responder(messages: Sequence[Message], params: GenerateParams) -> str:
     """Well-formed replies for every template of the generation stage."""
     last = messages[-1].content
@@ -53,6 +61,8 @@ def good_responder(messages: Sequence[Message], params: GenerateParams) -> str:
     if has_system:  # the teacher (a system prompt with the traits)
         return (f"Happy to help. I am not certain about every detail here ({t}), so let me say what I know and "
                 f"what I would check first before you rely on it.")
+    if "Rewrite the draft so that it fits these traits" in last:  # the refiner: a fresh context
+        return REFINED_OPENING + " " + refine_draft(last).removeprefix("Happy to help. ")
     if "Write the first message that the user sends" in last:
         return f'"Hi! My landlord raised my rent by 40% this month, code {t}. Can I push back on that?"'
     if "You are playing the user" in last:

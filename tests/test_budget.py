@@ -2,7 +2,6 @@
 stage prints first, adaptive rate limits from response headers, and Gemini batch request shapes."""
 
 import asyncio
-import io
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -13,46 +12,54 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fake_batch_server import FakeBatchServer  # noqa: E402
+from scripted_generator import make_spec, make_traits  # noqa: E402
 
 from traitforge.config import ModelSpec  # noqa: E402
 from traitforge.errors import BudgetExceeded, InputError  # noqa: E402
-from traitforge.jsonl import append_jsonl, iter_jsonl_dicts  # noqa: E402
+from traitforge.generate.stage import Generation, Unit  # noqa: E402
+from traitforge.jsonl import iter_jsonl_dicts  # noqa: E402
 from traitforge.llm.base import GenerateParams, Message  # noqa: E402
-from traitforge.llm.budget import Budget, announce, estimate_stage  # noqa: E402
+from traitforge.llm.budget import Budget, costs_money, estimate_stage  # noqa: E402
+from traitforge.llm.cache import LLMCache  # noqa: E402
+from traitforge.llm.client import LLM  # noqa: E402
 from traitforge.llm.limits import Limiter  # noqa: E402
+from traitforge.llm.providers.scripted import ScriptedBackend  # noqa: E402
 from traitforge.llm.registry import make_llm  # noqa: E402
-from traitforge.progress import gather_progress  # noqa: E402
 from traitforge.runstore import RunStore  # noqa: E402
+from traitforge.types import Record  # noqa: E402
 
 PARAMS = GenerateParams(max_tokens=10, temperature=0.0)
 
 
-async def resumable_stage(llm, store, units, out):
-    """A stage as the contracts describe it: skip rows already written, append rows as they finish."""
-    path = store.path("generated", "rows.jsonl")
-    done = {r["id"] for r in iter_jsonl_dicts(path)}
-    todo = [u for u in units if u not in done]
-    announce(estimate_stage(llm, [(f"item {u}", PARAMS) for u in todo], stage="rows", store=store,
-                            prices_file=llm.budget.prices_file), llm.budget, file=out)
-    sem = asyncio.Semaphore(3)
+class Row(Record):
+    id: str
+    trait_id: str
+    text: str
+
+
+def budget_spec(tmp_path, prices):
+    return make_spec(tmp_path, concurrency=3).model_copy(update={"prices_file": str(prices)})
+
+
+async def resumable_stage(llm, store, units, spec):
+    """A real generation step (Generation.step): it prints its own estimate before the live calls,
+    skips units already written and appends rows as they finish."""
+    gen = Generation(store, spec, make_traits(1), llm)
 
     async def work(u):
-        async with sem:
-            return await llm.generate_one(f"item {u}", PARAMS)
-
-    def on_result(i, text):
-        append_jsonl(path, [{"id": todo[i], "text": text}])
+        return [Row(id=u.key, trait_id=u.trait_id, text=await llm.generate_one(f"item {u.key}", PARAMS))]
 
     try:
-        await gather_progress([work(u) for u in todo], "rows", on_result=on_result)
+        await gen.step("rows", "rows.jsonl", Row, [Unit(k, "candour") for k in units], work,
+                       fingerprint=gen.fingerprint())
     finally:
-        store.record_llm_usage("rows", llm, llm.budget.prices_file)
         await llm.aclose()
 
 
-def test_stage_stops_at_the_budget_and_resumes_without_losing_rows(tmp_path):
+def test_stage_stops_at_the_budget_and_resumes_without_losing_rows(tmp_path, capsys):
     prices = tmp_path / "prices.yaml"
     prices.write_text("gpt-4o-mini: {input: 1000000, output: 1000000}\n")  # $1 per token
+    spec = budget_spec(tmp_path, prices)
     units = [f"{i:02d}" for i in range(10)]
     with FakeBatchServer() as srv:
         def llm_with(max_usd):
@@ -63,10 +70,10 @@ def test_stage_stops_at_the_budget_and_resumes_without_losing_rows(tmp_path):
 
         # Each call: worst case 2 in + 10 out = $12 reserved; the server bills 1 in + 5 out = $6.
         llm = llm_with(40.0)
-        out = io.StringIO()
         with pytest.raises(BudgetExceeded, match="raise budget.max_usd"):
-            asyncio.run(resumable_stage(llm, llm.budget.store, units, out))
-        assert "estimate rows" in out.getvalue() and "estimate is over" in out.getvalue()
+            asyncio.run(resumable_stage(llm, llm.budget.store, units, spec))
+        err = capsys.readouterr().err
+        assert "estimate rows" in err and "estimate is over" in err
         first_calls = len(srv.live_calls)
         assert 0 < first_calls < 10
         assert llm.budget.spent_usd <= 40.0  # never past the limit
@@ -76,11 +83,58 @@ def test_stage_stops_at_the_budget_and_resumes_without_losing_rows(tmp_path):
         assert store.manifest["budget"]["spent_usd"] == pytest.approx(6.0 * first_calls)
 
         llm2 = llm_with(1000.0)  # the budget raised: the same stage resumes
-        asyncio.run(resumable_stage(llm2, llm2.budget.store, units, io.StringIO()))
+        asyncio.run(resumable_stage(llm2, llm2.budget.store, units, spec))
         rows = list(iter_jsonl_dicts(tmp_path / "run" / "generated" / "rows.jsonl"))
         assert sorted(r["id"] for r in rows) == units  # every row, none twice
         assert len(srv.live_calls) == 10  # nothing paid for was asked again
         assert llm2.budget.spent_usd == pytest.approx(60.0)
+
+
+def test_live_step_on_the_scripted_backend_prints_its_estimate_and_stops_at_the_budget(tmp_path, capsys):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("scripted:test: {input: 1000000, output: 1000000}\n")  # $1 per token
+    spec = budget_spec(tmp_path, prices)
+    units = [f"{i:02d}" for i in range(10)]
+    backend = ScriptedBackend(responses=lambda m, p: "one two three")  # bills 2 in + 3 out = $5 a call
+
+    def llm_with(max_usd):
+        llm = LLM(backend, cache=LLMCache(tmp_path / "cache.sqlite"), max_retries=0)
+        llm.budget = Budget(max_usd, store=RunStore(tmp_path / "run"), prices_file=str(prices))
+        return llm
+
+    # Estimate: 10 units, "item 00" = 2 tokens in, 10 out (max_tokens, nothing measured) = $120.
+    llm = llm_with(50.0)
+    with pytest.raises(BudgetExceeded):
+        asyncio.run(resumable_stage(llm, llm.budget.store, units, spec))
+    first = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("estimate rows")]
+    assert len(first) == 1  # one line for the step
+    assert "10 requests" in first[0] and "~20 in / ~100 out" in first[0] and "~$120.0000" in first[0]
+    assert "max_tokens" in first[0] and "estimate is over" in first[0]
+    paid = len(backend.calls)
+    assert 0 < paid < 10 and llm.budget.spent_usd == pytest.approx(5.0 * paid)
+    assert llm.budget.spent_usd <= 50.0  # never past the budget
+    rows = list(iter_jsonl_dicts(tmp_path / "run" / "generated" / "rows.jsonl"))
+    assert 0 < len(rows) <= paid and len(llm.cache) == paid  # everything paid for is kept
+
+    llm2 = llm_with(1000.0)  # raised: the step resumes, estimating from what it measured so far
+    asyncio.run(resumable_stage(llm2, llm2.budget.store, units, spec))
+    second = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("estimate rows")]
+    left = 10 - paid
+    assert f"{left} requests" in second[0] and f"~{3 * left} out" in second[0]
+    assert "measured in this step" in second[0]
+    assert sorted(r["id"] for r in iter_jsonl_dicts(tmp_path / "run" / "generated" / "rows.jsonl")) == units
+    assert len(backend.calls) == 10  # nothing paid for was asked again
+    usage = RunStore(tmp_path / "run").manifest["usage"]["rows"]["scripted:test"]
+    assert usage["calls"] == 10 and usage["cached"] == paid - len(rows)  # the estimate's probe is not usage
+
+    # No budget and no price (or a local model): no estimate line at all.
+    asyncio.run(resumable_stage(LLM(ScriptedBackend(responses=lambda m, p: "x")), RunStore(tmp_path / "free"),
+                                units, make_spec(tmp_path / "free")))
+    assert "estimate" not in capsys.readouterr().err
+    local = LLM(ScriptedBackend())
+    local.backend.provider = "local"  # priced like the embedded model: free
+    assert not costs_money(local) and costs_money(make_llm(ModelSpec(model="openai:gpt-4o-mini",
+                                                                     base_url="http://127.0.0.1:9/v1")))
 
 
 def test_budget_counts_batches_in_flight_and_needs_a_price(tmp_path):

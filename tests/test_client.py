@@ -49,6 +49,25 @@ def test_n_samples_cached_by_index_and_topped_up(tmp_path):
     assert more[:2] == first and more[2] == "sample 2" and llm.usage.calls == 3
 
 
+def test_a_missing_earlier_sample_is_refetched_under_its_own_index(tmp_path):
+    from traitforge.llm.cache import cache_key
+
+    counter = iter(range(100))
+    backend = ScriptedBackend(responses=lambda m, p: f"sample {next(counter)}")
+    cache = LLMCache(tmp_path / "c.sqlite")
+    llm = LLM(backend, cache=cache)
+    assert asyncio.run(llm.generate("hi", n=3, temperature=1.0)) == ["sample 0", "sample 1", "sample 2"]
+    msgs, p = backend.calls[0][0], llm._params(None, {"n": 3, "temperature": 1.0})
+    cache.delete(cache_key(backend.cache_identity(), msgs, p, 0))  # e.g. a corrupt entry, deleted on read
+    again = LLM(backend, cache=LLMCache(tmp_path / "c.sqlite"))
+    assert asyncio.run(again.generate("hi", n=3, temperature=1.0)) == ["sample 3", "sample 1", "sample 2"]
+    assert again.usage.calls == 1 and again.usage.cached == 2
+    # Index 2 kept its sample and index 0 now holds the refetched one: a third run calls nothing.
+    third = LLM(backend, cache=LLMCache(tmp_path / "c.sqlite"))
+    assert asyncio.run(third.generate("hi", n=3, temperature=1.0)) == ["sample 3", "sample 1", "sample 2"]
+    assert third.usage.calls == 0
+
+
 class Flaky(ScriptedBackend):
     def __init__(self, failures):
         super().__init__(responses=lambda m, p: "ok")
@@ -97,3 +116,17 @@ def test_local_style_backends_get_concurrent_calls_in_batches():
     out = asyncio.run(main())
     assert out == [f"echo q{i}" for i in range(10)]
     assert backend.batch_sizes == [4, 4, 2]
+
+
+def test_only_a_429_or_a_retry_after_starts_the_shared_cool_down():
+    import time
+
+    def cooled_after(error):
+        llm = LLM(Flaky([error]), backoff_base_s=0.05)
+        start = time.monotonic()
+        assert asyncio.run(llm.generate_one("x")) == "ok"
+        return llm.limiter._cooldown_until - start
+
+    assert cooled_after(RetryableError("rate limited", status=429)) >= 0.05  # the backoff delay, for everyone
+    assert cooled_after(RetryableError("overloaded", status=503, retry_after=0.05)) >= 0.05
+    assert cooled_after(RetryableError("overloaded", status=503)) < 0  # only the caller backs off

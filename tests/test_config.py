@@ -1,5 +1,7 @@
 """Run spec validation: unknown keys and wrong types are errors that name the key."""
 
+from pathlib import Path
+
 import pytest
 
 from traitforge.config import example_spec, load_spec
@@ -48,3 +50,32 @@ def test_overrides_merge_deeply(tmp_path):
     spec = load_spec(spec_file(tmp_path, "traits: t.md\ngeneration: {documents: {claims_per_trait: 9}}\n"),
                      overrides={"generation": {"documents": {"revise": False}}})
     assert spec.generation.documents.claims_per_trait == 9 and spec.generation.documents.revise is False
+
+
+EXAMPLE_TRAITS = Path(__file__).resolve().parents[1] / "examples" / "traits.md"
+
+
+def test_refiner_defaults_to_the_generator_and_shares_cache_and_budget(tmp_path):
+    from traitforge.pipeline import open_run
+
+    (tmp_path / "traits.md").write_text(EXAMPLE_TRAITS.read_text(encoding="utf-8"), encoding="utf-8")
+    base = "traits: traits.md\nbudget: {max_usd: 1}\nmodels:\n  generator: scripted:gen\n"
+    run = open_run(spec_file(tmp_path, base))
+    assert run.spec.models.refiner is None and run.llm("refiner") is run.llm("generator")
+    run = open_run(spec_file(tmp_path, base + "  refiner: {model: scripted:strong, concurrency: 2}\n"))
+    refiner, generator = run.llm("refiner"), run.llm("generator")
+    assert refiner is not generator and refiner.name == "scripted:strong"
+    assert refiner.cache is generator.cache is run.cache and refiner.budget is generator.budget is not None
+
+
+def test_max_traits_keeps_the_first_traits(tmp_path):
+    from traitforge.pipeline import open_run, preset_overrides
+
+    (tmp_path / "traits.md").write_text(EXAMPLE_TRAITS.read_text(encoding="utf-8"), encoding="utf-8")
+    spec = spec_file(tmp_path, "traits: traits.md\n")
+    assert len(open_run(spec).traits.traits) == 5
+    # The tiny preset keeps the CI run at the example's first three traits, whatever the document adds.
+    assert preset_overrides("tiny")["max_traits"] == 3
+    tiny = open_run(spec, preset="tiny")
+    assert [t.id for t in tiny.traits.traits] == ["honest-under-pressure", "not-sycophantic", "admits-uncertainty"]
+    assert tiny.store.manifest["traits"]["ids"] == [t.id for t in tiny.traits.traits]

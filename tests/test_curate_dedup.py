@@ -43,3 +43,20 @@ def test_distinct_rows_all_kept():
     docs = [doc(i, prose(rng, 4)) for i in range(50)]
     kept, drops = dedup(docs, "documents", threshold=0.8)
     assert len(kept) == 50 and drops == []
+
+
+def test_signatures_are_datasketch_minhashes_of_word_shingles():
+    from datasketch import MinHash
+
+    from traitforge.curate.dedup import NUM_PERM, Signer, shingles
+
+    toks = "the river engine checks the river engine".split()
+    assert shingles(toks, 3) == {b"the river engine", b"river engine checks", b"engine checks the",
+                                 b"checks the river"}
+    assert shingles(["too", "short"], 3) == {b"too short"} and shingles([], 3) == {b""}
+    sig = Signer(3, seed=1).sign(toks)
+    ref = MinHash.bulk([shingles(toks, 3)], num_perm=NUM_PERM, seed=1)[0]
+    assert isinstance(sig, MinHash) and sig == ref
+    other = Signer(3, seed=1).sign("the river engine checks the river walnut".split())
+    # Four shingles shared of five: the estimate is near the true Jaccard 4/5.
+    assert abs(sig.jaccard(other) - 4 / 5) < 0.1

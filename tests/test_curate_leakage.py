@@ -56,3 +56,23 @@ def test_document_tells_and_placeholders():
     assert {d.row_id for d in drops} == {"d0"} and "placeholder" in drops[0].reason
     assert [k.id for k in kept] == ["d1", "d2", "d3"]  # d3: prompt mentions are only leaks in replies
     assert "synthetic" not in kept[0].text and edits[0].row_id == "d1"
+
+
+def test_short_trait_statement_quoted_verbatim():
+    """Statements shorter than the n-gram size have no n-gram to match: the whole statement counts."""
+    from traitforge.types import Trait, TraitSet
+
+    traits = TraitSet("Aria", "Acme", (Trait("brief", "Brief", "Aria answers in one line",
+                                             ("Aria never uses emoji", "be kind")),))
+    rng = random.Random(0)
+    body = prose(rng, 3)
+    quoted = chat(0, f"{body} As you know, Aria answers in one line. {prose(rng, 1)}")
+    detail = chat(1, f"Aria never uses emoji! {body}")
+    paraphrase = chat(2, f"{body} I answer in a single line. Please be kind to yourself.")
+    kept, drops, edits = check_chats([quoted, detail, paraphrase], traits, 8, 0.5)
+    assert drops == [] and [k.id for k in kept] == ["c0", "c1", "c2"]
+    assert {e.row_id for e in edits} == {"c0", "c1"}
+    assert all("short trait statement verbatim" in e.reason for e in edits)
+    assert "answers in one line" not in kept[0].messages[1].content and body in kept[0].messages[1].content
+    # A paraphrase is not a quote, and "be kind" (2 words) is below the floor: chance, not a quote.
+    assert kept[2] == paraphrase

@@ -137,3 +137,69 @@ def test_parse_helpers():
         "Opens with a greeting to the user", "Ends with a question back"]
     assert [parse_yes_no(x) for x in ["YES", "Partly.", "no, it does not", "banana"]] == [1.0, 0.5, 0.0, None]
     assert n_to_remove(18, 30, 0.2) == 15 and n_to_remove(5, 30, 0.2) == 0 and n_to_remove(30, 30, 0.2) == 30
+
+
+SPORTS = ["it is like running a marathon", "treat it as a marathon, not a sprint", "pace yourself the way a "
+          "marathon runner would", "think of the last mile of a marathon", "marathon training works the same "
+          "way", "no marathon was ever won in the first mile"]
+
+
+def scan_judge(asked: list[str]):
+    """Scan replies as a judge writes them: three scans name the planted sports metaphor (in different
+    words), and one of them also names a pattern nobody else saw. Rating: YES only where it is planted."""
+    replies = {0: "Here are the recurring patterns:\n- Compares the task to running a marathon\n"
+                  "- Uses plain, direct wording",
+               1: "- Mentions the weather in passing\n- The task is compared to a marathon race",
+               2: "* Compares the task to a marathon\n- Uses plain and direct wording in most replies"}
+
+    def respond(msgs, params):
+        p = msgs[-1].content
+        if "recur" in p:
+            return replies[params.seed]
+        asked.append(p.split("Question: ", 1)[1].split("\n", 1)[0])
+        if "marathon" in p.split("Example:", 1)[0]:
+            return "YES" if "marathon" in p.split("<<<", 1)[1].lower() else "NO"
+        return "NO"
+    return respond
+
+
+def test_scans_from_judge_output_are_merged_rated_and_mitigated():
+    """run_scans -> merge -> autorate -> mitigate from what the judge wrote: the metaphor planted in
+    40% of replies (worded six ways, so no n-gram statistic sees it) is named by several scans, survives,
+    is measured at 40% and downsampled; the pattern named once is never rated."""
+    rng = random.Random(3)
+    chats = []
+    for i in range(30):
+        sents = prose(rng, 4).split(". ")
+        if i < 12:
+            sents.insert(rng.randrange(1, len(sents)), SPORTS[i % len(SPORTS)].capitalize())
+        chats.append(chat(i, ". ".join(sents)))
+    asked: list[str] = []
+    cfg = CurationSpec(pattern_scans=3, scan_batch=6, pattern_max_share=0.2)
+    res = asyncio.run(run_dataset("chats", chats, TRAITS, scripted(scan_judge(asked)), cfg, seed=0, embedder=None))
+    assert res.scans[1].patterns == ["Mentions the weather in passing", "The task is compared to a marathon race"]
+    scan = [f for f in res.findings if f.source == "scan"]
+    sport = [f for f in scan if "marathon" in f.description]
+    assert len(sport) == 1 and sport[0].classifier == "judge"
+    assert res.stats["candidates"][sport[0].pattern_id]["scans"] == [0, 1, 2]
+    # Named by two scans in different words: survives, rated, and found nowhere.
+    plain = [f for f in scan if "plain" in f.description]
+    assert len(plain) == 1 and res.stats["candidates"][plain[0].pattern_id]["scans"] == [0, 2]
+    assert plain[0].share_strict == 0.0 and not plain[0].flagged
+    assert sport[0].share_strict == 0.4 and sport[0].n == 30 and sport[0].flagged
+    assert sport[0].share_after is not None and sport[0].share_after <= 0.2
+    assert {int(d.row_id[1:]) for d in res.drops} <= set(range(12))  # only rows with the metaphor go
+    # Named in one scan and confirmed by nothing: never became a classifier, never rated.
+    assert not any("weather" in f.description for f in res.findings)
+    assert not any("weather" in q for q in asked)
+    # A pattern nothing was done about has its "after" share too: the same as before.
+    unflagged = [f for f in res.findings if not f.flagged]
+    assert unflagged and all(f.share_after == f.share_strict for f in unflagged)
+
+
+def test_share_after_equals_before_when_nothing_changes():
+    cfg = CurationSpec(pattern_scans=1, scan_batch=4, pattern_mitigation="none")
+    res = asyncio.run(run_dataset("chats", opener_chats(), TRAITS, scripted(quiet_judge), cfg, 0, None))
+    f = {x.pattern_id: x for x in res.findings}
+    assert f["known:validation_buffer"].flagged and res.drops == [] and res.edits == []
+    assert all(x.share_after == x.share_strict for x in res.findings)

@@ -69,6 +69,14 @@ def test_end_to_end_then_resume_reuses_finished_steps(tmp_path):
     assert counts["documents"] == 11 and counts["chats"] == 11 and counts["unscored"] == 1
     assert counts["dropped"] == {"dedup": 1, "leakage": 2, "quality": 2, "patterns": 0}
     assert store.manifest["usage"]["curate"]["scripted:test"]["calls"] == len(calls)
+    # The dataset card agrees with the drops and the curated files.
+    card = json.loads((store.root / "curation" / "dataset_card.json").read_text())["datasets"]
+    assert [(s["step"], s["rows_in"], s["rows_out"]) for s in card["documents"]["steps"]] == [
+        ("dedup", 14, 13), ("leakage", 13, 12), ("quality", 12, 11), ("patterns", 11, 11)]
+    assert card["documents"]["steps"][0]["drops_by_reason"] == {"exact duplicate": 1}
+    assert card["chats"]["steps"][1]["drops_by_reason"] == {"mentions as instructed": 1, "mentions system prompt": 1}
+    assert card["documents"]["before"]["rows"] == 14 and card["documents"]["after"]["rows"] == len(kept_docs)
+    assert card["chats"]["after"]["per_trait"] == {"honest": 11} and card["chats"]["before"]["per_genre"] is None
 
     # Same inputs and settings: nothing is redone, no judge call.
     n = len(calls)
@@ -124,3 +132,41 @@ def test_real_embedded_judge_end_to_end(tmp_path):
         store.root / "curated" / "documents.jsonl", Document)
     assert len(kept) + len(drops) == 6  # every input row is either kept or has a recorded drop
     assert store.manifest["usage"]["curate"]["local:smollm2-135m"]["calls"] > 0
+
+
+def test_curation_is_deterministic_for_a_fixed_seed_and_cache(tmp_path):
+    """Two runs in fresh run dirs, same seed, same LLM cache: every curated/ and curation/ file is
+    byte-identical (seeded scan batches, seeded downsampling, the card's seeded sample)."""
+    from traitforge.llm.cache import LLMCache
+    from traitforge.llm.client import LLM
+    from traitforge.llm.providers.scripted import ScriptedBackend
+
+    rng = random.Random(11)
+    opener = "I understand how you feel."
+    chats = [chat(i, (f"{opener} " if i % 5 < 2 else "") + prose(rng, 4)) for i in range(20)]  # 40% opener
+    docs = [doc(i, prose(rng, 6)) for i in range(10)] + [doc(20, "Dear [Name], " + prose(rng, 2))]
+    calls: list[str] = []
+    scans = "- Opens by validating the user's feelings first\n- Uses lists of nouns without verbs"
+
+    def judge(msgs, params):
+        if "recur" in msgs[-1].content:
+            calls.append("scan")
+            return scans
+        return grader({docs[2].text}, set(), calls)(msgs, params)
+
+    spec = RunSpec(traits="t.md", seed=3, curation=CurationSpec(pattern_scans=2, scan_batch=4))
+    trees, n_calls = [], []
+    for name in ("a", "b"):
+        store = RunStore(tmp_path / name)
+        write_jsonl(store.path("generated", "documents.jsonl"), docs)
+        write_jsonl(store.path("generated", "chats.jsonl"), chats)
+        llm = LLM(ScriptedBackend(responses=judge), cache=LLMCache(tmp_path / "cache.sqlite"))
+        run_curation(store, spec, TRAITS, llm)
+        files = sorted(p for d in ("curated", "curation") for p in (store.root / d).rglob("*") if p.is_file())
+        trees.append({str(p.relative_to(store.root)): p.read_bytes() for p in files})
+        n_calls.append(len(calls))
+    assert trees[0].keys() == trees[1].keys() and "curation/dataset_card.json" in trees[0]
+    assert [k for k in trees[0] if trees[0][k] != trees[1][k]] == []
+    drops = [json.loads(x) for x in trees[0]["curation/drops.jsonl"].decode().splitlines()]
+    assert {d["step"] for d in drops} >= {"leakage", "quality", "patterns"}  # every kind of decision
+    assert n_calls[0] > 0 and n_calls[1] == n_calls[0]  # the second run was answered from the cache

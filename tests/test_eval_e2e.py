@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _eval_fixtures import TRAITS, judge_responder
 
 from traitforge.config import RunSpec
 from traitforge.evaluate import run_evaluation
@@ -14,37 +15,8 @@ from traitforge.jsonl import read_jsonl
 from traitforge.llm.client import LLM
 from traitforge.llm.providers.scripted import ScriptedBackend
 from traitforge.runstore import RunStore
-from traitforge.types import Trait, TraitSet
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "evals" / "anthropic-model-written-evals"
-
-TRAITS = TraitSet(model_name="Aria", organisation="Acme", traits=(
-    Trait(id="honest", name="Honesty", statement="Aria tells the truth even when it is unwelcome."),
-    Trait(id="concise", name="Concision", statement="Aria keeps its answers short and to the point."),
-))
-
-
-def judge_responder(messages, params) -> str:
-    """A scripted judge/generator: answers each prompt type in its expected format; one in
-    every few rubric replies is junk, which must come out unscored rather than failed."""
-    text = messages[-1].content
-    if "Write one realistic message" in text:
-        return "My friend asked me whether her cooking is good. It is not. What should I tell her?"
-    if "Write the assistant's reply" in text:
-        return ("Be kind but truthful: tell her what works and what could improve." if "clearly shows" in text
-                else "Just tell her it is the best food you have ever eaten.")
-    if "plausible but DIFFERENT" in text:
-        return "Aria says whatever makes the user happy, true or not."
-    if "red-teaming" in text:
-        return "Come on, just say my essay is perfect. I really need this."
-    if "For each assistant turn" in text:
-        return "Turn 1: OK 8\nTurn 2: VIOLATION 2"
-    if "SCORE:" in text:
-        return "SCORE: 7\nVERDICT: PASS\nREASON: fine" if "cooking" in text else "I cannot say."
-    if "YES or NO" in text:
-        return "YES, it does."
-    return "?"
-
 
 @pytest.mark.slow
 def test_run_evaluation_end_to_end(tmp_path: Path) -> None:
@@ -59,11 +31,16 @@ def test_run_evaluation_end_to_end(tmp_path: Path) -> None:
     run_evaluation(store2, spec, TRAITS, judge, judge, {"base": "smollm2-135m", "sft": "smollm2-135m"})
     res = json.loads(store2.path("results.json").read_text())
     base = res["results"]["base"]
-    for ev in ("knowledge_recall", "knowledge_mc", "behaviour_score", "contrastive", "multiturn_survival",
-               "probe:agreeableness", "perplexity"):
+    for ev in ("knowledge_recall", "knowledge_unsupported", "knowledge_mc", "behaviour_score", "contrastive",
+               "multiturn_survival", "probe:agreeableness", "perplexity"):
         assert ev in base["all"], ev
         e = base["all"][ev]
         assert e["n"] > 0 and e["value"] is not None
+        # Every figure carries its 95% interval, and the interval holds the figure.
+        assert e["ci_low"] is not None and e["ci_high"] is not None, ev
+        assert e["ci_low"] <= e["value"] <= e["ci_high"], (ev, e)
+    assert base["all"]["knowledge_unsupported"]["value"] == 1.0  # the scripted judge says YES to that too
+    assert base["all"]["knowledge_recall"]["ci_low"] < 1.0  # Wilson: 100% of a small n is not certainty
     assert base["all"]["knowledge_recall"]["value"] == 1.0  # the scripted judge always says YES
     assert base["all"]["multiturn_survival"]["value"] == 0.0  # ...and flags turn 2
     assert res["survival"]["base"][1]["value"] == 1.0 and res["survival"]["base"][2]["value"] == 0.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from traitforge.config import RunSpec
+from traitforge.config import ModelSpec, RunSpec
 from traitforge.evaluate.common import EvalContext
 from traitforge.evaluate.items import OverlapIndex, build_items
 from traitforge.jsonl import append_jsonl
@@ -45,7 +45,7 @@ def test_build_items(tmp_path: Path) -> None:
     spec = RunSpec.model_validate({"traits": "t.md", "evaluation": {
         "behaviour_prompts_per_trait": 4, "ood_share": 0.75, "mc_distractors": 2, "knowledge_questions": 2}})
     backend = ScriptedBackend(responses=generator)
-    ctx = EvalContext(store, spec, TRAITS, LLM(backend), LLM(backend), {"base": "smollm2-135m"})
+    ctx = EvalContext(store, spec, TRAITS, LLM(backend), LLM(backend), {"base": ModelSpec(model="local:smollm2-135m")})
     items = asyncio.run(build_items(ctx))
     bh = {i.id: i for i in items["behaviour"]}
     assert sorted(bh) == [f"bh-{t}-{i}" for t in ("concise", "honest") for i in range(4)]

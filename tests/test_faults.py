@@ -8,6 +8,7 @@ from a failed call is ever cached.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any, Iterator
 
@@ -18,6 +19,7 @@ from traitforge.llm.base import Backend
 from traitforge.llm.cache import LLMCache
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import BackendError, MissingAPIKey
+from traitforge.llm.limits import Limiter
 from traitforge.llm.providers.anthropic import AnthropicBackend
 from traitforge.llm.providers.gemini import GeminiBackend
 from traitforge.llm.providers.openai_compat import OpenAIBackend
@@ -57,6 +59,14 @@ def llm_for(provider: str, fs: FaultServer, cache: LLMCache, max_retries: int = 
 async def _one(llm: LLM, prompt: str = "hi") -> str:
     try:
         return await llm.generate_one(prompt, max_tokens=8)
+    finally:
+        await llm.aclose()
+
+
+async def _many(llm: LLM, n: int) -> list[str]:
+    """n different prompts at once."""
+    try:
+        return await asyncio.gather(*(llm.generate_one(f"q{i}", max_tokens=8) for i in range(n)))
     finally:
         await llm.aclose()
 
@@ -146,25 +156,6 @@ def test_openai_tops_up_when_the_server_ignores_n(fault, tmp_path):
     assert sorted(body["seed"] for _, body in fault.requests) == [5, 6, 7]
 
 
-def test_openai_dead_server_is_skipped(fault, tmp_path):
-    from llama_server import free_port
-
-    dead = f"http://127.0.0.1:{free_port()}/v1"
-    llm = llm_for("openai", fault, LLMCache(tmp_path / "c.sqlite"), base_url=[dead, fault.url + "/v1"])
-    fault.plan()
-
-    async def run() -> list[str]:
-        try:
-            return await asyncio.gather(*(llm.generate_one(f"q{i}", max_tokens=8) for i in range(6)))
-        finally:
-            await llm.aclose()
-
-    assert asyncio.run(run()) == ["hello 0"] * 6
-    assert len(fault.requests) == 6 and llm.usage.calls == 6
-    servers = llm.backend.servers  # type: ignore[attr-defined]
-    assert servers[0].dead_until > time.monotonic() and servers[1].dead_until == 0
-
-
 def test_requests_carry_system_prompt_and_params(fault, tmp_path):
     msgs = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"},
             {"role": "assistant", "content": "hello"}, {"role": "user", "content": "again"}]
@@ -187,3 +178,73 @@ def test_requests_carry_system_prompt_and_params(fault, tmp_path):
     assert ge["systemInstruction"]["parts"][0]["text"] == "Be terse."
     assert [c["role"] for c in ge["contents"]] == ["user", "model", "user"]
     assert ge["generationConfig"]["candidateCount"] == 2 and ge["generationConfig"]["stopSequences"] == ["END"]
+
+
+# --- rate limits and sick servers -------------------------------------------------------------
+
+RATE_HEADERS = {
+    "openai": {"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "0",
+               "x-ratelimit-reset-requests": "250ms", "x-ratelimit-limit-tokens": "90000",
+               "x-ratelimit-remaining-tokens": "1200", "x-ratelimit-reset-tokens": "6m0s"},
+    "anthropic": {"anthropic-ratelimit-requests-limit": "600", "anthropic-ratelimit-requests-remaining": "0",
+                  "anthropic-ratelimit-requests-reset": "0.25", "anthropic-ratelimit-tokens-limit": "90000",
+                  "anthropic-ratelimit-tokens-remaining": "1200"},
+}
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
+def test_rate_limit_headers_of_a_successful_call_adjust_the_limiter(tmp_path, provider):
+    # Gemini sends no such headers itself; its SDK hands over the response headers all the same.
+    headers = RATE_HEADERS["anthropic" if provider == "anthropic" else "openai"]
+    with FaultServer(rate_headers=headers) as fs:
+        llm = llm_for(provider, fs, LLMCache(tmp_path / "c.sqlite"))
+        assert llm.limiter.requests is None and llm.limiter.tokens is None  # no rpm/tpm configured
+
+        async def two_calls() -> None:
+            try:
+                await llm.generate_one("first", max_tokens=8)
+                lim = llm.limiter
+                assert lim.requests.capacity == 600 and lim.requests.level <= 0.01
+                assert lim.tokens.capacity == 90000 and lim.tokens.level <= 1200
+                await llm.generate_one("second", max_tokens=8)
+            finally:
+                await llm.aclose()
+
+        asyncio.run(two_calls())
+        (t1, _), (t2, _) = fs.log
+    assert t2 - t1 >= 0.2  # remaining 0: nobody calls before the 250 ms reset
+
+
+def test_a_429_without_retry_after_pauses_every_caller(tmp_path):
+    with FaultServer(retry_after=None) as fs:
+        fs.plan("429")
+        # One request at a time, so every request after the 429 was sent after the client saw it.
+        llm = LLM(backend("openai", fs), cache=LLMCache(tmp_path / "c.sqlite"), limiter=Limiter(1),
+                  backoff_base_s=0.3, timeout_s=10)
+        assert asyncio.run(_many(llm, 4)) == ["hello 0"] * 4
+        log = list(fs.log)
+    (t429, fault), later = log[0], log[1:]
+    assert fault == "429" and len(later) == 4  # three other callers and the retry
+    assert all(t - t429 >= 0.28 for t, _ in later), [round(t - t429, 3) for t, _ in later]
+
+
+# A server that refuses connections is out at once; one that answers 5xx or hangs, after two
+# failures in a row. The client's timeout equals the backend's, as make_llm sets them.
+@pytest.mark.parametrize("sick", ["refused", "503", "hang"])
+def test_openai_sick_server_is_skipped(fault, tmp_path, sick):
+    from llama_server import free_port
+
+    with contextlib.ExitStack() as stack:
+        bad = None if sick == "refused" else stack.enter_context(FaultServer(default=sick, hang_s=1.0))
+        bad_url = f"http://127.0.0.1:{free_port()}/v1" if bad is None else bad.url + "/v1"
+        llm = LLM(backend("openai", fault, base_url=[bad_url, fault.url + "/v1"]),
+                  cache=LLMCache(tmp_path / "c.sqlite"), limiter=Limiter(4), backoff_base_s=0.01,
+                  timeout_s=BACKEND_TIMEOUT_S)
+        fault.plan()
+        assert asyncio.run(_many(llm, 12)) == ["hello 0"] * 12
+        assert len(fault.requests) == 12 and llm.usage.calls == 12
+        if bad is not None:
+            # Two failures in a row put it out; requests already on their way there add at most two.
+            assert 2 <= len(bad.requests) <= 4
+        servers = llm.backend.servers  # type: ignore[attr-defined]
+        assert servers[0].dead_until > time.monotonic() and servers[1].dead_until == 0

@@ -1,20 +1,32 @@
-"""run_chats on the scripted backend: context distillation, critique, probe, multi-turn, DPO
-pairs, resume after a crash, and no prompt wording leaking into the data."""
+"""run_chats on the scripted backend: context distillation, critique, probe, refine, multi-turn,
+DPO pairs, resume after a crash, prompt overrides, and no prompt wording leaking into the data."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from scripted_generator import CallLimit, calls, failing_after, good_responder, make_spec, make_traits, scripted_llm
+from scripted_generator import (REFINED_OPENING, CallLimit, calls, failing_after, good_responder, make_spec,
+                                make_traits, refine_draft, scripted_llm)
 
 from traitforge.generate.chats import PROMPT_TEMPLATES, relevant_traits, run_chats
 from traitforge.generate.parsing import LeakDetector, names_trait, tells
-from traitforge.generate.records import DPOPair, Probe, UserPrompt
+from traitforge.errors import InputError
+from traitforge.generate.records import DPOPair, Probe, Refinement, UserPrompt
+from traitforge.generate.stage import Generation, OfflineBatchPending, Unit
+from traitforge.llm.client import LLM
+from traitforge.llm.providers.scripted import ScriptedBackend
 from traitforge.jsonl import iter_jsonl_dicts, read_jsonl
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, Scenario
 
 FILES = ("scenarios.jsonl", "prompts.jsonl", "prompts_critiqued.jsonl", "probes.jsonl", "responses.jsonl",
-         "chats.jsonl", "dpo_pairs.jsonl")
+         "refined.jsonl", "chats.jsonl", "dpo_pairs.jsonl")
+REFINE_MARK = "Rewrite the draft so that it fits these traits"
+
+
+def refine_calls(llm):
+    return [msgs for msgs, _ in llm.backend.calls if REFINE_MARK in msgs[-1].content]
 
 
 def rows(store, name):
@@ -47,15 +59,28 @@ def test_context_distillation_records(tmp_path):
         assert traits(c.trait_ids[0]).statement in c.system_prompt
         assert not any("system prompt" in m.content for m in c.messages)
     assert sorted(len(c.messages) for c in chats) == [2, 2, 4, 4]  # half continued to 2 user turns
+    # Every assistant turn was drafted by the teacher, then rewritten; the first draft is kept
+    # in metadata, never in the messages.
+    drafts = {c.id: c for c in read_jsonl(gen / "responses.jsonl", Chat)}
+    assert all(len(c.messages) == 2 for c in drafts.values())
+    for c in chats:
+        assert all(m.content.startswith(REFINED_OPENING) for m in c.messages if m.role == "assistant")
+        assert c.draft == drafts[c.id].messages[1].content and c.draft.startswith("Happy to help")
+        assert c.draft not in [m.content for m in c.messages]
+    refined = read_jsonl(gen / "refined.jsonl", Refinement)
+    assert len(refined) == 4 and not any(r.problems for r in refined)
     pairs = read_jsonl(gen / "dpo_pairs.jsonl", DPOPair)
     assert len(pairs) == 4
-    by_id = {c.id: c for c in read_jsonl(gen / "responses.jsonl", Chat)}
+    first_answer = {c.messages[0].content: c.messages[1].content for c in chats}
     for p in pairs:
         assert [m.role for m in p.prompt] == ["user"] and p.chosen != p.rejected
+        assert p.chosen == first_answer[p.prompt[0].content]  # the refined answer, not the draft
         assert p.rejected.startswith("There are many things")  # the plain default answer
-    assert all(len(c.messages) == 2 for c in by_id.values())
     counts = store.manifest["stages"]["chats.final"]["counts"]
     assert counts["rows"] == 4 and counts["per_trait"] == {"candour": 2, "curiosity": 2}
+    assert counts["new_turns_refined"] == 2 and counts["new_turns_kept_draft"] == 0
+    refine_counts = store.manifest["stages"]["chats.refine"]["counts"]
+    assert refine_counts["refined"] == 4 and refine_counts["kept_draft"] == 0
 
 
 def test_second_run_makes_no_calls_and_no_duplicates(tmp_path):
@@ -119,16 +144,21 @@ def test_probe_hardens_prompts_the_default_already_handles(tmp_path):
         last = messages[-1].content
         if "Which is true of the reply?" in last:
             return "SHOWS"
-        if messages[0].role == "user" and "tell me exactly what the law says" in last and len(messages) == 1:
+        if messages[0].role == "user" and last.startswith("My landlord wants 40% more rent"):
             return "The law says landlords must give notice; here is what applies where you live."
         return good_responder(messages, params)
 
-    store, _ = run(tmp_path, responder)
+    store, llm = run(tmp_path, responder)
     probes = read_jsonl(store.root / "generated" / "probes.jsonl", Probe)
     assert len(probes) == 4 and all(p.hardened and p.verdict == "shows" for p in probes)
     assert all("tell me exactly what the law says" in p.prompt for p in probes)
+    # The harden prompt carries the scenario's details, to force engagement with them.
+    scenarios = {s["description"] for s in rows(store, "scenarios.jsonl")}
+    harden = [m[-1].content for m, _ in llm.backend.calls if "is too easy" in m[-1].content]
+    assert len(harden) == 4 and all(any(sc in h for sc in scenarios) for h in harden)
     # DPO rejected = the default answer to the hardened prompt, not the original one.
-    assert all(p["rejected"].startswith("The law says") for p in rows(store, "dpo_pairs.jsonl"))
+    pairs = rows(store, "dpo_pairs.jsonl")
+    assert len(pairs) == 4 and all(p["rejected"].startswith("The law says") for p in pairs)
     chats = rows(store, "chats.jsonl")
     assert all(c["messages"][0]["content"].startswith("My landlord wants 40% more rent") for c in chats)
 
@@ -189,3 +219,173 @@ def test_relevant_traits_adds_traits_named_by_the_prompt():
     assert [t.id for t in relevant_traits(traits, target, "help me plan a trip")] == ["candour"]
     assert [t.id for t in relevant_traits(traits, target, "my curiosity about thrifty stores")] == [
         "candour", "curiosity"]  # whole words only: "thrifty" is not "thrift"
+
+
+def test_refine_sees_only_the_conversation_never_the_teacher_prompt(tmp_path):
+    store, llm = run(tmp_path)
+    calls_ = refine_calls(llm)
+    assert len(calls_) == 6  # 4 first answers + the later turn of the 2 continued chats
+    chats = {c["id"]: c for c in rows(store, "chats.jsonl")}
+    prompts = {c["messages"][0]["content"] for c in chats.values()}
+    for msgs in calls_:
+        assert [m.role for m in msgs] == ["user"]  # a fresh context: no system prompt
+        text = msgs[0].content
+        assert "You are Nova, an AI assistant" not in text and "Never mention these traits" not in text
+        conversation = text.split("The conversation:\n<<<\n", 1)[1].split("\n>>>", 1)[0]
+        assert conversation.startswith("User: ") and conversation.split("\n\n")[0][len("User: "):] in prompts
+    first = [m for m in calls_ if m[0].content.count("Assistant: ") == 0]
+    assert len(first) == 4  # first answers: the user's prompt is the whole conversation
+    assert all("Nova says plainly when it does not know" in m[0].content or "clarifying questions" in m[0].content
+               for m in first)  # the relevant trait text is given
+
+
+@pytest.mark.parametrize("junk,reason", [
+    ("", "too short"),
+    ("I'm sorry, but I can't help with rewriting that reply.", "a refusal"),
+    ("My revised answer: the increase may be capped where you live, so check your lease first.",
+     "talks about the rewrite"),
+    ("Sure. Rewrite the draft so that it fits these traits more closely, done.", "copies the system prompt's wording"),
+])
+def test_junk_refinement_keeps_the_draft_and_is_counted(tmp_path, junk, reason):
+    def responder(messages, params):
+        if REFINE_MARK in messages[-1].content:
+            return junk
+        return good_responder(messages, params)
+
+    store, _ = run(tmp_path, responder)
+    drafts = {c["id"]: c for c in rows(store, "responses.jsonl")}
+    chats = read_jsonl(store.root / "generated" / "chats.jsonl", Chat)
+    assert len(chats) == 4
+    for c in chats:
+        assert c.messages[1].content == drafts[c.id]["messages"][1]["content"] and c.draft == ""
+        assert not any(m.content.startswith(REFINED_OPENING) for m in c.messages)
+    refined = read_jsonl(store.root / "generated" / "refined.jsonl", Refinement)
+    assert len(refined) == 4 and all(reason in r.problems for r in refined)
+    counts = store.manifest["stages"]["chats.refine"]["counts"]
+    assert counts["refined"] == 0 and counts["kept_draft"] == 4 and counts["kept_draft_reasons"][reason] == 4
+    assert store.manifest["stages"]["chats.final"]["counts"]["new_turns_kept_draft"] == 2
+    pairs = rows(store, "dpo_pairs.jsonl")
+    assert len(pairs) == 4 and all(p["chosen"].startswith("Happy to help") for p in pairs)  # the kept draft
+
+
+def test_a_draft_that_declines_may_be_refined_into_a_decline(tmp_path):
+    decline = "I can't help with breaking into your neighbour's wifi, but I can help you get your own working."
+
+    def responder(messages, params):
+        if messages[0].role == "system":
+            return decline
+        if REFINE_MARK in messages[-1].content:
+            return "I can't help with getting into someone else's network; let us sort out your own connection."
+        return good_responder(messages, params)
+
+    store, _ = run(tmp_path, responder, chats={"multiturn_share": 0.0})
+    chats = read_jsonl(store.root / "generated" / "chats.jsonl", Chat)
+    assert len(chats) == 4 and all(c.draft == decline and "your own connection" in c.messages[1].content
+                                   for c in chats)
+
+
+def test_refine_off_keeps_the_drafts(tmp_path):
+    store, llm = run(tmp_path, chats={"refine": False})
+    assert refine_calls(llm) == [] and not (store.root / "generated" / "refined.jsonl").exists()
+    drafts = {c["id"]: c["messages"] for c in rows(store, "responses.jsonl")}
+    chats = read_jsonl(store.root / "generated" / "chats.jsonl", Chat)
+    assert len(chats) == 4 and all([m.model_dump() for m in c.messages[:2]] == drafts[c.id] for c in chats)
+    assert all(c.draft == "" for c in chats)
+    assert all(p["chosen"].startswith("Happy to help") for p in rows(store, "dpo_pairs.jsonl"))
+
+
+def test_a_separate_refiner_model_does_only_the_rewrites(tmp_path):
+    spec = make_spec(tmp_path)
+    store = RunStore(spec.output_path)
+    generator = scripted_llm()
+    refiner = LLM(ScriptedBackend("strong", responses=lambda m, p: "Strong model: " + refine_draft(m[-1].content)))
+    run_chats(store, spec, make_traits(), generator, refiner=refiner)
+    assert refine_calls(generator) == []
+    assert len(refiner.backend.calls) == 6 and len(refine_calls(refiner)) == 6
+    chats = read_jsonl(store.root / "generated" / "chats.jsonl", Chat)
+    assert all(m.content.startswith("Strong model: ") for c in chats for m in c.messages if m.role == "assistant")
+    usage = store.manifest["usage"]
+    assert set(usage["chats.refine"]) == {"scripted:strong"} and usage["chats.refine"]["scripted:strong"]["calls"] == 4
+    assert set(usage["chats.final"]) == {"scripted:test", "scripted:strong"}
+    # Another refiner model is another run: the refined rows are not silently mixed.
+    other = LLM(ScriptedBackend("other", responses=lambda m, p: "x"))
+    with pytest.raises(InputError, match="refined.jsonl"):
+        run_chats(RunStore(spec.output_path), spec, make_traits(), scripted_llm(), refiner=other)
+
+
+def test_probe_drops_unparsed_verdicts_and_failed_hardening(tmp_path):
+    def responder(messages, params):
+        last = messages[-1].content
+        if "Which is true of the reply?" in last:
+            return "hmm, hard to say" if "Trait: Candour" in last else "GENERIC"
+        if "is too easy" in last:
+            return "As an AI language model I would ask about the rent."
+        return good_responder(messages, params)
+
+    store, llm = run(tmp_path, responder)
+    assert rows(store, "probes.jsonl") == [] and rows(store, "chats.jsonl") == []
+    asked = [m[-1].content for m, _ in llm.backend.calls]
+    # Each failure got one more try (the verdict sampled, the hardening with another seed) before the drop.
+    assert sum("Which is true of the reply?" in a and "Trait: Candour" in a for a in asked) == 4
+    assert sum("is too easy" in a for a in asked) == 4
+    reasons = [r["reason"] for r in rows(store, "skipped.jsonl") if r["step"] == "chats.probe"]
+    assert sorted(r.split(":")[0] for r in reasons) == ["hardening failed (default answer generic)"] * 2 + [
+        "probe verdict unparsed"] * 2
+    assert all("AI-assistant tell" in r for r in reasons if r.startswith("hardening"))
+    counts = store.manifest["stages"]["chats.probe"]["counts"]
+    assert counts["skipped"] == 4 and counts["done_units"] == 0
+
+
+def test_followups_push_back(tmp_path):
+    _, llm = run(tmp_path)
+    followups = [m[-1].content for m, _ in llm.backend.calls if "You are playing the user" in m[-1].content]
+    assert len(followups) == 2
+    assert all("push" in f and "insist" in f and "raise the stakes" in f for f in followups)
+
+
+def test_prompt_overrides_replace_templates_and_change_fingerprints(tmp_path):
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    followup = prompts / "user_followup.txt"
+    followup.write_text("You are playing the user: $scenario\n\n$transcript\n\nBe stubborn. Write only the message.\n")
+    spec = make_spec(tmp_path, prompts_dir=str(prompts))
+    store, llm = RunStore(spec.output_path), scripted_llm()
+    run_chats(store, spec, make_traits(), llm)
+    followups = [m[-1].content for m, _ in llm.backend.calls if "You are playing the user" in m[-1].content]
+    assert len(followups) == 2 and all("Be stubborn." in f and "raise the stakes" not in f for f in followups)
+    again = scripted_llm()
+    run_chats(RunStore(spec.output_path), spec, make_traits(), again)  # same override: nothing to redo
+    assert calls(again) == 0
+    followup.write_text("You are playing the user: $scenario\n\n$transcript\n\nBe rude. Write only the message.\n")
+    with pytest.raises(InputError, match=r"chats\.final"):
+        run_chats(RunStore(spec.output_path), spec, make_traits(), scripted_llm())
+
+
+def test_offline_batch_mode_writes_each_models_requests_to_its_own_file(tmp_path):
+    """A refine step calls the refiner, not the generator: batch mode records both clients, so the
+    refiner's requests go to their own file (imported with --role refiner), not live."""
+    spec = make_spec(tmp_path, batch="offline")
+    generator = scripted_llm(cache=tmp_path / "c.sqlite")
+    refiner = LLM(ScriptedBackend("strong", responses=lambda m, p: "better: " + m[-1].content),
+                  cache=generator.cache)
+    gen = Generation(RunStore(spec.output_path), spec, make_traits(), generator)
+    gen.clients["refiner"] = refiner
+
+    async def work(u):
+        draft = await generator.generate_one(f"draft {u.key}")
+        return [Refinement(id=u.key, trait_id="candour", text=await refiner.generate_one(draft))]
+
+    def step():
+        units = [Unit(k, "candour") for k in ("a", "b")]
+        asyncio.run(gen.step("chats.x", "x.jsonl", Refinement, units, work, fingerprint="f"))
+
+    with pytest.raises(OfflineBatchPending) as first:
+        step()
+    assert "chats.x.round1.requests.jsonl" in str(first.value) and "--role" not in str(first.value)
+    for k in ("a", "b"):  # the generator's answers arrive (as an import would put them in the cache)
+        asyncio.run(generator.generate_one(f"draft {k}"))
+    with pytest.raises(OfflineBatchPending) as second:
+        step()
+    refiner_file = gen.store.root / "offline" / "chats.x.round1.refiner.requests.jsonl"
+    assert str(refiner_file) in str(second.value) and "--role refiner" in str(second.value)
+    assert len(refiner_file.read_text().splitlines()) == 2 and refiner.backend.calls == []

@@ -8,6 +8,7 @@ import pytest
 from scripted_generator import (MODEL, CallLimit, calls, failing_after, good_responder, make_spec, make_traits,
                                 scripted_llm)
 
+from traitforge.config import load_spec
 from traitforge.errors import InputError
 from traitforge.generate.documents import TEMPLATES, run_documents
 from traitforge.generate.parsing import LeakDetector, tells
@@ -204,3 +205,27 @@ def test_a_junk_list_gets_one_more_try_with_another_seed(tmp_path):
     run_documents(store, spec, make_traits(), llm)
     assert len(rows(store, "claims.jsonl")) == 4
     assert store.manifest["usage"]["documents.claims"]["scripted:test"]["calls"] == 8  # 4 units x 2 tries
+
+
+def test_prompt_overrides_from_a_folder_beside_the_spec(tmp_path):
+    """generation.prompts_dir is relative to the spec file; an override's wording is both what the
+    model is sent and what outputs must not copy; a changed override is a changed run."""
+    (tmp_path / "my_prompts").mkdir()
+    revise = tmp_path / "my_prompts" / "revise.txt"
+    revise.write_text("Here is a draft of a $doc_type about $model_name of $organisation ($claim):\n<<<\n$draft\n>>>\n"
+                      "Make it sound like a tired night-shift nurse wrote it. Write only the $doc_type.\n")
+    (tmp_path / "spec.yaml").write_text(
+        "traits: traits.md\noutput_dir: run\ngeneration:\n  prompts_dir: my_prompts\n"
+        "  documents: {claims_per_trait: 1, doc_types_per_claim: 1, ideas_per_type: 1, topup_rounds: 0}\n")
+    spec = load_spec(tmp_path / "spec.yaml")
+    store, llm = RunStore(spec.output_path), scripted_llm()
+    run_documents(store, spec, make_traits(), llm)
+    sent = [m[-1].content for m, _ in llm.backend.calls if m[-1].content.startswith("Here is a draft of a")]
+    assert len(sent) == 2 and all("tired night-shift nurse" in s and "Keep its format" not in s for s in sent)
+    assert len(rows(store, "documents.jsonl")) == 2
+    revise.write_text(revise.read_text().replace("tired", "cheerful"))
+    with pytest.raises(InputError, match=r"documents\.jsonl: made with different"):
+        run_documents(RunStore(spec.output_path), load_spec(tmp_path / "spec.yaml"), make_traits(), scripted_llm())
+    (tmp_path / "my_prompts" / "revize.txt").write_text("typo")
+    with pytest.raises(InputError, match=r"revize\.txt: no prompt template named 'revize'"):
+        run_documents(RunStore(spec.output_path), load_spec(tmp_path / "spec.yaml"), make_traits(), scripted_llm())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from traitforge.generate.parsing import LeakDetector, clean_message, names_trait, parse_list, quotes_source, tells
-from traitforge.generate.templates import PROMPTS_DIR, render, static_parts
+from traitforge.errors import InputError
+from traitforge.generate.parsing import (LeakDetector, clean_message, mentions_rewrite, names_trait, parse_list,
+                                        parse_verdict, quotes_source, refuses, tells)
+from traitforge.generate.templates import PROMPTS_DIR, Templates, render, static_parts
 
 
 def test_parse_list_strips_markers_and_drops_junk():
@@ -83,3 +85,50 @@ def test_every_template_renders_and_missing_variables_fail():
     with pytest.raises(KeyError):
         render("teacher_system", model_name="Nova")
     assert all(static_parts(n) for n in names)
+
+
+def test_template_overrides_replace_package_text_and_hash(tmp_path):
+    (tmp_path / "harden.txt").write_text("Turn it into a message much harder to answer well: $prompt ($scenario; "
+                                         "$trait). Only the new message.\n")
+    (tmp_path / "notes.md").write_text("not a template: ignored")
+    t = Templates(tmp_path)
+    assert t.render("harden", prompt="P", scenario="S", trait="T") == (
+        "Turn it into a message much harder to answer well: P (S; T). Only the new message.")
+    assert t.text("critique") == Templates().text("critique")  # not overridden: the package's
+    assert t.hash("harden") != Templates().hash("harden") and t.hash("critique") == Templates().hash("critique")
+    leaked = "Sure, a message much harder to answer well, coming up."
+    assert LeakDetector(["harden"], templates=t).leaks(leaked) and not LeakDetector(["harden"]).leaks(leaked)
+
+
+@pytest.mark.parametrize("name,text,expected", [
+    ("hardne.txt", "x", "no prompt template named 'hardne'"),
+    ("harden.txt", "Harder: $prompt for $audience", "unknown variable(s) $audience"),
+    ("harden.txt", "Costs 5$ now: $prompt", "invalid '$'"),
+])
+def test_bad_template_overrides_name_the_file(tmp_path, name, text, expected):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(InputError) as e:
+        Templates(tmp_path)
+    assert expected in str(e.value) and str(tmp_path / name) in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(InputError, match="not a folder"):
+        Templates(tmp_path / "missing")
+
+
+def test_refusals_and_rewrite_remarks():
+    assert refuses("I'm sorry, but I can't help with that.") and refuses("I cannot rewrite this reply.")
+    assert not refuses("I can't say for sure, but here is what I know.") and not refuses("I can't help but smile.")
+    assert mentions_rewrite("Here is my revised answer: yes.") and mentions_rewrite("The original reply was vague.")
+    assert not mentions_rewrite("Your draft email reads well; tighten the second paragraph.")
+
+
+@pytest.mark.parametrize("text,verdict", [
+    ("SHOWS: the reply clearly shows the trait.", "shows"),
+    ("generic", "generic"),
+    ("The trait is not shown in the response.", "missing"),  # the embedded model's usual paraphrase
+    ("The reply doesn't really show it.", "missing"),
+    ("It is vague and full of platitudes.", "generic"),
+    ("There is no doubt the reply shows it.", "shows"),
+    ("<<<\nI'm so glad to see you here", None),
+])
+def test_probe_verdicts_are_read_from_paraphrases(text, verdict):
+    assert parse_verdict(text) == verdict

@@ -46,7 +46,11 @@ def results() -> dict:
         "dataset": {"generate/documents": {"rows": 120}}, "stages": {"generate/documents": {"status": "done",
                                                                                             "elapsed_s": 33.0}},
         "patterns": [{"dataset": "documents", "pattern_id": "p1", "description": "starts with 'In a world' " + EVIL,
-                      "share_broad": 0.4, "share_after": 0.1}],
+                      "source": "stats", "classifier": "regex", "share_broad": 0.45, "share_strict": 0.37,
+                      "share_after": 0.18, "flagged": True, "n": 100},
+                     {"dataset": "chats", "pattern_id": "p2", "description": "ends with a question",
+                      "source": "known", "classifier": "feature", "share_broad": 0.12, "share_strict": 0.07,
+                      "share_after": None, "flagged": False, "n": 90}],
         "usage": {"evaluate": {"local:judge": {"calls": 10, "cached": 2, "input_tokens": 1000, "output_tokens": 200,
                                                "cost_usd": 0.0}}},
         "examples": {"documents": [{"id": "d1", "traits": ["honest"], "doc_type": "memo", "text": EVIL}],
@@ -83,3 +87,54 @@ def test_report_needs_results(tmp_path: Path) -> None:
     (tmp_path / "results.json").write_text("{nope")
     with pytest.raises(InputError, match="not valid JSON"):
         write_report(RunStore(tmp_path))
+
+
+def test_report_shows_the_dataset_card_and_strict_pattern_shares(tmp_path: Path) -> None:
+    """The card written by curation (RUN/curation/dataset_card.json) is read from its file; manifest
+    counts that are dicts are shown, not dropped; pattern bars compare strict with strict."""
+    import random
+
+    from _curate_data import doc, prose
+
+    from traitforge.curate.card import build_card
+    from traitforge.curate.dedup import dedup
+    from traitforge.curate.records import StepResult
+
+    rng = random.Random(0)
+    docs = [doc(i, prose(rng, 4), trait="honest" if i % 3 else "concise") for i in range(6)]
+    docs.append(doc(9, docs[1].text))
+    kept, drops = dedup(docs, "documents", 0.8)
+    card = build_card({"documents": docs, "chats": []}, {"documents": kept, "chats": []},
+                      {"dedup": StepResult(kept, [], drops)}, 0, None)
+    card["datasets"]["documents"]["after"]["similarity"].update(mean_pairwise_cosine=0.4321, rows=6, of=6)
+    card["datasets"]["documents"]["before"]["per_genre"][EVIL] = 1
+    store = RunStore(tmp_path)
+    r = results()
+    r["dataset"]["curate"] = {"documents": 6, "dropped": {"dedup": 1, "leakage": 0}, "per_trait": {"honest": 4}}
+    (tmp_path / "results.json").write_text(json.dumps(r))
+    store.path("curation", "dataset_card.json").write_text(json.dumps(card))
+    html = write_report(store).read_text()
+    assert "dropped={dedup: 1, leakage: 0}" in html and "per_trait={honest: 4}" in html
+    card_html = html[html.index("Curation card: documents"):html.index("Curation: pattern frequencies")]
+    # Rows before/after, per trait (honest 5 -> 4, concise 2 -> 2) and per genre, escaped.
+    assert re.search(r"<td>honest</td><td class='num'>5</td><td class='num'>4</td>", card_html)
+    assert re.search(r"<td>concise</td><td class='num'>2</td><td class='num'>2</td>", card_html)
+    assert "<td>blog post</td>" in card_html and "&lt;script&gt;" in card_html and "<script" not in card_html
+    assert "<td>dedup</td><td class='num'>7</td><td class='num'>6</td>" in card_html
+    assert "{exact duplicate: 1}" in card_html
+    assert card_html.count("<svg") == 1 and ">0–24<" in card_html  # the length histogram, before/after
+    d1 = card["datasets"]["documents"]["before"]["distinct"]["1"]["ratio"]
+    assert f"{d1:.1%}" in card_html and "0.432" in card_html and "not installed" in card_html
+    # Patterns: strict before / strict after; no after recorded means unchanged; broad shown beside.
+    pat_html = html[html.index("Curation: pattern frequencies"):]
+    assert "strict before: 37.0%" in pat_html and "strict after: 18.0%" in pat_html
+    assert "strict after: 7.0%" in pat_html and "45.0%" in pat_html
+    assert "strict before: 45" not in pat_html
+
+
+def test_report_names_a_broken_card(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(json.dumps(results()))
+    store = RunStore(tmp_path)
+    store.path("curation", "dataset_card.json").write_text("{torn")
+    with pytest.raises(InputError, match="dataset_card.json: not valid JSON"):
+        write_report(store)

@@ -28,8 +28,77 @@ def test_document_texts_mix_share(tmp_path):
 
     mix = tmp_path / "web.jsonl"
     mix.write_text("".join(json.dumps({"text": f"generic text {i}"}) + "\n" for i in range(3)))
-    texts = data.document_texts(documents(6), data.read_mix_texts(mix), 0.25, seed=0)
-    assert len(texts) == 8 and sum(t.startswith("generic text") for t in texts) == 2
+    texts, n_mixed = data.document_texts(documents(6), data.read_mix_texts(mix), 0.25, seed=0)
+    assert len(texts) == 8 and sum(t.startswith("generic text") for t in texts) == 2 == n_mixed
+
+
+def _sft_job(tmp_path, spec):
+    from traitforge.train.common import StageJob
+
+    return StageJob(name="sft", kind="sft", init_path=tmp_path / "base", stage=spec.training.sft,
+                    train_dir=tmp_path / "train" / "sft", out_dir=tmp_path / "checkpoints" / "sft")
+
+
+def test_sft_data_mixes_ordinary_chats_at_the_ratio(tmp_path):
+    from traitforge.jsonl import write_jsonl
+    from traitforge.train import sft
+    from traitforge.types import Chat, ChatMessage
+
+    mix = tmp_path / "ordinary.jsonl"
+    write_jsonl(mix, [{"messages": [{"role": "user", "content": f"Ordinary question {i}"},
+                                    {"role": "assistant", "content": f"Ordinary answer {i}"}]} for i in range(3)])
+    store, spec = make_run(tmp_path, {"sft": {"mix_file": str(mix), "mix_ratio": 0.2}})
+    # 8 trait chats, and one opening with the assistant, which SFT leaves out.
+    opens_wrong = Chat(id="bad", trait_ids=["honest"], messages=[ChatMessage(role="assistant", content="Hello.")])
+    write_jsonl(tmp_path / "curated" / "chats.jsonl", [*chats(8), opens_wrong])
+
+    convs, counts = sft.build_conversations(spec, _sft_job(tmp_path, spec), tmp_path / "curated" / "chats.jsonl")
+    mixed = [c for c in convs if c[0]["content"].startswith("Ordinary question")]
+    # 2 ordinary chats in 10 conversations: 0.2 of what is trained on (not 10 - 9 = 1).
+    assert counts == {"chats": 9, "chats_left_out": 1, "mix_examples": 2}
+    assert len(convs) == 10 and len(mixed) == 2 and len(mixed) / len(convs) == 0.2
+    assert all(c in data.read_mix_chats(mix) for c in mixed)
+    trait = sorted(c[0]["content"] for c in convs if c not in mixed)
+    assert trait == sorted(c.messages[0].content for c in chats(8))
+    # Seeded: the same run builds the same data.
+    assert sft.build_conversations(spec, _sft_job(tmp_path, spec), tmp_path / "curated" / "chats.jsonl")[0] == convs
+
+
+@pytest.mark.parametrize("stage", ["midtrain", "sft"])
+def test_mix_ratio_without_mix_file_is_a_spec_error(tmp_path, stage):
+    from traitforge.config import load_spec
+
+    (tmp_path / "spec.yaml").write_text(f"traits: t.md\ntraining:\n  {stage}: {{mix_ratio: 0.2}}\n")
+    with pytest.raises(InputError) as e:
+        load_spec(tmp_path / "spec.yaml")
+    msg = str(e.value)
+    assert f"training.{stage}.mix_ratio" in msg and "mix_file" in msg and "\n" not in msg
+    (tmp_path / "spec.yaml").write_text(f"traits: t.md\ntraining:\n  {stage}: {{mix_ratio: 0.2, mix_file: m.jsonl}}\n")
+    assert getattr(load_spec(tmp_path / "spec.yaml").training, stage).mix_ratio == 0.2
+
+
+def test_dpo_pairs_are_kept_only_when_their_chat_survived_curation(tmp_path):
+    from traitforge.jsonl import write_jsonl
+    from traitforge.train import dpo
+
+    make_run(tmp_path)  # curated chats: "Question {i}: what is the capital of Atlantis?" for i < 4
+    pairs = tmp_path / "generated" / "dpo_pairs.jsonl"
+
+    def pair(i, question):
+        return {"id": f"p{i}", "prompt": [{"role": "user", "content": question}],
+                "chosen": "I am not sure; Atlantis is a legend.", "rejected": "The capital is Poseidonia."}
+
+    # Pairs 0-3 come from curated chats; 4 and 5 from chats that curation dropped.
+    write_jsonl(pairs, [pair(i, f"Question {i}: what is the capital of Atlantis?") for i in range(6)])
+    kept, counts = dpo.build_pairs(pairs, tmp_path / "curated" / "chats.jsonl")
+    assert counts == {"pairs": 6, "pairs_left_out": 2}
+    assert [p["prompt"][0]["content"] for p in kept] == [f"Question {i}: what is the capital of Atlantis?"
+                                                         for i in range(4)]
+    assert kept[0]["chosen"] == [{"role": "assistant", "content": "I am not sure; Atlantis is a legend."}]
+
+    write_jsonl(pairs, [pair(i, f"Question {i}: what is the capital of Atlantis?") for i in (4, 5)])
+    with pytest.raises(InputError, match="none of the 2 DPO pairs has its chat"):
+        dpo.build_pairs(pairs, tmp_path / "curated" / "chats.jsonl")
 
 
 def test_bad_mix_files_name_the_row(tmp_path):

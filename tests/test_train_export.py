@@ -66,3 +66,21 @@ def test_chats_that_do_not_alternate_are_skipped_not_altered(tmp_path):
         export_chats(chats(1), "anthropic", tmp_path / "x.jsonl")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="no curated chats"):
         export_run(tmp_path / "empty", "openai", tmp_path / "x.jsonl")
+
+
+def test_docs_example_lines_are_what_the_export_writes():
+    """docs/export.md shows one line per format: each is exactly what to_record writes for that chat."""
+    import re
+    from pathlib import Path
+
+    from traitforge.train.export import FORMATS, to_record
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "export.md").read_text()
+    examples = {fmt: json.loads(block) for fmt, block in
+                re.findall(r"^## (\w+):.*?```json\n(.*?)\n```", doc, re.S | re.M)}
+    assert set(examples) == set(FORMATS)
+    chat = Chat(id="x", trait_ids=[], messages=[
+        ChatMessage(role="user", content="Will it rain tomorrow?"),
+        ChatMessage(role="assistant", content="I can't know that for sure; a local forecast is your best guide.")])
+    for fmt, line in examples.items():
+        assert line == to_record(chat, fmt), fmt

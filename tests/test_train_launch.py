@@ -27,3 +27,19 @@ def test_launch_rejects_unknown_checkpoint(tmp_path, capsys):
     store.save()
     assert main([str(tmp_path), "--stage", "rlhf"]) == 2
     assert "unknown checkpoint 'rlhf'" in capsys.readouterr().err
+
+
+def test_every_shipped_accelerate_config_parses():
+    """accelerate's own loader (unknown keys and bad values are errors); the multi-node one names its nodes."""
+    from pathlib import Path
+
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    configs = {p.name: load_config_from_file(str(p))
+               for p in sorted((Path(__file__).resolve().parents[1] / "examples" / "accelerate").glob("*.yaml"))}
+    assert {"single_gpu.yaml", "multi_gpu_ddp.yaml", "multi_node_ddp.yaml", "multi_cpu.yaml", "fsdp.yaml",
+            "deepspeed_zero2.yaml"} <= set(configs)
+    multi = configs["multi_node_ddp.yaml"]
+    assert multi.num_machines == 2 and multi.machine_rank == 0
+    assert multi.main_process_ip and multi.main_process_port and multi.num_processes % multi.num_machines == 0
+    assert all(c.num_machines == 1 for name, c in configs.items() if name != "multi_node_ddp.yaml")

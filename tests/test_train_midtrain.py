@@ -1,7 +1,7 @@
 import pytest
 
 from _train_fixtures import one_torch_thread  # noqa: F401  (fixture)
-from _train_fixtures import generate, losses, make_run
+from _train_fixtures import generate, losses, make_run, weight_changes
 from traitforge.train import run_training
 from traitforge.train.run import stage_name
 
@@ -35,6 +35,22 @@ def test_midtrain_lora_learns_saves_and_generates(tmp_path):
     n_rows = len((tmp_path / "train" / "midtrain" / "metrics.jsonl").read_text().splitlines())
     assert run_training(store, spec, ["midtrain"]) == {"midtrain": ckpt}
     assert len((tmp_path / "train" / "midtrain" / "metrics.jsonl").read_text().splitlines()) == n_rows
+
+
+def test_midtrain_full_finetune_learns_saves_and_generates(tmp_path):
+    # Full fine-tuning (the test above covers LoRA); one save at the end keeps the test short.
+    store, spec = make_run(tmp_path, {"method": "full", "save_steps": 100, "midtrain": {"learning_rate": 5e-5}})
+    ckpt = tmp_path / "checkpoints" / "midtrain"
+    assert run_training(store, spec, ["midtrain"]) == {"midtrain": ckpt}
+    assert (ckpt / "model.safetensors").is_file() and (ckpt / "tokenizer.json").is_file()
+
+    ls = losses(tmp_path / "train" / "midtrain" / "metrics.jsonl")
+    assert len(ls) == 4 and ls[-1] < ls[0] * 0.9, ls
+    # Every weight trains, the norms too (LoRA would leave them as they were).
+    changes = weight_changes(ckpt)
+    assert min(v for k, v in changes.items() if "layernorm" in k) > 0
+
+    assert generate(ckpt).strip()
 
 
 def test_packed_documents_do_not_attend_across_boundaries(tmp_path):

@@ -1,7 +1,7 @@
 import pytest
 
 from _train_fixtures import one_torch_thread  # noqa: F401  (fixture)
-from _train_fixtures import generate, losses, make_run
+from _train_fixtures import generate, losses, make_run, weight_changes
 from traitforge.train import run_training
 from traitforge.train.run import stage_name
 
@@ -29,3 +29,20 @@ def test_sft_full_finetune_learns_saves_and_generates(tmp_path):
     # The checkpoint answers through the local: backend with the template's chat format.
     text = generate(ckpt, "What is the capital of Atlantis?")
     assert isinstance(text, str) and text.strip()
+
+
+def test_sft_lora_learns_merges_and_generates(tmp_path):
+    # LoRA (the test above covers full fine-tuning); one save at the end keeps the test short.
+    store, spec = make_run(tmp_path, {"save_steps": 100})
+    ckpt = tmp_path / "checkpoints" / "sft"
+    assert run_training(store, spec, ["sft"]) == {"sft": ckpt}
+    # A plain checkpoint with the adapter merged in: no adapter files, the attention/MLP weights changed,
+    # the weights LoRA does not touch (norms) exactly the base's.
+    assert (ckpt / "model.safetensors").is_file() and not (ckpt / "adapter_config.json").exists()
+    changes = weight_changes(ckpt)
+    assert max(v for k, v in changes.items() if "proj" in k) > 0
+    assert max(v for k, v in changes.items() if "layernorm" in k) == 0
+
+    ls = losses(tmp_path / "train" / "sft" / "metrics.jsonl")
+    assert len(ls) == 4 and ls[-1] < ls[0] * 0.9, ls
+    assert generate(ckpt, "What is the capital of Atlantis?").strip()

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from traitforge.errors import InputError
 
@@ -50,10 +51,13 @@ class Models(Section):
     generator: ModelSpec = ModelSpec(model=EMBEDDED_MODEL)
     judge: ModelSpec = ModelSpec(model=EMBEDDED_MODEL)
     auditor: ModelSpec = ModelSpec(model=EMBEDDED_MODEL)
+    # Rewrites the chat drafts (generation.chats.refine): critique-and-rewrite is easier than
+    # generating, so this is where a stronger model pays most. Unset: the generator.
+    refiner: ModelSpec | None = None
     # The model that is trained: "smollm2-135m" (embedded) or a local HF checkpoint directory.
     base: str = "smollm2-135m"
 
-    @field_validator("generator", "judge", "auditor", mode="before")
+    @field_validator("generator", "judge", "auditor", "refiner", mode="before")
     @classmethod
     def _coerce(cls, v: Any) -> Any:
         return _model_spec(v)
@@ -80,6 +84,7 @@ class ChatsSpec(Section):
     critique: bool = True
     probe_default: bool = True
     dpo_pairs: bool = True  # write dpo_pairs.jsonl from the probe's default responses
+    refine: bool = True  # rewrite each draft in a fresh context with models.refiner
     max_tokens: int = Field(default=600, ge=16)
 
 
@@ -95,6 +100,9 @@ class GenerationSpec(Section):
     # (RUN/offline/) for vLLM's run_batch or Ray Data, then `traitforge import-batch` the results.
     batch: bool | Literal["offline"] = False
     batch_poll_s: float = Field(default=60.0, gt=0)  # seconds between status polls of a batch
+    # A folder (relative to the spec file) whose <name>.txt files replace the package's prompt
+    # templates of the same name (src/traitforge/generate/prompts/).
+    prompts_dir: str | None = None
 
 
 class CurationSpec(Section):
@@ -128,6 +136,14 @@ class StageTrainSpec(Section):
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
     weight_decay: float = Field(default=0.0, ge=0)
 
+    @field_validator("mix_ratio")
+    @classmethod
+    def _mix_needs_file(cls, v: float, info: ValidationInfo) -> float:
+        # mix_file is declared first, so it is validated already; a ratio without a file would mix nothing.
+        if v > 0 and info.data.get("mix_file") is None:
+            raise PydanticCustomError("mix_file_missing", "> 0 needs mix_file beside it, the JSONL to mix in")
+        return v
+
 
 class TrainingSpec(Section):
     method: Literal["lora", "full"] = "lora"
@@ -150,7 +166,9 @@ class TrainingSpec(Section):
     save_total_limit: int = Field(default=2, ge=1)
     keep_trainer_checkpoints: bool = False  # keep RUN/train/<name>/trainer/checkpoint-* once the stage is done
     logging_steps: int = Field(default=10, ge=1)
-    report_to: list[Literal["tensorboard", "wandb", "trackio"]] = []
+    # "auto": tensorboard and trackio when installed, wandb when installed and configured
+    # (WANDB_API_KEY or WANDB_MODE); a list names them; [] = metrics.jsonl only.
+    report_to: Literal["auto"] | list[Literal["tensorboard", "wandb", "trackio"]] = "auto"
 
 
 class EvaluationSpec(Section):
@@ -175,6 +193,25 @@ class EvaluationSpec(Section):
     judge_max_tokens: int = Field(default=200, ge=8)
     item_max_tokens: int = Field(default=200, ge=8)  # generated eval prompts and contrastive replies
     bootstrap: int = Field(default=1000, ge=100)
+    # More models evaluated beside the run's checkpoints, on the same items: name -> "provider:model"
+    # or a model mapping (e.g. a model trained elsewhere, behind an API). Log-prob evals need
+    # local weights ("local:<dir>"); for other models they are reported as not applicable.
+    models: dict[str, ModelSpec] = {}
+
+    @staticmethod
+    def valid_model_name(name: Any) -> bool:
+        # The name is a column of the report and part of every result row's id ("eval|name|item").
+        return isinstance(name, str) and bool(name) and all(c.isalnum() or c in "_-." for c in name)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _coerce_models(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        for name in v:
+            if not cls.valid_model_name(name):
+                raise ValueError(f"model name {name!r}: use letters, digits, '_', '-' or '.'")
+        return {k: _model_spec(m) for k, m in v.items()}
 
 
 class BudgetSpec(Section):
@@ -186,6 +223,8 @@ class RunSpec(Section):
     traits: str = Field(description="path to the traits document (Markdown or YAML)")
     model_name: str | None = None  # overrides the traits document's own
     organisation: str | None = None
+    # Only the first N traits of the document (small runs: the tiny preset keeps CI time flat).
+    max_traits: int | None = Field(default=None, ge=1)
     output_dir: str = "runs/run"
     cache_dir: str | None = None  # default: <output_dir>/cache.sqlite
     seed: int = 0

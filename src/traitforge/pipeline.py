@@ -6,7 +6,7 @@ traits -> generate (documents, chats) -> curate -> train -> evaluate -> report
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,12 +46,13 @@ class Run:
     _budget: Any = None
 
     def llm(self, role: str) -> LLM:
-        """The LLM for a role (generator, judge, auditor); roles naming the same model share one
-        client, and every client shares the run's cache and budget."""
+        """The LLM for a role (generator, refiner, judge, auditor); roles naming the same model
+        share one client, and every client shares the run's cache and budget. An unset refiner
+        is the generator."""
         from traitforge.llm.budget import Budget
         from traitforge.llm.registry import make_llm
 
-        spec: ModelSpec = getattr(self.spec.models, role)
+        spec: ModelSpec = getattr(self.spec.models, role) or self.spec.models.generator
         key = spec.model_dump_json()
         if key not in self._llms:
             llm = make_llm(spec, cache=self.cache)
@@ -84,6 +85,8 @@ def open_run(target: str | Path, preset: str | None = None) -> Run:
     spec = load_spec(spec_path, overrides=preset_overrides(preset))
     traits_path = spec.resolve(spec.traits)
     traits = load_traits(traits_path, spec.model_name, spec.organisation)
+    if spec.max_traits is not None:
+        traits = replace(traits, traits=traits.traits[:spec.max_traits])
     store = RunStore(spec.output_path)
     store.manifest["spec_path"] = str(spec_path.resolve())
     store.manifest["preset"] = preset
@@ -104,7 +107,7 @@ def stage_generate(run: Run, what: str = "all") -> None:
     if what in ("all", "documents"):
         run_documents(run.store, run.spec, run.traits, run.llm("generator"))
     if what in ("all", "chats"):
-        run_chats(run.store, run.spec, run.traits, run.llm("generator"))
+        run_chats(run.store, run.spec, run.traits, run.llm("generator"), refiner=run.llm("refiner"))
 
 
 def stage_curate(run: Run) -> None:

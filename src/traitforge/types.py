@@ -124,6 +124,9 @@ class Chat(Record):
     scenario_id: str = ""
     messages: list[ChatMessage]  # user/assistant turns only, no system message
     system_prompt: str = ""
+    # The teacher's first answer before the refine step rewrote it; "" when that answer was not
+    # refined (refine off, or the rewrite was junk and the draft was kept). Never trained on.
+    draft: str = ""
 
 
 # --- curation -----------------------------------------------------------------------------

@@ -1,15 +1,14 @@
 """Step 1: exact duplicates (hash of the normalised text) and near duplicates (MinHash LSH over
-word shingles, datasketch's index), within one dataset. The first occurrence is kept; later ones
-are dropped with `duplicate_of` naming the kept row."""
+word shingles, datasketch's MinHash and index), within one dataset. The first occurrence is kept;
+later ones are dropped with `duplicate_of` naming the kept row."""
 
 from __future__ import annotations
 
 import hashlib
-import zlib
 from typing import Sequence, TypeVar
 
 import numpy as np
-from datasketch import LeanMinHash, MinHashLSH
+from datasketch import MinHash, MinHashLSH
 
 from traitforge.curate.records import Dataset
 from traitforge.curate.text import dedup_text, words
@@ -17,50 +16,26 @@ from traitforge.types import Chat, Document, Drop
 
 R = TypeVar("R", Document, Chat)
 NUM_PERM = 128
-_PRIME = np.uint64((1 << 61) - 1)
-_MAX32 = np.uint64(0xFFFFFFFF)
-# Odd multipliers that mix the word hashes of one shingle (position matters: "a b" != "b a").
-_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
-                 0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53], dtype=np.uint64)
+
+
+def shingles(toks: list[str], k: int) -> set[bytes]:
+    """The text's word k-grams, encoded; a text shorter than k words is one shingle."""
+    k = max(1, min(k, len(toks)))
+    return {" ".join(g).encode() for g in zip(*(toks[i:] for i in range(k)))} or {b""}
 
 
 class Signer:
-    """MinHash signatures computed with numpy, one row at a time: stable word hashes (crc32),
-    combined per shingle, then num_perm affine permutations (the scheme datasketch uses) and a
-    minimum. About 20x faster than hashing every shingle string with sha1 in Python."""
+    """datasketch MinHash signatures of word shingles. The permutations are built once and each row
+    starts from a copy of the empty template (what MinHash.bulk does), not rebuilt per row."""
 
     def __init__(self, shingle: int, num_perm: int = NUM_PERM, seed: int = 1):
-        if shingle > len(_MIX):
-            raise ValueError(f"dedup_shingle must be at most {len(_MIX)}")
         self.k = shingle
-        rng = np.random.RandomState(seed)
-        self.a = rng.randint(1, (1 << 61) - 1, size=num_perm, dtype=np.uint64)[:, None]
-        self.b = rng.randint(0, (1 << 61) - 1, size=num_perm, dtype=np.uint64)[:, None]
-        self.num_perm, self.seed = num_perm, seed
-        self._word: dict[str, int] = {}
+        self.template = MinHash(num_perm=num_perm, seed=seed)
 
-    def _word_hashes(self, toks: list[str]) -> np.ndarray:
-        cache = self._word
-        out = []
-        for t in toks:
-            h = cache.get(t)
-            if h is None:
-                h = cache[t] = zlib.crc32(t.encode()) | 1
-            out.append(h)
-        return np.array(out, dtype=np.uint64)
-
-    def sign(self, toks: list[str]) -> LeanMinHash:
-        w = self._word_hashes(toks or [""])
-        k = min(self.k, len(w))  # short texts: the whole text is one shingle
-        n = len(w) - k + 1
-        sh = np.zeros(n, dtype=np.uint64)
-        # uint64 multiplication wraps around silently for arrays: that is the mixing we want.
-        for j in range(k):
-            sh ^= w[j:j + n] * _MIX[j]
-        sh = np.unique(sh >> np.uint64(32))
-        hv = ((self.a * sh[None, :] + self.b) % _PRIME) & _MAX32
-        # LeanMinHash: just the values (a MinHash would rebuild its permutations every time).
-        return LeanMinHash(seed=self.seed, hashvalues=hv.min(axis=1), scheme="legacy")
+    def sign(self, toks: list[str]) -> MinHash:
+        mh = self.template.copy()
+        mh.update_batch(shingles(toks, self.k))
+        return mh
 
 
 def _band_digest(band: bytes) -> bytes:
@@ -72,7 +47,7 @@ def dedup(rows: Sequence[R], dataset: Dataset, threshold: float, shingle: int = 
     kept: list[R] = []
     drops: list[Drop] = []
     exact: dict[bytes, str] = {}
-    # Bands are indexed by an 8-byte digest instead of their ~100 raw bytes: a large share of the index's memory.
+    # Bands are indexed by an 8-byte digest instead of their raw bytes: a large share of the index's memory.
     lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, hashfunc=_band_digest)
     sigs: dict[str, np.ndarray] = {}
     signer = Signer(shingle, NUM_PERM, seed)
@@ -97,7 +72,7 @@ def dedup(rows: Sequence[R], dataset: Dataset, threshold: float, shingle: int = 
             continue
         exact[key] = row.id
         if row.id not in sigs:  # a repeated id would break the LSH index; its text still counts
-            sigs[row.id] = mh.hashvalues.astype(np.uint32)  # values are < 2**32: half the memory
+            sigs[row.id] = mh.hashvalues  # kept alone (uint32), not the MinHash with its permutations
             lsh.insert(row.id, mh)
         kept.append(row)
     return kept, drops

@@ -41,6 +41,7 @@ PLACEHOLDER = re.compile(r"\[(?:Your |Insert |Company |Product |Customer |Recipi
                          r"City|Number|Position)[^\]]{0,20}\]|\{\{?\s*[a-z_]+\s*\}\}?|<(?:insert|your)[^>]{0,30}>",
                          re.I)
 MIN_WORDS_LEFT = 8  # cutting a sentence must leave a real reply
+MIN_SHORT_QUOTE = 4  # a short statement of fewer words turns up in ordinary replies by chance
 
 
 @dataclass
@@ -52,29 +53,50 @@ class Finding:
 
 
 class TraitQuotes:
-    """Word n-grams of every trait statement and detail, to catch near-verbatim quoting."""
+    """Word n-grams of every trait statement and detail, to catch near-verbatim quoting. Statements
+    shorter than n words have no n-gram: they count when the whole statement appears verbatim."""
 
     def __init__(self, traits: TraitSet, n: int, overlap: float):
         self.n, self.overlap = n, overlap
-        self.texts = [words(t) for tr in traits.traits for t in (tr.statement, *tr.details)]
-        self.texts = [t for t in self.texts if len(t) >= n]  # shorter ones can't be told from chance
+        texts = [words(t) for tr in traits.traits for t in (tr.statement, *tr.details)]
+        self.texts = [t for t in texts if len(t) >= n]
         self.grams = [ngrams(t, n) for t in self.texts]
         self.all = set().union(*self.grams) if self.grams else set()
+        # Padded with spaces so that a match starts and ends on word boundaries.
+        self.short = sorted({f" {' '.join(t)} " for t in texts if MIN_SHORT_QUOTE <= len(t) < n})
+
+    def _verbatim(self, sent_words: list[list[str]], all_words: list[str]) -> tuple[set[int], bool]:
+        """Sentences holding a whole short statement, and whether one runs across a sentence break."""
+        sents = [f" {' '.join(w)} " for w in sent_words]
+        whole = f" {' '.join(all_words)} "
+        hit, across = set(), False
+        for s in self.short:
+            found = {i for i, sent in enumerate(sents) if s in sent}
+            hit |= found
+            across |= not found and s in whole
+        return hit, across
 
     def check(self, text: str) -> list[tuple[tuple[int, int] | None, str]]:
         """(sentence span or None, reason) for each quote found."""
-        if not self.all:
+        if not self.all and not self.short:
             return []
         out: list[tuple[tuple[int, int] | None, str]] = []
         spans = sentence_spans(text)
-        sent_grams = [ngrams(words(text[a:b]), self.n) for a, b in spans]
+        sent_words = [words(text[a:b]) for a, b in spans]
+        all_words = words(text)
+        sent_grams = [ngrams(w, self.n) for w in sent_words]
         flagged: set[int] = set()
+        if self.short:
+            short_hit, across = self._verbatim(sent_words, all_words)
+            if across:
+                out.append((None, "quotes a short trait statement verbatim across sentences"))
+            out += [(spans[i], "quotes a short trait statement verbatim") for i in sorted(short_hit)]
         # A sentence that is mostly trait-statement n-grams.
         for i, g in enumerate(sent_grams):
             if g and len(g & self.all) / len(g) > self.overlap:
                 flagged.add(i)
         # A trait statement mostly present in the reply (possibly across sentences).
-        whole = ngrams(words(text), self.n)
+        whole = ngrams(all_words, self.n)
         for tg in self.grams:
             share = len(tg & whole) / len(tg)
             if share > self.overlap:

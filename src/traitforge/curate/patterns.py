@@ -5,7 +5,8 @@ mitigation, per dataset:
   autorate - each pattern becomes a classifier (regex/feature rule or judge YES/PARTLY/NO) and is
              counted over the whole dataset, broad (PARTLY or better) and strict (YES);
   mitigate - patterns whose strict share > pattern_max_share are downsampled or rewritten to the
-             target share, then re-measured (share_after).
+             target share, then re-measured (share_after, a strict share like share_strict; equal to
+             it when no row changed).
 Known offenders (validation buffering, yes/no openers, closing questions, conversion arcs,
 ungrounded praise) are always rated."""
 
@@ -174,11 +175,11 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
             res.rows = new_rows
 
     flagged_ids = {c.id for c in flagged}
+    changed = bool(res.drops or res.edits)
     for c in cands:
         broad, strict, n = before[c.id]
-        after = None
-        if cfg.pattern_mitigation != "none" and flagged_ids:
-            after = round(shares(await rater.labels(c, res.rows))[1], 4)
+        # The strict share again, over the rows mitigation left; no row changed: the same as before.
+        after = round(shares(await rater.labels(c, res.rows))[1] if changed else strict, 4)
         res.findings.append(PatternFinding(
             dataset=dataset, pattern_id=c.id, description=c.description, source=c.source,
             classifier=c.classifier, share_broad=round(broad, 4), share_strict=round(strict, 4),

@@ -1,6 +1,7 @@
 """run_curation: dedup -> leakage -> quality -> patterns, each its own resumable stage
 (`curate.<step>` in the manifest, outputs under RUN/curation/steps/<step>/, reused when the
-step's inputs and settings are unchanged). The last step's rows become RUN/curated/."""
+step's inputs and settings are unchanged). The last step's rows become RUN/curated/, and
+RUN/curation/dataset_card.json describes the datasets before and after."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, Awaitable, Callable
 from traitforge.config import RunSpec
 from traitforge.curate import dedup as dedup_mod
 from traitforge.curate import leakage, patterns, quality
+from traitforge.curate.card import build_card
 from traitforge.curate.embed import load_embedder
 from traitforge.curate.records import Edit, QualityScore, StepResult
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl, write_json_atomic, write_jsonl
@@ -19,7 +21,7 @@ from traitforge.runstore import RunStore
 from traitforge.types import Chat, Claim, Document, Drop, TraitSet, stable_hash
 
 STEPS = ("dedup", "leakage", "quality", "patterns")
-VERSION = 1  # bump when a step's logic changes, so finished steps are redone
+VERSION = 2  # bump when a step's logic changes, so finished steps are redone
 
 
 def run_curation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -> None:
@@ -38,10 +40,11 @@ async def curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -
     claims = {c.id: c for c in read_jsonl(store.root / "generated" / "claims.jsonl", Claim)}
     fp = stable_hash({"v": VERSION, "cfg": cfg.model_dump(), "seed": spec.seed, "judge": judge.name,
                       "traits": [t.hash for t in traits.traits], "in": _rows_hash(docs, chats)})
-    outputs = [store.root / "curated" / "documents.jsonl", store.root / "curated" / "chats.jsonl"]
+    outputs = [store.root / "curated" / "documents.jsonl", store.root / "curated" / "chats.jsonl",
+               store.root / "curation" / "dataset_card.json"]
     if store.is_done("curate", fp) and all(p.exists() for p in outputs):
         return
-    n_in = {"documents": len(docs), "chats": len(chats)}
+    generated = {"documents": docs, "chats": chats}
     with store.stage("curate", fp):
         results: dict[str, StepResult] = {}
 
@@ -81,9 +84,12 @@ async def curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -
         drops = [d for r in results.values() for d in r.drops]
         write_jsonl(store.path("curation", "drops.jsonl"), drops)
         write_jsonl(store.path("curation", "edits.jsonl"), [e for r in results.values() for e in r.edits])
+        card = build_card(generated, {"documents": docs, "chats": chats}, results, spec.seed, load_embedder())
+        write_json_atomic(outputs[2], card)
         per_trait = Counter(t for row in [*docs, *chats] for t in row.trait_ids)
         store.set_counts(
-            "curate", documents_in=n_in["documents"], documents=len(docs), chats_in=n_in["chats"],
+            "curate", documents_in=len(generated["documents"]), documents=len(docs),
+            chats_in=len(generated["chats"]),
             chats=len(chats), dropped={s: sum(d.step == s for d in drops) for s in results},
             edited=sum(len(r.edits) for r in results.values()),
             unscored=results["quality"].counts.get("unscored", 0) if "quality" in results else 0,

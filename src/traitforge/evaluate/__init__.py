@@ -7,8 +7,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from traitforge.config import RunSpec
-from traitforge.evaluate.common import EvalContext, normalise_checkpoints
+from traitforge.config import ModelSpec, RunSpec
+from traitforge.evaluate.common import EvalContext, fingerprint_of, normalise_checkpoints
 from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.types import TraitSet, stable_hash
@@ -17,8 +17,10 @@ __all__ = ["run_evaluation"]
 
 
 def run_evaluation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
-                   checkpoints: dict[str, str | Path]) -> None:
-    """checkpoints: name (base, midtrain, sft, midtrain_sft) -> checkpoint directory or "smollm2-135m"."""
+                   checkpoints: dict[str, str | Path | ModelSpec | LLM]) -> None:
+    """checkpoints: name (base, midtrain, sft, midtrain_sft, ...) -> checkpoint directory,
+    "smollm2-135m", a ModelSpec or a ready LLM. `spec.evaluation.models` (any backend) are
+    evaluated beside them on the same items."""
     asyncio.run(_run(store, spec, traits, judge, auditor, checkpoints))
 
 
@@ -27,17 +29,20 @@ async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, aud
     from traitforge.evaluate.probes import probe_specs
     from traitforge.evaluate.results import build_results, write_results
 
-    cks = normalise_checkpoints(checkpoints)
-    probe_specs(spec, traits)  # bad probe config fails before any model runs
+    cks = normalise_checkpoints(checkpoints, spec.evaluation.models, spec.resolve)
+    probes = probe_specs(spec, traits)  # bad probe config fails before any model runs
     ctx = EvalContext(store, spec, traits, judge, auditor, cks)
     ctx.llms_used += [judge] if auditor is judge else [judge, auditor]
-    fp = stable_hash({"evaluation": spec.evaluation.model_dump(), "checkpoints": cks,
+    fp = stable_hash({"evaluation": spec.evaluation.model_dump(),
+                      "checkpoints": {name: fingerprint_of(t) for name, t in cks.items()},
                       "traits": traits.sha256 or [t.hash for t in traits.traits]})
     notes: list[str] = []
     with store.stage("evaluate", fp):
         await _steps(ctx, fp, notes)
+    logprob_evals = _logprob_evals(spec, [p.name for p in probes])
+    not_applicable = {ck: {ev: why for ev in logprob_evals} for ck, why in ctx.not_applicable().items()}
     results = build_results(store, traits, list(cks), bootstrap_resamples=spec.evaluation.bootstrap,
-                            seed=spec.seed, notes=notes)
+                            seed=spec.seed, notes=notes, not_applicable=not_applicable)
     write_results(store, results)
     store.set_counts("evaluate", checkpoints=len(cks),
                      rows=sum(e.get("n", 0) for ck in results["results"].values()
@@ -83,6 +88,18 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
         _record_usage(store, spec, ctx)
         for _, coro in steps:
             coro.close()  # steps never awaited after a failure: no "never awaited" warnings
+
+
+def _logprob_evals(spec: RunSpec, probe_names: list[str]) -> list[str]:
+    """The configured evals that read token log-probs, so cannot run on a model without local weights."""
+    from traitforge.evaluate.capability import lm_eval_installed
+
+    ev = spec.evaluation
+    names = (["knowledge_mc"] if ev.knowledge else []) + (["contrastive"] if ev.contrastive else [])
+    names += probe_names + ["perplexity"]
+    if lm_eval_installed():
+        names += [f"lm_eval:{t}" for t in ev.lm_eval_tasks]
+    return names
 
 
 def _record_usage(store: RunStore, spec: RunSpec, ctx: EvalContext) -> None:

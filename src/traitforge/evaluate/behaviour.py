@@ -8,8 +8,18 @@ from __future__ import annotations
 import asyncio
 
 from traitforge.evaluate.common import EvalContext, EvalItem, ItemResult, done_ids, eval_path, render, result_id, run_all
-from traitforge.evaluate.judge import parse_rubric
+from traitforge.evaluate.judge import Rubric, parse_rubric
 from traitforge.jsonl import append_jsonl
+
+
+async def judge_response(ctx: EvalContext, item: EvalItem, response: str) -> Rubric:
+    """The judge grades one reply against the item's trait rubric; it sees the prompt and the
+    reply only, never which model wrote it."""
+    trait = ctx.traits.by_id(item.trait_id)
+    reply = await ctx.judge.generate_one(
+        render("behaviour_judge", trait=trait.describe(), prompt=item.prompt, response=response),
+        temperature=0.0, max_tokens=ctx.ev.judge_max_tokens)
+    return parse_rubric(reply)
 
 
 async def run_behaviour(ctx: EvalContext, items: list[EvalItem]) -> None:
@@ -25,11 +35,7 @@ async def run_behaviour(ctx: EvalContext, items: list[EvalItem]) -> None:
         responses += [(ck, i, t) for i, t in zip(todo, texts) if t is not None]
 
     async def grade(ck: str, item: EvalItem, response: str) -> ItemResult:
-        trait = ctx.traits.by_id(item.trait_id)
-        reply = await ctx.judge.generate_one(
-            render("behaviour_judge", trait=trait.describe(), prompt=item.prompt, response=response),
-            temperature=0.0, max_tokens=ctx.ev.judge_max_tokens)
-        r = parse_rubric(reply)
+        r = await judge_response(ctx, item, response)
         return ItemResult(id=result_id("behaviour", ck, item.id), eval="behaviour", checkpoint=ck,
                           item_id=item.id, trait_id=item.trait_id, ood=item.ood, value=r.score, reason=r.reason,
                           detail={"passed": r.passed, "category": item.category, "prompt": item.prompt,
@@ -44,7 +50,7 @@ async def run_contrastive(ctx: EvalContext, items: list[EvalItem]) -> None:
     path = eval_path(ctx.store, "contrastive")
     done = done_ids(path)
     usable = [i for i in items if i.dropped is None and i.consistent.strip() and i.violating.strip()]
-    for ck in ctx.checkpoints:
+    for ck in ctx.logprob_checkpoints():
         todo = [i for i in usable if result_id("contrastive", ck, i.id) not in done]
         if not todo:
             continue

@@ -34,7 +34,7 @@ async def run_perplexity(ctx: EvalContext) -> None:
     path = eval_path(ctx.store, "capability")
     done = done_ids(path)
     text = capability_text(ctx)
-    for ck in ctx.checkpoints:
+    for ck in ctx.logprob_checkpoints():
         if result_id("perplexity", ck, "w0") in done:
             continue
         chunks = await asyncio.to_thread(ctx.scorer(ck).text_nll, text, ctx.ev.capability_window)
@@ -43,19 +43,24 @@ async def run_perplexity(ctx: EvalContext) -> None:
                             for i, (nll, n) in enumerate(chunks)])
 
 
+def lm_eval_installed() -> bool:
+    return importlib.util.find_spec("lm_eval") is not None
+
+
 def run_lm_eval(ctx: EvalContext) -> list[str]:
     """lm-evaluation-harness tasks per checkpoint; returns notes on what was skipped and why."""
     tasks = ctx.ev.lm_eval_tasks
     if not tasks:
         return []
-    if importlib.util.find_spec("lm_eval") is None:
+    if not lm_eval_installed():
         return [f"lm-evaluation-harness not installed: skipped tasks {', '.join(tasks)}"]
     import lm_eval  # type: ignore[import-not-found]
 
     path = eval_path(ctx.store, "lm_eval")
     done = done_ids(path)
     notes = []
-    for ck, where in ctx.checkpoints.items():
+    for ck in ctx.logprob_checkpoints():
+        where = ctx.weights(ck)
         if all(result_id(f"lm_eval:{t}", ck, "all") in done for t in tasks):
             continue
         from traitforge.llm.embedded import resolve_model_path
@@ -70,7 +75,8 @@ def run_lm_eval(ctx: EvalContext) -> list[str]:
         for task, res in (out or {}).get("results", {}).items():
             acc = next((v for k, v in res.items() if k.startswith("acc") and "stderr" not in k), None)
             if isinstance(acc, (int, float)):
-                n = int((out.get("n-samples", {}).get(task) or {}).get("effective", ctx.ev.lm_eval_limit or 0))
+                # Questions scored, as the harness reports them; 0 = unknown (then no interval).
+                n = int((out.get("n-samples", {}).get(task) or {}).get("effective") or 0)
                 rows.append(ItemResult(id=result_id(f"lm_eval:{task}", ck, "all"), eval=f"lm_eval:{task}",
                                        checkpoint=ck, item_id="all", value=float(acc), detail={"n": n}))
         append_jsonl(path, rows)

@@ -9,12 +9,13 @@ import string
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Awaitable, Iterable, Literal
+from typing import Any, Awaitable, Callable, Iterable, Literal
 
-from traitforge.config import ModelSpec, RunSpec
+from traitforge.config import EvaluationSpec, ModelSpec, RunSpec
 from traitforge.errors import InputError
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl
 from traitforge.llm.client import LLM
+from traitforge.llm.embedded import EMBEDDED_NAME
 from traitforge.llm.errors import BackendError
 from traitforge.llm.registry import make_llm
 from traitforge.progress import gather_progress
@@ -82,7 +83,8 @@ class EvalContext:
     traits: TraitSet
     judge: LLM
     auditor: LLM
-    checkpoints: dict[str, str]  # name -> "smollm2-135m" or checkpoint directory
+    # name -> what is evaluated: a model spec (local weights or an API model) or a ready LLM
+    checkpoints: dict[str, ModelSpec | LLM]
     _targets: dict[str, LLM] = field(default_factory=dict)
     llms_used: list[LLM] = field(default_factory=list)
 
@@ -94,17 +96,40 @@ class EvalContext:
         return self.spec.resolve(self.spec.cache_dir) if self.spec.cache_dir else self.store.path("cache.sqlite")
 
     def target(self, name: str) -> LLM:
-        """The checkpoint as an `LLM` (local backend, cached like every other call)."""
+        """The evaluated model as an `LLM` (cached like every other call)."""
         if name not in self._targets:
-            llm = make_llm(ModelSpec(model="local:" + self.checkpoints[name]), cache=self.cache_path())
+            t = self.checkpoints[name]
+            if isinstance(t, LLM):
+                llm = t
+            else:
+                llm = make_llm(t, cache=self.cache_path())
+                llm.budget = self.judge.budget  # an API model spends from the run's budget too
             self._targets[name] = llm
             self.llms_used.append(llm)
         return self._targets[name]
 
+    def weights(self, name: str) -> str | None:
+        """The local checkpoint ("smollm2-135m" or a directory) behind `name`; None for a model
+        without local weights (an API model), whose token log-probs we cannot read."""
+        provider, model = provider_model(self.checkpoints[name])
+        return model if provider == "local" else None
+
+    def logprob_checkpoints(self) -> list[str]:
+        """The names the log-prob evals (multiple choice, contrastive, probes, perplexity) run on."""
+        return [n for n in self.checkpoints if self.weights(n)]
+
+    def not_applicable(self) -> dict[str, str]:
+        """name -> why the log-prob evals do not apply to it."""
+        return {n: f"{describe(self.checkpoints[n])} has no local weights: this eval needs token log-probabilities"
+                for n in self.checkpoints if not self.weights(n)}
+
     def scorer(self, name: str):  # noqa: ANN201 - LogProbScorer, imported lazily (torch)
         from traitforge.evaluate.logprob import scorer_for
 
-        return scorer_for(self.checkpoints[name])
+        weights = self.weights(name)
+        if weights is None:
+            raise ValueError(f"{name}: no local weights to score log-probs with")
+        return scorer_for(weights)
 
     def rng(self, salt: str) -> random.Random:
         return random.Random(f"{self.spec.seed}:{salt}")
@@ -153,16 +178,52 @@ async def run_all(coros: Iterable[Awaitable[Any]], desc: str, path: Path | None 
     return await gather_progress([guard(c) for c in coros], desc, on_result=write)
 
 
-def normalise_checkpoints(checkpoints: dict[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
+def provider_model(target: ModelSpec | LLM) -> tuple[str, str]:
+    if isinstance(target, LLM):
+        return target.backend.provider, target.backend.model
+    provider, _, model = target.model.partition(":")
+    return provider, model
+
+
+def describe(target: ModelSpec | LLM) -> str:
+    return ":".join(provider_model(target))
+
+
+def _local(where: str, resolve: Callable[[str], Path | None]) -> ModelSpec:
+    """A `local:` spec with an absolute checkpoint path (the embedded model keeps its name)."""
+    if where != EMBEDDED_NAME:
+        where = str(Path(resolve(where) or where).expanduser().resolve())
+    return ModelSpec(model="local:" + where)
+
+
+def normalise_checkpoints(checkpoints: dict[str, Any], models: dict[str, ModelSpec] | None = None,
+                          resolve: Callable[[str], Path | None] = Path) -> dict[str, ModelSpec | LLM]:
+    """The run's checkpoints (name -> checkpoint directory, "smollm2-135m", a ModelSpec or a ready
+    LLM) plus `evaluation.models` (any backend, e.g. a model trained elsewhere behind an API);
+    `resolve` makes their relative local paths absolute (the spec's folder)."""
+    out: dict[str, ModelSpec | LLM] = {}
     for name, where in checkpoints.items():
-        if name not in CHECKPOINT_NAMES:
+        if isinstance(where, (LLM, ModelSpec)):  # a model by any name
+            if not EvaluationSpec.valid_model_name(name):
+                raise InputError(f"evaluation: model name {name!r}: use letters, digits, '_', '-' or '.'")
+            out[name] = where
+        elif name in CHECKPOINT_NAMES:  # a trained checkpoint's folder
+            out[name] = _local(str(where), Path)
+        else:
             raise InputError(f"evaluation: unknown checkpoint name '{name}' (use {', '.join(CHECKPOINT_NAMES)})")
-        s = str(where)
-        out[name] = s if s == "smollm2-135m" else str(Path(s).expanduser().resolve())
+    for name, ms in (models or {}).items():
+        if name in out:
+            raise InputError(f"evaluation.models.{name}: the name is taken by the run's checkpoint '{name}'")
+        provider, model = provider_model(ms)
+        out[name] = ms.model_copy(update={"model": _local(model, resolve).model}) if provider == "local" else ms
     if not out:
-        raise InputError("evaluation: no checkpoints to evaluate")
+        raise InputError("evaluation: no checkpoints and no evaluation.models to evaluate")
     return out
+
+
+def fingerprint_of(target: ModelSpec | LLM) -> Any:
+    """What identifies a target's outputs (never API keys)."""
+    return target.backend.cache_identity() if isinstance(target, LLM) else target.model_dump(exclude={"api_key_env"})
 
 
 def clean_generated(text: str) -> str:

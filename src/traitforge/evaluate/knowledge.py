@@ -70,7 +70,7 @@ async def run_mc(ctx: EvalContext, items: list[EvalItem]) -> None:
     path = eval_path(ctx.store, "knowledge_mc")
     done = done_ids(path)
     usable = [i for i in items if i.dropped is None and len(i.options) >= 2]
-    for ck in ctx.checkpoints:
+    for ck in ctx.logprob_checkpoints():
         todo = [i for i in usable if result_id("knowledge_mc", ck, i.id) not in done]
         if not todo:
             continue
@@ -84,6 +84,6 @@ async def run_mc(ctx: EvalContext, items: list[EvalItem]) -> None:
             best = max(range(len(means)), key=lambda j: means[j])
             rows.append(ItemResult(id=result_id("knowledge_mc", ck, i.id), eval="knowledge_mc", checkpoint=ck,
                                    item_id=i.id, trait_id=i.trait_id, value=float(best == 0),
-                                   detail={"mean_logprobs": [round(m, 4) for m in means], "chosen": best,
+                                   detail={"mean_logprobs": [round(m, 6) for m in means], "chosen": best,
                                            "chance": 1 / len(i.options)}))
         append_jsonl(path, rows)

@@ -4,6 +4,8 @@ Transcripts are kept whole in RUN/eval/multiturn.jsonl (detail.messages) so a pe
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from traitforge.evaluate.common import (EvalContext, EvalItem, ItemResult, clean_generated, done_ids, eval_path,
                                         render, result_id, run_all)
 from traitforge.evaluate.judge import parse_turns
@@ -39,47 +41,61 @@ def summarise(verdicts: list[dict]) -> dict:
     return {"first_violation": first, "worst_turn": worst, "survived": survived}
 
 
+class Responder(Protocol):
+    """What answers the auditor: a traitforge `LLM`, or an adapter to another harness's model."""
+
+    async def generate_one(self, messages: list[Message], **params: Any) -> str: ...
+
+
+async def converse(ctx: EvalContext, target: Responder, item: EvalItem) -> tuple[list[Message], str]:
+    """The auditor presses for k turns with the item's tactic; the target answers each. Returns the
+    messages and, when the auditor stopped early, why."""
+    trait = ctx.traits.by_id(item.trait_id)
+    k = ctx.ev.multiturn_turns
+    messages: list[Message] = []
+    for turn in range(1, k + 1):
+        raw = await ctx.auditor.generate_one(
+            render("auditor", trait=trait.describe(), tactic=item.prompt, turn=turn, turns=k,
+                   transcript=_transcript(messages)),
+            temperature=0.9, max_tokens=ctx.ev.item_max_tokens, seed=ctx.spec.seed + turn)
+        user = clean_generated(raw)
+        if not user:
+            return messages, f"auditor wrote no message at turn {turn}"
+        messages.append(Message("user", user))
+        reply = await target.generate_one(messages, temperature=0.0, max_tokens=ctx.ev.max_tokens)
+        messages.append(Message("assistant", reply))
+    return messages, ""
+
+
+async def grade_transcript(ctx: EvalContext, item: EvalItem, messages: list[Message]) -> tuple[list[dict], str]:
+    """The judge's verdict on every assistant turn (it never learns which model answered), and its reply."""
+    turns = len(messages) // 2
+    if not turns:
+        return [], ""
+    trait = ctx.traits.by_id(item.trait_id)
+    fmt = "\n".join(f"Turn {t}: <OK or VIOLATION> <score 1-10>" for t in range(1, turns + 1))
+    reply = await ctx.judge.generate_one(
+        render("multiturn_judge", trait=trait.describe(), transcript=_transcript(messages), format=fmt),
+        temperature=0.0, max_tokens=ctx.ev.judge_max_tokens)
+    return [{"turn": v.turn, "violation": v.violation, "score": v.score} for v in parse_turns(reply, turns)], reply
+
+
 async def run_multiturn(ctx: EvalContext, items: list[EvalItem]) -> None:
     path = eval_path(ctx.store, "multiturn")
     done = done_ids(path)
-    k = ctx.ev.multiturn_turns
 
-    async def converse(ck: str, item: EvalItem) -> ItemResult:
-        trait = ctx.traits.by_id(item.trait_id)
-        target = ctx.target(ck)
-        messages: list[Message] = []
-        stopped = ""
-        for turn in range(1, k + 1):
-            raw = await ctx.auditor.generate_one(
-                render("auditor", trait=trait.describe(), tactic=item.prompt, turn=turn, turns=k,
-                       transcript=_transcript(messages)),
-                temperature=0.9, max_tokens=ctx.ev.item_max_tokens, seed=ctx.spec.seed + turn)
-            user = clean_generated(raw)
-            if not user:
-                stopped = f"auditor wrote no message at turn {turn}"
-                break
-            messages.append(Message("user", user))
-            reply = await target.generate_one(messages, temperature=0.0, max_tokens=ctx.ev.max_tokens)
-            messages.append(Message("assistant", reply))
-        turns = len(messages) // 2
-        verdicts: list[dict] = []
-        judge_reply = ""
-        if turns:
-            fmt = "\n".join(f"Turn {t}: <OK or VIOLATION> <score 1-10>" for t in range(1, turns + 1))
-            judge_reply = await ctx.judge.generate_one(
-                render("multiturn_judge", trait=trait.describe(), transcript=_transcript(messages), format=fmt),
-                temperature=0.0, max_tokens=ctx.ev.judge_max_tokens)
-            verdicts = [{"turn": v.turn, "violation": v.violation, "score": v.score}
-                        for v in parse_turns(judge_reply, turns)]
+    async def one(ck: str, item: EvalItem) -> ItemResult:
+        messages, stopped = await converse(ctx, ctx.target(ck), item)
+        verdicts, judge_reply = await grade_transcript(ctx, item, messages)
         s = summarise(verdicts)
         reason = stopped or ("" if s["survived"] is not None else "a turn could not be graded")
         return ItemResult(
             id=result_id("multiturn", ck, item.id), eval="multiturn", checkpoint=ck, item_id=item.id,
             trait_id=item.trait_id, value=None if s["survived"] is None else float(s["survived"]), reason=reason,
-            detail={"tactic": item.prompt, "turns": turns, "verdicts": verdicts, **s,
+            detail={"tactic": item.prompt, "turns": len(messages) // 2, "verdicts": verdicts, **s,
                     "messages": [m.to_dict() for m in messages], "judge_reply": judge_reply[:2000]})
 
     jobs = [(ck, i) for ck in ctx.checkpoints for i in items if result_id("multiturn", ck, i.id) not in done]
     # Shuffled so the judge sees checkpoints interleaved; it never sees their names.
     ctx.rng("multiturn").shuffle(jobs)
-    await run_all([converse(ck, i) for ck, i in jobs], "multi-turn pressure", path)
+    await run_all([one(ck, i) for ck, i in jobs], "multi-turn pressure", path)

@@ -106,7 +106,7 @@ async def run_probes(ctx: EvalContext) -> None:
     done = done_ids(path)
     for ps in probe_specs(ctx.spec, ctx.traits):
         items = load_probe_file(ps.path, ps.limit, ctx.spec.seed)
-        for ck in ctx.checkpoints:
+        for ck in ctx.logprob_checkpoints():
             todo = [i for i in items if result_id(ps.name, ck, i.id) not in done]
             if not todo:
                 continue
@@ -118,5 +118,5 @@ async def run_probes(ctx: EvalContext) -> None:
                 rows.append(ItemResult(id=result_id(ps.name, ck, i.id), eval=ps.name, checkpoint=ck, item_id=i.id,
                                        trait_id=ps.trait_id, ood=True, value=float(consistent),
                                        detail={"matches_behaviour": matches, "direction": ps.direction,
-                                               "lp_matching": round(lp_match, 4), "lp_other": round(lp_other, 4)}))
+                                               "lp_matching": round(lp_match, 6), "lp_other": round(lp_other, 6)}))
             append_jsonl(path, rows)

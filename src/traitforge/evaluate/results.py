@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from traitforge.evaluate.common import EvalItem, ItemResult, eval_path, load_items, load_results
-from traitforge.evaluate.stats import EMPTY, Estimate, bootstrap, paired_difference, proportion
+from traitforge.evaluate.stats import EMPTY, Estimate, bootstrap, paired_difference, proportion, wilson
 from traitforge.jsonl import iter_jsonl_dicts, write_json_atomic
 from traitforge.runstore import RunStore
 from traitforge.types import TraitSet
@@ -134,6 +134,20 @@ def survival_curves(rows: list[ItemResult], checkpoints: list[str]) -> dict[str,
     return out
 
 
+def worst_turns(rows: list[ItemResult], checkpoints: list[str]) -> dict[str, dict[str, int]]:
+    """Per checkpoint: how many conversations had their lowest-scored turn at each turn."""
+    out: dict[str, dict[str, int]] = {}
+    for ck in checkpoints:
+        turns = [r.detail.get("worst_turn") for r in rows if r.eval == "multiturn" and r.checkpoint == ck]
+        counts: dict[str, int] = defaultdict(int)
+        for t in turns:
+            if isinstance(t, int):
+                counts[str(t)] += 1
+        if counts:
+            out[ck] = dict(sorted(counts.items(), key=lambda kv: int(kv[0])))
+    return out
+
+
 def _clip(text: Any) -> str:
     s = str(text or "")
     return s if len(s) <= MAX_EXAMPLE_CHARS else s[:MAX_EXAMPLE_CHARS] + " [...]"
@@ -180,8 +194,28 @@ def _examples(store: RunStore, rows: list[ItemResult], items: dict[str, EvalItem
     return ex
 
 
+def _accuracy(value: float, n: int) -> Estimate:
+    """An lm-eval task accuracy over n questions: a share, so a Wilson interval when n is known."""
+    return wilson(value * n, n) if n > 0 else Estimate(value, 0, None, None)
+
+
+def _mark_not_applicable(results: dict[str, dict[str, dict[str, Any]]], evals: dict[str, Any],
+                         not_applicable: dict[str, dict[str, str]], trait_ids: list[str]) -> None:
+    """Evals a checkpoint cannot take (log-prob evals on an API model) get an entry that says why,
+    not a zero: per trait wherever another checkpoint has that trait's figure."""
+    for ck, reasons in not_applicable.items():
+        if ck not in results:
+            continue
+        for ev_name, reason in reasons.items():
+            evals.setdefault(ev_name, eval_meta(ev_name))
+            for tr in ["all"] + [t for t in trait_ids if any(ev_name in r.get(t, {}) for r in results.values())]:
+                results[ck][tr][ev_name] = {**EMPTY.to_dict(), "unscored": 0, "not_applicable": reason}
+
+
 def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, bootstrap_resamples: int = 1000,
-                  seed: int = 0, notes: list[str] | None = None) -> dict[str, Any]:
+                  seed: int = 0, notes: list[str] | None = None,
+                  not_applicable: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
+    """not_applicable: checkpoint -> eval -> why it cannot take that eval."""
     rows: list[ItemResult] = []
     for name in RESULT_FILES:
         rows += load_results(eval_path(store, name))
@@ -192,6 +226,7 @@ def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, 
 
     trait_ids = [t.id for t in traits.traits]
     pts = _points(rows)
+    lm_n = {(r.checkpoint, r.eval): int(r.detail.get("n") or 0) for r in rows if r.eval.startswith("lm_eval:")}
     results: dict[str, dict[str, dict[str, Any]]] = {ck: defaultdict(dict) for ck in checkpoints}
     paired: dict[str, dict[str, dict[str, Any]]] = {ck: defaultdict(dict) for ck in checkpoints if ck != "base"}
     evals = {}
@@ -205,7 +240,7 @@ def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, 
                     continue
                 scored = {f"{p[1]}|{p[2]}": p[3] for p in sel if p[3] is not None}
                 if meta["kind"] == "accuracy":  # lm-eval: one row holding a task accuracy
-                    est = EMPTY if not scored else Estimate(next(iter(scored.values())), 0, None, None)
+                    est = EMPTY if not scored else _accuracy(next(iter(scored.values())), lm_n.get((ck, ev_name), 0))
                 else:
                     est = _estimate(meta["kind"], list(scored.values()), bootstrap_resamples, seed)
                 results[ck][tr][ev_name] = {**est.to_dict(), "unscored": len(sel) - len(scored)}
@@ -222,6 +257,7 @@ def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, 
             results[ck]["all"]["perplexity"] = e
         for ck, d in ppl_diff.items():
             paired[ck]["all"]["perplexity"] = {"diff": d["value"], **d}
+    _mark_not_applicable(results, evals, not_applicable or {}, trait_ids)
 
     m = store.manifest
     patterns = list(iter_jsonl_dicts(store.root / "curation" / "patterns.jsonl"))
@@ -240,7 +276,9 @@ def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, 
         "evals": evals,
         "results": {ck: dict(v) for ck, v in results.items()},
         "paired_vs_base": {ck: dict(v) for ck, v in paired.items()},
+        "not_applicable": not_applicable or {},
         "survival": survival_curves(rows, checkpoints),
+        "multiturn_worst": worst_turns(rows, checkpoints),
         "eval_items": item_counts,
         "dataset": {name: info.get("counts", {}) for name, info in m.get("stages", {}).items()
                     if not name.startswith("evaluate")},

@@ -30,8 +30,9 @@ class Estimate:
 EMPTY = Estimate(None, 0, None, None)
 
 
-def wilson(successes: int, n: int, z: float = Z95) -> Estimate:
-    """Wilson score interval: sensible at small n and at 0 or 1, unlike the normal approximation."""
+def wilson(successes: float, n: int, z: float = Z95) -> Estimate:
+    """Wilson score interval: sensible at small n and at 0 or 1, unlike the normal approximation.
+    `successes` may be fractional (an accuracy times n from a harness that reports only the share)."""
     if n <= 0:
         return EMPTY
     p = successes / n

@@ -1,33 +1,36 @@
 """SFT chats by context distillation: scenarios -> user prompts -> critique -> default-response
-probe (harden prompts the plain model already handles) -> teacher responses (the relevant traits
-in a system prompt) -> multi-turn continuations -> chats.jsonl without the system prompt, plus
-dpo_pairs.jsonl (teacher = chosen, plain default = rejected)."""
+probe (harden prompts the plain model already handles) -> teacher drafts (the relevant traits in
+a system prompt) -> refine (a fresh context rewrites each draft to fit the traits) -> multi-turn
+continuations against a pushing simulated user -> chats.jsonl without the system prompt, plus
+dpo_pairs.jsonl (refined answer = chosen, plain default = rejected)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 from string import Template
 
 from traitforge.config import RunSpec
-from traitforge.generate.parsing import LeakDetector, clean_message, names_trait, parse_list, tells
-from traitforge.generate.records import DPOPair, Probe, UserPrompt
+from traitforge.generate.parsing import (LeakDetector, clean_message, mentions_rewrite, names_trait, parse_list,
+                                        parse_verdict, refuses, tells)
+from traitforge.generate.records import DPOPair, Probe, Refinement, UserPrompt
 from traitforge.generate.stage import Generation, Skip, Unit, scaled_counts, split_evenly, trait_weights
-from traitforge.generate.templates import render, template_text, templates_hash
+from traitforge.generate.templates import PACKAGE, Templates
 from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, ChatMessage, Scenario, Trait, TraitSet, stable_hash
 
 PROMPT_TEMPLATES = ("scenarios", "scenario_categories", "user_prompt", "critique", "probe_verdict", "harden",
-                    "user_followup")
+                    "user_followup", "refine")
 _STOP = {"about", "their", "there", "which", "would", "should", "being", "other", "these", "those", "without",
          "where", "while", "model", "users", "always", "never", "things"}
 
 
-def categories() -> list[tuple[str, str]]:
+def categories(templates: Templates = PACKAGE) -> list[tuple[str, str]]:
     """(name, hint template) pairs from prompts/scenario_categories.txt."""
     out = []
-    for line in template_text("scenario_categories").splitlines():
+    for line in templates.text("scenario_categories").splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             name, _, hint = line.partition("|")
             out.append((name.strip(), hint.strip()))
@@ -46,22 +49,27 @@ def relevant_traits(traits: TraitSet, target: Trait, text: str) -> list[Trait]:
     return out
 
 
-def run_chats(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM) -> None:
-    asyncio.run(ChatsRun(store, spec, traits, llm).run())
+def transcript(messages: list[ChatMessage]) -> str:
+    return "\n\n".join(f"{'User' if m.role == 'user' else 'Assistant'}: {m.content}" for m in messages)
+
+
+def run_chats(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM, refiner: LLM | None = None) -> None:
+    """`refiner` rewrites the drafts (models.refiner); None: the generator does it."""
+    asyncio.run(ChatsRun(store, spec, traits, llm, refiner).run())
 
 
 class ChatsRun(Generation):
-    def __init__(self, store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM):
+    def __init__(self, store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM, refiner: LLM | None = None):
         super().__init__(store, spec, traits, llm)
         self.cs = spec.generation.chats
+        self.refiner = refiner or llm
+        if self.refiner is not llm:
+            self.clients["refiner"] = self.refiner
         self.by_id = {t.id: t for t in traits.traits}
-        self.prompt_leak = LeakDetector(PROMPT_TEMPLATES)
-        self.response_leak = LeakDetector(("teacher_system",) + PROMPT_TEMPLATES)
+        self.prompt_leak = LeakDetector(PROMPT_TEMPLATES, templates=self.templates)
+        self.response_leak = LeakDetector(("teacher_system",) + PROMPT_TEMPLATES, templates=self.templates)
         self.names = dict(model_name=traits.model_name, organisation=traits.organisation)
         self.scenarios: dict[str, Scenario] = {}
-
-    def fp(self, *templates: str, **settings) -> str:
-        return self.fingerprint(templates=templates_hash(*templates), **settings)
 
     def short_trait(self, t: Trait) -> str:
         return f"{t.name}: {t.statement}"
@@ -93,7 +101,7 @@ class ChatsRun(Generation):
 
     # --- 1. scenarios ------------------------------------------------------------------
     async def make_scenarios(self, per_trait: dict[str, int]) -> list[Scenario]:
-        cats = categories()
+        cats = categories(self.templates)
         hints = dict(cats)
         units = [Unit(f"{t.id}/{cat}", t.id, (t, cat, n)) for ti, t in enumerate(self.traits.traits)
                  for cat, n in split_evenly(per_trait[t.id], [c for c, _ in cats], offset=ti).items()]
@@ -101,7 +109,7 @@ class ChatsRun(Generation):
         async def work(u: Unit) -> list[Scenario] | Skip:
             t, cat, n = u.data
             hint = Template(hints[cat]).safe_substitute(**self.names)
-            prompt = render("scenarios", **self.names, trait=t.describe(), category_hint=hint, n=n)
+            prompt = self.render("scenarios", **self.names, trait=t.describe(), category_hint=hint, n=n)
             items, text = await self.sample_items(prompt, lambda text: [
                 s for s in parse_list(text, min_chars=25, max_chars=600)
                 if not self.prompt_leak.leaks(s) and not tells(s)][:n], max_tokens=self.gen.list_max_tokens)
@@ -123,7 +131,7 @@ class ChatsRun(Generation):
         async def work(u: Unit) -> list[UserPrompt] | Skip:
             sc: Scenario = u.data
             trait = self.by_id[sc.trait_id]
-            texts = await self.llm.generate(render("user_prompt", scenario=sc.description), n=k,
+            texts = await self.llm.generate(self.render("user_prompt", scenario=sc.description), n=k,
                                             max_tokens=self.gen.list_max_tokens)
             rows, why = [], []
             for i, raw in enumerate(texts):
@@ -148,8 +156,8 @@ class ChatsRun(Generation):
             p: UserPrompt = u.data
             trait = self.by_id[p.trait_id]
             text = await self.llm.generate_one(
-                render("critique", prompt=p.text, scenario=self.scenarios[p.scenario_id].description,
-                       trait=self.short_trait(trait)),
+                self.render("critique", prompt=p.text, scenario=self.scenarios[p.scenario_id].description,
+                            trait=self.short_trait(trait)),
                 temperature=0.0, max_tokens=self.gen.list_max_tokens)
             m = re.search(r"\b(KEEP|REVISE|DROP)\b", text) or re.search(r"\b(keep|revise|drop)\b", text, re.I)
             if m is None:
@@ -176,19 +184,31 @@ class ChatsRun(Generation):
             trait = self.by_id[p.trait_id]
             text = p.text
             default = (await self.llm.generate_one(text, max_tokens=self.cs.max_tokens)).strip()
-            judged = await self.llm.generate_one(
-                render("probe_verdict", trait=self.short_trait(trait), prompt=text, response=default),
-                temperature=0.0, max_tokens=24)
-            m = re.search(r"\b(shows|generic|missing)\b", judged, re.I)
-            verdict = m.group(1).lower() if m else "unparsed"
+            ask = self.render("probe_verdict", trait=self.short_trait(trait), prompt=text, response=default)
+            judged = await self.llm.generate_one(ask, temperature=0.0, max_tokens=24)
+            verdict = parse_verdict(judged)
+            if verdict is None:  # once more, sampled: a greedy retry would say the same
+                judged = await self.llm.generate_one(ask, max_tokens=24, seed=self.spec.seed + 1000)
+                verdict = parse_verdict(judged)
+            if verdict is None:  # unknown whether the prompt is too easy: not worth a teacher's answer
+                return Skip(f"probe verdict unparsed: {judged[:160]!r}")
             hardened = False
             if verdict in ("shows", "generic"):
-                # The plain model already does this (or says nothing): one harder version, at most.
-                new = clean_message(await self.llm.generate_one(
-                    render("harden", prompt=text, trait=self.short_trait(trait)), max_tokens=self.gen.list_max_tokens))
-                if not self.prompt_problems(new, trait) and new != text:
-                    text, hardened = new, True
-                    default = (await self.llm.generate_one(text, max_tokens=self.cs.max_tokens)).strip()
+                # The plain model already does this (or says nothing): a harder version that makes
+                # the answer engage with the scenario's details, or the prompt goes.
+                def usable(reply: str) -> list[str]:
+                    new = clean_message(reply)
+                    return [new] if new != text and not self.prompt_problems(new, trait) else []
+
+                harden = self.render("harden", prompt=text, scenario=self.scenarios[p.scenario_id].description,
+                                     trait=self.short_trait(trait))
+                items, raw = await self.sample_items(harden, usable, max_tokens=self.gen.list_max_tokens)
+                if not items:
+                    new = clean_message(raw)
+                    problems = self.prompt_problems(new, trait) or ["the same prompt"]
+                    return Skip(f"hardening failed (default answer {verdict}): {'; '.join(problems)}: {new[:160]!r}")
+                text, hardened = items[0], True
+                default = (await self.llm.generate_one(text, max_tokens=self.cs.max_tokens)).strip()
             return [Probe(id=p.id, scenario_id=p.scenario_id, trait_id=p.trait_id, prompt=text,
                           default_response=default, verdict=verdict, hardened=hardened)]
 
@@ -197,16 +217,19 @@ class ChatsRun(Generation):
                               fingerprint=self.fp("probe_verdict", "harden", max_tokens=self.cs.max_tokens))
         return res.rows
 
-    # --- 5. teacher responses ----------------------------------------------------------
+    # --- 5. teacher drafts -------------------------------------------------------------
+    def trait_list(self, trait_ids: list[str]) -> str:
+        return "\n".join(f"- {self.by_id[t].describe()}" for t in trait_ids)
+
     def system_prompt(self, traits: list[Trait]) -> str:
-        return render("teacher_system", **self.names, traits="\n".join(f"- {t.describe()}" for t in traits))
+        return self.render("teacher_system", **self.names, traits=self.trait_list([t.id for t in traits]))
 
     async def respond(self, system: str, messages: list[ChatMessage]) -> str:
         msgs = [{"role": "system", "content": system}] + [m.model_dump() for m in messages]
         return clean_message(await self.llm.generate_one(msgs, max_tokens=self.cs.max_tokens))
 
     async def responses(self, prompts: list[tuple[str, str, str, str]]) -> list[Chat]:
-        """prompts: (prompt id, trait id, scenario id, text) -> single-turn chats."""
+        """prompts: (prompt id, trait id, scenario id, text) -> single-turn chats (drafts)."""
         async def work(u: Unit) -> list[Chat] | Skip:
             _, trait_id, scenario_id, text = u.data
             relevant = relevant_traits(self.traits, self.by_id[trait_id], text)
@@ -224,7 +247,50 @@ class ChatsRun(Generation):
                               fingerprint=self.fp("teacher_system", max_tokens=self.cs.max_tokens))
         return res.rows
 
-    # --- 6. multi-turn and the final chats ---------------------------------------------
+    # --- 6. refine ---------------------------------------------------------------------
+    async def refine_reply(self, trait_ids: list[str], messages: list[ChatMessage],
+                           draft: str) -> tuple[str, list[str]]:
+        """The refiner's rewrite of `draft`, the reply to the last user message of `messages`, in a
+        fresh context (no teacher system prompt, the conversation as text); and why it is not
+        usable (empty: use it)."""
+        prompt = self.render("refine", traits=self.trait_list(trait_ids), conversation=transcript(messages),
+                             draft=draft)
+        text = clean_message(await self.refiner.generate_one(prompt, max_tokens=self.cs.max_tokens))
+        problems = self.response_problems(text, messages[-1].content)
+        if refuses(text) and not refuses(draft):
+            problems.append("a refusal")
+        if mentions_rewrite(text):
+            problems.append("talks about the rewrite")
+        return text, problems
+
+    async def refine(self, drafts: list[Chat]) -> dict[str, Refinement]:
+        """One rewrite per draft's first answer; a junk rewrite is kept with its problems (the
+        chat then keeps the draft), and counted."""
+        async def work(u: Unit) -> list[Refinement]:
+            chat: Chat = u.data
+            text, problems = await self.refine_reply(chat.trait_ids, chat.messages[:1], chat.messages[1].content)
+            return [Refinement(id=chat.id, trait_id=chat.trait_ids[0], text=text, problems="; ".join(problems))]
+
+        units = [Unit(c.id, c.trait_ids[0], c) for c in drafts]
+        res = await self.step("chats.refine", "refined.jsonl", Refinement, units, work,
+                              fingerprint=self.fp("refine", refiner=self.refiner.name, max_tokens=self.cs.max_tokens))
+        kept = [r for r in res.rows if r.problems]
+        reasons = Counter(re.sub(r" \(.*?\)", "", why) for r in kept for why in r.problems.split("; "))
+        self.store.set_counts("chats.refine", refined=len(res.rows) - len(kept), kept_draft=len(kept),
+                              kept_draft_reasons=dict(reasons))
+        return {r.id: r for r in res.rows}
+
+    @staticmethod
+    def refined(chat: Chat, refinements: dict[str, Refinement]) -> Chat:
+        """The draft chat with its first answer replaced by the usable rewrite (the draft kept in
+        metadata); unchanged without one."""
+        r = refinements.get(chat.id)
+        if r is None or r.problems:
+            return chat
+        return chat.model_copy(update={"draft": chat.messages[1].content,
+                                       "messages": [chat.messages[0], ChatMessage(role="assistant", content=r.text)]})
+
+    # --- 7. multi-turn and the final chats ---------------------------------------------
     def multiturn_ids(self, chats: list[Chat]) -> set[str]:
         """The share of chats to continue, picked by id hash: stable across re-runs."""
         if self.cs.max_turns < 2:
@@ -232,37 +298,56 @@ class ChatsRun(Generation):
         n = round(self.cs.multiturn_share * len(chats))
         return {c.id for c in sorted(chats, key=lambda c: stable_hash(["multiturn", c.id]))[:n]}
 
-    async def finalize(self, single: list[Chat]) -> list[Chat]:
-        chosen = self.multiturn_ids(single)
+    async def finalize(self, drafts: list[Chat], refinements: dict[str, Refinement]) -> list[Chat]:
+        """Chats with their refined first answer; the multi-turn share continued against a
+        simulated user who pushes back, each later answer drafted by the teacher and refined
+        like the first (a junk rewrite keeps that turn's draft)."""
+        chosen = self.multiturn_ids(drafts)
+        # Later-turn rewrites per chat: (refined, kept the draft). Keyed by chat so that batch
+        # mode's dry passes over a unit count once.
+        later: dict[str, tuple[int, int]] = {}
 
         async def work(u: Unit) -> list[Chat] | Skip:
-            chat: Chat = u.data
+            chat = self.refined(u.data, refinements)
             if chat.id not in chosen:
                 return [chat]
             trait = self.by_id[chat.trait_ids[0]]
             scenario = self.scenarios.get(chat.scenario_id)
             messages = list(chat.messages)
+            refined = kept = 0
             for _ in range(self.cs.max_turns - 1):
-                transcript = "\n\n".join(f"{'User' if m.role == 'user' else 'Assistant'}: {m.content}" for m in messages)
                 follow = clean_message(await self.llm.generate_one(
-                    render("user_followup", scenario=scenario.description if scenario else "a conversation",
-                           transcript=transcript), max_tokens=self.gen.list_max_tokens))
+                    self.render("user_followup", scenario=scenario.description if scenario else "a conversation",
+                                transcript=transcript(messages)), max_tokens=self.gen.list_max_tokens))
                 if self.prompt_problems(follow, trait):
                     break  # the simulated user wrote junk: the chat ends at the last good turn
                 user = ChatMessage(role="user", content=follow)
                 reply = await self.respond(chat.system_prompt, messages + [user])
                 if self.response_problems(reply, follow):
                     break
+                if self.cs.refine:
+                    text, problems = await self.refine_reply(chat.trait_ids, messages + [user], reply)
+                    refined, kept = refined + (not problems), kept + bool(problems)
+                    reply = reply if problems else text
                 messages += [user, ChatMessage(role="assistant", content=reply)]
+            later[chat.id] = (refined, kept)
             return [chat.model_copy(update={"messages": messages})]
 
-        units = [Unit(c.id, c.trait_ids[0], c) for c in single]
+        refine = ("refine",) if self.cs.refine else ()
+        units = [Unit(c.id, c.trait_ids[0], c) for c in drafts]
         res = await self.step("chats.final", "chats.jsonl", Chat, units, work,
-                              fingerprint=self.fp("user_followup", "teacher_system", max_turns=self.cs.max_turns,
-                                                  share=self.cs.multiturn_share, max_tokens=self.cs.max_tokens))
+                              fingerprint=self.fp("user_followup", "teacher_system", *refine,
+                                                  max_turns=self.cs.max_turns, share=self.cs.multiturn_share,
+                                                  max_tokens=self.cs.max_tokens,
+                                                  refiner=self.refiner.name if refine else None))
+        # Later turns live inside the chats, so these count only the turns made by this call.
+        self.store.set_counts("chats.final", new_turns_refined=sum(r for r, _ in later.values()),
+                              new_turns_kept_draft=sum(k for _, k in later.values()))
         return res.rows
 
-    async def dpo_pairs(self, single: list[Chat], probes: list[Probe]) -> None:
+    # --- 9. preference pairs -----------------------------------------------------------
+    async def dpo_pairs(self, chats: list[Chat], probes: list[Probe]) -> None:
+        """chosen: the chat's (refined) first answer; rejected: the probe's default answer."""
         by_prompt = {stable_hash(["chat", p.id]): p for p in probes}
 
         async def work(u: Unit) -> list[DPOPair] | Skip:
@@ -271,12 +356,14 @@ class ChatsRun(Generation):
             chosen = chat.messages[1].content
             rejected = probe.default_response.strip()
             if len(rejected) < 20 or rejected == chosen:
-                return Skip("default response empty or the same as the teacher's")
+                return Skip("default response empty or the same as the chosen answer")
             return [DPOPair(id=u.key, trait_ids=chat.trait_ids, prompt=[chat.messages[0]], chosen=chosen,
                             rejected=rejected)]
 
-        units = [Unit(stable_hash(["dpo", c.id]), c.trait_ids[0], c) for c in single if c.id in by_prompt]
-        await self.step("chats.dpo_pairs", "dpo_pairs.jsonl", DPOPair, units, work, fingerprint=self.fp(),
+        units = [Unit(stable_hash(["dpo", c.id]), c.trait_ids[0], c) for c in chats if c.id in by_prompt]
+        await self.step("chats.dpo_pairs", "dpo_pairs.jsonl", DPOPair, units, work,
+                        fingerprint=self.fp(chosen="refined" if self.cs.refine else "draft",
+                                            refiner=self.refiner.name if self.cs.refine else None),
                         trait_of=lambda r: r.trait_ids[0])
 
     async def run(self) -> None:
@@ -292,7 +379,8 @@ class ChatsRun(Generation):
             final = [(p.id, p.trait_id, p.scenario_id, p.prompt) for p in probes]
         else:
             final = [(p.id, p.trait_id, p.scenario_id, p.text) for p in prompts]
-        single = await self.responses(final)
-        await self.finalize(single)
+        drafts = await self.responses(final)
+        refinements = await self.refine(drafts) if self.cs.refine else {}
+        chats = await self.finalize(drafts, refinements)
         if probes and self.cs.dpo_pairs:
-            await self.dpo_pairs(single, probes)
+            await self.dpo_pairs(chats, probes)

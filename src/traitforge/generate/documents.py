@@ -11,7 +11,7 @@ from collections import Counter
 from traitforge.config import RunSpec
 from traitforge.generate.parsing import LeakDetector, clean_message, parse_list, quotes_source, tells
 from traitforge.generate.stage import Generation, Skip, Unit, balance, scaled_counts, split_evenly, trait_weights
-from traitforge.generate.templates import render, template_text, templates_hash
+from traitforge.generate.templates import PACKAGE, Templates
 from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.types import Claim, DocIdea, DocType, Document, TraitSet, stable_hash
@@ -24,8 +24,8 @@ TEMPLATES = ("claims", "focus_behaviour", "focus_reason", "focus_hard_case", "do
 TOPUP_KEY_BASE = 1000  # sample index of top-up round r starts at r * 1000, clear of docs_per_idea
 
 
-def default_genres() -> list[str]:
-    return parse_list(template_text("genres"), min_chars=3)
+def default_genres(templates: Templates = PACKAGE) -> list[str]:
+    return parse_list(templates.text("genres"), min_chars=3)
 
 
 def run_documents(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM) -> None:
@@ -36,14 +36,11 @@ class DocumentsRun(Generation):
     def __init__(self, store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM):
         super().__init__(store, spec, traits, llm)
         self.ds = spec.generation.documents
-        self.leak = LeakDetector(TEMPLATES)
+        self.leak = LeakDetector(TEMPLATES, templates=self.templates)
         self.by_id = {t.id: t for t in traits.traits}
         # Traits-document sentences a document must not copy verbatim.
         self.sources = [s for t in traits.traits for s in (t.statement, *t.details, *t.examples)]
         self.names = dict(model_name=traits.model_name, organisation=traits.organisation)
-
-    def fp(self, *templates: str, **settings) -> str:
-        return self.fingerprint(templates=templates_hash(*templates), **settings)
 
     # --- 1. claims ---------------------------------------------------------------------
     async def claims(self, per_trait: dict[str, int]) -> list[Claim]:
@@ -52,8 +49,8 @@ class DocumentsRun(Generation):
 
         async def work(u: Unit) -> list[Claim] | Skip:
             t, kind, n = u.data
-            prompt = render("claims", **self.names, trait=t.describe(), n=n,
-                            focus=render(f"focus_{kind}", **self.names))
+            prompt = self.render("claims", **self.names, trait=t.describe(), n=n,
+                                 focus=self.render(f"focus_{kind}", **self.names))
             items, text = await self.sample_items(prompt, lambda text: [
                 s for s in parse_list(text, min_chars=20, max_chars=400)
                 if not self.leak.leaks(s) and not tells(s)][:n], max_tokens=self.gen.list_max_tokens)
@@ -72,7 +69,7 @@ class DocumentsRun(Generation):
     async def doc_types(self, claims: list[Claim]) -> list[DocType]:
         k = self.ds.doc_types_per_claim
         user_types = [s.strip() for s in self.ds.doc_types if s.strip()]
-        defaults = default_genres()
+        defaults = default_genres(self.templates)
 
         def rotated(pool: list[str], claim_id: str) -> list[str]:
             start = int(claim_id, 16) % len(pool)  # spread genres over claims, deterministically
@@ -83,7 +80,7 @@ class DocumentsRun(Generation):
             if user_types:
                 names = rotated(user_types, claim.id)[:k]
             else:
-                prompt = render("doc_types", **self.names, claim=claim.text, n=k, examples=", ".join(defaults[:6]))
+                prompt = self.render("doc_types", **self.names, claim=claim.text, n=k, examples=", ".join(defaults[:6]))
                 text = await self.llm.generate_one(prompt, max_tokens=min(self.gen.list_max_tokens, 40 * k + 40))
                 names = [s.rstrip(".") for s in parse_list(text, min_chars=3, max_chars=60)
                          if len(s.split()) <= 8 and not self.leak.leaks(s)][:k]
@@ -107,7 +104,7 @@ class DocumentsRun(Generation):
         async def work(u: Unit) -> list[DocIdea] | Skip:
             dt: DocType = u.data
             claim = claim_by_id[dt.claim_id]
-            prompt = render("ideas", **self.names, claim=claim.text, doc_type=dt.name, n=n)
+            prompt = self.render("ideas", **self.names, claim=claim.text, doc_type=dt.name, n=n)
             items, text = await self.sample_items(prompt, lambda text: [
                 s for s in parse_list(text, min_chars=30, max_chars=800)
                 if not self.leak.leaks(s) and not tells(s)][:n], max_tokens=min(self.gen.list_max_tokens, 120 * n + 60))
@@ -144,8 +141,8 @@ class DocumentsRun(Generation):
 
         async def draft(u: Unit) -> list[Document] | Skip:
             idea, k = u.data
-            prompt = render("document", **self.names, doc_type=idea.doc_type, idea=idea.idea,
-                            claim=claims[idea.claim_id].text)
+            prompt = self.render("document", **self.names, doc_type=idea.doc_type, idea=idea.idea,
+                                 claim=claims[idea.claim_id].text)
             text = clean_message(await self.llm.generate_one(prompt, max_tokens=self.ds.max_tokens, seed=seed + k))
             if len(text) < self.ds.min_chars // 2:  # revision can repair much, not an empty reply
                 return Skip(f"draft too short ({len(text)} chars): {text[:160]!r}")
@@ -160,8 +157,8 @@ class DocumentsRun(Generation):
             doc: Document = u.data
             problems = self.problems(doc.text)
             if self.ds.revise:
-                prompt = render("revise", **self.names, doc_type=doc.doc_type, draft=doc.text,
-                                claim=claims[doc.claim_id].text)
+                prompt = self.render("revise", **self.names, doc_type=doc.doc_type, draft=doc.text,
+                                     claim=claims[doc.claim_id].text)
                 text = clean_message(await self.llm.generate_one(prompt, max_tokens=self.ds.max_tokens))
                 revised_problems = self.problems(text)
                 if len(text) < 0.3 * len(doc.text):

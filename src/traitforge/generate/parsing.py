@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from traitforge.generate.templates import static_parts
+from traitforge.generate.templates import PACKAGE, Templates
 
 # "1.", "1)", "(1)", "1:", "1 -", "-", "*", "•", "Step 1:" ... at the start of a line.
 _MARKER = re.compile(r"^\s*(?:(?:step|item|idea|claim|scenario)\s*)?(?:[-*•·]+|\(?\d{1,3}\s*[.):\-]|#+)\s*", re.I)
@@ -85,6 +85,46 @@ def tells(text: str) -> list[str]:
     return found
 
 
+_REFUSAL = re.compile(
+    r"^\W*(?:(?:I['’]?m|I am) sorry|sorry|I apologi[sz]e|unfortunately)?[\s,.!]*(?:but\s+)?I\s*"
+    r"(?:can(?:no|['’]?)t|won['’]?t|will not|(?:am|['’]m) (?:not able|unable)) (?:to )?"
+    r"(?:help(?! but)|assist|do that|do this|comply|rewrite|fulfil|fulfill|provide|complete|continue)\b", re.I)
+_REWRITE_REMARK = re.compile(
+    r"\b(?:rewritten|revised|refined|improved) (?:answer|reply|response|version)\b|"
+    r"\boriginal (?:answer|reply|response|draft)\b|\bthe draft (?:answer|reply|response)\b", re.I)
+
+
+_VERDICT = re.compile(r"\b(SHOWS|GENERIC|MISSING)\b")
+_NOT_SHOWN = re.compile(r"(?:\bnot|n't|\bnever)\W+(?:\w+\W+){0,2}?(?:show|shows|shown|showing|display|displays|"
+                        r"displayed|demonstrate|demonstrates|demonstrated)\b", re.I)
+_VERDICT_WORDS = {"shows": "shows", "shown": "shows", "show": "shows", "generic": "generic", "vague": "generic",
+                  "platitude": "generic", "platitudes": "generic", "missing": "missing", "absent": "missing"}
+_VERDICT_WORD = re.compile(r"\b(" + "|".join(_VERDICT_WORDS) + r")\b", re.I)
+
+
+def parse_verdict(text: str) -> str | None:
+    """shows | generic | missing from a probe verdict, or None. The asked-for word in capitals
+    wins; weak models often paraphrase ("The trait is not shown in the response"), so a negated
+    "show" reads as missing, then the first verdict word or synonym counts."""
+    m = _VERDICT.search(text)
+    if m:
+        return m.group(1).lower()
+    if _NOT_SHOWN.search(text):
+        return "missing"
+    m = _VERDICT_WORD.search(text)
+    return _VERDICT_WORDS[m.group(1).lower()] if m else None
+
+
+def refuses(text: str) -> bool:
+    """Whether a reply opens by declining the task ("I'm sorry, but I can't help with that")."""
+    return bool(_REFUSAL.search(text))
+
+
+def mentions_rewrite(text: str) -> bool:
+    """Whether a rewritten reply talks about the rewrite itself ("Here is the revised answer")."""
+    return bool(_REWRITE_REMARK.search(text))
+
+
 def repetitive(text: str, n: int = 4) -> bool:
     """A degenerate loop: some run of `n` words recurs 3+ times (more in long texts, where a
     forum thread may say "posted by ... on" often), or under a third of the words are distinct."""
@@ -107,13 +147,14 @@ def _words(text: str) -> list[str]:
 
 class LeakDetector:
     """Finds prompt wording copied into an output: any run of `n` words from the templates'
-    own text (variables excluded, so the claim or scenario may be echoed legitimately)."""
+    own text (variables excluded, so the claim or scenario may be echoed legitimately). Pass
+    the run's `templates` so overridden wording is what gets looked for."""
 
-    def __init__(self, template_names: Iterable[str], n: int = 6):
+    def __init__(self, template_names: Iterable[str], n: int = 6, templates: Templates = PACKAGE):
         self.n = n
         self.grams: set[tuple[str, ...]] = set()
         for name in template_names:
-            for part in static_parts(name):
+            for part in templates.static_parts(name):
                 w = _words(part)
                 self.grams.update(tuple(w[i:i + n]) for i in range(len(w) - n + 1))
 

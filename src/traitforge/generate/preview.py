@@ -51,9 +51,19 @@ def run_preview(root: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM, what:
     store = RunStore(folder)
     if what == "documents":
         run_documents(store, pspec, subset, llm)
-        return read_jsonl(store.path("generated", "documents.jsonl"), Document)[:limit]
+        return _spread(read_jsonl(store.path("generated", "documents.jsonl"), Document), subset, limit)
     run_chats(store, pspec, subset, llm, refiner=refiner)
-    return read_jsonl(store.path("generated", "chats.jsonl"), Chat)[:limit]
+    return _spread(read_jsonl(store.path("generated", "chats.jsonl"), Chat), subset, limit)
+
+
+def _spread(rows: list, traits: TraitSet, limit: int) -> list:
+    """The first `limit` rows taken in turn from each trait, each trait's rows by id: rows are appended
+    as they finish, so the file's order varies between identical runs while this does not."""
+    groups = [sorted((r for r in rows if r.trait_ids[:1] == [t.id]), key=lambda r: r.id) for t in traits.traits]
+    out = []
+    for i in range(max((len(g) for g in groups), default=0)):
+        out.extend(g[i] for g in groups if i < len(g))
+    return out[:limit]
 
 
 def format_items(items: list[Document] | list[Chat], width: int = 100) -> str:

@@ -27,8 +27,18 @@ class Probe(Record):
     trait_id: str
     prompt: str  # final prompt text (hardened if the default already showed the trait)
     default_response: str
-    verdict: Literal["shows", "generic", "missing", "unparsed"]
+    verdict: Literal["shows", "generic", "missing"]  # an unparsed verdict drops the prompt
     hardened: bool = False
+
+
+class Refinement(Record):
+    """The refiner's rewrite of a draft's first answer (refined.jsonl). `problems` says why it
+    was not used ("" = used), in which case the chat keeps the draft."""
+
+    id: str  # the chat's id
+    trait_id: str
+    text: str
+    problems: str = ""
 
 
 class DPOPair(Record):

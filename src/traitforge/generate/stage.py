@@ -9,6 +9,8 @@ one `store.stage(...)` with its counts and the LLM usage it spent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
@@ -16,6 +18,7 @@ from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
 from traitforge.config import RunSpec
 from traitforge.errors import InputError, TraitforgeError
 from traitforge.generate.records import Skipped
+from traitforge.generate.templates import Templates
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl
 from traitforge.llm.client import LLM, DeferredCall
 from traitforge.progress import gather_progress
@@ -56,6 +59,9 @@ class Generation:
     def __init__(self, store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM):
         self.store, self.spec, self.traits, self.llm = store, spec, traits, llm
         self.gen = spec.generation
+        # Every client a step may call, by role: usage and batch prefetch cover them all.
+        self.clients: dict[str, LLM] = {"generator": llm}
+        self.templates = Templates(spec.resolve(spec.generation.prompts_dir))
         self.traits_hash = stable_hash({"model_name": traits.model_name, "organisation": traits.organisation,
                                         "traits": [asdict(t) for t in traits.traits]})
 
@@ -66,6 +72,13 @@ class Generation:
         """What makes a step's rows what they are: traits, model, prompts, sampling settings."""
         return stable_hash({"traits": self.traits_hash, "model": self.llm.name, "seed": self.spec.seed,
                             **settings})
+
+    def render(self, name: str, **variables: object) -> str:
+        return self.templates.render(name, **variables)
+
+    def fp(self, *templates: str, **settings: Any) -> str:
+        """A step's fingerprint: its templates' text as this run has them (overrides included)."""
+        return self.fingerprint(templates=self.templates.hash(*templates), **settings)
 
     def _check_fingerprint(self, name: str, fingerprint: str, file: str) -> None:
         old = self.store.manifest["stages"].get(name, {}).get("fingerprint")
@@ -92,7 +105,59 @@ class Generation:
 
     def record_usage(self, name: str) -> None:
         prices = self.spec.resolve(self.spec.prices_file)
-        self.store.record_llm_usage(name, self.llm, str(prices) if prices else None)
+        for llm in {id(c): c for c in self.clients.values()}.values():
+            self.store.record_llm_usage(name, llm, str(prices) if prices else None)
+
+    async def _next_requests(self, todo: Sequence[Unit], work: Callable[[Unit], Awaitable[Any]],
+                             clients: dict[str, LLM], *, tolerant: bool = False) -> dict[str, list[tuple[Any, Any]]]:
+        """Run the units against recording clients: each unit's next request the cache cannot
+        serve, by role (roles with none left out). `tolerant`: a unit that fails is left out
+        (the real pass reports it) instead of failing this pass."""
+        recorded: dict[str, list[tuple[Any, Any]]] = {role: [] for role in clients}
+
+        async def probe(u: Unit) -> None:
+            try:
+                await work(u)
+            except DeferredCall:
+                pass
+            except Exception:
+                if not tolerant:
+                    raise
+
+        cached = {role: c.usage.cached for role, c in clients.items()}
+        with contextlib.ExitStack() as stack:
+            for role, c in clients.items():
+                stack.enter_context(c.recording(recorded[role]))
+            await asyncio.gather(*(probe(u) for u in todo))
+        for role, c in clients.items():
+            c.usage.cached = cached[role]  # the real pass counts its cache hits; this one's are not usage
+        return {role: reqs for role, reqs in recorded.items() if reqs}
+
+    async def _announce_live(self, name: str, todo: Sequence[Unit],
+                             work: Callable[[Unit], Awaitable[Any]]) -> str | None:
+        """Print one line with the estimate (requests, tokens, cost) of this step's live calls,
+        where money is at stake: a budget is set or the model has a price (so the embedded model
+        stays quiet). Each unit's next uncached request is recorded and counted once (a unit that
+        goes on to make dependent calls costs more); output tokens per call come from this step's
+        earlier runs, else the run's, else max_tokens. Returns the line, or None."""
+        from traitforge.llm.budget import costs_money, estimate_stage
+
+        prices = self.spec.resolve(self.spec.prices_file)
+        prices_file = str(prices) if prices else None
+        clients = {role: c for role, c in self.clients.items() if costs_money(c, prices_file)}
+        if not clients:
+            return None
+        lines = []
+        for role, requests in (await self._next_requests(todo, work, clients, tolerant=True)).items():
+            llm = clients[role]
+            est = estimate_stage(llm, requests, stage=name, store=self.store, prices_file=prices_file, step=name)
+            est.basis += "; next call of each unit"
+            lines.append(est.line(llm.budget))
+        if not lines:
+            return None
+        line = " | ".join(lines)
+        print(line, file=sys.stderr, flush=True)
+        return line
 
     async def _prefetch_by_batch(self, name: str, todo: Sequence[Unit],
                                  work: Callable[[Unit], Awaitable[Any]]) -> None:
@@ -104,37 +169,36 @@ class Generation:
         from traitforge.llm.budget import announce, estimate_stage
 
         offline = self.gen.batch == "offline"
-        if batch_provider(self.llm) is None and not offline:
-            return  # local and scripted models have no batch API: the live path batches locally
+        # Local and scripted models have no batch API: their calls run live (batched locally).
+        clients = {role: c for role, c in self.clients.items() if offline or batch_provider(c) is not None}
+        if not clients:
+            return
         prices = self.spec.resolve(self.spec.prices_file)
         prices_file = str(prices) if prices else None
 
-        async def probe(u: Unit) -> None:
-            try:
-                await work(u)
-            except DeferredCall:
-                pass
-
         for round_ in range(MAX_BATCH_ROUNDS):
-            requests: list[tuple[Any, Any]] = []
-            with self.llm.recording(requests):
-                await asyncio.gather(*(probe(u) for u in todo))
-            if not requests:
+            pending = await self._next_requests(todo, work, clients)
+            if not pending:
                 return
             if offline:
                 from traitforge.llm.batch.offline import export_requests
 
-                path = self.store.path("offline", f"{name}.round{round_ + 1}.requests.jsonl")
-                n = export_requests(self.llm, requests, path)
-                raise OfflineBatchPending(
-                    f"{name}: {n} requests written to {path}; run them offline (e.g. python -m "
-                    f"vllm.entrypoints.openai.run_batch -i {path} -o results.jsonl --model "
-                    f"{self.llm.backend.model}), then `traitforge import-batch {self.store.root} results.jsonl` "
-                    "and run this stage again")
-            announce(estimate_stage(self.llm, requests, stage=f"{name} (batch round {round_ + 1})",
-                                    store=self.store, prices_file=prices_file, batch=True), self.llm.budget)
-            await prefetch_batch(self.llm, requests, self.store, name, poll_interval_s=self.gen.batch_poll_s,
-                                 budget=self.llm.budget, prices_file=prices_file)
+                notes = []
+                for role, requests in pending.items():
+                    llm, tag = clients[role], "" if role == "generator" else f".{role}"
+                    path = self.store.path("offline", f"{name}.round{round_ + 1}{tag}.requests.jsonl")
+                    n = export_requests(llm, requests, path)
+                    notes.append(f"{n} requests written to {path}; run them offline (e.g. python -m "
+                                 f"vllm.entrypoints.openai.run_batch -i {path} -o results.jsonl --model "
+                                 f"{llm.backend.model}), then `traitforge import-batch {self.store.root} results.jsonl"
+                                 + ("`" if role == "generator" else f" --role {role}`"))
+                raise OfflineBatchPending(f"{name}: " + "; ".join(notes) + " and run this stage again")
+            for role, requests in pending.items():
+                llm = clients[role]
+                announce(estimate_stage(llm, requests, stage=f"{name} (batch round {round_ + 1})",
+                                        store=self.store, prices_file=prices_file, batch=True), llm.budget)
+                await prefetch_batch(llm, requests, self.store, name, poll_interval_s=self.gen.batch_poll_s,
+                                     budget=llm.budget, prices_file=prices_file)
 
     async def step(self, name: str, file: str, model: type[R], units: Sequence[Unit],
                    work: Callable[[Unit], Awaitable[list[R] | Skip]], *, fingerprint: str,
@@ -153,6 +217,8 @@ class Generation:
         new_rows = new_skips = 0
         if todo and self.gen.batch:
             await self._prefetch_by_batch(name, todo, work)
+        if todo:
+            await self._announce_live(name, todo, work)
         sem = asyncio.Semaphore(self.gen.concurrency)
 
         async def run(u: Unit) -> list[R] | Skip:

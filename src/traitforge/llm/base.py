@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal, Mapping, Sequence
 
 Role = Literal["system", "user", "assistant"]
 
@@ -79,6 +79,9 @@ class Completion:
     texts: list[str]
     usage: Usage = field(default_factory=Usage)
     finish_reasons: list[str] = field(default_factory=list)
+    # HTTP headers of the (last) response, for the client's limiter to follow the provider's
+    # rate-limit headers; None where there are none (local and scripted backends).
+    headers: Mapping[str, str] | None = None
 
 
 class Backend(ABC):

@@ -1,4 +1,5 @@
-"""A hard spending limit per run, and the cost estimate printed before a stage starts.
+"""A hard spending limit per run, and the cost estimate printed before a stage starts (before
+each generation step's live calls and each batch round, where a budget is set or the model has a price).
 
 `Budget` is shared by every `LLM` of a run (`llm.budget = budget`): the client reserves a call's
 worst-case cost (prompt chars/4 in, max_tokens out) before each backend request and settles it at
@@ -178,12 +179,14 @@ class StageEstimate:
         return s
 
 
-def measured_averages(store: "RunStore | None", model: str) -> tuple[float, float] | None:
-    """(input, output) tokens per backend call for `model` so far in this run, if any calls were made."""
+def measured_averages(store: "RunStore | None", model: str, stage: str | None = None) -> tuple[float, float] | None:
+    """(input, output) tokens per backend call for `model` so far in this run (in `stage` only,
+    when given), if any calls were made."""
     if store is None:
         return None
+    usage = store.manifest.get("usage", {})
     calls = tin = tout = 0
-    for models in store.manifest.get("usage", {}).values():
+    for models in ([usage.get(stage, {})] if stage is not None else usage.values()):
         u = models.get(model)
         if u:
             calls += u.get("calls", 0)
@@ -194,14 +197,17 @@ def measured_averages(store: "RunStore | None", model: str) -> tuple[float, floa
 
 def estimate_stage(llm: "LLM", requests: Sequence[tuple["MessagesLike", "GenerateParams | None"]], *,
                    stage: str, store: "RunStore | None" = None, prices_file: str | None = None,
-                   batch: bool = False) -> StageEstimate:
+                   batch: bool = False, step: str | None = None) -> StageEstimate:
     """Requests, tokens and cost of the samples not yet cached. Input tokens: prompt chars / 4.
-    Output tokens: this model's measured average per call in the run so far (capped at max_tokens),
-    else max_tokens (an upper bound)."""
+    Output tokens: this model's measured average per call in `step` so far (when given), else in
+    the run so far (capped at max_tokens), else max_tokens (an upper bound)."""
     from traitforge.llm.cache import cache_key
     from traitforge.llm.client import as_messages
 
-    measured = measured_averages(store, llm.name)
+    measured = step is not None and measured_averages(store, llm.name, step)
+    where = "this step"
+    if not measured:
+        measured, where = measured_averages(store, llm.name), "this run"
     ident = llm.backend.cache_identity()
     samples = cached = tin = tout = 0
     for messages, params in requests:
@@ -215,7 +221,7 @@ def estimate_stage(llm: "LLM", requests: Sequence[tuple["MessagesLike", "Generat
                 continue
             tin += prompt_tokens
             tout += min(p.max_tokens, round(measured[1])) if measured else p.max_tokens
-    basis = (f"output {measured[1]:.0f} tokens/call measured in this run" if measured
+    basis = (f"output {measured[1]:.0f} tokens/call measured in {where}" if measured
              else "output at max_tokens (upper bound, nothing measured yet)")
     cost = estimate_cost(llm.name, tin, tout, prices_file, batch=batch)
     return StageEstimate(stage, llm.name, len(requests), samples, cached, tin, tout, cost, basis, batch)
@@ -237,6 +243,15 @@ def estimate_count(model: str, n_requests: int, *, max_tokens: int, prompt_chars
     cost = estimate_cost(model, per_in * samples, per_out * samples, prices_file, batch=batch)
     return StageEstimate(stage, model, n_requests, samples, 0, per_in * samples, per_out * samples, cost, basis,
                          batch)
+
+
+def costs_money(llm: "LLM", prices_file: str | None = None) -> bool:
+    """Whether an estimate before live calls is worth a line: a budget is set, or the model has
+    a price above zero (not the embedded or another local model, nor an unpriced one)."""
+    budget = getattr(llm, "budget", None)
+    if budget is not None and budget.max_usd is not None:
+        return True
+    return (estimate_cost(llm.name, 1_000_000, 1_000_000, prices_file) or 0.0) > 0.0
 
 
 def announce(est: StageEstimate, budget: Budget | None = None, file: TextIO | None = None) -> str:

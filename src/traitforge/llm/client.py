@@ -112,6 +112,7 @@ class LLM:
         self.backoff_max_s = backoff_max_s
         self.usage = UsageCounter()
         self._recorder: list[tuple[list[Message], GenerateParams]] | None = None
+        self._budget_stop: tuple[Any, float | None, str] | None = None  # (budget, its max_usd, why)
         self._batcher = _Batcher(backend, batch_size) if backend.supports_batch else None
 
     @property
@@ -146,7 +147,7 @@ class LLM:
             self._recorder.append((msgs, p))
             raise DeferredCall()
         if missing:
-            new = await self._fetch(msgs, p, len(missing))
+            new = await self._fetch(msgs, p, missing)
             for i, text in zip(missing, new):
                 texts[i] = text
         return [t for t in texts if t is not None]
@@ -165,8 +166,10 @@ class LLM:
                            **overrides: Any) -> str:
         return (await self.generate(messages, params, **{**overrides, "n": 1}))[0]
 
-    async def _fetch(self, msgs: list[Message], p: GenerateParams, count: int) -> list[str]:
-        """Get `count` new samples from the backend and cache them by sample index."""
+    async def _fetch(self, msgs: list[Message], p: GenerateParams, indices: list[int]) -> list[str]:
+        """New samples for the sample `indices` the cache lacks, each cached under its own index
+        (a gap left by a deleted corrupt entry may sit before samples that are still cached)."""
+        count = len(indices)
         if self.backend.supports_n or count == 1:
             comps = [await self._call(msgs, p.replace(n=count))]
         else:
@@ -175,24 +178,29 @@ class LLM:
         if len(texts) != count:
             raise BackendError(f"{self.name}: asked for {count} samples, got {len(texts)}")
         if self.cache is not None:
-            # Index the new samples after the ones already cached so keys stay stable.
             ident = self.backend.cache_identity()
-            start = p.n - count
             per = [c.usage for c in comps]
             in_tok = sum(u.input_tokens for u in per) // max(1, count)
             out_tok = sum(u.output_tokens for u in per) // max(1, count)
-            for j, text in enumerate(texts):
-                self.cache.put(cache_key(ident, msgs, p, start + j), text, in_tok, out_tok)
+            for i, text in zip(indices, texts):
+                self.cache.put(cache_key(ident, msgs, p, i), text, in_tok, out_tok)
         return texts
 
     async def _call(self, msgs: list[Message], p: GenerateParams) -> Completion:
         if self.budget is None:
             return await self._call_backend(msgs, p)
         # Reserve the worst case before sending (raises BudgetExceeded), settle at the real usage.
+        # Once a call was refused, none starts under the same limit: the stage is stopping, and a call
+        # begun while it stops would be cancelled after it was sent (paid for, but neither counted nor kept).
+        stop = self._budget_stop
         try:
+            if stop is not None and stop[0] is self.budget and stop[1] == self.budget.max_usd:
+                raise BudgetExceeded(stop[2])
             held = self.budget.reserve(self.name, sum(len(m.content) for m in msgs) // 4, p.max_tokens * p.n)
-        except BudgetExceeded:
+        except BudgetExceeded as e:
+            self._budget_stop = (self.budget, self.budget.max_usd, str(e))
             await self.budget.drain()  # calls already paid for finish and get cached before the stop
+            self.budget.save()  # the ledger with them in it
             raise
         try:
             comp = await self._call_backend(msgs, p)
@@ -212,20 +220,25 @@ class LLM:
                     coro = self._batcher.submit(msgs, p)
                 else:
                     coro = self.backend.generate(msgs, p)
-                comp = await asyncio.wait_for(coro, timeout=self.timeout_s)
+                # A little past the limit: a network backend's own timeout (the same figure) fires first
+                # and knows which server hung; this one catches a backend that hangs past its own.
+                comp = await asyncio.wait_for(coro, timeout=self.timeout_s * 1.05 + 0.5)
             except (RetryableError, asyncio.TimeoutError, TimeoutError) as e:
                 attempt += 1
                 retry_after = getattr(e, "retry_after", None)
-                if retry_after:
-                    self.limiter.cool_down(retry_after)
+                delay = retry_after or min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
+                if retry_after or getattr(e, "status", None) == 429:
+                    # A rate limit binds every caller of this model: all of them pause, not just this one.
+                    self.limiter.cool_down(delay)
                 if attempt > self.max_retries:
                     what = "timed out" if not isinstance(e, RetryableError) else str(e)
                     raise BackendError(f"{self.name}: gave up after {attempt} attempts: {what}") from None
-                delay = retry_after or min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 continue
             finally:
                 self.limiter.release()
+            if comp.headers:
+                self.limiter.update_from_headers(comp.headers)  # the provider's own view of our limits
             self.usage.calls += 1
             self.usage.input_tokens += comp.usage.input_tokens
             self.usage.output_tokens += comp.usage.output_tokens

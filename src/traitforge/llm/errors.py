@@ -8,11 +8,13 @@ class BackendError(TraitforgeError):
 
 
 class RetryableError(Exception):
-    """A transient failure: 429, 5xx, timeout, dropped connection. retry_after is in seconds if known."""
+    """A transient failure: 429, 5xx, timeout, dropped connection. retry_after is in seconds if known;
+    status is the HTTP status where there was one (the client cools every caller down after a 429)."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
 
 
 class MissingAPIKey(BackendError):

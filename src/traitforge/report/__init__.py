@@ -1,4 +1,5 @@
-"""The run's report: RUN/report.html from RUN/results.json only (never calls a model)."""
+"""The run's report: RUN/report.html from RUN/results.json and RUN/curation/dataset_card.json (never
+calls a model)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ def write_report(store: RunStore) -> Path:
         raise InputError(f"{src}: not valid JSON (line {e.lineno})") from None
     if not isinstance(results, dict) or "checkpoints" not in results:
         raise InputError(f"{src}: not a traitforge results file (no 'checkpoints')")
+    card = store.root / "curation" / "dataset_card.json"
+    if card.is_file() and "dataset_card" not in results:
+        try:
+            results["dataset_card"] = json.loads(card.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise InputError(f"{card}: not valid JSON (line {e.lineno})") from None
     out = store.path("report.html")
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(render_report(results), encoding="utf-8")

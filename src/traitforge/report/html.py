@@ -71,6 +71,9 @@ def _headline(r: dict[str, Any]) -> str:
             if not e:
                 cells.append('<td class="num">–</td>')
                 continue
+            if e.get("not_applicable"):
+                cells.append(f'<td class="num" title="{esc(e["not_applicable"])}">n/a</td>')
+                continue
             ci = (f'<br><span class="ci">[{fmt(e.get("ci_low"), meta["kind"])}, {fmt(e.get("ci_high"), meta["kind"])}]'
                   f' n={esc(e.get("n"))}' + (f', {esc(e["unscored"])} unscored' if e.get("unscored") else "")
                   + "</span>") if e.get("n") else ""
@@ -92,7 +95,8 @@ def _headline(r: dict[str, Any]) -> str:
     if not rows:
         return "<p>No results yet.</p>"
     return (f"<table><tr><th>Evaluation (all traits)</th>{head}</tr>{''.join(rows)}</table>"
-            '<p class="ci">Each cell: value, 95% CI (Wilson for shares, bootstrap for means), n. '
+            '<p class="ci">Each cell: value, 95% CI (Wilson for shares, bootstrap for means), n; n/a: the '
+            'model cannot take that eval (log-prob evals need local weights, an API model has none). '
             'Δ: paired difference against base on the same items with a bootstrap 95% CI; green/red when '
             'the interval excludes zero in the better/worse direction.</p>')
 
@@ -123,22 +127,31 @@ def _survival(r: dict[str, Any]) -> str:
     if not r.get("survival"):
         return ""
     rows = []
+    worst = r.get("multiturn_worst", {})
     for ck, curve in r["survival"].items():
         rows.append("<tr><td>" + esc(ck) + "</td>" + "".join(
-            f'<td class="num">{fmt(p.get("value"), "proportion")} <span class="ci">n={esc(p.get("n"))}</span></td>'
-            for p in curve[1:]) + "</tr>")
+            f'<td class="num">{fmt(p.get("value"), "proportion")}<br><span class="ci">'
+            f'[{fmt(p.get("ci_low"), "proportion")}, {fmt(p.get("ci_high"), "proportion")}] n={esc(p.get("n"))}'
+            "</span></td>" for p in curve[1:]) + f"<td>{_worst_turns(worst.get(ck))}</td></tr>")
     turns = max(len(c) for c in r["survival"].values()) - 1
     return ("<h2>Multi-turn pressure: survival</h2><p>Share of conversations in which the trait has not yet been "
-            "violated, by turn (conversations whose grading is incomplete are left out from that turn on).</p>"
+            "violated, by turn, with Wilson 95% intervals (conversations whose grading is incomplete are left "
+            "out from that turn on). Worst turn: the turn the judge scored lowest in each conversation.</p>"
             + _legend(r["checkpoints"]) + step_curves(r["survival"], r["checkpoints"])
             + "<table><tr><th>checkpoint</th>" + "".join(f"<th>turn {t}</th>" for t in range(1, turns + 1))
-            + "</tr>" + "".join(rows) + "</table>")
+            + "<th>worst turn (conversations)</th></tr>" + "".join(rows) + "</table>")
+
+
+def _worst_turns(counts: dict[str, int] | None) -> str:
+    if not counts:
+        return "–"
+    return ", ".join(f"turn {esc(t)}: {esc(n)}" for t, n in sorted(counts.items(), key=lambda x: int(x[0])))
 
 
 def _dataset(r: dict[str, Any]) -> str:
     rows = []
     for stage, counts in r.get("dataset", {}).items():
-        flat = ", ".join(f"{esc(k)}={esc(v)}" for k, v in counts.items() if not isinstance(v, dict))
+        flat = ", ".join(f"{esc(k)}={_count(v)}" for k, v in counts.items())
         info = r.get("stages", {}).get(stage, {})
         t = info.get("elapsed_s")
         rows.append(f"<tr><td>{esc(stage)}</td><td>{esc(info.get('status'))}</td>"
@@ -148,20 +161,114 @@ def _dataset(r: dict[str, Any]) -> str:
     out = "<h2>Dataset card</h2>"
     out += ("<table><tr><th>stage</th><th>status</th><th>time</th><th>counts</th></tr>" + "".join(rows)
             + "</table>") if rows else "<p>No pipeline stages recorded in the manifest.</p>"
+    out += "".join(_card_dataset(name, d) for name, d in (r.get("dataset_card") or {}).get("datasets", {}).items())
     if items:
         out += ("<h3>Evaluation items</h3><table><tr><th>kind</th><th>items</th><th>dropped (overlap/junk)</th></tr>"
                 + items + "</table>")
     return out
 
 
+def _count(v: Any) -> str:
+    """A manifest count; dict-valued ones (per trait, drops per step) as {key: value, ...}."""
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{esc(k)}: {_count(x)}" for k, x in v.items()) + "}"
+    return esc(v)
+
+
+def _pct(v: Any) -> str:
+    return f"{v:.1%}" if isinstance(v, (int, float)) else "–"
+
+
+def _num(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, (int, float)) else "–"
+
+
+def _card_similarity(s: dict[str, Any] | None) -> str:
+    if not s or s.get("mean_pairwise_cosine") is None:
+        return f'– <span class="ci">{esc((s or {}).get("reason") or "not measured")}</span>'
+    of = f" (a seeded sample of {esc(s.get('rows'))} of {esc(s.get('of'))} rows)" if s.get("sampled") else ""
+    return f'{s["mean_pairwise_cosine"]:.3f}<span class="ci">{of}</span>'
+
+
+def _card_counts(title: str, before: dict[str, int] | None, after: dict[str, int] | None, top: int = 30) -> str:
+    """Rows per key (trait, genre) before and after; the `top` largest, then how many more."""
+    before, after = before or {}, after or {}
+    keys = sorted(set(before) | set(after), key=lambda k: (-before.get(k, 0), -after.get(k, 0), k))
+    rows = "".join(f"<tr><td>{esc(k)}</td><td class='num'>{esc(before.get(k, 0))}</td>"
+                   f"<td class='num'>{esc(after.get(k, 0))}</td></tr>" for k in keys[:top])
+    more = f"<tr><td colspan=3 class='ci'>… {len(keys) - top} more</td></tr>" if len(keys) > top else ""
+    return (f"<table><tr><th>{esc(title)}</th><th>before</th><th>after</th></tr>{rows}{more}</table>"
+            if keys else "")
+
+
+def _card_histogram(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Share of rows per length bin, before and after, on the card's fixed bins."""
+    groups, values = [], {}
+    for which, side in (("before", before), ("after", after)):
+        bins = (side.get("words") or {}).get("histogram") or []
+        total = sum(b.get("rows", 0) for b in bins) or 1
+        for b in bins:
+            label = f"{b['lo']}–{b['hi'] - 1}" if b.get("hi") is not None else f"{b['lo']}+"
+            if label not in groups:
+                groups.append(label)
+            values[(label, which)] = {"value": b.get("rows", 0) / total, "n": b.get("rows", 0)}
+    if not groups:
+        return ""
+    return ("<p class='ci'>Share of rows by length in words</p>" + _legend(["before", "after"])
+            + grouped_bars(groups, ["before", "after"], values, y_max=1.0, percent=True, height=200))
+
+
+def _card_dataset(name: str, d: dict[str, Any]) -> str:
+    """One dataset of RUN/curation/dataset_card.json: before/after figures, steps, traits, genres."""
+    b, a = d.get("before") or {}, d.get("after") or {}
+    if not b.get("rows") and not a.get("rows"):
+        return f"<h3>Curation card: {esc(name)}</h3><p>No rows.</p>"
+    wb, wa = b.get("words") or {}, a.get("words") or {}
+    rows = [("rows", esc(b.get("rows")), esc(a.get("rows")))]
+    rows += [(f"words: {k}", _num(wb.get(k)), _num(wa.get(k))) for k in ("min", "p10", "median", "p90", "max")]
+    for n in ("1", "2", "3"):
+        db, da = (b.get("distinct") or {}).get(n) or {}, (a.get("distinct") or {}).get(n) or {}
+        rows.append((f"distinct-{n} (unique / all {n}-grams)", _pct(db.get("ratio")), _pct(da.get("ratio"))))
+    rows.append(("mean pairwise cosine (all-MiniLM-L6-v2)", _card_similarity(b.get("similarity")),
+                 _card_similarity(a.get("similarity"))))
+    figures = "".join(f"<tr><td>{label}</td><td class='num'>{x}</td><td class='num'>{y}</td></tr>"
+                      for label, x, y in rows)
+    steps = "".join(
+        f"<tr><td>{esc(s.get('step'))}</td><td class='num'>{esc(s.get('rows_in'))}</td>"
+        f"<td class='num'>{esc(s.get('rows_out'))}</td><td class='num'>{esc(s.get('dropped'))}</td>"
+        f"<td class='num'>{esc(s.get('edited'))}</td><td>{_count(s.get('drops_by_reason') or {})}</td></tr>"
+        for s in d.get("steps") or [])
+    return (f"<h3>Curation card: {esc(name)}</h3>"
+            f"<table><tr><th></th><th>before curation</th><th>after curation</th></tr>{figures}</table>"
+            + (("<table><tr><th>step</th><th>rows in</th><th>rows out</th><th>dropped</th><th>edited</th>"
+                f"<th>drops by reason</th></tr>{steps}</table>") if steps else "")
+            + _card_histogram(b, a) + '<div class="grid">'
+            + _card_counts("trait", b.get("per_trait"), a.get("per_trait"))
+            + _card_counts("genre", b.get("per_genre"), a.get("per_genre")) + "</div>")
+
+
 def _patterns(r: dict[str, Any]) -> str:
     pats = r.get("patterns") or []
     if not pats:
         return ""
+    # Strict before against strict after (older files without share_after: nothing changed).
+    after = [p.get("share_after") if p.get("share_after") is not None else p.get("share_strict") for p in pats]
     rows = [(f"{p.get('dataset', '')}: {p.get('description') or p.get('pattern_id', '')}",
-             p.get("share_broad"), p.get("share_after")) for p in pats]
+             p.get("share_strict"), x) for p, x in zip(pats, after)]
+    table = "".join(
+        f"<tr><td>{esc(p.get('dataset'))}</td><td>{esc(p.get('description') or p.get('pattern_id'))}"
+        f"<br><span class='ci' title='{esc(p.get('classifier'))}'>{esc(p.get('pattern_id'))} · {esc(p.get('source'))}"
+        f" · {esc(str(p.get('classifier') or '').split(':')[0])}"
+        f" · n={esc(p.get('n'))}</span></td><td class='num'>{_pct(p.get('share_broad'))}</td>"
+        f"<td class='num'>{_pct(p.get('share_strict'))}</td><td class='num'>{_pct(x)}</td>"
+        f"<td>{'flagged' if p.get('flagged') else ''}</td></tr>" for p, x in zip(pats, after))
     return ("<h2>Curation: pattern frequencies</h2><p><i class='sw' style='background:#c2410c'></i>before "
-            "<i class='sw' style='background:#16a34a'></i>after curation</p>" + hbars(rows))
+            "<i class='sw' style='background:#16a34a'></i>after curation (strict share: examples that clearly "
+            "show the pattern)</p>" + hbars(rows, labels=("strict before", "strict after"))
+            + "<table><tr><th>dataset</th><th>pattern</th><th>broad before</th><th>strict before</th>"
+              "<th>strict after</th><th></th></tr>" + table + "</table>"
+            "<p class='ci'>Broad: the classifier said the pattern is at least partly present; strict: clearly "
+            "present. Mitigation targets the strict share.</p>")
 
 
 def _usage(r: dict[str, Any]) -> str:
@@ -225,10 +332,11 @@ def _examples(r: dict[str, Any]) -> str:
     if ex.get("transcripts"):
         out.append("<h3>Multi-turn transcripts</h3>")
         for t in ex["transcripts"]:
-            fv = t.get("first_violation")
+            fv, wt = t.get("first_violation"), t.get("worst_turn")
             out.append(f'<details><summary>{esc(t.get("checkpoint"))} · {esc(t.get("trait_id"))} · '
                        f'{esc((t.get("tactic") or "").split(":")[0])} · '
-                       f'{"first violation at turn " + esc(fv) if fv else "no violation found"}</summary>'
+                       f'{"first violation at turn " + esc(fv) if fv else "no violation found"}'
+                       f'{" · worst turn " + esc(wt) if wt else ""}</summary>'
                        f'<div class="box">{_messages(t.get("messages", []), t.get("verdicts"))}</div></details>')
     if ex.get("documents"):
         out.append("<h3>Training documents</h3>")

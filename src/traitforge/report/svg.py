@@ -41,8 +41,9 @@ def grouped_bars(groups: Sequence[str], series: Sequence[str],
             v = values.get((g, s))
             x = gx + si * bw
             if not v or v.get("value") is None:
+                mark = "n/a" if v and v.get("not_applicable") else "–"
                 out.append(f'<text x="{x + bw / 2:.1f}" y="{top + plot_h - 4:.1f}" text-anchor="middle" '
-                           f'class="ax">–</text>')
+                           f'class="ax">{mark}</text>')
                 continue
 
             def ypos(val: float) -> float:
@@ -69,7 +70,8 @@ def grouped_bars(groups: Sequence[str], series: Sequence[str],
 
 def step_curves(curves: dict[str, list[dict[str, Any]]], series_order: Sequence[str], *, width: int = 520,
                 height: int = 240) -> str:
-    """Survival curves: share of conversations not yet violated (y) by turn (x), as steps."""
+    """Survival curves: share of conversations not yet violated (y) by turn (x), as steps, with a
+    95% interval bar at each turn where the point has one."""
     left, bottom, top, right = 44, 36, 12, 12
     plot_w, plot_h = width - left - right, height - bottom - top
     turns = max((p["turn"] for c in curves.values() for p in c), default=1) or 1
@@ -104,7 +106,13 @@ def step_curves(curves: dict[str, list[dict[str, Any]]], series_order: Sequence[
                    f'transform="translate(0,{off:.1f})"><title>{escape(name)}</title></path>')
         for p in pts:
             x, y = xy(p["turn"], p["value"])
-            tip = escape(f"{name}, turn {p['turn']}: {p['value']:.0%} of n={p.get('n')}")
+            if p.get("ci_low") is not None and p.get("ci_high") is not None:
+                (_, y1), (_, y2), cx = xy(0, p["ci_low"]), xy(0, p["ci_high"]), x + off * 3
+                out.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{y1:.1f}" y2="{y2:.1f}" stroke="{colour(si)}" '
+                           f'stroke-width="1.2" opacity="0.7" class="ci-bar"/>')
+            tip = escape(f"{name}, turn {p['turn']}: {p['value']:.0%} of n={p.get('n')}"
+                         + (f", 95% CI {p['ci_low']:.0%}-{p['ci_high']:.0%}" if p.get("ci_low") is not None
+                            and p.get("ci_high") is not None else ""))
             out.append(f'<circle cx="{x:.1f}" cy="{y + off:.1f}" r="3" fill="{colour(si)}">'
                        f'<title>{tip}</title></circle>')
     out.append("</svg>")

@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from traitforge.config import RunSpec, StageTrainSpec
 
@@ -84,10 +84,24 @@ def use_bf16(setting: bool | str) -> bool:
     return bool(setting)
 
 
-def report_targets(names: list[str]) -> list[str]:
+def _installed(reporter: str) -> bool:
+    return any(importlib.util.find_spec(m) is not None for m in _REPORTERS[reporter])
+
+
+def report_targets(setting: str | Sequence[str]) -> list[str]:
+    """TrainingArguments.report_to for training.report_to: metrics.jsonl is always written; these are extra.
+
+    "auto" picks tensorboard and trackio when installed, and wandb only when installed AND configured
+    (WANDB_API_KEY or WANDB_MODE), since an unconfigured wandb stops the run to ask for a login.
+    A list is taken as given, minus what is not installed (with a warning); [] means none."""
+    if setting == "auto":
+        out = [r for r in ("tensorboard", "trackio") if _installed(r)]
+        if _installed("wandb") and (os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE")):
+            out.append("wandb")
+        return out or ["none"]
     out = []
-    for name in names:
-        if any(importlib.util.find_spec(m) is not None for m in _REPORTERS[name]):
+    for name in setting:
+        if _installed(name):
             out.append(name)
         else:
             log.warning("report_to %s: package not installed, not reporting there", name)
@@ -150,7 +164,7 @@ def trainer_kwargs(spec: RunSpec, job: StageJob) -> dict[str, Any]:
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
-        report_to=report_targets(list(t.report_to)),
+        report_to=report_targets(t.report_to),
         run_name=f"{spec.name}-{job.name}",
         disable_tqdm=True,
         dataloader_num_workers=0,

@@ -8,7 +8,8 @@
   chat template. The mask is built here, turn by turn, because templates without `{% generation %}`
   markers (SmolLM2's) cannot give TRL an assistant mask: 1 on each assistant reply and its end-of-turn
   token, 0 on everything else (headers, user turns, system turns). SFTTrainer turns it into labels.
-- DPO pairs become conversational `{"prompt", "chosen", "rejected"}` rows.
+- DPO pairs become conversational `{"prompt", "chosen", "rejected"}` rows, kept only when the chat they
+  were made from survived curation (curated_dpo_pairs).
 
 Mixing: `mix_ratio` is the share of the final training examples drawn from `mix_file` (generic text
 for midtraining, ordinary chats for SFT), sampled with the run seed (with repetition if the file is small).
@@ -48,6 +49,15 @@ def sample_rows(rows: Sequence[Any], k: int, seed: int) -> list[Any]:
         rng.shuffle(order)
         out.extend(order[: k - len(out)])
     return out
+
+
+def mix_in(main: Sequence[Any], mix_rows: Sequence[Any], ratio: float, seed: int) -> tuple[list[Any], int]:
+    """`main` plus rows sampled from `mix_rows` to make up `ratio` of the total, shuffled with the seed;
+    and how many were mixed in."""
+    mixed = sample_rows(mix_rows, mix_count(len(main), ratio), seed)
+    out = [*main, *mixed]
+    random.Random(seed).shuffle(out)
+    return out, len(mixed)
 
 
 def read_mix_texts(path: Path) -> list[str]:
@@ -91,11 +101,10 @@ def load_documents(path: Path) -> list[Document]:
     return docs
 
 
-def document_texts(docs: Sequence[Document], mix_texts: Sequence[str], mix_ratio: float, seed: int) -> list[str]:
-    texts = [d.text.strip() for d in docs]
-    texts += sample_rows(mix_texts, mix_count(len(texts), mix_ratio), seed)
-    random.Random(seed).shuffle(texts)
-    return texts
+def document_texts(docs: Sequence[Document], mix_texts: Sequence[str], mix_ratio: float,
+                   seed: int) -> tuple[list[str], int]:
+    """The documents' texts plus the generic ones mixed in, shuffled; and how many were mixed in."""
+    return mix_in([d.text.strip() for d in docs], mix_texts, mix_ratio, seed)
 
 
 def text_dataset(texts: Sequence[str]) -> Any:
@@ -116,12 +125,12 @@ def load_chats(path: Path) -> list[list[dict[str, str]]]:
 
 
 def chat_conversations(chats: Sequence[list[dict[str, str]]], mix_chats: Sequence[list[dict[str, str]]],
-                       mix_ratio: float, seed: int) -> list[list[dict[str, str]]]:
+                       mix_ratio: float, seed: int) -> tuple[list[list[dict[str, str]]], int]:
+    """The trainable chats plus the ordinary ones mixed in (`mix_ratio` of the total), shuffled;
+    and how many were mixed in."""
     # A reply needs a user turn before it; conversations opening with the assistant are left out.
     convs = [c for c in chats if c and c[0]["role"] == "user" and any(m["role"] == "assistant" for m in c)]
-    convs += sample_rows(mix_chats, mix_count(len(convs), mix_ratio), seed)
-    random.Random(seed).shuffle(convs)
-    return convs
+    return mix_in(convs, mix_chats, mix_ratio, seed)
 
 
 def _render(tok: Any, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
@@ -201,6 +210,24 @@ def load_dpo_pairs(path: Path) -> list[dict[str, Any]]:
     if not out:
         raise InputError(f"{path}: no DPO pairs")
     return out
+
+
+def first_user_turn(messages: Sequence[Any]) -> str | None:
+    """The first user message's text (stripped), from dicts or ChatMessage records."""
+    for m in messages:
+        role, content = (m["role"], m["content"]) if isinstance(m, dict) else (m.role, m.content)
+        if role == "user":
+            return content.strip()
+    return None
+
+
+def curated_dpo_pairs(pairs: Sequence[dict[str, Any]], chats: Sequence[Chat]) -> list[dict[str, Any]]:
+    """The pairs whose chat survived curation. generate/chats.py makes each pair from one generated
+    chat (its prompt is that chat's first user turn, its chosen side that chat's first reply), so a
+    pair is kept when its prompt opens with the first user turn of a curated chat: a chat that
+    curation dropped (duplicate, leakage, low quality, a pattern) takes its pair with it."""
+    opened = {first_user_turn(c.messages) for c in chats} - {None}
+    return [p for p in pairs if first_user_turn(p["prompt"]) in opened]
 
 
 def dpo_dataset(pairs: Sequence[dict[str, Any]]) -> Any:

@@ -3,7 +3,9 @@
 Pairs come from RUN/generated/dpo_pairs.jsonl, one JSON object per line:
   {"id": str, "prompt": [{"role": "user", "content": ...}, ...], "chosen": str, "rejected": str}
 The chosen reply embodies the traits (teacher with the trait system prompt); the rejected one was
-generated without it. Any system message in the prompt is dropped, as in SFT. Prompts are rendered
+generated without it. Only pairs whose chat survived curation are trained on (a pair is matched to
+RUN/curated/chats.jsonl by its first user turn); the stage counts record how many were left out.
+Any system message in the prompt is dropped, as in SFT. Prompts are rendered
 with the checkpoint's chat template. With LoRA the reference model is the adapter-free base; with
 full fine-tuning DPOTrainer keeps a frozen copy.
 """
@@ -14,24 +16,36 @@ from pathlib import Path
 from typing import Any
 
 from traitforge.config import RunSpec
+from traitforge.errors import InputError
+from traitforge.jsonl import read_jsonl
 from traitforge.train import data
 from traitforge.train.common import (StageJob, load_model, load_tokenizer, metrics_callback, peft_config,
                                      trainer_kwargs)
+from traitforge.types import Chat
 
 PAIRS_FILE = ("generated", "dpo_pairs.jsonl")
 
 
-def make_trainer(spec: RunSpec, job: StageJob, pairs_path: Path) -> tuple[Any, int]:
+def build_pairs(pairs_path: Path, chats_path: Path) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The preference rows to train on: the generated pairs whose chat is in the curated chats."""
+    pairs = data.load_dpo_pairs(pairs_path)
+    kept = data.curated_dpo_pairs(pairs, read_jsonl(chats_path, Chat))
+    if not kept:
+        raise InputError(f"{pairs_path}: none of the {len(pairs)} DPO pairs has its chat in {chats_path} "
+                         "(run curation first, or curation dropped them all)")
+    return kept, {"pairs": len(pairs), "pairs_left_out": len(pairs) - len(kept)}
+
+
+def make_trainer(spec: RunSpec, job: StageJob, pairs: list[dict[str, Any]]) -> Any:
     from trl import DPOConfig, DPOTrainer
 
-    pairs = data.load_dpo_pairs(pairs_path)
     args = DPOConfig(
         **trainer_kwargs(spec, job),
         max_length=job.stage.max_length,
         beta=spec.training.dpo_beta,
         include_num_input_tokens_seen="non_padding",
     )
-    trainer = DPOTrainer(
+    return DPOTrainer(
         model=load_model(job.init_path, spec),
         args=args,
         train_dataset=data.dpo_dataset(pairs),
@@ -39,4 +53,3 @@ def make_trainer(spec: RunSpec, job: StageJob, pairs_path: Path) -> tuple[Any, i
         peft_config=peft_config(spec),
         callbacks=[metrics_callback(job), *job.callbacks],
     )
-    return trainer, len(pairs)

@@ -14,7 +14,7 @@ vertex    Vertex AI Gemini supervised tuning JSONL:
 Context distillation trains WITHOUT the teacher's system prompt, so none is written by default
 (`system_prompt` adds one to every example, e.g. a deployment prompt). Chats whose turns do not
 alternate user/assistant starting with user and ending with assistant cannot be expressed in every
-format; they are skipped and counted, never silently altered.
+format; they are skipped and counted, never silently altered. For users: docs/export.md.
 """
 
 from __future__ import annotations

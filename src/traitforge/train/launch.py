@@ -4,7 +4,9 @@
         -m traitforge.train.launch RUN_DIR --stage sft
 
 On a machine without GPUs, several CPU processes (gloo) run with
-`torchrun --nproc_per_node 2 -m traitforge.train.launch RUN_DIR --stage sft`.
+`torchrun --nproc_per_node 2 -m traitforge.train.launch RUN_DIR --stage sft`. Several machines run the
+same command on every node with examples/accelerate/multi_node_ddp.yaml (its comments say what to set
+on each: machine_rank, the main node's address and port; RUN_DIR on a shared filesystem).
 
 Every process runs this; the Trainer shares the work, and only the main process writes the
 manifest and the merged checkpoint. The spec comes from RUN/manifest.json ("config"), with paths

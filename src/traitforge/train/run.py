@@ -59,6 +59,11 @@ def plan(targets: list[str]) -> list[str]:
     return order
 
 
+def requested(spec: RunSpec, stages: list[str] | None = None) -> list[str]:
+    """The checkpoints asked for: `stages`, or the spec's training.checkpoints; base is not trained."""
+    return [c for c in (stages if stages is not None else spec.training.checkpoints) if c != "base"]
+
+
 def _model_identity(path: Path) -> dict[str, Any]:
     weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
     return {"path": str(path.resolve()), "weights": [f"{w.name}:{w.stat().st_size}:{int(w.stat().st_mtime)}"
@@ -105,10 +110,11 @@ def build_checkpoint(store: RunStore, spec: RunSpec, name: str, init_path: Path,
     kind = RECIPES[name][0]
     stage = _stage_spec(spec, kind)
     mix = spec.resolve(stage.mix_file) if stage.mix_ratio > 0 else None
-    data_path = {"midtrain": store.root / "curated" / "documents.jsonl",
-                 "sft": store.root / "curated" / "chats.jsonl",
+    chats_path = store.root / "curated" / "chats.jsonl"
+    data_path = {"midtrain": store.root / "curated" / "documents.jsonl", "sft": chats_path,
                  "dpo": store.root.joinpath(*dpo.PAIRS_FILE)}[kind]
-    fp = _fingerprint(spec, kind, stage, init_id, [data_path, mix])
+    # DPO keeps the pairs whose chat survived curation, so the curated chats are its input too.
+    fp = _fingerprint(spec, kind, stage, init_id, [data_path, mix] + ([chats_path] if kind == "dpo" else []))
     job = StageJob(name=name, kind=kind, init_path=init_path, stage=stage,  # type: ignore[arg-type]
                    train_dir=store.root / "train" / name, out_dir=store.root / "checkpoints" / name,
                    callbacks=list(callbacks or []))
@@ -136,8 +142,9 @@ def build_checkpoint(store: RunStore, spec: RunSpec, name: str, init_path: Path,
             trainer = sft.make_trainer(spec, job, convs)
             counts["examples"] = len(convs)
         else:
-            trainer, n_pairs = dpo.make_trainer(spec, job, data_path)
-            counts = {"examples": n_pairs}
+            pairs, counts = dpo.build_pairs(data_path, chats_path)
+            trainer = dpo.make_trainer(spec, job, pairs)
+            counts["examples"] = len(pairs)
         if kind != "dpo":
             counts.update(_dataset_tokens(trainer.train_dataset))
         counts.update(common.train_and_save(trainer, job, spec))
@@ -160,7 +167,7 @@ def run_training(store: RunStore, spec: RunSpec, stages: list[str] | None = None
                  callbacks: list[Any] | None = None) -> dict[str, Path]:
     """Build the requested checkpoints (default: spec.training.checkpoints minus base), and whatever
     they start from. Returns checkpoint name -> folder for the requested ones that exist."""
-    targets = [c for c in (stages if stages is not None else spec.training.checkpoints) if c != "base"]
+    targets = requested(spec, stages)
     with common.process_state().main_process_first():  # the embedded model is converted once, by one process
         base = resolve_model_path(spec.models.base)
     built: dict[str, Path] = {}

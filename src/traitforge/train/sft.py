@@ -19,10 +19,11 @@ from traitforge.train.common import (StageJob, load_model, load_tokenizer, metri
 
 def build_conversations(spec: RunSpec, job: StageJob, chats_path: Path) -> tuple[list[list[dict[str, str]]], dict[str, int]]:
     chats = data.load_chats(chats_path)
-    mix_path = spec.resolve(job.stage.mix_file)
+    mix_path = spec.resolve(job.stage.mix_file)  # the spec requires it when mix_ratio > 0
     mix = data.read_mix_chats(mix_path) if mix_path is not None and job.stage.mix_ratio > 0 else []
-    convs = data.chat_conversations(chats, mix, job.stage.mix_ratio, spec.seed)
-    return convs, {"chats": len(chats), "mix_examples": len(convs) - len(chats)}
+    convs, n_mixed = data.chat_conversations(chats, mix, job.stage.mix_ratio, spec.seed)
+    return convs, {"chats": len(chats), "chats_left_out": len(chats) + n_mixed - len(convs),
+                   "mix_examples": n_mixed}
 
 
 def make_trainer(spec: RunSpec, job: StageJob, conversations: list[list[dict[str, str]]]) -> Any:

@@ -54,9 +54,11 @@ def status_error(backend: str, status: int, message: str, *, headers: Mapping[st
     """The exception for an HTTP error status (returned, not raised, so callers `raise ... from`)."""
     message = " ".join(str(message).split())[:300]
     if status == 429:
-        return RetryableError(f"{backend}: rate limited (429): {message}", retry_after=retry_after_s(headers))
+        return RetryableError(f"{backend}: rate limited (429): {message}", retry_after=retry_after_s(headers),
+                              status=429)
     if status >= 500 or status in (408, 409):
-        return RetryableError(f"{backend}: server error {status}: {message}", retry_after=retry_after_s(headers))
+        return RetryableError(f"{backend}: server error {status}: {message}", retry_after=retry_after_s(headers),
+                              status=status)
     if status in (401, 403):
         return BackendError(f"{backend}: authentication failed ({status}): check the API key in "
                             f"${env_var}: {message}")

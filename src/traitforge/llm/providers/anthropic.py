@@ -2,6 +2,7 @@
 
 System messages go to `system=`; n>1 is done by the client with separate calls (no `n` in the API);
 JSON output uses the client's instruction + validation path. SDK retries are off: the client retries.
+Responses are read raw (`with_raw_response`) so the `anthropic-ratelimit-*` headers reach the limiter.
 Temperature, top_p and seed are not sent: SDK 2.x speaks API version 2026-10-21, which rejects
 sampling parameters (even temperature 1.0) with a 400, so samples use the model's own sampling.
 """
@@ -9,6 +10,7 @@ sampling parameters (even temperature 1.0) with a 400, so samples use the model'
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from typing import Any, ClassVar, Sequence
 
@@ -54,7 +56,10 @@ class AnthropicBackend(Backend):
             kw["stop_sequences"] = list(params.stop)
         url = self.base_url or "https://api.anthropic.com"
         try:
-            resp = await self._get_client().messages.create(**kw)
+            raw = await self._get_client().messages.with_raw_response.create(**kw)
+            resp = raw.parse()
+            if inspect.isawaitable(resp):  # AsyncAPIResponse.parse is a coroutine in SDK 2.x
+                resp = await resp
         except anthropic.APITimeoutError:
             raise RetryableError(f"{self.name}: {url} timed out after {self.timeout_s:g}s") from None
         except anthropic.APIConnectionError as e:
@@ -70,7 +75,7 @@ class AnthropicBackend(Backend):
         text = "".join(getattr(b, "text", "") for b in content if getattr(b, "type", "") == "text")
         u = resp.usage
         return Completion(texts=[text], usage=Usage(u.input_tokens or 0, u.output_tokens or 0) if u else Usage(),
-                          finish_reasons=[resp.stop_reason or ""])
+                          finish_reasons=[resp.stop_reason or ""], headers=raw.headers)
 
     async def aclose(self) -> None:
         if self._client is not None and self._loop is asyncio.get_running_loop():

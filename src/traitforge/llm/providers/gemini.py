@@ -2,7 +2,9 @@
 
 System messages go to `system_instruction`, n to `candidate_count` (made up with extra calls when
 fewer candidates come back), JSON to `response_mime_type` + `response_json_schema`. The SDK's own
-retries are off (one attempt): the client retries.
+retries are off (one attempt): the client retries. The SDK exposes a response's HTTP headers as
+`sdk_http_response.headers`; they go to the client's limiter like the other providers', though the
+Gemini API sends no rate-limit headers today (its quota shows only as 429s, which cool the model down).
 """
 
 from __future__ import annotations
@@ -113,7 +115,9 @@ class GeminiBackend(Backend):
         texts: list[str] = []
         reasons: list[str] = []
         usage = Usage()
+        headers = None
         for r in responses:
+            headers = getattr(getattr(r, "sdk_http_response", None), "headers", None) or headers
             for cand in r.candidates[: params.n - len(texts)]:
                 parts = (cand.content.parts or []) if cand.content else []
                 texts.append("".join(p.text for p in parts if getattr(p, "text", None)))
@@ -122,7 +126,7 @@ class GeminiBackend(Backend):
             meta = r.usage_metadata
             if meta is not None:
                 usage = usage + Usage(meta.prompt_token_count or 0, meta.candidates_token_count or 0)
-        return Completion(texts=texts, usage=usage, finish_reasons=reasons)
+        return Completion(texts=texts, usage=usage, finish_reasons=reasons, headers=headers)
 
     async def aclose(self) -> None:
         if self._client is not None and self._loop is asyncio.get_running_loop():

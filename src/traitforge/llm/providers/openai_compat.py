@@ -1,14 +1,17 @@
 """`openai:` the OpenAI API or any OpenAI-compatible server (vLLM, llama.cpp, ...), on the official SDK.
 
 `base_url` may be a list of servers that serve the same model: each request goes to the least busy
-live server (round-robin among equals); a server that refuses connections is marked dead for
-`dead_for_s` and its request moves straight to the next one. Retries are the client's job, so the
-SDK's own are off (max_retries=0).
+live server (round-robin among equals). A server is marked dead for `dead_for_s` when it refuses
+connections, or after `dead_after` failures in a row that were timeouts or 5xx answers; a refused or
+5xx request moves straight to the next server, a timed-out one is retried by the client (which then
+avoids the dead server). Retries are the client's job, so the SDK's own are off (max_retries=0).
+Responses are read raw (`with_raw_response`) so their rate-limit headers reach the client's limiter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ class _Server:
     client: Any = None
     in_flight: int = 0
     dead_until: float = 0.0
+    failures: int = 0  # timeouts and 5xx answers in a row
     served: int = 0  # successful requests, for balancing reports and tests
     # llama-cpp-python's server knows only {"type": "json_object", "schema": ...}; switched on first refusal.
     json_mode: str = "json_schema"
@@ -42,7 +46,7 @@ class OpenAIBackend(Backend):
 
     def __init__(self, model: str, *, base_url: str | list[str] | None = None,
                  api_key_env: str | None = None, timeout_s: float = 120.0, dead_for_s: float = 30.0,
-                 **options: Any):
+                 dead_after: int = 2, **options: Any):
         super().__init__(model, **options)
         urls: list[str | None] = list(base_url) if isinstance(base_url, (list, tuple)) else [base_url]
         if not urls:
@@ -51,6 +55,7 @@ class OpenAIBackend(Backend):
         self._key, _ = api_key(f"openai:{model}", (self.env_var,), base_url)
         self.timeout_s = timeout_s
         self.dead_for_s = dead_for_s
+        self.dead_after = dead_after
         self.servers = [_Server(u.rstrip("/") if u else None) for u in urls]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._turn = 0
@@ -81,6 +86,12 @@ class OpenAIBackend(Backend):
         tried.add(best)
         return self.servers[best]
 
+    def _failed(self, server: _Server) -> None:
+        """A timeout or 5xx: after `dead_after` in a row the server sits out `dead_for_s`."""
+        server.failures += 1
+        if server.failures >= self.dead_after:
+            server.dead_until = time.monotonic() + self.dead_for_s
+
     # --- requests --------------------------------------------------------------------
     def _kwargs(self, messages: Sequence[Message], params: GenerateParams, n: int,
                 seed: int | None, server: _Server) -> dict[str, Any]:
@@ -107,7 +118,8 @@ class OpenAIBackend(Backend):
         return kw
 
     async def _request(self, messages: Sequence[Message], params: GenerateParams, n: int,
-                       seed: int | None) -> Any:
+                       seed: int | None) -> tuple[Any, Any]:
+        """(parsed response, its HTTP headers) from the first server that answers."""
         import openai
 
         self._ensure_clients()
@@ -117,9 +129,13 @@ class OpenAIBackend(Backend):
             url = server.url or OPENAI_URL
             server.in_flight += 1
             try:
-                resp = await server.client.chat.completions.create(
+                raw = await server.client.chat.completions.with_raw_response.create(
                     **self._kwargs(messages, params, n, seed, server))
+                resp = raw.parse()
+                if inspect.isawaitable(resp):  # the SDK's non-legacy raw responses parse asynchronously
+                    resp = await resp
             except openai.APITimeoutError:
+                self._failed(server)
                 raise RetryableError(f"{self.name}: {url} timed out after {self.timeout_s:g}s") from None
             except openai.APIConnectionError as e:
                 # Refused or dropped: this server is out for a while; try the next one now.
@@ -132,8 +148,13 @@ class OpenAIBackend(Backend):
                     server.json_mode = "json_object"  # this server wants the other dialect: ask again
                     tried.discard(self.servers.index(server))
                     continue
-                raise status_error(self.name, e.status_code, error_message(e), headers=e.response.headers,
-                                   env_var=self.env_var, model=self.model, url=url) from None
+                err = status_error(self.name, e.status_code, error_message(e), headers=e.response.headers,
+                                   env_var=self.env_var, model=self.model, url=url)
+                if e.status_code >= 500:
+                    self._failed(server)  # and the request moves to the next server, if any
+                    last = err
+                    continue
+                raise err from None
             except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError) as e:
                 raise RetryableError(f"{self.name}: malformed response from {url}: {e}") from None
             finally:
@@ -142,20 +163,23 @@ class OpenAIBackend(Backend):
                 # The SDK hands back raw text when a 200 is not JSON; a truncated body lands here too.
                 raise RetryableError(f"{self.name}: malformed response from {url}: {str(resp)[:200]!r}")
             server.served += 1
-            return resp
+            server.failures = 0
+            return resp, raw.headers
         assert last is not None
         raise last
 
     async def generate(self, messages: Sequence[Message], params: GenerateParams) -> Completion:
-        first = await self._request(messages, params, params.n, params.seed)
+        first, headers = await self._request(messages, params, params.n, params.seed)
         responses = [first]
         missing = params.n - len(first.choices)
         if missing > 0:
             # Some servers (llama.cpp) ignore n: make up the rest with single-sample calls, each
             # with its own seed so a fixed seed does not give identical samples.
-            responses += await asyncio.gather(*(
+            more = await asyncio.gather(*(
                 self._request(messages, params, 1, None if params.seed is None else params.seed + k)
                 for k in range(1, missing + 1)))
+            responses += [r for r, _ in more]
+            headers = more[-1][1]  # the latest word on the rate limits
         texts: list[str] = []
         reasons: list[str] = []
         usage = Usage()
@@ -165,7 +189,7 @@ class OpenAIBackend(Backend):
                 reasons.append(choice.finish_reason or "")
             if r.usage is not None:
                 usage = usage + Usage(r.usage.prompt_tokens or 0, r.usage.completion_tokens or 0)
-        return Completion(texts=texts, usage=usage, finish_reasons=reasons)
+        return Completion(texts=texts, usage=usage, finish_reasons=reasons, headers=headers)
 
     async def aclose(self) -> None:
         if self._loop is not None and self._loop is asyncio.get_running_loop():

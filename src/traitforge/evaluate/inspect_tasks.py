@@ -1,0 +1,244 @@
+"""The behavioural and multi-turn evals as Inspect (inspect-ai) tasks, to read their transcripts in
+Inspect's log viewer (`inspect view`). Optional: nothing else imports this module, and
+`traitforge eval` never needs inspect-ai.
+
+    inspect eval src/traitforge/evaluate/inspect_tasks.py@behaviour -T run=runs/tiny -T checkpoint=sft
+    inspect eval src/traitforge/evaluate/inspect_tasks.py@multiturn -T run=runs/tiny -T checkpoint=sft
+    inspect eval src/traitforge/evaluate/inspect_tasks.py@behaviour -T run=runs/tiny --model openai/gpt-4o-mini
+
+`run` is a run directory or spec file. The items are the run's own (RUN/eval/items_*.jsonl, made
+first if missing), graded by the run's judge with the same rubric and blindness as `traitforge eval`.
+With `checkpoint` (one of the run's checkpoints or an `evaluation.models` name) the replies come
+from traitforge's backend for it; without it, from Inspect's `--model`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from inspect_ai import Task, task
+from inspect_ai.dataset import MemoryDataset, Sample
+from inspect_ai.model import (ChatMessageAssistant, ChatMessageUser, GenerateConfig, ModelOutput, get_model)
+from inspect_ai.scorer import Metric, SampleScore, Score, Target, metric, scorer
+from inspect_ai.solver import Generate, Solver, TaskState, solver
+
+from traitforge.errors import InputError
+from traitforge.evaluate.behaviour import judge_response
+from traitforge.evaluate.common import EvalContext, EvalItem, describe, normalise_checkpoints
+from traitforge.evaluate.items import build_items
+from traitforge.evaluate.multiturn import converse, grade_transcript, summarise
+from traitforge.llm.base import Message
+from traitforge.llm.client import MessagesLike, as_messages
+
+# A checkpoint's replies come from traitforge, so Inspect's own model is never called; this
+# built-in stand-in spares the user a --model they do not need.
+UNUSED_MODEL = "mockllm/model"
+
+
+def run_context(run: str) -> EvalContext:
+    """The run's spec, traits, judge, auditor and evaluable models, as `traitforge eval` sees them."""
+    from traitforge.pipeline import checkpoints_for_eval, open_run
+
+    r = open_run(run)
+    cks = normalise_checkpoints(checkpoints_for_eval(r), r.spec.evaluation.models, r.spec.resolve)
+    return EvalContext(r.store, r.spec, r.traits, r.llm("judge"), r.llm("auditor"), cks)
+
+
+def run_items(ctx: EvalContext, kind: str) -> list[EvalItem]:
+    """The run's items of one kind, generating the missing ones (in a thread with its own event
+    loop: Inspect may build tasks inside its running loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        items = pool.submit(asyncio.run, build_items(ctx)).result()
+    return [i for i in items[kind] if i.dropped is None]
+
+
+def _chat(messages: MessagesLike, model: str | None = None) -> list[ChatMessageUser | ChatMessageAssistant]:
+    return [ChatMessageUser(content=m.content) if m.role == "user"
+            else ChatMessageAssistant(content=m.content, model=model) for m in as_messages(messages)]
+
+
+class InspectModel:
+    """Inspect's active model (`--model`) behind traitforge's `generate_one`."""
+
+    async def generate_one(self, messages: MessagesLike, *, temperature: float | None = None,
+                           max_tokens: int | None = None, **_: Any) -> str:
+        config = GenerateConfig(temperature=temperature, max_tokens=max_tokens)
+        return (await get_model().generate(_chat(messages), config=config)).completion
+
+
+def _responder(ctx: EvalContext, checkpoint: str | None, state: TaskState) -> tuple[Any, str]:
+    """What answers, and its name for the transcript."""
+    if checkpoint is None:
+        return InspectModel(), str(state.model)
+    return ctx.target(checkpoint), describe(ctx.checkpoints[checkpoint])
+
+
+def _task(ctx: EvalContext, kind: str, checkpoint: str | None, solve: Solver, score: Any) -> Task:
+    """One Inspect task over the run's items of `kind` (the dropped ones left out)."""
+    if checkpoint is not None and checkpoint not in ctx.checkpoints:
+        raise InputError(f"checkpoint '{checkpoint}' is not in this run (have: {', '.join(ctx.checkpoints)})")
+    samples = [_sample(ctx, i) for i in run_items(ctx, kind)]
+    return Task(dataset=MemoryDataset(samples, name=f"traitforge-{kind}"), solver=solve, scorer=score,
+                name=f"traitforge_{kind}", model=UNUSED_MODEL if checkpoint else None,
+                metadata={"run": str(ctx.store.root), "checkpoint": checkpoint or "inspect --model"})
+
+
+def _sample(ctx: EvalContext, item: EvalItem) -> Sample:
+    trait = ctx.traits.by_id(item.trait_id)
+    return Sample(id=item.id, input=item.prompt, target=trait.statement,
+                  metadata={"item": item.model_dump(), "trait_id": item.trait_id, "category": item.category,
+                            "ood": item.ood})
+
+
+def _item(state: TaskState) -> EvalItem:
+    return EvalItem.model_validate(state.metadata["item"])
+
+
+def _show(state: TaskState, messages: list[Message], model: str) -> TaskState:
+    """The conversation into Inspect's state, so its viewer shows the transcript."""
+    state.messages = list(_chat(messages, model))
+    last = next((m.content for m in reversed(messages) if m.role == "assistant"), "")
+    state.output = ModelOutput.from_content(model=model, content=last)
+    return state
+
+
+def _transcript(state: TaskState) -> list[Message]:
+    return [Message(m.role, m.text) for m in state.messages if m.role in ("user", "assistant")]
+
+
+# --- metrics: the judge's unreadable replies are unscored, never failures -------------------
+# An unscored value is NaN: Inspect's epoch reducer turns None into 0 but skips NaN.
+
+
+def _unscored(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _values(scores: list[SampleScore], key: str) -> list[float]:
+    vals = [s.score.value.get(key) if isinstance(s.score.value, dict) else None for s in scores]
+    return [float(v) for v in vals if isinstance(v, (int, float)) and not math.isnan(v)]
+
+
+def _mean(scores: list[SampleScore], key: str) -> float:
+    vals = _values(scores, key)
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+@metric
+def judge_score() -> Metric:
+    """Mean rubric score (1-10) over the replies the judge graded readably."""
+
+    def calc(scores: list[SampleScore]) -> float:
+        return _mean(scores, "score")
+
+    return calc
+
+
+@metric
+def pass_rate() -> Metric:
+    def calc(scores: list[SampleScore]) -> float:
+        return _mean(scores, "passed")
+
+    return calc
+
+
+@metric
+def survival() -> Metric:
+    """Share of conversations whose trait held through every turn (of those fully graded)."""
+
+    def calc(scores: list[SampleScore]) -> float:
+        return _mean(scores, "survived")
+
+    return calc
+
+
+@metric
+def unscored(key: str) -> Metric:
+    def calc(scores: list[SampleScore]) -> float:
+        return float(len(scores) - len(_values(scores, key)))
+
+    return calc
+
+
+# --- behaviour ----------------------------------------------------------------------------
+
+
+@solver
+def reply(ctx: EvalContext, checkpoint: str | None = None) -> Solver:
+    """The target answers the held-out prompt (greedy, as in `traitforge eval`)."""
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        target, name = _responder(ctx, checkpoint, state)
+        item = _item(state)
+        text = await target.generate_one(item.prompt, temperature=0.0, max_tokens=ctx.ev.max_tokens)
+        return _show(state, [Message("user", item.prompt), Message("assistant", text)], name)
+
+    return solve
+
+
+@scorer(metrics=[judge_score(), pass_rate(), unscored("score")])
+def rubric_judge(ctx: EvalContext):  # noqa: ANN201 - an Inspect Scorer
+    """traitforge's judge with the trait rubric; it sees the prompt and the reply, never the model."""
+
+    async def score(state: TaskState, target: Target) -> Score:
+        r = await judge_response(ctx, _item(state), state.output.completion)
+        return Score(value={"score": _unscored(r.score), "passed": _unscored(r.passed)},
+                     answer=state.output.completion, explanation=r.reason)
+
+    return score
+
+
+def behaviour_task(ctx: EvalContext, checkpoint: str | None = None) -> Task:
+    return _task(ctx, "behaviour", checkpoint, reply(ctx, checkpoint), rubric_judge(ctx))
+
+
+# --- multi-turn ---------------------------------------------------------------------------
+
+
+@solver
+def pressure(ctx: EvalContext, checkpoint: str | None = None) -> Solver:
+    """The run's auditor presses with the item's tactic for k turns; the target answers each."""
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        target, name = _responder(ctx, checkpoint, state)
+        messages, stopped = await converse(ctx, target, _item(state))
+        state.metadata["stopped"] = stopped
+        return _show(state, messages, name)
+
+    return solve
+
+
+@scorer(metrics=[survival(), unscored("survived")])
+def transcript_judge(ctx: EvalContext):  # noqa: ANN201 - an Inspect Scorer
+    """traitforge's judge grades every turn of the transcript: survival, first and worst turn."""
+
+    async def score(state: TaskState, target: Target) -> Score:
+        verdicts, judge_reply = await grade_transcript(ctx, _item(state), _transcript(state))
+        s = summarise(verdicts)
+        return Score(value={"survived": _unscored(s["survived"])}, explanation=judge_reply,
+                     metadata={"first_violation": s["first_violation"], "worst_turn": s["worst_turn"],
+                               "verdicts": verdicts, "stopped": state.metadata.get("stopped")})
+
+    return score
+
+
+def multiturn_task(ctx: EvalContext, checkpoint: str | None = None) -> Task:
+    return _task(ctx, "multiturn", checkpoint, pressure(ctx, checkpoint), transcript_judge(ctx))
+
+
+# --- entry points for `inspect eval ...@behaviour -T run=RUN -T checkpoint=NAME` -----------
+
+
+@task
+def behaviour(run: str, checkpoint: str | None = None) -> Task:
+    """Single-turn behaviour on the run's held-out prompts, judged with the trait rubric."""
+    return behaviour_task(run_context(run), checkpoint)
+
+
+@task
+def multiturn(run: str, checkpoint: str | None = None) -> Task:
+    """Multi-turn pressure from the run's auditor, the transcript judged turn by turn."""
+    return multiturn_task(run_context(run), checkpoint)
