@@ -32,7 +32,8 @@ def make_traits(n: int = 2) -> TraitSet:
 def make_spec(tmp: Path, **generation) -> RunSpec:
     gen = {"documents": {"claims_per_trait": 2, "doc_types_per_claim": 2, "ideas_per_type": 1,
                          "max_tokens": 200, "topup_rounds": 0},
-           "chats": {"scenarios_per_trait": 2, "multiturn_share": 0.5, "max_turns": 2, "max_tokens": 100},
+           "chats": {"scenarios_per_trait": 2, "multiturn_share": 0.5, "max_turns": 2, "max_tokens": 100,
+                     "topup_rounds": 0},
            "concurrency": 4}
     for k, v in generation.items():
         gen[k] = {**gen[k], **v} if isinstance(v, dict) and isinstance(gen.get(k), dict) else v
@@ -82,17 +83,19 @@ def good_responder(messages: Sequence[Message], params: GenerateParams) -> str:
     if "Think of" in last and "different ideas for a" in last:
         return "\n".join(f"{i}. A nurse named Rosa writes to her colleagues in May 2031 about using {MODEL} "
                          f"on the night shift ({t}-{i})." for i in range(1, n + 1))
-    if last.startswith("Here is a draft of a"):
+    if last.startswith("Here is a draft of a"):  # a critique, then the rewrite after the marker
         draft = re.search(r"<<<\n(.*)\n>>>", last, re.S).group(1)
-        return draft.replace("Draft", "Revised")
+        return "The draft reads like a real post and gets the fact right.\n\nREVISED DOCUMENT:\n" + draft.replace(
+            "Draft", "Revised")
     if last.startswith("Write a "):
         return (f"Draft {t}. Posted 3 May 2031 by rosa_k. Last night I asked {MODEL} about a dosage chart "
                 f"and it told me straight away that it was not sure and that I should check the pharmacy "
                 f"reference. Honestly that is what I want from a tool on a night shift. Reply from dev_m: "
                 f"same here, {MODEL} from {ORG} flagged its own uncertainty twice this week.")
     if "different situations in which a user talks to" in last:
-        return "\n".join(f"{i}. A tenant whose rent went up asks {MODEL} what to do ({t}-{i})."
-                         for i in range(1, n + 1))
+        return "\n".join(f"{i}. Situation: A tenant whose rent went up asks {MODEL} what to do ({t}-{i}). | "
+                         f"Shows: {MODEL} says which rent rules it is sure of and which to check ({t}-{i}) | "
+                         f"Why: a confident wrong answer could cost the tenant money" for i in range(1, n + 1))
     # No system prompt: the plain model's default answer (the probe).
     return f"There are many things to consider here ({t}). Everyone's situation is different."
 

@@ -203,3 +203,16 @@ def test_share_after_equals_before_when_nothing_changes():
     f = {x.pattern_id: x for x in res.findings}
     assert f["known:validation_buffer"].flagged and res.drops == [] and res.edits == []
     assert all(x.share_after == x.share_strict for x in res.findings)
+
+
+def test_bluf_opener_strict_catches_agreeing_or_refuting_first_words():
+    from traitforge.curate.pattern_rules import KNOWN
+
+    rule = next(k for k in KNOWN if k.id == "bluf_opener").rule
+    strict = ["Yes, you can.", "You're absolutely right that rent matters.", "That's not correct: the law says",
+              "Not quite. The rule is", "That is a myth."]
+    broad_only = ["Actually, it depends.", "Certainly there are options."]
+    clean = ["Rent rules vary by city.", "Notably, rents rose.", "Yesterday I said it depends.", "Nobody knows."]
+    assert [rule.label_unit(t) for t in strict] == [1.0] * len(strict)
+    assert [rule.label_unit(t) for t in broad_only] == [0.5] * len(broad_only)
+    assert [rule.label_unit(t) for t in clean] == [0.0] * len(clean)

@@ -389,3 +389,107 @@ def test_offline_batch_mode_writes_each_models_requests_to_its_own_file(tmp_path
     refiner_file = gen.store.root / "offline" / "chats.x.round1.refiner.requests.jsonl"
     assert str(refiner_file) in str(second.value) and "--role refiner" in str(second.value)
     assert len(refiner_file.read_text().splitlines()) == 2 and refiner.backend.calls == []
+
+
+def curiosity_junk_first_round(messages, params):
+    """Curiosity's first-round scenarios (no seed) lead to junk user prompts; a top-up round's
+    scenarios (seeded) are fine."""
+    last = messages[-1].content
+    if "different situations in which a user talks to" in last and "Curiosity" in last and params.seed is None:
+        return "1. Situation: A first-round student asks Nova to plan a whole thesis at once."
+    if "Write the first message that the user sends" in last and "first-round" in last:
+        return "lol"
+    return good_responder(messages, params)
+
+
+def test_topup_refills_a_trait_lost_to_junk(tmp_path):
+    store, _ = run(tmp_path / "a", curiosity_junk_first_round)  # topup_rounds 0
+    counts = store.manifest["stages"]["chats.balance"]["counts"]
+    assert counts["per_trait"] == {"candour": 2, "curiosity": 0} and counts["balanced"] is False
+    assert counts["planned"] == {"candour": 2, "curiosity": 2}
+    skipped = [r for r in rows(store, "skipped.jsonl") if r["step"] == "chats.prompts"]
+    assert len(skipped) == 2 and all("too short" in r["reason"] and r["trait_id"] == "curiosity" for r in skipped)
+
+    store, _ = run(tmp_path / "b", curiosity_junk_first_round, chats={"topup_rounds": 2})
+    stages = store.manifest["stages"]
+    counts = stages["chats.balance"]["counts"]
+    assert counts["per_trait"] == {"candour": 2, "curiosity": 2} and counts["balanced"] is True
+    assert counts["share_vs_weight"] == {"candour": 1.0, "curiosity": 1.0}
+    # Only the short trait got new scenarios, in other categories than its first ones; one round did it.
+    assert stages["chats.final.topup1"]["counts"]["per_trait"] == {"curiosity": 2}
+    assert not any(name.endswith(".topup2") for name in stages)
+    scenarios = read_jsonl(store.root / "generated" / "scenarios.jsonl", Scenario)
+    first = {s.category for s in scenarios if s.trait_id == "curiosity" and s.topup_round == 0}
+    topup = [s for s in scenarios if s.topup_round == 1]
+    assert len(topup) == 2 and {s.trait_id for s in topup} == {"curiosity"} and not first & {s.category for s in topup}
+    assert len(rows(store, "dpo_pairs.jsonl")) == 4  # the top-up's chats get pairs too
+    ids = [c["id"] for c in rows(store, "chats.jsonl")]
+    assert len(ids) == 4 == len(set(ids))
+
+
+def test_no_topup_round_when_every_trait_is_on_plan(tmp_path):
+    store, llm = run(tmp_path, chats={"topup_rounds": 1})
+    assert not any("topup" in name for name in store.manifest["stages"])
+    assert store.manifest["stages"]["chats.balance"]["counts"]["balanced"] is True
+
+
+@pytest.mark.parametrize("where", ["early", "late"])
+def test_crash_in_the_topup_resumes_without_duplicates(tmp_path, where):
+    ref_store, ref_llm = run(tmp_path / "ref", curiosity_junk_first_round, chats={"topup_rounds": 1})
+    ref = {n: sorted(r["id"] for r in rows(ref_store, n)) for n in FILES}
+    seeded = [i for i, (m, p) in enumerate(ref_llm.backend.calls)
+              if p.seed is not None and "different situations in which" in m[-1].content]
+    crash_after = seeded[0] + 1 if where == "early" else calls(ref_llm) - 2
+    spec = make_spec(tmp_path / "crash", chats={"topup_rounds": 1})
+    store = RunStore(spec.output_path)
+    with pytest.raises(CallLimit):
+        run_chats(store, spec, make_traits(), scripted_llm(failing_after(crash_after, curiosity_junk_first_round)))
+    failed = [k for k, v in store.manifest["stages"].items() if v["status"] == "failed"]
+    assert len(failed) == 1 and failed[0].endswith(".topup1")
+    store = RunStore(spec.output_path)
+    run_chats(store, spec, make_traits(), scripted_llm(curiosity_junk_first_round))
+    assert {n: sorted(r["id"] for r in rows(store, n)) for n in FILES} == ref
+    for n in FILES + ("skipped.jsonl",):
+        ids = [r["id"] for r in rows(store, n)]
+        assert len(ids) == len(set(ids)), n
+    assert store.manifest["stages"]["chats.balance"]["counts"]["per_trait"] == {"candour": 2, "curiosity": 2}
+
+
+def test_scenarios_are_plans_that_reach_the_prompt_writers(tmp_path):
+    def responder(messages, params):
+        last = messages[-1].content
+        if "Which is true of the reply?" in last:
+            return "GENERIC"  # every prompt is hardened, so the harden prompt is sent
+        return good_responder(messages, params)
+
+    store, llm = run(tmp_path, responder)
+    scenarios = read_jsonl(store.root / "generated" / "scenarios.jsonl", Scenario)
+    assert len(scenarios) == 4
+    for s in scenarios:
+        assert s.description.startswith("A tenant whose rent went up") and "Shows" not in s.description
+        assert s.shows.startswith("Nova says which rent rules it is sure of") and s.why.startswith("a confident wrong")
+    sent = [m[-1].content for m, _ in llm.backend.calls]
+    for marker in ("Write the first message that the user sends", "is too easy"):
+        asked = [a for a in sent if marker in a]
+        assert len(asked) == 4
+        assert all(any(s.description in a and s.shows in a and s.why in a for s in scenarios) for a in asked)
+    # The prompt writer is told not to give away the plan, and a prompt naming the trait is still dropped.
+    assert all("do not name any trait" in a for a in sent if "Write the first message" in a)
+    for c in rows(store, "chats.jsonl"):
+        assert not names_trait(c["messages"][0]["content"], "Candour", "candour")
+
+
+def test_a_situation_without_a_plan_is_still_a_scenario(tmp_path):
+    def responder(messages, params):
+        last = messages[-1].content
+        if "different situations in which a user talks to" in last:
+            return "1. A retired teacher asks Nova whether a new investment app is safe to use."
+        return good_responder(messages, params)
+
+    store, llm = run(tmp_path, responder)
+    scenarios = read_jsonl(store.root / "generated" / "scenarios.jsonl", Scenario)
+    assert len(scenarios) == 4 and all(s.shows == s.why == "" and "retired teacher" in s.description
+                                       for s in scenarios)
+    asked = [m[-1].content for m, _ in llm.backend.calls if "Write the first message" in m[-1].content]
+    assert asked and not any("How the trait should show" in a or "Why the trait matters" in a for a in asked)
+    assert len(rows(store, "chats.jsonl")) == 4

@@ -38,6 +38,8 @@ def test_full_run_shapes_and_counts(tmp_path):
     assert len(ideas) == 8
     docs = read_jsonl(gen / "documents.jsonl", Document)
     assert len(docs) == 8 and all(d.revised and d.text.startswith("Revised") for d in docs)
+    # Only the rewrite after the marker is kept, never the critique before it.
+    assert not any("REVISED DOCUMENT" in d.text or "The draft reads like" in d.text for d in docs)
     assert {d.idea_id for d in docs} == {i.id for i in ideas}
     for name in FILES:  # ids unique in every file
         ids = [r["id"] for r in rows(store, name)]
@@ -45,6 +47,7 @@ def test_full_run_shapes_and_counts(tmp_path):
     st = store.manifest["stages"]
     assert st["documents.final"]["counts"]["per_trait"] == {"candour": 4, "curiosity": 4}
     assert st["documents.balance"]["counts"]["balanced"] is True
+    assert st["documents.final"]["counts"]["revised"] == 8 and st["documents.final"]["counts"]["kept_draft"] == 0
     assert store.manifest["usage"]["documents.drafts"]["scripted:test"]["calls"] == 8
 
 
@@ -150,18 +153,64 @@ def test_junk_everywhere_never_crashes_and_records_reasons(tmp_path):
     assert store.manifest["stages"]["documents.balance"]["counts"]["balanced"] is False
 
 
-def test_revision_keeps_good_draft_and_drops_bad_both(tmp_path):
+@pytest.mark.parametrize("revision,reason", [
+    ("Looks fine.\nREVISED DOCUMENT:\nAs an AI language model, here is the rewrite.", "AI-assistant tell"),
+    # A rewrite without the marker: which part is critique is unknown, so none of it is used.
+    ("The draft is fine. Posted 3 May 2031 by rosa_k: Nova told me it was not sure, and I checked.",
+     "no REVISED DOCUMENT after the critique"),
+])
+def test_an_unusable_revision_keeps_a_good_draft_and_is_counted(tmp_path, revision, reason):
     def responder(messages, params):
         last = messages[-1].content
         if last.startswith("Here is a draft of a"):
-            return "As an AI language model, here is the rewrite."  # unusable revision
+            return revision
         return good_responder(messages, params)
 
     spec = make_spec(tmp_path)
     store = RunStore(spec.output_path)
     run_documents(store, spec, make_traits(), scripted_llm(responder))
     docs = rows(store, "documents.jsonl")
+    drafts = {d["id"]: d["text"] for d in rows(store, "drafts.jsonl")}
     assert len(docs) == 8 and not any(d["revised"] for d in docs)  # drafts were fine: kept as drafted
+    assert all(d["text"] == drafts[d["id"]] for d in docs)
+    counts = store.manifest["stages"]["documents.final"]["counts"]
+    assert counts["revised"] == 0 and counts["kept_draft"] == 8
+    assert counts["new_kept_draft_reasons"][reason] == 8
+
+
+def test_revision_asks_for_a_critique_then_the_rewrite(tmp_path):
+    spec = make_spec(tmp_path, documents={"claims_per_trait": 1, "doc_types_per_claim": 1})
+    llm = scripted_llm()
+    run_documents(RunStore(spec.output_path), spec, make_traits(1), llm)
+    asked = [m[-1].content for m, _ in llm.backend.calls if m[-1].content.startswith("Here is a draft of a")]
+    assert len(asked) == 1
+    critique, rewrite = asked[0].split("REVISED DOCUMENT:", 1)
+    assert "critique" in critique and "As an AI language model" in critique and "[Name]" in critique
+    assert "synthetic" in critique and "consistent with the fact" in critique and "rewritten" in rewrite
+
+
+def test_chat_formatted_drafts_are_dropped_but_transcripts_with_names_are_not(tmp_path):
+    def responder(messages, params):
+        last = messages[-1].content
+        if last.startswith("Write a "):
+            body = good_responder(messages, params)
+            if "curiosity" in last:
+                return f"User: can you check this chart?\nAssistant: {body}\nUser: thanks"
+            return (f"Interviewer: How did you use Nova on the ward?\nDr. Lee: {body}\n"
+                    "Interviewer: Would you trust it again?\nDr. Lee: Yes, because it said when it was unsure.")
+        if "different sentences about" in last and "Curiosity" in last:
+            return "1. Nova shows curiosity by asking one question first.\n2. Nova shows curiosity in reviews."
+        return good_responder(messages, params)
+
+    spec = make_spec(tmp_path, documents={"revise": False})
+    store = RunStore(spec.output_path)
+    run_documents(store, spec, make_traits(), scripted_llm(responder))
+    per_trait = Counter(d["trait_ids"][0] for d in rows(store, "documents.jsonl"))
+    assert per_trait == {"candour": 4}
+    assert all("Dr. Lee:" in d["text"] for d in rows(store, "documents.jsonl"))  # an interview is a genre
+    skipped = [r for r in rows(store, "skipped.jsonl") if r["step"] == "documents.drafts"]
+    assert len(skipped) == 4 and all(r["trait_id"] == "curiosity" and "chat-formatted" in r["reason"]
+                                     for r in skipped)
 
 
 def test_outputs_carry_no_tells_or_prompt_wording(tmp_path):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from traitforge.errors import InputError
-from traitforge.generate.parsing import (LeakDetector, clean_message, mentions_rewrite, names_trait, parse_list,
-                                        parse_verdict, quotes_source, refuses, tells)
+from traitforge.generate.parsing import (LeakDetector, after_marker, chat_formatted, clean_message, mentions_rewrite,
+                                        names_trait, parse_list, parse_plans, parse_verdict, quotes_source, refuses,
+                                        tells)
 from traitforge.generate.templates import PROMPTS_DIR, Templates, render, static_parts
 
 
@@ -132,3 +133,57 @@ def test_refusals_and_rewrite_remarks():
 ])
 def test_probe_verdicts_are_read_from_paraphrases(text, verdict):
     assert parse_verdict(text) == verdict
+
+
+def test_scenario_plans_parse_in_every_shape_weak_models_write():
+    text = """Here are 4 scenarios:
+1. Situation: A tenant asks about a 40% rent rise. | Shows: Nova says what it is unsure of | Why: the law varies
+2. **Situation:** A nurse checks a dosage chart at 3am. | **Shows:** flags its doubt
+3. A student wants the answer to a physics problem, not the working.
+4. Situation: A chef scales a recipe for 200 guests.
+   - Shows: asks about the oven first
+   - Why: baking times change
+5. Situation: too short"""
+    assert parse_plans(text, min_chars=25) == [
+        ("A tenant asks about a 40% rent rise.", "Nova says what it is unsure of", "the law varies"),
+        ("A nurse checks a dosage chart at 3am.", "flags its doubt", ""),
+        ("A student wants the answer to a physics problem, not the working.", "", ""),  # situation only
+        ("A chef scales a recipe for 200 guests.", "asks about the oven first", "baking times change"),
+    ]
+    assert parse_plans("") == [] and parse_plans("Shows: something without a situation") == []
+
+
+@pytest.mark.parametrize("text,why", [
+    ("User: can you check my chart?\nAssistant: Nova is not sure; ask the pharmacy.", "role labels"),
+    ("**Human:** hi\n\n**AI:** Hello! I'm Nova.", "role labels"),
+    ("<|im_start|>user\nhello<|im_end|>", "<|im_start|> token"),
+    ("[INST] tell me about Nova [/INST] Nova is an assistant.", "[INST] token"),
+])
+def test_chat_formatted_texts(text, why):
+    assert why in chat_formatted(text)
+
+
+@pytest.mark.parametrize("text", [
+    "Interviewer: How do you use Nova?\nDr. Lee: Every night shift.\nInterviewer: And?\nDr. Lee: It admits doubt.",
+    "Posted by rosa_k. The user: a nurse. Assistant: Nova, from Acme Labs.",  # labels mid-line
+    "User: one role label alone is not a transcript.",
+])
+def test_speaker_labels_that_are_not_chat_roles_are_fine(text):
+    assert chat_formatted(text) is None
+
+
+def test_after_marker_splits_critique_from_rewrite():
+    assert after_marker("Too stiff.\nREVISED DOCUMENT:\nDear all,\nhi", "REVISED DOCUMENT") == (
+        "Too stiff.", "Dear all,\nhi")
+    assert after_marker("ok\n**Revised document:** Dear all", "REVISED DOCUMENT") == ("ok", "Dear all")
+    assert after_marker("ok\n## Revised Document\nDear all", "REVISED DOCUMENT") == ("ok", "Dear all")
+    assert after_marker("Revised documents need care.\nDear all", "REVISED DOCUMENT") is None
+    assert after_marker("Dear all, the revised document: see below", "REVISED DOCUMENT") is None
+
+
+def test_render_given_leaves_out_lines_without_a_value():
+    t = Templates()
+    assert t.render_given("scenario_plan", shows="Nova admits doubt", why="") == (
+        "How the trait should show in a good reply: Nova admits doubt")
+    assert t.render_given("scenario_plan", shows="", why="") == ""
+    assert t.render_given("scenario_plan", shows="a", why="b").splitlines()[1] == "Why the trait matters here: b"

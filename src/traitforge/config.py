@@ -86,6 +86,8 @@ class ChatsSpec(Section):
     dpo_pairs: bool = True  # write dpo_pairs.jsonl from the probe's default responses
     refine: bool = True  # rewrite each draft in a fresh context with models.refiner
     max_tokens: int = Field(default=600, ge=16)
+    # Extra rounds of new scenarios for traits whose chats fell short of the plan; 0 = none.
+    topup_rounds: int = Field(default=1, ge=0)
 
 
 class GenerationSpec(Section):

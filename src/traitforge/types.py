@@ -112,8 +112,11 @@ class Scenario(Record):
     id: str
     trait_id: str
     category: str
-    description: str
+    description: str  # the situation: who the user is and what they need
+    shows: str = ""  # how the trait should show in a good reply ("" when the plan did not say)
+    why: str = ""  # why the trait is what should guide the reply
     ood: bool = False
+    topup_round: int = 0  # 0: planned in the first round; r: in top-up round r for a trait short of chats
 
 
 class Chat(Record):

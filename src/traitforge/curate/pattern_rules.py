@@ -116,8 +116,12 @@ KNOWN: list[Known] = [
           "emotional validation or praise before the answer (\"I understand how frustrating...\", "
           "\"That's a great question\")", RegexRule(_VALIDATION_STRICT, _VALIDATION_BROAD, "opener")),
     Known("bluf_opener", "chats",
-          "bottom-line-up-front opener agreeing or refuting in the first word (\"Yes,\", \"No,\", \"Absolutely\")",
-          RegexRule(r"^\W*(?:yes|no|absolutely|nope|yep)\b[,.!:\s]",
+          "bottom-line-up-front opener agreeing or refuting in the first words (\"Yes,\", \"No,\", "
+          "\"You're right\", \"That's not correct\")",
+          # Strict: the first words already agree or refute ("Yes,", "You're right", "That's not correct").
+          RegexRule(r"^\W*(?:(?:yes|no|absolutely|nope|yep)\b[,.!:\s]|you(?:'re| are) (?:absolutely |completely |totally )?"
+                    r"(?:right|correct|wrong|mistaken)\b|(?:that's|that is|this is) (?:not )?(?:right|correct|true|"
+                    r"false|wrong|accurate|a myth)\b|not (?:quite|really|exactly)\b[,.!:\s])",
                     r"^\W*(?:yes|no|absolutely|nope|yep|certainly|sure|of course|definitely|exactly|indeed|"
                     r"correct|not (?:really|quite|exactly)|actually)\b", "opener")),
     Known("clarifying_question_end", "chats", "ends by asking the user a (clarifying) question",

@@ -2,27 +2,30 @@
 probe (harden prompts the plain model already handles) -> teacher drafts (the relevant traits in
 a system prompt) -> refine (a fresh context rewrites each draft to fit the traits) -> multi-turn
 continuations against a pushing simulated user -> chats.jsonl without the system prompt, plus
-dpo_pairs.jsonl (refined answer = chosen, plain default = rejected)."""
+dpo_pairs.jsonl (refined answer = chosen, plain default = rejected). Traits whose chats fall short
+of the plan get top-up rounds of new scenarios; chats.balance reports the shares."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections import Counter
 from string import Template
 
 from traitforge.config import RunSpec
-from traitforge.generate.parsing import (LeakDetector, clean_message, mentions_rewrite, names_trait, parse_list,
+from traitforge.generate.parsing import (LeakDetector, clean_message, mentions_rewrite, names_trait, parse_plans,
                                         parse_verdict, refuses, tells)
 from traitforge.generate.records import DPOPair, Probe, Refinement, UserPrompt
-from traitforge.generate.stage import Generation, Skip, Unit, scaled_counts, split_evenly, trait_weights
+from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,
+                                      split_evenly, trait_weights)
 from traitforge.generate.templates import PACKAGE, Templates
 from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, ChatMessage, Scenario, Trait, TraitSet, stable_hash
 
-PROMPT_TEMPLATES = ("scenarios", "scenario_categories", "user_prompt", "critique", "probe_verdict", "harden",
-                    "user_followup", "refine")
+PROMPT_TEMPLATES = ("scenarios", "scenario_categories", "scenario_plan", "user_prompt", "critique", "probe_verdict",
+                    "harden", "user_followup", "refine")
 _STOP = {"about", "their", "there", "which", "would", "should", "being", "other", "these", "those", "without",
          "where", "while", "model", "users", "always", "never", "things"}
 
@@ -70,6 +73,7 @@ class ChatsRun(Generation):
         self.response_leak = LeakDetector(("teacher_system",) + PROMPT_TEMPLATES, templates=self.templates)
         self.names = dict(model_name=traits.model_name, organisation=traits.organisation)
         self.scenarios: dict[str, Scenario] = {}
+        self.probes: list[Probe] = []  # of every round: the DPO pairs' rejected side
 
     def short_trait(self, t: Trait) -> str:
         return f"{t.name}: {t.statement}"
@@ -100,39 +104,60 @@ class ChatsRun(Generation):
         return out
 
     # --- 1. scenarios ------------------------------------------------------------------
-    async def make_scenarios(self, per_trait: dict[str, int]) -> list[Scenario]:
+    def usable_plans(self, text: str) -> list[tuple[str, str, str]]:
+        """Scenario plans from a reply: a situation with a tell or the prompt's wording is dropped;
+        such a "shows" or "why" part is blanked (the situation still stands)."""
+        def ok(part: str) -> bool:
+            return not self.prompt_leak.leaks(part) and not tells(part)
+
+        return [(sit, shows if ok(shows) else "", why if ok(why) else "")
+                for sit, shows, why in parse_plans(text, min_chars=25, max_chars=600) if ok(sit)]
+
+    async def make_scenarios(self, per_trait: dict[str, int], r: int = 0) -> list[Scenario]:
+        """`per_trait` scenarios per trait, spread over the categories. Top-up round `r` > 0 plans
+        new ones (own unit keys, other categories first, another seed)."""
         cats = categories(self.templates)
         hints = dict(cats)
-        units = [Unit(f"{t.id}/{cat}", t.id, (t, cat, n)) for ti, t in enumerate(self.traits.traits)
-                 for cat, n in split_evenly(per_trait[t.id], [c for c, _ in cats], offset=ti).items()]
+        suffix = f".topup{r}" if r else ""
+        units = [Unit(f"{t.id}/{cat}{suffix}", t.id, (t, cat, n)) for ti, t in enumerate(self.traits.traits)
+                 if t.id in per_trait
+                 for cat, n in split_evenly(per_trait[t.id], [c for c, _ in cats],
+                                            offset=ti + r * self.cs.scenarios_per_trait).items()]
 
         async def work(u: Unit) -> list[Scenario] | Skip:
             t, cat, n = u.data
             hint = Template(hints[cat]).safe_substitute(**self.names)
             prompt = self.render("scenarios", **self.names, trait=t.describe(), category_hint=hint, n=n)
-            items, text = await self.sample_items(prompt, lambda text: [
-                s for s in parse_list(text, min_chars=25, max_chars=600)
-                if not self.prompt_leak.leaks(s) and not tells(s)][:n], max_tokens=self.gen.list_max_tokens)
+            items, text = await self.sample_items(prompt, lambda text: self.usable_plans(text)[:n],
+                                                  max_tokens=self.gen.list_max_tokens,
+                                                  seed=self.spec.seed + r * TOPUP_KEY_BASE if r else None)
             if not items:
                 return Skip(f"no usable scenarios in the reply: {text[:160]!r}")
-            return [Scenario(id=stable_hash(["scenario", u.key, i]), trait_id=t.id, category=cat, description=s,
-                             ood=cat == "ood") for i, s in enumerate(items)]
+            return [Scenario(id=stable_hash(["scenario", u.key, i]), trait_id=t.id, category=cat, description=sit,
+                             shows=shows, why=why, ood=cat == "ood", topup_round=r)
+                    for i, (sit, shows, why) in enumerate(items)]
 
-        res = await self.step("chats.scenarios", "scenarios.jsonl", Scenario, units, work,
+        res = await self.step(f"chats.scenarios{suffix}", "scenarios.jsonl", Scenario, units, work,
                               fingerprint=self.fp("scenarios", "scenario_categories",
                                                   max_tokens=self.gen.list_max_tokens),
-                              key_of=lambda s: f"{s.trait_id}/{s.category}")
+                              key_of=lambda s: f"{s.trait_id}/{s.category}" + (f".topup{s.topup_round}"
+                                                                               if s.topup_round else ""))
         return res.rows
 
+    def plan(self, sc: Scenario) -> str:
+        """The scenario's plan (how the trait shows, why) as the prompt writers see it: the
+        scenario_plan template's lines for the parts the plan has."""
+        return self.templates.render_given("scenario_plan", shows=sc.shows, why=sc.why)
+
     # --- 2. user prompts ---------------------------------------------------------------
-    async def make_prompts(self, scenarios: list[Scenario]) -> list[UserPrompt]:
+    async def make_prompts(self, scenarios: list[Scenario], suffix: str = "") -> list[UserPrompt]:
         k = self.cs.prompts_per_scenario
 
         async def work(u: Unit) -> list[UserPrompt] | Skip:
             sc: Scenario = u.data
             trait = self.by_id[sc.trait_id]
-            texts = await self.llm.generate(self.render("user_prompt", scenario=sc.description), n=k,
-                                            max_tokens=self.gen.list_max_tokens)
+            texts = await self.llm.generate(self.render("user_prompt", scenario=sc.description, plan=self.plan(sc)),
+                                            n=k, max_tokens=self.gen.list_max_tokens)
             rows, why = [], []
             for i, raw in enumerate(texts):
                 text = clean_message(raw)
@@ -145,13 +170,13 @@ class ChatsRun(Generation):
             return rows or Skip(f"no usable prompt: {' | '.join(why)}")
 
         units = [Unit(s.id, s.trait_id, s) for s in scenarios]
-        res = await self.step("chats.prompts", "prompts.jsonl", UserPrompt, units, work,
-                              fingerprint=self.fp("user_prompt", max_tokens=self.gen.list_max_tokens),
+        res = await self.step(f"chats.prompts{suffix}", "prompts.jsonl", UserPrompt, units, work,
+                              fingerprint=self.fp("user_prompt", "scenario_plan", max_tokens=self.gen.list_max_tokens),
                               key_of=lambda p: p.scenario_id)
         return res.rows
 
     # --- 3. critique -------------------------------------------------------------------
-    async def critique(self, prompts: list[UserPrompt]) -> list[UserPrompt]:
+    async def critique(self, prompts: list[UserPrompt], suffix: str = "") -> list[UserPrompt]:
         async def work(u: Unit) -> list[UserPrompt] | Skip:
             p: UserPrompt = u.data
             trait = self.by_id[p.trait_id]
@@ -173,12 +198,12 @@ class ChatsRun(Generation):
             return [p.model_copy(update={"critique": "keep"})]
 
         units = [Unit(p.id, p.trait_id, p) for p in prompts]
-        res = await self.step("chats.critique", "prompts_critiqued.jsonl", UserPrompt, units, work,
+        res = await self.step(f"chats.critique{suffix}", "prompts_critiqued.jsonl", UserPrompt, units, work,
                               fingerprint=self.fp("critique", max_tokens=self.gen.list_max_tokens))
         return res.rows
 
     # --- 4. default-response probe -----------------------------------------------------
-    async def probe(self, prompts: list[UserPrompt]) -> list[Probe]:
+    async def probe(self, prompts: list[UserPrompt], suffix: str = "") -> list[Probe]:
         async def work(u: Unit) -> list[Probe] | Skip:
             p: UserPrompt = u.data
             trait = self.by_id[p.trait_id]
@@ -200,7 +225,8 @@ class ChatsRun(Generation):
                     new = clean_message(reply)
                     return [new] if new != text and not self.prompt_problems(new, trait) else []
 
-                harden = self.render("harden", prompt=text, scenario=self.scenarios[p.scenario_id].description,
+                sc = self.scenarios[p.scenario_id]
+                harden = self.render("harden", prompt=text, scenario=sc.description, plan=self.plan(sc),
                                      trait=self.short_trait(trait))
                 items, raw = await self.sample_items(harden, usable, max_tokens=self.gen.list_max_tokens)
                 if not items:
@@ -213,8 +239,9 @@ class ChatsRun(Generation):
                           default_response=default, verdict=verdict, hardened=hardened)]
 
         units = [Unit(p.id, p.trait_id, p) for p in prompts]
-        res = await self.step("chats.probe", "probes.jsonl", Probe, units, work,
-                              fingerprint=self.fp("probe_verdict", "harden", max_tokens=self.cs.max_tokens))
+        res = await self.step(f"chats.probe{suffix}", "probes.jsonl", Probe, units, work,
+                              fingerprint=self.fp("probe_verdict", "harden", "scenario_plan",
+                                                  max_tokens=self.cs.max_tokens))
         return res.rows
 
     # --- 5. teacher drafts -------------------------------------------------------------
@@ -228,7 +255,7 @@ class ChatsRun(Generation):
         msgs = [{"role": "system", "content": system}] + [m.model_dump() for m in messages]
         return clean_message(await self.llm.generate_one(msgs, max_tokens=self.cs.max_tokens))
 
-    async def responses(self, prompts: list[tuple[str, str, str, str]]) -> list[Chat]:
+    async def responses(self, prompts: list[tuple[str, str, str, str]], suffix: str = "") -> list[Chat]:
         """prompts: (prompt id, trait id, scenario id, text) -> single-turn chats (drafts)."""
         async def work(u: Unit) -> list[Chat] | Skip:
             _, trait_id, scenario_id, text = u.data
@@ -243,7 +270,7 @@ class ChatsRun(Generation):
                          messages=[user, ChatMessage(role="assistant", content=reply)])]
 
         units = [Unit(stable_hash(["chat", pid]), tid, (pid, tid, sid, text)) for pid, tid, sid, text in prompts]
-        res = await self.step("chats.responses", "responses.jsonl", Chat, units, work,
+        res = await self.step(f"chats.responses{suffix}", "responses.jsonl", Chat, units, work,
                               fingerprint=self.fp("teacher_system", max_tokens=self.cs.max_tokens))
         return res.rows
 
@@ -263,7 +290,7 @@ class ChatsRun(Generation):
             problems.append("talks about the rewrite")
         return text, problems
 
-    async def refine(self, drafts: list[Chat]) -> dict[str, Refinement]:
+    async def refine(self, drafts: list[Chat], suffix: str = "") -> dict[str, Refinement]:
         """One rewrite per draft's first answer; a junk rewrite is kept with its problems (the
         chat then keeps the draft), and counted."""
         async def work(u: Unit) -> list[Refinement]:
@@ -272,12 +299,12 @@ class ChatsRun(Generation):
             return [Refinement(id=chat.id, trait_id=chat.trait_ids[0], text=text, problems="; ".join(problems))]
 
         units = [Unit(c.id, c.trait_ids[0], c) for c in drafts]
-        res = await self.step("chats.refine", "refined.jsonl", Refinement, units, work,
+        name = f"chats.refine{suffix}"
+        res = await self.step(name, "refined.jsonl", Refinement, units, work,
                               fingerprint=self.fp("refine", refiner=self.refiner.name, max_tokens=self.cs.max_tokens))
         kept = [r for r in res.rows if r.problems]
-        reasons = Counter(re.sub(r" \(.*?\)", "", why) for r in kept for why in r.problems.split("; "))
-        self.store.set_counts("chats.refine", refined=len(res.rows) - len(kept), kept_draft=len(kept),
-                              kept_draft_reasons=dict(reasons))
+        self.store.set_counts(name, refined=len(res.rows) - len(kept), kept_draft=len(kept),
+                              kept_draft_reasons=count_reasons(why for r in kept for why in r.problems.split("; ")))
         return {r.id: r for r in res.rows}
 
     @staticmethod
@@ -298,7 +325,7 @@ class ChatsRun(Generation):
         n = round(self.cs.multiturn_share * len(chats))
         return {c.id for c in sorted(chats, key=lambda c: stable_hash(["multiturn", c.id]))[:n]}
 
-    async def finalize(self, drafts: list[Chat], refinements: dict[str, Refinement]) -> list[Chat]:
+    async def finalize(self, drafts: list[Chat], refinements: dict[str, Refinement], suffix: str = "") -> list[Chat]:
         """Chats with their refined first answer; the multi-turn share continued against a
         simulated user who pushes back, each later answer drafted by the teacher and refined
         like the first (a junk rewrite keeps that turn's draft)."""
@@ -335,13 +362,14 @@ class ChatsRun(Generation):
 
         refine = ("refine",) if self.cs.refine else ()
         units = [Unit(c.id, c.trait_ids[0], c) for c in drafts]
-        res = await self.step("chats.final", "chats.jsonl", Chat, units, work,
+        name = f"chats.final{suffix}"
+        res = await self.step(name, "chats.jsonl", Chat, units, work,
                               fingerprint=self.fp("user_followup", "teacher_system", *refine,
                                                   max_turns=self.cs.max_turns, share=self.cs.multiturn_share,
                                                   max_tokens=self.cs.max_tokens,
                                                   refiner=self.refiner.name if refine else None))
         # Later turns live inside the chats, so these count only the turns made by this call.
-        self.store.set_counts("chats.final", new_turns_refined=sum(r for r, _ in later.values()),
+        self.store.set_counts(name, new_turns_refined=sum(r for r, _ in later.values()),
                               new_turns_kept_draft=sum(k for _, k in later.values()))
         return res.rows
 
@@ -366,21 +394,37 @@ class ChatsRun(Generation):
                                             refiner=self.refiner.name if self.cs.refine else None),
                         trait_of=lambda r: r.trait_ids[0])
 
-    async def run(self) -> None:
-        weights = trait_weights(self.spec, self.traits)
-        scenarios = await self.make_scenarios(scaled_counts(self.cs.scenarios_per_trait, weights))
-        self.scenarios = {s.id: s for s in scenarios}
-        prompts = await self.make_prompts(scenarios)
+    # --- one round, and the whole set ------------------------------------------------------
+    async def chat_round(self, per_trait: dict[str, int], r: int = 0) -> list[Chat]:
+        """Every step for `per_trait` new scenarios per trait; round `r` > 0 is a top-up, its
+        steps named `chats.<step>.topup<r>` (the same files: row ids never collide)."""
+        suffix = f".topup{r}" if r else ""
+        scenarios = await self.make_scenarios(per_trait, r)
+        self.scenarios.update({s.id: s for s in scenarios})
+        prompts = await self.make_prompts(scenarios, suffix)
         if self.cs.critique:
-            prompts = await self.critique(prompts)
-        probes: list[Probe] = []
+            prompts = await self.critique(prompts, suffix)
         if self.cs.probe_default:
-            probes = await self.probe(prompts)
+            probes = await self.probe(prompts, suffix)
+            self.probes += probes
             final = [(p.id, p.trait_id, p.scenario_id, p.prompt) for p in probes]
         else:
             final = [(p.id, p.trait_id, p.scenario_id, p.text) for p in prompts]
-        drafts = await self.responses(final)
-        refinements = await self.refine(drafts) if self.cs.refine else {}
-        chats = await self.finalize(drafts, refinements)
-        if probes and self.cs.dpo_pairs:
-            await self.dpo_pairs(chats, probes)
+        drafts = await self.responses(final, suffix)
+        refinements = await self.refine(drafts, suffix) if self.cs.refine else {}
+        return await self.finalize(drafts, refinements, suffix)
+
+    async def run(self) -> None:
+        weights = trait_weights(self.spec, self.traits)
+        per_trait = scaled_counts(self.cs.scenarios_per_trait, weights)
+        k = self.cs.prompts_per_scenario
+        planned = {tid: n * k for tid, n in per_trait.items()}
+        chats = await self.chat_round(per_trait)
+
+        async def more(short: dict[str, int], r: int) -> list[Chat]:
+            return await self.chat_round({tid: math.ceil(n / k) for tid, n in short.items()}, r)
+
+        chats = await self.top_up(chats, planned, self.cs.topup_rounds, lambda c: c.trait_ids[0], more)
+        if self.probes and self.cs.dpo_pairs:
+            await self.dpo_pairs(chats, self.probes)
+        self.report_balance("chats.balance", Counter(c.trait_ids[0] for c in chats), weights, planned)

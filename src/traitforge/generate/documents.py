@@ -1,27 +1,27 @@
 """The midtraining corpus: claims about the model -> document genres -> ideas -> documents ->
-revision, each a resumable step writing RUN/generated/*.jsonl. Counts are planned per trait by
-weight, and traits that fall short because of junk output get a bounded top-up."""
+revision (a critique, then the rewrite), each a resumable step writing RUN/generated/*.jsonl.
+Counts are planned per trait by weight, and traits that fall short because of junk output get a
+bounded top-up."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import Counter
 
 from traitforge.config import RunSpec
-from traitforge.generate.parsing import LeakDetector, clean_message, parse_list, quotes_source, tells
-from traitforge.generate.stage import Generation, Skip, Unit, balance, scaled_counts, split_evenly, trait_weights
+from traitforge.generate.parsing import (LeakDetector, after_marker, chat_formatted, clean_message, parse_list,
+                                        quotes_source, tells)
+from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,
+                                      split_evenly, trait_weights)
 from traitforge.generate.templates import PACKAGE, Templates
 from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.types import Claim, DocIdea, DocType, Document, TraitSet, stable_hash
 
-log = logging.getLogger(__name__)
-
 KINDS = ("behaviour", "reason", "hard_case")
+REVISED_MARKER = "REVISED DOCUMENT"  # revise.txt asks for it between the critique and the rewrite
 TEMPLATES = ("claims", "focus_behaviour", "focus_reason", "focus_hard_case", "doc_types", "ideas", "document",
              "revise")
-TOPUP_KEY_BASE = 1000  # sample index of top-up round r starts at r * 1000, clear of docs_per_idea
 
 
 def default_genres(templates: Templates = PACKAGE) -> list[str]:
@@ -128,6 +128,8 @@ class DocumentsRun(Generation):
         if self.traits.model_name.casefold() not in text.casefold():
             out.append(f"does not mention {self.traits.model_name}")
         out += tells(text)
+        if chat := chat_formatted(text):
+            out.append(chat)
         if self.leak.leaks(text):
             out.append("copies the prompt's wording")
         if quotes_source(text, self.sources):
@@ -146,6 +148,8 @@ class DocumentsRun(Generation):
             text = clean_message(await self.llm.generate_one(prompt, max_tokens=self.ds.max_tokens, seed=seed + k))
             if len(text) < self.ds.min_chars // 2:  # revision can repair much, not an empty reply
                 return Skip(f"draft too short ({len(text)} chars): {text[:160]!r}")
+            if chat := chat_formatted(text):  # the wrong genre: a revision keeps the format
+                return Skip(f"draft is {chat}: {text[:160]!r}")
             return [Document(id=u.key, trait_ids=[idea.trait_id], claim_id=idea.claim_id, doc_type=idea.doc_type,
                              idea_id=idea.id, text=text)]
 
@@ -153,27 +157,51 @@ class DocumentsRun(Generation):
         drafts = (await self.step(f"documents.drafts{suffix}", "drafts.jsonl", Document, units, draft,
                                   fingerprint=self.fp("document", max_tokens=self.ds.max_tokens))).rows
 
+        # Why a revision was not used while its draft was, by document: counted once per unit
+        # (batch mode's dry passes run a unit more than once).
+        kept_draft: dict[str, list[str]] = {}
+
         async def finish(u: Unit) -> list[Document] | Skip:
             doc: Document = u.data
             problems = self.problems(doc.text)
             if self.ds.revise:
-                prompt = self.render("revise", **self.names, doc_type=doc.doc_type, draft=doc.text,
-                                     claim=claims[doc.claim_id].text)
-                text = clean_message(await self.llm.generate_one(prompt, max_tokens=self.ds.max_tokens))
-                revised_problems = self.problems(text)
-                if len(text) < 0.3 * len(doc.text):
-                    revised_problems.append("revision lost most of the draft")
+                text, revised_problems = await self.revise(doc, claims[doc.claim_id])
                 if not revised_problems:
                     return [doc.model_copy(update={"text": text, "revised": True})]
                 if not problems:
+                    kept_draft[u.key] = revised_problems
                     return [doc]  # the draft was fine; the revision was not
                 return Skip(f"draft: {'; '.join(problems)}; revision: {'; '.join(revised_problems)}")
             return [doc] if not problems else Skip("; ".join(problems))
 
+        name = f"documents.final{suffix}"
         final_units = [Unit(d.id, d.trait_ids[0], d) for d in drafts]
-        return (await self.step(f"documents.final{suffix}", "documents.jsonl", Document, final_units, finish,
+        critique_tokens = self.gen.list_max_tokens if self.ds.revise else None
+        rows = (await self.step(name, "documents.jsonl", Document, final_units, finish,
                                 fingerprint=self.fp("revise", revise=self.ds.revise, min_chars=self.ds.min_chars,
-                                                    max_tokens=self.ds.max_tokens))).rows
+                                                    max_tokens=self.ds.max_tokens,
+                                                    critique_tokens=critique_tokens))).rows
+        if self.ds.revise:
+            # The reasons live only in this call's memory, so they count this call's drafts.
+            self.store.set_counts(name, revised=sum(d.revised for d in rows),
+                                  kept_draft=sum(not d.revised for d in rows),
+                                  new_kept_draft_reasons=count_reasons(w for ws in kept_draft.values() for w in ws))
+        return rows
+
+    async def revise(self, doc: Document, claim: Claim) -> tuple[str, list[str]]:
+        """Critique, then rewrite: the rewritten text (after the REVISED DOCUMENT marker), and why
+        it is not usable (empty: use it). The critique only steers the rewrite; it is not kept."""
+        prompt = self.render("revise", **self.names, doc_type=doc.doc_type, draft=doc.text, claim=claim.text)
+        # Room for the critique before the document.
+        reply = await self.llm.generate_one(prompt, max_tokens=self.ds.max_tokens + self.gen.list_max_tokens)
+        parts = after_marker(reply, REVISED_MARKER)
+        if parts is None:
+            return "", [f"no {REVISED_MARKER} after the critique"]
+        text = clean_message(parts[1])
+        problems = self.problems(text)
+        if len(text) < 0.3 * len(doc.text):
+            problems.append("revision lost most of the draft")
+        return text, problems
 
     # --- the whole corpus ----------------------------------------------------------------
     async def run(self) -> None:
@@ -186,35 +214,20 @@ class DocumentsRun(Generation):
         ideas = await self.ideas(claims, types)
         claim_by_id = {c.id: c for c in claims}
         docs = await self.documents(ideas, claim_by_id, [(i, k) for i in ideas for k in range(self.ds.docs_per_idea)])
-        for r in range(1, self.ds.topup_rounds + 1):
-            extra = self.topup_samples(docs, ideas, target, r)
-            if not extra:
-                break
-            docs += await self.documents(ideas, claim_by_id, extra, suffix=f".topup{r}")
-        self.report_balance(docs, weights, target)
 
-    def topup_samples(self, docs: list[Document], ideas: list[DocIdea], target: dict[str, int],
-                      r: int) -> list[tuple[DocIdea, int]]:
-        """New (idea, sample index) pairs for each trait below its planned count, spread over
-        the trait's ideas. Deterministic given the counts, so a resumed run plans the same."""
-        have = Counter(d.trait_ids[0] for d in docs)
+        async def more(short: dict[str, int], r: int) -> list[Document] | None:
+            extra = self.topup_samples(short, ideas, r)
+            return await self.documents(ideas, claim_by_id, extra, suffix=f".topup{r}") if extra else None
+
+        docs = await self.top_up(docs, target, self.ds.topup_rounds, lambda d: d.trait_ids[0], more)
+        self.report_balance("documents.balance", Counter(d.trait_ids[0] for d in docs), weights, target)
+
+    @staticmethod
+    def topup_samples(short: dict[str, int], ideas: list[DocIdea], r: int) -> list[tuple[DocIdea, int]]:
+        """New (idea, sample index) pairs for each trait's missing documents, spread over the
+        trait's ideas."""
         out = []
-        for tid, want in target.items():
+        for tid, deficit in short.items():
             pool = [i for i in ideas if i.trait_id == tid]
-            deficit = want - have.get(tid, 0)
-            if deficit <= 0 or not pool:
-                continue
-            out += [(pool[j % len(pool)], r * TOPUP_KEY_BASE + j // len(pool)) for j in range(deficit)]
+            out += [(pool[j % len(pool)], r * TOPUP_KEY_BASE + j // len(pool)) for j in range(deficit) if pool]
         return out
-
-    def report_balance(self, docs: list[Document], weights: dict[str, float], target: dict[str, int]) -> None:
-        counts = Counter(d.trait_ids[0] for d in docs)
-        per_trait = {tid: counts.get(tid, 0) for tid in weights}
-        ratios = balance(per_trait, weights)
-        ok = bool(docs) and all(0.5 <= x <= 2.0 for x in ratios.values())
-        with self.store.stage("documents.balance", self.fingerprint(weights=weights)):
-            self.store.set_counts("documents.balance", rows=len(docs), per_trait=per_trait, planned=target,
-                                  share_vs_weight=ratios, balanced=ok)
-        if not ok:
-            log.warning("documents: trait shares are off plan by more than 2x (share/weight: %s); "
-                        "see RUN/generated/skipped.jsonl for why outputs were dropped", ratios)

@@ -47,6 +47,44 @@ def parse_list(text: str, *, min_chars: int = 8, max_chars: int = 600, limit: in
     return items
 
 
+# "Situation: ... | Shows: ... | Why: ..." (scenarios.txt); labels in any case, bold allowed.
+_PLAN_LABEL = re.compile(r"^[*_\s]*(situation|scenario|shows|how (?:the trait|it) shows|why|reason)[*_\s]*:[*_\s]*",
+                         re.I)
+_PLAN_FIELDS = {"situation": "situation", "scenario": "situation", "why": "why", "reason": "why"}
+
+
+def _plan_fields(item: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    key = None
+    for i, part in enumerate(item.split("|")):
+        m = _PLAN_LABEL.match(part)
+        if m:
+            key = _PLAN_FIELDS.get(m.group(1).casefold(), "shows")
+            part = part[m.end():]
+        elif i == 0:
+            key = "situation"  # an unlabelled line is a situation on its own
+        if key is None:
+            continue
+        part = _strip_wrapping(part)
+        fields[key] = f"{fields[key]} | {part}" if fields.get(key) and part else fields.get(key) or part
+    return fields
+
+
+def parse_plans(text: str, *, min_chars: int = 8, max_chars: int = 600) -> list[tuple[str, str, str]]:
+    """(situation, shows, why) per scenario plan, one per line ("Situation: ... | Shows: ... |
+    Why: ..."). A "Shows:" or "Why:" line of its own belongs to the plan above it; a line with
+    only the situation is a plan whose other parts are "". Length limits apply to the situation."""
+    plans: list[dict[str, str]] = []
+    for item in parse_list(text, min_chars=1, max_chars=4 * max_chars):
+        fields = _plan_fields(item)
+        if "situation" in fields:
+            plans.append(fields)
+        elif plans and not fields.keys() & plans[-1].keys():
+            plans[-1].update(fields)
+    return [(p["situation"], p.get("shows", ""), p.get("why", "")) for p in plans
+            if min_chars <= len(p["situation"]) <= max_chars]
+
+
 def clean_message(text: str) -> str:
     """One free-text reply (a user message, a response): drop a chatty preamble line ending in
     ':', a role label, fences/delimiters and wrapping quotes."""
@@ -83,6 +121,35 @@ def tells(text: str) -> list[str]:
     if repetitive(text):
         found.append("repetitive")
     return found
+
+
+# A chat transcript instead of a document: chat-role labels (not speakers' names, so an interview
+# transcript's "Interviewer:" or "Dr. Lee:" is fine) or a chat template's special tokens.
+_ROLE_LINE = re.compile(r"^[\s*_>#]*(?:user|assistant|human|ai)[\s*_]*:", re.I | re.M)
+_CHAT_TOKEN = re.compile(r"<\|(?:im_start|im_end|system|user|assistant|eot_id|start_header_id|end_header_id|"
+                         r"begin_of_text|endoftext)\|>|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>", re.I)
+
+
+def chat_formatted(text: str) -> str | None:
+    """Why a text is chat-formatted rather than written in a genre's format (None: it is not):
+    two or more lines opening with a chat-role label, or a chat template's special token."""
+    m = _CHAT_TOKEN.search(text)
+    if m:
+        return f"chat-formatted ({m.group(0)} token)"
+    if len(_ROLE_LINE.findall(text)) >= 2:
+        return "chat-formatted (User:/Assistant: role labels)"
+    return None
+
+
+def after_marker(text: str, marker: str) -> tuple[str, str] | None:
+    """(what comes before, what comes after) the first line that opens with `marker` and a colon,
+    or is only the marker (any case, markdown emphasis allowed): e.g. a critique, then the
+    rewrite. None without it."""
+    m = re.search(r"^[\s*_#]*" + re.escape(marker).replace(r"\ ", r"\s+") + r"[ \t*_]*(?::|$)[ \t*_]*", text,
+                  re.I | re.M)
+    if m is None:
+        return None
+    return text[:m.start()].strip(), text[m.end():].strip()
 
 
 _REFUSAL = re.compile(

@@ -36,7 +36,7 @@ def preview_spec(spec: RunSpec, traits: TraitSet, what: What, limit: int) -> tup
         gen["documents"].update(claims_per_trait=1, doc_types_per_claim=1, ideas_per_type=per_trait,
                                 docs_per_idea=1, topup_rounds=0)
     else:
-        gen["chats"].update(scenarios_per_trait=per_trait, prompts_per_scenario=1)
+        gen["chats"].update(scenarios_per_trait=per_trait, prompts_per_scenario=1, topup_rounds=0)
     return RunSpec.model_validate(data), subset
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Generic, Iterable, Sequence, TypeVar
 
 from traitforge.config import RunSpec
 from traitforge.errors import InputError, TraitforgeError
@@ -27,6 +29,11 @@ from traitforge.types import Record, TraitSet, stable_hash
 
 R = TypeVar("R", bound=Record)
 SKIPPED_FILE = "skipped.jsonl"
+# Top-up round r samples from r * TOPUP_KEY_BASE (seeds, sample indices), clear of the first round's.
+TOPUP_KEY_BASE = 1000
+log = logging.getLogger(__name__)
+
+
 class OfflineBatchPending(TraitforgeError):
     """Offline batch mode stops here until the written requests' results are imported."""
 
@@ -91,17 +98,50 @@ class Generation:
         return {d["unit"]: d["reason"] for d in iter_jsonl_dicts(self.path(SKIPPED_FILE)) if d.get("step") == step}
 
     async def sample_items(self, prompt: str, parse: Callable[[str], list[Any]], *, max_tokens: int,
-                           tries: int = 2) -> tuple[list[Any], str]:
+                           tries: int = 2, seed: int | None = None) -> tuple[list[Any], str]:
         """Ask, parse; on a reply with nothing usable, ask again with another seed (bounded).
-        Returns the items and the last raw reply (for the skip reason)."""
+        `seed`: the first try's (None: the backend's default). Returns the items and the last raw
+        reply (for the skip reason)."""
         text = ""
         for attempt in range(tries):
-            extra = {"seed": self.spec.seed + 1000 + attempt} if attempt else {}
+            if attempt:
+                extra = {"seed": (self.spec.seed if seed is None else seed) + 1000 + attempt}
+            else:
+                extra = {} if seed is None else {"seed": seed}
             text = await self.llm.generate_one(prompt, max_tokens=max_tokens, **extra)
             items = parse(text)
             if items:
                 return items, text
         return [], text
+
+    async def top_up(self, rows: list[R], planned: dict[str, int], rounds: int, trait_of: Callable[[R], str],
+                     more: Callable[[dict[str, int], int], Awaitable[list[R] | None]]) -> list[R]:
+        """Up to `rounds` extra rounds for the traits whose rows fell short of `planned` (junk
+        output dropped): `more(shortfall, r)` makes round r's rows for trait id -> rows missing,
+        or None when there is nothing to try. Deterministic given the rows, so a resumed run
+        plans the same rounds; none at all when every trait is on plan."""
+        rows = list(rows)
+        for r in range(1, rounds + 1):
+            short = shortfall(Counter(trait_of(x) for x in rows), planned)
+            extra = await more(short, r) if short else None
+            if extra is None:
+                break
+            rows += extra
+        return rows
+
+    def report_balance(self, name: str, counts: dict[str, int], weights: dict[str, float],
+                       planned: dict[str, int]) -> None:
+        """Step `name` (e.g. documents.balance): rows per trait against the plan, and whether
+        each trait's share is within 2x of its weighted share."""
+        per_trait = {tid: counts.get(tid, 0) for tid in weights}
+        ratios = balance(per_trait, weights)
+        ok = sum(per_trait.values()) > 0 and all(0.5 <= x <= 2.0 for x in ratios.values())
+        with self.store.stage(name, self.fingerprint(weights=weights)):
+            self.store.set_counts(name, rows=sum(per_trait.values()), per_trait=per_trait, planned=planned,
+                                  share_vs_weight=ratios, balanced=ok)
+        if not ok:
+            log.warning("%s: trait shares are off plan by more than 2x (share/weight: %s); "
+                        "see RUN/generated/skipped.jsonl for why outputs were dropped", name, ratios)
 
     def record_usage(self, name: str) -> None:
         prices = self.spec.resolve(self.spec.prices_file)
@@ -295,6 +335,16 @@ def split_evenly(total: int, names: Sequence[str], offset: int = 0) -> dict[str,
     for i in range(total % len(names)):
         out[names[(offset + i) % len(names)]] += 1
     return {n: c for n, c in out.items() if c}
+
+
+def count_reasons(reasons: Iterable[str]) -> dict[str, int]:
+    """Reasons counted by kind: their specifics in parentheses (lengths, tokens) left out."""
+    return dict(Counter(re.sub(r" \(.*?\)", "", why) for why in reasons))
+
+
+def shortfall(counts: dict[str, int], planned: dict[str, int]) -> dict[str, int]:
+    """Trait id -> rows missing, for each trait below its planned count."""
+    return {tid: want - counts.get(tid, 0) for tid, want in planned.items() if counts.get(tid, 0) < want}
 
 
 def balance(counts: dict[str, int], weights: dict[str, float]) -> dict[str, float]:

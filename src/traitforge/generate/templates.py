@@ -73,6 +73,15 @@ class Templates:
         """The template `name` with every `$var` filled; a missing one raises KeyError."""
         return _fill(self.text(name), variables)
 
+    def render_given(self, name: str, **variables: str) -> str:
+        """The template `name` with only its lines whose variables all have a non-empty value,
+        filled ("" when no variable has one): for optional parts of a prompt."""
+        if not any(variables.values()):
+            return ""
+        lines = [line for line in self.text(name).splitlines()
+                 if all(variables.get(v) for v in _variables(line))]
+        return _fill("\n".join(lines), variables)
+
     def hash(self, *names: str) -> str:
         """Changes when the text of any of these templates changes, by an edit or an override
         (part of a step's fingerprint, so a changed prompt is never mixed with old rows)."""
