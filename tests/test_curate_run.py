@@ -170,3 +170,23 @@ def test_curation_is_deterministic_for_a_fixed_seed_and_cache(tmp_path):
     drops = [json.loads(x) for x in trees[0]["curation/drops.jsonl"].decode().splitlines()]
     assert {d["step"] for d in drops} >= {"leakage", "quality", "patterns"}  # every kind of decision
     assert n_calls[0] > 0 and n_calls[1] == n_calls[0]  # the second run was answered from the cache
+
+
+def test_quality_step_prints_its_estimate_when_the_judge_costs_money(tmp_path, capsys):
+    store, docs, chats = make_run(tmp_path)
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("scripted:test: {input: 1.0, output: 2.0}\n")
+    spec = RunSpec(traits="t.md", prices_file=str(prices), curation=CurationSpec(patterns=False))
+    judge = scripted(grader(set(), set(), []))
+    run_curation(store, spec, TRAITS, judge)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("estimate curate.quality")]
+    # Every row that reached the quality step is one judge call: all but the exact duplicate and the leaks.
+    dropped_before = {d.row_id for d in read_jsonl(store.root / "curation" / "drops.jsonl", Drop)
+                      if d.step in ("dedup", "leakage")}
+    n = len(docs) + len(chats) - len(dropped_before)
+    assert len(lines) == 1 and f": {n} requests" in lines[0] and "$" in lines[0], lines
+    # Nothing to pay, nothing printed: the embedded or any unpriced judge stays quiet.
+    store2, _, _ = make_run(tmp_path / "quiet")
+    run_curation(store2, RunSpec(traits="t.md", curation=CurationSpec(patterns=False)), TRAITS,
+                 scripted(grader(set(), set(), [])))
+    assert "estimate" not in capsys.readouterr().err

@@ -117,3 +117,24 @@ def test_served_model_through_openai_backend(tmp_path: Path, llama_server: str) 
     assert res["results"]["served"]["all"]["perplexity"]["not_applicable"]
     usage = store.manifest["usage"]["evaluate"]
     assert usage["openai:smollm2-135m"]["calls"] == 1
+
+
+def test_judged_evals_print_their_estimate_when_the_judge_costs_money(tmp_path: Path, capsys) -> None:
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("scripted:judge: {input: 1.0, output: 2.0}\n")
+    spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / "run"),
+                                   "prices_file": str(prices),
+                                   "evaluation": {**SMALL, "contrastive": False}})
+    judge = LLM(ScriptedBackend(model="judge", responses=judge_responder))
+    api = LLM(ScriptedBackend(model="ft-elsewhere", responses=api_model_responder))
+    store = RunStore(tmp_path / "run")
+    run_evaluation(store, spec, TRAITS, judge, judge, {"elsewhere": api})
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("estimate evaluate (judge")]
+    assert len(lines) == 1 and "$" in lines[0], lines
+    # A fresh run grades every item: the estimate is exactly the judge verdicts and auditor turns made.
+    n_est = int(lines[0].split(": ")[2].split(" requests")[0])
+    rows = {ev: read_jsonl(store.root / "eval" / f"{ev}.jsonl", ItemResult) for ev in ("knowledge", "behaviour",
+                                                                                        "multiturn")}
+    graded = len(rows["knowledge"]) + len(rows["behaviour"]) + len(rows["multiturn"])
+    auditor_turns = len(rows["multiturn"]) * SMALL["multiturn_turns"]
+    assert n_est == graded + auditor_turns > 0

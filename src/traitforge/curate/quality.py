@@ -15,6 +15,7 @@ from traitforge.progress import gather_progress
 from traitforge.types import Chat, Claim, Document, TraitSet
 
 MAX_CHARS = 6000  # keeps prompt + text inside small judges' context windows
+MAX_TOKENS = 80  # a score and a one-line reason
 # "SCORE: 7", "**Score:** 8/10", "score = 6 out of 10"; not a template echo like "SCORE: <1-10>".
 _SCORE = re.compile(r"\bscore\b[\s:=*#\-]{0,6}(\d{1,2}(?:\.\d+)?)(?!\s*-\s*\d)(?:\s*(?:/|out of)\s*10)?", re.I)
 _REASON = re.compile(r"^\W*reason\W{0,4}:?\s*(.+)$", re.I | re.M)
@@ -56,7 +57,7 @@ async def score_rows(rows: Sequence[Document | Chat], traits: TraitSet, judge: L
         dataset = "documents" if isinstance(row, Document) else "chats"
         prompt = document_prompt(row, traits, claims) if isinstance(row, Document) else chat_prompt(row, traits)
         try:
-            reply = await judge.generate_one(prompt, temperature=0.0, max_tokens=80)
+            reply = await judge.generate_one(prompt, temperature=0.0, max_tokens=MAX_TOKENS)
         except BackendError as e:
             return QualityScore(dataset=dataset, row_id=row.id, score=None, status="error",
                                 reason=f"judge call failed: {e}"[:300], judge=judge.name)

@@ -14,8 +14,10 @@ from traitforge.curate import dedup as dedup_mod
 from traitforge.curate import leakage, patterns, quality
 from traitforge.curate.card import build_card
 from traitforge.curate.embed import load_embedder
+from traitforge.curate.text import dedup_text
 from traitforge.curate.records import Edit, QualityScore, StepResult
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl, write_json_atomic, write_jsonl
+from traitforge.llm.budget import announce_calls
 from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, Claim, Document, Drop, TraitSet, stable_hash
@@ -45,6 +47,7 @@ async def curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -
     if store.is_done("curate", fp) and all(p.exists() for p in outputs):
         return
     generated = {"documents": docs, "chats": chats}
+    prices_file = str(spec.resolve(spec.prices_file)) if spec.prices_file else None
     with store.stage("curate", fp):
         results: dict[str, StepResult] = {}
 
@@ -65,7 +68,7 @@ async def curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -
             return StepResult(kd, kc, dd + dc, ed + ec)
 
         async def do_quality(d: list[Document], c: list[Chat]) -> StepResult:
-            return await _quality(store, d, c, traits, judge, claims, cfg.quality_threshold)
+            return await _quality(store, d, c, traits, judge, claims, cfg.quality_threshold, prices_file)
 
         async def do_patterns(d: list[Document], c: list[Chat]) -> StepResult:
             return await _patterns(store, d, c, traits, judge, spec)
@@ -95,8 +98,7 @@ async def curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -
             unscored=results["quality"].counts.get("unscored", 0) if "quality" in results else 0,
             flagged_patterns=results["patterns"].counts.get("flagged", 0) if "patterns" in results else 0,
             per_trait=dict(sorted(per_trait.items())))
-        prices = str(spec.resolve(spec.prices_file)) if spec.prices_file else None
-        store.record_llm_usage("curate", judge, prices)
+        store.record_llm_usage("curate", judge, prices_file)
 
 
 async def _run_step(store: RunStore, name: str, params: dict[str, Any], docs: list[Document], chats: list[Chat],
@@ -121,7 +123,7 @@ async def _run_step(store: RunStore, name: str, params: dict[str, Any], docs: li
 
 
 async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], traits: TraitSet, judge: LLM,
-                   claims: dict[str, Claim], threshold: float) -> StepResult:
+                   claims: dict[str, Claim], threshold: float, prices_file: str | None = None) -> StepResult:
     path = store.path("curation", "quality.jsonl")
     # Resume: verdicts already recorded for this judge are reused; failed calls are retried.
     have: dict[tuple[str, str], QualityScore] = {}
@@ -132,6 +134,10 @@ async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], tra
     rows: list[Document | Chat] = [*docs, *chats]
     key = lambda r: ("documents" if isinstance(r, Document) else "chats", r.id)  # noqa: E731
     todo = [r for r in rows if key(r) not in have]
+    # One judge call per row; the prompt is about the row's text plus the rubric.
+    announce_calls(judge, len(todo), stage="curate.quality", max_tokens=quality.MAX_TOKENS,
+                   prompt_chars=sum(len(dedup_text(r)) for r in todo) // max(len(todo), 1) + 1500,
+                   store=store, prices_file=prices_file)
     new = await quality.score_rows(todo, traits, judge, claims,
                                    on_result=lambda i, q: append_jsonl(path, [q]))
     for q in new:

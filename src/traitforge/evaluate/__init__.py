@@ -68,6 +68,7 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
         for i in items["behaviour"]:
             if i.dropped:
                 notes.append(f"held-out prompt {i.id} dropped: {i.dropped}")
+        _announce_estimate(ctx, items)
         if spec.evaluation.knowledge:
             steps += [("knowledge", run_knowledge(ctx, items["knowledge"])), ("knowledge_mc", run_mc(ctx, items["mc"]))]
         steps.append(("behaviour", run_behaviour(ctx, items["behaviour"])))
@@ -88,6 +89,30 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
         _record_usage(store, spec, ctx)
         for _, coro in steps:
             coro.close()  # steps never awaited after a failure: no "never awaited" warnings
+
+
+def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
+    """Before the judged evals: how many judge and auditor calls they make at most (every item on
+    every evaluated model; a resumed run makes fewer), priced when the models cost money."""
+    from traitforge.llm.budget import announce_calls
+
+    ev, n_models = ctx.spec.evaluation, len(ctx.checkpoints)
+    n_traits = len(ctx.traits.traits)
+    knowledge = items["knowledge"] if ev.knowledge else []
+    # Knowledge: a recall grade per trait the question covers, plus one "unsupported claims" grade.
+    judge_calls = n_models * sum((1 if i.trait_id else n_traits) + 1 for i in knowledge)
+    judge_calls += n_models * sum(i.dropped is None for i in items["behaviour"])
+    judge_calls += n_models * len(items["multiturn"])  # one verdict per transcript
+    auditor_calls = n_models * len(items["multiturn"]) * ev.multiturn_turns
+    prices = str(ctx.spec.resolve(ctx.spec.prices_file)) if ctx.spec.prices_file else None
+    if ctx.auditor is ctx.judge:  # one model plays both: one line for all its calls
+        announce_calls(ctx.judge, judge_calls + auditor_calls, stage="evaluate (judge and auditor)",
+                       max_tokens=max(ev.judge_max_tokens, ev.item_max_tokens), store=ctx.store, prices_file=prices)
+        return
+    announce_calls(ctx.judge, judge_calls, stage="evaluate (judge)", max_tokens=ev.judge_max_tokens,
+                   store=ctx.store, prices_file=prices)
+    announce_calls(ctx.auditor, auditor_calls, stage="evaluate (auditor)", max_tokens=ev.item_max_tokens,
+                   store=ctx.store, prices_file=prices)
 
 
 def _logprob_evals(spec: RunSpec, probe_names: list[str]) -> list[str]:

@@ -254,6 +254,17 @@ def costs_money(llm: "LLM", prices_file: str | None = None) -> bool:
     return (estimate_cost(llm.name, 1_000_000, 1_000_000, prices_file) or 0.0) > 0.0
 
 
+def announce_calls(llm: "LLM", n_calls: int, *, stage: str, max_tokens: int, prompt_chars: int | None = None,
+                   store: "RunStore | None" = None, prices_file: str | None = None) -> str | None:
+    """The estimate line for a stage that knows how many calls it will make (curation, evaluation),
+    printed only when it is worth a line (see costs_money); returns it, or None."""
+    if n_calls <= 0 or not costs_money(llm, prices_file):
+        return None
+    est = estimate_count(llm.name, n_calls, max_tokens=max_tokens, prompt_chars=prompt_chars, stage=stage,
+                         store=store, prices_file=prices_file)
+    return announce(est, getattr(llm, "budget", None))
+
+
 def announce(est: StageEstimate, budget: Budget | None = None, file: TextIO | None = None) -> str:
     """Print the estimate line (stderr by default) and return it."""
     line = est.line(budget)
