@@ -248,3 +248,26 @@ def test_openai_sick_server_is_skipped(fault, tmp_path, sick):
             assert 2 <= len(bad.requests) <= 4
         servers = llm.backend.servers  # type: ignore[attr-defined]
         assert servers[0].dead_until > time.monotonic() and servers[1].dead_until == 0
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_one_client_across_runs_closes_its_pools_in_their_own_loop(fault, tmp_path, provider, caplog):
+    """A stage is one asyncio.run; the pipeline shares an LLM across stages. run_closing closes the SDK
+    clients inside the loop that owns them, so no pool is left for the garbage collector to close
+    on a dead loop ("Task exception was never retrieved ... Event loop is closed")."""
+    import gc
+
+    from traitforge.llm.client import run_closing
+
+    llm = llm_for(provider, fault, LLMCache(tmp_path / "c.sqlite"))
+
+    async def stage(prompt: str) -> str:
+        out = await llm.generate_one(prompt, max_tokens=8)
+        gc.collect()  # inside a running loop: where an unclosed pool of an earlier loop would fail
+        await asyncio.sleep(0.05)
+        return out
+
+    with caplog.at_level("ERROR", logger="asyncio"):
+        texts = [run_closing(stage(f"stage {i}"), llm) for i in range(3)]  # a new loop each: new clients
+    assert all(texts) and llm.usage.calls == 3
+    assert not [r for r in caplog.records if "Event loop is closed" in r.getMessage() + str(r.exc_info)]

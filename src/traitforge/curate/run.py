@@ -5,7 +5,6 @@ RUN/curation/dataset_card.json describes the datasets before and after."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from typing import Any, Awaitable, Callable
 
@@ -18,7 +17,7 @@ from traitforge.curate.text import dedup_text
 from traitforge.curate.records import Edit, QualityScore, StepResult
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl, write_json_atomic, write_jsonl
 from traitforge.llm.budget import announce_calls
-from traitforge.llm.client import LLM
+from traitforge.llm.client import LLM, run_closing
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, Claim, Document, Drop, TraitSet, stable_hash
 
@@ -28,7 +27,7 @@ VERSION = 2  # bump when a step's logic changes, so finished steps are redone
 
 def run_curation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -> None:
     """Curate RUN/generated/{documents,chats}.jsonl into RUN/curated/ (either may be missing)."""
-    asyncio.run(curate(store, spec, traits, judge))
+    run_closing(curate(store, spec, traits, judge), judge)
 
 
 def _rows_hash(docs: list[Document], chats: list[Chat]) -> str:

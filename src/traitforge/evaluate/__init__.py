@@ -24,6 +24,12 @@ def run_evaluation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM,
     asyncio.run(_run(store, spec, traits, judge, auditor, checkpoints))
 
 
+async def _closing(ctx_llms: list[LLM]) -> None:
+    # SDK clients' pools belong to this loop: close them in it (see llm.client.run_closing).
+    for llm in {id(x): x for x in ctx_llms}.values():
+        await llm.aclose()
+
+
 async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
                checkpoints: dict[str, Any]) -> None:
     from traitforge.evaluate.probes import probe_specs
@@ -37,8 +43,11 @@ async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, aud
                       "checkpoints": {name: fingerprint_of(t) for name, t in cks.items()},
                       "traits": traits.sha256 or [t.hash for t in traits.traits]})
     notes: list[str] = []
-    with store.stage("evaluate", fp):
-        await _steps(ctx, fp, notes)
+    try:
+        with store.stage("evaluate", fp):
+            await _steps(ctx, fp, notes)
+    finally:
+        await _closing(ctx.llms_used)
     logprob_evals = _logprob_evals(spec, [p.name for p in probes])
     not_applicable = {ck: {ev: why for ev in logprob_evals} for ck, why in ctx.not_applicable().items()}
     results = build_results(store, traits, list(cks), bootstrap_resamples=spec.evaluation.bootstrap,

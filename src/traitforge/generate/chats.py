@@ -7,7 +7,6 @@ of the plan get top-up rounds of new scenarios; chats.balance reports the shares
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 from collections import Counter
@@ -20,7 +19,7 @@ from traitforge.generate.records import DPOPair, Probe, Refinement, UserPrompt
 from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,
                                       split_evenly, trait_weights)
 from traitforge.generate.templates import PACKAGE, Templates
-from traitforge.llm.client import LLM
+from traitforge.llm.client import LLM, run_closing
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, ChatMessage, Scenario, Trait, TraitSet, stable_hash
 
@@ -58,7 +57,7 @@ def transcript(messages: list[ChatMessage]) -> str:
 
 def run_chats(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM, refiner: LLM | None = None) -> None:
     """`refiner` rewrites the drafts (models.refiner); None: the generator does it."""
-    asyncio.run(ChatsRun(store, spec, traits, llm, refiner).run())
+    run_closing(ChatsRun(store, spec, traits, llm, refiner).run(), llm, refiner)
 
 
 class ChatsRun(Generation):

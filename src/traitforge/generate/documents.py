@@ -5,7 +5,6 @@ bounded top-up."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 from traitforge.config import RunSpec
@@ -14,7 +13,7 @@ from traitforge.generate.parsing import (LeakDetector, after_marker, chat_format
 from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,
                                       split_evenly, trait_weights)
 from traitforge.generate.templates import PACKAGE, Templates
-from traitforge.llm.client import LLM
+from traitforge.llm.client import LLM, run_closing
 from traitforge.runstore import RunStore
 from traitforge.types import Claim, DocIdea, DocType, Document, TraitSet, stable_hash
 
@@ -29,7 +28,7 @@ def default_genres(templates: Templates = PACKAGE) -> list[str]:
 
 
 def run_documents(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM) -> None:
-    asyncio.run(DocumentsRun(store, spec, traits, llm).run())
+    run_closing(DocumentsRun(store, spec, traits, llm).run(), llm)
 
 
 class DocumentsRun(Generation):

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import random
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence, TypeVar
+from typing import Any, Coroutine, Iterator, Sequence, TypeVar
 
 from pydantic import BaseModel
 
@@ -276,3 +276,20 @@ class LLM:
 
     async def aclose(self) -> None:
         await self.backend.aclose()
+
+
+R = TypeVar("R")
+
+
+def run_closing(coro: Coroutine[Any, Any, R], *llms: "LLM | None") -> R:
+    """asyncio.run(coro), then close the LLMs' SDK clients inside that same loop: their connection
+    pools belong to it, and a pool left open is closed later by the garbage collector on a dead loop
+    ("Task exception was never retrieved ... Event loop is closed"). The next run makes new clients."""
+    async def main() -> R:
+        try:
+            return await coro
+        finally:
+            for llm in {id(x): x for x in llms if x is not None}.values():
+                await llm.aclose()
+    return asyncio.run(main())
+
