@@ -9,7 +9,7 @@ from typing import Any
 
 from traitforge.config import ModelSpec, RunSpec
 from traitforge.evaluate.common import EvalContext, fingerprint_of, normalise_checkpoints
-from traitforge.llm.client import LLM
+from traitforge.llm.client import LLM, close_all
 from traitforge.runstore import RunStore
 from traitforge.types import TraitSet, stable_hash
 
@@ -22,12 +22,6 @@ def run_evaluation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM,
     "smollm2-135m", a ModelSpec or a ready LLM. `spec.evaluation.models` (any backend) are
     evaluated beside them on the same items."""
     asyncio.run(_run(store, spec, traits, judge, auditor, checkpoints))
-
-
-async def _closing(ctx_llms: list[LLM]) -> None:
-    # SDK clients' pools belong to this loop: close them in it (see llm.client.run_closing).
-    for llm in {id(x): x for x in ctx_llms}.values():
-        await llm.aclose()
 
 
 async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
@@ -47,7 +41,7 @@ async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, aud
         with store.stage("evaluate", fp):
             await _steps(ctx, fp, notes)
     finally:
-        await _closing(ctx.llms_used)
+        await close_all(ctx.llms_used)  # SDK pools belong to this loop (llm.client.run_closing)
     logprob_evals = _logprob_evals(spec, [p.name for p in probes])
     not_applicable = {ck: {ev: why for ev in logprob_evals} for ck, why in ctx.not_applicable().items()}
     results = build_results(store, traits, list(cks), bootstrap_resamples=spec.evaluation.bootstrap,

@@ -289,7 +289,12 @@ def run_closing(coro: Coroutine[Any, Any, R], *llms: "LLM | None") -> R:
         try:
             return await coro
         finally:
-            for llm in {id(x): x for x in llms if x is not None}.values():
-                await llm.aclose()
+            await close_all(llms)
     return asyncio.run(main())
+
+
+async def close_all(llms: Sequence["LLM | None"]) -> None:
+    """Close each distinct LLM once, inside the running loop (see run_closing)."""
+    for llm in {id(x): x for x in llms if x is not None}.values():
+        await llm.aclose()
 
