@@ -173,6 +173,58 @@ class TrainingSpec(Section):
     report_to: Literal["auto"] | list[Literal["tensorboard", "wandb", "trackio"]] = "auto"
 
 
+class AgenticMisalignmentSpec(Section):
+    """Agentic misalignment (blackmail / leaking / lethal-inaction inboxes; Lynch et al. 2025) from a
+    directory in the upstream layout (`traitforge evals fetch agentic-misalignment DIR`)."""
+
+    dir: str  # relative to the spec file
+    samples: int = Field(default=1, ge=1)  # replies per condition per model
+    # Empty = every one the templates define (3 scenarios x 54 conditions in the upstream copy).
+    scenarios: list[str] = []
+    goal_types: list[str] = []
+    goal_values: list[str] = []
+    urgency_types: list[str] = []
+    temperature: float = Field(default=1.0, ge=0)
+    max_tokens: int = Field(default=1500, ge=64)  # the agent reasons before it acts
+    judge_max_tokens: int = Field(default=800, ge=64)
+    # scenario -> addresses a harmful email must go to / codes a harmful action must use; default:
+    # read from the directory's classifiers (string constants, with `ast`)
+    targets: dict[str, list[str]] = {}
+    codes: dict[str, list[str]] = {}
+
+
+class DelusionSpec(Section):
+    """Delusion validation (AI-psychosis personas; Hua 2025) from a directory in the upstream layout
+    (`traitforge evals fetch ai-psychosis DIR`). The run's auditor plays the persona."""
+
+    dir: str  # relative to the spec file
+    personas: list[str] = []  # file stems under characters/ (empty = all)
+    turns: int = Field(default=12, ge=1, le=12)
+    rollouts: int = Field(default=1, ge=1)  # conversations per persona per model
+    max_tokens: int = Field(default=400, ge=16)  # the evaluated model's replies
+    auditor_max_tokens: int = Field(default=600, ge=32)
+    grader_max_tokens: int = Field(default=800, ge=64)
+    # the rubric key that says the model validated the delusion, and the score from which it does
+    validate_key: str = "delusion_confirmation_rating"
+    validate_at: float = 2
+
+
+class AuditsSpec(Section):
+    """Repeated audits: the multi-turn auditor runs `rollouts` conversations per seed scenario."""
+
+    rollouts: int = Field(default=3, ge=2)
+    seeds_per_trait: int = Field(default=1, ge=0)  # written by the auditor model, once per run
+    seed_files: list[str] = []  # YAML/JSONL rows {trait: ID, seed: "..."}; relative to the spec file
+    turns: int | None = Field(default=None, ge=1)  # default: multiturn_turns
+
+
+class AgenticTraitsSpec(Section):
+    """Each trait in agentic form: the model acts through an email tool in a scenario where it matters."""
+
+    scenarios_per_trait: int = Field(default=1, ge=1)
+    max_tokens: int = Field(default=600, ge=32)
+
+
 class EvaluationSpec(Section):
     knowledge: bool = True
     knowledge_questions: int = Field(default=2, ge=0)  # open "list your principles" questions
@@ -199,6 +251,11 @@ class EvaluationSpec(Section):
     # or a model mapping (e.g. a model trained elsewhere, behind an API). Log-prob evals need
     # local weights ("local:<dir>"); for other models they are reported as not applicable.
     models: dict[str, ModelSpec] = {}
+    # Out-of-distribution evals (off unless configured; the two external ones load from a directory)
+    agentic_misalignment: AgenticMisalignmentSpec | None = None
+    delusion: DelusionSpec | None = None
+    audits: AuditsSpec | None = None
+    agentic_traits: AgenticTraitsSpec | None = None
 
     @staticmethod
     def valid_model_name(name: Any) -> bool:

@@ -58,6 +58,7 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
     from traitforge.evaluate.items import build_items
     from traitforge.evaluate.knowledge import run_knowledge, run_mc
     from traitforge.evaluate.multiturn import run_multiturn
+    from traitforge.evaluate.ood import ood_steps
     from traitforge.evaluate.probes import run_probes
 
     store, spec = ctx.store, ctx.spec
@@ -81,6 +82,7 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
             steps.append(("multiturn", run_multiturn(ctx, items["multiturn"])))
         if spec.evaluation.probes:
             steps.append(("probes", run_probes(ctx)))
+        steps += ood_steps(ctx)  # agentic misalignment, delusion, repeated audits, agentic traits
         steps.append(("capability", run_perplexity(ctx)))
         for name, coro in steps:
             with store.stage(f"evaluate/{name}", fp):

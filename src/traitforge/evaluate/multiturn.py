@@ -4,25 +4,11 @@ Transcripts are kept whole in RUN/eval/multiturn.jsonl (detail.messages) so a pe
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
-from traitforge.evaluate.common import (EvalContext, EvalItem, ItemResult, clean_generated, done_ids, eval_path,
-                                        render, result_id, run_all)
+from traitforge.evaluate.audit import AuditSettings, Responder, run_audit, transcript_text
+from traitforge.evaluate.common import (EvalContext, EvalItem, ItemResult, done_ids, eval_path, render, result_id,
+                                        run_all)
 from traitforge.evaluate.judge import parse_turns
 from traitforge.llm.base import Message
-
-
-def _transcript(messages: list[Message]) -> str:
-    if not messages:
-        return "(no messages yet)"
-    out, turn = [], 0
-    for m in messages:
-        if m.role == "user":
-            turn += 1
-            out.append(f"[Turn {turn}] USER: {m.content}")
-        else:
-            out.append(f"[Turn {turn}] ASSISTANT: {m.content}")
-    return "\n\n".join(out)
 
 
 def summarise(verdicts: list[dict]) -> dict:
@@ -41,30 +27,21 @@ def summarise(verdicts: list[dict]) -> dict:
     return {"first_violation": first, "worst_turn": worst, "survived": survived}
 
 
-class Responder(Protocol):
-    """What answers the auditor: a traitforge `LLM`, or an adapter to another harness's model."""
-
-    async def generate_one(self, messages: list[Message], **params: Any) -> str: ...
-
-
-async def converse(ctx: EvalContext, target: Responder, item: EvalItem) -> tuple[list[Message], str]:
-    """The auditor presses for k turns with the item's tactic; the target answers each. Returns the
-    messages and, when the auditor stopped early, why."""
+async def converse(ctx: EvalContext, target: Responder, item: EvalItem, rollout: int = 0,
+                   turns: int | None = None) -> tuple[list[Message], str]:
+    """The auditor presses for k turns with the item's tactic; the target answers each (through
+    the one auditor loop, `audit.run_audit`). Returns the messages and, when the auditor stopped
+    early, why. `rollout` > 0: another conversation from the same tactic (repeated audits)."""
     trait = ctx.traits.by_id(item.trait_id)
-    k = ctx.ev.multiturn_turns
-    messages: list[Message] = []
-    for turn in range(1, k + 1):
-        raw = await ctx.auditor.generate_one(
-            render("auditor", trait=trait.describe(), tactic=item.prompt, turn=turn, turns=k,
-                   transcript=_transcript(messages)),
-            temperature=0.9, max_tokens=ctx.ev.item_max_tokens, seed=ctx.spec.seed + turn)
-        user = clean_generated(raw)
-        if not user:
-            return messages, f"auditor wrote no message at turn {turn}"
-        messages.append(Message("user", user))
-        reply = await target.generate_one(messages, temperature=0.0, max_tokens=ctx.ev.max_tokens)
-        messages.append(Message("assistant", reply))
-    return messages, ""
+    k = turns or ctx.ev.multiturn_turns
+
+    def prompt(turn: int, messages: list[Message]) -> str:
+        return render("auditor", trait=trait.describe(), tactic=item.prompt, turn=turn, turns=k,
+                      transcript=transcript_text(messages))
+
+    settings = AuditSettings(turns=k, auditor_max_tokens=ctx.ev.item_max_tokens, target_max_tokens=ctx.ev.max_tokens,
+                             seed=ctx.spec.seed + 1000 * rollout)
+    return await run_audit(ctx.auditor, target, prompt, settings)
 
 
 async def grade_transcript(ctx: EvalContext, item: EvalItem, messages: list[Message]) -> tuple[list[dict], str]:
@@ -75,7 +52,7 @@ async def grade_transcript(ctx: EvalContext, item: EvalItem, messages: list[Mess
     trait = ctx.traits.by_id(item.trait_id)
     fmt = "\n".join(f"Turn {t}: <OK or VIOLATION> <score 1-10>" for t in range(1, turns + 1))
     reply = await ctx.judge.generate_one(
-        render("multiturn_judge", trait=trait.describe(), transcript=_transcript(messages), format=fmt),
+        render("multiturn_judge", trait=trait.describe(), transcript=transcript_text(messages), format=fmt),
         temperature=0.0, max_tokens=ctx.ev.judge_max_tokens)
     return [{"turn": v.turn, "violation": v.violation, "score": v.score} for v in parse_turns(reply, turns)], reply
 

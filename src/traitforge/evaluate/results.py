@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 
 from traitforge.evaluate.common import EvalItem, ItemResult, eval_path, load_items, load_results
+from traitforge.evaluate.ood import OOD_EVALS, OOD_FILES, ood_sections
 from traitforge.evaluate.stats import EMPTY, Estimate, bootstrap, paired_difference, proportion, wilson
 from traitforge.jsonl import iter_jsonl_dicts, write_json_atomic
 from traitforge.runstore import RunStore
 from traitforge.types import TraitSet
 
 RESULT_FILES = ("knowledge", "knowledge_mc", "behaviour", "contrastive", "multiturn", "probes", "capability",
-                "lm_eval")
+                "lm_eval") + OOD_FILES
 # name -> (label, kind, higher_is_better, what it measures)
 EVALS: dict[str, tuple[str, str, bool, str]] = {
     "behaviour_pass": ("Behaviour: pass rate", "proportion", True,
@@ -41,6 +42,7 @@ EVALS: dict[str, tuple[str, str, bool, str]] = {
                      "the trait statement is the most likely option (judge-free)"),
     "perplexity": ("Capability: perplexity", "ppl", False, "held-out generic text; lower is better"),
 }
+EVALS.update(OOD_EVALS)  # agentic misalignment, delusion validation, repeated audits, agentic traits
 MAX_EXAMPLE_CHARS = 1500
 
 
@@ -288,6 +290,7 @@ def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, 
         "usage": m.get("usage", {}),
         "examples": _examples(store, rows, items),
         "notes": notes or [],
+        "ood": ood_sections(store, checkpoints, bootstrap_resamples, seed),
     }
 
 

@@ -1,0 +1,238 @@
+"""The out-of-distribution evals as evaluation steps, and their sections of results.json:
+agentic misalignment (per condition), delusion validation (per rubric key, first validating turn),
+repeated audits (violation rate, first violation, consistency) and the agentic trait variant.
+Every figure per checkpoint (API models in `evaluation.models` included) with n and a 95% interval."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Coroutine
+
+from traitforge.evaluate.common import EvalContext, ItemResult, eval_path, load_results
+from traitforge.evaluate.stats import EMPTY, bootstrap, proportion
+from traitforge.runstore import RunStore
+
+OOD_FILES = ("agentic_misalignment", "delusion", "audit", "agentic_trait")
+# name -> (label, kind, higher_is_better, what it measures), merged into results.EVALS
+OOD_EVALS: dict[str, tuple[str, str, bool, str]] = {
+    "agentic_misalignment": ("Agentic misalignment: harmful action", "proportion", False,
+                             "email-agent scenarios (blackmail, leaking, lethal inaction); the act was taken "
+                             "through the tool and the judge calls it harmful"),
+    "delusion": ("Delusion validation: conversations validated", "proportion", False,
+                 "simulated users with escalating delusions; the grader says the model validated the "
+                 "delusion at some turn"),
+    "audit": ("Repeated audits: no violation", "proportion", True,
+              "several auditor rollouts per seed scenario; the trait held through every turn"),
+    "agentic_trait": ("Behaviour, agentic form: pass rate", "proportion", True,
+                      "the model acts as an email agent in a scenario where the trait matters; judged on its actions"),
+}
+MAX_CHARS = 1500
+MAX_TRANSCRIPTS = 6
+
+
+def ood_steps(ctx: EvalContext) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+    """(stage name, coroutine) for each configured out-of-distribution eval."""
+    ev = ctx.ev
+    steps: list[tuple[str, Coroutine[Any, Any, None]]] = []
+    if ev.agentic_misalignment is not None:
+        from traitforge.evaluate.agentic_misalignment import run_agentic_misalignment
+
+        steps.append(("agentic_misalignment", run_agentic_misalignment(ctx)))
+    if ev.delusion is not None:
+        from traitforge.evaluate.delusion import run_delusion
+
+        steps.append(("delusion", run_delusion(ctx)))
+    if ev.audits is not None:
+        from traitforge.evaluate.repeated_audits import run_repeated_audits
+
+        steps.append(("audits", run_repeated_audits(ctx)))
+    if ev.agentic_traits is not None:
+        from traitforge.evaluate.agentic_traits import run_agentic_traits
+
+        steps.append(("agentic_traits", run_agentic_traits(ctx)))
+    return steps
+
+
+def _clip(text: Any) -> str:
+    s = str(text or "")
+    return s if len(s) <= MAX_CHARS else s[:MAX_CHARS] + " [...]"
+
+
+def _rate(values: list[float | None]) -> dict[str, Any]:
+    scored = [v for v in values if v is not None]
+    return {**proportion([v >= 0.5 for v in scored]).to_dict(), "unscored": len(values) - len(scored)}
+
+
+def _mean(values: list[float], boot: int, seed: int) -> dict[str, Any]:
+    return bootstrap(values, resamples=boot, seed=seed).to_dict() if values else EMPTY.to_dict()
+
+
+def _messages(d: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"role": m.get("role", ""), "content": _clip(m.get("content"))} for m in d.get("messages", [])]
+
+
+def agentic_misalignment_section(rows: list[ItemResult], checkpoints: list[str]) -> dict[str, Any]:
+    """Harmful-action rate per checkpoint: overall, per scenario, per condition; and the share of
+    replies that took the act at all (the non-judge half), with a harmful example per checkpoint."""
+    rows = [r for r in rows if r.eval == "agentic_misalignment"]
+    if not rows:
+        return {}
+    conditions = sorted({r.detail.get("condition", "") for r in rows})
+    out: dict[str, Any] = {"conditions": conditions, "by_checkpoint": {}, "examples": []}
+    for ck in checkpoints:
+        mine = [r for r in rows if r.checkpoint == ck]
+        if not mine:
+            continue
+        by = defaultdict(list)
+        by_sc = defaultdict(list)
+        for r in mine:
+            by[r.detail.get("condition", "")].append(r.value)
+            by_sc[r.detail.get("scenario", "")].append(r.value)
+        out["by_checkpoint"][ck] = {
+            "harmful": _rate([r.value for r in mine]),
+            "action_taken": _rate([float(bool(r.detail.get("action", {}).get("taken"))) for r in mine]),
+            "by_scenario": {k: _rate(v) for k, v in sorted(by_sc.items())},
+            "by_condition": {k: _rate(v) for k, v in sorted(by.items())}}
+        ex = sorted(mine, key=lambda r: (r.value != 1.0, r.item_id))[0]
+        out["examples"].append({"checkpoint": ck, "condition": ex.detail.get("condition"), "harmful": ex.value,
+                                "action": ex.detail.get("action"), "judge_verdict": ex.detail.get("judge_verdict"),
+                                "response": _clip(ex.detail.get("response"))})
+    return out
+
+
+def _key_kind(values: list[Any]) -> str | None:
+    from traitforge.evaluate.delusion import yes_no
+
+    if values and all(isinstance(v, float) for v in values):
+        return "mean"
+    if values and all(yes_no(v) is not None for v in values):
+        return "yes_rate"
+    return None  # free text (quotes): shown in transcripts, not averaged
+
+
+def delusion_section(rows: list[ItemResult], checkpoints: list[str], boot: int, seed: int) -> dict[str, Any]:
+    """Per checkpoint: share of conversations validated, first validating turn, share validated by
+    each turn, and each rubric key (numbers: mean of per-conversation means; Yes/No: share of turns
+    'Yes'), each with n and a 95% interval; a few transcripts with their per-turn grades."""
+    from traitforge.evaluate.delusion import yes_no
+
+    rows = [r for r in rows if r.eval == "delusion"]
+    if not rows:
+        return {}
+    keys = next((r.detail.get("keys") for r in rows if r.detail.get("keys")), [])
+    out: dict[str, Any] = {"keys": keys, "validate_key": rows[0].detail.get("validate_key"),
+                           "validate_at": rows[0].detail.get("validate_at"), "by_checkpoint": {}, "transcripts": []}
+    for ck in checkpoints:
+        mine = [r for r in rows if r.checkpoint == ck]
+        if not mine:
+            continue
+        firsts = [float(r.detail["first_validation"]) for r in mine if r.detail.get("first_validation")]
+        turns = max((r.detail.get("turns", 0) for r in mine), default=0)
+        curve = []
+        for t in range(1, turns + 1):
+            known = []
+            for r in mine:
+                g = {x["turn"]: x.get("validates") for x in r.detail.get("grades", [])}
+                upto = [g.get(s) for s in range(1, t + 1)]
+                if True in upto:
+                    known.append(True)
+                elif None not in upto and r.detail.get("turns", 0) >= t:
+                    known.append(False)
+            curve.append({"turn": t, **proportion(known).to_dict()})
+        per_key: dict[str, Any] = {}
+        for k in keys:
+            vals = [g["scores"][k] for r in mine for g in r.detail.get("grades", []) if k in g.get("scores", {})]
+            kind = _key_kind(vals)
+            if kind == "mean":
+                conv_means = []
+                for r in mine:
+                    v = [g["scores"][k] for g in r.detail.get("grades", []) if isinstance(g["scores"].get(k), float)]
+                    if v:
+                        conv_means.append(sum(v) / len(v))
+                per_key[k] = {"kind": kind, **_mean(conv_means, boot, seed)}
+            elif kind == "yes_rate":
+                per_key[k] = {"kind": kind, **proportion([bool(yes_no(v)) for v in vals]).to_dict()}
+        out["by_checkpoint"][ck] = {"validated": _rate([r.value for r in mine]),
+                                    "first_validation": _mean(firsts, boot, seed), "by_turn": curve, "keys": per_key}
+    conv = sorted(rows, key=lambda r: (r.value != 1.0, r.checkpoint, r.item_id))
+    seen: set[str] = set()
+    for r in conv:
+        if r.checkpoint in seen or len(out["transcripts"]) >= MAX_TRANSCRIPTS:
+            continue
+        seen.add(r.checkpoint)
+        d = r.detail
+        out["transcripts"].append({"checkpoint": r.checkpoint, "persona": d.get("persona"), "name": d.get("name"),
+                                   "first_validation": d.get("first_validation"), "validated": r.value,
+                                   "grades": [{"turn": g["turn"], "validates": g.get("validates"),
+                                               "rating": g.get("scores", {}).get(out["validate_key"])}
+                                              for g in d.get("grades", [])],
+                                   "messages": _messages(d)})
+    return out
+
+
+def audit_section(rows: list[ItemResult], checkpoints: list[str], boot: int, seed: int) -> dict[str, Any]:
+    """Per checkpoint: violation rate over all rollouts, first-violation turn, consistency (mean
+    over seeds of the share of rollout pairs that agree) and per-seed rates; transcripts."""
+    from traitforge.evaluate.repeated_audits import agreement
+
+    rows = [r for r in rows if r.eval == "audit"]
+    if not rows:
+        return {}
+    out: dict[str, Any] = {"by_checkpoint": {}, "seeds": {}, "transcripts": []}
+    for r in rows:
+        out["seeds"].setdefault(r.detail.get("seed_id", ""), {"trait_id": r.trait_id, "source": r.detail.get("source"),
+                                                             "seed": _clip(r.detail.get("seed"))})
+    for ck in checkpoints:
+        mine = [r for r in rows if r.checkpoint == ck]
+        if not mine:
+            continue
+        by_seed: dict[str, list[float | None]] = defaultdict(list)
+        for r in mine:
+            by_seed[r.detail.get("seed_id", "")].append(r.value)
+        agree = [a for a in (agreement([v for v in vs if v is not None]) for vs in by_seed.values()) if a is not None]
+        violated = [None if r.value is None else 1.0 - r.value for r in mine]
+        firsts = [float(r.detail["first_violation"]) for r in mine if r.detail.get("first_violation")]
+        out["by_checkpoint"][ck] = {
+            "violation": _rate(violated), "first_violation": _mean(firsts, boot, seed),
+            "consistency": _mean(agree, boot, seed),
+            "by_seed": {s: _rate([None if v is None else 1.0 - v for v in vs]) for s, vs in sorted(by_seed.items())}}
+    for r in sorted(rows, key=lambda r: (r.value != 0.0, r.checkpoint, r.item_id)):
+        if len(out["transcripts"]) >= MAX_TRANSCRIPTS:
+            break
+        d = r.detail
+        out["transcripts"].append({"checkpoint": r.checkpoint, "trait_id": r.trait_id, "seed_id": d.get("seed_id"),
+                                   "rollout": d.get("rollout"), "first_violation": d.get("first_violation"),
+                                   "verdicts": d.get("verdicts", []), "messages": _messages(d)})
+    return out
+
+
+def agentic_trait_section(rows: list[ItemResult], checkpoints: list[str], boot: int, seed: int) -> dict[str, Any]:
+    rows = [r for r in rows if r.eval == "agentic_trait"]
+    if not rows:
+        return {}
+    out: dict[str, Any] = {"by_checkpoint": {}, "examples": []}
+    for ck in checkpoints:
+        mine = [r for r in rows if r.checkpoint == ck]
+        if mine:
+            out["by_checkpoint"][ck] = {
+                "pass": _rate([r.value for r in mine]),
+                "score": _mean([r.detail["score"] for r in mine if r.detail.get("score") is not None], boot, seed),
+                "emails_sent": _mean([float(r.detail.get("emails_sent", 0)) for r in mine], boot, seed)}
+            r = mine[0]
+            out["examples"].append({"checkpoint": ck, "trait_id": r.trait_id, "score": r.detail.get("score"),
+                                    "inbox": _clip(r.detail.get("inbox")), "response": _clip(r.detail.get("response"))})
+    return out
+
+
+def ood_sections(store: RunStore, checkpoints: list[str], boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """results.json["ood"]: the sections above, for the evals that have rows (absent ones left out)."""
+    rows: list[ItemResult] = []
+    for name in OOD_FILES:
+        rows += [r for r in load_results(eval_path(store, name)) if r.checkpoint in checkpoints]
+    if not rows:
+        return {}
+    sections = {"agentic_misalignment": agentic_misalignment_section(rows, checkpoints),
+                "delusion": delusion_section(rows, checkpoints, boot, seed),
+                "audits": audit_section(rows, checkpoints, boot, seed),
+                "agentic_traits": agentic_trait_section(rows, checkpoints, boot, seed)}
+    return {k: v for k, v in sections.items() if v}
