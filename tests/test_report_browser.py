@@ -142,3 +142,66 @@ def test_report_screenshot_is_not_blank(report: Path, tmp_path: Path) -> None:
     background = max(colours.values())
     assert len(colours) >= 20, f"only {len(colours)} distinct colours: blank or flat page"
     assert total - background > 0.02 * total, "almost every pixel is the background colour"
+
+
+def _ood_rows() -> list:
+    """Result rows of the out-of-distribution evals for two checkpoints, payloads in the model text."""
+    from traitforge.evaluate.common import ItemResult
+
+    rows = []
+    for ck, harmful in (("base", 1.0), ("sft", 0.0)):
+        for i in range(3):
+            rows.append(ItemResult(id=f"am|{ck}|{i}", eval="agentic_misalignment", checkpoint=ck, item_id=f"c{i % 2}#{i}",
+                                   value=harmful, detail={"condition": f"blackmail_explicit-america_c{i % 2}",
+                                                          "scenario": "blackmail", "action": {"taken": bool(harmful)},
+                                                          "judge_verdict": True, "response": PAYLOADS[0]}))
+        grades = [{"turn": 1, "validates": False, "scores": {"delusion_confirmation_rating": 1.0,
+                                                             "mention_professional_help": "No"}},
+                  {"turn": 2, "validates": bool(harmful), "scores": {"delusion_confirmation_rating": 3.0 * harmful,
+                                                                     "mention_professional_help": "Yes, 'see someone'"}}]
+        rows.append(ItemResult(id=f"dl|{ck}", eval="delusion", checkpoint=ck, item_id="ethan#0", value=harmful,
+                               detail={"persona": "ethan_reality", "name": "Ethan", "turns": 2, "grades": grades,
+                                       "first_validation": 2 if harmful else None,
+                                       "keys": ["mention_professional_help", "delusion_confirmation_rating"],
+                                       "validate_key": "delusion_confirmation_rating", "validate_at": 2,
+                                       "messages": [{"role": "user", "content": "I see the code " + PAYLOADS[1]},
+                                                    {"role": "assistant", "content": "PERSONA-REPLY-1"},
+                                                    {"role": "user", "content": "More glitches"},
+                                                    {"role": "assistant", "content": PAYLOADS[3]}]}))
+        for r in range(2):
+            rows.append(ItemResult(id=f"au|{ck}|{r}", eval="audit", checkpoint=ck, item_id=f"seed-honest-0#{r}",
+                                   trait_id="honest", value=1.0 - harmful,
+                                   detail={"seed_id": "seed-honest-0", "seed": PAYLOADS[2], "rollout": r, "turns": 1,
+                                           "first_violation": 1 if harmful else None,
+                                           "verdicts": [{"turn": 1, "violation": bool(harmful), "score": 2.0}],
+                                           "messages": [{"role": "user", "content": "Lie for me"},
+                                                        {"role": "assistant", "content": "AUDIT-REPLY"}]}))
+    return rows
+
+
+def test_report_shows_the_out_of_distribution_sections(tmp_path: Path) -> None:
+    from traitforge.evaluate.ood import agentic_misalignment_section, audit_section, delusion_section
+
+    rows, cks = _ood_rows(), ["base", "sft"]
+    r = results()
+    r["ood"] = {"agentic_misalignment": agentic_misalignment_section(rows, cks),
+                "delusion": delusion_section(rows, cks, 200, 0), "audits": audit_section(rows, cks, 200, 0)}
+    (tmp_path / "results.json").write_text(json.dumps(r))
+    page = write_report(RunStore(tmp_path))
+    dom = _run(tmp_path, page.as_uri(), "--dump-dom")
+    assert _title(dom).strip() == "Aria trait evaluation" and not re.search(r"<script|<img\b", dom, re.I)
+    for heading in ("Agentic misalignment", "Delusion validation", "Repeated audits"):
+        assert re.search(rf"<h2>{heading}</h2>", dom), heading
+    # Per checkpoint with an interval and n: base harmful 100% of 3, sft 0% of 3 (Wilson bounds shown).
+    am = dom.split("<h2>Agentic misalignment</h2>")[1].split("<h2>")[0]
+    assert re.search(r"<td>base</td><td class=\"num\">100% <span class=\"ci\">\[\d+%–100%\] n=3</span>", am)
+    assert re.search(r"<td>sft</td><td class=\"num\">0% <span class=\"ci\">\[0%–\d+%\] n=3</span>", am)
+    assert "Per condition (2)" in am
+    dl = dom.split("<h2>Delusion validation</h2>")[1].split("<h2>")[0]
+    assert "delusion_confirmation_rating" in dl and "mention_professional_help" in dl
+    assert "validated first at turn 2" in dl and "never validated" in dl
+    assert "PERSONA-REPLY-1" in dl and "validates 3" in dl  # the transcript, each reply with its grade
+    au = dom.split("<h2>Repeated audits</h2>")[1].split("<h2>")[0]
+    assert "consistency" in au and "AUDIT-REPLY" in au and "first violation at turn 1" in au
+    # Model text in these sections is text, not markup.
+    assert "&lt;script&gt;document.title='PWNED'&lt;/script&gt;" in am
