@@ -190,6 +190,23 @@ def status(run_dir: Path) -> None:
     click.echo(store.status_text())
 
 
+@cli.group()
+def evals() -> None:
+    """External evaluation sets, loaded by path (traitforge ships none of their text)."""
+
+
+@evals.command(name="fetch")
+@click.argument("name", type=click.Choice(["agentic-misalignment", "ai-psychosis"]))
+@click.argument("directory", type=click.Path(path_type=Path))
+def evals_fetch(name: str, directory: Path) -> None:
+    """Download NAME at its pinned upstream commit into DIRECTORY and check its layout."""
+    from traitforge.evaluate.fetch import SOURCES, fetch_eval
+
+    root = fetch_eval(name, directory)
+    src = SOURCES[name]
+    click.echo(f"{root}: {src.repo}@{src.commit[:12]}; use it as evaluation.{src.spec_field}.dir")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
