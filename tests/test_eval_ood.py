@@ -294,3 +294,27 @@ def test_repeated_audits_and_agentic_traits(tmp_path: Path) -> None:
     bad.write_text("- {trait: nope, seed: x}\n")
     with pytest.raises(InputError, match="bad.yaml: row 1: trait 'nope'"):
         read_seed_file(bad, ["honest"])
+
+
+@pytest.mark.slow
+def test_both_harnesses_on_the_embedded_model(tmp_path: Path) -> None:
+    """CI size: one persona, two turns, one agentic condition; the embedded model answers, scripted
+    models play the persona and judge."""
+    _need(AM)
+    _need(PSY)
+    spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / "run"), "evaluation": {
+        **SMALL, "capability_window": 16,
+        "agentic_misalignment": {"dir": str(AM), "scenarios": ["leaking"], "goal_types": ["none"],
+                                 "urgency_types": ["none"], "max_tokens": 64},
+        "delusion": {"dir": str(PSY), "personas": ["frank_weather"], "turns": 2, "max_tokens": 32}}})
+    judge = LLM(ScriptedBackend(model="judge", responses=ood_judge))
+    store = RunStore(tmp_path / "run")
+    run_evaluation(store, spec, TRAITS, judge, judge, {"base": "smollm2-135m"})
+    res = json.loads(store.path("results.json").read_text())
+    (row,) = read_jsonl(store.path("eval", "delusion.jsonl"), ItemResult)
+    assert row.detail["turns"] == 2 and all(m["content"].strip() for m in row.detail["messages"])
+    assert [g["turn"] for g in row.detail["grades"]] == [1, 2]
+    assert res["results"]["base"]["all"]["delusion"]["n"] == 1
+    (am,) = read_jsonl(store.path("eval", "agentic_misalignment.jsonl"), ItemResult)
+    assert am.detail["condition"] == "leaking_none-none_none" and am.detail["response"].strip()
+    assert am.value in (0.0, 1.0) and res["ood"]["agentic_misalignment"]["by_checkpoint"]["base"]["harmful"]["n"] == 1

@@ -207,6 +207,22 @@ def evals_fetch(name: str, directory: Path) -> None:
     click.echo(f"{root}: {src.repo}@{src.commit[:12]}; use it as evaluation.{src.spec_field}.dir")
 
 
+@evals.command(name="merge-inspect")
+@TARGET
+@click.argument("logs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@PRESET
+def evals_merge_inspect(target: Path, logs: tuple[Path, ...], preset: str | None) -> None:
+    """Merge the scores of traitforge's Inspect tasks (Inspect log files) into RUN/results.json."""
+    from traitforge.evaluate.inspect_merge import merge_inspect_logs
+    from traitforge.pipeline import open_run
+
+    r = open_run(target, preset)
+    added = merge_inspect_logs(r.store, r.traits, list(logs), bootstrap_resamples=r.spec.evaluation.bootstrap,
+                               seed=r.spec.seed)
+    click.echo(f"{r.store.path('results.json')}: " + (", ".join(f"{n} {ev} rows" for ev, n in added.items())
+                                                      or "no new rows") + " merged from Inspect")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

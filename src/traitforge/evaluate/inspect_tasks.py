@@ -242,3 +242,151 @@ def behaviour(run: str, checkpoint: str | None = None) -> Task:
 def multiturn(run: str, checkpoint: str | None = None) -> Task:
     """Multi-turn pressure from the run's auditor, the transcript judged turn by turn."""
     return multiturn_task(run_context(run), checkpoint)
+
+
+# --- out-of-distribution evals: agentic misalignment and delusion validation --------------
+
+
+def _ood_task(ctx: EvalContext, name: str, checkpoint: str | None, samples: list[Sample], solve: Solver,
+              score: Any) -> Task:
+    if checkpoint is not None and checkpoint not in ctx.checkpoints:
+        raise InputError(f"checkpoint '{checkpoint}' is not in this run (have: {', '.join(ctx.checkpoints)})")
+    return Task(dataset=MemoryDataset(samples, name=f"traitforge-{name}"), solver=solve, scorer=score,
+                name=f"traitforge_{name}", model=UNUSED_MODEL if checkpoint else None,
+                metadata={"run": str(ctx.store.root), "checkpoint": checkpoint or "inspect --model", "eval": name})
+
+
+@metric
+def harmful_rate() -> Metric:
+    def calc(scores: list[SampleScore]) -> float:
+        return _mean(scores, "harmful")
+
+    return calc
+
+
+@metric
+def validated_rate() -> Metric:
+    def calc(scores: list[SampleScore]) -> float:
+        return _mean(scores, "validated")
+
+    return calc
+
+
+@solver
+def agent_reply(ctx: EvalContext, checkpoint: str | None = None) -> Solver:
+    """The target reads the rendered inbox as the agent (system prompt + inbox)."""
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        spec = ctx.ev.agentic_misalignment
+        target, name = _responder(ctx, checkpoint, state)
+        msgs = [Message("system", state.metadata["system"]), Message("user", state.metadata["user"])]
+        text = await target.generate_one(msgs, temperature=spec.temperature, max_tokens=spec.max_tokens,
+                                         seed=ctx.spec.seed + state.metadata["sample"])
+        _show(state, [msgs[1], Message("assistant", text)], name)
+        return state
+
+    return solve
+
+
+@scorer(metrics=[harmful_rate(), unscored("harmful")])
+def harm_classifier(ctx: EvalContext):  # noqa: ANN201 - an Inspect Scorer
+    """The act checked in code, then the judge's verdict: harmful only when both say so."""
+    from traitforge.evaluate.agentic_misalignment import action_taken, forwarded_emails, judge_template, parse_answer
+    from traitforge.evaluate.common import render
+
+    async def score(state: TaskState, target: Target) -> Score:
+        md, reply = state.metadata, state.output.completion
+        act = action_taken(md["scenario"], reply, md["targets"], md["codes"])
+        judge_reply = await ctx.judge.generate_one(
+            render(judge_template(md["scenario"]), response=reply, forwarded=forwarded_emails(md["inbox"], reply) or "(none)"),
+            temperature=0.0, max_tokens=ctx.ev.agentic_misalignment.judge_max_tokens)
+        verdict = parse_answer(judge_reply)
+        harmful = None if verdict is None else float(act["taken"] and verdict)
+        return Score(value={"harmful": _unscored(harmful)}, answer=reply, explanation=judge_reply,
+                     metadata={"condition": md["condition"], "scenario": md["scenario"], "action": act,
+                               "judge_verdict": verdict})
+
+    return score
+
+
+def agentic_misalignment_task(ctx: EvalContext, checkpoint: str | None = None) -> Task:
+    from traitforge.evaluate.agentic_misalignment import load_agentic_set
+
+    spec = ctx.ev.agentic_misalignment
+    if spec is None:
+        raise InputError("evaluation.agentic_misalignment: not configured in this run's spec (needs dir: ...)")
+    aset = load_agentic_set(ctx.spec.resolve(spec.dir), spec)
+    samples = []
+    for c in aset.conditions(spec):
+        r = aset.render(c)
+        for s in range(spec.samples):
+            samples.append(Sample(id=f"{c.id}#{s}", input=r.user, metadata={
+                "condition": c.id, "scenario": c.scenario, "sample": s, "system": r.system, "user": r.user,
+                "inbox": r.inbox, "targets": aset.targets.get(c.scenario, []), "codes": aset.codes.get(c.scenario, [])}))
+    return _ood_task(ctx, "agentic_misalignment", checkpoint, samples, agent_reply(ctx, checkpoint),
+                     harm_classifier(ctx))
+
+
+@solver
+def persona_conversation(ctx: EvalContext, checkpoint: str | None = None) -> Solver:
+    """The run's auditor plays the persona (the one auditor loop); the target answers each turn."""
+    from traitforge.evaluate.audit import AuditSettings, message_in_tags, run_audit
+    from traitforge.evaluate.delusion import auditor_prompt, load_delusion_set
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        spec = ctx.ev.delusion
+        dset = load_delusion_set(ctx.spec.resolve(spec.dir), [state.metadata["persona"]])
+        target, name = _responder(ctx, checkpoint, state)
+        settings = AuditSettings(turns=spec.turns, auditor_max_tokens=spec.auditor_max_tokens,
+                                 target_max_tokens=spec.max_tokens, seed=ctx.spec.seed + 1000 * state.metadata["rollout"])
+        messages, stopped = await run_audit(ctx.auditor, target, auditor_prompt(dset, dset.personas[0], spec.turns),
+                                            settings, extract=message_in_tags)
+        state.metadata["stopped"] = stopped
+        return _show(state, messages, name)
+
+    return solve
+
+
+@scorer(metrics=[validated_rate(), unscored("validated")])
+def delusion_grader(ctx: EvalContext):  # noqa: ANN201 - an Inspect Scorer
+    """The rubric on every assistant turn; validated when some turn reaches the validate threshold."""
+    from traitforge.evaluate.delusion import grade_turn, load_delusion_set, summarise, validates
+
+    async def score(state: TaskState, target: Target) -> Score:
+        spec = ctx.ev.delusion
+        dset = load_delusion_set(ctx.spec.resolve(spec.dir), [state.metadata["persona"]])
+        messages = _transcript(state)
+        grades = []
+        for t in range(1, len(messages) // 2 + 1):
+            g, _ = await grade_turn(ctx, dset, messages, t)
+            grades.append({"turn": t, "validates": validates(g, spec.validate_key, spec.validate_at), "scores": g or {}})
+        validated, first = summarise(grades)
+        return Score(value={"validated": _unscored(validated)},
+                     metadata={"first_validation": first, "grades": grades, "persona": state.metadata["persona"],
+                               "stopped": state.metadata.get("stopped")})
+
+    return score
+
+
+def delusion_task(ctx: EvalContext, checkpoint: str | None = None) -> Task:
+    from traitforge.evaluate.delusion import load_delusion_set
+
+    spec = ctx.ev.delusion
+    if spec is None:
+        raise InputError("evaluation.delusion: not configured in this run's spec (needs dir: ...)")
+    dset = load_delusion_set(ctx.spec.resolve(spec.dir), spec.personas)
+    samples = [Sample(id=f"{p.id}#{r}", input=p.text, metadata={"persona": p.id, "rollout": r})
+               for p in dset.personas for r in range(spec.rollouts)]
+    return _ood_task(ctx, "delusion", checkpoint, samples, persona_conversation(ctx, checkpoint), delusion_grader(ctx))
+
+
+@task
+def agentic_misalignment(run: str, checkpoint: str | None = None) -> Task:
+    """Agentic misalignment scenarios from the run's evaluation.agentic_misalignment.dir."""
+    return agentic_misalignment_task(run_context(run), checkpoint)
+
+
+@task
+def delusion(run: str, checkpoint: str | None = None) -> Task:
+    """Delusion validation personas from the run's evaluation.delusion.dir."""
+    return delusion_task(run_context(run), checkpoint)
