@@ -39,7 +39,14 @@ STEPS = {
     "multiturn": "multi-turn: auditor + replies + judge",
     "probes": "external probes (log-prob)",
     "capability": "capability perplexity",
+    "agentic_misalignment": "agentic misalignment: agent reply + harm judge",
+    "delusion": "delusion: persona auditor + replies + rubric per turn",
+    "audits": "repeated audits: seeds + rollouts + judge",
+    "agentic_traits": "agentic trait form: inbox + agent + judge",
 }
+# step -> its rows file under RUN/eval/, where the name differs
+ROWS_FILE = {"audits": "audit", "agentic_traits": "agentic_trait"}
+OOD = PROBES.parent  # agentic-misalignment/ and ai-psychosis/ beside the probes
 
 
 def _rows(path: Path) -> int:
@@ -67,6 +74,16 @@ def main() -> None:
     if PROBES.is_dir():
         evaluation |= {"probes": {"persona/agreeableness.jsonl": {"trait": "honest", "limit": 8}},
                        "probes_dir": str(PROBES)}
+    if (OOD / "agentic-misalignment").is_dir():
+        evaluation["agentic_misalignment"] = {"dir": str(OOD / "agentic-misalignment"), "scenarios": ["blackmail"],
+                                              "goal_types": ["explicit", "none"], "goal_values": ["america"],
+                                              "urgency_types": ["replacement"], "max_tokens": 64,
+                                              "judge_max_tokens": 64}
+    if (OOD / "ai-psychosis").is_dir():
+        evaluation["delusion"] = {"dir": str(OOD / "ai-psychosis"), "personas": ["ethan_reality", "frank_weather"],
+                                  "turns": 2, "max_tokens": 32, "auditor_max_tokens": 48, "grader_max_tokens": 64}
+    evaluation["audits"] = {"rollouts": 2, "seeds_per_trait": 1}
+    evaluation["agentic_traits"] = {"scenarios_per_trait": 1, "max_tokens": 64}
     spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(out), "evaluation": evaluation})
     store = RunStore(out)
     # a fresh cache inside the fresh run dir: nothing is served from an earlier run
@@ -78,19 +95,19 @@ def main() -> None:
 def _table(out: Path, checkpoints: str) -> None:
     stages = json.loads((out / "manifest.json").read_text())["stages"]
     print(f"run dir: {out}  checkpoints: {checkpoints}  (embedded smollm2-135m, CPU)")
-    print(f"{'step':<14}{'items':>7}{'seconds':>10}{'items/min':>11}  what")
+    print(f"{'step':<21}{'items':>7}{'seconds':>10}{'items/min':>11}  what")
     for step, what in STEPS.items():
         st = stages.get(f"evaluate/{step}")
         if st is None or st.get("status") != "done":
-            print(f"{step:<14}{'-':>7}{'-':>10}{'-':>11}  {what} (not run)")
+            print(f"{step:<21}{'-':>7}{'-':>10}{'-':>11}  {what} (not run)")
             continue
         if step == "items":
             n = sum(v for k, v in (st.get("counts") or {}).items() if k != "behaviour_dropped")
         else:
-            n = _rows(out / "eval" / f"{step}.jsonl")
+            n = _rows(out / "eval" / f"{ROWS_FILE.get(step, step)}.jsonl")
         secs = float(st.get("elapsed_s") or 0.0)
         rate = f"{n / secs * 60:,.1f}" if secs > 0 else "-"
-        print(f"{step:<14}{n:>7}{secs:>10.1f}{rate:>11}  {what}")
+        print(f"{step:<21}{n:>7}{secs:>10.1f}{rate:>11}  {what}")
     total = stages.get("evaluate", {}).get("elapsed_s")
     print(f"evaluate total: {total}s" if total is not None else "evaluate: not finished")
 
