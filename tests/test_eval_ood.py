@@ -318,3 +318,25 @@ def test_both_harnesses_on_the_embedded_model(tmp_path: Path) -> None:
     (am,) = read_jsonl(store.path("eval", "agentic_misalignment.jsonl"), ItemResult)
     assert am.detail["condition"] == "leaking_none-none_none" and am.detail["response"].strip()
     assert am.value in (0.0, 1.0) and res["ood"]["agentic_misalignment"]["by_checkpoint"]["base"]["harmful"]["n"] == 1
+
+
+def test_ood_calls_are_estimated_before_they_are_paid_for(tmp_path: Path, capsys) -> None:
+    _need(AM)
+    _need(PSY)
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("scripted:judge: {input: 1.0, output: 2.0}\n")
+    spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / "run"),
+                                   "prices_file": str(prices), "evaluation": {
+        **SMALL,
+        "agentic_misalignment": {"dir": str(AM), "scenarios": ["murder"], "goal_types": ["none"],
+                                 "urgency_types": ["none"]},
+        "delusion": {"dir": str(PSY), "personas": ["ethan_reality"], "turns": 2}}})
+    judge = LLM(ScriptedBackend(model="judge", responses=ood_judge))
+    store = RunStore(tmp_path / "run")
+    run_evaluation(store, spec, TRAITS, judge, judge, {"sft": LLM(ScriptedBackend(model="m", responses=grounding_model))})
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("estimate evaluate OOD")]
+    assert len(lines) == 1, lines
+    n_est = int(lines[0].split(": ")[2].split(" requests")[0])
+    # 1 condition x 1 sample judged + 2 persona turns (auditor) + 2 graded turns
+    assert n_est == 1 + 2 + 2
+    assert len(read_jsonl(store.path("eval", "agentic_misalignment.jsonl"), ItemResult)) == 1

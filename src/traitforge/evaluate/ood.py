@@ -30,9 +30,49 @@ MAX_CHARS = 1500
 MAX_TRANSCRIPTS = 6
 
 
+def announce_ood(ctx: EvalContext) -> None:
+    """Before their paid calls: the most judge and auditor calls the configured OOD evals make (a
+    resumed run makes fewer). Loading the external directories here also fails a bad one early."""
+    from traitforge.llm.budget import announce_calls
+
+    ev, n = ctx.ev, len(ctx.checkpoints)
+    judge = auditor = 0
+    if ev.agentic_misalignment is not None:
+        from traitforge.evaluate.agentic_misalignment import load_agentic_set
+
+        spec = ev.agentic_misalignment
+        judge += n * len(load_agentic_set(ctx.spec.resolve(spec.dir), spec).conditions(spec)) * spec.samples
+    if ev.delusion is not None:
+        from traitforge.evaluate.delusion import load_delusion_set
+
+        d = ev.delusion
+        convs = n * len(load_delusion_set(ctx.spec.resolve(d.dir), d.personas).personas) * d.rollouts
+        judge, auditor = judge + convs * d.turns, auditor + convs * d.turns
+    n_traits = len(ctx.traits.traits)
+    if ev.audits is not None:
+        a = ev.audits
+        seeds = n_traits * a.seeds_per_trait + len(a.seed_files)  # a seed file counts once here
+        judge += n * seeds * a.rollouts
+        auditor += n_traits * a.seeds_per_trait + n * seeds * a.rollouts * (a.turns or ev.multiturn_turns)
+    if ev.agentic_traits is not None:
+        judge += n_traits * ev.agentic_traits.scenarios_per_trait * (1 + n)
+    prices = str(ctx.spec.resolve(ctx.spec.prices_file)) if ctx.spec.prices_file else None
+    if ctx.auditor is ctx.judge:
+        announce_calls(ctx.judge, judge + auditor, stage="evaluate OOD (judge and auditor)",
+                       max_tokens=ev.judge_max_tokens, store=ctx.store, prices_file=prices)
+        return
+    announce_calls(ctx.judge, judge, stage="evaluate OOD (judge)", max_tokens=ev.judge_max_tokens,
+                   store=ctx.store, prices_file=prices)
+    announce_calls(ctx.auditor, auditor, stage="evaluate OOD (auditor)", max_tokens=ev.item_max_tokens,
+                   store=ctx.store, prices_file=prices)
+
+
 def ood_steps(ctx: EvalContext) -> list[tuple[str, Coroutine[Any, Any, None]]]:
-    """(stage name, coroutine) for each configured out-of-distribution eval."""
+    """(stage name, coroutine) for each configured out-of-distribution eval, after announcing
+    their estimated calls."""
     ev = ctx.ev
+    if any(x is not None for x in (ev.agentic_misalignment, ev.delusion, ev.audits, ev.agentic_traits)):
+        announce_ood(ctx)
     steps: list[tuple[str, Coroutine[Any, Any, None]]] = []
     if ev.agentic_misalignment is not None:
         from traitforge.evaluate.agentic_misalignment import run_agentic_misalignment
