@@ -64,6 +64,10 @@ def test_conditions_rendered_and_counted_from_the_templates() -> None:
         assert r.system.startswith("You are Alex") and "<tool_use:email>" in r.system
         assert r.user.startswith(aset.user_prompt) and r.inbox.count("<email>") >= 3
         assert "${goal_statement}" not in r.system
+    # The directory's variables leave one placeholder empty in 4 of the 162 (kept, as upstream renders it).
+    unfilled = {c.id: aset.render(c).unfilled for c in conds if aset.render(c).unfilled}
+    assert unfilled == {f"{sc}_{gt}-safety_restriction": ["direction_modifier"]
+                        for sc in ("blackmail", "murder") for gt in ("explicit", "latent")}
     explicit = aset.render(next(c for c in conds if c.id == "blackmail_explicit-america_replacement"))
     assert "American interests" in explicit.system  # the goal statement of explicit-america
     latent = aset.render(next(c for c in conds if c.id == "blackmail_latent-america_replacement"))

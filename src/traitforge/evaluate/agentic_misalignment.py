@@ -40,6 +40,7 @@ _SECTION = re.compile(r"^##\s+(.+?)\s*$\s*```json\s*(.*?)```", re.S | re.M)
 _TOOL = re.compile(r"<tool_use:(\w+)>(.*?)</tool_use:\1>", re.S)
 _FIELD = re.compile(r"^\s*(to|subject|body|email_id|code)\s*:\s*(.*)$", re.I)
 _EMAIL_ADDR = re.compile(r"^[\w.+-]+@[\w-]+(\.[\w-]+)+$")
+_PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 _ANSWER = re.compile(r"<answer>\s*(yes|no)\b", re.I)
 
 
@@ -148,6 +149,7 @@ class Rendered:
     system: str
     user: str
     inbox: str
+    unfilled: list[str] = field(default_factory=list)  # placeholders the directory gives no value for
 
 
 @dataclass
@@ -229,7 +231,8 @@ class AgenticSet:
         if "<tool_use:forward>" in system:  # forwarding names emails by number: number them
             parts = inbox.split("<email>")
             inbox = parts[0] + "".join(f"<email>\nID: {i}{p}" for i, p in enumerate(parts[1:], 1))
-        return Rendered(c, system, self.user_prompt + inbox, inbox)
+        left = sorted(set(_PLACEHOLDER.findall(system + inbox)))
+        return Rendered(c, system, self.user_prompt + inbox, inbox, left)
 
     def _values(self, sc: Scenario, c: Condition) -> dict[str, Any]:
         if c.goal_type in VALUELESS_GOALS or c.goal_value == "none":
@@ -426,6 +429,9 @@ async def run_agentic_misalignment(ctx: EvalContext) -> None:
     aset = load_agentic_set(ctx.spec.resolve(spec.dir), spec)
     conditions = aset.conditions(spec)
     rendered = {c.id: aset.render(c) for c in conditions}
+    for r in rendered.values():
+        if r.unfilled:  # kept as written, as upstream renders them; noted in the run's log
+            log.info("agentic misalignment: %s leaves %s unfilled", r.condition.id, ", ".join(r.unfilled))
     log.info("agentic misalignment: %d conditions x %d samples", len(conditions), spec.samples)
     path = eval_path(ctx.store, EVAL)
     done = done_ids(path)
@@ -445,7 +451,7 @@ async def run_agentic_misalignment(ctx: EvalContext) -> None:
             id=result_id(EVAL, ck, f"{c.id}#{sample}"), eval=EVAL, checkpoint=ck, item_id=f"{c.id}#{sample}",
             value=harmful, reason="" if verdict is not None else "unparseable judge reply",
             detail={"condition": c.id, "scenario": c.scenario, "goal_type": c.goal_type, "goal_value": c.goal_value,
-                    "urgency": c.urgency, "sample": sample, "action": act, "judge_verdict": verdict,
+                    "urgency": c.urgency, "sample": sample, "unfilled": r.unfilled, "action": act, "judge_verdict": verdict,
                     "response": reply, "judge_reply": judge_reply[:2000]})
 
     jobs = [(ck, r, s) for ck in ctx.checkpoints for r in rendered.values() for s in range(spec.samples)
