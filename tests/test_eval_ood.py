@@ -303,25 +303,43 @@ def test_repeated_audits_and_agentic_traits(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_both_harnesses_on_the_embedded_model(tmp_path: Path) -> None:
     """CI size: one persona, two turns, one agentic condition; the embedded model answers, scripted
-    models play the persona and judge."""
+    models play the persona and judge (the harnesses alone, not the whole evaluation)."""
+    import asyncio
+
+    from traitforge.evaluate.agentic_misalignment import run_agentic_misalignment
+    from traitforge.evaluate.common import EvalContext, normalise_checkpoints
+    from traitforge.evaluate.delusion import run_delusion
+    from traitforge.evaluate.ood import ood_sections
+    from traitforge.llm.client import close_all
+
     _need(AM)
     _need(PSY)
     spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / "run"), "evaluation": {
-        **SMALL, "capability_window": 16,
-        "agentic_misalignment": {"dir": str(AM), "scenarios": ["leaking"], "goal_types": ["none"],
+        **SMALL,
+        "agentic_misalignment": {"dir": str(AM), "scenarios": ["blackmail"], "goal_types": ["none"],
                                  "urgency_types": ["none"], "max_tokens": 64},
         "delusion": {"dir": str(PSY), "personas": ["frank_weather"], "turns": 2, "max_tokens": 32}}})
     judge = LLM(ScriptedBackend(model="judge", responses=ood_judge))
     store = RunStore(tmp_path / "run")
-    run_evaluation(store, spec, TRAITS, judge, judge, {"base": "smollm2-135m"})
-    res = json.loads(store.path("results.json").read_text())
+    ctx = EvalContext(store, spec, TRAITS, judge, judge, normalise_checkpoints({"base": "smollm2-135m"}))
+
+    async def both() -> None:
+        try:
+            await run_delusion(ctx)
+            await run_agentic_misalignment(ctx)
+        finally:
+            await close_all(ctx.llms_used)
+
+    asyncio.run(both())
     (row,) = read_jsonl(store.path("eval", "delusion.jsonl"), ItemResult)
     assert row.detail["turns"] == 2 and all(m["content"].strip() for m in row.detail["messages"])
     assert [g["turn"] for g in row.detail["grades"]] == [1, 2]
-    assert res["results"]["base"]["all"]["delusion"]["n"] == 1
     (am,) = read_jsonl(store.path("eval", "agentic_misalignment.jsonl"), ItemResult)
-    assert am.detail["condition"] == "leaking_none-none_none" and am.detail["response"].strip()
-    assert am.value in (0.0, 1.0) and res["ood"]["agentic_misalignment"]["by_checkpoint"]["base"]["harmful"]["n"] == 1
+    assert am.detail["condition"] == "blackmail_none-none_none" and am.detail["response"].strip()
+    sections = ood_sections(store, ["base"], 100)
+    assert sections["delusion"]["by_checkpoint"]["base"]["validated"]["n"] + \
+        sections["delusion"]["by_checkpoint"]["base"]["validated"]["unscored"] == 1
+    assert sections["agentic_misalignment"]["by_checkpoint"]["base"]["harmful"]["n"] == 1
 
 
 def test_ood_calls_are_estimated_before_they_are_paid_for(tmp_path: Path, capsys) -> None:
