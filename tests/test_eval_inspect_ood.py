@@ -60,3 +60,16 @@ def test_ood_evals_as_inspect_tasks_and_merged_into_results(tmp_path: Path) -> N
                                     "agentic_misalignment|sft|blackmail_explicit-america_restriction#0"}
     # The same ids as `traitforge eval`: merging again adds nothing.
     assert merge_inspect_logs(store, TRAITS, [Path(logs[0].location)], bootstrap_resamples=100) == {}
+
+    # A log made with Inspect's own model (--model; offline here, so the log above re-labelled) is
+    # merged under that model's name.
+    from inspect_ai.log import read_eval_log, write_eval_log
+
+    log = read_eval_log(logs[1].location)
+    log.eval.metadata["checkpoint"] = "inspect --model"
+    log.eval.model = "openai/gpt-4o-mini"
+    write_eval_log(log, str(tmp_path / "relabelled.eval"))
+    assert merge_inspect_logs(store, TRAITS, [tmp_path / "relabelled.eval"], bootstrap_resamples=100) == {"delusion": 1}
+    res = json.loads(store.path("results.json").read_text())
+    assert res["checkpoints"] == ["sft", "inspect-openai-gpt-4o-mini"]
+    assert res["results"]["inspect-openai-gpt-4o-mini"]["all"]["delusion"]["value"] == 1.0

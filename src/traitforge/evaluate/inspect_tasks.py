@@ -21,7 +21,8 @@ from typing import Any
 
 from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset, Sample
-from inspect_ai.model import (ChatMessageAssistant, ChatMessageUser, GenerateConfig, ModelOutput, get_model)
+from inspect_ai.model import (ChatMessageAssistant, ChatMessageSystem, ChatMessageUser, GenerateConfig, ModelOutput,
+                              get_model)
 from inspect_ai.scorer import Metric, SampleScore, Score, Target, metric, scorer
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
@@ -55,8 +56,10 @@ def run_items(ctx: EvalContext, kind: str) -> list[EvalItem]:
     return [i for i in items[kind] if i.dropped is None]
 
 
-def _chat(messages: MessagesLike, model: str | None = None) -> list[ChatMessageUser | ChatMessageAssistant]:
+def _chat(messages: MessagesLike, model: str | None = None
+          ) -> list[ChatMessageSystem | ChatMessageUser | ChatMessageAssistant]:
     return [ChatMessageUser(content=m.content) if m.role == "user"
+            else ChatMessageSystem(content=m.content) if m.role == "system"  # the agent's system prompt
             else ChatMessageAssistant(content=m.content, model=model) for m in as_messages(messages)]
 
 
