@@ -1,6 +1,6 @@
 """Evaluation throughput per eval type on the embedded model: items per minute.
 
-    python bench/eval.py [--out DIR] [--checkpoints base,sft] [--threads N]
+    python bench/eval.py [--out DIR] [--checkpoints base,sft] [--threads N] [--ood-only]
 
 Runs the real `run_evaluation` on a fresh run dir (the embedded SmolLM2-135M as every checkpoint and as
 judge/auditor, tiny EvaluationSpec sizes), then reads each `evaluate/<step>` stage's elapsed_s from the
@@ -59,6 +59,8 @@ def main() -> None:
     p.add_argument("--checkpoints", default="base", help="comma list of names, all the embedded model")
     p.add_argument("--read", help="only print the table for an existing (even partial) run dir")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--ood-only", action="store_true",
+                   help="only the out-of-distribution evals (plus behaviour and perplexity, which always run)")
     a = p.parse_args()
     if a.read:
         _table(Path(a.read), a.checkpoints)
@@ -71,7 +73,9 @@ def main() -> None:
     evaluation = {"knowledge_questions": 1, "mc_distractors": 2, "behaviour_prompts_per_trait": 1,
                   "ood_share": 0.0, "multiturn_turns": 2, "max_tokens": 32, "judge_max_tokens": 32,
                   "item_max_tokens": 32, "bootstrap": 200}
-    if PROBES.is_dir():
+    if a.ood_only:
+        evaluation |= {"knowledge": False, "contrastive": False, "multiturn_conversations_per_trait": 0}
+    elif PROBES.is_dir():
         evaluation |= {"probes": {"persona/agreeableness.jsonl": {"trait": "honest", "limit": 8}},
                        "probes_dir": str(PROBES)}
     if (OOD / "agentic-misalignment").is_dir():
