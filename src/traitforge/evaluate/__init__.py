@@ -45,7 +45,8 @@ async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, aud
     logprob_evals = _logprob_evals(spec, [p.name for p in probes])
     not_applicable = {ck: {ev: why for ev in logprob_evals} for ck, why in ctx.not_applicable().items()}
     results = build_results(store, traits, list(cks), bootstrap_resamples=spec.evaluation.bootstrap,
-                            seed=spec.seed, notes=notes, not_applicable=not_applicable)
+                            seed=spec.seed, notes=notes, not_applicable=not_applicable,
+                            target_mde=spec.controls.target_mde)
     write_results(store, results)
     store.set_counts("evaluate", checkpoints=len(cks),
                      rows=sum(e.get("n", 0) for ck in results["results"].values()
@@ -72,11 +73,17 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
             if i.dropped:
                 notes.append(f"held-out prompt {i.id} dropped: {i.dropped}")
         _announce_estimate(ctx, items)
+        # The canary (positive control) is scored by the judge-free evals only: its items are templated.
+        canary_mc = [i for i in items["canary"] if i.kind == "mc"]
+        canary_pairs = [i for i in items["canary"] if i.kind == "behaviour"]
         if spec.evaluation.knowledge:
-            steps += [("knowledge", run_knowledge(ctx, items["knowledge"])), ("knowledge_mc", run_mc(ctx, items["mc"]))]
+            steps.append(("knowledge", run_knowledge(ctx, items["knowledge"])))
+        if spec.evaluation.knowledge or canary_mc:
+            steps.append(("knowledge_mc", run_mc(ctx, (items["mc"] if spec.evaluation.knowledge else []) + canary_mc)))
         steps.append(("behaviour", run_behaviour(ctx, items["behaviour"])))
-        if spec.evaluation.contrastive:
-            steps.append(("contrastive", run_contrastive(ctx, items["behaviour"])))
+        if spec.evaluation.contrastive or canary_pairs:
+            steps.append(("contrastive", run_contrastive(
+                ctx, (items["behaviour"] if spec.evaluation.contrastive else []) + canary_pairs)))
         if items["multiturn"]:
             steps.append(("multiturn", run_multiturn(ctx, items["multiturn"])))
         if spec.evaluation.probes:

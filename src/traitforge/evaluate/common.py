@@ -24,7 +24,7 @@ from traitforge.types import Record, TraitSet
 
 log = logging.getLogger("traitforge.evaluate")
 
-CHECKPOINT_NAMES = ("base", "midtrain", "sft", "midtrain_sft", "sft_dpo", "midtrain_sft_dpo")
+CHECKPOINT_NAMES = ("base", "midtrain", "sft", "midtrain_sft", "control", "sft_dpo", "midtrain_sft_dpo")
 PROMPTS = Path(__file__).with_name("prompts")
 
 
@@ -207,7 +207,7 @@ def normalise_checkpoints(checkpoints: dict[str, Any], models: dict[str, ModelSp
             if not EvaluationSpec.valid_model_name(name):
                 raise InputError(f"evaluation: model name {name!r}: use letters, digits, '_', '-' or '.'")
             out[name] = where
-        elif name in CHECKPOINT_NAMES:  # a trained checkpoint's folder
+        elif name.partition(".")[0] in CHECKPOINT_NAMES:  # a trained checkpoint's folder (or a seed/fraction variant)
             out[name] = _local(str(where), Path)
         else:
             raise InputError(f"evaluation: unknown checkpoint name '{name}' (use {', '.join(CHECKPOINT_NAMES)})")

@@ -200,4 +200,25 @@ async def build_items(ctx: EvalContext) -> dict[str, list[EvalItem]]:
         append_jsonl(path, new)
         merged = {**have, **{i.id: i for i in new}}
         out[kind] = [merged[i.id] for i in wanted if i.id in merged]
+    out["canary"] = canary_items(ctx)
     return out
+
+
+def canary_items(ctx: EvalContext) -> list[EvalItem]:
+    """The positive control's items, from its template file (no model call): paraphrased multiple
+    choice on the invented fact, and held-out prompts with a reply with and without the invented
+    opener. Written to items_canary.jsonl for the record; [] when the canary is off."""
+    from traitforge.controls.canary import CANARY_ID, load_canary
+    from traitforge.jsonl import write_jsonl
+
+    if not ctx.spec.controls.canary:
+        return []
+    canary = load_canary(ctx.traits, ctx.spec.resolve(ctx.spec.controls.canary_file))
+    items = [EvalItem(id=f"canary-mc-{i}", kind="mc", trait_id=CANARY_ID, prompt=q, options=opts,
+                      option_sources=["fact"] + ["distractor"] * (len(opts) - 1))
+             for i, (q, opts) in enumerate(canary.mc_questions(ctx.spec.seed))]
+    items += [EvalItem(id=f"canary-ct-{i}", kind="behaviour", trait_id=CANARY_ID, prompt=p, category="canary",
+                       ood=True, consistent=good, violating=bad)
+              for i, (p, good, bad) in enumerate(canary.contrastive_pairs())]
+    write_jsonl(eval_path(ctx.store, "items_canary"), items)
+    return items
