@@ -54,10 +54,13 @@ class Models(Section):
     # Rewrites the chat drafts (generation.chats.refine): critique-and-rewrite is easier than
     # generating, so this is where a stronger model pays most. Unset: the generator.
     refiner: ModelSpec | None = None
+    # Writes the eval items (questions, distractors, held-out prompts, contrastive pairs), so that
+    # one model does not both write an item and grade the answers to it. Unset: the judge.
+    item_writer: ModelSpec | None = None
     # The model that is trained: "smollm2-135m" (embedded) or a local HF checkpoint directory.
     base: str = "smollm2-135m"
 
-    @field_validator("generator", "judge", "auditor", "refiner", mode="before")
+    @field_validator("generator", "judge", "auditor", "refiner", "item_writer", mode="before")
     @classmethod
     def _coerce(cls, v: Any) -> Any:
         return _model_spec(v)
@@ -208,7 +211,11 @@ class EvaluationSpec(Section):
     knowledge: bool = True
     knowledge_questions: int = Field(default=2, ge=0)  # open "list your principles" questions
     mc_distractors: int = Field(default=3, ge=1)  # wrong options per multiple-choice question
-    behaviour_prompts_per_trait: int = Field(default=4, ge=1)
+    # Paraphrased multiple-choice questions per trait, each with its own draw of distractors.
+    mc_questions_per_trait: int = Field(default=10, ge=1)
+    # Held-out prompts per trait (the judged behaviour eval and the contrastive pairs): tens, so a
+    # per-trait shift can show (see the power summary in the report).
+    behaviour_prompts_per_trait: int = Field(default=20, ge=1)
     ood_share: float = Field(default=0.5, ge=0, le=1)  # held-out prompts from other domains/framings
     contrastive: bool = True  # judge-free: log-prob of a trait-consistent vs a violating reply
     overlap_ngram: int = Field(default=8, ge=2)  # held-out prompt vs training user turns

@@ -152,8 +152,9 @@ def checkpoints_for_eval(run: Run) -> dict[str, str]:
 def stage_evaluate(run: Run) -> None:
     from traitforge.evaluate import run_evaluation
 
+    writer = run.llm("item_writer") if run.spec.models.item_writer else None
     run_evaluation(run.store, run.spec, run.traits, run.llm("judge"), run.llm("auditor"),
-                   checkpoints_for_eval(run))
+                   checkpoints_for_eval(run), item_writer=writer)
 
 
 def stage_report(run: Run) -> Path:

@@ -17,22 +17,24 @@ __all__ = ["run_evaluation"]
 
 
 def run_evaluation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
-                   checkpoints: dict[str, str | Path | ModelSpec | LLM]) -> None:
+                   checkpoints: dict[str, str | Path | ModelSpec | LLM], item_writer: LLM | None = None) -> None:
     """checkpoints: name (base, midtrain, sft, midtrain_sft, ...) -> checkpoint directory,
     "smollm2-135m", a ModelSpec or a ready LLM. `spec.evaluation.models` (any backend) are
-    evaluated beside them on the same items."""
-    asyncio.run(_run(store, spec, traits, judge, auditor, checkpoints))
+    evaluated beside them on the same items. item_writer: writes the items (None: the judge)."""
+    asyncio.run(_run(store, spec, traits, judge, auditor, checkpoints, item_writer))
 
 
 async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
-               checkpoints: dict[str, Any]) -> None:
+               checkpoints: dict[str, Any], item_writer: LLM | None = None) -> None:
     from traitforge.evaluate.probes import probe_specs
     from traitforge.evaluate.results import build_results, write_results
 
     cks = normalise_checkpoints(checkpoints, spec.evaluation.models, spec.resolve)
     probes = probe_specs(spec, traits)  # bad probe config fails before any model runs
-    ctx = EvalContext(store, spec, traits, judge, auditor, cks)
+    ctx = EvalContext(store, spec, traits, judge, auditor, cks, item_writer=item_writer)
     ctx.llms_used += [judge] if auditor is judge else [judge, auditor]
+    if item_writer is not None and item_writer not in ctx.llms_used:
+        ctx.llms_used.append(item_writer)
     fp = stable_hash({"evaluation": spec.evaluation.model_dump(),
                       "checkpoints": {name: fingerprint_of(t) for name, t in cks.items()},
                       "traits": traits.sha256 or [t.hash for t in traits.traits]})

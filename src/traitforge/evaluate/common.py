@@ -85,8 +85,15 @@ class EvalContext:
     auditor: LLM
     # name -> what is evaluated: a model spec (local weights or an API model) or a ready LLM
     checkpoints: dict[str, ModelSpec | LLM]
+    # Writes the eval items (questions, distractors, held-out prompts, contrastive replies): models.item_writer
+    # when set, so the model that writes an item is not the one that grades the answers; else the judge.
+    item_writer: LLM | None = None
     _targets: dict[str, LLM] = field(default_factory=dict)
     llms_used: list[LLM] = field(default_factory=list)
+
+    @property
+    def writer(self) -> LLM:
+        return self.item_writer or self.judge
 
     @property
     def ev(self):  # noqa: ANN201 - the EvaluationSpec
