@@ -132,6 +132,14 @@ def print_dose(results: dict, seeds: int) -> None:
 # --- part 2: the tiny run with its controls ---------------------------------------------------
 
 
+def cell(e: dict | None) -> str:
+    """value [CI] n=.. mde=.. (points)"""
+    if not e:
+        return "-"
+    mde = f"{100 * e['mde']:.0f}" if e.get("mde") else "-"
+    return f"{fmt(e)} n={e.get('n')} mde={mde}"
+
+
 def print_run(results: dict, per_trait: bool) -> None:
     cks = results["checkpoints"]
     print(f"\n== 2. tiny run: {results['run']}   checkpoints: {', '.join(cks)}")
@@ -154,9 +162,7 @@ def print_run(results: dict, per_trait: bool) -> None:
             row = [results["results"].get(ck, {}).get(scope, {}).get(ev) for ck in cks]
             if not any(row):
                 continue
-            print(f"   {results['evals'][ev]['label'][:33]:<34}" + "".join(
-                f"{(fmt(e) + ' n=' + str(e.get('n')) + ' mde=' + (f'{100 * e['mde']:.0f}' if e.get('mde') else '-')) if e else '-':>26}"
-                for e in row))
+            print(f"   {results['evals'][ev]['label'][:33]:<34}" + "".join(f"{cell(e):>26}" for e in row))
             for label, table in (("  vs base (paired)", "paired_vs_base"), ("  vs control (paired)", "paired_vs_control")):
                 diffs = [results.get(table, {}).get(ck, {}).get(scope, {}).get(ev) for ck in cks]
                 if any(diffs):
