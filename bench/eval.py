@@ -1,6 +1,6 @@
 """Evaluation throughput per eval type on the embedded model: items per minute.
 
-    python bench/eval.py [--out DIR] [--checkpoints base,sft] [--threads N]
+    python bench/eval.py [--out DIR] [--checkpoints base,sft] [--threads N] [--shared-probes]
 
 Runs the real `run_evaluation` on a fresh run dir (the embedded SmolLM2-135M as every checkpoint and as
 judge/auditor, tiny EvaluationSpec sizes), then reads each `evaluate/<step>` stage's elapsed_s from the
@@ -22,7 +22,9 @@ from traitforge.llm.registry import make_llm
 from traitforge.runstore import RunStore
 from traitforge.types import Trait, TraitSet
 
-PROBES = Path(__file__).resolve().parents[1].parent / "shared" / "evals" / "anthropic-model-written-evals"
+PROBES = Path(__file__).resolve().parents[1] / "examples" / "probes"  # the project's own
+# Optional (--shared-probes): Anthropic's model-written evals, beside the repository in CI only.
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "evals" / "anthropic-model-written-evals"
 
 TRAITS = TraitSet(model_name="Aria", organisation="Acme", traits=(
     Trait(id="honest", name="Honesty", statement="Aria tells the truth even when it is unwelcome."),
@@ -52,6 +54,8 @@ def main() -> None:
     p.add_argument("--checkpoints", default="base", help="comma list of names, all the embedded model")
     p.add_argument("--read", help="only print the table for an existing (even partial) run dir")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--shared-probes", action="store_true",
+                   help="probe with ../shared's persona/agreeableness.jsonl instead of the project's own probes")
     a = p.parse_args()
     if a.read:
         _table(Path(a.read), a.checkpoints)
@@ -64,8 +68,13 @@ def main() -> None:
     evaluation = {"knowledge_questions": 1, "mc_distractors": 2, "behaviour_prompts_per_trait": 1,
                   "ood_share": 0.0, "multiturn_turns": 2, "max_tokens": 32, "judge_max_tokens": 32,
                   "item_max_tokens": 32, "bootstrap": 200}
-    if PROBES.is_dir():
+    if a.shared_probes:
+        if not SHARED.is_dir():
+            p.error(f"--shared-probes: {SHARED} not found")
         evaluation |= {"probes": {"persona/agreeableness.jsonl": {"trait": "honest", "limit": 8}},
+                       "probes_dir": str(SHARED)}
+    else:
+        evaluation |= {"probes": {"honest-under-pressure.jsonl": {"trait": "honest", "limit": 8}},
                        "probes_dir": str(PROBES)}
     spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(out), "evaluation": evaluation})
     store = RunStore(out)
