@@ -54,6 +54,8 @@ def main() -> None:
     p.add_argument("--checkpoints", default="base", help="comma list of names, all the embedded model")
     p.add_argument("--read", help="only print the table for an existing (even partial) run dir")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--capability-tokens", type=int, default=10000,
+                   help="perplexity on the first N tokens of the capability text, as the tiny preset (0 = all)")
     p.add_argument("--shared-probes", action="store_true",
                    help="probe with ../shared's persona/agreeableness.jsonl instead of the project's own probes")
     a = p.parse_args()
@@ -67,7 +69,8 @@ def main() -> None:
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="bench-eval-")) / "run"
     evaluation = {"knowledge_questions": 1, "mc_distractors": 2, "behaviour_prompts_per_trait": 1,
                   "ood_share": 0.0, "multiturn_turns": 2, "max_tokens": 32, "judge_max_tokens": 32,
-                  "item_max_tokens": 32, "bootstrap": 200}
+                  "item_max_tokens": 32, "bootstrap": 200,
+                  "capability_max_tokens": a.capability_tokens or None}
     if a.shared_probes:
         if not SHARED.is_dir():
             p.error(f"--shared-probes: {SHARED} not found")

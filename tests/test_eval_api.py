@@ -23,7 +23,8 @@ from traitforge.runstore import RunStore
 
 LOGPROB_EVALS = ("knowledge_mc", "contrastive", "probe:persona_probe", "perplexity")
 SMALL = {"knowledge_questions": 1, "mc_distractors": 2, "behaviour_prompts_per_trait": 1, "ood_share": 0.0,
-         "multiturn_turns": 2, "max_tokens": 8, "item_max_tokens": 32, "bootstrap": 100}
+         "multiturn_turns": 2, "max_tokens": 8, "item_max_tokens": 32, "bootstrap": 100,
+         "capability_max_tokens": 512}
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ def test_run_evaluation_end_to_end(tmp_path: Path) -> None:
         "traits": "traits.md", "output_dir": str(tmp_path / "run"),
         "evaluation": {"knowledge_questions": 1, "mc_distractors": 2, "behaviour_prompts_per_trait": 1,
                        "ood_share": 0.0, "multiturn_turns": 2, "max_tokens": 8, "item_max_tokens": 32, "bootstrap": 200,
+                       "capability_max_tokens": 512,
                        "probes": {"honest-under-pressure.jsonl": {"trait": "honest", "limit": 3}},
                        "probes_dir": str(PROBES)}})
     store2 = RunStore(tmp_path / "run2")
@@ -46,6 +47,8 @@ def test_run_evaluation_end_to_end(tmp_path: Path) -> None:
     assert res["survival"]["base"][1]["value"] == 1.0 and res["survival"]["base"][2]["value"] == 0.0
     assert base["all"]["probe:honest-under-pressure"]["n"] == 3
     assert base["all"]["perplexity"]["value"] > 1
+    # capability_max_tokens 512 = two windows of 256, whose first tokens are context only
+    assert base["all"]["perplexity"]["n"] == 510 and base["all"]["perplexity"]["windows"] == 2
     # Same weights under two names: identical log-prob evals, paired difference exactly 0.
     assert res["paired_vs_base"]["sft"]["all"]["contrastive"]["diff"] == 0.0
     behaviour = read_jsonl(store2.path("eval", "behaviour.jsonl"), ItemResult)

@@ -347,5 +347,5 @@ def check_paths(spec: RunSpec, spec_path: str | Path) -> None:
         ok = path.is_file() if kind == "file" else path.is_dir()
         if not ok:
             what = "folder" if kind == "dir" else "file"
-            state = "not found" if not path.exists() else f"not a {what}"
-            raise InputError(f"{spec_path}: key '{key}': {what} {state}: {path}")
+            problem = f"{what} not found" if not path.exists() else f"not a {what}"
+            raise InputError(f"{spec_path}: key '{key}': {problem}: {path}")
