@@ -4,8 +4,10 @@ a bootstrap interval; and, when lm-evaluation-harness is installed and tasks are
 
 The default text is Python's documentation topics (`pydoc_data.topics`, shipped with CPython under
 the PSF licence: ~465k characters, ~113k tokens for the embedded tokenizer), so no file is needed
-and nothing is downloaded. `evaluation.capability_max_tokens` scores only its first N tokens (the
-tiny preset: ~10k); every row records the tokens it scored and the text it came from."""
+and nothing is downloaded. It is held out from the run's training data, not necessarily from the
+base model's pretraining (the docs are on the web): what the eval reads is the change from base.
+`evaluation.capability_max_tokens` scores only its first N tokens (the tiny preset: ~10k); every
+row records the tokens it scored and the text it came from."""
 
 from __future__ import annotations
 
