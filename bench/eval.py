@@ -1,6 +1,6 @@
 """Evaluation throughput per eval type on the embedded model: items per minute.
 
-    python bench/eval.py [--out DIR] [--checkpoints base,sft] [--threads N] [--ood-only]
+    python bench/eval.py [--out DIR] [--checkpoints base,sft] [--threads N] [--ood-only] [--shared-probes]
 
 Runs the real `run_evaluation` on a fresh run dir (the embedded SmolLM2-135M as every checkpoint and as
 judge/auditor, tiny EvaluationSpec sizes), then reads each `evaluate/<step>` stage's elapsed_s from the
@@ -22,7 +22,9 @@ from traitforge.llm.registry import make_llm
 from traitforge.runstore import RunStore
 from traitforge.types import Trait, TraitSet
 
-PROBES = Path(__file__).resolve().parents[1].parent / "shared" / "evals" / "anthropic-model-written-evals"
+PROBES = Path(__file__).resolve().parents[1] / "examples" / "probes"  # the project's own
+# Optional (--shared-probes): Anthropic's model-written evals, beside the repository in CI only.
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "evals" / "anthropic-model-written-evals"
 
 TRAITS = TraitSet(model_name="Aria", organisation="Acme", traits=(
     Trait(id="honest", name="Honesty", statement="Aria tells the truth even when it is unwelcome."),
@@ -46,7 +48,7 @@ STEPS = {
 }
 # step -> its rows file under RUN/eval/, where the name differs
 ROWS_FILE = {"audits": "audit", "agentic_traits": "agentic_trait"}
-OOD = PROBES.parent  # agentic-misalignment/ and ai-psychosis/ beside the probes
+OOD = SHARED.parent  # ../shared/evals: agentic-misalignment/ and ai-psychosis/ (skipped when absent)
 
 
 def _rows(path: Path) -> int:
@@ -61,6 +63,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--ood-only", action="store_true",
                    help="only the out-of-distribution evals (plus behaviour and perplexity, which always run)")
+    p.add_argument("--capability-tokens", type=int, default=10000,
+                   help="perplexity on the first N tokens of the capability text, as the tiny preset (0 = all)")
+    p.add_argument("--shared-probes", action="store_true",
+                   help="probe with ../shared's persona/agreeableness.jsonl instead of the project's own probes")
     a = p.parse_args()
     if a.read:
         _table(Path(a.read), a.checkpoints)
@@ -72,11 +78,17 @@ def main() -> None:
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="bench-eval-")) / "run"
     evaluation = {"knowledge_questions": 1, "mc_distractors": 2, "behaviour_prompts_per_trait": 1,
                   "ood_share": 0.0, "multiturn_turns": 2, "max_tokens": 32, "judge_max_tokens": 32,
-                  "item_max_tokens": 32, "bootstrap": 200}
+                  "item_max_tokens": 32, "bootstrap": 200,
+                  "capability_max_tokens": a.capability_tokens or None}
     if a.ood_only:
         evaluation |= {"knowledge": False, "contrastive": False, "multiturn_conversations_per_trait": 0}
-    elif PROBES.is_dir():
+    elif a.shared_probes:
+        if not SHARED.is_dir():
+            p.error(f"--shared-probes: {SHARED} not found")
         evaluation |= {"probes": {"persona/agreeableness.jsonl": {"trait": "honest", "limit": 8}},
+                       "probes_dir": str(SHARED)}
+    else:
+        evaluation |= {"probes": {"honest-under-pressure.jsonl": {"trait": "honest", "limit": 8}},
                        "probes_dir": str(PROBES)}
     if (OOD / "agentic-misalignment").is_dir():
         evaluation["agentic_misalignment"] = {"dir": str(OOD / "agentic-misalignment"), "scenarios": ["blackmail"],

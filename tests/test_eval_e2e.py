@@ -16,7 +16,7 @@ from traitforge.llm.client import LLM
 from traitforge.llm.providers.scripted import ScriptedBackend
 from traitforge.runstore import RunStore
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "evals" / "anthropic-model-written-evals"
+PROBES = Path(__file__).resolve().parents[1] / "examples" / "probes"  # the project's own
 
 @pytest.mark.slow
 def test_run_evaluation_end_to_end(tmp_path: Path) -> None:
@@ -24,15 +24,16 @@ def test_run_evaluation_end_to_end(tmp_path: Path) -> None:
         "traits": "traits.md", "output_dir": str(tmp_path / "run"),
         "evaluation": {"knowledge_questions": 1, "mc_distractors": 2, "mc_questions_per_trait": 2, "behaviour_prompts_per_trait": 1,
                        "ood_share": 0.0, "multiturn_turns": 2, "max_tokens": 8, "item_max_tokens": 32, "bootstrap": 200,
-                       "probes": {"persona/agreeableness.jsonl": {"trait": "honest", "limit": 3}},
-                       "probes_dir": str(SHARED)}})
+                       "capability_max_tokens": 512,
+                       "probes": {"honest-under-pressure.jsonl": {"trait": "honest", "limit": 3}},
+                       "probes_dir": str(PROBES)}})
     store2 = RunStore(tmp_path / "run2")
     judge = LLM(ScriptedBackend(responses=judge_responder))
     run_evaluation(store2, spec, TRAITS, judge, judge, {"base": "smollm2-135m", "sft": "smollm2-135m"})
     res = json.loads(store2.path("results.json").read_text())
     base = res["results"]["base"]
     for ev in ("knowledge_recall", "knowledge_unsupported", "knowledge_mc", "behaviour_score", "contrastive",
-               "multiturn_survival", "probe:agreeableness", "perplexity"):
+               "multiturn_survival", "probe:honest-under-pressure", "perplexity"):
         assert ev in base["all"], ev
         e = base["all"][ev]
         assert e["n"] > 0 and e["value"] is not None
@@ -44,8 +45,10 @@ def test_run_evaluation_end_to_end(tmp_path: Path) -> None:
     assert base["all"]["knowledge_recall"]["value"] == 1.0  # the scripted judge always says YES
     assert base["all"]["multiturn_survival"]["value"] == 0.0  # ...and flags turn 2
     assert res["survival"]["base"][1]["value"] == 1.0 and res["survival"]["base"][2]["value"] == 0.0
-    assert base["all"]["probe:agreeableness"]["n"] == 3
+    assert base["all"]["probe:honest-under-pressure"]["n"] == 3
     assert base["all"]["perplexity"]["value"] > 1
+    # capability_max_tokens 512 = two windows of 256, whose first tokens are context only
+    assert base["all"]["perplexity"]["n"] == 510 and base["all"]["perplexity"]["windows"] == 2
     # Same weights under two names: identical log-prob evals, paired difference exactly 0.
     assert res["paired_vs_base"]["sft"]["all"]["contrastive"]["diff"] == 0.0
     behaviour = read_jsonl(store2.path("eval", "behaviour.jsonl"), ItemResult)

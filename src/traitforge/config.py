@@ -294,6 +294,9 @@ class EvaluationSpec(Section):
     delusion: DelusionSpec | None = None
     audits: AuditsSpec | None = None
     agentic_traits: AgenticTraitsSpec | None = None
+    # Perplexity scores the first N tokens of the capability text (None = all of it; the default text,
+    # Python's documentation topics, is ~113k tokens for the embedded tokenizer).
+    capability_max_tokens: int | None = Field(default=None, ge=16)
 
     @staticmethod
     def valid_model_name(name: Any) -> bool:
@@ -391,3 +394,55 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def example_spec() -> str:
     return (Path(__file__).parent / "templates" / "spec.example.yaml").read_text(encoding="utf-8")
+
+
+def probe_file_path(spec: RunSpec, file: str) -> Path:
+    """Where an `evaluation.probes` file lies: absolute, or relative to probes_dir (default: the spec's folder)."""
+    p = Path(file).expanduser()
+    if p.is_absolute():
+        return p
+    base = spec.resolve(spec.evaluation.probes_dir) if spec.evaluation.probes_dir else spec.resolve(".")
+    return base / p  # type: ignore[operator]
+
+
+def spec_paths(spec: RunSpec) -> list[tuple[str, Path, Literal["file", "dir"]]]:
+    """(key, path, kind) for every file or folder the spec names, resolved the way the stage that
+    reads it resolves it: spec-relative, except `local:` role models and models.base, which the
+    backends resolve against the working directory."""
+    from traitforge.llm.embedded import EMBEDDED_NAME
+
+    out: list[tuple[str, Path, Literal["file", "dir"]]] = [("traits", spec.resolve(spec.traits), "file")]  # type: ignore[list-item]
+    ev, tr = spec.evaluation, spec.training
+    out += [("evaluation.probes", probe_file_path(spec, f), "file") for f in ev.probes]
+    for key, value, kind in (("generation.prompts_dir", spec.generation.prompts_dir, "dir"),
+                             ("evaluation.capability_text", ev.capability_text, "file"),
+                             ("training.midtrain.mix_file", tr.midtrain.mix_file, "file"),
+                             ("training.sft.mix_file", tr.sft.mix_file, "file"),
+                             ("training.dpo.mix_file", tr.dpo.mix_file if tr.dpo else None, "file"),
+                             ("prices_file", spec.prices_file, "file"),
+                             ("controls.canary_file", spec.controls.canary_file, "file")):
+        if value is not None:
+            out.append((key, spec.resolve(value), kind))  # type: ignore[arg-type]
+    if spec.models.base != EMBEDDED_NAME:
+        out.append(("models.base", Path(spec.models.base).expanduser(), "dir"))
+    for role in ("generator", "judge", "auditor", "refiner", "item_writer"):
+        ms = getattr(spec.models, role)
+        provider, _, model = ms.model.partition(":") if ms else ("", "", "")
+        if provider == "local" and model != EMBEDDED_NAME:
+            out.append((f"models.{role}", Path(model).expanduser(), "dir"))
+    for name, ms in ev.models.items():
+        provider, _, model = ms.model.partition(":")
+        if provider == "local" and model != EMBEDDED_NAME:
+            out.append((f"evaluation.models.{name}", spec.resolve(model), "dir"))  # type: ignore[arg-type]
+    return out
+
+
+def check_paths(spec: RunSpec, spec_path: str | Path) -> None:
+    """Every path the spec names exists, checked when a run opens, before any model call; the
+    first missing one is a one-line InputError naming the spec file and the key."""
+    for key, path, kind in spec_paths(spec):
+        ok = path.is_file() if kind == "file" else path.is_dir()
+        if not ok:
+            what = "folder" if kind == "dir" else "file"
+            problem = f"{what} not found" if not path.exists() else f"not a {what}"
+            raise InputError(f"{spec_path}: key '{key}': {problem}: {path}")

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import yaml
 
-from traitforge.config import ModelSpec, RunSpec, load_spec
+from traitforge.config import ModelSpec, RunSpec, check_paths, load_spec
 from traitforge.errors import InputError
 from traitforge.llm.cache import LLMCache
 from traitforge.llm.client import LLM
@@ -83,8 +83,10 @@ def open_run(target: str | Path, preset: str | None = None) -> Run:
     if preset is None and Path(target).is_dir():
         preset = json.loads((Path(target) / "manifest.json").read_text(encoding="utf-8")).get("preset")
     spec = load_spec(spec_path, overrides=preset_overrides(preset))
+    check_paths(spec, spec_path)  # a missing file fails here, not after hours of generation and training
     traits_path = spec.resolve(spec.traits)
     traits = load_traits(traits_path, spec.model_name, spec.organisation)
+    _check_probe_traits(spec, spec_path, traits)
     if spec.max_traits is not None:
         traits = replace(traits, traits=traits.traits[:spec.max_traits])
     store = RunStore(spec.output_path)
@@ -95,6 +97,20 @@ def open_run(target: str | Path, preset: str | None = None) -> Run:
     store.record_inputs(spec.model_dump(mode="json"), {"spec": spec_path, "traits": traits_path})
     cache_path = spec.resolve(spec.cache_dir) / "cache.sqlite" if spec.cache_dir else store.path("cache.sqlite")
     return Run(spec=spec, store=store, traits=traits, cache=LLMCache(cache_path))
+
+
+def _check_probe_traits(spec: RunSpec, spec_path: Path, traits: TraitSet) -> None:
+    """Probe traits against the whole traits document (max_traits may leave some of them out: their
+    probes are then not run, but a typo is still an error)."""
+    ids = {t.id for t in traits.traits}
+    for file, opts in spec.evaluation.probes.items():
+        if not isinstance(opts, dict):
+            raise InputError(f"{spec_path}: key 'evaluation.probes.{file}': expected a mapping with trait, "
+                             "direction, limit")
+        trait = opts.get("trait")
+        if trait not in ids:
+            raise InputError(f"{spec_path}: key 'evaluation.probes.{file}.trait': {trait!r} is not a trait id "
+                             f"in the traits document ({', '.join(sorted(ids))})")
 
 
 # --- stages ----------------------------------------------------------------------------------

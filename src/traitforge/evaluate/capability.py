@@ -1,24 +1,45 @@
-"""Did training cost general ability? Perplexity on a held-out generic text (the shipped sample,
-written for this package, by default), per window so it gets a bootstrap interval; and, when
-lm-evaluation-harness is installed and tasks are named, those tasks (skipped cleanly otherwise)."""
+"""Did training cost general ability? Perplexity on a held-out generic text, per window so it gets
+a bootstrap interval; and, when lm-evaluation-harness is installed and tasks are named, those tasks
+(skipped cleanly otherwise).
+
+The default text is Python's documentation topics (`pydoc_data.topics`, shipped with CPython under
+the PSF licence: ~465k characters, ~113k tokens for the embedded tokenizer), so no file is needed
+and nothing is downloaded. It is held out from the run's training data, not necessarily from the
+base model's pretraining (the docs are on the web): what the eval reads is the change from base.
+`evaluation.capability_max_tokens` scores only its first N tokens (the tiny preset: ~10k); every
+row records the tokens it scored and the text it came from."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
 import logging
-from pathlib import Path
+import platform
 
 from traitforge.errors import InputError
 from traitforge.evaluate.common import EvalContext, ItemResult, done_ids, eval_path, result_id
 from traitforge.jsonl import append_jsonl
 
 log = logging.getLogger("traitforge.evaluate")
-DEFAULT_TEXT = Path(__file__).with_name("data") / "capability_sample.txt"
 
 
-def capability_text(ctx: EvalContext) -> str:
-    path = ctx.spec.resolve(ctx.ev.capability_text) if ctx.ev.capability_text else DEFAULT_TEXT
+def default_capability_text() -> tuple[str, str]:
+    """(text, source): every pydoc topic, in name order, so the text and a token slice of it are
+    the same on every run with the same Python minor version (the topics change between versions)."""
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:  # some distributions split pydoc_data out of the standard library
+        raise InputError("evaluation.capability_text: this Python has no pydoc_data (the default perplexity "
+                         "text); name a UTF-8 text file in evaluation.capability_text") from None
+    version = ".".join(platform.python_version_tuple()[:2])
+    return "\n\n".join(topics[k].strip() for k in sorted(topics)), f"pydoc_data.topics (Python {version})"
+
+
+def capability_text(ctx: EvalContext) -> tuple[str, str]:
+    """(text, source) for perplexity: evaluation.capability_text, else Python's documentation topics."""
+    if not ctx.ev.capability_text:
+        return default_capability_text()
+    path = ctx.spec.resolve(ctx.ev.capability_text)
     if not path.is_file():
         raise InputError(f"evaluation.capability_text: {path} not found")
     try:
@@ -27,20 +48,22 @@ def capability_text(ctx: EvalContext) -> str:
         raise InputError(f"evaluation.capability_text: {path} is not UTF-8 text") from None
     if not text.strip():
         raise InputError(f"evaluation.capability_text: {path} is empty")
-    return text
+    return text, str(path)
 
 
 async def run_perplexity(ctx: EvalContext) -> None:
     path = eval_path(ctx.store, "capability")
     done = done_ids(path)
-    text = capability_text(ctx)
+    text, source = capability_text(ctx)
     for ck in ctx.logprob_checkpoints():
         if result_id("perplexity", ck, "w0") in done:
             continue
-        chunks = await asyncio.to_thread(ctx.scorer(ck).text_nll, text, ctx.ev.capability_window)
+        chunks = await asyncio.to_thread(ctx.scorer(ck).text_nll, text, ctx.ev.capability_window,
+                                         ctx.ev.capability_max_tokens)
         append_jsonl(path, [ItemResult(id=result_id("perplexity", ck, f"w{i}"), eval="perplexity", checkpoint=ck,
-                                       item_id=f"w{i}", value=nll, detail={"tokens": n})
+                                       item_id=f"w{i}", value=nll, detail={"tokens": n, "text": source})
                             for i, (nll, n) in enumerate(chunks)])
+        log.info("perplexity %s: %d tokens of %s in %d windows", ck, sum(n for _, n in chunks), source, len(chunks))
 
 
 def lm_eval_installed() -> bool:

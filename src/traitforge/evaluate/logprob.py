@@ -59,11 +59,12 @@ class LogProbScorer:
             seqs.append((prompt_ids, cont_ids))
         return self._score_ids(seqs)
 
-    def text_nll(self, text: str, window: int = 256) -> list[tuple[float, int]]:
-        """(negative log-likelihood sum, tokens scored) per window of `text`; the first token of
-        each window is context only. Perplexity = exp(sum nll / sum tokens)."""
+    def text_nll(self, text: str, window: int = 256, max_tokens: int | None = None) -> list[tuple[float, int]]:
+        """(negative log-likelihood sum, tokens scored) per window of the first `max_tokens` tokens
+        of `text` (all: None); the first token of each window is context only. Perplexity =
+        exp(sum nll / sum tokens)."""
         _, tok = self._load()
-        ids = tok(text, add_special_tokens=False)["input_ids"]
+        ids = tok(text, add_special_tokens=False)["input_ids"][:max_tokens]
         chunks = [ids[i:i + window] for i in range(0, len(ids), window)]
         seqs = [(c[:1], c[1:]) for c in chunks if len(c) >= 2]
         return [(-lp.sum, lp.n_tokens) for lp in self._score_ids(seqs)]

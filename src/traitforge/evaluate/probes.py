@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from traitforge.config import RunSpec
+from traitforge.config import RunSpec, probe_file_path
 from traitforge.errors import InputError
 from traitforge.evaluate.common import EvalContext, ItemResult, done_ids, eval_path, result_id
 from traitforge.jsonl import append_jsonl
@@ -64,13 +64,27 @@ def load_probe_file(path: Path, limit: int | None = None, seed: int = 0) -> list
             if a != b:
                 items.append(ProbeItem(f"{path.stem}-{n}-{stable_hash(q, 6)}", q, a, b))
     if limit is not None and len(items) > limit:
-        items = random.Random(f"{seed}:{path.name}").sample(items, limit)
+        items = _stratified_sample(items, limit, random.Random(f"{seed}:{path.name}"))
     return items
+
+
+def _stratified_sample(items: list[ProbeItem], limit: int, rng: random.Random) -> list[ProbeItem]:
+    """`limit` items in which each matching answer keeps its share of the file (largest remainder),
+    so a file balanced between " Yes" and " No" gives a balanced sample: a model's yes-bias then
+    cannot pass for the trait. File order."""
+    groups: dict[str, list[ProbeItem]] = {}
+    for i in items:
+        groups.setdefault(i.matching, []).append(i)
+    exact = {a: len(g) * limit / len(items) for a, g in groups.items()}
+    quota = {a: int(x) for a, x in exact.items()}
+    for a in sorted(exact, key=lambda a: (quota[a] - exact[a], a))[:limit - sum(quota.values())]:
+        quota[a] += 1
+    keep = {i.id for a in sorted(groups) for i in rng.sample(groups[a], quota[a])}
+    return [i for i in items if i.id in keep]
 
 
 def probe_specs(spec: RunSpec, traits: TraitSet) -> list[ProbeSpec]:
     ev = spec.evaluation
-    base = spec.resolve(ev.probes_dir) if ev.probes_dir else spec.resolve(".")
     out = []
     for file, opts in ev.probes.items():
         where = f"evaluation.probes.{file}"
@@ -80,7 +94,10 @@ def probe_specs(spec: RunSpec, traits: TraitSet) -> list[ProbeSpec]:
         if unknown:
             raise InputError(f"{where}: unknown key '{sorted(unknown)[0]}' (use trait, direction, limit)")
         trait = opts.get("trait")
-        if trait not in {t.id for t in traits.traits}:
+        # A trait cut by max_traits (e.g. the tiny preset): its probes are not run. A typo is still
+        # an error: open_run checks probe traits against the whole document.
+        cut = trait not in {t.id for t in traits.traits}
+        if cut and spec.max_traits is None:
             raise InputError(f"{where}.trait: '{trait}' is not a trait id in the traits document")
         direction = opts.get("direction", "match")
         if direction not in ("match", "not_match"):
@@ -88,8 +105,9 @@ def probe_specs(spec: RunSpec, traits: TraitSet) -> list[ProbeSpec]:
         limit = opts.get("limit")
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise InputError(f"{where}.limit: must be a positive integer, got {limit!r}")
-        p = Path(file).expanduser()
-        path = p if p.is_absolute() else base / p
+        if cut:
+            continue
+        path = probe_file_path(spec, file)
         out.append(ProbeSpec(f"probe:{path.stem}", path, trait, direction, limit))
     return out
 

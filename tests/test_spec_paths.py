@@ -1,0 +1,82 @@
+"""Every path a spec names is checked when the run opens, before any model call: a missing one is
+one line naming the spec file and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from traitforge.errors import InputError
+from traitforge.pipeline import open_run
+
+EXAMPLE_TRAITS = Path(__file__).resolve().parents[1] / "examples" / "traits.md"
+
+
+def _spec(tmp_path: Path, extra: str) -> Path:
+    (tmp_path / "traits.md").write_text(EXAMPLE_TRAITS.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "probes").mkdir(exist_ok=True)
+    (tmp_path / "probes" / "ok.jsonl").write_text(
+        '{"question": "Q?", "answer_matching_behavior": " Yes", "answer_not_matching_behavior": " No"}\n')
+    p = tmp_path / "spec.yaml"
+    p.write_text(f"traits: traits.md\noutput_dir: run\n{extra}", encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize("extra,key,missing", [
+    ("evaluation:\n  probes:\n    probes/ok.jsonl: {trait: admits-uncertainty}\n"
+     "    probes/gone.jsonl: {trait: honest-under-pressure}\n", "evaluation.probes", "probes/gone.jsonl"),
+    ("evaluation:\n  probes_dir: evals\n  probes:\n    ok.jsonl: {trait: admits-uncertainty}\n",
+     "evaluation.probes", "evals/ok.jsonl"),  # resolved against probes_dir
+    ("generation: {prompts_dir: my_prompts}\n", "generation.prompts_dir", "my_prompts"),
+    ("models: {base: checkpoints/my-base}\n", "models.base", "checkpoints/my-base"),
+    ("evaluation: {capability_text: heldout.txt}\n", "evaluation.capability_text", "heldout.txt"),
+    ("training: {sft: {mix_file: generic.jsonl, mix_ratio: 0.2}}\n", "training.sft.mix_file", "generic.jsonl"),
+    ("training: {midtrain: {mix_file: web.jsonl}}\n", "training.midtrain.mix_file", "web.jsonl"),
+    ("prices_file: prices.yaml\n", "prices_file", "prices.yaml"),
+    ("evaluation: {models: {other: local:trained/elsewhere}}\n", "evaluation.models.other", "trained/elsewhere"),
+    ("models: {judge: local:judges/big}\n", "models.judge", "judges/big"),
+    ("traits: gone.md\n", "traits", "gone.md"),
+])
+def test_a_missing_path_fails_at_open_naming_the_key(tmp_path: Path, monkeypatch, extra, key, missing) -> None:
+    monkeypatch.chdir(tmp_path)  # models.base and local: role models resolve against the working directory
+    spec = _spec(tmp_path, extra)
+    if extra.startswith("traits:"):
+        spec.write_text(spec.read_text().replace("traits: traits.md\n", ""))
+    with pytest.raises(InputError) as e:
+        open_run(spec)
+    msg = str(e.value)
+    assert msg.startswith(f"{spec}: key '{key}': ") and "\n" not in msg, msg
+    assert "not found" in msg and msg.endswith(missing), msg
+    assert not (tmp_path / "run").exists()  # failed before the run directory was made
+
+
+def test_a_file_where_a_folder_belongs_is_named(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, "generation: {prompts_dir: traits.md}\n")
+    with pytest.raises(InputError, match=r"key 'generation.prompts_dir': not a folder: .*traits.md$"):
+        open_run(spec)
+
+
+def test_present_paths_open_and_the_embedded_model_is_not_a_path(tmp_path: Path) -> None:
+    (tmp_path / "my_prompts").mkdir()
+    (tmp_path / "base").mkdir()
+    (tmp_path / "prices.yaml").write_text("{}\n")
+    spec = _spec(tmp_path, f"models: {{base: {tmp_path / 'base'}, judge: local:smollm2-135m}}\n"
+                           "generation: {prompts_dir: my_prompts}\nprices_file: prices.yaml\n"
+                           "evaluation:\n  probes:\n    probes/ok.jsonl: {trait: admits-uncertainty}\n")
+    run = open_run(spec)
+    assert run.spec.models.base == str(tmp_path / "base")
+
+
+def test_a_probe_trait_cut_by_max_traits_is_skipped_but_a_typo_is_an_error(tmp_path: Path) -> None:
+    from traitforge.evaluate.probes import probe_specs
+
+    # cares-about-user-wellbeing is the document's fifth trait: the tiny preset keeps three.
+    ok = _spec(tmp_path, "evaluation:\n  probes:\n    probes/ok.jsonl: {trait: cares-about-user-wellbeing}\n")
+    run = open_run(ok, preset="tiny")
+    assert probe_specs(run.spec, run.traits) == []
+    full = open_run(ok)
+    assert [p.trait_id for p in probe_specs(full.spec, full.traits)] == ["cares-about-user-wellbeing"]
+    typo = _spec(tmp_path, "evaluation:\n  probes:\n    probes/ok.jsonl: {trait: cares-about-wellbeing}\n")
+    with pytest.raises(InputError, match=r"key 'evaluation.probes.probes/ok.jsonl.trait': 'cares-about-wellbeing'"):
+        open_run(typo, preset="tiny")
