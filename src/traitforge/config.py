@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 from traitforge.errors import InputError
@@ -34,6 +35,14 @@ class ModelSpec(Section):
     max_retries: int = Field(default=6, ge=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
     batch_size: int | None = Field(default=None, ge=1)  # local backends: prompts per forward pass
+    # Thinking models (docs/recipes.md). openai: reasoning_effort (sent without temperature).
+    # gemini: thinking_budget (-1 dynamic, 0 off, N tokens) or thinking_level. anthropic:
+    # thinking_budget (>= 1024 tokens of extended thinking). thinking_room: output tokens added to
+    # every call's answer limit for the thinking (default: the budget, else 4096 when one is set).
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+    thinking_budget: int | None = Field(default=None, ge=-1)
+    thinking_level: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
+    thinking_room: int | None = Field(default=None, ge=0)
 
     @field_validator("model")
     @classmethod
@@ -41,6 +50,22 @@ class ModelSpec(Section):
         if ":" not in v:
             raise ValueError(f'"{v}" must be "provider:model" (e.g. openai:gpt-4o-mini or {EMBEDDED_MODEL})')
         return v
+
+    @model_validator(mode="after")
+    def _reasoning_fits_provider(self) -> "ModelSpec":
+        provider = self.model.partition(":")[0]
+        takes = {"openai": {"reasoning_effort"}, "gemini": {"thinking_budget", "thinking_level"},
+                 "anthropic": {"thinking_budget"}}.get(provider, set())
+        for name in ("reasoning_effort", "thinking_budget", "thinking_level"):
+            if getattr(self, name) is not None and name not in takes:
+                where = {"reasoning_effort": "openai", "thinking_level": "gemini",
+                         "thinking_budget": "gemini and anthropic"}[name]
+                raise ValueError(f"{name} is for {where} models, not {provider}:")
+        if self.thinking_budget is not None and self.thinking_level is not None:
+            raise ValueError("give thinking_budget or thinking_level, not both")
+        if provider == "anthropic" and self.thinking_budget is not None and self.thinking_budget < 1024:
+            raise ValueError(f"thinking_budget for anthropic must be >= 1024 tokens (got {self.thinking_budget})")
+        return self
 
 
 def _model_spec(v: Any) -> Any:
@@ -105,6 +130,9 @@ class GenerationSpec(Section):
     # A folder (relative to the spec file) whose <name>.txt files replace the package's prompt
     # templates of the same name (src/traitforge/generate/prompts/).
     prompts_dir: str | None = None
+    # The probe's verdict on the default answer (one word, but a model may explain first). Thinking
+    # models get their thinking room on top of this (models.<role>.thinking_room).
+    verdict_max_tokens: int = Field(default=64, ge=8)
 
 
 class CurationSpec(Section):
@@ -121,6 +149,8 @@ class CurationSpec(Section):
     pattern_max_judged: int = Field(default=4, ge=0)  # scan-found patterns rated by the judge (1 call/example each)
     pattern_max_drop: float = Field(default=0.5, ge=0, le=1)  # most of a dataset downsampling may remove
     pattern_mitigation: Literal["downsample", "rewrite", "none"] = "downsample"
+    quality_max_tokens: int = Field(default=200, ge=8)  # the judge's grade and its reason
+    pattern_judge_max_tokens: int = Field(default=32, ge=4)  # the judge's YES / PARTLY / NO per example
 
 
 class StageTrainSpec(Section):
@@ -194,6 +224,7 @@ class EvaluationSpec(Section):
     max_tokens: int = Field(default=200, ge=8)
     judge_max_tokens: int = Field(default=200, ge=8)
     item_max_tokens: int = Field(default=200, ge=8)  # generated eval prompts and contrastive replies
+    distractor_max_tokens: int = Field(default=120, ge=8)  # each wrong option of a multiple-choice question
     bootstrap: int = Field(default=1000, ge=100)
     # More models evaluated beside the run's checkpoints, on the same items: name -> "provider:model"
     # or a model mapping (e.g. a model trained elsewhere, behind an API). Log-prob evals need

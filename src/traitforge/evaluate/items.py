@@ -57,7 +57,7 @@ async def mc_items(ctx: EvalContext) -> list[EvalItem]:
 
     async def one(t: Trait) -> EvalItem:
         outs = await ctx.judge.generate(render("mc_distractor", trait=t.describe()), n=k, temperature=1.0,
-                                        max_tokens=80, seed=ctx.spec.seed)
+                                        max_tokens=ctx.ev.distractor_max_tokens, seed=ctx.spec.seed)
         options, sources = [t.statement], ["trait"]
         for o in outs:
             o = clean_generated(o).split("\n")[0].strip()

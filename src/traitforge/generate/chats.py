@@ -209,10 +209,11 @@ class ChatsRun(Generation):
             text = p.text
             default = (await self.llm.generate_one(text, max_tokens=self.cs.max_tokens)).strip()
             ask = self.render("probe_verdict", trait=self.short_trait(trait), prompt=text, response=default)
-            judged = await self.llm.generate_one(ask, temperature=0.0, max_tokens=24)
+            judged = await self.llm.generate_one(ask, temperature=0.0, max_tokens=self.gen.verdict_max_tokens)
             verdict = parse_verdict(judged)
             if verdict is None:  # once more, sampled: a greedy retry would say the same
-                judged = await self.llm.generate_one(ask, max_tokens=24, seed=self.spec.seed + 1000)
+                judged = await self.llm.generate_one(ask, max_tokens=self.gen.verdict_max_tokens,
+                                                     seed=self.spec.seed + 1000)
                 verdict = parse_verdict(judged)
             if verdict is None:  # unknown whether the prompt is too easy: not worth a teacher's answer
                 return Skip(f"probe verdict unparsed: {judged[:160]!r}")
@@ -240,7 +241,8 @@ class ChatsRun(Generation):
         units = [Unit(p.id, p.trait_id, p) for p in prompts]
         res = await self.step(f"chats.probe{suffix}", "probes.jsonl", Probe, units, work,
                               fingerprint=self.fp("probe_verdict", "harden", "scenario_plan",
-                                                  max_tokens=self.cs.max_tokens))
+                                                  max_tokens=self.cs.max_tokens,
+                                                  verdict_max_tokens=self.gen.verdict_max_tokens))
         return res.rows
 
     # --- 5. teacher drafts -------------------------------------------------------------
