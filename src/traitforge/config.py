@@ -99,6 +99,12 @@ class DocumentsSpec(Section):
     # Extra rounds for traits whose documents fell short of the plan (junk output); 0 = none.
     topup_rounds: int = Field(default=1, ge=0)
     min_chars: int = Field(default=200, ge=1)  # shorter documents are junk
+    # What the generator sees of the traits document for each document: "traits" the whole of it
+    # (the universe every document agrees with), "trait" only the document's own trait.
+    context: Literal["traits", "trait"] = "traits"
+    axes: bool = True  # sample author, era, place, register, length, stance per document (prompts/axes.txt)
+    languages: list[str] = []  # e.g. [English, Spanish]: a language axis; empty = the prompts' language
+    avoid_known: bool = True  # name curation's known over-represented patterns as things to avoid
 
 
 class ChatsSpec(Section):
@@ -113,6 +119,12 @@ class ChatsSpec(Section):
     max_tokens: int = Field(default=600, ge=16)
     # Extra rounds of new scenarios for traits whose chats fell short of the plan; 0 = none.
     topup_rounds: int = Field(default=1, ge=0)
+    # Of the multi-turn chats, the share whose simulated user builds on the answers instead of pushing back.
+    cooperative_share: float = Field(default=0.5, ge=0, le=1)
+    # Which traits go into the teacher's system prompt besides the scenario's own: "generator" asks
+    # the generator which bear on the prompt (one short call per prompt), "keywords" matches trait names.
+    select_traits: Literal["generator", "keywords"] = "generator"
+    avoid_known: bool = True  # name curation's known over-represented reply patterns in the teacher's prompt
 
 
 class GenerationSpec(Section):
