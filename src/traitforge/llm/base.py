@@ -134,15 +134,7 @@ class Backend(ABC):
         """Output tokens added to every call's answer limit for the model's thinking: the spec's
         thinking_room, else a positive thinking_budget, else DEFAULT_THINKING_ROOM when any other
         reasoning option is set, else 0 (the client still retries a starved reply with more room)."""
-        o = self.options
-        if o.get("thinking_room") is not None:
-            return int(o["thinking_room"])
-        if (o.get("thinking_budget") or 0) > 0:
-            return int(o["thinking_budget"])
-        if o.get("reasoning_effort") not in (None, "none") or o.get("thinking_level") is not None \
-                or o.get("thinking_budget") == -1:
-            return DEFAULT_THINKING_ROOM
-        return 0
+        return thinking_room_of(self.options)
 
     @abstractmethod
     async def generate(self, messages: Sequence[Message], params: GenerateParams) -> Completion: ...
@@ -155,3 +147,15 @@ class Backend(ABC):
 
     async def aclose(self) -> None:
         return None
+
+
+def thinking_room_of(o: Mapping[str, Any]) -> int:
+    """Backend.thinking_room for a set of options (also a model spec's reasoning options)."""
+    if o.get("thinking_room") is not None:
+        return int(o["thinking_room"])
+    if (o.get("thinking_budget") or 0) > 0:
+        return int(o["thinking_budget"])
+    if o.get("reasoning_effort") not in (None, "none") or o.get("thinking_level") is not None \
+            or o.get("thinking_budget") == -1:
+        return DEFAULT_THINKING_ROOM
+    return 0
