@@ -185,3 +185,24 @@ def test_reasoning_options_are_part_of_the_cache_identity():
         thinking = make_llm(spec_for("gemini", server, thinking_level="low")).backend.cache_identity()
     assert plain == {"provider": "gemini", "model": "thinker"}
     assert thinking == {**plain, "thinking_level": "low"}
+
+
+def test_batch_requests_carry_the_reasoning_options():
+    from traitforge.llm.base import GenerateParams, Message
+    from traitforge.llm.batch.anthropic import AnthropicBatch
+    from traitforge.llm.batch.base import BatchItem
+    from traitforge.llm.batch.gemini import GeminiBatch
+    from traitforge.llm.batch.openai import OpenAIBatch
+    from traitforge.llm.registry import make_backend
+
+    item = BatchItem("k", (Message("user", "hi"),), GenerateParams(temperature=0.2, max_tokens=50, top_p=0.9))
+    url = "http://127.0.0.1:9"
+    body = OpenAIBatch(make_backend(ModelSpec(model="openai:o3", base_url=url + "/v1",
+                                              reasoning_effort="high"))).encode(item)["body"]
+    assert body["reasoning_effort"] == "high" and "temperature" not in body and "top_p" not in body
+    assert body["max_tokens"] == 50 + 4096
+    params = AnthropicBatch(make_backend(ModelSpec(model="anthropic:c", base_url=url,
+                                                   thinking_budget=1500))).encode(item)["params"]
+    assert params["thinking"] == {"type": "enabled", "budget_tokens": 1500} and params["max_tokens"] == 1550
+    cfg = GeminiBatch(make_backend(ModelSpec(model="gemini:g", base_url=url, thinking_level="low"))).encode(item)["config"]
+    assert cfg["thinking_config"] == {"thinking_level": "LOW"} and cfg["max_output_tokens"] == 50 + 4096

@@ -170,6 +170,8 @@ def request_parts(messages: Sequence[Message], params: GenerateParams, n: int = 
     cfg: dict[str, Any] = {"temperature": params.temperature, "max_output_tokens": params.max_tokens + room}
     if thinking:
         cfg["thinking_config"] = dict(thinking)
+        if "thinking_level" in thinking:  # the API's enum spelling
+            cfg["thinking_config"]["thinking_level"] = str(thinking["thinking_level"]).upper()
     if system:
         cfg["system_instruction"] = system
     if n > 1:
