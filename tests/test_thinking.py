@@ -146,6 +146,11 @@ def test_a_reply_that_stays_empty_is_an_error_with_the_reason(provider, options)
         judge = make_llm(spec_for(provider, server, **options))
         [score] = run_closing(score_rows([chat], make_traits(), judge, {}), judge)
         assert score.status == "error" and "thinking" in score.reason
+        # The pattern judge records the failure (curation stats "judge_errors"), not a "no".
+        rater = Rater(make_llm(spec_for(provider, server, **options)))
+        cand = Candidate("judge:x", "a stock opener", "scan", JudgeRule("Does it open with praise?"))
+        labels = run_closing(rater.labels(cand, [chat]), rater.judge)
+        assert labels == {"c1": None} and "thinking" in rater.errors["judge:x"]
 
 
 def test_anthropic_temperature_follows_the_installed_sdk(monkeypatch):
