@@ -211,3 +211,17 @@ def test_batch_requests_carry_the_reasoning_options():
     assert params["thinking"] == {"type": "enabled", "budget_tokens": 1500} and params["max_tokens"] == 1550
     cfg = GeminiBatch(make_backend(ModelSpec(model="gemini:g", base_url=url, thinking_level="low"))).encode(item)["config"]
     assert cfg["thinking_config"] == {"thinking_level": "LOW"} and cfg["max_output_tokens"] == 50 + 4096
+
+
+def test_an_answer_cut_by_its_own_limit_is_not_starved():
+    from traitforge.llm.base import Completion, Usage
+    from traitforge.llm.client import starved
+
+    # 2,000 thinking tokens, then a 3,000-token document cut at its limit: what was asked for.
+    long = Completion(["A long document ..."], Usage(10, 5000, 2000), ["MAX_TOKENS"])
+    assert starved(long, 3000) is None
+    # Thinking left the answer 200 of its 3,000 tokens: starved, asked again with more room.
+    short = Completion(["A long doc"], Usage(10, 2200, 2000), ["MAX_TOKENS"])
+    assert "cut off" in starved(short, 3000)
+    assert "empty" in starved(Completion([""], Usage(10, 24, 24), ["length"]), 24)
+    assert starved(Completion(["fine"], Usage(10, 30, 20), ["stop"]), 24) is None

@@ -54,11 +54,14 @@ class DeferredCall(BaseException):
     A BaseException so a stage's own `except Exception` does not swallow it."""
 
 
-def starved(comp: Completion) -> str | None:
+def starved(comp: Completion, max_tokens: int) -> str | None:
     """Why a completion is thinking-starved, or None: a sample stopped at the output limit that
-    is empty, or that is cut off after the model spent tokens thinking."""
+    is empty, or that is cut off after thinking took more than half of the answer's `max_tokens`
+    (an answer cut by its own limit, a long document say, is what was asked for: not starved)."""
+    u = comp.usage
+    answer = (u.output_tokens - u.reasoning_tokens) / max(1, len(comp.texts))
     for text, reason in zip(comp.texts, comp.finish_reasons):
-        if reason in TRUNCATED and (not text.strip() or comp.usage.reasoning_tokens > 0):
+        if reason in TRUNCATED and (not text.strip() or (u.reasoning_tokens > 0 and answer < max_tokens / 2)):
             what = "empty" if not text.strip() else "cut off"
             return (f"reply {what} at the output limit (finish reason {reason!r}, "
                     f"{comp.usage.reasoning_tokens} thinking tokens)")
@@ -218,7 +221,7 @@ class LLM:
             return comp
         first, tries = p.max_tokens, 0
         for tries in range(1, ROOM_RETRIES + 1):
-            why = starved(comp)
+            why = starved(comp, first)
             if why is None or p.max_tokens >= MAX_ROOM:
                 tries -= 1
                 break
@@ -226,7 +229,7 @@ class LLM:
             log.info("%s: %s; asking again with max_tokens %d instead of %d", self.name, why, bigger, p.max_tokens)
             p = p.replace(max_tokens=bigger)
             comp = await self._call(msgs, p)
-        why = starved(comp)
+        why = starved(comp, first)
         if why is not None and any(not t.strip() for t in comp.texts):
             raise BackendError(
                 f"{self.name}: {why}, after asking {tries} more times with more room (answer limit "
