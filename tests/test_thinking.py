@@ -225,3 +225,18 @@ def test_an_answer_cut_by_its_own_limit_is_not_starved():
     assert "cut off" in starved(short, 3000)
     assert "empty" in starved(Completion([""], Usage(10, 24, 24), ["length"]), 24)
     assert starved(Completion(["fine"], Usage(10, 30, 20), ["stop"]), 24) is None
+
+
+def test_the_budget_reserves_the_thinking_room():
+    from traitforge.errors import BudgetExceeded
+    from traitforge.llm.budget import Budget
+
+    with ThinkingServer(responder, think=10) as server:
+        def llm(**options):
+            x = make_llm(ModelSpec(model="gemini:gemini-2.5-pro", base_url=server.url, max_retries=0, **options))
+            x.budget = Budget(0.01)  # 1,000 output tokens at 10 USD per million
+            return x
+
+        assert asyncio.run(_ask(llm(), VERDICT, 24)) == "MISSING"
+        with pytest.raises(BudgetExceeded):  # 24 + 2,048 output tokens at worst: over the limit
+            asyncio.run(_ask(llm(thinking_budget=2048), VERDICT, 24))

@@ -247,7 +247,9 @@ class LLM:
         try:
             if stop is not None and stop[0] is self.budget and stop[1] == self.budget.max_usd:
                 raise BudgetExceeded(stop[2])
-            held = self.budget.reserve(self.name, sum(len(m.content) for m in msgs) // 4, p.max_tokens * p.n)
+            # The worst case includes the thinking room: thinking is billed as output.
+            held = self.budget.reserve(self.name, sum(len(m.content) for m in msgs) // 4,
+                                       (p.max_tokens + self.backend.thinking_room()) * p.n)
         except BudgetExceeded as e:
             self._budget_stop = (self.budget, self.budget.max_usd, str(e))
             await self.budget.drain()  # calls already paid for finish and get cached before the stop
