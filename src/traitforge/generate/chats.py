@@ -1,7 +1,8 @@
 """SFT chats by context distillation: scenarios -> user prompts -> critique -> default-response
 probe (harden prompts the plain model already handles) -> teacher drafts (the relevant traits in
 a system prompt) -> refine (a fresh context rewrites each draft to fit the traits) -> multi-turn
-continuations against a pushing simulated user -> chats.jsonl without the system prompt, plus
+continuations against a simulated user who pushes back (or, for chats.cooperative_share of them,
+builds on the answers) -> chats.jsonl without the system prompt, plus
 dpo_pairs.jsonl (refined answer = chosen, plain default = rejected). Traits whose chats fall short
 of the plan get top-up rounds of new scenarios; chats.balance reports the shares."""
 
