@@ -151,7 +151,7 @@ class _Plan:
         n_traits = len(self.traits.traits)
         models = len(self.spec.training.checkpoints) + len(ev.models)
         if ev.knowledge:
-            self.add("eval", "evaluate.items (distractors)", "judge", n_traits, 600, ev.distractor_max_tokens,
+            self.add("eval", "evaluate.items (distractors)", "judge", n_traits, 600, ev.item_max_tokens,
                      samples=ev.mc_distractors)
             self.add("eval", "evaluate.knowledge (judge)", "judge", models * ev.knowledge_questions * (n_traits + 1),
                      1200 + ev.max_tokens * 4, ev.judge_max_tokens)
