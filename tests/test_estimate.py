@@ -53,7 +53,7 @@ def test_estimate_command_prints_a_table_and_writes_nothing(tmp_path):
     drafts = next(line for line in lines if line.startswith("documents.drafts"))
     assert "gemini:gemini-2.5-flash" in drafts
     assert any(line.startswith("curate.quality") and line.rstrip().endswith("0.00") for line in lines)  # local
-    assert any(line.startswith("evaluate.items (prompts)") and line.rstrip().endswith("?") for line in lines)
+    assert any(line.startswith("evaluate.multiturn (auditor)") and line.rstrip().endswith("?") for line in lines)
     assert any(line.startswith("= all paid steps") and ">=" in line for line in lines)  # one price unknown
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml", "traits.md"]
 

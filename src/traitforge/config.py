@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 from traitforge.errors import InputError
 
 EMBEDDED_MODEL = "local:smollm2-135m"
+GENERIC_MIX = "generic"  # training.<stage>.mix_file: the run's generated generic chats
 
 
 class Section(BaseModel):
@@ -148,6 +149,10 @@ class GenerationSpec(Section):
     # The probe's verdict on the default answer (one word, but a model may explain first). Thinking
     # models get their thinking room on top of this (models.<role>.thinking_room).
     verdict_max_tokens: int = Field(default=64, ge=8)
+    # The generic mix: this many everyday prompts (prompts/generic_topics.txt) answered by the teacher
+    # without the trait system prompt, into RUN/generated/generic.jsonl; SFT mixes them in with
+    # training.sft.mix_file: generic and mix_ratio. 0 = none.
+    generic_prompts: int = Field(default=0, ge=0)
 
 
 class CurationSpec(Section):
@@ -177,7 +182,9 @@ class StageTrainSpec(Section):
     batch_size: int = Field(default=4, ge=1)  # per device
     grad_accum: int = Field(default=1, ge=1)
     max_length: int = Field(default=512, ge=16)  # packed sequence length (midtrain) / chat truncation (sft)
-    mix_file: str | None = None  # generic text {"text"} (midtrain) or ordinary chats {"messages"} (sft), JSONL
+    # generic text {"text"} (midtrain) or ordinary chats {"messages"} (sft), JSONL; for sft, "generic" is the
+    # run's own generic mix (generation.generic_prompts, RUN/generated/generic.jsonl)
+    mix_file: str | None = None
     mix_ratio: float = Field(default=0.0, ge=0, lt=1)  # share of training examples drawn from mix_file
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
@@ -331,6 +338,12 @@ class RunSpec(Section):
     @property
     def output_path(self) -> Path:
         return self.resolve(self.output_dir)  # type: ignore[return-value]
+
+    def mix_path(self, stage: StageTrainSpec) -> Path | None:
+        """A training stage's mix file: "generic" is the run's generated generic mix."""
+        if stage.mix_file == GENERIC_MIX:
+            return self.output_path / "generated" / "generic.jsonl"
+        return self.resolve(stage.mix_file)
 
 
 def _first_error(path: Path, err: ValidationError) -> str:

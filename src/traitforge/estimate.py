@@ -15,6 +15,7 @@ from typing import Iterable
 from traitforge.config import ModelSpec, RunSpec
 from traitforge.generate.chats import categories
 from traitforge.generate.documents import KINDS
+from traitforge.generate.generic import topics
 from traitforge.generate.stage import scaled_counts, trait_weights
 from traitforge.generate.templates import Templates
 from traitforge.llm.base import thinking_room_of
@@ -49,7 +50,11 @@ class _Plan:
 
     def model(self, role: str) -> ModelSpec:
         m = self.spec.models
-        return (m.refiner or m.generator) if role == "refiner" else getattr(m, role)
+        if role == "refiner":
+            return m.refiner or m.generator
+        if role == "item_writer":
+            return getattr(m, "item_writer", None) or m.judge
+        return getattr(m, role)
 
     def t(self, name: str) -> int:
         """Characters of a prompt template as this run has it."""
@@ -130,6 +135,11 @@ class _Plan:
             if cs.refine:
                 self.add("generate", "chats.final (refine)", "refiner", later, self.t("refine") + convo + reply,
                          cs.max_tokens)
+        if g.generic_prompts:
+            n_topics = len(topics(self.templates))
+            self.add("generate", "generic.prompts", "generator", min(n_topics, g.generic_prompts),
+                     self.t("generic_prompts") + 60, g.list_max_tokens)
+            self.add("generate", "generic.answers", "generator", g.generic_prompts, 600, cs.max_tokens)
         return prompts
 
     def curation(self, docs: int, chats: int) -> None:
@@ -151,12 +161,12 @@ class _Plan:
         n_traits = len(self.traits.traits)
         models = len(self.spec.training.checkpoints) + len(ev.models)
         if ev.knowledge:
-            self.add("eval", "evaluate.items (distractors)", "judge", n_traits, 600, ev.item_max_tokens,
+            self.add("eval", "evaluate.items (distractors)", "item_writer", n_traits, 600, ev.item_max_tokens,
                      samples=ev.mc_distractors)
             self.add("eval", "evaluate.knowledge (judge)", "judge", models * ev.knowledge_questions * (n_traits + 1),
                      1200 + ev.max_tokens * 4, ev.judge_max_tokens)
         prompts = n_traits * ev.behaviour_prompts_per_trait
-        self.add("eval", "evaluate.items (prompts)", "auditor", prompts, 1200, ev.item_max_tokens)
+        self.add("eval", "evaluate.items (prompts)", "item_writer", prompts, 1200, ev.item_max_tokens)
         self.add("eval", "evaluate.behaviour (judge)", "judge", models * prompts, 1200 + ev.max_tokens * 4,
                  ev.judge_max_tokens)
         convs = n_traits * ev.multiturn_conversations_per_trait
