@@ -135,6 +135,8 @@ class _Plan:
             if cs.refine:
                 self.add("generate", "chats.final (refine)", "refiner", later, self.t("refine") + convo + reply,
                          cs.max_tokens)
+        if "control" in self.spec.training.checkpoints:  # the control arm: each prompt answered untraited
+            self.add("generate", "untraited (control arm)", "generator", prompts, 600, cs.max_tokens)
         if g.generic_prompts:
             n_topics = len(topics(self.templates))
             self.add("generate", "generic.prompts", "generator", min(n_topics, g.generic_prompts),
