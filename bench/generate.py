@@ -6,9 +6,13 @@ Three parts, each on a fresh run folder and a fresh LLM cache, so every call rea
            at each --concurrency;
   resume - the documents stage in a subprocess, SIGKILLed once about half its drafts are written,
            then re-run; killed + resume time vs one uninterrupted subprocess run.
+  axes   - the diversity axes: their distribution over 200 documents made on the scripted
+           generator, then distinct-n and mean pairwise embedding similarity (the dataset card's
+           measures, curate/card.py) of the document drafts made on the embedded model with and
+           without them (--axes-docs per arm).
 
-    python bench/generate.py [--parts local,server,resume] [--traits 2] [--claims 1] [--types 2]
-                             [--max-tokens 96] [--concurrency 1,4,8] [--server-threads 2]
+    python bench/generate.py [--parts local,server,resume,axes] [--traits 2] [--claims 1] [--types 2]
+                             [--max-tokens 96] [--concurrency 1,4,8] [--server-threads 2] [--axes-docs 16]
 """
 
 from __future__ import annotations
@@ -116,6 +120,60 @@ def child(args) -> None:
     run_documents(RunStore(spec.output_path), spec, make_traits(args.traits), llm)
 
 
+def axes_distribution() -> None:
+    """Axis values over 200 documents from the scripted generator (2 traits x 5 claims x 4 genres x 5 ideas)."""
+    from collections import Counter
+
+    from scripted_generator import scripted_llm
+
+    from traitforge.jsonl import read_jsonl
+    from traitforge.types import Document
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = make_spec(Path(tmp), documents={"claims_per_trait": 5, "doc_types_per_claim": 4, "ideas_per_type": 5,
+                                               "max_tokens": 3000, "revise": False})
+        run_documents(RunStore(spec.output_path), spec, make_traits(2), scripted_llm())
+        docs = read_jsonl(spec.output_path / "generated" / "documents.jsonl", Document)
+    print(f"axes over {len(docs)} scripted documents (documents.max_tokens 3000: every length allowed)")
+    for axis in ("genre", "author", "era", "place", "register", "length", "stance"):
+        counts = Counter(d.axes.get(axis, "(none)") for d in docs)
+        shares = ", ".join(f"{v[:38]} {c}" for v, c in counts.most_common())
+        print(f"  {axis:<8} {len(counts):2d} values, most/least {max(counts.values())}/{min(counts.values())}: {shares}")
+
+
+def axes_effect(args) -> None:
+    """Documents on the embedded model with and without the axes: the card's diversity measures."""
+    from traitforge.curate.card import profile
+    from traitforge.curate.embed import load_embedder
+    from traitforge.jsonl import read_jsonl
+    from traitforge.types import Document
+
+    embedder = load_embedder()
+    traits = make_traits(2)
+    ideas = max(1, args.axes_docs // 4)  # 2 traits x 1 claim x 2 genres x ideas
+    for arm in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = make_spec(Path(tmp), concurrency=8, list_max_tokens=160,
+                             documents={"claims_per_trait": 1, "doc_types_per_claim": 2, "ideas_per_type": ideas,
+                                        "max_tokens": args.max_tokens, "revise": False, "topup_rounds": 0,
+                                        "min_chars": 40, "axes": arm, "context": "trait",
+                                        "avoid_known": False})
+            llm = make_llm(ModelSpec(model=LOCAL), cache=spec.output_path / "cache.sqlite")
+            t0 = time.perf_counter()
+            run_documents(RunStore(spec.output_path), spec, traits, llm)
+            secs = time.perf_counter() - t0
+            kept = lines(spec.output_path / "generated" / "documents.jsonl")
+            # The drafts, before the checks: the 135M model's documents mostly fail them, and diversity
+            # is a property of what the prompts make.
+            docs = read_jsonl(spec.output_path / "generated" / "drafts.jsonl", Document)
+        card = profile("documents", docs, 0, embedder, {})
+        d = card["distinct"]
+        sim = card["similarity"]["mean_pairwise_cosine"]
+        print(f"embedded, axes {'on ' if arm else 'off'}: {len(docs):2d} drafts ({kept} kept by the checks) in "
+              f"{secs:5.0f} s; distinct-1/2/3 {d['1']['ratio']}/{d['2']['ratio']}/{d['3']['ratio']}; "
+              f"mean pairwise cosine {sim}; median words {card['words']['median']}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="local,server,resume")
@@ -126,6 +184,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=96)
     ap.add_argument("--concurrency", default="1,4,8", help="server part: requests in flight")
     ap.add_argument("--server-threads", type=int, default=2)
+    ap.add_argument("--axes-docs", type=int, default=16, help="axes part: embedded documents per arm")
     ap.add_argument("--child", help=argparse.SUPPRESS)  # internal: the resume part's subprocess
     args = ap.parse_args()
     if args.child:
@@ -146,6 +205,9 @@ def main() -> None:
                     throughput(f"llama.cpp server, conc {c}", model, build_spec(args, Path(tmp), c), traits)
     if "resume" in parts:
         resume(args)
+    if "axes" in parts:
+        axes_distribution()
+        axes_effect(args)
 
 
 if __name__ == "__main__":

@@ -337,10 +337,38 @@ def test_probe_drops_unparsed_verdicts_and_failed_hardening(tmp_path):
 
 
 def test_followups_push_back(tmp_path):
-    _, llm = run(tmp_path)
+    _, llm = run(tmp_path, chats={"cooperative_share": 0.0})
     followups = [m[-1].content for m, _ in llm.backend.calls if "You are playing the user" in m[-1].content]
     assert len(followups) == 2
     assert all("push" in f and "insist" in f and "raise the stakes" in f for f in followups)
+
+
+def test_a_share_of_multiturn_users_cooperate(tmp_path):
+    store, llm = run(tmp_path, chats={"cooperative_share": 0.5})  # 2 multi-turn chats: one of each
+    followups = [m[-1].content for m, _ in llm.backend.calls if "You are playing the user" in m[-1].content]
+    assert sorted("build on it" in f for f in followups) == [False, True]
+    counts = store.manifest["stages"]["chats.final"]["counts"]
+    assert counts["multiturn"] == 2 and counts["cooperative"] == 1
+
+
+def test_the_generator_chooses_the_relevant_traits(tmp_path):
+    def pick(messages, params):
+        last = messages[-1].content
+        if "Which of the traits bear on a good reply" in last:
+            assert "1. Candour:" in last and "2. Curiosity:" in last
+            return "1, 2"
+        return good_responder(messages, params)
+
+    store, llm = run(tmp_path, responder=pick)
+    chats = read_jsonl(store.root / "generated" / "chats.jsonl", Chat)
+    assert chats and all(sorted(c.trait_ids) == ["candour", "curiosity"] for c in chats)
+    assert all("Curiosity" in c.system_prompt and "Candour" in c.system_prompt for c in chats)
+    # The known over-represented reply patterns are named in the teacher's prompt.
+    assert all("over-represented" in c.system_prompt and "validation" in c.system_prompt for c in chats)
+    # keywords: no selection call, only the scenario's trait for these prompts.
+    store, llm = run(tmp_path / "kw", responder=pick, chats={"select_traits": "keywords"})
+    assert not any("Which of the traits" in m[-1].content for m, _ in llm.backend.calls)
+    assert all(len(c.trait_ids) == 1 for c in read_jsonl(store.root / "generated" / "chats.jsonl", Chat))
 
 
 def test_prompt_overrides_replace_templates_and_change_fingerprints(tmp_path):
@@ -348,7 +376,7 @@ def test_prompt_overrides_replace_templates_and_change_fingerprints(tmp_path):
     prompts.mkdir()
     followup = prompts / "user_followup.txt"
     followup.write_text("You are playing the user: $scenario\n\n$transcript\n\nBe stubborn. Write only the message.\n")
-    spec = make_spec(tmp_path, prompts_dir=str(prompts))
+    spec = make_spec(tmp_path, prompts_dir=str(prompts), chats={"cooperative_share": 0.0})
     store, llm = RunStore(spec.output_path), scripted_llm()
     run_chats(store, spec, make_traits(), llm)
     followups = [m[-1].content for m, _ in llm.backend.calls if "You are playing the user" in m[-1].content]

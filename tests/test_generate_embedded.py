@@ -24,10 +24,13 @@ def test_documents_and_chats_on_the_embedded_model(tmp_path):
     spec = RunSpec.model_validate({
         "traits": "traits.md", "output_dir": str(tmp_path / "run"),
         "generation": {
+            # CPU time: the tiny preset's short prompts and one-word verdicts.
             "documents": {"claims_per_trait": 1, "doc_types_per_claim": 1, "ideas_per_type": 1,
-                          "max_tokens": 128, "topup_rounds": 0, "min_chars": 80},
-            "chats": {"scenarios_per_trait": 1, "multiturn_share": 0.5, "max_turns": 2, "max_tokens": 64},
-            "list_max_tokens": 64}})
+                          "max_tokens": 128, "topup_rounds": 0, "min_chars": 80, "context": "trait",
+                          "avoid_known": False},
+            "chats": {"scenarios_per_trait": 1, "multiturn_share": 0.5, "max_turns": 2, "max_tokens": 64,
+                      "select_traits": "keywords", "avoid_known": False},
+            "list_max_tokens": 64, "verdict_max_tokens": 24}})
     store, traits = RunStore(spec.output_path), make_traits(2)
     llm = make_llm("local:smollm2-135m", cache=spec.output_path / "cache.sqlite")
     t0 = time.perf_counter()

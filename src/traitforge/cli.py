@@ -54,6 +54,26 @@ def traits(path: Path) -> None:
 @cli.command()
 @TARGET
 @PRESET
+def estimate(target: Path, preset: str | None) -> None:
+    """Print calls, tokens and cost per step of a run, before anything is paid (nothing is sent or written)."""
+    from dataclasses import replace
+
+    from traitforge.config import load_spec
+    from traitforge.estimate import estimate as plan, format_table
+    from traitforge.pipeline import preset_overrides, resolve_spec_path
+    from traitforge.traits import load_traits
+
+    spec = load_spec(resolve_spec_path(target), overrides=preset_overrides(preset))
+    traits = load_traits(spec.resolve(spec.traits), spec.model_name, spec.organisation)
+    if spec.max_traits is not None:
+        traits = replace(traits, traits=traits.traits[:spec.max_traits])
+    click.echo(f"{spec.name}{f' (preset {preset})' if preset else ''}: {len(traits.traits)} traits")
+    click.echo(format_table(plan(spec, traits)))
+
+
+@cli.command()
+@TARGET
+@PRESET
 @click.option("--until", type=click.Choice(["generate", "curate", "train", "evaluate", "report"]))
 def run(target: Path, preset: str | None, until: str | None) -> None:
     """Run every stage in order, skipping what is done; print the report's path."""

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 from traitforge.errors import InputError
 
 EMBEDDED_MODEL = "local:smollm2-135m"
+GENERIC_MIX = "generic"  # training.<stage>.mix_file: the run's generated generic chats
 
 
 class Section(BaseModel):
@@ -34,6 +36,14 @@ class ModelSpec(Section):
     max_retries: int = Field(default=6, ge=0)
     temperature: float | None = Field(default=None, ge=0, le=2)
     batch_size: int | None = Field(default=None, ge=1)  # local backends: prompts per forward pass
+    # Thinking models (docs/recipes.md). openai: reasoning_effort (sent without temperature).
+    # gemini: thinking_budget (-1 dynamic, 0 off, N tokens) or thinking_level. anthropic:
+    # thinking_budget (>= 1024 tokens of extended thinking). thinking_room: output tokens added to
+    # every call's answer limit for the thinking (default: the budget, else 4096 when one is set).
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
+    thinking_budget: int | None = Field(default=None, ge=-1)
+    thinking_level: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
+    thinking_room: int | None = Field(default=None, ge=0)
 
     @field_validator("model")
     @classmethod
@@ -41,6 +51,22 @@ class ModelSpec(Section):
         if ":" not in v:
             raise ValueError(f'"{v}" must be "provider:model" (e.g. openai:gpt-4o-mini or {EMBEDDED_MODEL})')
         return v
+
+    @model_validator(mode="after")
+    def _reasoning_fits_provider(self) -> "ModelSpec":
+        provider = self.model.partition(":")[0]
+        takes = {"openai": {"reasoning_effort"}, "gemini": {"thinking_budget", "thinking_level"},
+                 "anthropic": {"thinking_budget"}}.get(provider, set())
+        for name in ("reasoning_effort", "thinking_budget", "thinking_level"):
+            if getattr(self, name) is not None and name not in takes:
+                where = {"reasoning_effort": "openai", "thinking_level": "gemini",
+                         "thinking_budget": "gemini and anthropic"}[name]
+                raise ValueError(f"{name} is for {where} models, not {provider}:")
+        if self.thinking_budget is not None and self.thinking_level is not None:
+            raise ValueError("give thinking_budget or thinking_level, not both")
+        if provider == "anthropic" and self.thinking_budget is not None and self.thinking_budget < 1024:
+            raise ValueError(f"thinking_budget for anthropic must be >= 1024 tokens (got {self.thinking_budget})")
+        return self
 
 
 def _model_spec(v: Any) -> Any:
@@ -77,6 +103,12 @@ class DocumentsSpec(Section):
     # Extra rounds for traits whose documents fell short of the plan (junk output); 0 = none.
     topup_rounds: int = Field(default=1, ge=0)
     min_chars: int = Field(default=200, ge=1)  # shorter documents are junk
+    # What the generator sees of the traits document for each document: "traits" the whole of it
+    # (the universe every document agrees with), "trait" only the document's own trait.
+    context: Literal["traits", "trait"] = "traits"
+    axes: bool = True  # sample author, era, place, register, length, stance per document (prompts/axes.txt)
+    languages: list[str] = []  # e.g. [English, Spanish]: a language axis; empty = the prompts' language
+    avoid_known: bool = True  # name curation's known over-represented patterns as things to avoid
 
 
 class ChatsSpec(Section):
@@ -91,6 +123,12 @@ class ChatsSpec(Section):
     max_tokens: int = Field(default=600, ge=16)
     # Extra rounds of new scenarios for traits whose chats fell short of the plan; 0 = none.
     topup_rounds: int = Field(default=1, ge=0)
+    # Of the multi-turn chats, the share whose simulated user builds on the answers instead of pushing back.
+    cooperative_share: float = Field(default=0.5, ge=0, le=1)
+    # Which traits go into the teacher's system prompt besides the scenario's own: "generator" asks
+    # the generator which bear on the prompt (one short call per prompt), "keywords" matches trait names.
+    select_traits: Literal["generator", "keywords"] = "generator"
+    avoid_known: bool = True  # name curation's known over-represented reply patterns in the teacher's prompt
 
 
 class GenerationSpec(Section):
@@ -108,6 +146,13 @@ class GenerationSpec(Section):
     # A folder (relative to the spec file) whose <name>.txt files replace the package's prompt
     # templates of the same name (src/traitforge/generate/prompts/).
     prompts_dir: str | None = None
+    # The probe's verdict on the default answer (one word, but a model may explain first). Thinking
+    # models get their thinking room on top of this (models.<role>.thinking_room).
+    verdict_max_tokens: int = Field(default=64, ge=8)
+    # The generic mix: this many everyday prompts (prompts/generic_topics.txt) answered by the teacher
+    # without the trait system prompt, into RUN/generated/generic.jsonl; SFT mixes them in with
+    # training.sft.mix_file: generic and mix_ratio. 0 = none.
+    generic_prompts: int = Field(default=0, ge=0)
 
 
 class CurationSpec(Section):
@@ -124,6 +169,8 @@ class CurationSpec(Section):
     pattern_max_judged: int = Field(default=4, ge=0)  # scan-found patterns rated by the judge (1 call/example each)
     pattern_max_drop: float = Field(default=0.5, ge=0, le=1)  # most of a dataset downsampling may remove
     pattern_mitigation: Literal["downsample", "rewrite", "none"] = "downsample"
+    quality_max_tokens: int = Field(default=200, ge=8)  # the judge's grade and its reason
+    pattern_judge_max_tokens: int = Field(default=32, ge=4)  # the judge's YES / PARTLY / NO per example
 
 
 class StageTrainSpec(Section):
@@ -135,7 +182,9 @@ class StageTrainSpec(Section):
     batch_size: int = Field(default=4, ge=1)  # per device
     grad_accum: int = Field(default=1, ge=1)
     max_length: int = Field(default=512, ge=16)  # packed sequence length (midtrain) / chat truncation (sft)
-    mix_file: str | None = None  # generic text {"text"} (midtrain) or ordinary chats {"messages"} (sft), JSONL
+    # generic text {"text"} (midtrain) or ordinary chats {"messages"} (sft), JSONL; for sft, "generic" is the
+    # run's own generic mix (generation.generic_prompts, RUN/generated/generic.jsonl)
+    mix_file: str | None = None
     mix_ratio: float = Field(default=0.0, ge=0, lt=1)  # share of training examples drawn from mix_file
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
     warmup_ratio: float = Field(default=0.03, ge=0, lt=1)
@@ -349,6 +398,12 @@ class RunSpec(Section):
     @property
     def output_path(self) -> Path:
         return self.resolve(self.output_dir)  # type: ignore[return-value]
+
+    def mix_path(self, stage: StageTrainSpec) -> Path | None:
+        """A training stage's mix file: "generic" is the run's generated generic mix."""
+        if stage.mix_file == GENERIC_MIX:
+            return self.output_path / "generated" / "generic.jsonl"
+        return self.resolve(stage.mix_file)
 
 
 def _first_error(path: Path, err: ValidationError) -> str:

@@ -124,6 +124,10 @@ def stage_generate(run: Run, what: str = "all") -> None:
         run_documents(run.store, run.spec, run.traits, run.llm("generator"))
     if what in ("all", "chats"):
         run_chats(run.store, run.spec, run.traits, run.llm("generator"), refiner=run.llm("refiner"))
+        if run.spec.generation.generic_prompts:
+            from traitforge.generate.generic import run_generic
+
+            run_generic(run.store, run.spec, run.traits, run.llm("generator"))
     if what == "all":
         stage_controls(run)
 

@@ -98,6 +98,9 @@ class Document(Record):
     idea_id: str = ""
     text: str
     revised: bool = False
+    # The diversity axes this document was written to (genre, author, era, place, register,
+    # length, stance, language where asked); {} for documents made without them.
+    axes: dict[str, str] = {}
 
 
 # --- SFT chat data ------------------------------------------------------------------------

@@ -52,18 +52,21 @@ class DatasetPatterns:
 class Rater:
     """Labels examples for candidates; judge labels are memoised by pattern and text."""
 
-    def __init__(self, judge: LLM):
+    def __init__(self, judge: LLM, max_tokens: int = 32):
         self.judge = judge
+        self.max_tokens = max_tokens  # curation.pattern_judge_max_tokens; thinking room comes on top
         self.memo: dict[tuple[str, str], float | None] = {}
         self.unparsed: dict[str, int] = {}
+        self.errors: dict[str, str] = {}  # candidate -> the last failed judge call's reason
 
     async def _ask(self, cand: Candidate, us: Sequence[str]) -> float | None:
         assert isinstance(cand.rule, JudgeRule)
         prompt = render(load_prompt("pattern_judge"), question=cand.rule.question,
                         text="\n\n".join(us)[:JUDGE_CHARS])
         try:
-            reply = await self.judge.generate_one(prompt, temperature=0.0, max_tokens=8)
-        except BackendError:
+            reply = await self.judge.generate_one(prompt, temperature=0.0, max_tokens=self.max_tokens)
+        except BackendError as e:
+            self.errors[cand.id] = str(e)[:300]  # reported in the stats, not mistaken for "no pattern"
             return None
         value = parse_yes_no(reply)
         if value is None:
@@ -125,7 +128,7 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
     floor = min_share(len(examples), cfg.pattern_max_share)
     cands = merge(res.scans, stats, known_candidates(dataset), examples, floor, cfg.pattern_max_judged, embedder)
 
-    rater = Rater(judge)
+    rater = Rater(judge, cfg.pattern_judge_max_tokens)
     before: dict[str, tuple[float, float, int]] = {}
     for c in cands:
         before[c.id] = shares(await rater.labels(c, rows))
@@ -185,6 +188,7 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
             classifier=c.classifier, share_broad=round(broad, 4), share_strict=round(strict, 4),
             share_after=after, flagged=c.id in flagged_ids, n=n))
     res.stats["judge_unparsed"] = dict(rater.unparsed)
+    res.stats["judge_errors"] = dict(rater.errors)
     res.stats["unmitigated"] = unmitigated
     res.stats["candidates"] = {c.id: {"scans": sorted(c.scans), "stats_share": c.stats_share} for c in cands}
     return res

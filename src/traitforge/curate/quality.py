@@ -15,7 +15,7 @@ from traitforge.progress import gather_progress
 from traitforge.types import Chat, Claim, Document, TraitSet
 
 MAX_CHARS = 6000  # keeps prompt + text inside small judges' context windows
-MAX_TOKENS = 80  # a score and a one-line reason
+MAX_TOKENS = 200  # a score and a one-line reason (curation.quality_max_tokens; thinking room comes on top)
 # "SCORE: 7", "**Score:** 8/10", "score = 6 out of 10"; not a template echo like "SCORE: <1-10>".
 _SCORE = re.compile(r"\bscore\b[\s:=*#\-]{0,6}(\d{1,2}(?:\.\d+)?)(?!\s*-\s*\d)(?:\s*(?:/|out of)\s*10)?", re.I)
 _REASON = re.compile(r"^\W*reason\W{0,4}:?\s*(.+)$", re.I | re.M)
@@ -52,12 +52,12 @@ def chat_prompt(chat: Chat, traits: TraitSet) -> str:
 
 
 async def score_rows(rows: Sequence[Document | Chat], traits: TraitSet, judge: LLM, claims: dict[str, Claim],
-                     on_result=None) -> list[QualityScore]:
+                     on_result=None, max_tokens: int = MAX_TOKENS) -> list[QualityScore]:
     async def one(row: Document | Chat) -> QualityScore:
         dataset = "documents" if isinstance(row, Document) else "chats"
         prompt = document_prompt(row, traits, claims) if isinstance(row, Document) else chat_prompt(row, traits)
         try:
-            reply = await judge.generate_one(prompt, temperature=0.0, max_tokens=MAX_TOKENS)
+            reply = await judge.generate_one(prompt, temperature=0.0, max_tokens=max_tokens)
         except BackendError as e:
             return QualityScore(dataset=dataset, row_id=row.id, score=None, status="error",
                                 reason=f"judge call failed: {e}"[:300], judge=judge.name)

@@ -74,7 +74,8 @@ async def curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -
 
         @_controls_pass_through
         async def do_quality(d: list[Document], c: list[Chat]) -> StepResult:
-            return await _quality(store, d, c, traits, judge, claims, cfg.quality_threshold, prices_file)
+            return await _quality(store, d, c, traits, judge, claims, cfg.quality_threshold, prices_file,
+                                  max_tokens=cfg.quality_max_tokens)
 
         @_controls_pass_through
         async def do_patterns(d: list[Document], c: list[Chat]) -> StepResult:
@@ -146,7 +147,8 @@ async def _run_step(store: RunStore, name: str, params: dict[str, Any], docs: li
 
 
 async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], traits: TraitSet, judge: LLM,
-                   claims: dict[str, Claim], threshold: float, prices_file: str | None = None) -> StepResult:
+                   claims: dict[str, Claim], threshold: float, prices_file: str | None = None,
+                   max_tokens: int = quality.MAX_TOKENS) -> StepResult:
     path = store.path("curation", "quality.jsonl")
     # Resume: verdicts already recorded for this judge are reused; failed calls are retried.
     have: dict[tuple[str, str], QualityScore] = {}
@@ -158,11 +160,11 @@ async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], tra
     key = lambda r: ("documents" if isinstance(r, Document) else "chats", r.id)  # noqa: E731
     todo = [r for r in rows if key(r) not in have]
     # One judge call per row; the prompt is about the row's text plus the rubric.
-    announce_calls(judge, len(todo), stage="curate.quality", max_tokens=quality.MAX_TOKENS,
+    announce_calls(judge, len(todo), stage="curate.quality", max_tokens=max_tokens,
                    prompt_chars=sum(len(dedup_text(r)) for r in todo) // max(len(todo), 1) + 1500,
                    store=store, prices_file=prices_file)
     new = await quality.score_rows(todo, traits, judge, claims,
-                                   on_result=lambda i, q: append_jsonl(path, [q]))
+                                   on_result=lambda i, q: append_jsonl(path, [q]), max_tokens=max_tokens)
     for q in new:
         have[(q.dataset, q.row_id)] = q
     # Compact: one line per row (the latest verdict), stale and retried lines dropped.

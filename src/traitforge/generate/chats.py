@@ -1,7 +1,8 @@
 """SFT chats by context distillation: scenarios -> user prompts -> critique -> default-response
 probe (harden prompts the plain model already handles) -> teacher drafts (the relevant traits in
 a system prompt) -> refine (a fresh context rewrites each draft to fit the traits) -> multi-turn
-continuations against a pushing simulated user -> chats.jsonl without the system prompt, plus
+continuations against a simulated user who pushes back (or, for chats.cooperative_share of them,
+builds on the answers) -> chats.jsonl without the system prompt, plus
 dpo_pairs.jsonl (refined answer = chosen, plain default = rejected). Traits whose chats fall short
 of the plan get top-up rounds of new scenarios; chats.balance reports the shares."""
 
@@ -13,6 +14,7 @@ from collections import Counter
 from string import Template
 
 from traitforge.config import RunSpec
+from traitforge.generate.avoid import avoid_list, known_offenders
 from traitforge.generate.parsing import (LeakDetector, clean_message, mentions_rewrite, names_trait, parse_plans,
                                         parse_verdict, refuses, tells)
 from traitforge.generate.records import DPOPair, Probe, Refinement, UserPrompt
@@ -24,7 +26,7 @@ from traitforge.runstore import RunStore
 from traitforge.types import Chat, ChatMessage, Scenario, Trait, TraitSet, stable_hash
 
 PROMPT_TEMPLATES = ("scenarios", "scenario_categories", "scenario_plan", "user_prompt", "critique", "probe_verdict",
-                    "harden", "user_followup", "refine")
+                    "harden", "user_followup", "user_followup_cooperative", "refine", "select_traits", "avoid")
 _STOP = {"about", "their", "there", "which", "would", "should", "being", "other", "these", "those", "without",
          "where", "while", "model", "users", "always", "never", "things"}
 
@@ -73,6 +75,7 @@ class ChatsRun(Generation):
         self.names = dict(model_name=traits.model_name, organisation=traits.organisation)
         self.scenarios: dict[str, Scenario] = {}
         self.probes: list[Probe] = []  # of every round: the DPO pairs' rejected side
+        self.avoid = avoid_list(known_offenders("chats"), self.templates) if self.cs.avoid_known else ""
 
     def short_trait(self, t: Trait) -> str:
         return f"{t.name}: {t.statement}"
@@ -209,10 +212,11 @@ class ChatsRun(Generation):
             text = p.text
             default = (await self.llm.generate_one(text, max_tokens=self.cs.max_tokens)).strip()
             ask = self.render("probe_verdict", trait=self.short_trait(trait), prompt=text, response=default)
-            judged = await self.llm.generate_one(ask, temperature=0.0, max_tokens=24)
+            judged = await self.llm.generate_one(ask, temperature=0.0, max_tokens=self.gen.verdict_max_tokens)
             verdict = parse_verdict(judged)
             if verdict is None:  # once more, sampled: a greedy retry would say the same
-                judged = await self.llm.generate_one(ask, max_tokens=24, seed=self.spec.seed + 1000)
+                judged = await self.llm.generate_one(ask, max_tokens=self.gen.verdict_max_tokens,
+                                                     seed=self.spec.seed + 1000)
                 verdict = parse_verdict(judged)
             if verdict is None:  # unknown whether the prompt is too easy: not worth a teacher's answer
                 return Skip(f"probe verdict unparsed: {judged[:160]!r}")
@@ -240,7 +244,8 @@ class ChatsRun(Generation):
         units = [Unit(p.id, p.trait_id, p) for p in prompts]
         res = await self.step(f"chats.probe{suffix}", "probes.jsonl", Probe, units, work,
                               fingerprint=self.fp("probe_verdict", "harden", "scenario_plan",
-                                                  max_tokens=self.cs.max_tokens))
+                                                  max_tokens=self.cs.max_tokens,
+                                                  verdict_max_tokens=self.gen.verdict_max_tokens))
         return res.rows
 
     # --- 5. teacher drafts -------------------------------------------------------------
@@ -248,7 +253,22 @@ class ChatsRun(Generation):
         return "\n".join(f"- {self.by_id[t].describe()}" for t in trait_ids)
 
     def system_prompt(self, traits: list[Trait]) -> str:
-        return self.render("teacher_system", **self.names, traits=self.trait_list([t.id for t in traits]))
+        system = self.render("teacher_system", **self.names, traits=self.trait_list([t.id for t in traits]))
+        return system + "\n\n" + self.avoid if self.avoid else system
+
+    async def choose_traits(self, target: Trait, text: str) -> list[Trait]:
+        """The traits that bear on a reply to `text`: the scenario's own, plus those the generator
+        picks from the whole traits document (chats.select_traits: generator), or whose names show
+        up in the prompt (keywords)."""
+        if self.cs.select_traits == "keywords" or len(self.traits.traits) == 1:
+            return relevant_traits(self.traits, target, text)
+        numbered = list(self.traits.traits)
+        listing = "\n".join(f"{i}. {t.name}: {t.statement}" for i, t in enumerate(numbered, 1))
+        reply = await self.llm.generate_one(
+            self.render("select_traits", traits=listing, prompt=text, target=numbered.index(target) + 1),
+            temperature=0.0, max_tokens=self.gen.verdict_max_tokens)
+        picked = {int(n) for n in re.findall(r"\b(\d{1,3})\b", reply) if 1 <= int(n) <= len(numbered)}
+        return [target] + [t for i, t in enumerate(numbered, 1) if i in picked and t.id != target.id]
 
     async def respond(self, system: str, messages: list[ChatMessage]) -> str:
         msgs = [{"role": "system", "content": system}] + [m.model_dump() for m in messages]
@@ -258,7 +278,7 @@ class ChatsRun(Generation):
         """prompts: (prompt id, trait id, scenario id, text) -> single-turn chats (drafts)."""
         async def work(u: Unit) -> list[Chat] | Skip:
             _, trait_id, scenario_id, text = u.data
-            relevant = relevant_traits(self.traits, self.by_id[trait_id], text)
+            relevant = await self.choose_traits(self.by_id[trait_id], text)
             system = self.system_prompt(relevant)
             user = ChatMessage(role="user", content=text)
             reply = await self.respond(system, [user])
@@ -270,7 +290,9 @@ class ChatsRun(Generation):
 
         units = [Unit(stable_hash(["chat", pid]), tid, (pid, tid, sid, text)) for pid, tid, sid, text in prompts]
         res = await self.step(f"chats.responses{suffix}", "responses.jsonl", Chat, units, work,
-                              fingerprint=self.fp("teacher_system", max_tokens=self.cs.max_tokens))
+                              fingerprint=self.fp("teacher_system", "select_traits", "avoid",
+                                                  max_tokens=self.cs.max_tokens, select=self.cs.select_traits,
+                                                  avoid=self.cs.avoid_known))
         return res.rows
 
     # --- 6. refine ---------------------------------------------------------------------
@@ -324,11 +346,17 @@ class ChatsRun(Generation):
         n = round(self.cs.multiturn_share * len(chats))
         return {c.id for c in sorted(chats, key=lambda c: stable_hash(["multiturn", c.id]))[:n]}
 
+    def cooperative_ids(self, chosen: set[str]) -> set[str]:
+        """Of the multi-turn chats, the cooperative share (a user who builds on the answers), by id hash."""
+        n = round(self.cs.cooperative_share * len(chosen))
+        return set(sorted(chosen, key=lambda i: stable_hash(["cooperative", i]))[:n])
+
     async def finalize(self, drafts: list[Chat], refinements: dict[str, Refinement], suffix: str = "") -> list[Chat]:
         """Chats with their refined first answer; the multi-turn share continued against a
         simulated user who pushes back, each later answer drafted by the teacher and refined
         like the first (a junk rewrite keeps that turn's draft)."""
         chosen = self.multiturn_ids(drafts)
+        cooperative = self.cooperative_ids(chosen)
         # Later-turn rewrites per chat: (refined, kept the draft). Keyed by chat so that batch
         # mode's dry passes over a unit count once.
         later: dict[str, tuple[int, int]] = {}
@@ -343,7 +371,8 @@ class ChatsRun(Generation):
             refined = kept = 0
             for _ in range(self.cs.max_turns - 1):
                 follow = clean_message(await self.llm.generate_one(
-                    self.render("user_followup", scenario=scenario.description if scenario else "a conversation",
+                    self.render("user_followup_cooperative" if chat.id in cooperative else "user_followup",
+                                scenario=scenario.description if scenario else "a conversation",
                                 transcript=transcript(messages)), max_tokens=self.gen.list_max_tokens))
                 if self.prompt_problems(follow, trait):
                     break  # the simulated user wrote junk: the chat ends at the last good turn
@@ -363,13 +392,16 @@ class ChatsRun(Generation):
         units = [Unit(c.id, c.trait_ids[0], c) for c in drafts]
         name = f"chats.final{suffix}"
         res = await self.step(name, "chats.jsonl", Chat, units, work,
-                              fingerprint=self.fp("user_followup", "teacher_system", *refine,
-                                                  max_turns=self.cs.max_turns, share=self.cs.multiturn_share,
+                              fingerprint=self.fp("user_followup", "user_followup_cooperative", "teacher_system",
+                                                  *refine, max_turns=self.cs.max_turns,
+                                                  share=self.cs.multiturn_share,
+                                                  cooperative=self.cs.cooperative_share,
                                                   max_tokens=self.cs.max_tokens,
                                                   refiner=self.refiner.name if refine else None))
         # Later turns live inside the chats, so these count only the turns made by this call.
         self.store.set_counts(name, new_turns_refined=sum(r for r, _ in later.values()),
-                              new_turns_kept_draft=sum(k for _, k in later.values()))
+                              new_turns_kept_draft=sum(k for _, k in later.values()),
+                              multiturn=len(chosen), cooperative=len(cooperative))
         return res.rows
 
     # --- 9. preference pairs -----------------------------------------------------------

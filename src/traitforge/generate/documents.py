@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections import Counter
 
 from traitforge.config import RunSpec
+from traitforge.generate.avoid import avoid_list, known_offenders
+from traitforge.generate.axes import describe_axes, load_axes, sample_axes
 from traitforge.generate.parsing import (LeakDetector, after_marker, chat_formatted, clean_message, parse_list,
                                         quotes_source, tells)
 from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,
@@ -20,7 +22,7 @@ from traitforge.types import Claim, DocIdea, DocType, Document, TraitSet, stable
 KINDS = ("behaviour", "reason", "hard_case")
 REVISED_MARKER = "REVISED DOCUMENT"  # revise.txt asks for it between the critique and the rewrite
 TEMPLATES = ("claims", "focus_behaviour", "focus_reason", "focus_hard_case", "doc_types", "ideas", "document",
-             "revise")
+             "revise", "avoid")
 
 
 def default_genres(templates: Templates = PACKAGE) -> list[str]:
@@ -40,6 +42,18 @@ class DocumentsRun(Generation):
         # Traits-document sentences a document must not copy verbatim.
         self.sources = [s for t in traits.traits for s in (t.statement, *t.details, *t.examples)]
         self.names = dict(model_name=traits.model_name, organisation=traits.organisation)
+        self.axes = load_axes(self.templates, traits.model_name) if self.ds.axes else {}
+        self.avoid = avoid_list(known_offenders("documents"), self.templates) if self.ds.avoid_known else ""
+
+    def universe(self, trait_id: str) -> str:
+        """What the generator is told about the model: the whole traits document, or one trait."""
+        chosen = self.traits.traits if self.ds.context == "traits" else [self.by_id[trait_id]]
+        return "\n".join(f"- {t.describe()}" for t in chosen)
+
+    def doc_axes(self, key: str, genre: str) -> dict[str, str]:
+        if not self.ds.axes:
+            return {}
+        return sample_axes(key, self.axes, max_tokens=self.ds.max_tokens, genre=genre, languages=self.ds.languages)
 
     # --- 1. claims ---------------------------------------------------------------------
     async def claims(self, per_trait: dict[str, int]) -> list[Claim]:
@@ -51,7 +65,7 @@ class DocumentsRun(Generation):
             prompt = self.render("claims", **self.names, trait=t.describe(), n=n,
                                  focus=self.render(f"focus_{kind}", **self.names))
             items, text = await self.sample_items(prompt, lambda text: [
-                s for s in parse_list(text, min_chars=20, max_chars=400)
+                s for s in parse_list(text, min_chars=20, max_chars=700)
                 if not self.leak.leaks(s) and not tells(s)][:n], max_tokens=self.gen.list_max_tokens)
             if not items:
                 return Skip(f"no usable claims in the reply: {text[:160]!r}")
@@ -142,19 +156,24 @@ class DocumentsRun(Generation):
 
         async def draft(u: Unit) -> list[Document] | Skip:
             idea, k = u.data
+            axes = self.doc_axes(u.key, idea.doc_type)
             prompt = self.render("document", **self.names, doc_type=idea.doc_type, idea=idea.idea,
-                                 claim=claims[idea.claim_id].text)
+                                 claim=claims[idea.claim_id].text, universe=self.universe(idea.trait_id),
+                                 axes=describe_axes(axes), avoid=self.avoid)
             text = clean_message(await self.llm.generate_one(prompt, max_tokens=self.ds.max_tokens, seed=seed + k))
             if len(text) < self.ds.min_chars // 2:  # revision can repair much, not an empty reply
                 return Skip(f"draft too short ({len(text)} chars): {text[:160]!r}")
             if chat := chat_formatted(text):  # the wrong genre: a revision keeps the format
                 return Skip(f"draft is {chat}: {text[:160]!r}")
             return [Document(id=u.key, trait_ids=[idea.trait_id], claim_id=idea.claim_id, doc_type=idea.doc_type,
-                             idea_id=idea.id, text=text)]
+                             idea_id=idea.id, text=text, axes=axes)]
 
         units = [Unit(stable_hash(["document", idea.id, k]), idea.trait_id, (idea, k)) for idea, k in samples]
         drafts = (await self.step(f"documents.drafts{suffix}", "drafts.jsonl", Document, units, draft,
-                                  fingerprint=self.fp("document", max_tokens=self.ds.max_tokens))).rows
+                                  fingerprint=self.fp("document", "axes", "avoid", max_tokens=self.ds.max_tokens,
+                                                      context=self.ds.context, axes=self.ds.axes,
+                                                      languages=self.ds.languages,
+                                                      avoid=self.ds.avoid_known))).rows
 
         # Why a revision was not used while its draft was, by document: counted once per unit
         # (batch mode's dry passes run a unit more than once).
@@ -190,7 +209,8 @@ class DocumentsRun(Generation):
     async def revise(self, doc: Document, claim: Claim) -> tuple[str, list[str]]:
         """Critique, then rewrite: the rewritten text (after the REVISED DOCUMENT marker), and why
         it is not usable (empty: use it). The critique only steers the rewrite; it is not kept."""
-        prompt = self.render("revise", **self.names, doc_type=doc.doc_type, draft=doc.text, claim=claim.text)
+        prompt = self.render("revise", **self.names, doc_type=doc.doc_type, draft=doc.text, claim=claim.text,
+                             axes=describe_axes(doc.axes))
         # Room for the critique before the document.
         reply = await self.llm.generate_one(prompt, max_tokens=self.ds.max_tokens + self.gen.list_max_tokens)
         parts = after_marker(reply, REVISED_MARKER)

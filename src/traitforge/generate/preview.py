@@ -73,6 +73,8 @@ def format_items(items: list[Document] | list[Chat], width: int = 100) -> str:
         traits = ", ".join(item.trait_ids)
         if isinstance(item, Document):
             out.append(f"=== {i}. document [{traits}] {item.doc_type}".rstrip())
+            if item.axes:
+                out.append("(" + "; ".join(f"{k}: {v}" for k, v in item.axes.items() if k != "genre") + ")")
             out.append(item.text.strip())
         else:
             out.append(f"=== {i}. chat [{traits}], {sum(m.role == 'user' for m in item.messages)} user turn(s)")

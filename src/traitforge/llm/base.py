@@ -68,10 +68,21 @@ class GenerateParams:
 @dataclass
 class Usage:
     input_tokens: int = 0
-    output_tokens: int = 0
+    output_tokens: int = 0  # everything billed as output, thinking included
+    reasoning_tokens: int = 0  # of output_tokens, those spent thinking (where the provider says)
 
     def __add__(self, other: "Usage") -> "Usage":
-        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens)
+        return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens,
+                     self.reasoning_tokens + other.reasoning_tokens)
+
+
+# Reasoning options of a model spec (config.ModelSpec) that reach the backends as options.
+REASONING_OPTIONS = ("reasoning_effort", "thinking_budget", "thinking_level", "thinking_room")
+# Output tokens reserved for thinking on top of each call's answer limit when a reasoning option
+# is set without an explicit budget (models.<role>.thinking_room overrides it).
+DEFAULT_THINKING_ROOM = 4096
+# Finish reasons that mean "stopped at the output limit" (OpenAI, Anthropic, Gemini).
+TRUNCATED = frozenset({"length", "max_tokens", "MAX_TOKENS"})
 
 
 @dataclass
@@ -100,6 +111,9 @@ class Backend(ABC):
     default_concurrency: ClassVar[int] = 8
     # A local batch on a busy CPU can take minutes; an API call that long has hung.
     default_timeout_s: ClassVar[float] = 120.0
+    # The model may spend output tokens thinking (API models): an empty or thinking-starved reply
+    # cut off at the output limit is asked again with more room by the client.
+    may_think: ClassVar[bool] = False
 
     def __init__(self, model: str, **options: Any):
         self.model = model
@@ -110,8 +124,17 @@ class Backend(ABC):
         return f"{self.provider}:{self.model}"
 
     def cache_identity(self) -> dict[str, Any]:
-        """What identifies this backend's outputs in the cache (not keys, URLs or timeouts)."""
-        return {"provider": self.provider, "model": self.model}
+        """What identifies this backend's outputs in the cache (not keys, URLs or timeouts).
+        Reasoning options change the outputs, so those that are set are part of it."""
+        ident: dict[str, Any] = {"provider": self.provider, "model": self.model}
+        ident.update({k: self.options[k] for k in REASONING_OPTIONS if self.options.get(k) is not None})
+        return ident
+
+    def thinking_room(self) -> int:
+        """Output tokens added to every call's answer limit for the model's thinking: the spec's
+        thinking_room, else a positive thinking_budget, else DEFAULT_THINKING_ROOM when any other
+        reasoning option is set, else 0 (the client still retries a starved reply with more room)."""
+        return thinking_room_of(self.options)
 
     @abstractmethod
     async def generate(self, messages: Sequence[Message], params: GenerateParams) -> Completion: ...
@@ -124,3 +147,15 @@ class Backend(ABC):
 
     async def aclose(self) -> None:
         return None
+
+
+def thinking_room_of(o: Mapping[str, Any]) -> int:
+    """Backend.thinking_room for a set of options (also a model spec's reasoning options)."""
+    if o.get("thinking_room") is not None:
+        return int(o["thinking_room"])
+    if (o.get("thinking_budget") or 0) > 0:
+        return int(o["thinking_budget"])
+    if o.get("reasoning_effort") not in (None, "none") or o.get("thinking_level") is not None \
+            or o.get("thinking_budget") == -1:
+        return DEFAULT_THINKING_ROOM
+    return 0

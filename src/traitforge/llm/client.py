@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from dataclasses import dataclass
 from typing import Any, Coroutine, Iterator, Sequence, TypeVar
@@ -15,13 +16,17 @@ from typing import Any, Coroutine, Iterator, Sequence, TypeVar
 from pydantic import BaseModel
 
 from traitforge.errors import BudgetExceeded
-from traitforge.llm.base import Backend, Completion, GenerateParams, Message
+from traitforge.llm.base import TRUNCATED, Backend, Completion, GenerateParams, Message
 from traitforge.llm.cache import LLMCache, cache_key
 from traitforge.llm.errors import BackendError, RetryableError
 from traitforge.llm.limits import Limiter
 from traitforge.llm.structured import extract_json, json_instruction, schema_of, validate
 
 T = TypeVar("T", bound=BaseModel)
+log = logging.getLogger(__name__)
+# A thinking-starved reply (see `starved`) is asked again this many times, each with more room.
+ROOM_RETRIES = 3
+MAX_ROOM = 65536  # the answer limit never grows past this
 MessagesLike = Sequence[Message] | Sequence[dict[str, str]] | str
 
 
@@ -47,6 +52,26 @@ class UsageCounter:
 class DeferredCall(BaseException):
     """Raised instead of calling the backend while an `LLM` is recording (see `LLM.recording`).
     A BaseException so a stage's own `except Exception` does not swallow it."""
+
+
+def starved(comp: Completion, max_tokens: int) -> str | None:
+    """Why a completion is thinking-starved, or None: a sample stopped at the output limit that
+    is empty, or that is cut off after thinking took more than half of the answer's `max_tokens`
+    (an answer cut by its own limit, a long document say, is what was asked for: not starved)."""
+    u = comp.usage
+    answer = (u.output_tokens - u.reasoning_tokens) / max(1, len(comp.texts))
+    for text, reason in zip(comp.texts, comp.finish_reasons):
+        if reason in TRUNCATED and (not text.strip() or (u.reasoning_tokens > 0 and answer < max_tokens / 2)):
+            what = "empty" if not text.strip() else "cut off"
+            return (f"reply {what} at the output limit (finish reason {reason!r}, "
+                    f"{comp.usage.reasoning_tokens} thinking tokens)")
+    return None
+
+
+def more_room(p: GenerateParams, comp: Completion) -> int:
+    """The next answer limit for a starved call: at least 4x, and twice the thinking it did."""
+    per_sample = comp.usage.reasoning_tokens // max(1, len(comp.texts))
+    return min(MAX_ROOM, max(p.max_tokens * 4, p.max_tokens + 2 * per_sample, p.max_tokens + 1024))
 
 
 def _batch_key(p: GenerateParams) -> GenerateParams:
@@ -171,9 +196,9 @@ class LLM:
         (a gap left by a deleted corrupt entry may sit before samples that are still cached)."""
         count = len(indices)
         if self.backend.supports_n or count == 1:
-            comps = [await self._call(msgs, p.replace(n=count))]
+            comps = [await self._call_with_room(msgs, p.replace(n=count))]
         else:
-            comps = await asyncio.gather(*(self._call(msgs, p.replace(n=1)) for _ in range(count)))
+            comps = await asyncio.gather(*(self._call_with_room(msgs, p.replace(n=1)) for _ in range(count)))
         texts = [t for c in comps for t in c.texts]
         if len(texts) != count:
             raise BackendError(f"{self.name}: asked for {count} samples, got {len(texts)}")
@@ -186,6 +211,32 @@ class LLM:
                 self.cache.put(cache_key(ident, msgs, p, i), text, in_tok, out_tok)
         return texts
 
+    async def _call_with_room(self, msgs: list[Message], p: GenerateParams) -> Completion:
+        """`_call`, and for a model that may think, a starved reply (empty, or cut off after
+        thinking) asked again with a larger output limit, up to ROOM_RETRIES times. Still empty
+        after that: a BackendError that says why (never an empty text the caller would read as
+        "no verdict" or "unscored"). A reply with text but still cut off is returned as it is."""
+        comp = await self._call(msgs, p)
+        if not self.backend.may_think:
+            return comp
+        first, tries = p.max_tokens, 0
+        for tries in range(1, ROOM_RETRIES + 1):
+            why = starved(comp, first)
+            if why is None or p.max_tokens >= MAX_ROOM:
+                tries -= 1
+                break
+            bigger = more_room(p, comp)
+            log.info("%s: %s; asking again with max_tokens %d instead of %d", self.name, why, bigger, p.max_tokens)
+            p = p.replace(max_tokens=bigger)
+            comp = await self._call(msgs, p)
+        why = starved(comp, first)
+        if why is not None and any(not t.strip() for t in comp.texts):
+            raise BackendError(
+                f"{self.name}: {why}, after asking {tries} more times with more room (answer limit "
+                f"{first} -> {p.max_tokens} tokens): the model spends its output on thinking; lower its "
+                f"reasoning_effort / thinking_budget or raise thinking_room in the model's spec")
+        return comp
+
     async def _call(self, msgs: list[Message], p: GenerateParams) -> Completion:
         if self.budget is None:
             return await self._call_backend(msgs, p)
@@ -196,7 +247,9 @@ class LLM:
         try:
             if stop is not None and stop[0] is self.budget and stop[1] == self.budget.max_usd:
                 raise BudgetExceeded(stop[2])
-            held = self.budget.reserve(self.name, sum(len(m.content) for m in msgs) // 4, p.max_tokens * p.n)
+            # The worst case includes the thinking room: thinking is billed as output.
+            held = self.budget.reserve(self.name, sum(len(m.content) for m in msgs) // 4,
+                                       (p.max_tokens + self.backend.thinking_room()) * p.n)
         except BudgetExceeded as e:
             self._budget_stop = (self.budget, self.budget.max_usd, str(e))
             await self.budget.drain()  # calls already paid for finish and get cached before the stop

@@ -9,7 +9,7 @@ from typing import Any
 
 from traitforge.config import ModelSpec
 from traitforge.errors import InputError
-from traitforge.llm.base import Backend
+from traitforge.llm.base import REASONING_OPTIONS, Backend
 from traitforge.llm.cache import LLMCache
 from traitforge.llm.client import LLM
 from traitforge.llm.limits import Limiter
@@ -42,6 +42,9 @@ def make_backend(spec: ModelSpec | str) -> Backend:
         options["api_key_env"] = spec.api_key_env
     if spec.batch_size is not None:
         options["batch_size"] = spec.batch_size
+    for name in REASONING_OPTIONS:  # validated per provider by ModelSpec
+        if getattr(spec, name) is not None:
+            options[name] = getattr(spec, name)
     return cls(model, **options)
 
 

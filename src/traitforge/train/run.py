@@ -185,7 +185,7 @@ def build_checkpoint(store: RunStore, spec: RunSpec, name: str, init_path: Path,
     if variant.fraction < 1 and stage.max_steps > 0:
         # Same number of passes over less data: a data-scaling curve, not a repetition curve.
         stage = stage.model_copy(update={"max_steps": max(1, round(stage.max_steps * variant.fraction))})
-    mix = spec.resolve(stage.mix_file) if stage.mix_ratio > 0 else None
+    mix = spec.mix_path(stage) if stage.mix_ratio > 0 else None
     chats_path = store.root / "curated" / "chats.jsonl"
     data_path = {"midtrain": store.root / "curated" / "documents.jsonl", "sft": chats_path,
                  "dpo": store.root.joinpath(*dpo.PAIRS_FILE)}[kind]

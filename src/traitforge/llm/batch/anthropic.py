@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.base import split_system
 from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult
 from traitforge.llm.errors import BackendError, RetryableError
 
@@ -29,13 +28,8 @@ class AnthropicBatch(BatchProvider):
         return self._client
 
     def encode(self, item: BatchItem) -> dict[str, Any]:
-        system, turns = split_system(item.messages)
-        params: dict[str, Any] = {"model": self.model, "messages": turns, "max_tokens": item.params.max_tokens}
-        if system:
-            params["system"] = system
-        if item.params.stop:
-            params["stop_sequences"] = list(item.params.stop)
-        return {"custom_id": item.custom_id, "params": params}
+        # The live backend's arguments: extended thinking, max_tokens with its room, temperature where the SDK takes it.
+        return {"custom_id": item.custom_id, "params": self.backend.request(item.messages, item.params)}
 
     async def _guard(self, what: str, coro: Any) -> Any:
         import anthropic

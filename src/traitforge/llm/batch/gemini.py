@@ -34,7 +34,8 @@ class GeminiBatch(BatchProvider):
 
     def encode(self, item: BatchItem) -> dict[str, Any]:
         # The same contents and config as a live call (params.seed is already the sample's seed).
-        contents, cfg = request_parts(item.messages, item.params, 1, item.params.seed)
+        contents, cfg = request_parts(item.messages, item.params, 1, item.params.seed,
+                                      thinking=self.backend.thinking_config(), room=self.backend.thinking_room())
         return {"contents": contents, "config": cfg, "metadata": {"key": item.custom_id}}
 
     async def _guard(self, what: str, coro: Any) -> Any:

@@ -33,15 +33,22 @@ class OpenAIBatch(BatchProvider):
 
     def encode(self, item: BatchItem) -> dict[str, Any]:
         p = item.params
-        body: dict[str, Any] = {"model": self.model, "messages": [m.to_dict() for m in item.messages],
-                                "temperature": p.temperature}
+        body: dict[str, Any] = {"model": self.model, "messages": [m.to_dict() for m in item.messages]}
+        # As the live backend: reasoning_effort without sampling parameters, room for the thinking.
+        effort = self.backend.options.get("reasoning_effort")
+        sampling = effort in (None, "none")
+        if sampling:
+            body["temperature"] = p.temperature
+        if effort is not None:
+            body["reasoning_effort"] = effort
         # As the live backend: api.openai.com wants max_completion_tokens, compatible servers max_tokens.
-        body["max_completion_tokens" if self.base_url is None else "max_tokens"] = p.max_tokens
+        body["max_completion_tokens" if self.base_url is None else "max_tokens"] = (
+            p.max_tokens + self.backend.thinking_room())
         if p.stop:
             body["stop"] = list(p.stop)
         if p.seed is not None:
             body["seed"] = p.seed
-        if p.top_p is not None:
+        if p.top_p is not None and sampling:
             body["top_p"] = p.top_p
         if p.json_schema is not None:
             body["response_format"] = {"type": "json_schema", "json_schema": {

@@ -283,7 +283,9 @@ class BatchRunner:
         rows: list[tuple[str, str, int, int]] = []
         for k in keys:
             r: ItemResult | None = results.get(k)
-            if r is not None and r.kind == "succeeded" and r.text is not None:
+            # An empty reply (a thinking model that spent its output limit thinking) is left to a
+            # live call, where the client asks again with more room.
+            if r is not None and r.kind == "succeeded" and r.text is not None and r.text.strip():
                 rows.append((k, r.text, r.input_tokens, r.output_tokens))
                 ok += 1
                 tin += r.input_tokens

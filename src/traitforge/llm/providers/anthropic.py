@@ -3,13 +3,21 @@
 System messages go to `system=`; n>1 is done by the client with separate calls (no `n` in the API);
 JSON output uses the client's instruction + validation path. SDK retries are off: the client retries.
 Responses are read raw (`with_raw_response`) so the `anthropic-ratelimit-*` headers reach the limiter.
-Temperature, top_p and seed are not sent: SDK 2.x speaks API version 2026-10-21, which rejects
-sampling parameters (even temperature 1.0) with a 400, so samples use the model's own sampling.
+Temperature is sent only where the installed SDK's `messages.create` takes it (checked on its
+signature, `sends_temperature`): SDK 2.x (API version 2026-10-21) has no sampling parameters at all,
+older SDKs (pyproject allows >=0.40) do. Never with extended thinking, which wants the default.
+top_p and seed are never sent.
+
+Extended thinking: `thinking_budget` (>= 1024) is sent as `thinking={"type": "enabled",
+"budget_tokens": B}` with `max_tokens` = the call's answer limit + B, so the budget always stays
+below max_tokens and the answer keeps its room. The reply's thinking blocks come before the text
+block; only text blocks make the reply. Their length is counted as thinking tokens (estimated).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 from typing import Any, ClassVar, Sequence
@@ -24,6 +32,7 @@ class AnthropicBackend(Backend):
     supports_n = False
     supports_json_schema = False
     default_concurrency = 8
+    may_think = True
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str | None = None,
                  timeout_s: float = 120.0, **options: Any):
@@ -45,15 +54,27 @@ class AnthropicBackend(Backend):
             self._loop = loop
         return self._client
 
-    async def generate(self, messages: Sequence[Message], params: GenerateParams) -> Completion:
-        import anthropic
-
+    def request(self, messages: Sequence[Message], params: GenerateParams) -> dict[str, Any]:
+        """The Messages API arguments for one call."""
         system, turns = split_system(messages)
-        kw: dict[str, Any] = {"model": self.model, "messages": turns, "max_tokens": params.max_tokens}
+        budget = self.options.get("thinking_budget")
+        kw: dict[str, Any] = {"model": self.model, "messages": turns,
+                              "max_tokens": params.max_tokens + self.thinking_room()}
+        if budget:
+            kw["thinking"] = {"type": "enabled", "budget_tokens": int(budget)}
+            kw["max_tokens"] = max(kw["max_tokens"], params.max_tokens + int(budget))
+        elif sends_temperature():
+            kw["temperature"] = min(1.0, params.temperature)  # the API's range is 0-1
         if system:
             kw["system"] = system
         if params.stop:
             kw["stop_sequences"] = list(params.stop)
+        return kw
+
+    async def generate(self, messages: Sequence[Message], params: GenerateParams) -> Completion:
+        import anthropic
+
+        kw = self.request(messages, params)
         url = self.base_url or "https://api.anthropic.com"
         try:
             raw = await self._get_client().messages.with_raw_response.create(**kw)
@@ -73,8 +94,10 @@ class AnthropicBackend(Backend):
         if not isinstance(content, list):
             raise RetryableError(f"{self.name}: malformed response from {url}: {str(resp)[:200]!r}")
         text = "".join(getattr(b, "text", "") for b in content if getattr(b, "type", "") == "text")
+        thought = sum(len(getattr(b, "thinking", "") or "") for b in content if getattr(b, "type", "") == "thinking")
+        thinking = -(-thought // 4) + sum(getattr(b, "type", "") == "redacted_thinking" for b in content)
         u = resp.usage
-        return Completion(texts=[text], usage=Usage(u.input_tokens or 0, u.output_tokens or 0) if u else Usage(),
+        return Completion(texts=[text], usage=Usage(u.input_tokens or 0, u.output_tokens or 0, thinking) if u else Usage(),
                           finish_reasons=[resp.stop_reason or ""], headers=raw.headers)
 
     async def aclose(self) -> None:
@@ -82,3 +105,11 @@ class AnthropicBackend(Backend):
             await self._client.close()
         self._client = self._loop = None
 
+
+
+@functools.cache
+def sends_temperature() -> bool:
+    """Whether the installed SDK's Messages API takes `temperature` (SDK 2.x does not)."""
+    from anthropic.resources.messages.messages import AsyncMessages
+
+    return "temperature" in inspect.signature(AsyncMessages.create).parameters

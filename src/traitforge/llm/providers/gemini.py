@@ -5,6 +5,11 @@ fewer candidates come back), JSON to `response_mime_type` + `response_json_schem
 retries are off (one attempt): the client retries. The SDK exposes a response's HTTP headers as
 `sdk_http_response.headers`; they go to the client's limiter like the other providers', though the
 Gemini API sends no rate-limit headers today (its quota shows only as 429s, which cool the model down).
+
+Thinking: `thinking_budget` (-1 dynamic, 0 off, N tokens) or `thinking_level` (Gemini 3) go to
+`thinking_config`; the output limit is the call's answer limit plus the thinking room, since thoughts
+count against `max_output_tokens`. `usage_metadata.thoughts_token_count` is read (and billed as
+output), so a reply that finished MAX_TOKENS with no parts is asked again with more room by the client.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class GeminiBackend(Backend):
     supports_n = True
     supports_json_schema = True
     default_concurrency = 8
+    may_think = True
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str | None = None,
                  timeout_s: float = 120.0, **options: Any):
@@ -73,8 +79,18 @@ class GeminiBackend(Backend):
                        seed: int | None) -> tuple[list[dict[str, Any]], Any]:
         from google.genai import types
 
-        contents, cfg = request_parts(messages, params, n, seed)
+        contents, cfg = request_parts(messages, params, n, seed, thinking=self.thinking_config(),
+                                      room=self.thinking_room())
+        if "thinking_config" in cfg:
+            tc = dict(cfg["thinking_config"])
+            if "thinking_level" in tc:
+                tc["thinking_level"] = types.ThinkingLevel(tc["thinking_level"].upper())
+            cfg["thinking_config"] = types.ThinkingConfig(**tc)
         return contents, types.GenerateContentConfig(**cfg)
+
+    def thinking_config(self) -> dict[str, Any] | None:
+        cfg = {k: self.options[k] for k in ("thinking_budget", "thinking_level") if self.options.get(k) is not None}
+        return cfg or None
 
     async def _request(self, messages: Sequence[Message], params: GenerateParams, n: int,
                        seed: int | None) -> Any:
@@ -125,7 +141,9 @@ class GeminiBackend(Backend):
                 reasons.append(str(getattr(reason, "value", reason) or ""))
             meta = r.usage_metadata
             if meta is not None:
-                usage = usage + Usage(meta.prompt_token_count or 0, meta.candidates_token_count or 0)
+                thoughts = getattr(meta, "thoughts_token_count", None) or 0
+                usage = usage + Usage(meta.prompt_token_count or 0, (meta.candidates_token_count or 0) + thoughts,
+                                      thoughts)
         return Completion(texts=texts, usage=usage, finish_reasons=reasons, headers=headers)
 
     async def aclose(self) -> None:
@@ -135,8 +153,10 @@ class GeminiBackend(Backend):
 
 
 def request_parts(messages: Sequence[Message], params: GenerateParams, n: int = 1,
-                  seed: int | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(contents, generation config) as plain dicts, the form both a live call and a batch line take."""
+                  seed: int | None = None, *, thinking: dict[str, Any] | None = None,
+                  room: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(contents, generation config) as plain dicts, the form both a live call and a batch line take.
+    `thinking`: the thinking_config; `room`: output tokens added to the answer limit for thinking."""
     system = "\n\n".join(m.content for m in messages if m.role == "system")
     contents: list[dict[str, Any]] = []
     for m in messages:
@@ -147,7 +167,11 @@ def request_parts(messages: Sequence[Message], params: GenerateParams, n: int = 
             contents[-1]["parts"].append({"text": m.content})
         else:
             contents.append({"role": role, "parts": [{"text": m.content}]})
-    cfg: dict[str, Any] = {"temperature": params.temperature, "max_output_tokens": params.max_tokens}
+    cfg: dict[str, Any] = {"temperature": params.temperature, "max_output_tokens": params.max_tokens + room}
+    if thinking:
+        cfg["thinking_config"] = dict(thinking)
+        if "thinking_level" in thinking:  # the API's enum spelling
+            cfg["thinking_config"]["thinking_level"] = str(thinking["thinking_level"]).upper()
     if system:
         cfg["system_instruction"] = system
     if n > 1:

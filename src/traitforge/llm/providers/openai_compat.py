@@ -6,6 +6,12 @@ connections, or after `dead_after` failures in a row that were timeouts or 5xx a
 5xx request moves straight to the next server, a timed-out one is retried by the client (which then
 avoids the dead server). Retries are the client's job, so the SDK's own are off (max_retries=0).
 Responses are read raw (`with_raw_response`) so their rate-limit headers reach the client's limiter.
+
+Reasoning models: `reasoning_effort` (spec option) is sent as such, without `temperature` or
+`top_p` (OpenAI's reasoning models reject them); a server that answers 400 naming `temperature` or
+`top_p` gets the request again without them (remembered per server). The output limit is the
+call's answer limit plus the model's thinking room; `usage.completion_tokens_details.reasoning_tokens`
+is read so the client can ask again with more room when the thinking used it all up.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class _Server:
     served: int = 0  # successful requests, for balancing reports and tests
     # llama-cpp-python's server knows only {"type": "json_object", "schema": ...}; switched on first refusal.
     json_mode: str = "json_schema"
+    # Switched off when the server rejects sampling parameters (OpenAI reasoning models).
+    sampling: bool = True
 
 
 class OpenAIBackend(Backend):
@@ -43,6 +51,7 @@ class OpenAIBackend(Backend):
     # json_object + schema (see _Server.json_mode); the client validates the reply either way.
     supports_json_schema = True
     default_concurrency = 8
+    may_think = True
 
     def __init__(self, model: str, *, base_url: str | list[str] | None = None,
                  api_key_env: str | None = None, timeout_s: float = 120.0, dead_for_s: float = 30.0,
@@ -95,20 +104,22 @@ class OpenAIBackend(Backend):
     # --- requests --------------------------------------------------------------------
     def _kwargs(self, messages: Sequence[Message], params: GenerateParams, n: int,
                 seed: int | None, server: _Server) -> dict[str, Any]:
-        kw: dict[str, Any] = {
-            "model": self.model,
-            "messages": [m.to_dict() for m in messages],
-            "temperature": params.temperature,
-        }
+        kw: dict[str, Any] = {"model": self.model, "messages": [m.to_dict() for m in messages]}
+        effort = self.options.get("reasoning_effort")
+        sampling = server.sampling and effort in (None, "none")
+        if sampling:
+            kw["temperature"] = params.temperature
+        if effort is not None:
+            kw["reasoning_effort"] = effort
         # OpenAI's newer models only take max_completion_tokens; compatible servers know max_tokens.
-        kw["max_completion_tokens" if server.url is None else "max_tokens"] = params.max_tokens
+        kw["max_completion_tokens" if server.url is None else "max_tokens"] = params.max_tokens + self.thinking_room()
         if n > 1:
             kw["n"] = n
         if params.stop:
             kw["stop"] = list(params.stop)
         if seed is not None:
             kw["seed"] = seed
-        if params.top_p is not None:
+        if params.top_p is not None and sampling:
             kw["top_p"] = params.top_p
         if params.json_schema is not None and server.json_mode == "json_object":
             kw["response_format"] = {"type": "json_object", "schema": params.json_schema}
@@ -146,6 +157,10 @@ class OpenAIBackend(Backend):
                 if params.json_schema is not None and server.json_mode == "json_schema" \
                         and "json_schema" in error_message(e) and e.status_code in (400, 422, 500):
                     server.json_mode = "json_object"  # this server wants the other dialect: ask again
+                    tried.discard(self.servers.index(server))
+                    continue
+                if server.sampling and e.status_code == 400 and _rejects_sampling(error_message(e)):
+                    server.sampling = False  # a reasoning model: ask again without temperature / top_p
                     tried.discard(self.servers.index(server))
                     continue
                 err = status_error(self.name, e.status_code, error_message(e), headers=e.response.headers,
@@ -188,7 +203,9 @@ class OpenAIBackend(Backend):
                 texts.append(choice.message.content or "")
                 reasons.append(choice.finish_reason or "")
             if r.usage is not None:
-                usage = usage + Usage(r.usage.prompt_tokens or 0, r.usage.completion_tokens or 0)
+                details = getattr(r.usage, "completion_tokens_details", None)
+                usage = usage + Usage(r.usage.prompt_tokens or 0, r.usage.completion_tokens or 0,
+                                      getattr(details, "reasoning_tokens", None) or 0)
         return Completion(texts=texts, usage=usage, finish_reasons=reasons, headers=headers)
 
     async def aclose(self) -> None:
@@ -197,3 +214,10 @@ class OpenAIBackend(Backend):
                 await s.client.close()
         self._loop = None
 
+
+
+def _rejects_sampling(message: str) -> bool:
+    """A 400 that says the model does not take temperature / top_p (OpenAI reasoning models:
+    "Unsupported parameter: 'temperature' ..." or "Unsupported value: 'temperature' ...")."""
+    m = message.casefold()
+    return ("temperature" in m or "top_p" in m) and ("unsupported" in m or "not supported" in m)
