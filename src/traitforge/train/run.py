@@ -211,6 +211,10 @@ def build_checkpoint(store: RunStore, spec: RunSpec, name: str, init_path: Path,
         return None, fp
 
     common.prepare_train_dir(job, fp)
+    # The LoRA weights are initialised when the trainer wraps the model, before the Trainer seeds
+    # itself: seed here too, so training.seeds varies the initialisation as well as the data order.
+    from transformers import set_seed
+    set_seed(job.seed)
     with _main_only(store.stage(sname, fp)):
         if kind == "midtrain":
             texts, counts = midtrain.build_texts(spec, job, data_path)
