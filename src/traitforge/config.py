@@ -121,6 +121,10 @@ class CurationSpec(Section):
     pattern_max_judged: int = Field(default=4, ge=0)  # scan-found patterns rated by the judge (1 call/example each)
     pattern_max_drop: float = Field(default=0.5, ge=0, le=1)  # most of a dataset downsampling may remove
     pattern_mitigation: Literal["downsample", "rewrite", "none"] = "downsample"
+    # Project the curated rows on the trait vectors (built from models.base when it has local
+    # weights; settings in evaluation.vector_*); the dataset card lists rows pushing the wrong way.
+    screen: bool = False  # loads the base model in curation; the tiny preset turns it on
+    screen_max_tokens: int = Field(default=48, ge=8)  # the base model's own reply to each chat prompt
 
 
 class StageTrainSpec(Section):
@@ -199,6 +203,11 @@ class EvaluationSpec(Section):
     # or a model mapping (e.g. a model trained elsewhere, behind an API). Log-prob evals need
     # local weights ("local:<dir>"); for other models they are reported as not applicable.
     models: dict[str, ModelSpec] = {}
+    # Trait vectors in the residual stream (local weights only): projection shift per checkpoint,
+    # steering check, and curated-data screening (evaluate/vectors.py, docs/evaluation.md).
+    vectors: bool = True
+    vector_questions: int = Field(default=12, ge=3)  # neutral questions (data/vector_questions.jsonl)
+    vector_paraphrases: int = Field(default=4, ge=1)  # system-prompt paraphrases per side
 
     @staticmethod
     def valid_model_name(name: Any) -> bool:
