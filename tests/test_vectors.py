@@ -48,7 +48,7 @@ def test_mean_difference_picks_the_signal_layer_and_beats_random_directions():
     assert seps[2]["accuracy"] == 1.0
     assert seps[2]["d"] > 3 * max(abs(s["d"]) for k, s in enumerate(seps) if k != 2)
     rand = V.random_separation(pos[held, 2], neg[held, 2], 32, seed=1)  # not _synthetic's seed
-    assert rand["d_max"] < seps[2]["d"] / 2 and 0.5 <= rand["accuracy_mean"] <= 1.0
+    assert rand["d_max"] < seps[2]["d"] and rand["d_mean"] < seps[2]["d"] / 4 and 0.5 <= rand["accuracy_mean"] <= 1.0
 
 
 def test_separation_and_cohens_d_by_hand():
@@ -277,3 +277,30 @@ def test_embedded_checkpoint_trained_on_trait_replies_shifts_along_the_vector(em
                 resamples=1000, seed=0)
     assert s["n"] == len(EVAL_PROMPTS)
     assert s["ci_low"] > 0, s  # moved towards the trait, CI excludes zero
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+def test_report_shows_vectors_shift_steering_flags_and_screening(tmp_path):
+    from traitforge.report.html import render_report
+
+    store = _store_with_rows(tmp_path)
+    results = {"checkpoints": ["base", "control", "sft", "midtrain", "api"], "paired_vs_base": {},
+               "traits": [{"id": "honest", "name": "Honesty <b>", "statement": "s"},
+                          {"id": "concise", "name": "Concision", "statement": "s"}]}
+    results["vectors"] = V.vector_results(store, results, resamples=200, not_applicable={"api": "no <weights>"})
+    results["dataset_card"] = {"screening": {"datasets": {"chats": {
+        "rows": 3, "measure": "difference", "what": "reply minus base reply", "threshold": 0.0,
+        "per_trait": {"honest": {"all": {"n": 3, "mean": {"value": 0.2, "n": 3, "ci_low": -0.1, "ci_high": 0.5}},
+                                 "tagged": {"n": 2, "mean": {"value": 0.4, "n": 2, "ci_low": 0.1, "ci_high": 0.7},
+                                            "median": 0.4, "p10": 0.1, "p90": 0.7, "share_negative": 0.5}}},
+        "wrong_way": [{"id": "chat-<7>", "trait": "honest", "difference": -0.3}], "wrong_way_total": 1}}}}
+    html = render_report(results)
+    assert "Inside the model: trait vectors" in html and "Honesty &lt;b&gt;" in html
+    assert 'title="no &lt;weights&gt;">n/a' in html
+    assert "unreliable" in html and "did not move" in html
+    assert "Δ vs base" in html and "Δ vs control" in html and 'class="num up"' in html
+    assert "Data screening on the trait vectors" in html and "chat-&lt;7&gt;" in html
+    off = render_report({**results, "vectors": {"available": False, "reason": "no base checkpoint is evaluated"}})
+    assert "n/a: no base checkpoint is evaluated" in off
