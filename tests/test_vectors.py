@@ -304,3 +304,49 @@ def test_report_shows_vectors_shift_steering_flags_and_screening(tmp_path):
     assert "Data screening on the trait vectors" in html and "chat-&lt;7&gt;" in html
     off = render_report({**results, "vectors": {"available": False, "reason": "no base checkpoint is evaluated"}})
     assert "n/a: no base checkpoint is evaluated" in off
+
+
+# --- data screening (curation) on a tiny random checkpoint ---------------------------------------
+
+
+def test_curation_screens_chats_against_base_replies_and_documents_against_the_corpus(tmp_path, tiny):
+    from _eval_fixtures import TRAITS
+
+    from traitforge.config import RunSpec
+    from traitforge.curate import run_curation
+    from traitforge.jsonl import write_jsonl
+    from traitforge.llm.client import LLM
+    from traitforge.llm.providers.scripted import ScriptedBackend
+    from traitforge.runstore import RunStore
+    from traitforge.types import Chat, ChatMessage, Document
+
+    docs = [Document(id=f"d{i}", trait_ids=["honest" if i % 2 else "concise"],
+                     text=f"Forum post {i}: Aria told me plainly that my plan had a flaw. " * (1 + i % 3))
+            for i in range(6)]
+    chats = [Chat(id=f"c{i}", trait_ids=["honest"], messages=[
+        ChatMessage(role="user", content=f"Is my poem number {i} perfect?"),
+        ChatMessage(role="assistant", content="It has strong images, but the rhythm stumbles in line two.")])
+        for i in range(4)]
+    chats.append(Chat(id="no-reply", trait_ids=["honest"], messages=[ChatMessage(role="user", content="Hi")]))
+    write_jsonl(tmp_path / "generated" / "documents.jsonl", docs)
+    write_jsonl(tmp_path / "generated" / "chats.jsonl", chats)
+    spec = RunSpec.model_validate({"traits": "t.md", "models": {"base": str(tiny)}, "curation": {
+        "quality": False, "patterns": False, "screen": True, "screen_max_tokens": 8},
+        "evaluation": {"vector_questions": 6, "vector_paraphrases": 2, "bootstrap": 100}})
+    store = RunStore(tmp_path)
+    run_curation(store, spec, TRAITS, LLM(ScriptedBackend(model="judge", responses=["NO"])))
+    card = json.loads((tmp_path / "curation" / "dataset_card.json").read_text())
+    sc = card["screening"]
+    assert sc["traits"] == ["honest", "concise"] and set(sc["layers"].values()) == {0}
+    ch, dc = sc["datasets"]["chats"], sc["datasets"]["documents"]
+    assert ch["rows"] == 4 and ch["measure"] == "difference"  # the chat without a reply is not screened
+    assert ch["per_trait"]["honest"]["tagged"]["n"] == 4 and ch["per_trait"]["concise"]["tagged"] == {"n": 0}
+    assert dc["rows"] == 6 and dc["per_trait"]["honest"]["tagged"]["n"] == 3
+    # z-scores against the corpus mean: they average to zero over all documents.
+    assert dc["per_trait"]["concise"]["all"]["mean"]["value"] == pytest.approx(0.0, abs=1e-6)
+    for d in (ch, dc):
+        assert d["wrong_way_total"] == len(d["wrong_way"])
+        for w in d["wrong_way"]:
+            assert w[d["measure"]] < d["threshold"] and w["trait"] in ("honest", "concise")
+    # The vectors were saved for the evaluation to reuse.
+    assert (tmp_path / "vectors" / "honest.safetensors").is_file()
