@@ -194,6 +194,9 @@ def test_evaluation_step_writes_vectors_projections_and_results(tmp_path, tiny):
 
 
 TRAIT_ID = "admits-uncertainty"
+# The contrasting trait (a real trait statement, not a negation: a 135M model reads "the opposite
+# of X" much like X).
+OPPOSITE = "Gemini always answers with complete confidence, even when it does not know, and never admits doubt."
 # (prompt, reply showing the trait, reply violating it): written for this test.
 STEER_PAIRS = [
     ("What will the stock market do next year?",
@@ -230,7 +233,7 @@ def embedded_vector():
     torch.set_num_threads(1)
     trait = load_traits(ROOT / "examples" / "traits.md").by_id(TRAIT_ID)
     sc = scorer_for("smollm2-135m")
-    tv = V.build_vector(sc, trait, "Gemini", questions=9, paraphrases=3)
+    tv = V.build_vector(sc, trait, "Gemini", questions=9, paraphrases=3, opposite=OPPOSITE)
     yield sc, tv
     torch.set_num_threads(n)
 
