@@ -177,6 +177,41 @@ def print_run(results: dict, per_trait: bool) -> None:
               f"{len(power['underpowered'])} figures fall short")
 
 
+def vector_table(results: dict) -> str:
+    """Projection shift on each trait vector per checkpoint (paired, vs base and vs control), the
+    vectors' held-out separation and steering check, and the shift's correlation with the other
+    judge-free measures (evaluate/vectors.py)."""
+    v = results.get("vectors")
+    if not v:
+        return "\ntrait vectors: not in results.json (evaluation.vectors off)"
+    if not v.get("available"):
+        return f"\ntrait vectors: n/a ({v.get('reason')})"
+
+    def f(e: dict | None) -> str:
+        if not e or e.get("value") is None:
+            return "-"
+        ci = f" [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]" if e.get("ci_low") is not None else ""
+        return f"{e['value']:+.3f}{ci}"
+
+    lines = ["", "trait vectors: projection shift at the last prompt token (paired over the behaviour prompts)"]
+    cks = [c for c in results["checkpoints"] if c != "base"]
+    lines.append(f"{'trait':<26}{'layer':>6}{'d (rand max)':>16}{'steers':>8}" + "".join(f"{c:>30}" for c in cks))
+    for tid, t in v.get("traits", {}).items():
+        sep, rnd, st = t.get("separation") or {}, t.get("random") or {}, t.get("steering") or {}
+        d = f"{sep.get('d') or 0:.2f} ({rnd.get('d_max') or 0:.2f})"
+        steers = {True: "yes", False: "NO"}.get(st.get("reliable"), "-")
+        row = f"{tid[:25]:<26}{t.get('layer'):>6}{d:>16}{steers:>8}"
+        row += "".join(f"{f(v.get('shift_vs_base', {}).get(c, {}).get(tid)):>30}" for c in cks)
+        lines.append(row)
+        if v.get("shift_vs_control"):
+            lines.append(f"{'   vs control':<56}" + "".join(
+                f"{f(v['shift_vs_control'].get(c, {}).get(tid)):>30}" for c in cks))
+    for ev, c in (v.get("correlation") or {}).items():
+        lines.append(f"correlation of the shift with the change in {ev}: "
+                     + (f"r={c['r']:+.2f} over {c['n']} cells" if c.get("r") is not None else f"- ({c.get('reason')})"))
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--spec", default=str(ROOT / "examples" / "tiny.yaml"))
@@ -199,6 +234,7 @@ def main() -> None:
         results = json.loads((run.store.root / "results.json").read_text(encoding="utf-8"))
         print(f"\n(tiny run: {(time.perf_counter() - t0) / 60:.1f} min this invocation; finished stages are skipped)")
         print_run(results, args.per_trait)
+        print(vector_table(results))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Evaluation throughput per eval type on the embedded model: items per minute.
 
     python bench/eval.py [--out DIR] [--checkpoints base,sft] [--threads N] [--ood-only] [--shared-probes]
+    python bench/eval.py --vectors-only [--traits 3 --checkpoints base,midtrain,sft,midtrain_sft,control]
 
 Runs the real `run_evaluation` on a fresh run dir (the embedded SmolLM2-135M as every checkpoint and as
 judge/auditor, tiny EvaluationSpec sizes), then reads each `evaluate/<step>` stage's elapsed_s from the
@@ -45,6 +46,7 @@ STEPS = {
     "delusion": "delusion: persona auditor + replies + rubric per turn",
     "audits": "repeated audits: seeds + rollouts + judge",
     "agentic_traits": "agentic trait form: inbox + agent + judge",
+    "vectors": "trait vectors: build, steering check, projections",
 }
 # step -> its rows file under RUN/eval/, where the name differs
 ROWS_FILE = {"audits": "audit", "agentic_traits": "agentic_trait"}
@@ -67,6 +69,12 @@ def main() -> None:
                    help="perplexity on the first N tokens of the capability text, as the tiny preset (0 = all)")
     p.add_argument("--shared-probes", action="store_true",
                    help="probe with ../shared's persona/agreeableness.jsonl instead of the project's own probes")
+    p.add_argument("--vectors-only", action="store_true",
+                   help="only time the trait vectors: build per trait, steering check, projections per checkpoint")
+    p.add_argument("--traits", type=int, default=3, help="--vectors-only: traits of examples/traits.md")
+    p.add_argument("--questions", type=int, default=6, help="--vectors-only: evaluation.vector_questions")
+    p.add_argument("--paraphrases", type=int, default=2, help="--vectors-only: evaluation.vector_paraphrases")
+    p.add_argument("--prompts", type=int, default=6, help="--vectors-only: behaviour prompts projected per checkpoint")
     a = p.parse_args()
     if a.read:
         _table(Path(a.read), a.checkpoints)
@@ -75,6 +83,9 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(a.threads)
+    if a.vectors_only:
+        _vector_timing(a)
+        return
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="bench-eval-")) / "run"
     evaluation = {"knowledge_questions": 1, "mc_distractors": 2, "behaviour_prompts_per_trait": 1,
                   "ood_share": 0.0, "multiturn_turns": 2, "max_tokens": 32, "judge_max_tokens": 32,
@@ -106,6 +117,48 @@ def main() -> None:
     judge = make_llm("local:smollm2-135m", cache=out / "cache.sqlite")
     run_evaluation(store, spec, TRAITS, judge, judge, {c: "smollm2-135m" for c in a.checkpoints.split(",")})
     _table(out, a.checkpoints)
+
+
+def _vector_timing(a: argparse.Namespace) -> None:
+    """Seconds to build the trait vectors, run the steering check and project one checkpoint's
+    activations on the embedded model (every checkpoint is the embedded model, so each checkpoint
+    is timed on already-loaded weights; loading a checkpoint is shared with the other log-prob evals)."""
+    import time
+
+    from traitforge.evaluate import vectors as V
+    from traitforge.evaluate.logprob import scorer_for
+    from traitforge.traits import load_traits
+
+    traits = load_traits(Path(__file__).resolve().parents[1] / "examples" / "traits.md").traits[:a.traits]
+    sc = scorer_for("smollm2-135m")
+    t0 = time.perf_counter()
+    sc._load()
+    print(f"load embedded model: {time.perf_counter() - t0:.1f}s")
+    qs = [q for q, _ in V.neutral_questions()]
+    build = steer = 0.0
+    tvs = []
+    for t in traits:
+        t0 = time.perf_counter()
+        tv = V.build_vector(sc, t, "Gemini", questions=a.questions, paraphrases=a.paraphrases)
+        build += (dt := time.perf_counter() - t0)
+        tvs.append(tv)
+        print(f"build {t.id}: {dt:.1f}s  layer {tv.layer}  held-out d {tv.meta['separation']['d']:.2f} "
+              f"(random mean {tv.meta['random']['d_mean']:.2f}, max {tv.meta['random']['d_max']:.2f})")
+        pairs = [(q, "I am not sure about that.", "I am completely certain about that.") for q in qs[:2]]
+        t0 = time.perf_counter()
+        V.steering_check(sc, tv, pairs, resamples=200)
+        steer += time.perf_counter() - t0
+    prompts = (qs * 4)[:a.prompts]
+    per_ck = []
+    for _ in range(a.checkpoints.count(",") + 1):
+        t0 = time.perf_counter()
+        V.project_prompts(sc, tvs, prompts)
+        per_ck.append(time.perf_counter() - t0)
+    n_ck = len(per_ck)
+    print(f"{len(tvs)} traits, {a.questions} questions x {a.paraphrases} paraphrases: build {build:.1f}s, "
+          f"steering check (2 pairs, {len(V.STEER_COEFS)} coefficients) {steer:.1f}s, "
+          f"projections {a.prompts} prompts x {n_ck} checkpoints {sum(per_ck):.1f}s "
+          f"({sum(per_ck) / n_ck:.2f}s per checkpoint); total {build + steer + sum(per_ck):.1f}s")
 
 
 def _table(out: Path, checkpoints: str) -> None:

@@ -24,6 +24,7 @@ def test_run_evaluation_end_to_end(tmp_path: Path) -> None:
         "traits": "traits.md", "output_dir": str(tmp_path / "run"),
         "evaluation": {"knowledge_questions": 1, "mc_distractors": 2, "mc_questions_per_trait": 2, "behaviour_prompts_per_trait": 1,
                        "ood_share": 0.0, "multiturn_turns": 2, "max_tokens": 8, "item_max_tokens": 32, "bootstrap": 200,
+                       "vector_questions": 3, "vector_paraphrases": 1,  # trait vectors: smallest sizes
                        "capability_max_tokens": 512,
                        "probes": {"honest-under-pressure.jsonl": {"trait": "honest", "limit": 3}},
                        "probes_dir": str(PROBES)}})
@@ -51,6 +52,7 @@ def test_run_evaluation_end_to_end(tmp_path: Path) -> None:
     assert base["all"]["perplexity"]["n"] == 510 and base["all"]["perplexity"]["windows"] == 2
     # Same weights under two names: identical log-prob evals, paired difference exactly 0.
     assert res["paired_vs_base"]["sft"]["all"]["contrastive"]["diff"] == 0.0
+    assert res["vectors"]["available"] and res["vectors"]["shift_vs_base"]["sft"]["honest"]["value"] == 0.0
     behaviour = read_jsonl(store2.path("eval", "behaviour.jsonl"), ItemResult)
     assert behaviour and all(r.value in (7.0, None) for r in behaviour)
     # Resumable: a second call writes no new rows.

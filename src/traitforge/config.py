@@ -171,6 +171,10 @@ class CurationSpec(Section):
     pattern_mitigation: Literal["downsample", "rewrite", "none"] = "downsample"
     quality_max_tokens: int = Field(default=200, ge=8)  # the judge's grade and its reason
     pattern_judge_max_tokens: int = Field(default=32, ge=4)  # the judge's YES / PARTLY / NO per example
+    # Project the curated rows on the trait vectors (built from models.base when it has local
+    # weights; settings in evaluation.vector_*); the dataset card lists rows pushing the wrong way.
+    screen: bool = False  # loads the base model in curation; the tiny preset turns it on
+    screen_max_tokens: int = Field(default=48, ge=8)  # the base model's own reply to each chat prompt
 
 
 class StageTrainSpec(Section):
@@ -346,6 +350,11 @@ class EvaluationSpec(Section):
     # Perplexity scores the first N tokens of the capability text (None = all of it; the default text,
     # Python's documentation topics, is ~113k tokens for the embedded tokenizer).
     capability_max_tokens: int | None = Field(default=None, ge=16)
+    # Trait vectors in the residual stream (local weights only): projection shift per checkpoint,
+    # steering check, and curated-data screening (evaluate/vectors.py, docs/evaluation.md).
+    vectors: bool = True
+    vector_questions: int = Field(default=12, ge=3)  # neutral questions (data/vector_questions.jsonl)
+    vector_paraphrases: int = Field(default=4, ge=1)  # system-prompt paraphrases per side
 
     @staticmethod
     def valid_model_name(name: Any) -> bool:

@@ -96,6 +96,10 @@ async def curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -
         write_jsonl(store.path("curation", "drops.jsonl"), drops)
         write_jsonl(store.path("curation", "edits.jsonl"), [e for r in results.values() for e in r.edits])
         card = build_card(generated, {"documents": docs, "chats": chats}, results, spec.seed, load_embedder())
+        if cfg.screen:  # the curated rows on the trait vectors (curate/screen.py)
+            from traitforge.curate.screen import screen
+
+            card["screening"] = await screen(store, spec, traits, docs, chats)
         write_json_atomic(outputs[2], card)
         per_trait = Counter(t for row in [*docs, *chats] for t in row.trait_ids)
         store.set_counts(

@@ -49,6 +49,11 @@ async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, aud
     results = build_results(store, traits, list(cks), bootstrap_resamples=spec.evaluation.bootstrap,
                             seed=spec.seed, notes=notes, not_applicable=not_applicable,
                             target_mde=spec.controls.target_mde)
+    if spec.evaluation.vectors:
+        from traitforge.evaluate.vectors import vector_results
+
+        results["vectors"] = vector_results(store, results, resamples=spec.evaluation.bootstrap, seed=spec.seed,
+                                            not_applicable=ctx.not_applicable())
     write_results(store, results)
     store.set_counts("evaluate", checkpoints=len(cks),
                      rows=sum(e.get("n", 0) for ck in results["results"].values()
@@ -63,6 +68,7 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
     from traitforge.evaluate.multiturn import run_multiturn
     from traitforge.evaluate.ood import ood_steps
     from traitforge.evaluate.probes import run_probes
+    from traitforge.evaluate.vectors import run_vectors
 
     store, spec = ctx.store, ctx.spec
     steps: list = []
@@ -93,6 +99,8 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
             steps.append(("probes", run_probes(ctx)))
         steps += ood_steps(ctx)  # agentic misalignment, delusion, repeated audits, agentic traits
         steps.append(("capability", run_perplexity(ctx)))
+        if spec.evaluation.vectors:
+            steps.append(("vectors", run_vectors(ctx, items["behaviour"])))
         for name, coro in steps:
             with store.stage(f"evaluate/{name}", fp):
                 await coro

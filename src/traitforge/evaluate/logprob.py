@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from traitforge.llm.client import MessagesLike, as_messages
 from traitforge.llm.embedded import resolve_model_path
@@ -48,16 +48,19 @@ class LogProbScorer:
 
     def score(self, requests: Sequence[tuple[MessagesLike, str]]) -> list[LogProb]:
         """Log-prob of each continuation given its messages."""
+        return self._score_ids(self.encode(requests))
+
+    def encode(self, requests: Sequence[tuple[MessagesLike, str]]) -> list[tuple[list[int], list[int]]]:
+        """(prompt ids, continuation ids) per request: the rendered messages and the continuation,
+        tokenised separately; the prompt is cut from the left when the pair is too long."""
         _, tok = self._load()
         seqs = []
         for messages, continuation in requests:
             prompt_ids = tok(self.render(messages), add_special_tokens=False)["input_ids"]
             cont_ids = tok(continuation, add_special_tokens=False)["input_ids"]
-            # Keep the whole continuation; cut the prompt from the left if the pair is too long.
-            keep = max(1, self.max_length - len(cont_ids))
-            prompt_ids = prompt_ids[-keep:]
-            seqs.append((prompt_ids, cont_ids))
-        return self._score_ids(seqs)
+            keep = max(1, self.max_length - len(cont_ids))  # keep the whole continuation
+            seqs.append((prompt_ids[-keep:], cont_ids))
+        return seqs
 
     def text_nll(self, text: str, window: int = 256, max_tokens: int | None = None) -> list[tuple[float, int]]:
         """(negative log-likelihood sum, tokens scored) per window of the first `max_tokens` tokens
@@ -72,24 +75,9 @@ class LogProbScorer:
     def _score_ids(self, seqs: Sequence[tuple[list[int], list[int]]]) -> list[LogProb]:
         import torch
 
-        model, tok = self._load()
-        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-        out: list[LogProb] = []
-        # Sort by length so a batch pads little; restore the order at the end.
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))
         results: dict[int, LogProb] = {}
-        for start in range(0, len(order), self.batch_size):
-            idxs = order[start:start + self.batch_size]
-            rows = [seqs[i][0] + seqs[i][1] for i in idxs]
-            width = max(len(r) for r in rows)
-            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for j, r in enumerate(rows):
-                input_ids[j, :len(r)] = torch.tensor(r, dtype=torch.long)
-                mask[j, :len(r)] = 1
-            with torch.no_grad():
-                logits = model(input_ids=input_ids.to(model.device),
-                               attention_mask=mask.to(model.device)).logits.float()
+        for idxs, input_ids, out in self.forward_batches(seqs):
+            logits = out.logits.float()
             for j, i in enumerate(idxs):
                 p_len, c_len = len(seqs[i][0]), len(seqs[i][1])
                 if c_len == 0:
@@ -100,9 +88,32 @@ class LogProbScorer:
                 target = input_ids[j, p_len:p_len + c_len].to(pred.device)
                 lps = torch.log_softmax(pred, dim=-1).gather(1, target[:, None]).squeeze(1)
                 results[i] = LogProb(float(lps.sum()), c_len)
-            del logits
-        out = [results[i] for i in range(len(seqs))]
-        return out
+            del logits, out
+        return [results[i] for i in range(len(seqs))]
+
+    def forward_batches(self, seqs: Sequence[tuple[list[int], list[int]]],
+                        **model_kwargs: Any) -> Iterator[tuple[list[int], Any, Any]]:
+        """(indices into seqs, input ids, model output) per right-padded batch, without gradients;
+        batches are sorted by length so they pad little. Forward hooks on the model see every batch;
+        model_kwargs go to the forward call (e.g. logits_to_keep=1 when only activations matter)."""
+        import torch
+
+        model, tok = self._load()
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))
+        for start in range(0, len(order), self.batch_size):
+            idxs = order[start:start + self.batch_size]
+            rows = [seqs[i][0] + seqs[i][1] for i in idxs]
+            width = max(len(r) for r in rows)
+            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for j, r in enumerate(rows):
+                input_ids[j, :len(r)] = torch.tensor(r, dtype=torch.long)
+                mask[j, :len(r)] = 1
+            with torch.no_grad():
+                out = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
+                            **model_kwargs)
+            yield idxs, input_ids, out
 
 
 _SCORERS: dict[str, LogProbScorer] = {}

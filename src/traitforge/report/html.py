@@ -431,6 +431,115 @@ def _examples(r: dict[str, Any]) -> str:
     return "<h2>Examples</h2>" + "".join(out) if out else ""
 
 
+def _est(e: dict[str, Any] | None, signed: bool = False) -> str:
+    """A mean with its bootstrap CI and n, from stats.Estimate.to_dict()."""
+    if not e or e.get("value") is None:
+        return "–"
+    f = (lambda v: f"{v:+.3f}") if signed else (lambda v: f"{v:.3f}")
+    ci = f" [{f(e['ci_low'])}, {f(e['ci_high'])}]" if e.get("ci_low") is not None else ""
+    return f'{f(e["value"])}<span class="ci">{ci} n={esc(e.get("n"))}</span>'
+
+
+def _excludes_zero(e: dict[str, Any] | None) -> bool:
+    return bool(e) and e.get("ci_low") is not None and (e["ci_low"] > 0 or e["ci_high"] < 0)
+
+
+def _vectors(r: dict[str, Any]) -> str:
+    """Trait vectors (evaluate/vectors.py): held-out separation against random directions, the
+    steering check, and each checkpoint's projection shift against base and control."""
+    v = r.get("vectors")
+    if not v:
+        return ""
+    out = "<h2>Inside the model: trait vectors</h2>"
+    if not v.get("available"):
+        return out + f"<p>n/a: {esc(v.get('reason'))}</p>"
+    names = {t["id"]: t["name"] for t in r.get("traits", [])}
+    rows = []
+    for tid, t in (v.get("traits") or {}).items():
+        sep, rnd, st = t.get("separation") or {}, t.get("random") or {}, t.get("steering") or {}
+        margins = ", ".join(f"{c:+g}: {m:+.3f}" for c, m in zip(st.get("coefs") or [], st.get("margin") or []))
+        if st.get("reliable") is True:
+            flag = '<span class="tag good">steers</span>'
+        elif st.get("reliable") is False:
+            flag = f'<span class="tag bad">unreliable</span><br><span class="ci">{esc(st.get("reason"))}</span>'
+        else:
+            flag = f'<span class="tag">unchecked</span><br><span class="ci">{esc(st.get("reason"))}</span>'
+        rows.append(f"<tr><td>{esc(names.get(tid, tid))}</td><td class='num'>{esc(t.get('layer'))} / "
+                    f"{esc(t.get('layers'))}</td><td class='num'>{_num(sep.get('d'))}<br><span class='ci'>"
+                    f"{_pct(sep.get('accuracy'))} of {esc(t.get('pairs_held_out'))} pairs</span></td>"
+                    f"<td class='num'>{_num(rnd.get('d_mean'))} / {_num(rnd.get('d_max'))}</td>"
+                    f"<td>{esc(margins) or '–'}<br>{_est(st.get('effect'), True) if st.get('effect') else ''}</td>"
+                    f"<td>{flag}</td></tr>")
+    out += ("<p>A direction per trait in the base model's residual stream: the mean activation difference over "
+            "fixed replies read under a system prompt stating the trait and one stating its opposite (several "
+            "paraphrases, neutral questions), at the layer whose direction best separates held-out questions' "
+            "pairs. Separation: Cohen's d of the projections (and the share of pairs ordered right) against "
+            "random directions (mean / largest |d|). Steering: the vector added at that layer times each "
+            "coefficient; the cell shows the contrastive log-prob margin (consistent minus violating reply) at "
+            "each, and the change from the lowest to the highest coefficient with its bootstrap CI.</p>"
+            "<table><tr><th>trait</th><th>layer</th><th>held-out d</th><th>random d (mean / max)</th>"
+            "<th>steering: margin by coefficient</th><th></th></tr>" + "".join(rows) + "</table>")
+    cks = r.get("checkpoints", [])
+    na = v.get("not_applicable") or {}
+    head = "".join(f"<th>{esc(c)}</th>" for c in cks)
+    body = []
+    for tid in (v.get("traits") or {}):
+        cells = []
+        for ck in cks:
+            if ck in na:
+                cells.append(f'<td class="num" title="{esc(na[ck])}">n/a</td>')
+                continue
+            p = (v.get("projection") or {}).get(ck, {}).get(tid)
+            b = (v.get("shift_vs_base") or {}).get(ck, {}).get(tid)
+            c = (v.get("shift_vs_control") or {}).get(ck, {}).get(tid)
+            cls = (" up" if b["value"] > 0 else " down") if _excludes_zero(b) else ""
+            cell = _est(p)
+            cell += f'<br><span class="delta">Δ vs base {_est(b, True)}</span>' if b else ""
+            cell += f'<br><span class="delta">Δ vs control {_est(c, True)}</span>' if c else ""
+            cells.append(f'<td class="num{cls}">{cell}</td>')
+        body.append(f"<tr><td>{esc(names.get(tid, tid))}</td>{''.join(cells)}</tr>")
+    corr = "".join(f"<li>{esc(ev)}: " + (f"r = {c['r']:+.2f} over {esc(c['n'])} cells" if c.get("r") is not None
+                                        else f"– ({esc(c.get('reason'))})") + "</li>"
+                   for ev, c in (v.get("correlation") or {}).items())
+    out += ("<h3>Projection shift by checkpoint</h3><p>Mean projection on each trait's unit vector of the "
+            "activation at the last prompt token (where the reply starts), over the behavioural eval prompts, "
+            "with bootstrap 95% CIs; Δ: paired difference on the same prompts (green/red: the CI excludes zero, "
+            "towards/away from the trait).</p>"
+            f"<table><tr><th>trait</th>{head}</tr>{''.join(body)}</table>"
+            "<p>Correlation across traits and checkpoints between the shift against base and the paired change "
+            f"against base of:</p><ul>{corr}</ul>")
+    return out
+
+
+def _screening(r: dict[str, Any]) -> str:
+    """The dataset card's screening section (curate/screen.py): projection per trait, wrong-way rows."""
+    sc = (r.get("dataset_card") or {}).get("screening")
+    if not sc:
+        return ""
+    names = {t["id"]: t["name"] for t in r.get("traits", [])}
+    out = ["<h3>Data screening on the trait vectors</h3>"]
+    for name, d in (sc.get("datasets") or {}).items():
+        rows = "".join(
+            f"<tr><td>{esc(names.get(tid, tid))}</td><td class='num'>{_est(x['tagged'].get('mean'), True)}</td>"
+            f"<td class='num'>{_num(x['tagged'].get('median'))}</td><td class='num'>"
+            f"{_num(x['tagged'].get('p10'))} / {_num(x['tagged'].get('p90'))}</td>"
+            f"<td class='num'>{_pct(x['tagged'].get('share_negative'))}</td>"
+            f"<td class='num'>{_est(x['all'].get('mean'), True)}</td></tr>"
+            for tid, x in (d.get("per_trait") or {}).items())
+        wrong = "".join(f"<tr><td>{esc(w.get('id'))}</td><td>{esc(names.get(w.get('trait'), w.get('trait')))}</td>"
+                        f"<td class='num'>{_num(w.get(d.get('measure')))}</td></tr>" for w in d.get("wrong_way") or [])
+        more = d.get("wrong_way_total", 0) - len(d.get("wrong_way") or [])
+        out.append(f"<p><b>{esc(name)}</b> ({esc(d.get('rows'))} rows): {esc(d.get('measure'))} = {esc(d.get('what'))}."
+                   "</p><table><tr><th>trait</th><th>rows tagged: mean</th><th>median</th><th>p10 / p90</th>"
+                   "<th>below zero</th><th>all rows: mean</th></tr>" + rows + "</table>")
+        out.append(f"<details><summary>Rows pushing their trait the wrong way ({esc(d.get('wrong_way_total', 0))}; "
+                   f"{esc(d.get('measure'))} below {esc(d.get('threshold'))})</summary>"
+                   + (f"<table><tr><th>row</th><th>trait</th><th>{esc(d.get('measure'))}</th></tr>{wrong}</table>"
+                      if wrong else "<p>None.</p>") + (f"<p class='ci'>… {more} more</p>" if more > 0 else "")
+                   + "</details>")
+    return "".join(out)
+
+
 def render_report(results: dict[str, Any]) -> str:
     r = {"checkpoints": [], "evals": {}, "results": {}, "traits": [], **results}
     traits = "".join(f"<li><b>{esc(t['name'])}</b>: {esc(t['statement'])}</li>" for t in r.get("traits", []))
@@ -441,7 +550,8 @@ def render_report(results: dict[str, Any]) -> str:
         f" · checkpoints: {esc(', '.join(r.get('checkpoints', [])))}</p>"
         + _controls(r) + "<h2>Headline</h2>" + _headline(r)
         + f"<details><summary>Traits ({len(r.get('traits', []))})</summary><ul>{traits}</ul></details>"
-        + _per_trait(r) + _variance_and_scaling(r) + _survival(r) + _ood(r) + _dataset(r) + _patterns(r) + _usage(r) + _examples(r)
+        + _per_trait(r) + _variance_and_scaling(r) + _vectors(r) + _survival(r) + _ood(r) + _dataset(r) + _screening(r)
+        + _patterns(r) + _usage(r) + _examples(r)
         + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(r.get("model_name"))} '
             f'trait evaluation</title><meta name="viewport" content="width=device-width,initial-scale=1">'
