@@ -1,0 +1,92 @@
+"""A whole generation (documents and chats, the tiny preset cut down to one trait) through the chaos
+proxy (tests/chaos_proxy.py) in front of the real llama.cpp server, at a 30% fault rate: 429s with
+and without Retry-After, 500/503, hangs past the client timeout, connection resets and truncated
+JSON. The run completes; every step has as many units done as the fault-free run; the server
+answered each cached call exactly once (successful forwarded requests = cache entries: nothing
+paid twice); and with one slot and greedy decoding the rows are the fault-free run's, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from chaos_proxy import ChaosProxy
+from llama_server import MODEL_ALIAS
+
+from traitforge.jsonl import iter_jsonl_dicts
+from traitforge.pipeline import PRESETS_DIR, open_run, stage_generate
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# The client's timeout; a hang lasts longer, so it is always a timeout. Real answers of 64 tokens
+# from a queue of at most CONCURRENCY take a few seconds on a busy 2-core CPU, far below this.
+TIMEOUT_S = 12.0
+CONCURRENCY = 3
+
+# The tiny preset with smaller lengths, one trait and no top-up rounds: every step still runs.
+SMALLER = {"list_max_tokens": 96, "concurrency": CONCURRENCY,
+           "documents": {"max_tokens": 64, "topup_rounds": 0, "min_chars": 40},
+           "chats": {"scenarios_per_trait": 2, "max_tokens": 64, "topup_rounds": 0}}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def generate(tmp_path: Path, name: str, base_url: str) -> tuple[Any, float]:
+    """Run the generation stage in tmp_path/name against `base_url`; the Run and its cache size."""
+    tiny = yaml.safe_load((PRESETS_DIR / "tiny.yaml").read_text())
+    spec = {
+        "traits": str(EXAMPLES / "traits.md"), "output_dir": str(tmp_path / name), "seed": 0, "max_traits": 1,
+        "models": {"generator": {"model": f"openai:{MODEL_ALIAS}", "base_url": base_url, "temperature": 0,
+                                 "timeout_s": TIMEOUT_S, "concurrency": CONCURRENCY, "max_retries": 12}},
+        "generation": _merge(tiny["generation"], SMALLER),
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    run = open_run(path)
+    stage_generate(run)
+    return run, len(run.cache)
+
+
+def rows(run: Any) -> dict[str, list[str]]:
+    """Every generated file's rows (skips included), as canonical JSON sorted by id."""
+    out = {}
+    for f in sorted((run.store.root / "generated").glob("*.jsonl")):
+        out[f.name] = sorted(json.dumps(d, sort_keys=True) for d in iter_jsonl_dicts(f))
+    return out
+
+
+def units_done(run: Any) -> dict[str, tuple[Any, Any]]:
+    return {name: (info.get("counts", {}).get("done_units"), info.get("counts", {}).get("rows"))
+            for name, info in run.store.manifest["stages"].items() if name.startswith(("documents", "chats"))}
+
+
+@pytest.mark.slow
+def test_tiny_generation_under_30pct_faults_matches_the_fault_free_run(llama_server, tmp_path):
+    with ChaosProxy(llama_server, rate=0.0) as clean_proxy:
+        clean, clean_cache = generate(tmp_path, "clean", clean_proxy.url)
+        clean_counts = clean_proxy.counts()
+    assert clean_counts["forwarded"] == clean_counts["forwarded_ok"] == clean_cache > 0
+
+    with ChaosProxy(llama_server, rate=0.3, seed=7, hang_s=TIMEOUT_S + 1.5, retry_after="0.3") as proxy:
+        chaos, chaos_cache = generate(tmp_path, "chaos", proxy.url)
+        counts = proxy.counts()
+
+    # Faults of every kind were injected, and the run still finished every step.
+    assert counts["injected_total"] >= 0.15 * (counts["injected_total"] + counts["forwarded"]), counts
+    assert len(counts["injected"]) >= 5, counts
+    assert all(info["status"] == "done" for info in chaos.store.manifest["stages"].values())
+    assert units_done(chaos) == units_done(clean)
+    # Nothing paid twice: every answer the server gave is in the cache, once.
+    assert counts["forwarded"] == counts["forwarded_ok"] == chaos_cache, counts
+    assert chaos_cache == clean_cache
+    # One slot, greedy: the same rows as without faults.
+    assert rows(chaos) == rows(clean)
+    assert any(rows(clean).values())
