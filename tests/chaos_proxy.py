@@ -11,7 +11,8 @@ fault is answered by the proxy itself and NEVER forwarded, so a fault never cost
     truncated  a 200 whose JSON body stops half way
 
 Counters: `forwarded` (requests sent upstream), `forwarded_ok` (of those, answered 2xx and relayed
-in full), `injected` (fault -> count). For the "nothing paid twice" check, forwarded_ok must equal
+in full), `lost_to_client` (answered 2xx after the client had hung up: a client timeout on a slow
+real answer, paid for and never received), `injected` (fault -> count). For the "nothing paid twice" check, forwarded_ok must equal
 the cache entries the run made (one per sample; llama.cpp ignores n, so each answer is one sample).
 
     with ChaosProxy(upstream_url, rate=0.3, seed=1, hang_s=4) as proxy:
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import random
+import select
 import socket
 import struct
 import threading
@@ -48,6 +50,7 @@ class ChaosProxy:
         self.retry_after = retry_after
         self.forwarded = 0
         self.forwarded_ok = 0
+        self.lost_to_client = 0  # answered 2xx after the client had given up: paid, never received
         self.injected: Counter[str] = Counter()
         self.log: list[tuple[float, str, str]] = []  # (time.monotonic(), path, fate: "forward" or a fault)
         self._rng = random.Random(seed)
@@ -80,6 +83,7 @@ class ChaosProxy:
     def counts(self) -> dict[str, Any]:
         with self._lock:
             return {"forwarded": self.forwarded, "forwarded_ok": self.forwarded_ok,
+                    "lost_to_client": self.lost_to_client,
                     "injected": dict(self.injected), "injected_total": sum(self.injected.values())}
 
     def __enter__(self) -> "ChaosProxy":
@@ -157,9 +161,26 @@ def _handler(proxy: ChaosProxy) -> type[BaseHTTPRequestHandler]:
             except httpx.HTTPError as e:
                 self._send(502, json.dumps({"error": {"message": f"upstream failed: {e}", "code": 502}}).encode())
                 return
-            self._send(r.status_code, r.content)
+            gone = _client_gone(self.connection)  # it gave up (timed out) while the server worked
+            try:
+                self._send(r.status_code, r.content)
+            except OSError:
+                gone = True
             if 200 <= r.status_code < 300:
                 with proxy._lock:
-                    proxy.forwarded_ok += 1
+                    if gone:
+                        proxy.lost_to_client += 1
+                    else:
+                        proxy.forwarded_ok += 1
 
     return Handler
+
+
+def _client_gone(conn: socket.socket) -> bool:
+    """True when the client closed its end (a client timeout): readable, and a peek reads EOF."""
+    try:
+        if not select.select([conn], [], [], 0)[0]:
+            return False
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True

@@ -223,6 +223,8 @@ class LLM:
                 # A little past the limit: a network backend's own timeout (the same figure) fires first
                 # and knows which server hung; this one catches a backend that hangs past its own.
                 comp = await asyncio.wait_for(coro, timeout=self.timeout_s * 1.05 + 0.5)
+                if comp.headers:
+                    self.limiter.update_from_headers(comp.headers)  # the provider's own view of our limits
             except (RetryableError, asyncio.TimeoutError, TimeoutError) as e:
                 attempt += 1
                 retry_after = getattr(e, "retry_after", None)
@@ -237,8 +239,6 @@ class LLM:
                 continue
             finally:
                 self.limiter.release()
-            if comp.headers:
-                self.limiter.update_from_headers(comp.headers)  # the provider's own view of our limits
             self.usage.calls += 1
             self.usage.input_tokens += comp.usage.input_tokens
             self.usage.output_tokens += comp.usage.output_tokens
