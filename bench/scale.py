@@ -275,15 +275,18 @@ def soak(n: int, concurrency: int, fault_rate: float, tmp: Path) -> dict:
                        cache=cache)
         lat: list[float] = []
 
-        async def one(i: int) -> None:
-            t = time.perf_counter()
-            await llm.generate_one(f"soak request {i}", max_tokens=16)
-            lat.append(time.perf_counter() - t)
+        todo = iter(range(n))
+
+        async def worker() -> None:  # `concurrency` callers, each sending its next request when one returns
+            for i in todo:
+                t = time.perf_counter()
+                await llm.generate_one(f"soak request {i}", max_tokens=16)
+                lat.append(time.perf_counter() - t)
 
         async def go() -> float:
             t = time.perf_counter()
             try:
-                await asyncio.gather(*(one(i) for i in range(n)))
+                await asyncio.gather(*(worker() for _ in range(concurrency)))
             finally:
                 await llm.aclose()
             return time.perf_counter() - t
@@ -332,6 +335,7 @@ def limiter_run(rpm: float, seconds: float, concurrency: int, configured: bool, 
     of answers after the first 5 s (steady state) against the limit, and the share answered 429.
     `configured`: the spec sets rpm; else the limiter learns it from the x-ratelimit headers."""
     import traitforge.llm.limits as limits
+    from traitforge.llm.errors import BackendError
 
     real = limits.TokenBucket
     if old:
@@ -340,13 +344,20 @@ def limiter_run(rpm: float, seconds: float, concurrency: int, configured: bool, 
         with InstantFake(rpm=rpm) as fake:
             llm = make_llm(ModelSpec(model="openai:limited", base_url=fake.url, concurrency=concurrency,
                                      rpm=rpm if configured else None, max_retries=20))
+            if old:
+                llm.limiter._learned = True  # the old limiter sent the first wave before any rate was known
             done: list[float] = []
+            gave_up = 0
 
             async def worker(w: int) -> None:
+                nonlocal gave_up
                 i = 0
                 while time.perf_counter() < end:
-                    await llm.generate_one(f"w{w} r{i}", max_tokens=16)
-                    done.append(time.perf_counter())
+                    try:
+                        await llm.generate_one(f"w{w} r{i}", max_tokens=16)
+                        done.append(time.perf_counter())
+                    except BackendError:
+                        gave_up += 1  # 429s past max_retries
                     i += 1
 
             async def go() -> None:
@@ -364,7 +375,7 @@ def limiter_run(rpm: float, seconds: float, concurrency: int, configured: bool, 
     finally:
         limits.TokenBucket = real  # type: ignore[misc]
     return {"rpm_achieved": rate, "share_of_limit": rate / rpm, "requests": sent, "answered_429": fake.limited,
-            "share_429": fake.limited / max(1, sent)}
+            "share_429": fake.limited / max(1, sent), "gave_up": gave_up}
 
 
 def main() -> None:
@@ -392,7 +403,8 @@ def main() -> None:
                 r = limiter_run(args.soak_rpm, args.soak_seconds, 64, configured, old)
                 print(f"  {'old' if old else 'new'} limiter, rpm {'set in spec' if configured else 'from headers'}: "
                       f"{r['rpm_achieved']:.0f} rpm = {100 * r['share_of_limit']:.1f}% of the limit; "
-                      f"{r['answered_429']} of {r['requests']} requests answered 429 ({100 * r['share_429']:.2f}%)")
+                      f"{r['answered_429']} of {r['requests']} requests answered 429 ({100 * r['share_429']:.2f}%)"
+                      + (f", {r['gave_up']} calls gave up" if r["gave_up"] else ""))
         return
     with tempfile.TemporaryDirectory() as tmp:
         rows = bookkeeping(args.n, Path(tmp))
