@@ -94,3 +94,30 @@ def test_tiny_generation_under_30pct_faults_matches_the_fault_free_run(llama_ser
     # One slot, greedy: the same rows as without faults.
     assert rows(chaos) == rows(clean)
     assert any(rows(clean).values())
+
+
+def test_samples_that_arrived_are_kept_when_a_sibling_sample_fails(tmp_path):
+    """n samples from a backend without `n` are n calls; when one fails for good, the others were
+    still paid for: they are cached, and the re-run asks only for the missing one."""
+    import asyncio
+
+    from traitforge.llm.cache import LLMCache
+    from traitforge.llm.client import LLM
+    from traitforge.llm.errors import BackendError
+    from traitforge.llm.providers.scripted import ScriptedBackend
+
+    seen = {"n": 0}
+
+    def respond(messages, params):
+        seen["n"] += 1
+        if seen["n"] == 2:
+            raise BackendError("scripted: the second sample fails")
+        return f"sample {seen['n']}"
+
+    cache = LLMCache(tmp_path / "c.sqlite")
+    llm = LLM(ScriptedBackend(responses=respond), cache=cache, max_retries=0)
+    with pytest.raises(BackendError, match="second sample fails"):
+        asyncio.run(llm.generate("hi", n=3, max_tokens=64))
+    assert len(cache) == 2 and seen["n"] == 3
+    texts = asyncio.run(llm.generate("hi", n=3, max_tokens=64))
+    assert seen["n"] == 4 and len(cache) == 3 and sorted(texts) == ["sample 1", "sample 3", "sample 4"]
