@@ -121,3 +121,33 @@ def test_samples_that_arrived_are_kept_when_a_sibling_sample_fails(tmp_path):
     assert len(cache) == 2 and seen["n"] == 3
     texts = asyncio.run(llm.generate("hi", n=3, max_tokens=64))
     assert seen["n"] == 4 and len(cache) == 3 and sorted(texts) == ["sample 1", "sample 3", "sample 4"]
+
+
+def test_a_failed_make_up_call_does_not_resend_the_answers_already_received(tmp_path):
+    """A server that ignores n gets make-up calls for the other samples; when one of them fails, the
+    client's retry sends only that one again, not the first call (which was answered and paid for)."""
+    import asyncio
+
+    from fault_server import FaultServer
+
+    from traitforge.llm.cache import LLMCache
+    from traitforge.llm.client import LLM
+    from traitforge.llm.providers.openai_compat import OpenAIBackend
+
+    with FaultServer() as fs:
+        fs.plan("fewer", "ok", "500", "fewer", "ok", "ok")  # 1 of 3 samples; make-ups: one ok, one fails
+        llm = LLM(OpenAIBackend("m", base_url=fs.url + "/v1", timeout_s=5), cache=LLMCache(tmp_path / "c.sqlite"),
+                  backoff_base_s=0.01, max_retries=3)
+
+        async def run() -> list[str]:
+            try:
+                return await llm.generate("hi", n=3, max_tokens=8, seed=5)
+            finally:
+                await llm.aclose()
+
+        texts = asyncio.run(run())
+        bodies = [body for _, body in fs.requests]
+    assert len(texts) == 3 and len(llm.cache) == 3
+    assert len(bodies) == 4, [b.get("seed") for b in bodies]  # not 6: the first call is not sent again
+    assert [b.get("n") for b in bodies] == [3, None, None, None]
+    assert sorted(b["seed"] for b in bodies) == [5, 6, 6, 7] or sorted(b["seed"] for b in bodies) == [5, 6, 7, 7]
