@@ -1,9 +1,11 @@
 """The one resumable step every generation sub-stage runs: units of work in, JSONL rows out.
 
-A unit is done when a row carrying its key is in the output file, or it is in skipped.jsonl
-(no usable output, with the reason). Rows are appended as units finish, so a crash keeps the
-work; a re-run sends only the units not done, and never appends a row id twice. Each step is
-one `store.stage(...)` with its counts and the LLM usage it spent.
+A unit is done when its rows are in the output file followed by its line in units_done.jsonl,
+or it is in skipped.jsonl (no usable output, with the reason). Rows are appended as units finish,
+so a crash keeps the work; a re-run drops the rows of a unit a crash cut short, sends only the
+units not done, and never appends a row id twice. When a step ends its file is put in unit order
+(not the order units happened to finish), so a resumed run's files equal an uninterrupted run's.
+Each step is one `store.stage(...)` with its counts and the LLM usage it spent.
 """
 
 from __future__ import annotations
