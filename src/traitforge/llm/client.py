@@ -195,15 +195,26 @@ class LLM:
         """New samples for the sample `indices` the cache lacks, each cached under its own index
         (a gap left by a deleted corrupt entry may sit before samples that are still cached)."""
         count = len(indices)
+        ident = self.backend.cache_identity()
         if self.backend.supports_n or count == 1:
             comps = [await self._call_with_room(msgs, p.replace(n=count))]
         else:
-            comps = await asyncio.gather(*(self._call_with_room(msgs, p.replace(n=1)) for _ in range(count)))
+            got = await asyncio.gather(*(self._call_with_room(msgs, p.replace(n=1)) for _ in range(count)),
+                                       return_exceptions=True)
+            failed = [g for g in got if isinstance(g, BaseException)]
+            if failed:
+                # The samples that did arrive were paid for: keep them, so a re-run asks only for the rest.
+                if self.cache is not None:
+                    for i, c in zip(indices, got):
+                        if isinstance(c, Completion) and len(c.texts) == 1 and isinstance(c.texts[0], str):
+                            self.cache.put(cache_key(ident, msgs, p, i), c.texts[0], c.usage.input_tokens,
+                                           c.usage.output_tokens)
+                raise failed[0]
+            comps = [c for c in got if isinstance(c, Completion)]
         texts = [t for c in comps for t in c.texts]
         if len(texts) != count:
             raise BackendError(f"{self.name}: asked for {count} samples, got {len(texts)}")
         if self.cache is not None:
-            ident = self.backend.cache_identity()
             per = [c.usage for c in comps]
             in_tok = sum(u.input_tokens for u in per) // max(1, count)
             out_tok = sum(u.output_tokens for u in per) // max(1, count)
@@ -276,6 +287,8 @@ class LLM:
                 # A little past the limit: a network backend's own timeout (the same figure) fires first
                 # and knows which server hung; this one catches a backend that hangs past its own.
                 comp = await asyncio.wait_for(coro, timeout=self.timeout_s * 1.05 + 0.5)
+                if comp.headers:
+                    self.limiter.update_from_headers(comp.headers)  # the provider's own view of our limits
             except (RetryableError, asyncio.TimeoutError, TimeoutError) as e:
                 attempt += 1
                 retry_after = getattr(e, "retry_after", None)
@@ -290,8 +303,6 @@ class LLM:
                 continue
             finally:
                 self.limiter.release()
-            if comp.headers:
-                self.limiter.update_from_headers(comp.headers)  # the provider's own view of our limits
             self.usage.calls += 1
             self.usage.input_tokens += comp.usage.input_tokens
             self.usage.output_tokens += comp.usage.output_tokens

@@ -54,7 +54,9 @@ def make_llm(spec: ModelSpec | str, cache: LLMCache | Path | str | None = None) 
     backend = make_backend(spec)
     if cache is not None and not isinstance(cache, LLMCache):
         cache = LLMCache(cache)
-    limiter = Limiter(spec.concurrency or backend.default_concurrency, rpm=spec.rpm, tpm=spec.tpm)
+    # Network backends learn their rate limits from the first answer's headers; local ones batch.
+    limiter = Limiter(spec.concurrency or backend.default_concurrency, rpm=spec.rpm, tpm=spec.tpm,
+                      learn_first=not backend.supports_batch)
     return LLM(backend, cache=cache, limiter=limiter, max_retries=spec.max_retries,
                timeout_s=spec.timeout_s or backend.default_timeout_s, default_temperature=spec.temperature,
                batch_size=spec.batch_size or 8)

@@ -68,6 +68,7 @@ class OpenAIBackend(Backend):
         self.servers = [_Server(u.rstrip("/") if u else None) for u in urls]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._turn = 0
+        self._partial: dict[str, dict[int, tuple[Any, Any]]] = {}  # see generate
 
     # --- servers ---------------------------------------------------------------------
     def _ensure_clients(self) -> None:
@@ -184,17 +185,28 @@ class OpenAIBackend(Backend):
         raise last
 
     async def generate(self, messages: Sequence[Message], params: GenerateParams) -> Completion:
-        first, headers = await self._request(messages, params, params.n, params.seed)
-        responses = [first]
-        missing = params.n - len(first.choices)
-        if missing > 0:
+        # Answers already received for this same request by an earlier attempt that failed part way
+        # (a make-up call below failed): the client's retry sends only what is still missing, so no
+        # answer is paid for twice. k -> (response, headers); k = 0 is the first call.
+        key = json.dumps([[m.to_dict() for m in messages], params.cache_fields(), params.n], sort_keys=True)
+        got: dict[int, tuple[Any, Any]] = self._partial.pop(key, {})
+        if 0 not in got:
+            got[0] = await self._request(messages, params, params.n, params.seed)
+        missing = params.n - len(got[0][0].choices)
+        todo = [k for k in range(1, missing + 1) if k not in got]
+        if todo:
             # Some servers (llama.cpp) ignore n: make up the rest with single-sample calls, each
             # with its own seed so a fixed seed does not give identical samples.
             more = await asyncio.gather(*(
                 self._request(messages, params, 1, None if params.seed is None else params.seed + k)
-                for k in range(1, missing + 1)))
-            responses += [r for r, _ in more]
-            headers = more[-1][1]  # the latest word on the rate limits
+                for k in todo), return_exceptions=True)
+            failed = [r for r in more if isinstance(r, BaseException)]
+            got.update((k, r) for k, r in zip(todo, more) if not isinstance(r, BaseException))
+            if failed:
+                self._partial[key] = got
+                raise failed[0]
+        responses = [got[k][0] for k in sorted(got) if k <= max(missing, 0)]
+        headers = got[max(k for k in got if k <= max(missing, 0))][1]  # the latest word on the rate limits
         texts: list[str] = []
         reasons: list[str] = []
         usage = Usage()
