@@ -94,7 +94,8 @@ def test_dpo_pairs_are_kept_only_when_their_chat_survived_curation(tmp_path):
     assert counts == {"pairs": 6, "pairs_left_out": 2}
     assert [p["prompt"][0]["content"] for p in kept] == [f"Question {i}: what is the capital of Atlantis?"
                                                          for i in range(4)]
-    assert kept[0]["chosen"] == [{"role": "assistant", "content": "I am not sure; Atlantis is a legend."}]
+    # The chosen side is the curated chat's reply, not the text the pair file holds.
+    assert kept[0]["chosen"] == [{"role": "assistant", "content": "I am not sure. Atlantis is a legend, so it has no known capital."}]
 
     write_jsonl(pairs, [pair(i, f"Question {i}: what is the capital of Atlantis?") for i in (4, 5)])
     with pytest.raises(InputError, match="none of the 2 DPO pairs has its chat"):

@@ -2,7 +2,8 @@
 probe (harden prompts the plain model already handles) -> teacher drafts (the relevant traits in
 a system prompt) -> refine (a fresh context rewrites each draft to fit the traits) -> multi-turn
 continuations against a pushing simulated user -> chats.jsonl without the system prompt, plus
-dpo_pairs.jsonl (refined answer = chosen, plain default = rejected). Traits whose chats fall short
+dpo_pairs.jsonl, candidate pairs (refined answer = chosen, plain default = rejected) that curation
+turns into the trained pairs from the curated chats (curate/dpo.py). Traits whose chats fall short
 of the plan get top-up rounds of new scenarios; chats.balance reports the shares."""
 
 from __future__ import annotations
@@ -374,7 +375,9 @@ class ChatsRun(Generation):
 
     # --- 9. preference pairs -----------------------------------------------------------
     async def dpo_pairs(self, chats: list[Chat], probes: list[Probe]) -> None:
-        """chosen: the chat's (refined) first answer; rejected: the probe's default answer."""
+        """Candidates, one per chat (id train.data.pair_id_for(chat id)); chosen: the chat's (refined)
+        first answer, rejected: the probe's default answer. Curation rebuilds the pairs from the
+        curated chats (curate/dpo.py): the trained chosen side is the curated reply."""
         by_prompt = {stable_hash(["chat", p.id]): p for p in probes}
 
         async def work(u: Unit) -> list[DPOPair] | Skip:

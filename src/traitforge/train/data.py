@@ -9,7 +9,7 @@
   markers (SmolLM2's) cannot give TRL an assistant mask: 1 on each assistant reply and its end-of-turn
   token, 0 on everything else (headers, user turns, system turns). SFTTrainer turns it into labels.
 - DPO pairs become conversational `{"prompt", "chosen", "rejected"}` rows, kept only when the chat they
-  were made from survived curation (curated_dpo_pairs).
+  were made from survived curation, with the chosen side taken from the curated chat (curated_dpo_pairs).
 
 Mixing: `mix_ratio` is the share of the final training examples drawn from `mix_file` (generic text
 for midtraining, ordinary chats for SFT), sampled with the run seed (with repetition if the file is small).
@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 from traitforge.errors import InputError, TraitforgeError
 from traitforge.jsonl import iter_jsonl_dicts, read_jsonl
-from traitforge.types import Chat, Document
+from traitforge.types import Chat, Document, stable_hash
 
 ROLES = ("system", "user", "assistant")
 
@@ -204,7 +204,7 @@ def load_dpo_pairs(path: Path) -> list[dict[str, Any]]:
                 raise InputError(f"{where}: field '{key}' must be a non-empty string")
         if not prompt or prompt[-1]["role"] != "user":
             raise InputError(f"{where}: field 'prompt' must end with a user message")
-        out.append({"prompt": prompt,
+        out.append({"id": str(row.get("id", "")), "prompt": prompt,
                     "chosen": [{"role": "assistant", "content": row["chosen"]}],
                     "rejected": [{"role": "assistant", "content": row["rejected"]}]})
     if not out:
@@ -221,16 +221,45 @@ def first_user_turn(messages: Sequence[Any]) -> str | None:
     return None
 
 
+def pair_id_for(chat_id: str) -> str:
+    """The id generate/chats.py gives the DPO pair it makes from chat `chat_id`."""
+    return stable_hash(["dpo", chat_id])
+
+
+def opening(chat: Chat) -> tuple[list[dict[str, str]], str] | None:
+    """A curated chat's first exchange: (the messages before its first assistant reply, without any
+    system message; that reply), or None when it has no user turn before a reply."""
+    msgs = [{"role": m.role, "content": m.content} for m in chat.messages if m.role != "system"]
+    i = next((j for j, m in enumerate(msgs) if m["role"] == "assistant"), None)
+    if not i or msgs[i - 1]["role"] != "user":
+        return None
+    return msgs[:i], msgs[i]["content"]
+
+
 def curated_dpo_pairs(pairs: Sequence[dict[str, Any]], chats: Sequence[Chat]) -> list[dict[str, Any]]:
-    """The pairs whose chat survived curation. generate/chats.py makes each pair from one generated
-    chat (its prompt is that chat's first user turn, its chosen side that chat's first reply), so a
-    pair is kept when its prompt opens with the first user turn of a curated chat: a chat that
-    curation dropped (duplicate, leakage, low quality, a pattern) takes its pair with it."""
-    opened = {first_user_turn(c.messages) for c in chats} - {None}
-    return [p for p in pairs if first_user_turn(p["prompt"]) in opened]
+    """The pairs whose chat survived curation, rebuilt from the curated chat: the prompt is the
+    chat's opening user turn(s) and the chosen reply is the chat's first reply AS CURATED (leakage
+    cuts and pattern rewrites included), never the pre-curation text the pair file holds. A pair
+    finds its chat by id (generate/chats.py names the pair pair_id_for(chat id)); only in a file
+    where no pair matches by id (a hand-made one) by its first user turn, since two generated chats
+    may open with the same question. A chat curation dropped takes its pair with it."""
+    by_pair_id = {pair_id_for(c.id): c for c in chats}
+    by_opening: dict[str, Chat] = {}
+    if not any(p.get("id") in by_pair_id for p in pairs):
+        for c in chats:
+            by_opening.setdefault(first_user_turn(c.messages) or "", c)
+    out = []
+    for p in pairs:
+        chat = by_pair_id.get(p.get("id", "")) or by_opening.get(first_user_turn(p["prompt"]) or "\0")
+        opened = opening(chat) if chat is not None else None
+        if opened is None:
+            continue
+        prompt, chosen = opened
+        out.append({**p, "prompt": prompt, "chosen": [{"role": "assistant", "content": chosen}]})
+    return out
 
 
 def dpo_dataset(pairs: Sequence[dict[str, Any]]) -> Any:
     from datasets import Dataset
 
-    return Dataset.from_list(list(pairs))
+    return Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])

@@ -1,10 +1,12 @@
 """Optional DPO on top of an SFT checkpoint, with TRL's DPOTrainer.
 
-Pairs come from RUN/generated/dpo_pairs.jsonl, one JSON object per line:
+Pairs come from RUN/curated/dpo_pairs.jsonl (curation builds them from the curated chats; older runs:
+RUN/generated/dpo_pairs.jsonl), one JSON object per line:
   {"id": str, "prompt": [{"role": "user", "content": ...}, ...], "chosen": str, "rejected": str}
 The chosen reply embodies the traits (teacher with the trait system prompt); the rejected one was
-generated without it. Only pairs whose chat survived curation are trained on (a pair is matched to
-RUN/curated/chats.jsonl by its first user turn); the stage counts record how many were left out.
+generated without it (or the student's own answer, curation.dpo_rejected: student). Only pairs whose
+chat survived curation are trained on, and their prompt and chosen reply are taken from the curated
+chat (data.curated_dpo_pairs); the stage counts record how many were left out.
 Any system message in the prompt is dropped, as in SFT. Prompts are rendered
 with the checkpoint's chat template. With LoRA the reference model is the adapter-free base; with
 full fine-tuning DPOTrainer keeps a frozen copy.
@@ -24,6 +26,14 @@ from traitforge.train.common import (StageJob, load_model, load_tokenizer, metri
 from traitforge.types import Chat
 
 PAIRS_FILE = ("generated", "dpo_pairs.jsonl")
+CURATED_PAIRS_FILE = ("curated", "dpo_pairs.jsonl")  # written by curation (curate/dpo.py)
+
+
+def pairs_path(root: Path) -> Path:
+    """The pairs to train on: curation's (chosen = the curated reply, rejected replies checked)
+    when curation made them, else generation's (a run curated before pairs went through curation)."""
+    curated = root.joinpath(*CURATED_PAIRS_FILE)
+    return curated if curated.is_file() else root.joinpath(*PAIRS_FILE)
 
 
 def build_pairs(pairs_path: Path, chats_path: Path) -> tuple[list[dict[str, Any]], dict[str, int]]:

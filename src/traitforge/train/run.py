@@ -112,7 +112,7 @@ def build_checkpoint(store: RunStore, spec: RunSpec, name: str, init_path: Path,
     mix = spec.resolve(stage.mix_file) if stage.mix_ratio > 0 else None
     chats_path = store.root / "curated" / "chats.jsonl"
     data_path = {"midtrain": store.root / "curated" / "documents.jsonl", "sft": chats_path,
-                 "dpo": store.root.joinpath(*dpo.PAIRS_FILE)}[kind]
+                 "dpo": dpo.pairs_path(store.root)}[kind]
     # DPO keeps the pairs whose chat survived curation, so the curated chats are its input too.
     fp = _fingerprint(spec, kind, stage, init_id, [data_path, mix] + ([chats_path] if kind == "dpo" else []))
     job = StageJob(name=name, kind=kind, init_path=init_path, stage=stage,  # type: ignore[arg-type]
