@@ -170,3 +170,49 @@ def test_sft_trainer_labels_mask_non_assistant_tokens(tmp_path):
     batch = trainer.data_collator([ds[i] for i in range(2)])
     assert ((batch["labels"] == -100) | (batch["labels"] == batch["input_ids"])).all()
     assert ((batch["attention_mask"] == 0) <= (batch["labels"] == -100)).all()
+
+
+def _trained_replies(tok, piece):
+    out = data.tokenize_chat(tok, piece)
+    spans, cur = [], []
+    for t, m in zip(out["input_ids"], out["assistant_masks"]):
+        if m:
+            cur.append(t)
+        elif cur:
+            spans.append(cur)
+            cur = []
+    if cur:
+        spans.append(cur)
+    return [tok.decode(s).removesuffix("<|im_end|>") for s in spans]
+
+
+def test_an_over_long_multi_turn_chat_is_counted_and_split_not_cut(tok):
+    replies = [" ".join(f"Reply {k} sentence {i} explains the point again." for i in range(6)) for k in range(3)]
+    long = []
+    for k, r in enumerate(replies):
+        long += [{"role": "user", "content": f"Pushback number {k}: are you sure about that?"},
+                 {"role": "assistant", "content": r}]
+    short = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello, how can I help?"}]
+    huge = [{"role": "user", "content": "Tell me everything."},
+            {"role": "assistant", "content": "word " * 400}]
+    n_long = data.conversation_tokens(tok, long)
+    limit = data.conversation_tokens(tok, long[:4]) + 8  # two turns fit, the third does not
+    assert n_long > limit
+    pieces, report = data.account_tokens(tok, [long, short, huge], limit)
+    assert report["rows"] == 3 and report["over_max_length"] == 2
+    assert report["over_by_tokens"]["max"] == data.conversation_tokens(tok, huge) - limit
+    assert (report["kept_whole"], report["split"], report["dropped"]) == (1, 1, 1)
+    assert report["assistant_turns_dropped"] == 1 and "conversation 2: turn 1" in report["reasons"][0]
+    # Every piece fits, every reply of the long chat is trained exactly once and whole.
+    assert all(data.conversation_tokens(tok, p) <= limit for p in pieces)
+    trained = [r for p in pieces for r in _trained_replies(tok, p)]
+    assert sorted(trained) == sorted(replies + [short[1]["content"]])
+    # The third turn's piece keeps what context fits, untrained.
+    third = next(p for p in pieces if p[-1]["content"] == replies[2])
+    assert third[0]["role"] == "user" and all(m.get("train") is False for m in third[:-1] if m["role"] == "assistant")
+
+
+def test_max_length_auto_comes_from_the_length_distribution_within_the_cap():
+    assert data.choose_max_length([30, 50, 70, 400], cap=2048) == 448
+    assert data.choose_max_length([30] * 100 + [5000], cap=1024) == 64  # one outlier does not set it
+    assert data.choose_max_length([3000] * 10, cap=1024) == 1024

@@ -46,6 +46,28 @@ def build_pairs(pairs_path: Path, chats_path: Path) -> tuple[list[dict[str, Any]
     return kept, {"pairs": len(pairs), "pairs_left_out": len(pairs) - len(kept)}
 
 
+def fit_lengths(spec: RunSpec, job: StageJob, pairs: list[dict[str, Any]]
+                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Pairs whose prompt plus longer reply fit max_length ("auto": from their lengths); a longer
+    pair is dropped with its reason rather than truncated (a cut reply is not the reply preferred)."""
+    from traitforge.train.sft import resolve_max_length
+
+    tok = load_tokenizer(job.init_path)
+    lengths = [max(data.conversation_tokens(tok, p["prompt"] + p[k]) for k in ("chosen", "rejected")) for p in pairs]
+    source = resolve_max_length(spec, job, lengths)
+    limit = int(job.stage.max_length)
+    kept = [p for p, n in zip(pairs, lengths) if n <= limit]
+    over = [n - limit for n in lengths if n > limit]
+    report = {"max_length": limit, "max_length_source": source, "rows": len(pairs), "examples": len(kept),
+              "over_max_length": len(over), "over_by_tokens": {"max": max(over, default=0)},
+              "dropped": len(over), "reasons": [f"pair {p.get('id', i)}: {n} tokens > max_length {limit}"
+                                                for i, (p, n) in enumerate(zip(pairs, lengths)) if n > limit][:50]}
+    data.write_accounting(job.train_dir, job.name, report)
+    if not kept:
+        raise InputError(f"training.dpo.max_length: all {len(pairs)} DPO pairs are longer than {limit} tokens")
+    return kept, report
+
+
 def make_trainer(spec: RunSpec, job: StageJob, pairs: list[dict[str, Any]]) -> Any:
     from trl import DPOConfig, DPOTrainer
 
