@@ -118,7 +118,7 @@ class CurationSpec(Section):
     pattern_scans: int = Field(default=3, ge=1)
     scan_batch: int = Field(default=8, ge=2)
     pattern_max_share: float = Field(default=0.2, gt=0, le=1)
-    pattern_max_judged: int = Field(default=4, ge=0)  # scan-found patterns rated by the judge (1 call/example each)
+    pattern_max_judged: int = Field(default=12, ge=0)  # scan-found patterns rated by the judge (pattern_sample calls each)
     pattern_max_drop: float = Field(default=0.5, ge=0, le=1)  # most of a dataset downsampling may remove
     pattern_mitigation: Literal["downsample", "rewrite", "regenerate", "none"] = "downsample"
     pattern_sample: int = Field(default=200, ge=10)  # rows the judge rates per candidate pattern (share + CI)

@@ -19,6 +19,7 @@ from traitforge.curate.text import dedup_text
 from traitforge.curate.records import Edit, QualityScore, StepResult
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl, write_json_atomic, write_jsonl
 from traitforge.llm.budget import announce_calls
+from traitforge.generate.avoid import write_found
 from traitforge.generate.records import DPOPair
 from traitforge.llm.client import LLM, run_closing
 from traitforge.llm.embedded import EMBEDDED_NAME
@@ -100,8 +101,8 @@ async def _curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) 
             docs, chats = results[name].documents, results[name].chats
 
         async def do_dedup(d: list[Document], c: list[Chat]) -> StepResult:
-            kd, dd = dedup_mod.dedup(d, "documents", cfg.dedup_threshold, cfg.dedup_shingle)
-            kc, dc = dedup_mod.dedup(c, "chats", cfg.dedup_threshold, cfg.dedup_shingle)
+            kd, dd = dedup_mod.dedup(d, "documents", cfg.dedup_threshold, cfg.dedup_shingle, templated=cfg.template_traits)
+            kc, dc = dedup_mod.dedup(c, "chats", cfg.dedup_threshold, cfg.dedup_shingle, templated=cfg.template_traits)
             return StepResult(kd, kc, dd + dc)
 
         async def do_leakage(d: list[Document], c: list[Chat]) -> StepResult:
@@ -206,7 +207,7 @@ async def _patterns(store: RunStore, docs: list[Document], chats: list[Chat], tr
                     spec: RunSpec) -> StepResult:
     embedder = load_embedder()
     out = StepResult([], [])
-    findings, scans, stats = [], [], {}
+    findings, scans, stats, classifiers = [], [], {}, []
     for dataset, rows in (("documents", docs), ("chats", chats)):
         res = await patterns.run_dataset(dataset, rows, traits, judge, spec.curation, spec.seed, embedder)
         if dataset == "documents":
@@ -216,10 +217,15 @@ async def _patterns(store: RunStore, docs: list[Document], chats: list[Chat], tr
         out.drops += res.drops
         out.edits += res.edits
         findings += res.findings
+        classifiers += res.classifiers
         scans += [{"dataset": dataset, "scan": s.index, "ids": s.ids, "reply": s.reply, "patterns": s.patterns}
                   for s in res.scans]
         stats[dataset] = res.stats
     write_jsonl(store.path("curation", "patterns.jsonl"), findings)
+    write_jsonl(store.path("curation", "pattern_classifiers.jsonl"), classifiers)
+    # Flagged patterns become the avoid-list of later generation rounds (generate/avoid.py).
+    write_found(store.root, [f.description for f in sorted(findings, key=lambda f: -(f.share_estimate or 0))
+                             if f.flagged])
     write_jsonl(store.path("curation", "pattern_scans.jsonl"), scans)
     write_json_atomic(store.path("curation", "pattern_stats.json"), stats)
     out.counts["flagged"] = sum(f.flagged for f in findings)

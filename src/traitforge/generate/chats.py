@@ -14,6 +14,7 @@ from collections import Counter
 from string import Template
 
 from traitforge.config import RunSpec
+from traitforge.generate.avoid import read_found, render_avoid
 from traitforge.generate.parsing import (LeakDetector, clean_message, mentions_rewrite, names_trait, parse_plans,
                                         parse_verdict, refuses, tells)
 from traitforge.generate.records import DPOPair, Probe, Refinement, UserPrompt
@@ -74,6 +75,7 @@ class ChatsRun(Generation):
         self.names = dict(model_name=traits.model_name, organisation=traits.organisation)
         self.scenarios: dict[str, Scenario] = {}
         self.probes: list[Probe] = []  # of every round: the DPO pairs' rejected side
+        self.avoid_block = ""  # the avoid-list in the teacher's system prompt (top-up rounds)
 
     def short_trait(self, t: Trait) -> str:
         return f"{t.name}: {t.statement}"
@@ -119,6 +121,8 @@ class ChatsRun(Generation):
         cats = categories(self.templates)
         hints = dict(cats)
         suffix = f".topup{r}" if r else ""
+        # Top-up rounds name the patterns curation flagged as things to avoid (generate/avoid.py).
+        self.avoid_block = render_avoid(read_found(self.store.root)) if r else ""
         units = [Unit(f"{t.id}/{cat}{suffix}", t.id, (t, cat, n)) for ti, t in enumerate(self.traits.traits)
                  if t.id in per_trait
                  for cat, n in split_evenly(per_trait[t.id], [c for c, _ in cats],
@@ -249,7 +253,8 @@ class ChatsRun(Generation):
         return "\n".join(f"- {self.by_id[t].describe()}" for t in trait_ids)
 
     def system_prompt(self, traits: list[Trait]) -> str:
-        return self.render("teacher_system", **self.names, traits=self.trait_list([t.id for t in traits]))
+        text = self.render("teacher_system", **self.names, traits=self.trait_list([t.id for t in traits]))
+        return f"{text}\n\n{self.avoid_block}" if self.avoid_block else text
 
     async def respond(self, system: str, messages: list[ChatMessage]) -> str:
         msgs = [{"role": "system", "content": system}] + [m.model_dump() for m in messages]
@@ -401,6 +406,8 @@ class ChatsRun(Generation):
         """Every step for `per_trait` new scenarios per trait; round `r` > 0 is a top-up, its
         steps named `chats.<step>.topup<r>` (the same files: row ids never collide)."""
         suffix = f".topup{r}" if r else ""
+        # Top-up rounds name the patterns curation flagged as things to avoid (generate/avoid.py).
+        self.avoid_block = render_avoid(read_found(self.store.root)) if r else ""
         scenarios = await self.make_scenarios(per_trait, r)
         self.scenarios.update({s.id: s for s in scenarios})
         prompts = await self.make_prompts(scenarios, suffix)
