@@ -46,6 +46,9 @@ async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, aud
     not_applicable = {ck: {ev: why for ev in logprob_evals} for ck, why in ctx.not_applicable().items()}
     results = build_results(store, traits, list(cks), bootstrap_resamples=spec.evaluation.bootstrap,
                             seed=spec.seed, notes=notes, not_applicable=not_applicable)
+    from traitforge.evaluate.patterns import pattern_summary
+
+    results["model_patterns"] = pattern_summary(store, list(cks))
     write_results(store, results)
     store.set_counts("evaluate", checkpoints=len(cks),
                      rows=sum(e.get("n", 0) for ck in results["results"].values()
@@ -75,6 +78,10 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
         if spec.evaluation.knowledge:
             steps += [("knowledge", run_knowledge(ctx, items["knowledge"])), ("knowledge_mc", run_mc(ctx, items["mc"]))]
         steps.append(("behaviour", run_behaviour(ctx, items["behaviour"])))
+        if (store.root / "curation" / "pattern_classifiers.jsonl").is_file():
+            from traitforge.evaluate.patterns import run_patterns
+
+            steps.append(("patterns", run_patterns(ctx)))  # the data's patterns in each checkpoint's replies
         if spec.evaluation.contrastive:
             steps.append(("contrastive", run_contrastive(ctx, items["behaviour"])))
         if items["multiturn"]:
