@@ -122,6 +122,21 @@ def test_load_chats_drops_the_teacher_system_prompt(tmp_path):
     assert all("Vega, honest" not in m["content"] for c in convs for m in c)
 
 
+def _trained_spans(tok, msgs):
+    """The decoded runs of tokens the assistant mask trains."""
+    out = data.tokenize_chat(tok, msgs)
+    spans, cur = [], []
+    for t, m in zip(out["input_ids"], out["assistant_masks"]):
+        if m:
+            cur.append(t)
+        elif cur:
+            spans.append(cur)
+            cur = []
+    if cur:
+        spans.append(cur)
+    return [tok.decode(s) for s in spans]
+
+
 def test_assistant_mask_is_exactly_the_assistant_replies(tok):
     msgs = [{"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Hi there"},
@@ -133,16 +148,7 @@ def test_assistant_mask_is_exactly_the_assistant_replies(tok):
     # Same tokens as rendering and tokenizing the whole conversation at once (what inference sees).
     assert ids == tok(tok.apply_chat_template(msgs, tokenize=False), add_special_tokens=False)["input_ids"]
     # The trained tokens are exactly each reply followed by its end-of-turn token.
-    spans, cur = [], []
-    for t, m in zip(ids, mask):
-        if m:
-            cur.append(t)
-        elif cur:
-            spans.append(cur)
-            cur = []
-    if cur:
-        spans.append(cur)
-    assert [tok.decode(s) for s in spans] == ["Hello! How can I help?<|im_end|>", "4, I am fairly sure.<|im_end|>"]
+    assert _trained_spans(tok, msgs) == ["Hello! How can I help?<|im_end|>", "4, I am fairly sure.<|im_end|>"]
 
 
 @pytest.mark.slow
@@ -173,17 +179,7 @@ def test_sft_trainer_labels_mask_non_assistant_tokens(tmp_path):
 
 
 def _trained_replies(tok, piece):
-    out = data.tokenize_chat(tok, piece)
-    spans, cur = [], []
-    for t, m in zip(out["input_ids"], out["assistant_masks"]):
-        if m:
-            cur.append(t)
-        elif cur:
-            spans.append(cur)
-            cur = []
-    if cur:
-        spans.append(cur)
-    return [tok.decode(s).removesuffix("<|im_end|>") for s in spans]
+    return [s.removesuffix("<|im_end|>") for s in _trained_spans(tok, piece)]
 
 
 def test_an_over_long_multi_turn_chat_is_counted_and_split_not_cut(tok):
