@@ -19,6 +19,7 @@ checkpoint's replies (evaluate/patterns.py)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -234,6 +235,8 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
             rated = [r for r in res.rows if labels[r.id] is not None]
             matching = [r.id for r in rated if labels[r.id] == 1.0]
             k = n_to_remove(len(matching), len(rated), cfg.pattern_max_share)
+            if k and est[c.id].accuracy is not None:
+                k = max(k, noisy_removals(len(matching), len(rated), cfg.pattern_max_share, est[c.id].accuracy))
             if k == 0:
                 continue
             if cfg.pattern_mitigation == "downsample" and k > budget:
@@ -304,6 +307,22 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
     res.stats["checks"] = checks
     res.stats["candidates"] = {c.id: {"scans": sorted(c.scans), "stats_share": c.stats_share} for c in cands}
     return res
+
+
+def noisy_removals(matching: int, total: int, target: float, accuracy: float) -> int:
+    """Rows labelled YES to remove so that the expected TRUE share left is at most `target`, for a
+    judge of this accuracy: a removed YES row has the pattern with probability precision =
+    accuracy * true share / observed share, and the judge's misses stay behind, so removing just
+    enough YES rows to bring the observed share to the target leaves the true share above it."""
+    if total == 0 or matching == 0:
+        return 0
+    true = estimate_share(matching, total, accuracy).estimate
+    precision = min(1.0, accuracy * true / (matching / total))
+    if true <= target:
+        return 0
+    if precision <= target:
+        return matching
+    return min(matching, math.ceil((true - target) * total / (precision - target) - 1e-9))
 
 
 def classifier_spec(dataset: str, c: Candidate, flagged: bool) -> dict[str, Any]:
