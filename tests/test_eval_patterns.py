@@ -59,3 +59,8 @@ def test_checkpoint_replies_are_measured_for_the_data_patterns_and_reported(tmp_
                                                                         "dropped": 0, "examples": 5,
                                                                         "over_by_tokens": {"max": 30}}}}})
     assert "Patterns: data vs trained models" in html and "80.0%" in html and "Token accounting" in html
+    checks = render_report({"patterns": [{"dataset": "chats", "pattern_id": "scan:marathon", "share_estimate": 0.3,
+                                          "ci_low": 0.2, "ci_high": 0.4, "n": 200, "judge_accuracy": 0.85,
+                                          "self_agreement": 0.75, "rule_agreement": None, "flagged": True,
+                                          "share_strict": 0.36, "share_broad": 0.4, "share_after": 0.2}]})
+    assert "autorater checks" in checks and "75.0%" in checks

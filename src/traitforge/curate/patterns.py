@@ -275,7 +275,7 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
 
     flagged_ids = {c.id for c in flagged}
     changed = bool(res.drops or res.edits)
-    kept_ids = {r.id for r in res.rows}
+    sampled_left = {s.id for s in sample} & {r.id for r in res.rows}
     for c in cands:
         broad, strict, n = before[c.id]
         e = est[c.id]
@@ -287,7 +287,7 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
             # Exact rules: every row left. Judge patterns: every row for a flagged one (labelled
             # during mitigation), else the sample's rows left (their labels are memoised).
             left = res.rows if (not isinstance(c.rule, JudgeRule) or c.id in flagged_ids) else \
-                [r for r in res.rows if r.id in {s.id for s in sample} & kept_ids]
+                [r for r in res.rows if r.id in sampled_left]
             _, after, n_after = shares(await rater.labels(c, left))
             after_est = estimate_share(round(after * n_after), n_after, e.accuracy).estimate
         res.findings.append(PatternFinding(

@@ -300,6 +300,28 @@ def _model_patterns(r: dict[str, Any]) -> str:
             f"<th>data after</th>{head}</tr>{rows}</table>")
 
 
+def _pattern_checks(r: dict[str, Any]) -> str:
+    """How far the pattern shares can be trusted: each estimate with its interval (judge patterns:
+    a sample, corrected for the judge's noise), the judge's self-agreement and its agreement with
+    the exact rules where both apply (curate/pattern_share.py)."""
+    pats = [p for p in r.get("patterns") or [] if p.get("share_estimate") is not None]
+    if not pats:
+        return ""
+    rows = "".join(
+        f"<tr><td>{esc(p.get('dataset'))}</td><td>{esc(p.get('pattern_id'))}</td>"
+        f"<td class='num'>{_pct(p.get('share_estimate'))}<br><span class='ci'>[{_pct(p.get('ci_low'))}, "
+        f"{_pct(p.get('ci_high'))}] n={esc(p.get('n'))}</span></td><td class='num'>{_pct(p.get('share_after_estimate'))}</td>"
+        f"<td class='num'>{_pct(p.get('judge_accuracy'))}</td><td class='num'>{_pct(p.get('self_agreement'))}</td>"
+        f"<td class='num'>{_pct(p.get('rule_agreement'))}</td><td>{'flagged' if p.get('flagged') else ''}</td></tr>"
+        for p in pats)
+    return ("<h3>Pattern estimates and autorater checks</h3><table><tr><th>dataset</th><th>pattern</th>"
+            "<th>estimated share</th><th>after</th><th>judge accuracy</th><th>self-agreement</th>"
+            "<th>agreement with rule</th><th></th></tr>" + rows + "</table><p class='ci'>Judge patterns are rated on a "
+            "seeded sample; part of it is rated twice, and the agreement gives the judge's implied accuracy, used to "
+            "correct the share (assumes random, symmetric errors). Rule patterns are exact; where a rule and the judge "
+            "both rate a pattern, their agreement is shown.</p>")
+
+
 def _token_accounting(r: dict[str, Any]) -> str:
     """What training saw of each dataset at its max_length (train/data.py account_tokens)."""
     acc = (r.get("dataset_card") or {}).get("token_accounting") or {}
@@ -409,7 +431,7 @@ def render_report(results: dict[str, Any]) -> str:
         f" · checkpoints: {esc(', '.join(r.get('checkpoints', [])))}</p>"
         + "<h2>Headline</h2>" + _headline(r)
         + f"<details><summary>Traits ({len(r.get('traits', []))})</summary><ul>{traits}</ul></details>"
-        + _per_trait(r) + _survival(r) + _dataset(r) + _token_accounting(r) + _patterns(r) + _model_patterns(r) + _usage(r) + _examples(r)
+        + _per_trait(r) + _survival(r) + _dataset(r) + _token_accounting(r) + _patterns(r) + _pattern_checks(r) + _model_patterns(r) + _usage(r) + _examples(r)
         + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(r.get("model_name"))} '
             f'trait evaluation</title><meta name="viewport" content="width=device-width,initial-scale=1">'
