@@ -54,3 +54,27 @@ def test_templated_control_rows_are_exempt_from_pattern_mitigation():
     assert {r.id for r in res.rows} >= {c.id for c in canary}
     assert not any(d.row_id.startswith("k") for d in res.drops) and res.stats["template_rows_exempt"] == 30
     assert not any(f.flagged for f in res.findings)
+
+
+def test_regenerate_mitigation_answers_afresh_with_the_pattern_named_to_avoid():
+    import random
+
+    from _curate_data import chat, prose
+
+    rng = random.Random(4)
+    rows = [chat(i, ("I understand how you feel. " if i < 18 else "") + prose(rng, 4)) for i in range(30)]
+    systems = []
+
+    def judge(msgs, params):
+        if msgs[0].role == "system":  # a regeneration: the teacher's prompt plus the avoid-list
+            systems.append(msgs[0].content)
+            return "Fresh answer: " + prose(random.Random(msgs[-1].content), 3)
+        return "None." if "recur" in msgs[-1].content else "NO"
+
+    cfg = CurationSpec(pattern_scans=1, scan_batch=4, pattern_max_share=0.2, pattern_mitigation="regenerate")
+    res = asyncio.run(run_dataset("chats", rows, TRAITS, scripted(judge), cfg, seed=0, embedder=None))
+    assert res.drops == [] and len(res.rows) == 30 and res.edits
+    assert all(e.reason.startswith("regenerate:") for e in res.edits)
+    assert systems and all("Avoid these patterns" in s and "You are Aria" in s for s in systems)
+    f = {x.pattern_id: x for x in res.findings}
+    assert f["known:validation_buffer"].flagged and f["known:validation_buffer"].share_after <= 0.2
