@@ -61,6 +61,14 @@ def noisy_judge(accuracy: float = 0.85, seed: int = 0) -> Callable:
     probability `accuracy`, drawn per call from (seed, question, text, call seed, temperature)."""
     def respond(msgs, params):
         p = msgs[-1].content
+        if msgs[0].role == "system":  # a regeneration (the teacher's prompt and the avoid-list): a fresh answer
+            return prose(random.Random(stable_hash([seed, p])), 4)
+        if p.startswith("Rewrite the text below"):  # a rewrite: the planted wordings taken out
+            text = p.split("<<<", 1)[1].rsplit(">>>", 1)[0].strip()
+            for _, wordings, _ in PATTERNS.values():
+                for w in wordings:
+                    text = text.replace(w + ". ", "").replace(w, "")
+            return text
         if "recur" in p:  # a scan
             body = p.split("=====", 1)[1] if "=====" in p else p
             examples = body.split("\n=====\n")
