@@ -21,7 +21,7 @@ from traitforge.config import RunSpec
 from traitforge.errors import InputError
 from traitforge.jsonl import read_jsonl
 from traitforge.train import data
-from traitforge.train.common import (StageJob, load_model, load_tokenizer, metrics_callback, peft_config,
+from traitforge.train.common import (StageJob, is_main_process, load_model, load_tokenizer, metrics_callback, peft_config,
                                      trainer_kwargs)
 from traitforge.types import Chat
 
@@ -62,7 +62,8 @@ def fit_lengths(spec: RunSpec, job: StageJob, pairs: list[dict[str, Any]]
               "over_max_length": len(over), "over_by_tokens": {"max": max(over, default=0)},
               "dropped": len(over), "reasons": [f"pair {p.get('id', i)}: {n} tokens > max_length {limit}"
                                                 for i, (p, n) in enumerate(zip(pairs, lengths)) if n > limit][:50]}
-    data.write_accounting(job.train_dir, job.name, report)
+    if is_main_process():  # one writer under accelerate launch
+        data.write_accounting(job.train_dir, job.name, report)
     if not kept:
         raise InputError(f"training.dpo.max_length: all {len(pairs)} DPO pairs are longer than {limit} tokens")
     return kept, report

@@ -15,7 +15,7 @@ from typing import Any
 
 from traitforge.config import RunSpec
 from traitforge.train import data
-from traitforge.train.common import (StageJob, load_model, load_tokenizer, metrics_callback, peft_config,
+from traitforge.train.common import (StageJob, is_main_process, load_model, load_tokenizer, metrics_callback, peft_config,
                                      trainer_kwargs)
 
 
@@ -44,7 +44,8 @@ def fit_lengths(spec: RunSpec, job: StageJob, conversations: list[list[dict[str,
     source = resolve_max_length(spec, job, [data.conversation_tokens(tok, c) for c in conversations])
     pieces, report = data.account_tokens(tok, conversations, int(job.stage.max_length))
     report["max_length_source"] = source
-    data.write_accounting(job.train_dir, job.name, report)
+    if is_main_process():  # one writer under accelerate launch
+        data.write_accounting(job.train_dir, job.name, report)
     return pieces, report
 
 
