@@ -206,6 +206,15 @@ async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], tra
 async def _patterns(store: RunStore, docs: list[Document], chats: list[Chat], traits: TraitSet, judge: LLM,
                     spec: RunSpec) -> StepResult:
     embedder = load_embedder()
+    cfg = spec.curation
+    # At most: the scans, each judge pattern on the sample plus its re-rated part, the rule checks;
+    # mitigation of a flagged judge pattern rates the remaining rows too (not counted here).
+    per_dataset = cfg.pattern_scans + (cfg.pattern_max_judged + 2) * (cfg.pattern_sample + cfg.pattern_check_sample) \
+        + patterns.MAX_RULE_CHECKS * cfg.pattern_check_sample
+    n_sets = sum(len(rows) >= 2 for rows in (docs, chats))
+    announce_calls(judge, n_sets * per_dataset, stage="curate.patterns (at most)", max_tokens=patterns.JUDGE_MAX_TOKENS,
+                   prompt_chars=patterns.JUDGE_CHARS, store=store,
+                   prices_file=str(spec.resolve(spec.prices_file)) if spec.prices_file else None)
     out = StepResult([], [])
     findings, scans, stats, classifiers = [], [], {}, []
     for dataset, rows in (("documents", docs), ("chats", chats)):
