@@ -11,7 +11,7 @@ for name, info in manifest["stages"].items():
     if info.get("status") != "done":
         problems.append(f"stage {name} is {info.get('status')}")
 results = json.loads((run / "results.json").read_text())
-want = ["base", "midtrain", "sft", "midtrain_sft"]
+want = ["base", "midtrain", "sft", "midtrain_sft", "control"]
 if results["checkpoints"] != want:
     problems.append(f"checkpoints {results['checkpoints']} != {want}")
 for ck in want:
@@ -26,6 +26,17 @@ for ck in want:
 for ck in want[1:]:
     if not (run / "checkpoints" / ck / "config.json").is_file():
         problems.append(f"checkpoint {ck} missing")
+    if ck not in ("control",) and ck not in results.get("paired_vs_control", {}):
+        problems.append(f"{ck}: no paired comparison with the control arm")
+# The positive control: its rows reached training, and its figures are in the results (whether it
+# moved is reported, not required: CI checks the pipeline's form, not scores).
+canary = results.get("canary") or {}
+for ds in ("documents", "chats"):
+    if not canary.get("rows", {}).get(ds, {}).get("reached_training"):
+        problems.append(f"no canary {ds} reached training")
+for ck, ev in (("midtrain", "knowledge_mc"), ("sft", "contrastive")):
+    if not results["results"].get(ck, {}).get("canary", {}).get(ev, {}).get("n"):
+        problems.append(f"{ck}: canary {ev} has no scored items")
 html = (run / "report.html").read_text()
 if "<html" not in html.lower() or "<svg" not in html:
     problems.append("report.html has no HTML/SVG plots")

@@ -1,17 +1,25 @@
-"""Effectiveness benchmark: what the tiny run does to the embedded model.
+"""Effectiveness benchmark: does training move the embedded model, and do the traits move it beyond
+what any training on as much data does?
 
-Runs (or resumes) `traitforge run examples/tiny.yaml --preset tiny`, then prints, from base to each
-checkpoint, the judge-free measures with 95% CIs: (a) the log-prob knowledge multiple choice,
-(b) the contrastive behaviour probe, (c) the external model-written-eval probes mapped to the
-example traits, and the capability cost (perplexity on held-out text). Paired differences vs base
-are on the same items. The figures are what they are: nothing here asserts that they rise.
+Two parts, both printed with 95% CIs and each figure's n and minimum detectable effect (MDE):
 
-    python bench/effect.py [--spec examples/tiny.yaml] [--preset tiny] [--per-trait]
+1. The canary dose-response (no LLM anywhere): the positive control's templated documents and chats
+   alone, trained at three data sizes (x1, x4, x16 documents: 10, 40 and 160) with `--seeds` seeds
+   each, then scored by the judge-free canary evals: the knowledge multiple choice on the midtrained
+   checkpoints and the contrastive opener preference on the SFT ones. A shift whose CI excludes zero
+   shows the training takes; the table shows how it grows with data.
+2. The tiny run with its controls (`traitforge run examples/tiny.yaml --preset tiny`, resumed if
+   done): the canary first, then the real traits, each checkpoint against base and against the
+   `control` arm (trained on as much trait-free data), on the judge-free measures, the project's
+   probes and perplexity.
+
+    python bench/effect.py [--seeds 3] [--skip-dose] [--skip-run] [--per-trait]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -19,64 +27,178 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 JUDGE_FREE = ("knowledge_mc", "contrastive")
+FRACTIONS = (1 / 16, 1 / 4)  # with 160 canary documents: 10, 40 (and 160)
 
 
-def fmt(e: dict | None, pct: bool) -> str:
+def fmt(e: dict | None, pct: bool = True) -> str:
     if not e or e.get("value") is None:
         return "-"
     v, lo, hi = e["value"], e.get("ci_low"), e.get("ci_high")
     scale = 100 if pct else 1
-    ci = f" [{lo * scale:.1f}, {hi * scale:.1f}]" if lo is not None and hi is not None else ""
-    return f"{v * scale:.1f}{ci} n={e.get('n', 0)}"
+    ci = f" [{lo * scale:+.0f},{hi * scale:+.0f}]" if lo is not None and hi is not None else ""
+    return f"{v * scale:.1f}{ci}"
 
 
-def table(results: dict, per_trait: bool) -> str:
+def fmt_diff(e: dict | None, pct: bool = True) -> str:
+    if not e or e.get("value") is None:
+        return "-"
+    scale = 100 if pct else 1
+    lo, hi = e.get("ci_low"), e.get("ci_high")
+    sig = "*" if lo is not None and (lo > 0 or hi < 0) else " "
+    ci = f" [{lo * scale:+.1f},{hi * scale:+.1f}]" if lo is not None else ""
+    return f"{e['value'] * scale:+.1f}{ci}{sig}"
+
+
+# --- part 1: the canary dose-response ---------------------------------------------------------
+
+
+def dose_response(seeds: int, out_dir: Path) -> dict:
+    """Train the canary alone at three data sizes and `seeds` seeds; score the judge-free canary evals."""
+    from traitforge.controls.canary import load_canary
+    from traitforge.evaluate.common import EvalContext, normalise_checkpoints
+    from traitforge.evaluate.items import canary_items
+    from traitforge.evaluate.behaviour import run_contrastive
+    from traitforge.evaluate.knowledge import run_mc
+    from traitforge.evaluate.results import build_results, write_results
+    from traitforge.jsonl import write_jsonl
+    from traitforge.pipeline import open_run
+    from traitforge.train import run_training
+    from traitforge.train.run import variant_names
+
+    spec_path = out_dir / "spec.yaml"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec_path.write_text(json.dumps({
+        "name": "canary-dose", "traits": str(ROOT / "examples" / "traits.md"), "output_dir": str(out_dir / "run"),
+        "controls": {"canary": True, "canary_documents": 160, "canary_chats": 48},
+        "training": {"checkpoints": ["base", "midtrain", "sft"], "seeds": seeds, "fractions": list(FRACTIONS),
+                     "save_steps": 20, "report_to": [],
+                     "midtrain": {"max_steps": 40, "batch_size": 8, "max_length": 64},
+                     "sft": {"max_steps": 24, "batch_size": 8, "max_length": 256}},
+        "evaluation": {"bootstrap": 1000}}), encoding="utf-8")
+    run = open_run(spec_path)
+    canary = load_canary(run.traits)
+    # The canary alone: its rows are the whole training data (no generator, no judge).
+    write_jsonl(run.store.path("curated", "documents.jsonl"), canary.documents(160, run.spec.seed))
+    write_jsonl(run.store.path("curated", "chats.jsonl"), canary.chats(48))
+    t0 = time.perf_counter()
+    run_training(run.store, run.spec)
+    train_s = time.perf_counter() - t0
+    names = ["base"] + variant_names(run.spec, ["midtrain", "sft"])
+    cks = {n: (run.spec.models.base if n == "base" else str(run.store.root / "checkpoints" / n)) for n in names}
+    ctx = EvalContext(run.store, run.spec, run.traits, None, None, normalise_checkpoints(cks))  # type: ignore[arg-type]
+
+    async def score() -> None:
+        items = canary_items(ctx)
+        await run_mc(ctx, [i for i in items if i.kind == "mc"])
+        await run_contrastive(ctx, [i for i in items if i.kind == "behaviour"])
+
+    t0 = time.perf_counter()
+    asyncio.run(score())
+    eval_s = time.perf_counter() - t0
+    results = build_results(run.store, run.traits, names, seed=run.spec.seed)
+    write_results(run.store, results)
+    results["bench_seconds"] = {"train": round(train_s), "evaluate": round(eval_s)}
+    return results
+
+
+def print_dose(results: dict, seeds: int) -> None:
+    print("\n== 1. canary dose-response (templated canary data only; no LLM)")
+    print(f"   training {results['bench_seconds']['train']} s, scoring {results['bench_seconds']['evaluate']} s; "
+          "values in %, 95% CI in brackets, * = CI of the shift excludes 0")
+    base = results["results"]["base"]["canary"]
+    print(f"   base: knowledge MC {fmt(base.get('knowledge_mc'))} (n={base['knowledge_mc']['n']}), "
+          f"contrastive {fmt(base.get('contrastive'))} (n={base['contrastive']['n']})")
+    for ck, ev in (("midtrain", "knowledge_mc"), ("sft", "contrastive")):
+        print(f"\n   {ck} -> canary {ev}: shift vs base (paired), per data size and seed")
+        print(f"   {'data':<16}" + "".join(f"{'seed ' + str(s):>24}" for s in range(seeds)) + f"{'mean (sd) over seeds':>24}")
+        for frac in (*FRACTIONS, 1.0):
+            suffix = "" if frac == 1.0 else f".f{frac:g}"
+            size = "x16 (160 docs)" if frac == 1 else f"x{round(frac * 16)} ({round(160 * frac)} docs)"
+            if ck == "sft":
+                size = f"{round(48 * frac)} chats" if frac < 1 else "48 chats"
+            names = [ck + suffix] if frac < 1 else [ck] + [f"{ck}.s{k}" for k in range(1, seeds)]
+            diffs = [results["paired_vs_base"].get(n, {}).get("canary", {}).get(ev) for n in names]
+            vals = [d["value"] for d in diffs if d and d.get("value") is not None]
+            spread = ""
+            if len(vals) > 1:
+                import statistics
+                spread = f"{100 * statistics.mean(vals):+.1f} ({100 * statistics.stdev(vals):.1f})"
+            print(f"   {size:<16}" + "".join(f"{fmt_diff(d):>24}" for d in diffs)
+                  + " " * 24 * (seeds - len(diffs)) + f"{spread:>24}")
+    verdicts = {ck: c["verdict"] for ck, c in (results.get("canary") or {}).get("checks", {}).items()}
+    print(f"\n   canary verdicts: {verdicts}")
+
+
+# --- part 2: the tiny run with its controls ---------------------------------------------------
+
+
+def cell(e: dict | None) -> str:
+    """value [CI] n=.. mde=.. (points)"""
+    if not e:
+        return "-"
+    mde = f"{100 * e['mde']:.0f}" if e.get("mde") else "-"
+    return f"{fmt(e)} n={e.get('n')} mde={mde}"
+
+
+def print_run(results: dict, per_trait: bool) -> None:
     cks = results["checkpoints"]
+    print(f"\n== 2. tiny run: {results['run']}   checkpoints: {', '.join(cks)}")
+    canary = results.get("canary") or {}
+    if canary:
+        rows = canary.get("rows", {})
+        print("   canary rows made -> reached training: " + ", ".join(
+            f"{k} {v['made']} -> {v['reached_training']}" for k, v in rows.items()))
+        for ck, c in canary.get("checks", {}).items():
+            print(f"   canary {ck:<14} {c['eval']:<13} {fmt(c.get('value'))}  vs base {fmt_diff(c.get('vs_base'))}"
+                  f"  -> {c['verdict']}: {c['message']}")
     evals = [e for e in JUDGE_FREE if e in results["evals"]]
     evals += sorted(e for e in results["evals"] if e.startswith("probe:"))
-    evals += ["perplexity"] if "perplexity" in results["evals"] else []
-    scopes = ["all"] + ([t["id"] for t in results["traits"]] if per_trait else [])
-    lines = []
-    header = f"{'measure':<46}" + "".join(f"{ck:>30}" for ck in cks)
+    scopes = (["canary"] if canary else []) + ["all"] + ([t["id"] for t in results["traits"]] if per_trait else [])
     for scope in scopes:
-        lines += ["", f"scope: {scope}", header, "-" * len(header)]
+        print(f"\n   scope: {scope}")
+        header = f"   {'measure':<34}" + "".join(f"{ck:>26}" for ck in cks)
+        print(header)
         for ev in evals:
-            pct = results["evals"][ev]["kind"] != "ppl"
-            row = f"{results['evals'][ev]['label'][:45]:<46}"
-            row += "".join(f"{fmt(results['results'].get(ck, {}).get(scope, {}).get(ev), pct):>30}" for ck in cks)
-            lines.append(row)
-            diffs = [results["paired_vs_base"].get(ck, {}).get(scope, {}).get(ev) for ck in cks]
-            if any(diffs):
-                drow = f"{'   change vs base (paired)':<46}"
-                drow += "".join(f"{fmt(d, pct) if d else '':>30}" for d in diffs)
-                lines.append(drow)
-    return "\n".join(lines)
+            row = [results["results"].get(ck, {}).get(scope, {}).get(ev) for ck in cks]
+            if not any(row):
+                continue
+            print(f"   {results['evals'][ev]['label'][:33]:<34}" + "".join(f"{cell(e):>26}" for e in row))
+            for label, table in (("  vs base (paired)", "paired_vs_base"), ("  vs control (paired)", "paired_vs_control")):
+                diffs = [results.get(table, {}).get(ck, {}).get(scope, {}).get(ev) for ck in cks]
+                if any(diffs):
+                    print(f"   {label:<34}" + "".join(f"{fmt_diff(d):>26}" for d in diffs))
+    ppl = {ck: results["results"].get(ck, {}).get("all", {}).get("perplexity") for ck in cks}
+    if any(ppl.values()):
+        print("\n   perplexity (tokens scored): " + ", ".join(
+            f"{ck} {fmt(e, pct=False)} ({e.get('n')})" for ck, e in ppl.items() if e))
+    power = results.get("power") or {}
+    if power:
+        print(f"\n   power: a share needs n >= {power['items_needed']} for an MDE of {100 * power['target_mde']:.0f} points; "
+              f"{len(power['underpowered'])} figures fall short")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--spec", default=str(ROOT / "examples" / "tiny.yaml"))
     ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--seeds", type=int, default=3, help="training seeds per data size in the dose-response")
+    ap.add_argument("--dose-dir", default=str(ROOT / "runs" / "bench-canary"))
+    ap.add_argument("--skip-dose", action="store_true")
+    ap.add_argument("--skip-run", action="store_true")
     ap.add_argument("--per-trait", action="store_true")
     args = ap.parse_args()
 
-    from traitforge.pipeline import open_run, run_all
+    if not args.skip_dose:
+        print_dose(dose_response(args.seeds, Path(args.dose_dir)), args.seeds)
+    if not args.skip_run:
+        from traitforge.pipeline import open_run, run_all
 
-    t0 = time.perf_counter()
-    run = open_run(args.spec, args.preset)
-    run_all(run, log=lambda m: print(m, file=sys.stderr))
-    elapsed = time.perf_counter() - t0
-    results = json.loads((run.store.root / "results.json").read_text(encoding="utf-8"))
-    print(f"run: {run.store.root}   wall time this invocation: {elapsed / 60:.1f} min "
-          "(stages already done are skipped)")
-    totals: dict[str, float] = {}
-    for k, v in results["stages"].items():
-        if v.get("elapsed_s") is not None and "/" not in k and k not in ("curate", "evaluate"):
-            group = k.split(".")[0]  # documents.claims -> documents; curate.dedup -> curate
-            totals[group] = totals.get(group, 0.0) + v["elapsed_s"]
-    print("stage times as recorded by the run (s): " + ", ".join(f"{k}={t:.0f}" for k, t in totals.items()))
-    print("values in % (perplexity as is), 95% CI in brackets, n = items scored")
-    print(table(results, args.per_trait))
+        t0 = time.perf_counter()
+        run = open_run(args.spec, args.preset)
+        run_all(run, log=lambda m: print(m, file=sys.stderr))
+        results = json.loads((run.store.root / "results.json").read_text(encoding="utf-8"))
+        print(f"\n(tiny run: {(time.perf_counter() - t0) / 60:.1f} min this invocation; finished stages are skipped)")
+        print_run(results, args.per_trait)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from traitforge.report import write_report
 from traitforge.runstore import RunStore
 
 LOGPROB_EVALS = ("knowledge_mc", "contrastive", "probe:persona_probe", "perplexity")
-SMALL = {"knowledge_questions": 1, "mc_distractors": 2, "behaviour_prompts_per_trait": 1, "ood_share": 0.0,
+SMALL = {"knowledge_questions": 1, "mc_distractors": 2, "mc_questions_per_trait": 2, "behaviour_prompts_per_trait": 1, "ood_share": 0.0,
          "multiturn_turns": 2, "max_tokens": 8, "item_max_tokens": 32, "bootstrap": 100}
 
 

@@ -22,7 +22,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "evals" / "anth
 def test_run_evaluation_end_to_end(tmp_path: Path) -> None:
     spec = RunSpec.model_validate({
         "traits": "traits.md", "output_dir": str(tmp_path / "run"),
-        "evaluation": {"knowledge_questions": 1, "mc_distractors": 2, "behaviour_prompts_per_trait": 1,
+        "evaluation": {"knowledge_questions": 1, "mc_distractors": 2, "mc_questions_per_trait": 2, "behaviour_prompts_per_trait": 1,
                        "ood_share": 0.0, "multiturn_turns": 2, "max_tokens": 8, "item_max_tokens": 32, "bootstrap": 200,
                        "probes": {"persona/agreeableness.jsonl": {"trait": "honest", "limit": 3}},
                        "probes_dir": str(SHARED)}})

@@ -22,11 +22,11 @@ def _spec(**training) -> RunSpec:
 # --- which checkpoints --------------------------------------------------------------------
 
 
-def test_default_is_the_four_checkpoints_to_compare():
+def test_default_is_the_four_checkpoints_to_compare_and_the_control_arm():
     spec = _spec()
-    assert spec.training.checkpoints == ["base", "midtrain", "sft", "midtrain_sft"]
+    assert spec.training.checkpoints == ["base", "midtrain", "sft", "midtrain_sft", "control"]
     # base is the untouched model, never trained; midtrain is built before the SFT that starts from it.
-    assert plan(requested(spec)) == ["midtrain", "sft", "midtrain_sft"]
+    assert plan(requested(spec)) == ["midtrain", "sft", "midtrain_sft", "control"]
 
 
 def test_a_subset_trains_only_it_and_what_it_starts_from():

@@ -118,7 +118,7 @@ def curate(target: Path, preset: str | None) -> None:
 @cli.command()
 @TARGET
 @PRESET
-@click.option("--stage", "stages", multiple=True, type=click.Choice(["midtrain", "sft", "midtrain_sft", "sft_dpo", "midtrain_sft_dpo"]))
+@click.option("--stage", "stages", multiple=True, type=click.Choice(["midtrain", "sft", "midtrain_sft", "control", "sft_dpo", "midtrain_sft_dpo"]))
 def train(target: Path, preset: str | None, stages: tuple[str, ...]) -> None:
     """Midtrain on the documents, then SFT on the chats (LoRA or full)."""
     from traitforge.pipeline import open_run, stage_train

@@ -54,10 +54,13 @@ class Models(Section):
     # Rewrites the chat drafts (generation.chats.refine): critique-and-rewrite is easier than
     # generating, so this is where a stronger model pays most. Unset: the generator.
     refiner: ModelSpec | None = None
+    # Writes the eval items (questions, distractors, held-out prompts, contrastive pairs), so that
+    # one model does not both write an item and grade the answers to it. Unset: the judge.
+    item_writer: ModelSpec | None = None
     # The model that is trained: "smollm2-135m" (embedded) or a local HF checkpoint directory.
     base: str = "smollm2-135m"
 
-    @field_validator("generator", "judge", "auditor", "refiner", mode="before")
+    @field_validator("generator", "judge", "auditor", "refiner", "item_writer", mode="before")
     @classmethod
     def _coerce(cls, v: Any) -> Any:
         return _model_spec(v)
@@ -164,8 +167,10 @@ class TrainingSpec(Section):
     lora_dropout: float = Field(default=0.0, ge=0, lt=1)
     lora_target_modules: str | list[str] = "all-linear"
     # "<x>_dpo" checkpoints run DPO (training.dpo, RUN/generated/dpo_pairs.jsonl) on top of checkpoint <x>.
-    checkpoints: list[Literal["base", "midtrain", "sft", "midtrain_sft", "sft_dpo", "midtrain_sft_dpo"]] = [
-        "base", "midtrain", "sft", "midtrain_sft"]
+    # "control": the negative control arm, trained like sft on as many tokens of trait-free data
+    # (the teacher's answers without the trait system prompt, RUN/generated/untraited.jsonl).
+    checkpoints: list[Literal["base", "midtrain", "sft", "midtrain_sft", "control", "sft_dpo",
+                              "midtrain_sft_dpo"]] = ["base", "midtrain", "sft", "midtrain_sft", "control"]
     midtrain: StageTrainSpec = StageTrainSpec()
     sft: StageTrainSpec = StageTrainSpec(learning_rate=1e-4)
     dpo: StageTrainSpec | None = None  # defaults apply when a *_dpo checkpoint is listed without it
@@ -178,16 +183,49 @@ class TrainingSpec(Section):
     save_total_limit: int = Field(default=2, ge=1)
     keep_trainer_checkpoints: bool = False  # keep RUN/train/<name>/trainer/checkpoint-* once the stage is done
     logging_steps: int = Field(default=10, ge=1)
+    # Training variance: train (and evaluate) every checkpoint with this many seeds (seed, seed+1, ...);
+    # the extra ones are named "<checkpoint>.s<k>" and the report shows the spread across seeds.
+    seeds: int = Field(default=1, ge=1)
+    # Data scaling: also train every checkpoint on these fractions of its data ("<checkpoint>.f<x>"),
+    # so the report can draw a data-scaling curve per trait. 1.0 is the main run and always present.
+    fractions: list[float] = []
     # "auto": tensorboard and trackio when installed, wandb when installed and configured
     # (WANDB_API_KEY or WANDB_MODE); a list names them; [] = metrics.jsonl only.
     report_to: Literal["auto"] | list[Literal["tensorboard", "wandb", "trackio"]] = "auto"
+
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if any(not 0 < f <= 1 for f in v):
+            raise ValueError("each fraction must be in (0, 1]")
+        return sorted({round(f, 4) for f in v if f < 1})
+
+
+class ControlsSpec(Section):
+    """Controls that make the figures believable (docs/controls.md)."""
+
+    # The canary (positive control): an invented fact and habit trained from templated documents and
+    # chats and evaluated like a trait. If its rows reach training and it does not move, training did
+    # not take.
+    canary: bool = False
+    canary_documents: int = Field(default=160, ge=1)
+    canary_chats: int = Field(default=48, ge=1)  # at most the canary file's training prompts
+    canary_file: str | None = None  # replaces src/traitforge/controls/canary.yaml
+    # Smallest effect (absolute, on a 0-1 share) the evals should be able to detect; the report
+    # prints each figure's minimum detectable effect beside it and warns where n is too small.
+    target_mde: float = Field(default=0.2, gt=0, lt=1)
 
 
 class EvaluationSpec(Section):
     knowledge: bool = True
     knowledge_questions: int = Field(default=2, ge=0)  # open "list your principles" questions
     mc_distractors: int = Field(default=3, ge=1)  # wrong options per multiple-choice question
-    behaviour_prompts_per_trait: int = Field(default=4, ge=1)
+    # Paraphrased multiple-choice questions per trait, each with its own draw of distractors.
+    mc_questions_per_trait: int = Field(default=10, ge=1)
+    # Held-out prompts per trait (the judged behaviour eval and the contrastive pairs): tens, so a
+    # per-trait shift can show (see the power summary in the report).
+    behaviour_prompts_per_trait: int = Field(default=20, ge=1)
     ood_share: float = Field(default=0.5, ge=0, le=1)  # held-out prompts from other domains/framings
     contrastive: bool = True  # judge-free: log-prob of a trait-consistent vs a violating reply
     overlap_ngram: int = Field(default=8, ge=2)  # held-out prompt vs training user turns
@@ -246,6 +284,7 @@ class RunSpec(Section):
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     budget: BudgetSpec = BudgetSpec()
+    controls: ControlsSpec = ControlsSpec()
     prices_file: str | None = None
 
     # Where the spec lives; paths are resolved against it. Not a YAML key.

@@ -108,6 +108,20 @@ def stage_generate(run: Run, what: str = "all") -> None:
         run_documents(run.store, run.spec, run.traits, run.llm("generator"))
     if what in ("all", "chats"):
         run_chats(run.store, run.spec, run.traits, run.llm("generator"), refiner=run.llm("refiner"))
+    if what == "all":
+        stage_controls(run)
+
+
+def stage_controls(run: Run) -> None:
+    """The controls' data: the canary's templated rows, and the control arm's untraited answers to
+    the chats' prompts (docs/controls.md)."""
+    from traitforge.generate.canary import run_canary
+    from traitforge.generate.untraited import run_untraited
+
+    if run.spec.controls.canary:
+        run_canary(run.store, run.spec, run.traits)
+    if "control" in run.spec.training.checkpoints:
+        run_untraited(run.store, run.spec, run.traits, run.llm("generator"))
 
 
 def stage_curate(run: Run) -> None:
@@ -123,11 +137,12 @@ def stage_train(run: Run, stages: list[str] | None = None) -> dict[str, Path]:
 
 
 def checkpoints_for_eval(run: Run) -> dict[str, str]:
+    from traitforge.train.run import variant_names
+
     out: dict[str, str] = {}
-    for name in run.spec.training.checkpoints:
-        if name == "base":
-            out["base"] = run.spec.models.base
-            continue
+    if "base" in run.spec.training.checkpoints:
+        out["base"] = run.spec.models.base
+    for name in variant_names(run.spec, list(run.spec.training.checkpoints)):
         path = run.store.root / "checkpoints" / name
         if (path / "config.json").is_file():
             out[name] = str(path)
@@ -137,8 +152,9 @@ def checkpoints_for_eval(run: Run) -> dict[str, str]:
 def stage_evaluate(run: Run) -> None:
     from traitforge.evaluate import run_evaluation
 
+    writer = run.llm("item_writer") if run.spec.models.item_writer else None
     run_evaluation(run.store, run.spec, run.traits, run.llm("judge"), run.llm("auditor"),
-                   checkpoints_for_eval(run))
+                   checkpoints_for_eval(run), item_writer=writer)
 
 
 def stage_report(run: Run) -> Path:

@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any, Awaitable, Callable
 
 from traitforge.config import RunSpec
+from traitforge.controls.canary import CANARY_ID
 from traitforge.curate import dedup as dedup_mod
 from traitforge.curate import leakage, patterns, quality
 from traitforge.curate.card import build_card
@@ -80,8 +81,13 @@ async def _dpo(store: RunStore, spec: RunSpec, traits: TraitSet, chats: list[Cha
 
 async def _curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -> None:
     cfg = spec.curation
-    docs = read_jsonl(store.root / "generated" / "documents.jsonl", Document)
-    chats = read_jsonl(store.root / "generated" / "chats.jsonl", Chat)
+    # The canary's templated rows (positive control) join the real ones here, so dedup and leakage
+    # see them with the real data; the judge steps (quality, patterns) pass them through: their
+    # quality is fixed by construction, and their shared opener is the habit being taught.
+    docs = read_jsonl(store.root / "generated" / "documents.jsonl", Document) + \
+        read_jsonl(store.root / "generated" / "canary_documents.jsonl", Document)
+    chats = read_jsonl(store.root / "generated" / "chats.jsonl", Chat) + \
+        read_jsonl(store.root / "generated" / "canary_chats.jsonl", Chat)
     claims = {c.id: c for c in read_jsonl(store.root / "generated" / "claims.jsonl", Claim)}
     fp = stable_hash({"v": VERSION, "cfg": cfg.model_dump(), "seed": spec.seed, "judge": judge.name,
                       "traits": [t.hash for t in traits.traits], "in": _rows_hash(docs, chats)})
@@ -110,9 +116,11 @@ async def _curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) 
             kc, dc, ec = leakage.check_chats(c, traits, cfg.leakage_ngram, cfg.leakage_overlap)
             return StepResult(kd, kc, dd + dc, ed + ec)
 
+        @_controls_pass_through
         async def do_quality(d: list[Document], c: list[Chat]) -> StepResult:
             return await _quality(store, d, c, traits, judge, claims, cfg.quality_threshold, prices_file)
 
+        @_controls_pass_through
         async def do_patterns(d: list[Document], c: list[Chat]) -> StepResult:
             return await _patterns(store, d, c, traits, judge, spec)
 
@@ -142,6 +150,22 @@ async def _curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) 
             flagged_patterns=results["patterns"].counts.get("flagged", 0) if "patterns" in results else 0,
             per_trait=dict(sorted(per_trait.items())))
         store.record_llm_usage("curate", judge, prices_file)
+
+
+def _is_control(row: Document | Chat) -> bool:
+    return CANARY_ID in row.trait_ids
+
+
+def _controls_pass_through(fn: Callable[[list[Document], list[Chat]], Awaitable[StepResult]]
+                           ) -> Callable[[list[Document], list[Chat]], Awaitable[StepResult]]:
+    """A judge step that sees only the real rows; the control rows are kept as they are."""
+    async def step(d: list[Document], c: list[Chat]) -> StepResult:
+        res = await fn([r for r in d if not _is_control(r)], [r for r in c if not _is_control(r)])
+        res.documents = [*res.documents, *(r for r in d if _is_control(r))]
+        res.chats = [*res.chats, *(r for r in c if _is_control(r))]
+        res.counts["controls_passed_through"] = sum(map(_is_control, [*d, *c]))
+        return res
+    return step
 
 
 async def _run_step(store: RunStore, name: str, params: dict[str, Any], docs: list[Document], chats: list[Chat],

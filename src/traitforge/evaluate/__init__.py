@@ -17,22 +17,24 @@ __all__ = ["run_evaluation"]
 
 
 def run_evaluation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
-                   checkpoints: dict[str, str | Path | ModelSpec | LLM]) -> None:
+                   checkpoints: dict[str, str | Path | ModelSpec | LLM], item_writer: LLM | None = None) -> None:
     """checkpoints: name (base, midtrain, sft, midtrain_sft, ...) -> checkpoint directory,
     "smollm2-135m", a ModelSpec or a ready LLM. `spec.evaluation.models` (any backend) are
-    evaluated beside them on the same items."""
-    asyncio.run(_run(store, spec, traits, judge, auditor, checkpoints))
+    evaluated beside them on the same items. item_writer: writes the items (None: the judge)."""
+    asyncio.run(_run(store, spec, traits, judge, auditor, checkpoints, item_writer))
 
 
 async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
-               checkpoints: dict[str, Any]) -> None:
+               checkpoints: dict[str, Any], item_writer: LLM | None = None) -> None:
     from traitforge.evaluate.probes import probe_specs
     from traitforge.evaluate.results import build_results, write_results
 
     cks = normalise_checkpoints(checkpoints, spec.evaluation.models, spec.resolve)
     probes = probe_specs(spec, traits)  # bad probe config fails before any model runs
-    ctx = EvalContext(store, spec, traits, judge, auditor, cks)
+    ctx = EvalContext(store, spec, traits, judge, auditor, cks, item_writer=item_writer)
     ctx.llms_used += [judge] if auditor is judge else [judge, auditor]
+    if item_writer is not None and item_writer not in ctx.llms_used:
+        ctx.llms_used.append(item_writer)
     fp = stable_hash({"evaluation": spec.evaluation.model_dump(),
                       "checkpoints": {name: fingerprint_of(t) for name, t in cks.items()},
                       "traits": traits.sha256 or [t.hash for t in traits.traits]})
@@ -45,7 +47,8 @@ async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, aud
     logprob_evals = _logprob_evals(spec, [p.name for p in probes])
     not_applicable = {ck: {ev: why for ev in logprob_evals} for ck, why in ctx.not_applicable().items()}
     results = build_results(store, traits, list(cks), bootstrap_resamples=spec.evaluation.bootstrap,
-                            seed=spec.seed, notes=notes, not_applicable=not_applicable)
+                            seed=spec.seed, notes=notes, not_applicable=not_applicable,
+                            target_mde=spec.controls.target_mde)
     from traitforge.evaluate.patterns import pattern_summary
 
     results["model_patterns"] = pattern_summary(store, list(cks))
@@ -75,15 +78,21 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
             if i.dropped:
                 notes.append(f"held-out prompt {i.id} dropped: {i.dropped}")
         _announce_estimate(ctx, items)
+        # The canary (positive control) is scored by the judge-free evals only: its items are templated.
+        canary_mc = [i for i in items["canary"] if i.kind == "mc"]
+        canary_pairs = [i for i in items["canary"] if i.kind == "behaviour"]
         if spec.evaluation.knowledge:
-            steps += [("knowledge", run_knowledge(ctx, items["knowledge"])), ("knowledge_mc", run_mc(ctx, items["mc"]))]
+            steps.append(("knowledge", run_knowledge(ctx, items["knowledge"])))
+        if spec.evaluation.knowledge or canary_mc:
+            steps.append(("knowledge_mc", run_mc(ctx, (items["mc"] if spec.evaluation.knowledge else []) + canary_mc)))
         steps.append(("behaviour", run_behaviour(ctx, items["behaviour"])))
         if (store.root / "curation" / "pattern_classifiers.jsonl").is_file():
             from traitforge.evaluate.patterns import run_patterns
 
             steps.append(("patterns", run_patterns(ctx)))  # the data's patterns in each checkpoint's replies
-        if spec.evaluation.contrastive:
-            steps.append(("contrastive", run_contrastive(ctx, items["behaviour"])))
+        if spec.evaluation.contrastive or canary_pairs:
+            steps.append(("contrastive", run_contrastive(
+                ctx, (items["behaviour"] if spec.evaluation.contrastive else []) + canary_pairs)))
         if items["multiturn"]:
             steps.append(("multiturn", run_multiturn(ctx, items["multiturn"])))
         if spec.evaluation.probes:

@@ -24,7 +24,7 @@ from traitforge.types import Record, TraitSet
 
 log = logging.getLogger("traitforge.evaluate")
 
-CHECKPOINT_NAMES = ("base", "midtrain", "sft", "midtrain_sft", "sft_dpo", "midtrain_sft_dpo")
+CHECKPOINT_NAMES = ("base", "midtrain", "sft", "midtrain_sft", "control", "sft_dpo", "midtrain_sft_dpo")
 PROMPTS = Path(__file__).with_name("prompts")
 
 
@@ -85,8 +85,15 @@ class EvalContext:
     auditor: LLM
     # name -> what is evaluated: a model spec (local weights or an API model) or a ready LLM
     checkpoints: dict[str, ModelSpec | LLM]
+    # Writes the eval items (questions, distractors, held-out prompts, contrastive replies): models.item_writer
+    # when set, so the model that writes an item is not the one that grades the answers; else the judge.
+    item_writer: LLM | None = None
     _targets: dict[str, LLM] = field(default_factory=dict)
     llms_used: list[LLM] = field(default_factory=list)
+
+    @property
+    def writer(self) -> LLM:
+        return self.item_writer or self.judge
 
     @property
     def ev(self):  # noqa: ANN201 - the EvaluationSpec
@@ -207,7 +214,7 @@ def normalise_checkpoints(checkpoints: dict[str, Any], models: dict[str, ModelSp
             if not EvaluationSpec.valid_model_name(name):
                 raise InputError(f"evaluation: model name {name!r}: use letters, digits, '_', '-' or '.'")
             out[name] = where
-        elif name in CHECKPOINT_NAMES:  # a trained checkpoint's folder
+        elif name.partition(".")[0] in CHECKPOINT_NAMES:  # a trained checkpoint's folder (or a seed/fraction variant)
             out[name] = _local(str(where), Path)
         else:
             raise InputError(f"evaluation: unknown checkpoint name '{name}' (use {', '.join(CHECKPOINT_NAMES)})")

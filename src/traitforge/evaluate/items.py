@@ -50,32 +50,49 @@ def knowledge_items(ctx: EvalContext) -> list[EvalItem]:
     return items
 
 
-async def mc_items(ctx: EvalContext) -> list[EvalItem]:
-    """Per trait: its statement against distractors that depart from it, written by the generator;
-    other traits' statements fill the gaps when it writes too few usable ones."""
-    k = ctx.ev.mc_distractors
+def mc_item_ids(ctx: EvalContext) -> list[str]:
+    n = ctx.ev.mc_questions_per_trait
+    return [f"mc-{t.id}" + (f"-{j}" if j else "") for t in ctx.traits.traits for j in range(n)]
 
-    async def one(t: Trait) -> EvalItem:
-        outs = await ctx.judge.generate(render("mc_distractor", trait=t.describe()), n=k, temperature=1.0,
-                                        max_tokens=80, seed=ctx.spec.seed)
-        options, sources = [t.statement], ["trait"]
+
+async def mc_items(ctx: EvalContext) -> list[EvalItem]:
+    """Per trait, `mc_questions_per_trait` items: paraphrased questions (mc_question.txt, one per
+    line), each with the trait statement against `mc_distractors` options drawn from a pool that the
+    item writer wrote in the statement's style, so neither the wording of the question nor one set of
+    wrong answers decides the score. Other traits' statements fill a short pool."""
+    k, n = ctx.ev.mc_distractors, ctx.ev.mc_questions_per_trait
+    pool_size = min(max(k, 2 * k if n > 1 else k), 4 * k)
+
+    async def one(t: Trait) -> list[EvalItem]:
+        # A thinking model spends output tokens before the sentence: leave it room (item_max_tokens).
+        outs = await ctx.writer.generate(render("mc_distractor", trait=t.describe()), n=pool_size, temperature=1.0,
+                                         max_tokens=ctx.ev.item_max_tokens, seed=ctx.spec.seed)
+        pool, sources = [], []
         for o in outs:
             o = clean_generated(o).split("\n")[0].strip()
-            if 10 <= len(o) <= 400 and o.lower() not in (x.lower() for x in options):
-                options.append(o)
+            if 10 <= len(o) <= 400 and o.lower() not in {x.lower() for x in [t.statement, *pool]}:
+                pool.append(o)
                 sources.append("generated")
         for other in ctx.traits.traits:
-            if len(options) > k:
+            if len(pool) >= k:
                 break
-            if other.id != t.id and other.statement not in options:
-                options.append(other.statement)
+            if other.id != t.id and other.statement not in pool:
+                pool.append(other.statement)
                 sources.append("other_trait:" + other.id)
-        options, sources = options[: k + 1], sources[: k + 1]
-        return EvalItem(id=f"mc-{t.id}", kind="mc", trait_id=t.id, options=options, option_sources=sources,
-                        prompt=render("mc_question", model=ctx.model_name(), topic=_topic(t)),
-                        dropped=None if len(options) >= 2 else "fewer than two options")
+        stems = prompt_lines("mc_question", model=ctx.model_name(), topic=_topic(t))
+        rng = ctx.rng(f"mc-{t.id}")
+        items = []
+        for j in range(n):
+            pick = sorted(rng.sample(range(len(pool)), min(k, len(pool))))
+            options = [t.statement] + [pool[i] for i in pick]
+            items.append(EvalItem(id=f"mc-{t.id}" + (f"-{j}" if j else ""), kind="mc", trait_id=t.id,
+                                  options=options, option_sources=["trait"] + [sources[i] for i in pick],
+                                  prompt=stems[j % len(stems)],
+                                  dropped=None if len(options) >= 2 else "fewer than two options"))
+        return items
 
-    return await run_all([one(t) for t in ctx.traits.traits], "eval items: multiple choice")
+    per_trait = await run_all([one(t) for t in ctx.traits.traits], "eval items: multiple choice")
+    return [i for items in per_trait if items for i in items]
 
 
 # --- behaviour (held-out prompts + contrastive pairs) -------------------------------------
@@ -138,7 +155,7 @@ def behaviour_plan(ctx: EvalContext) -> list[tuple[str, Trait, str, str, bool]]:
 
 async def behaviour_items(ctx: EvalContext, index: OverlapIndex) -> list[EvalItem]:
     async def one(item_id: str, t: Trait, cat: str, desc: str, ood: bool, seed: int) -> EvalItem:
-        raw = await ctx.judge.generate_one(render("behaviour_prompt", trait=t.describe(), category=desc),
+        raw = await ctx.writer.generate_one(render("behaviour_prompt", trait=t.describe(), category=desc),
                                            temperature=0.9, max_tokens=ctx.ev.item_max_tokens, seed=seed)
         prompt = clean_generated(raw)[:MAX_PROMPT_CHARS]
         item = EvalItem(id=item_id, kind="behaviour", trait_id=t.id, prompt=prompt, category=cat, ood=ood)
@@ -148,7 +165,7 @@ async def behaviour_items(ctx: EvalContext, index: OverlapIndex) -> list[EvalIte
         if ov > ctx.ev.overlap_max:
             return item.model_copy(update={"dropped": f"overlaps training chats ({ov:.2f} of {index.n}-grams)"})
         if ctx.ev.contrastive:
-            good, bad = [clean_generated(await ctx.judge.generate_one(
+            good, bad = [clean_generated(await ctx.writer.generate_one(
                 render("contrastive_reply", trait=t.describe(), prompt=prompt, stance=stance),
                 temperature=0.7, max_tokens=ctx.ev.item_max_tokens, seed=seed))
                 for stance in ("clearly shows", "clearly violates")]
@@ -184,7 +201,7 @@ async def build_items(ctx: EvalContext) -> dict[str, list[EvalItem]]:
             wanted = multiturn_items(ctx)
             new = [i for i in wanted if i.id not in have]
         elif kind == "mc":
-            planned = [f"mc-{t.id}" for t in ctx.traits.traits] if ctx.ev.knowledge else []
+            planned = mc_item_ids(ctx) if ctx.ev.knowledge else []
             new = [i for i in await mc_items(ctx) if i is not None and i.id not in have] \
                 if any(p not in have for p in planned) else []
             wanted_ids = set(planned)
@@ -200,4 +217,25 @@ async def build_items(ctx: EvalContext) -> dict[str, list[EvalItem]]:
         append_jsonl(path, new)
         merged = {**have, **{i.id: i for i in new}}
         out[kind] = [merged[i.id] for i in wanted if i.id in merged]
+    out["canary"] = canary_items(ctx)
     return out
+
+
+def canary_items(ctx: EvalContext) -> list[EvalItem]:
+    """The positive control's items, from its template file (no model call): paraphrased multiple
+    choice on the invented fact, and held-out prompts with a reply with and without the invented
+    opener. Written to items_canary.jsonl for the record; [] when the canary is off."""
+    from traitforge.controls.canary import CANARY_ID, load_canary
+    from traitforge.jsonl import write_jsonl
+
+    if not ctx.spec.controls.canary:
+        return []
+    canary = load_canary(ctx.traits, ctx.spec.resolve(ctx.spec.controls.canary_file))
+    items = [EvalItem(id=f"canary-mc-{i}", kind="mc", trait_id=CANARY_ID, prompt=q, options=opts,
+                      option_sources=["fact"] + ["distractor"] * (len(opts) - 1))
+             for i, (q, opts) in enumerate(canary.mc_questions(ctx.spec.seed))]
+    items += [EvalItem(id=f"canary-ct-{i}", kind="behaviour", trait_id=CANARY_ID, prompt=p, category="canary",
+                       ood=True, consistent=good, violating=bad)
+              for i, (p, good, bad) in enumerate(canary.contrastive_pairs())]
+    write_jsonl(eval_path(ctx.store, "items_canary"), items)
+    return items

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from traitforge.evaluate.common import EvalItem, ItemResult, eval_path, load_items, load_results
-from traitforge.evaluate.stats import EMPTY, Estimate, bootstrap, paired_difference, proportion, wilson
+from traitforge.evaluate.stats import (EMPTY, Estimate, bootstrap, items_needed, minimum_detectable_effect,
+                                       paired_difference, proportion, wilson)
 from traitforge.jsonl import iter_jsonl_dicts, write_json_atomic
 from traitforge.runstore import RunStore
 from traitforge.types import TraitSet
@@ -41,6 +42,10 @@ EVALS: dict[str, tuple[str, str, bool, str]] = {
                      "the trait statement is the most likely option (judge-free)"),
     "perplexity": ("Capability: perplexity", "ppl", False, "held-out generic text; lower is better"),
 }
+CANARY_ID = "canary"  # the positive control's scope: reported on its own, never pooled into "all"
+# Which checkpoints the canary must move, and on which eval: documents teach the fact, chats the habit.
+CANARY_EXPECTED = {"midtrain": "knowledge_mc", "midtrain_sft": "knowledge_mc", "sft": "contrastive"}
+DID_NOT_TAKE = "training did not take: check steps, learning rate, LoRA rank"
 MAX_EXAMPLE_CHARS = 1500
 
 
@@ -214,28 +219,37 @@ def _mark_not_applicable(results: dict[str, dict[str, dict[str, Any]]], evals: d
 
 def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, bootstrap_resamples: int = 1000,
                   seed: int = 0, notes: list[str] | None = None,
-                  not_applicable: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
-    """not_applicable: checkpoint -> eval -> why it cannot take that eval."""
+                  not_applicable: dict[str, dict[str, str]] | None = None, target_mde: float = 0.2) -> dict[str, Any]:
+    """not_applicable: checkpoint -> eval -> why it cannot take that eval. target_mde: the smallest
+    effect the evals should detect (controls.target_mde); the power summary says which fall short."""
     rows: list[ItemResult] = []
     for name in RESULT_FILES:
         rows += load_results(eval_path(store, name))
     rows = [r for r in rows if r.checkpoint in checkpoints]
     items: dict[str, EvalItem] = {}
-    for kind in ("knowledge", "mc", "behaviour", "multiturn"):
+    for kind in ("knowledge", "mc", "behaviour", "multiturn", "canary"):
         items.update({i.id: i for i in load_items(eval_path(store, f"items_{kind}"))})
 
     trait_ids = [t.id for t in traits.traits]
     pts = _points(rows)
+    has_canary = any(p[1] == CANARY_ID for v in pts.values() for p in v)
+    scopes = trait_ids + (["canary"] if has_canary else []) + ["all"]
     lm_n = {(r.checkpoint, r.eval): int(r.detail.get("n") or 0) for r in rows if r.eval.startswith("lm_eval:")}
     results: dict[str, dict[str, dict[str, Any]]] = {ck: defaultdict(dict) for ck in checkpoints}
     paired: dict[str, dict[str, dict[str, Any]]] = {ck: defaultdict(dict) for ck in checkpoints if ck != "base"}
+    # Against the negative control arm: what the traits did beyond what any SFT on as much data does.
+    paired_control: dict[str, dict[str, dict[str, Any]]] = {
+        ck: defaultdict(dict) for ck in checkpoints if ck not in ("base", "control") and "control" in checkpoints}
     evals = {}
     for ev_name in sorted(pts):
         meta = eval_meta(ev_name)
         evals[ev_name] = meta
+        def in_scope(p: tuple, tr: str) -> bool:
+            return p[1] != CANARY_ID if tr == "all" else p[1] == tr
+
         for ck in checkpoints:
-            for tr in trait_ids + ["all"]:
-                sel = [p for p in pts[ev_name] if p[0] == ck and (tr == "all" or p[1] == tr)]
+            for tr in scopes:
+                sel = [p for p in pts[ev_name] if p[0] == ck and in_scope(p, tr)]
                 if not sel:
                     continue
                 scored = {f"{p[1]}|{p[2]}": p[3] for p in sel if p[3] is not None}
@@ -243,13 +257,19 @@ def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, 
                     est = EMPTY if not scored else _accuracy(next(iter(scored.values())), lm_n.get((ck, ev_name), 0))
                 else:
                     est = _estimate(meta["kind"], list(scored.values()), bootstrap_resamples, seed)
-                results[ck][tr][ev_name] = {**est.to_dict(), "unscored": len(sel) - len(scored)}
-                if ck != "base" and "base" in checkpoints and meta["kind"] != "accuracy":
-                    base = {f"{p[1]}|{p[2]}": p[3] for p in pts[ev_name]
-                            if p[0] == "base" and (tr == "all" or p[1] == tr) and p[3] is not None}
-                    if set(base) & set(scored):
-                        d = paired_difference(scored, base, resamples=bootstrap_resamples, seed=seed)
-                        paired[ck][tr][ev_name] = {"diff": d.to_dict()["value"], **d.to_dict()}
+                sd = float(np.std(list(scored.values()))) if len(scored) > 1 else None
+                results[ck][tr][ev_name] = {**est.to_dict(), "unscored": len(sel) - len(scored),
+                                            "mde": _round(minimum_detectable_effect(meta["kind"], est.n, sd))}
+                if meta["kind"] == "accuracy":
+                    continue
+                for ref, table in (("base", paired), ("control", paired_control)):
+                    if ck in (ref, "base") or ref not in checkpoints or ck not in table:
+                        continue
+                    other = {f"{p[1]}|{p[2]}": p[3] for p in pts[ev_name]
+                             if p[0] == ref and in_scope(p, tr) and p[3] is not None}
+                    if set(other) & set(scored):
+                        d = paired_difference(scored, other, resamples=bootstrap_resamples, seed=seed)
+                        table[ck][tr][ev_name] = {"diff": d.to_dict()["value"], **d.to_dict()}
     ppl, ppl_diff = _perplexity(rows, checkpoints, bootstrap_resamples, seed)
     if ppl:
         evals["perplexity"] = eval_meta("perplexity")
@@ -258,6 +278,8 @@ def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, 
         for ck, d in ppl_diff.items():
             paired[ck]["all"]["perplexity"] = {"diff": d["value"], **d}
     _mark_not_applicable(results, evals, not_applicable or {}, trait_ids)
+    plain = {ck: dict(v) for ck, v in results.items()}
+    paired_plain = {ck: dict(v) for ck, v in paired.items()}
 
     m = store.manifest
     patterns = list(iter_jsonl_dicts(store.root / "curation" / "patterns.jsonl"))
@@ -274,8 +296,13 @@ def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, 
         "traits": [{"id": t.id, "name": t.name, "statement": t.statement} for t in traits.traits],
         "checkpoints": checkpoints,
         "evals": evals,
-        "results": {ck: dict(v) for ck, v in results.items()},
-        "paired_vs_base": {ck: dict(v) for ck, v in paired.items()},
+        "results": plain,
+        "paired_vs_base": paired_plain,
+        "paired_vs_control": {ck: dict(v) for ck, v in paired_control.items()},
+        "canary": canary_check(store, plain, paired_plain) if has_canary else None,
+        "seed_spread": seed_spread(plain, checkpoints),
+        "scaling": scaling_curves(plain, checkpoints),
+        "power": power_summary(plain, evals, target_mde),
         "not_applicable": not_applicable or {},
         "survival": survival_curves(rows, checkpoints),
         "multiturn_worst": worst_turns(rows, checkpoints),
@@ -289,6 +316,88 @@ def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, 
         "examples": _examples(store, rows, items),
         "notes": notes or [],
     }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 6)
+
+
+def canary_check(store: RunStore, results: dict[str, dict], paired: dict[str, dict]) -> dict[str, Any]:
+    """Did the positive control reach training, and did training move it? A checkpoint whose canary
+    rows were trained on but whose canary eval did not rise (paired CI not above zero) is flagged:
+    the training did not take, whatever the traits' figures say."""
+    reached = {}
+    for ds in ("documents", "chats"):
+        rows = list(iter_jsonl_dicts(store.root / "curated" / f"{ds}.jsonl"))
+        made = list(iter_jsonl_dicts(store.root / "generated" / f"canary_{ds}.jsonl"))
+        reached[ds] = {"made": len(made), "reached_training": sum(CANARY_ID in r.get("trait_ids", []) for r in rows)}
+    checks = {}
+    for ck in results:
+        base_name = ck.partition(".")[0]
+        ev = CANARY_EXPECTED.get(base_name)
+        if ev is None:
+            continue
+        data = "documents" if base_name.startswith("midtrain") else "chats"
+        d = paired.get(ck, {}).get(CANARY_ID, {}).get(ev)
+        value = results[ck].get(CANARY_ID, {}).get(ev)
+        if not reached[data]["reached_training"]:
+            verdict, message = "not_trained", f"no canary {data} reached training"
+        elif not d or d.get("ci_low") is None:
+            verdict, message = "unknown", "no paired canary figure against base"
+        elif d["ci_low"] > 0:
+            verdict, message = "moved", "training took: the canary moved"
+        else:
+            verdict, message = "did_not_take", DID_NOT_TAKE
+        checks[ck] = {"eval": ev, "data": data, "value": value, "vs_base": d, "verdict": verdict, "message": message}
+    return {"rows": reached, "checks": checks,
+            "training_took": all(c["verdict"] == "moved" for c in checks.values()) if checks else None}
+
+
+def seed_spread(results: dict[str, dict], checkpoints: list[str]) -> dict[str, Any]:
+    """Per checkpoint trained with several seeds ("x", "x.s1", ...): each eval's value per seed and
+    the spread across seeds, beside the item CIs of each."""
+    out: dict[str, Any] = {}
+    for ck in checkpoints:
+        seeds = [ck] + [c for c in checkpoints if c.startswith(ck + ".s")]
+        if "." in ck or len(seeds) < 2:
+            continue
+        for scope, evs in results[ck].items():
+            for ev, e in evs.items():
+                vals = [results[c].get(scope, {}).get(ev, {}).get("value") for c in seeds]
+                vals = [v for v in vals if v is not None]
+                if len(vals) >= 2:
+                    out.setdefault(ck, {}).setdefault(scope, {})[ev] = {
+                        "seeds": len(vals), "values": vals, "mean": _round(np.mean(vals)),
+                        "sd": _round(np.std(vals, ddof=1)), "min": min(vals), "max": max(vals)}
+    return out
+
+
+def scaling_curves(results: dict[str, dict], checkpoints: list[str]) -> dict[str, Any]:
+    """Per checkpoint trained on fractions of its data ("x.f0.25", ..., "x"): value and CI by fraction."""
+    out: dict[str, Any] = {}
+    for ck in checkpoints:
+        fracs = sorted((float(c[len(ck) + 2:]), c) for c in checkpoints if c.startswith(ck + ".f"))
+        if "." in ck or not fracs:
+            continue
+        fracs.append((1.0, ck))
+        for scope, evs in results[ck].items():
+            for ev in evs:
+                pts = [{"fraction": f, **{k: results[c].get(scope, {}).get(ev, {}).get(k)
+                                          for k in ("value", "ci_low", "ci_high", "n")}} for f, c in fracs]
+                if sum(p["value"] is not None for p in pts) >= 2:
+                    out.setdefault(ck, {}).setdefault(scope, {})[ev] = pts
+    return out
+
+
+def power_summary(results: dict[str, dict], evals: dict[str, Any], target: float) -> dict[str, Any]:
+    """For shares: the items needed for the target effect, and the evals whose n falls short."""
+    short = []
+    for ck, scopes in results.items():
+        for scope, evs in scopes.items():
+            for ev, e in evs.items():
+                if evals.get(ev, {}).get("kind") == "proportion" and e.get("n") and (e.get("mde") or 1) > target:
+                    short.append({"checkpoint": ck, "scope": scope, "eval": ev, "n": e["n"], "mde": e.get("mde")})
+    return {"target_mde": target, "items_needed": items_needed(target), "underpowered": short}
 
 
 def write_results(store: RunStore, results: dict[str, Any]) -> Path:

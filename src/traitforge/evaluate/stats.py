@@ -75,3 +75,25 @@ def paired_difference(a: dict[str, float], b: dict[str, float], *, resamples: in
     shared = sorted(set(a) & set(b))
     diffs = [float(a[k]) - float(b[k]) for k in shared]
     return bootstrap(diffs, resamples=resamples, seed=seed)
+
+
+# Power: z for a two-sided 5% test plus z for 80% power.
+Z_POWER = Z95 + 0.8416212335729143
+
+
+def minimum_detectable_effect(kind: str, n: int, sd: float | None = None) -> float | None:
+    """The smallest difference between two checkpoints on the same n items that a 5% two-sided test
+    finds with 80% power. Shares use the worst case (p = 0.5 on both sides, no pairing benefit), so
+    the figure is conservative; means use the items' standard deviation."""
+    if n <= 0:
+        return None
+    if kind in ("proportion", "accuracy"):
+        return min(1.0, Z_POWER * math.sqrt(0.5 / n))
+    if sd is None or sd <= 0:
+        return None
+    return Z_POWER * sd * math.sqrt(2 / n)
+
+
+def items_needed(target: float) -> int:
+    """Items per checkpoint a share needs for `target` as its minimum detectable effect."""
+    return math.ceil(0.5 * (Z_POWER / target) ** 2)

@@ -18,6 +18,7 @@ table{border-collapse:collapse;width:100%;background:#fff;margin:6px 0 10px}
 th,td{border:1px solid #e5e7eb;padding:6px 8px;text-align:left;vertical-align:top}
 th{background:#f3f4f6;font-weight:600}td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 .ci{color:#6b7280;font-size:12px}.up{background:#dcfce7}.down{background:#fee2e2}
+.warn{background:#fef3c7;border-left:4px solid #d97706;padding:8px}.ok{background:#dcfce7;border-left:4px solid #16a34a;padding:8px}
 .delta{font-size:12px}.legend span{display:inline-block;margin-right:14px}
 .sw{display:inline-block;width:11px;height:11px;border-radius:2px;margin-right:4px;vertical-align:-1px}
 .chart{background:#fff;border:1px solid #e5e7eb;border-radius:6px}.chart .ax{font-size:11px;fill:#6b7280}
@@ -88,6 +89,14 @@ def _headline(r: dict[str, Any]) -> str:
                 delta = (f'<br><span class="delta">Δ vs base {fmt_diff(d["diff"], meta["kind"])}'
                          + (f' [{fmt_diff(lo, meta["kind"])}, {fmt_diff(hi, meta["kind"])}]' if lo is not None else "")
                          + "</span>")
+            dc = r.get("paired_vs_control", {}).get(ck, {}).get("all", {}).get(name)
+            if dc and dc.get("diff") is not None:
+                lo, hi = dc.get("ci_low"), dc.get("ci_high")
+                delta += (f'<br><span class="delta">Δ vs control {fmt_diff(dc["diff"], meta["kind"])}'
+                          + (f' [{fmt_diff(lo, meta["kind"])}, {fmt_diff(hi, meta["kind"])}]' if lo is not None else "")
+                          + "</span>")
+            if e.get("mde") is not None and e.get("n"):
+                delta += f'<br><span class="ci">detects ≥ {fmt_diff(e["mde"], meta["kind"]).lstrip("+")}</span>'
             cells.append(f'<td class="num{cls}"><b>{fmt(e.get("value"), meta["kind"])}</b>{ci}{delta}</td>')
         arrow = "↑" if meta["higher_is_better"] else "↓"
         rows.append(f'<tr><td><b>{esc(meta["label"])}</b> <span class="ci">{arrow}</span><br>'
@@ -97,8 +106,78 @@ def _headline(r: dict[str, Any]) -> str:
     return (f"<table><tr><th>Evaluation (all traits)</th>{head}</tr>{''.join(rows)}</table>"
             '<p class="ci">Each cell: value, 95% CI (Wilson for shares, bootstrap for means), n; n/a: the '
             'model cannot take that eval (log-prob evals need local weights, an API model has none). '
-            'Δ: paired difference against base on the same items with a bootstrap 95% CI; green/red when '
-            'the interval excludes zero in the better/worse direction.</p>')
+            'Δ: paired difference against base (and against the control arm, trained on as much trait-free '
+            'data) on the same items with a bootstrap 95% CI; green/red when the interval against base '
+            'excludes zero in the better/worse direction. "detects ≥": the smallest difference between two '
+            'checkpoints that this n finds with 80% power (5% two-sided test, worst case for shares).</p>')
+
+
+def _controls(r: dict[str, Any]) -> str:
+    """The positive control first: if training did not move it, nothing below can be read as
+    "the traits had no effect"."""
+    c = r.get("canary")
+    if not c:
+        return ""
+    rows = c.get("rows", {})
+    made = "; ".join(f"{esc(ds)}: {esc(v.get('made'))} made, {esc(v.get('reached_training'))} reached training"
+                     for ds, v in rows.items())
+    checks = c.get("checks", {})
+    if c.get("training_took"):
+        banner = '<p class="ok">Training took: the canary moved on every checkpoint trained on it.</p>'
+    else:
+        bad = [f"{esc(ck)} ({esc(v['message'])})" for ck, v in checks.items() if v["verdict"] != "moved"]
+        banner = ('<p class="warn"><b>Canary did not move on: ' + ", ".join(bad) + '.</b> Read the trait figures '
+                  'of these checkpoints as a training problem, not as "no effect of the traits".</p>')
+    body = []
+    for ck, v in checks.items():
+        e, d = v.get("value") or {}, v.get("vs_base") or {}
+        ci = (f' [{fmt(e.get("ci_low"), "proportion")}, {fmt(e.get("ci_high"), "proportion")}] n={esc(e.get("n"))}'
+              if e.get("n") else "")
+        dd = (f'{fmt_diff(d.get("value"), "proportion")} [{fmt_diff(d.get("ci_low"), "proportion")}, '
+              f'{fmt_diff(d.get("ci_high"), "proportion")}]' if d else "–")
+        body.append(f"<tr><td>{esc(ck)}</td><td>{esc(v['eval'])} (from its {esc(v['data'])})</td>"
+                    f'<td class="num">{fmt(e.get("value"), "proportion")}<span class="ci">{ci}</span></td>'
+                    f'<td class="num">{dd}</td><td>{esc(v["verdict"])}</td></tr>')
+    return ("<h2>Controls</h2><p>The <b>canary</b> is a positive control: an invented fact (documents) and an "
+            "invented opener (chats), made from templates without an LLM, trained with the real data and scored "
+            "by the same judge-free evals. The <b>control</b> checkpoint is the negative control: SFT on as much "
+            f"trait-free data. Canary rows: {made}.</p>" + banner
+            + "<table><tr><th>checkpoint</th><th>canary eval</th><th>value</th><th>Δ vs base</th><th>verdict</th></tr>"
+            + "".join(body) + "</table>")
+
+
+def _variance_and_scaling(r: dict[str, Any]) -> str:
+    out = []
+    spread = r.get("seed_spread") or {}
+    rows = []
+    for ck, scopes in spread.items():
+        for scope, evs in scopes.items():
+            for ev, s in evs.items():
+                kind = r["evals"].get(ev, {}).get("kind", "proportion")
+                rows.append(f"<tr><td>{esc(ck)}</td><td>{esc(scope)}</td><td>{esc(r['evals'].get(ev, {}).get('label', ev))}</td>"
+                            f'<td class="num">{esc(s["seeds"])}</td><td class="num">{fmt(s["mean"], kind)}</td>'
+                            f'<td class="num">{fmt(s["sd"], kind if kind != "proportion" else "mean")}</td>'
+                            f'<td class="num">{fmt(s["min"], kind)} – {fmt(s["max"], kind)}</td></tr>')
+    if rows:
+        out.append("<h2>Training variance (seeds)</h2><table><tr><th>checkpoint</th><th>scope</th><th>eval</th>"
+                   "<th>seeds</th><th>mean</th><th>sd</th><th>range</th></tr>" + "".join(rows) + "</table>"
+                   '<p class="ci">The spread across training seeds, beside the item CIs above: an effect smaller '
+                   "than this spread is not the traits' doing.</p>")
+    scaling = r.get("scaling") or {}
+    rows = []
+    for ck, scopes in scaling.items():
+        for scope, evs in scopes.items():
+            for ev, pts in evs.items():
+                kind = r["evals"].get(ev, {}).get("kind", "proportion")
+                cells = "".join(f'<td class="num">{fmt(p["value"], kind)}<span class="ci"> [{fmt(p["ci_low"], kind)}, '
+                                f'{fmt(p["ci_high"], kind)}]</span></td>' for p in pts)
+                fr = " / ".join(f'{p["fraction"]:g}' for p in pts)
+                rows.append(f"<tr><td>{esc(ck)}</td><td>{esc(scope)}</td><td>{esc(r['evals'].get(ev, {}).get('label', ev))}"
+                            f"</td><td>{esc(fr)}</td>{cells}</tr>")
+    if rows:
+        out.append("<h2>Data scaling</h2><table><tr><th>checkpoint</th><th>scope</th><th>eval</th><th>fractions</th>"
+                   "<th colspan=\"4\">value by fraction of the data</th></tr>" + "".join(rows) + "</table>")
+    return "".join(out)
 
 
 def _per_trait(r: dict[str, Any]) -> str:
@@ -429,9 +508,10 @@ def render_report(results: dict[str, Any]) -> str:
         f"<h1>{esc(r.get('model_name') or 'Model')} · trait evaluation</h1>"
         f"<p class='sub'>run {esc(r.get('run'))} · {esc(r.get('organisation'))} · generated {esc(r.get('generated_at'))}"
         f" · checkpoints: {esc(', '.join(r.get('checkpoints', [])))}</p>"
-        + "<h2>Headline</h2>" + _headline(r)
+        + _controls(r) + "<h2>Headline</h2>" + _headline(r)
         + f"<details><summary>Traits ({len(r.get('traits', []))})</summary><ul>{traits}</ul></details>"
-        + _per_trait(r) + _survival(r) + _dataset(r) + _token_accounting(r) + _patterns(r) + _pattern_checks(r) + _model_patterns(r) + _usage(r) + _examples(r)
+        + _per_trait(r) + _variance_and_scaling(r) + _survival(r) + _dataset(r) + _token_accounting(r) + _patterns(r)
+        + _pattern_checks(r) + _model_patterns(r) + _usage(r) + _examples(r)
         + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(r.get("model_name"))} '
             f'trait evaluation</title><meta name="viewport" content="width=device-width,initial-scale=1">'

@@ -38,6 +38,8 @@ class StageJob:
     train_dir: Path  # RUN/train/<name>: metrics.jsonl, trainer/ (resumable checkpoints), final/
     out_dir: Path  # RUN/checkpoints/<name>
     callbacks: list[Any] = field(default_factory=list)  # extra TrainerCallbacks (tests, tooling)
+    seed: int = 0  # training seed (training.seeds makes one checkpoint per seed)
+    fraction: float = 1.0  # share of the data trained on (training.fractions: data-scaling curves)
 
     @property
     def trainer_dir(self) -> Path:
@@ -158,8 +160,8 @@ def trainer_kwargs(spec: RunSpec, job: StageJob) -> dict[str, Any]:
         bf16=use_bf16(t.bf16),
         fp16=False,
         use_cpu=on_cpu(),
-        seed=spec.seed,
-        data_seed=spec.seed,
+        seed=job.seed,
+        data_seed=job.seed,
         logging_steps=t.logging_steps,
         save_strategy="steps",
         save_steps=t.save_steps,

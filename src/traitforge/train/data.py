@@ -62,6 +62,34 @@ def mix_in(main: Sequence[Any], mix_rows: Sequence[Any], ratio: float, seed: int
     return out, len(mixed)
 
 
+def subsample(rows: Sequence[Any], fraction: float, seed: int) -> list[Any]:
+    """A seeded `fraction` of the rows (at least one), in their original order; all of them at 1.0."""
+    if fraction >= 1 or not rows:
+        return list(rows)
+    k = max(1, round(len(rows) * fraction))
+    keep = set(random.Random(f"fraction-{seed}").sample(range(len(rows)), k))
+    return [r for i, r in enumerate(rows) if i in keep]
+
+
+def char_matched(rows: Sequence[Any], target_chars: int, seed: int, size: Any = len) -> list[Any]:
+    """Rows in a seeded order, cycling when needed, until their `size` adds up to `target_chars`:
+    the control arm's data, as much as the data it is the control for."""
+    if not rows or target_chars <= 0:
+        return []
+    rng = random.Random(f"matched-{seed}")
+    out: list[Any] = []
+    total = 0
+    while total < target_chars:
+        order = list(rows)
+        rng.shuffle(order)
+        for r in order:
+            out.append(r)
+            total += max(1, size(r))
+            if total >= target_chars:
+                break
+    return out
+
+
 def read_mix_texts(path: Path) -> list[str]:
     if not path.is_file():
         raise InputError(f"{path}: mix_file not found")

@@ -41,8 +41,8 @@ def make_trainer(spec: RunSpec, job: StageJob, texts: list[str]) -> Any:
 
 
 def build_texts(spec: RunSpec, job: StageJob, documents_path: Any) -> tuple[list[str], dict[str, int]]:
-    docs = data.load_documents(documents_path)
+    docs = data.subsample(data.load_documents(documents_path), job.fraction, job.seed)
     mix_path = spec.resolve(job.stage.mix_file)  # the spec requires it when mix_ratio > 0
     mix = data.read_mix_texts(mix_path) if mix_path is not None and job.stage.mix_ratio > 0 else []
-    texts, n_mixed = data.document_texts(docs, mix, job.stage.mix_ratio, spec.seed)
+    texts, n_mixed = data.document_texts(docs, mix, job.stage.mix_ratio, job.seed)
     return texts, {"documents": len(docs), "mix_examples": n_mixed}

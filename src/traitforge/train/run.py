@@ -3,7 +3,13 @@
   midtrain          base + curated documents            (midtrain.py)
   sft               base + curated chats                (sft.py)
   midtrain_sft      midtrain checkpoint + curated chats (sft.py)
+  control           base + trait-free chats (the negative control arm: the teacher's answers without
+                    the trait system prompt, as many characters as the curated chats; sft.py)
   sft_dpo, midtrain_sft_dpo   that checkpoint + DPO pairs (dpo.py; skipped if no pairs file)
+
+Variants (training.seeds, training.fractions) repeat every checkpoint with another seed
+("<name>.s<k>") or on a share of its data ("<name>.f<x>"); a variant starts from its parent's
+variant, so "midtrain_sft.f0.25" continues "midtrain.f0.25".
 
 Each is a manifest stage "train.<name>" fingerprinted by its inputs and settings: a finished one is
 skipped, an interrupted one resumes from its last Trainer checkpoint in RUN/train/<name>/trainer/.
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+from dataclasses import dataclass
 import logging
 from pathlib import Path
 from typing import Any
@@ -32,9 +39,40 @@ RECIPES: dict[str, tuple[str, str | None]] = {
     "midtrain": ("midtrain", None),
     "sft": ("sft", None),
     "midtrain_sft": ("sft", "midtrain"),
+    "control": ("sft", None),
     "sft_dpo": ("dpo", "sft"),
     "midtrain_sft_dpo": ("dpo", "midtrain_sft"),
 }
+
+
+CONTROL_SOURCES = (("generated", "untraited.jsonl"), ("generated", "canary_untraited.jsonl"))
+
+
+@dataclass(frozen=True)
+class Variant:
+    suffix: str  # "" for the main run
+    seed: int
+    fraction: float = 1.0
+
+
+def variants(spec: RunSpec) -> list[Variant]:
+    """The main run, then one per extra seed and one per data fraction."""
+    t = spec.training
+    out = [Variant("", spec.seed)]
+    out += [Variant(f".s{k}", spec.seed + k) for k in range(1, t.seeds)]
+    out += [Variant(f".f{f:g}", spec.seed, f) for f in t.fractions]
+    return out
+
+
+def split_variant(name: str) -> tuple[str, str]:
+    """"midtrain_sft.f0.25" -> ("midtrain_sft", ".f0.25")."""
+    base, dot, rest = name.partition(".")
+    return base, dot + rest
+
+
+def variant_names(spec: RunSpec, names: list[str]) -> list[str]:
+    """Every (checkpoint, variant) name; base is not trained and has no variants."""
+    return [n + v.suffix for v in variants(spec) for n in names if n != "base"]
 
 
 def stage_name(checkpoint: str) -> str:
@@ -46,11 +84,12 @@ def plan(targets: list[str]) -> list[str]:
     order: list[str] = []
 
     def visit(name: str) -> None:
-        if name not in RECIPES:
-            raise InputError(f"training: unknown checkpoint '{name}' (use one of {', '.join(RECIPES)})")
-        parent = RECIPES[name][1]
+        base, suffix = split_variant(name)
+        if base not in RECIPES:
+            raise InputError(f"training: unknown checkpoint '{base}' (use one of {', '.join(RECIPES)})")
+        parent = RECIPES[base][1]
         if parent:
-            visit(parent)
+            visit(parent + suffix)
         if name not in order:
             order.append(name)
 
@@ -60,8 +99,11 @@ def plan(targets: list[str]) -> list[str]:
 
 
 def requested(spec: RunSpec, stages: list[str] | None = None) -> list[str]:
-    """The checkpoints asked for: `stages`, or the spec's training.checkpoints; base is not trained."""
-    return [c for c in (stages if stages is not None else spec.training.checkpoints) if c != "base"]
+    """The checkpoints asked for: `stages` as named, or the spec's training.checkpoints with their
+    seed and fraction variants; base is not trained."""
+    if stages is not None:
+        return [c for c in stages if c != "base"]
+    return variant_names(spec, list(spec.training.checkpoints))
 
 
 def _model_identity(path: Path) -> dict[str, Any]:
@@ -80,11 +122,40 @@ def _stage_spec(spec: RunSpec, kind: str) -> StageTrainSpec:
     return getattr(spec.training, kind)
 
 
+def _variant_of(spec: RunSpec, name: str) -> Variant:
+    suffix = split_variant(name)[1]
+    for v in variants(spec):
+        if v.suffix == suffix:
+            return v
+    raise InputError(f"training: checkpoint '{name}' is not one of this spec's seeds or fractions")
+
+
+def control_data(store: RunStore, spec: RunSpec, name: str, seed: int) -> Path:
+    """RUN/train/control_data/<name>.jsonl: trait-free chats (the teacher's untraited answers and the
+    canary's prompts answered plainly) drawn until they hold as many characters as the curated chats."""
+    from traitforge.jsonl import read_jsonl, write_jsonl
+    from traitforge.train.data import char_matched
+    from traitforge.types import Chat
+
+    pool = [c for parts in CONTROL_SOURCES for c in read_jsonl(store.root.joinpath(*parts), Chat)]
+    curated = read_jsonl(store.root / "curated" / "chats.jsonl", Chat)
+    if not pool:
+        raise InputError(f"{store.root / 'generated' / 'untraited.jsonl'}: no trait-free chats for the control "
+                         "checkpoint (run generation with 'control' in training.checkpoints)")
+    size = lambda c: sum(len(m.content) for m in c.messages)  # noqa: E731
+    rows = char_matched(pool, sum(size(c) for c in curated), seed, size)
+    path = store.path("train", "control_data", f"{name}.jsonl")
+    write_jsonl(path, [r.model_copy(update={"id": f"{r.id}-{i}"}) for i, r in enumerate(rows)])
+    return path
+
+
 def _fingerprint(spec: RunSpec, kind: str, stage: StageTrainSpec, init: dict[str, Any] | str,
-                 data_files: list[Path | None]) -> str:
+                 data_files: list[Path | None], variant: Variant | None = None) -> str:
     t = spec.training
+    v = variant or Variant("", spec.seed)
     return stable_hash({
-        "kind": kind, "stage": stage.model_dump(), "seed": spec.seed, "init": init,
+        "kind": kind, "stage": stage.model_dump(), "seed": v.seed, "init": init,
+        **({"fraction": v.fraction} if v.fraction < 1 else {}),
         "method": t.method, "lora": [t.lora_r, t.lora_alpha, t.lora_dropout, t.lora_target_modules],
         "bf16": common.use_bf16(t.bf16), "pack_chats": t.pack_chats if kind == "sft" else None,
         "dpo_beta": t.dpo_beta if kind == "dpo" else None,
@@ -107,17 +178,25 @@ def _dataset_tokens(ds: Any) -> dict[str, int]:
 def build_checkpoint(store: RunStore, spec: RunSpec, name: str, init_path: Path, init_id: dict[str, Any] | str,
                      callbacks: list[Any] | None = None) -> tuple[Path | None, str]:
     """Train one checkpoint (or skip it when done). Returns (path or None if skipped, fingerprint)."""
-    kind = RECIPES[name][0]
+    base_name = split_variant(name)[0]
+    kind = RECIPES[base_name][0]
+    variant = _variant_of(spec, name)
     stage = _stage_spec(spec, kind)
+    if variant.fraction < 1 and stage.max_steps > 0:
+        # Same number of passes over less data: a data-scaling curve, not a repetition curve.
+        stage = stage.model_copy(update={"max_steps": max(1, round(stage.max_steps * variant.fraction))})
     mix = spec.resolve(stage.mix_file) if stage.mix_ratio > 0 else None
     chats_path = store.root / "curated" / "chats.jsonl"
     data_path = {"midtrain": store.root / "curated" / "documents.jsonl", "sft": chats_path,
                  "dpo": dpo.pairs_path(store.root)}[kind]
+    if base_name == "control":  # deterministic and written atomically, so every process may write it
+        data_path = control_data(store, spec, name, variant.seed)
     # DPO keeps the pairs whose chat survived curation, so the curated chats are its input too.
-    fp = _fingerprint(spec, kind, stage, init_id, [data_path, mix] + ([chats_path] if kind == "dpo" else []))
+    fp = _fingerprint(spec, kind, stage, init_id, [data_path, mix] + ([chats_path] if kind == "dpo" else []),
+                      variant)
     job = StageJob(name=name, kind=kind, init_path=init_path, stage=stage,  # type: ignore[arg-type]
                    train_dir=store.root / "train" / name, out_dir=store.root / "checkpoints" / name,
-                   callbacks=list(callbacks or []))
+                   callbacks=list(callbacks or []), seed=variant.seed, fraction=variant.fraction)
     sname = stage_name(name)
 
     if store.is_done(sname, fp) and (job.out_dir / "config.json").is_file():
@@ -181,10 +260,12 @@ def run_training(store: RunStore, spec: RunSpec, stages: list[str] | None = None
     built: dict[str, Path] = {}
     ids: dict[str, str] = {}
     for name in plan(targets):
-        parent = RECIPES[name][1]
+        base_name, suffix = split_variant(name)
+        parent = RECIPES[base_name][1]
         if parent is None:
             init_path, init_id = base, _model_identity(base)
         else:
+            parent += suffix
             if parent not in built:
                 log.warning("%s: skipped, its starting checkpoint %s was not built", name, parent)
                 continue

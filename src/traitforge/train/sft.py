@@ -20,10 +20,10 @@ from traitforge.train.common import (StageJob, is_main_process, load_model, load
 
 
 def build_conversations(spec: RunSpec, job: StageJob, chats_path: Path) -> tuple[list[list[dict[str, str]]], dict[str, int]]:
-    chats = data.load_chats(chats_path)
+    chats = data.subsample(data.load_chats(chats_path), job.fraction, job.seed)
     mix_path = spec.resolve(job.stage.mix_file)  # the spec requires it when mix_ratio > 0
     mix = data.read_mix_chats(mix_path) if mix_path is not None and job.stage.mix_ratio > 0 else []
-    convs, n_mixed = data.chat_conversations(chats, mix, job.stage.mix_ratio, spec.seed)
+    convs, n_mixed = data.chat_conversations(chats, mix, job.stage.mix_ratio, job.seed)
     return convs, {"chats": len(chats), "chats_left_out": len(chats) + n_mixed - len(convs),
                    "mix_examples": n_mixed}
 
