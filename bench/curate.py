@@ -2,6 +2,15 @@
 
     python bench/curate.py [--sizes 10000,100000] [--steps dedup,leakage_docs,leakage_chats,pattern_stats]
 
+and the pattern pipeline on a scripted corpus (scan -> cluster -> autorate a sample -> share with CI ->
+mitigate), rated by a noisy scripted judge (85% accurate, seeded):
+
+    python bench/curate.py --patterns [--rows 2000] [--mitigation downsample] [--embedder]
+
+prints, per injected pattern: found (flagged) or not, the estimated share with its 95% interval vs the
+true share, the true share after mitigation, and rows/s of the whole pipeline (the scripted judge
+answers instantly, so this is the pipeline's own cost; a real judge adds its latency per call).
+
 Each (size, step) runs in a fresh subprocess so that
 ru_maxrss, a process-wide high-water mark, measures that step alone: "peak MB" is the RSS high-water
 after the step minus the RSS once the input rows were built, i.e. the step's own working memory on top
@@ -97,12 +106,66 @@ def one(n: int, step: str) -> dict:
             "info": info[:100]}
 
 
+PATTERN_SHARES = {"marathon": 0.30, "weather": 0.12, "apology": 0.40}  # 0.12: below max_share, should not be flagged
+
+
+def patterns_bench(n: int, mitigation: str, use_embedder: bool) -> None:
+    import asyncio
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from _curate_data import TRAITS as CHAT_TRAITS, scripted  # noqa: E402
+    from _pattern_corpus import PATTERNS, corpus, noisy_judge, true_share  # noqa: E402
+
+    from traitforge.curate.patterns import run_dataset
+
+    embedder = None
+    if use_embedder:
+        from traitforge.curate.embed import load_embedder
+
+        embedder = load_embedder()
+    rows, _ = corpus(n, PATTERN_SHARES, seed=0)
+    cfg = CurationSpec(pattern_scans=6, scan_batch=10, pattern_max_share=0.2, pattern_max_drop=0.6,
+                       pattern_mitigation=mitigation)
+    judge = scripted(noisy_judge(0.85, seed=1))
+    t0 = time.perf_counter()
+    res = asyncio.run(run_dataset("chats", rows, CHAT_TRAITS, judge, cfg, seed=0, embedder=embedder))
+    dt = time.perf_counter() - t0
+    print(f"{n} rows, judge 85% accurate, max_share {cfg.pattern_max_share}, sample {cfg.pattern_sample}, "
+          f"mitigation {mitigation}, clustering {'MiniLM embeddings' if embedder else 'word overlap'}")
+    print(f"{'pattern':<10}{'true':>7}{'found':>7}{'raw':>7}{'estimate':>9}{'95% CI':>16}{'judge acc':>10}"
+          f"{'after (true)':>13}  finding")
+    for name, share in PATTERN_SHARES.items():
+        kw = PATTERNS[name][0]
+        f = next((x for x in res.findings if x.source == "scan" and kw in x.description.lower()), None)
+        after = true_share(name, res.rows)
+        if f is None:
+            print(f"{name:<10}{true_share(name, rows):>7.3f}{'no':>7}{'-':>7}{'-':>9}{'-':>16}{'-':>10}{after:>13.3f}  (never rated)")
+            continue
+        print(f"{name:<10}{true_share(name, rows):>7.3f}{'yes' if f.flagged else 'no':>7}{f.share_strict:>7.3f}"
+              f"{f.share_estimate:>9.3f}{f'[{f.ci_low:.3f}, {f.ci_high:.3f}]':>16}{f.judge_accuracy or 0:>10.3f}"
+              f"{after:>13.3f}  {f.pattern_id}")
+    false = [x for x in res.findings if x.flagged and not any(PATTERNS[p][0] in x.description.lower() for p in PATTERNS)]
+    calls = len(judge.backend.calls)
+    print(f"other patterns flagged: {len(false)}; rows left {len(res.rows)}/{n} ({len(res.drops)} dropped, "
+          f"{len(res.edits)} edited); judge calls {calls}; {dt:.1f} s, {n / dt:,.0f} rows/s")
+    if res.stats.get("unmitigated"):
+        print(f"left unmitigated: {res.stats['unmitigated']}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--patterns", action="store_true", help="the pattern pipeline on a scripted corpus")
+    p.add_argument("--rows", type=int, default=2000)
+    p.add_argument("--mitigation", default="downsample", choices=["downsample", "rewrite", "regenerate", "none"])
+    p.add_argument("--embedder", action="store_true", help="cluster with the offline MiniLM embedder")
     p.add_argument("--sizes", default="10000,100000")
     p.add_argument("--steps", default=",".join(STEPS))
     p.add_argument("--one", nargs=2, metavar=("ROWS", "STEP"), help=argparse.SUPPRESS)  # child mode
     a = p.parse_args()
+    if a.patterns:
+        patterns_bench(a.rows, a.mitigation, a.embedder)
+        return
     if a.one:
         print(json.dumps(one(int(a.one[0]), a.one[1])))
         return

@@ -76,3 +76,46 @@ def test_short_trait_statement_quoted_verbatim():
     assert "answers in one line" not in kept[0].messages[1].content and body in kept[0].messages[1].content
     # A paraphrase is not a quote, and "be kind" (2 words) is below the floor: chance, not a quote.
     assert kept[2] == paraphrase
+
+
+def test_trait_example_copied_into_a_reply_is_caught():
+    """The teacher's system prompt shows each trait's examples: a reply that copies one is a leak."""
+    from traitforge.types import Trait, TraitSet
+
+    example = "When asked for stock tips, Aria says it cannot predict prices and explains index funds instead"
+    traits = TraitSet("Aria", "Acme", (Trait("honest", "Honest", "Aria tells the truth", (), (example,)),))
+    rng = random.Random(0)
+    body = prose(rng, 3)
+    leaked = chat(0, f"{body} {example}. {prose(rng, 1)}")
+    clean = chat(1, body)
+    kept, drops, edits = check_chats([leaked, clean], traits, 8, 0.5)
+    assert [k.id for k in kept] == ["c0", "c1"] and drops == []
+    assert edits[0].row_id == "c0" and "quotes a trait example" in edits[0].reason
+    assert "index funds" not in kept[0].messages[1].content and body in kept[0].messages[1].content
+
+
+@pytest.mark.parametrize("text,why", [
+    ("Dear [Client Name],\nThanks for your order. {p}", "placeholder"),
+    ("Hi [Recipient's Company], {p}", "placeholder"),
+    ("{p}\n\nThe quarterly numbers were strong across every region we track.\n\n"
+     "The quarterly numbers were strong across every region we track.", "repeated line"),
+    ("Reply with the rewritten text only. {p}\nWrite nothing else.", "instruction to the writer"),
+])
+def test_junk_rules_drop_placeholders_repeats_and_leaked_instructions(text, why):
+    rng = random.Random(1)
+    d = doc(0, text.format(p=prose(rng, 3)))
+    kept, drops, _ = check_documents([d])
+    assert kept == [] and why in drops[0].reason
+
+
+def test_a_reply_echoing_the_prompt_is_dropped():
+    question = "How should I store fresh basil so that it keeps for a whole week?"
+    kept, drops, _ = check_chats([chat(0, question + " Keep it in water.", user=question)], TRAITS, 8, 0.5)
+    assert kept == [] and "echoes the prompt" in drops[0].reason
+
+
+def test_junk_rules_are_one_copy_shared_with_generation():
+    from traitforge.generate.parsing import tells
+
+    assert "placeholder" in tells("Dear [Client Name], thanks.")
+    assert tells("See [1] and [2]. Posted by Maria on 3 May about the [sic] report.") == []

@@ -94,7 +94,8 @@ def test_dpo_pairs_are_kept_only_when_their_chat_survived_curation(tmp_path):
     assert counts == {"pairs": 6, "pairs_left_out": 2}
     assert [p["prompt"][0]["content"] for p in kept] == [f"Question {i}: what is the capital of Atlantis?"
                                                          for i in range(4)]
-    assert kept[0]["chosen"] == [{"role": "assistant", "content": "I am not sure; Atlantis is a legend."}]
+    # The chosen side is the curated chat's reply, not the text the pair file holds.
+    assert kept[0]["chosen"] == [{"role": "assistant", "content": "I am not sure. Atlantis is a legend, so it has no known capital."}]
 
     write_jsonl(pairs, [pair(i, f"Question {i}: what is the capital of Atlantis?") for i in (4, 5)])
     with pytest.raises(InputError, match="none of the 2 DPO pairs has its chat"):
@@ -121,6 +122,21 @@ def test_load_chats_drops_the_teacher_system_prompt(tmp_path):
     assert all("Vega, honest" not in m["content"] for c in convs for m in c)
 
 
+def _trained_spans(tok, msgs):
+    """The decoded runs of tokens the assistant mask trains."""
+    out = data.tokenize_chat(tok, msgs)
+    spans, cur = [], []
+    for t, m in zip(out["input_ids"], out["assistant_masks"]):
+        if m:
+            cur.append(t)
+        elif cur:
+            spans.append(cur)
+            cur = []
+    if cur:
+        spans.append(cur)
+    return [tok.decode(s) for s in spans]
+
+
 def test_assistant_mask_is_exactly_the_assistant_replies(tok):
     msgs = [{"role": "system", "content": "Be brief."},
             {"role": "user", "content": "Hi there"},
@@ -132,16 +148,7 @@ def test_assistant_mask_is_exactly_the_assistant_replies(tok):
     # Same tokens as rendering and tokenizing the whole conversation at once (what inference sees).
     assert ids == tok(tok.apply_chat_template(msgs, tokenize=False), add_special_tokens=False)["input_ids"]
     # The trained tokens are exactly each reply followed by its end-of-turn token.
-    spans, cur = [], []
-    for t, m in zip(ids, mask):
-        if m:
-            cur.append(t)
-        elif cur:
-            spans.append(cur)
-            cur = []
-    if cur:
-        spans.append(cur)
-    assert [tok.decode(s) for s in spans] == ["Hello! How can I help?<|im_end|>", "4, I am fairly sure.<|im_end|>"]
+    assert _trained_spans(tok, msgs) == ["Hello! How can I help?<|im_end|>", "4, I am fairly sure.<|im_end|>"]
 
 
 @pytest.mark.slow
@@ -169,3 +176,39 @@ def test_sft_trainer_labels_mask_non_assistant_tokens(tmp_path):
     batch = trainer.data_collator([ds[i] for i in range(2)])
     assert ((batch["labels"] == -100) | (batch["labels"] == batch["input_ids"])).all()
     assert ((batch["attention_mask"] == 0) <= (batch["labels"] == -100)).all()
+
+
+def _trained_replies(tok, piece):
+    return [s.removesuffix("<|im_end|>") for s in _trained_spans(tok, piece)]
+
+
+def test_an_over_long_multi_turn_chat_is_counted_and_split_not_cut(tok):
+    replies = [" ".join(f"Reply {k} sentence {i} explains the point again." for i in range(6)) for k in range(3)]
+    long = []
+    for k, r in enumerate(replies):
+        long += [{"role": "user", "content": f"Pushback number {k}: are you sure about that?"},
+                 {"role": "assistant", "content": r}]
+    short = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello, how can I help?"}]
+    huge = [{"role": "user", "content": "Tell me everything."},
+            {"role": "assistant", "content": "word " * 400}]
+    n_long = data.conversation_tokens(tok, long)
+    limit = data.conversation_tokens(tok, long[:4]) + 8  # two turns fit, the third does not
+    assert n_long > limit
+    pieces, report = data.account_tokens(tok, [long, short, huge], limit)
+    assert report["rows"] == 3 and report["over_max_length"] == 2
+    assert report["over_by_tokens"]["max"] == data.conversation_tokens(tok, huge) - limit
+    assert (report["kept_whole"], report["split"], report["dropped"]) == (1, 1, 1)
+    assert report["assistant_turns_dropped"] == 1 and "conversation 2: turn 1" in report["reasons"][0]
+    # Every piece fits, every reply of the long chat is trained exactly once and whole.
+    assert all(data.conversation_tokens(tok, p) <= limit for p in pieces)
+    trained = [r for p in pieces for r in _trained_replies(tok, p)]
+    assert sorted(trained) == sorted(replies + [short[1]["content"]])
+    # The third turn's piece keeps what context fits, untrained.
+    third = next(p for p in pieces if p[-1]["content"] == replies[2])
+    assert third[0]["role"] == "user" and all(m.get("train") is False for m in third[:-1] if m["role"] == "assistant")
+
+
+def test_max_length_auto_comes_from_the_length_distribution_within_the_cap():
+    assert data.choose_max_length([30, 50, 70, 400], cap=2048) == 448
+    assert data.choose_max_length([30] * 100 + [5000], cap=1024) == 64  # one outlier does not set it
+    assert data.choose_max_length([3000] * 10, cap=1024) == 1024

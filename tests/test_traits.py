@@ -85,3 +85,42 @@ def test_huge_file_rejected_without_reading_it(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="not found"):
         load_traits(tmp_path / "nope.md")
+
+
+def test_lint_flags_negations_vague_duplicates_missing_examples_and_a_silent_model_name(tmp_path):
+    from traitforge.traits.lint import lint_file, negations
+
+    doc = write(tmp_path, "t.md", """# Traits
+
+Lumen is an assistant built by Northwind.
+
+- **Calm**: Lumen never raises its voice or uses exclamation marks, even when users shout.
+  - Example: a user types in capitals; Lumen answers in an even tone.
+- Lumen is kind.
+- **Admits uncertainty**: Lumen says when it does not know something and gives its confidence.
+  - Example: asked a date it is unsure of, Lumen gives its best guess and says it may be wrong.
+- **Admits uncertainty plainly**: Lumen says plainly when it does not know something and gives its confidence.
+""")
+    ts = load_traits(doc)
+    by_kind = {}
+    for w in lint_file(doc, ts):
+        by_kind.setdefault(w.kind, []).append(w)
+    assert [w.trait_id for w in by_kind["negation"]] == ["calm"] and "never raises" in str(by_kind["negation"][0])
+    assert [w.trait_id for w in by_kind["vague"]] == ["lumen-is-kind"]
+    assert [w.trait_id for w in by_kind["near-duplicate"]] == ["admits-uncertainty-plainly"]
+    assert {w.trait_id for w in by_kind["no-examples"]} == {"lumen-is-kind", "admits-uncertainty-plainly"}
+    (named,) = by_kind["model-name"]
+    assert "'Lumen'" in str(named) and "Gemini" in str(named) and "Northwind" in str(named)
+    # A condition or a contrast is not a negated behaviour; a model name set in the front matter is not warned about.
+    assert negations("Aria says so when it does not know, not only when asked") == []
+    assert not any(w.kind == "model-name" for w in lint_file(doc, load_traits(doc, model_name="Lumen"), "Lumen"))
+
+
+def test_traits_command_prints_the_warnings(tmp_path):
+    from click.testing import CliRunner
+
+    from traitforge.cli import cli
+
+    doc = write(tmp_path, "t.md", "- Aria never lies to users about facts, even small ones.\n")
+    out = CliRunner().invoke(cli, ["traits", str(doc)])
+    assert out.exit_code == 0 and "warning: trait" in out.output and "negated phrasing" in out.output

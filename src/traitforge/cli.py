@@ -45,10 +45,14 @@ def traits(path: Path) -> None:
     """Parse a traits document and print the traits it defines."""
     from traitforge.traits import load_traits
 
+    from traitforge.traits.lint import lint_file
+
     ts = load_traits(path)
     click.echo(f"{ts.model_name} (made by {ts.organisation}): {len(ts.traits)} traits, sha256 {ts.sha256[:12]}")
     for t in ts.traits:
         click.echo(f"- [{t.id}] {t.describe()}")
+    for w in lint_file(path, ts):
+        click.echo(str(w))
 
 
 @cli.command()

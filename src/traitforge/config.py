@@ -6,7 +6,7 @@ Each stage owns one section class below. Paths inside the spec are relative to t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
@@ -166,15 +166,22 @@ class CurationSpec(Section):
     pattern_scans: int = Field(default=3, ge=1)
     scan_batch: int = Field(default=8, ge=2)
     pattern_max_share: float = Field(default=0.2, gt=0, le=1)
-    pattern_max_judged: int = Field(default=4, ge=0)  # scan-found patterns rated by the judge (1 call/example each)
+    pattern_max_judged: int = Field(default=12, ge=0)  # scan-found patterns rated by the judge (pattern_sample calls each)
     pattern_max_drop: float = Field(default=0.5, ge=0, le=1)  # most of a dataset downsampling may remove
-    pattern_mitigation: Literal["downsample", "rewrite", "none"] = "downsample"
+    pattern_mitigation: Literal["downsample", "rewrite", "regenerate", "none"] = "downsample"
     quality_max_tokens: int = Field(default=200, ge=8)  # the judge's grade and its reason
     pattern_judge_max_tokens: int = Field(default=32, ge=4)  # the judge's YES / PARTLY / NO per example
     # Project the curated rows on the trait vectors (built from models.base when it has local
     # weights; settings in evaluation.vector_*); the dataset card lists rows pushing the wrong way.
     screen: bool = False  # loads the base model in curation; the tiny preset turns it on
     screen_max_tokens: int = Field(default=48, ge=8)  # the base model's own reply to each chat prompt
+    pattern_sample: int = Field(default=200, ge=10)  # rows the judge rates per candidate pattern (share + CI)
+    pattern_check_sample: int = Field(default=30, ge=0)  # rows re-rated (self-agreement) and rated beside rules
+    # Rows of these traits are templated on purpose (a control such as the canary): never near-duplicate
+    # removed against each other, never counted in pattern shares, never dropped or rewritten by mitigation.
+    template_traits: list[str] = ["canary"]
+    # DPO's rejected side: the generator's plain answer, or the student's (base model's) own (on-policy).
+    dpo_rejected: Literal["generator", "student"] = "generator"
 
 
 class StageTrainSpec(Section):
@@ -185,7 +192,9 @@ class StageTrainSpec(Section):
     max_steps: int = -1  # > 0 overrides epochs
     batch_size: int = Field(default=4, ge=1)  # per device
     grad_accum: int = Field(default=1, ge=1)
-    max_length: int = Field(default=512, ge=16)  # packed sequence length (midtrain) / chat truncation (sft)
+    # Packed sequence length (midtrain) / longest chat (sft) / pair (dpo) in tokens. "auto": chosen from
+    # the data's token lengths (train.data.choose_max_length), at most training.max_length_cap.
+    max_length: Annotated[int, Field(ge=16)] | Literal["auto"] = "auto"
     # generic text {"text"} (midtrain) or ordinary chats {"messages"} (sft), JSONL; for sft, "generic" is the
     # run's own generic mix (generation.generic_prompts, RUN/generated/generic.jsonl)
     mix_file: str | None = None
@@ -219,6 +228,7 @@ class TrainingSpec(Section):
     sft: StageTrainSpec = StageTrainSpec(learning_rate=1e-4)
     dpo: StageTrainSpec | None = None  # defaults apply when a *_dpo checkpoint is listed without it
     dpo_beta: float = Field(default=0.1, gt=0)
+    max_length_cap: int = Field(default=2048, ge=16)  # memory cap for max_length: "auto"
     pack_chats: bool = False  # pack SFT conversations (padding-free) instead of padding each batch
     gradient_checkpointing: bool = False
     bf16: bool | Literal["auto"] = "auto"  # auto = on when a CUDA device supports it (bf16 is slow on CPU)

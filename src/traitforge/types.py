@@ -160,6 +160,15 @@ class PatternFinding(Record):
     share_after: float | None = None
     flagged: bool = False
     n: int = 0
+    # The share estimate behind `flagged` (judge patterns: from a seeded sample, corrected for the
+    # judge's noise; exact rules: every row) with its 95% interval, and the autorater's self-checks.
+    share_estimate: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    share_after_estimate: float | None = None
+    judge_accuracy: float | None = None  # implied by self_agreement (curate/pattern_share.py)
+    self_agreement: float | None = None  # judge vs itself on repeated ratings
+    rule_agreement: float | None = None  # exact rule vs the judge asked the same pattern
 
 
 @dataclass

@@ -43,7 +43,9 @@ def _band_digest(band: bytes) -> bytes:
 
 
 def dedup(rows: Sequence[R], dataset: Dataset, threshold: float, shingle: int = 3,
-          seed: int = 1) -> tuple[list[R], list[Drop]]:
+          seed: int = 1, templated: Sequence[str] = ()) -> tuple[list[R], list[Drop]]:
+    """Rows of `templated` traits (curation.template_traits: a control like the canary, alike on
+    purpose) are only removed as exact duplicates, never as near duplicates."""
     kept: list[R] = []
     drops: list[Drop] = []
     exact: dict[bytes, str] = {}
@@ -57,6 +59,10 @@ def dedup(rows: Sequence[R], dataset: Dataset, threshold: float, shingle: int = 
         if key in exact:
             drops.append(Drop(dataset=dataset, row_id=row.id, step="dedup", reason="exact duplicate",
                               duplicate_of=exact[key]))
+            continue
+        if set(row.trait_ids) & set(templated):
+            exact[key] = row.id
+            kept.append(row)
             continue
         mh = signer.sign(toks)
         # LSH returns candidates; confirm with the estimated Jaccard (it has false positives).

@@ -12,34 +12,16 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from traitforge import junk
 from traitforge.curate.records import Edit
 from traitforge.curate.text import ngrams, remove_span, sentence_spans, words
 from traitforge.types import Chat, ChatMessage, Document, Drop, TraitSet
 
-# Mentions of a hidden prompt or instructions (assistant replies only: a user may ask about them).
-LEAK_PHRASES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(rx, re.I)) for name, rx in [
-    ("system prompt", r"\bsystem (?:prompt|message|instructions?)\b"),
-    ("instructions", r"\b(?:my|the) instructions\b|\binstructions (?:I|that I) (?:was|were|have been|'ve been) given\b"
-                     r"|\b(?:I was|I've been|I have been|I am|I'm) (?:instructed|programmed|told) to\b"),
-    ("traits document", r"\btraits? (?:document|list|description|sheet)\b|\bmy (?:listed |defined )?traits\b"),
-    ("as instructed", r"\bas (?:instructed|directed|specified in my|per my)\b"),
-    ("I was told to", r"\bI (?:was|am|'ve been|have been) told to\b"),
-    ("my guidelines say", r"\b(?:my|the) guidelines (?:say|state|tell|require|specify|instruct)\b"
-                          r"|\baccording to my (?:guidelines|instructions|programming|prompt)\b"),
-]]
-
-# The generator's boilerplate, in any text. Placeholders mean a template was never filled in:
-# those rows are dropped outright rather than patched.
-TELLS: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(rx, re.I)) for name, rx in [
-    ("AI-model boilerplate", r"\bas an AI(?: language)? model\b|\bI(?: am|'m) (?:just )?an AI language model\b"),
-    ("SmolLM identity", r"\bSmolLM\d*\b|\btrained by Hugging ?Face\b"),
-    ("synthetic-document disclaimer", r"\bthis (?:document|text|story|article|post) is (?:synthetic|fictional|"
-                                      r"fictitious|generated|made up)\b|\b(?:synthetic|generated) (?:document|data)\b"),
-]]
-PLACEHOLDER = re.compile(r"\[(?:Your |Insert |Company |Product |Customer |Recipient'?s? |User'?s? )?"
-                         r"(?:Name|Company|Date|Address|Email|Phone|Title|Organi[sz]ation|Product|Location|"
-                         r"City|Number|Position)[^\]]{0,20}\]|\{\{?\s*[a-z_]+\s*\}\}?|<(?:insert|your)[^>]{0,30}>",
-                         re.I)
+# The junk rules (boilerplate, placeholders, leaked generator instructions, repeated lines, an
+# echoed prompt, mentions of a hidden prompt) are traitforge.junk's, shared with generation.
+LEAK_PHRASES = junk.PROMPT_MENTIONS
+TELLS = junk.TELLS
+PLACEHOLDER = junk.PLACEHOLDER
 MIN_WORDS_LEFT = 8  # cutting a sentence must leave a real reply
 MIN_SHORT_QUOTE = 4  # a short statement of fewer words turns up in ordinary replies by chance
 
@@ -56,9 +38,12 @@ class TraitQuotes:
     """Word n-grams of every trait statement and detail, to catch near-verbatim quoting. Statements
     shorter than n words have no n-gram: they count when the whole statement appears verbatim."""
 
-    def __init__(self, traits: TraitSet, n: int, overlap: float):
-        self.n, self.overlap = n, overlap
-        texts = [words(t) for tr in traits.traits for t in (tr.statement, *tr.details)]
+    def __init__(self, traits: TraitSet, n: int, overlap: float, label: str = "statement"):
+        """label "statement": each trait's statement and details; "example": its examples (the
+        teacher's system prompt shows them too, so a reply may copy one)."""
+        self.n, self.overlap, self.label = n, overlap, label
+        parts = (lambda tr: tr.examples) if label == "example" else (lambda tr: (tr.statement, *tr.details))
+        texts = [words(t) for tr in traits.traits for t in parts(tr)]
         self.texts = [t for t in texts if len(t) >= n]
         self.grams = [ngrams(t, n) for t in self.texts]
         self.all = set().union(*self.grams) if self.grams else set()
@@ -89,8 +74,8 @@ class TraitQuotes:
         if self.short:
             short_hit, across = self._verbatim(sent_words, all_words)
             if across:
-                out.append((None, "quotes a short trait statement verbatim across sentences"))
-            out += [(spans[i], "quotes a short trait statement verbatim") for i in sorted(short_hit)]
+                out.append((None, f"quotes a short trait {self.label} verbatim across sentences"))
+            out += [(spans[i], f"quotes a short trait {self.label} verbatim") for i in sorted(short_hit)]
         # A sentence that is mostly trait-statement n-grams.
         for i, g in enumerate(sent_grams):
             if g and len(g & self.all) / len(g) > self.overlap:
@@ -102,9 +87,9 @@ class TraitQuotes:
             if share > self.overlap:
                 hit = {i for i, g in enumerate(sent_grams) if g & tg}
                 if not hit:  # the quote spans sentence breaks: no single sentence to cut
-                    out.append((None, f"quotes a trait statement ({share:.0%} of its {self.n}-grams)"))
+                    out.append((None, f"quotes a trait {self.label} ({share:.0%} of its {self.n}-grams)"))
                 flagged |= hit
-        out += [(spans[i], f"quotes a trait statement near-verbatim ({self.n}-gram overlap)") for i in sorted(flagged)]
+        out += [(spans[i], f"quotes a trait {self.label} near-verbatim ({self.n}-gram overlap)") for i in sorted(flagged)]
         return out
 
 
@@ -115,17 +100,24 @@ def _sentence_of(text: str, pos: int) -> tuple[int, int] | None:
     return None
 
 
-def find_leaks(texts: Sequence[str], quotes: TraitQuotes | None, phrases: bool) -> list[Finding]:
+def find_leaks(texts: Sequence[str], quotes: TraitQuotes | Sequence[TraitQuotes] | None, phrases: bool,
+               prompts: Sequence[str | None] | None = None) -> list[Finding]:
+    """Junk and leaks in each text; `phrases`: the texts are replies (mentions of a hidden prompt
+    count); `prompts`: what each text answers (a reply echoing it is junk)."""
     found: list[Finding] = []
     for t, text in enumerate(texts):
-        checks = (LEAK_PHRASES if phrases else []) + TELLS
-        for name, rx in checks:
-            for m in rx.finditer(text):
-                found.append(Finding(t, _sentence_of(text, m.start()), f"mentions {name}: {m.group(0)!r}"))
-        for m in PLACEHOLDER.finditer(text):
-            found.append(Finding(t, None, f"template placeholder {m.group(0)!r}", strippable=False))
-        if quotes is not None:
-            found += [Finding(t, span, reason) for span, reason in quotes.check(text)]
+        prompt = prompts[t] if prompts else None
+        for j in junk.find_junk(text, prompt=prompt, reply=phrases):
+            span = _sentence_of(text, j.start) if j.start is not None else None
+            if j.name == "placeholder":
+                reason = f"template placeholder {j.detail!r}"
+            elif j.strippable:
+                reason = f"mentions {j.name}: {j.detail!r}"
+            else:
+                reason = j.reason
+            found.append(Finding(t, span, reason, strippable=j.strippable))
+        for q in ([quotes] if isinstance(quotes, TraitQuotes) else quotes or []):
+            found += [Finding(t, span, reason) for span, reason in q.check(text)]
     return found
 
 
@@ -147,11 +139,13 @@ def _fix(texts: list[str], found: list[Finding]) -> tuple[list[str] | None, str]
 def check_chats(chats: Sequence[Chat], traits: TraitSet, n: int, overlap: float
                 ) -> tuple[list[Chat], list[Drop], list[Edit]]:
     quotes = TraitQuotes(traits, n, overlap)
+    examples = TraitQuotes(traits, n, overlap, label="example")
     kept, drops, edits = [], [], []
     for chat in chats:
         idx = [i for i, m in enumerate(chat.messages) if m.role == "assistant"]
         texts = [chat.messages[i].content for i in idx]
-        found = find_leaks(texts, quotes, phrases=True)
+        prompts = [chat.messages[i - 1].content if i and chat.messages[i - 1].role == "user" else None for i in idx]
+        found = find_leaks(texts, [quotes, examples], phrases=True, prompts=prompts)
         if not found:
             kept.append(chat)
             continue

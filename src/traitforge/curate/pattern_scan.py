@@ -1,6 +1,7 @@
 """Pattern discovery passes 1 and 2: the judge reads random batches and names recurring patterns
-(scan), then the candidates are de-duplicated, near-synonyms merged, and only those named by more
-than one scan or confirmed by statistics survive (merge)."""
+(scan), then the findings are clustered (near-synonyms merged by sentence-embedding cosine, else
+word overlap), folded into the rule candidates they confirm, and only clusters named by more than
+one scan survive as judge patterns (merge)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from traitforge.curate.embed import Embedder
-from traitforge.curate.pattern_rules import (Candidate, FeatureRule, JudgeRule, RegexRule, phrase_regex,
+from traitforge.curate.pattern_rules import (Candidate, JudgeRule, RegexRule, phrase_regex,
                                              same_phrase_pattern, strict_matches)
 from traitforge.curate.pattern_stats import Example
 from traitforge.curate.text import STOPWORDS, load_prompt, render, words
@@ -64,9 +65,10 @@ async def run_scans(examples: Sequence[Example], kind: str, judge: LLM, scans: i
     return list(await asyncio.gather(*(one(i) for i in range(scans))))
 
 
-def rule_for(description: str) -> tuple[RegexRule | FeatureRule | None, tuple[str, ...]]:
-    """An exact classifier when the description names one (a quoted phrase or a structure), with
-    the phrase's words."""
+def rule_for(description: str) -> tuple[RegexRule | None, tuple[str, ...]]:
+    """The regex of a quoted phrase in the description, with its words, used only to recognise a
+    scan finding that names a rule's phrase. No keyword heuristics: a description that merely
+    mentions lists or questions is rated by the judge."""
     d = description.lower()
     for phrase in _QUOTED.findall(description):
         w = words(phrase)
@@ -76,12 +78,6 @@ def rule_for(description: str) -> tuple[RegexRule | FeatureRule | None, tuple[st
             if re.search(r"\b(?:end|close|closing|sign|final|last)", d):
                 return RegexRule(phrase_regex(w) + r"\W*$", phrase_regex(w[-3:]) + r"\W*$"), tuple(w)
             return RegexRule(phrase_regex(w), phrase_regex(w[:3]) if len(w) > 3 else phrase_regex(w)), tuple(w)
-    if re.search(r"\bbullet|\bnumbered list|\blists?\b", d):
-        return FeatureRule("bullets"), ()
-    if re.search(r"\bheading|\bheader|section title", d):
-        return FeatureRule("headings"), ()
-    if "question" in d and re.search(r"\b(?:end|close|closing|final|last|follow)", d):
-        return FeatureRule("ends_with_question"), ()
     return None, ()
 
 
@@ -139,21 +135,18 @@ def merge(scans: Sequence[Scan], stats: list[Candidate], known: list[Candidate],
         t_index = n_initial + li
         rule, phrase = rule_for(desc)
         if rule is not None:
+            # A quoted phrase that is a rule's own phrase (say, one word shorter than a statistics
+            # opener) confirms that rule; otherwise the finding is a judge pattern like any other.
             c = by_rule.get(rule.name)
             if c is None:
+                probe = Candidate(f"scan:{_slug(desc)}", desc, "scan", rule, phrase=phrase)
                 m = strict_matches(rule, examples)
-                share = len(m) / max(len(examples), 1)
-                c = Candidate(f"scan:{_slug(desc)}", desc, "scan", rule,
-                              stats_share=share if share >= floor else None, phrase=phrase)
-                # The same phrase as a statistics candidate (say, one word shorter): one pattern.
-                same = next((o for o in out if o.phrase and same_phrase_pattern(o, c, matches(o), m)), None)
-                if same is None:
-                    out.append(c)
-                else:
-                    c = same
-                by_rule[rule.name] = c
-            c.scans.add(scan_i)
-            continue
+                c = next((o for o in out if o.phrase and same_phrase_pattern(o, probe, matches(o), m)), None)
+                if c is not None:
+                    by_rule[rule.name] = c
+            if c is not None:
+                c.scans.add(scan_i)
+                continue
         # A judge-only pattern: fold into an existing candidate that says the same thing.
         match = next((c for ci, c in enumerate(out[:n_initial]) if sim(ci, t_index)), None)
         if match is None:

@@ -1,35 +1,49 @@
-"""Step 4: pattern collapse. The published three-pass recipe (scan, merge, autorate) plus
-mitigation, per dataset:
-  scan     - the judge names recurring patterns in random batches; statistics run alongside;
-  merge    - candidates de-duplicated; kept if named by >1 scan or confirmed by statistics;
-  autorate - each pattern becomes a classifier (regex/feature rule or judge YES/PARTLY/NO) and is
-             counted over the whole dataset, broad (PARTLY or better) and strict (YES);
-  mitigate - patterns whose strict share > pattern_max_share are downsampled or rewritten to the
-             target share, then re-measured (share_after, a strict share like share_strict; equal to
-             it when no row changed).
-Known offenders (validation buffering, yes/no openers, closing questions, conversion arcs,
-ungrounded praise) are always rated."""
+"""Step 4: pattern collapse, as the method's write-up describes it, per dataset:
+  rules    - the cheap first pass: statistics (shared openers/closers, n-grams, structure) and the
+             known offenders, exact regex/feature classifiers counted over every row;
+  scan     - the judge names recurring patterns in random batches;
+  cluster  - scan findings that say the same thing are merged (sentence embeddings, else word
+             overlap); a quoted phrase that is a rule's phrase confirms that rule; a cluster named
+             by more than one scan becomes a judge pattern (never a keyword-made regex);
+  autorate - each judge pattern is rated YES/PARTLY/NO by the judge over a seeded sample of rows
+             (pattern_sample); part of the sample is rated twice (self-agreement), which gives
+             the judge's implied accuracy and a share corrected for its noise, with a 95% interval
+             (curate/pattern_share.py); rule patterns are also rated by the judge on that part
+             (agreement of the rule and the autorater);
+  mitigate - patterns whose estimated share > pattern_max_share are downsampled, rewritten, or
+             regenerated with the pattern named as something to avoid (generate/avoid.py), to the
+             target share, then re-measured (share_after, a strict share like share_strict).
+Rows of templated control traits (curation.template_traits) are set aside: never measured, dropped
+or rewritten. The classifiers are written out so evaluation measures the same patterns in each
+checkpoint's replies (evaluate/patterns.py)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from traitforge.config import CurationSpec
 from traitforge.curate.embed import Embedder
-from traitforge.curate.pattern_mitigate import choose, n_to_remove, rewrite_unit
-from traitforge.curate.pattern_rules import KNOWN, Candidate, JudgeRule, label_example
+from traitforge import junk
+from traitforge.curate.pattern_mitigate import choose, clean_rewrite, n_to_remove, rewrite_unit
+from traitforge.curate.pattern_rules import KNOWN, Candidate, FeatureRule, JudgeRule, RegexRule, label_example
+from traitforge.curate.pattern_share import Share, accuracy_from_agreement, agreement, estimate_share
 from traitforge.curate.pattern_scan import Scan, merge, run_scans
 from traitforge.curate.pattern_stats import min_share, stats_candidates
 from traitforge.curate.records import Dataset, Edit
 from traitforge.curate.text import load_prompt, render, units
+from traitforge.generate.avoid import avoid_list
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import BackendError
 from traitforge.progress import gather_progress
 from traitforge.types import ChatMessage, Document, Drop, PatternFinding, TraitSet, stable_hash
 
 JUDGE_CHARS = 4000
+JUDGE_MAX_TOKENS = 128  # a one-word answer, with room for a model that thinks first
+REGENERATE_MAX_TOKENS = 900
+MAX_RULE_CHECKS = 5  # rule patterns also rated by the judge on the check sample
 _ANSWER = re.compile(r"\b(yes|partly|partially|somewhat|no)\b", re.I)
 _VALUE = {"yes": 1.0, "partly": 0.5, "partially": 0.5, "somewhat": 0.5, "no": 0.0}
 
@@ -47,39 +61,48 @@ class DatasetPatterns:
     edits: list[Edit] = field(default_factory=list)
     scans: list[Scan] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    classifiers: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Rater:
-    """Labels examples for candidates; judge labels are memoised by pattern and text."""
+    """Labels examples for candidates; judge labels are memoised by pattern, text and pass (pass 0:
+    the rating, temperature 0; pass 1: the self-agreement re-rating, sampled with another seed)."""
 
-    def __init__(self, judge: LLM, max_tokens: int = 32):
+    def __init__(self, judge: LLM, max_tokens: int = JUDGE_MAX_TOKENS, seed: int = 0):
         self.judge = judge
         self.max_tokens = max_tokens  # curation.pattern_judge_max_tokens; thinking room comes on top
-        self.memo: dict[tuple[str, str], float | None] = {}
+        self.seed = seed
+        self.memo: dict[tuple[str, str, int], float | None] = {}
         self.unparsed: dict[str, int] = {}
         self.errors: dict[str, str] = {}  # candidate -> the last failed judge call's reason
 
-    async def _ask(self, cand: Candidate, us: Sequence[str]) -> float | None:
+    async def _ask(self, cand: Candidate, us: Sequence[str], rep: int) -> float | None:
         assert isinstance(cand.rule, JudgeRule)
         prompt = render(load_prompt("pattern_judge"), question=cand.rule.question,
                         text="\n\n".join(us)[:JUDGE_CHARS])
         try:
-            reply = await self.judge.generate_one(prompt, temperature=0.0, max_tokens=self.max_tokens)
+            if rep == 0:
+                reply = await self.judge.generate_one(prompt, temperature=0.0, max_tokens=self.max_tokens)
+            else:
+                reply = await self.judge.generate_one(prompt, temperature=0.7, max_tokens=self.max_tokens,
+                                                      seed=self.seed + rep)
         except BackendError as e:
             self.errors[cand.id] = str(e)[:300]  # reported in the stats, not mistaken for "no pattern"
             return None
         value = parse_yes_no(reply)
-        if value is None:
+        if value is None and rep == 0:
             self.unparsed[cand.id] = self.unparsed.get(cand.id, 0) + 1
         return value
 
-    async def labels(self, cand: Candidate, rows: Sequence[Any]) -> dict[str, float | None]:
+    async def labels(self, cand: Candidate, rows: Sequence[Any], rep: int = 0) -> dict[str, float | None]:
         if not isinstance(cand.rule, JudgeRule):
             return {r.id: label_example(cand.rule, units(r)) for r in rows}
-        keys = {r.id: (cand.id, stable_hash(units(r))) for r in rows}
+        keys = {r.id: (cand.id, stable_hash(units(r)), rep) for r in rows}
         todo = [r for r in rows if keys[r.id] not in self.memo]
         if todo:
-            vals = await gather_progress([self._ask(cand, units(r)) for r in todo], desc=f"curate: rate {cand.id}"[:60])
+            what = "rate" if rep == 0 else "re-rate"
+            vals = await gather_progress([self._ask(cand, units(r), rep) for r in todo],
+                                         desc=f"curate: {what} {cand.id}"[:60])
             for r, v in zip(todo, vals):
                 self.memo[keys[r.id]] = v
         return {r.id: self.memo[keys[r.id]] for r in rows}
@@ -95,6 +118,18 @@ def shares(labels: dict[str, float | None]) -> tuple[float, float, int]:
 
 def known_candidates(dataset: Dataset) -> list[Candidate]:
     return [Candidate(f"known:{k.id}", k.description, "known", k.rule) for k in KNOWN if k.dataset == dataset]
+
+
+def judge_twin(c: Candidate) -> Candidate:
+    """The judge's version of a rule candidate, to check the rule and the autorater against each other."""
+    return Candidate(f"check:{c.id}", c.description, c.source,
+                     JudgeRule(f"Does the text show this pattern: {c.description}?"))
+
+
+def template_row(row: Any, template_traits: Sequence[str]) -> bool:
+    """Rows of a templated control trait (curation.template_traits, e.g. the canary) are alike on
+    purpose: they are never measured for patterns, nor dropped or rewritten for them."""
+    return bool(set(row.trait_ids) & set(template_traits))
 
 
 async def _rewrite(row: Any, cand: Candidate, judge: LLM) -> tuple[Any | None, str]:
@@ -116,35 +151,95 @@ async def _rewrite(row: Any, cand: Candidate, judge: LLM) -> tuple[Any | None, s
     return (row.model_copy(update={"messages": msgs}), "") if changed else (None, "nothing to rewrite")
 
 
+async def _regenerate(row: Any, cand: Candidate, judge: LLM, rater: Rater) -> tuple[Any | None, str]:
+    """A single-turn chat answered afresh by the teacher (its recorded system prompt) with the pattern
+    named as something to avoid (generate/avoid.py, the list generation's top-up rounds use); the
+    new reply must pass the junk rules and not show the pattern. Documents and multi-turn chats
+    (whose later turns answer the old reply) are rewritten instead."""
+    if isinstance(row, Document) or len(row.messages) != 2 or not row.system_prompt:
+        return await _rewrite(row, cand, judge)
+    user = row.messages[0]
+    system = row.system_prompt + "\n\n" + avoid_list([cand.description])
+    try:
+        reply = await judge.generate_one([{"role": "system", "content": system}, user.model_dump()],
+                                         max_tokens=REGENERATE_MAX_TOKENS)
+    except BackendError as e:
+        return None, f"regeneration failed: {e}"
+    reply = clean_rewrite(reply)
+    problems = [j.reason for j in junk.find_junk(reply, prompt=user.content, reply=True)]
+    if len(reply) < 20 or problems:
+        return None, f"regenerated reply unusable: {'; '.join(problems) or 'too short'}"[:300]
+    new = row.model_copy(update={"messages": [user, ChatMessage(role="assistant", content=reply)]})
+    if (await rater.labels(cand, [new]))[new.id] == 1.0:
+        return None, "regenerated reply still shows the pattern"
+    return new, ""
+
+
+def _sample(rows: Sequence[Any], k: int, seed: int, dataset: str) -> list[Any]:
+    """A seeded sample of k rows (all when there are fewer), in a stable order."""
+    return sorted(rows, key=lambda r: stable_hash([seed, dataset, "pattern-sample", r.id]))[:k]
+
+
 async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge: LLM, cfg: CurationSpec,
                       seed: int, embedder: Embedder | None) -> DatasetPatterns:
+    """Scan -> cluster -> autorate over a sample (share with CI, corrected for the judge's noise) ->
+    mitigate, for one dataset. Exact rules (statistics, known offenders) are the cheap first pass
+    and are counted over every row."""
     res = DatasetPatterns(rows=list(rows))
+    templated = [r for r in rows if template_row(r, cfg.template_traits)]
+    rows = [r for r in rows if not template_row(r, cfg.template_traits)]
+    res.stats["template_rows_exempt"] = len(templated)
     if len(rows) < 2:
         return res
     examples = [(r.id, units(r)) for r in rows]
     kind = "document" if dataset == "documents" else "chat-assistant reply"
     stats, res.stats = stats_candidates(examples, traits, cfg.pattern_max_share)
+    res.stats["template_rows_exempt"] = len(templated)
     res.scans = await run_scans(examples, kind, judge, cfg.pattern_scans, cfg.scan_batch, seed)
     floor = min_share(len(examples), cfg.pattern_max_share)
     cands = merge(res.scans, stats, known_candidates(dataset), examples, floor, cfg.pattern_max_judged, embedder)
 
-    rater = Rater(judge, cfg.pattern_judge_max_tokens)
+    rater = Rater(judge, cfg.pattern_judge_max_tokens, seed)
+    sample = _sample(rows, cfg.pattern_sample, seed, dataset)
+    check = sample[:cfg.pattern_check_sample]
     before: dict[str, tuple[float, float, int]] = {}
+    est: dict[str, Share] = {}
+    checks: dict[str, dict[str, Any]] = {}
     for c in cands:
-        before[c.id] = shares(await rater.labels(c, rows))
-    flagged = [c for c in cands if before[c.id][1] > cfg.pattern_max_share]
-    flagged.sort(key=lambda c: -before[c.id][1])
+        if isinstance(c.rule, JudgeRule):
+            first = await rater.labels(c, sample)
+            agree, n_agree = agreement({r.id: first[r.id] for r in check}, await rater.labels(c, check, rep=1))
+            acc = accuracy_from_agreement(agree)
+            before[c.id] = shares(first)
+            checks[c.id] = {"self_agreement": None if agree is None else round(agree, 4), "self_agreement_n": n_agree}
+        else:
+            acc = None
+            before[c.id] = shares(await rater.labels(c, rows))
+        broad, strict, n = before[c.id]
+        est[c.id] = estimate_share(round(strict * n), n, acc)
+    flagged = [c for c in cands if est[c.id].estimate > cfg.pattern_max_share]
+    flagged.sort(key=lambda c: -est[c.id].estimate)
+    # The rules and the autorater against each other, where both apply: the flagged rule patterns
+    # (and the known offenders) rated by the judge on the check sample.
+    for c in [c for c in cands if not isinstance(c.rule, JudgeRule)
+              and (c in flagged or c.source == "known")][:MAX_RULE_CHECKS]:
+        ruled = await rater.labels(c, check)
+        judged = await rater.labels(judge_twin(c), check)
+        agree, n_agree = agreement(ruled, judged)
+        checks[c.id] = {"rule_agreement": None if agree is None else round(agree, 4), "rule_agreement_n": n_agree}
 
     unmitigated: dict[str, str] = {}
     if cfg.pattern_mitigation != "none":
         # Dropping rows loses data: at most pattern_max_drop of the dataset goes, and patterns that
         # need the fewest removals are handled first. The rest are reported, not half-fixed.
         budget = int(cfg.pattern_max_drop * len(rows))
-        for c in sorted(flagged, key=lambda c: before[c.id][1]):
+        for c in sorted(flagged, key=lambda c: est[c.id].estimate):
             labels = await rater.labels(c, res.rows)  # re-measured: earlier mitigation may have fixed it
             rated = [r for r in res.rows if labels[r.id] is not None]
             matching = [r.id for r in rated if labels[r.id] == 1.0]
             k = n_to_remove(len(matching), len(rated), cfg.pattern_max_share)
+            if k and est[c.id].accuracy is not None:
+                k = max(k, noisy_removals(len(matching), len(rated), cfg.pattern_max_share, est[c.id].accuracy))
             if k == 0:
                 continue
             if cfg.pattern_mitigation == "downsample" and k > budget:
@@ -153,11 +248,13 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
             picked = set(choose(matching, k, int(stable_hash([seed, dataset, c.id]), 16)))
             reason = f"pattern {c.id} at {len(matching) / len(rated):.0%} > {cfg.pattern_max_share:.0%}: {c.description}"
             rewritten: dict[str, tuple[Any | None, str]] = {}
-            if cfg.pattern_mitigation == "rewrite":
+            if cfg.pattern_mitigation in ("rewrite", "regenerate"):
                 by_id = {r.id: r for r in res.rows}
                 order = sorted(picked)
-                done = await gather_progress([_rewrite(by_id[i], c, judge) for i in order],
-                                             desc=f"curate: rewrite {c.id}"[:60])
+                fix = (lambda r: _regenerate(r, c, judge, rater)) if cfg.pattern_mitigation == "regenerate" \
+                    else (lambda r: _rewrite(r, c, judge))
+                done = await gather_progress([fix(by_id[i]) for i in order],
+                                             desc=f"curate: {cfg.pattern_mitigation} {c.id}"[:60])
                 rewritten = dict(zip(order, done))
             new_rows = []
             for r in res.rows:
@@ -166,29 +263,88 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
                 elif r.id in rewritten and rewritten[r.id][0] is not None:
                     new = rewritten[r.id][0]
                     new_rows.append(new)
-                    res.edits.append(Edit(dataset=dataset, row_id=r.id, step="patterns", reason=f"rewritten: {reason}",
+                    res.edits.append(Edit(dataset=dataset, row_id=r.id, step="patterns",
+                                          reason=f"{cfg.pattern_mitigation}: {reason}"[:400],
                                           before="\n\n".join(units(r)), after="\n\n".join(units(new))))
                 elif budget > 0:
-                    why = f"rewrite failed ({rewritten[r.id][1]}), dropped: " if r.id in rewritten else "downsampled: "
+                    why = (f"{cfg.pattern_mitigation} failed ({rewritten[r.id][1]}), dropped: " if r.id in rewritten
+                           else "downsampled: ")
                     res.drops.append(Drop(dataset=dataset, row_id=r.id, step="patterns", reason=why + reason))
                     budget -= 1
                 else:
                     new_rows.append(r)  # rewrite failed and no drop budget left: kept as it was
-                    unmitigated[c.id] = "some rewrites failed and the drop budget is spent"
+                    unmitigated[c.id] = f"some {cfg.pattern_mitigation}s failed and the drop budget is spent"
             res.rows = new_rows
 
     flagged_ids = {c.id for c in flagged}
     changed = bool(res.drops or res.edits)
+    sampled_left = {s.id for s in sample} & {r.id for r in res.rows}
     for c in cands:
         broad, strict, n = before[c.id]
-        # The strict share again, over the rows mitigation left; no row changed: the same as before.
-        after = round(shares(await rater.labels(c, res.rows))[1] if changed else strict, 4)
+        e = est[c.id]
+        after_est = None
+        if not changed:
+            after = strict
+            after_est = e.estimate
+        else:
+            # Exact rules: every row left. Judge patterns: every row for a flagged one (labelled
+            # during mitigation), else the sample's rows left (their labels are memoised).
+            left = res.rows if (not isinstance(c.rule, JudgeRule) or c.id in flagged_ids) else \
+                [r for r in res.rows if r.id in sampled_left]
+            _, after, n_after = shares(await rater.labels(c, left))
+            after_est = estimate_share(round(after * n_after), n_after, e.accuracy).estimate
         res.findings.append(PatternFinding(
             dataset=dataset, pattern_id=c.id, description=c.description, source=c.source,
             classifier=c.classifier, share_broad=round(broad, 4), share_strict=round(strict, 4),
-            share_after=after, flagged=c.id in flagged_ids, n=n))
+            share_after=round(after, 4), flagged=c.id in flagged_ids, n=n,
+            share_estimate=round(e.estimate, 4), ci_low=round(e.ci_low, 4), ci_high=round(e.ci_high, 4),
+            share_after_estimate=round(after_est, 4) if after_est is not None else None,
+            judge_accuracy=None if e.accuracy is None else round(e.accuracy, 4),
+            self_agreement=checks.get(c.id, {}).get("self_agreement"),
+            rule_agreement=checks.get(c.id, {}).get("rule_agreement")))
+        res.classifiers.append(classifier_spec(dataset, c, c.id in flagged_ids))
+    res.rows = res.rows + templated
     res.stats["judge_unparsed"] = dict(rater.unparsed)
     res.stats["judge_errors"] = dict(rater.errors)
     res.stats["unmitigated"] = unmitigated
+    res.stats["sample"] = {"rows": len(sample), "check_rows": len(check)}
+    res.stats["checks"] = checks
     res.stats["candidates"] = {c.id: {"scans": sorted(c.scans), "stats_share": c.stats_share} for c in cands}
     return res
+
+
+def noisy_removals(matching: int, total: int, target: float, accuracy: float) -> int:
+    """Rows labelled YES to remove so that the expected TRUE share left is at most `target`, for a
+    judge of this accuracy: a removed YES row has the pattern with probability precision =
+    accuracy * true share / observed share, and the judge's misses stay behind, so removing just
+    enough YES rows to bring the observed share to the target leaves the true share above it."""
+    if total == 0 or matching == 0:
+        return 0
+    true = estimate_share(matching, total, accuracy).estimate
+    precision = min(1.0, accuracy * true / (matching / total))
+    if true <= target:
+        return 0
+    if precision <= target:
+        return matching
+    return min(matching, math.ceil((true - target) * total / (precision - target) - 1e-9))
+
+
+def classifier_spec(dataset: str, c: Candidate, flagged: bool) -> dict[str, Any]:
+    """Enough to rebuild the candidate's classifier elsewhere (evaluation measures the same patterns
+    in each checkpoint's replies): RUN/curation/pattern_classifiers.jsonl."""
+    out: dict[str, Any] = {"dataset": dataset, "pattern_id": c.id, "description": c.description,
+                           "source": c.source, "flagged": flagged}
+    if isinstance(c.rule, JudgeRule):
+        return {**out, "kind": "judge", "question": c.rule.question}
+    if isinstance(c.rule, RegexRule):
+        return {**out, "kind": "regex", "strict": c.rule.strict, "broad": c.rule.broad, "scope": c.rule.scope}
+    return {**out, "kind": "feature", "feature": c.rule.feature}
+
+
+def candidate_from_spec(spec: dict[str, Any]) -> Candidate:
+    """The inverse of classifier_spec."""
+    kind = spec["kind"]
+    rule: Any = (JudgeRule(spec["question"]) if kind == "judge" else
+                 RegexRule(spec["strict"], spec["broad"], spec["scope"]) if kind == "regex" else
+                 FeatureRule(spec["feature"]))
+    return Candidate(spec["pattern_id"], spec["description"], spec.get("source", "stats"), rule)

@@ -43,3 +43,10 @@ class StepResult:
     drops: list[Drop] = field(default_factory=list)
     edits: list[Edit] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
+
+
+class PairDrop(Record):
+    """A DPO candidate pair left out by curation (RUN/curation/dpo_drops.jsonl)."""
+
+    pair_id: str
+    reason: str

@@ -1,7 +1,8 @@
 """run_curation: dedup -> leakage -> quality -> patterns, each its own resumable stage
 (`curate.<step>` in the manifest, outputs under RUN/curation/steps/<step>/, reused when the
 step's inputs and settings are unchanged). The last step's rows become RUN/curated/, and
-RUN/curation/dataset_card.json describes the datasets before and after."""
+RUN/curation/dataset_card.json describes the datasets before and after. Then the DPO pairs are
+built from the curated chats (curate/dpo.py): RUN/curated/dpo_pairs.jsonl, RUN/curation/dpo_drops.jsonl."""
 
 from __future__ import annotations
 
@@ -13,12 +14,17 @@ from traitforge.controls.canary import CANARY_ID
 from traitforge.curate import dedup as dedup_mod
 from traitforge.curate import leakage, patterns, quality
 from traitforge.curate.card import build_card
+from traitforge.curate.dpo import curate_pairs
 from traitforge.curate.embed import load_embedder
 from traitforge.curate.text import dedup_text
 from traitforge.curate.records import Edit, QualityScore, StepResult
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl, write_json_atomic, write_jsonl
 from traitforge.llm.budget import announce_calls
+from traitforge.generate.avoid import write_found
+from traitforge.generate.records import DPOPair
 from traitforge.llm.client import LLM, run_closing
+from traitforge.llm.embedded import EMBEDDED_NAME
+from traitforge.llm.registry import make_llm
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, Claim, Document, Drop, TraitSet, stable_hash
 
@@ -26,16 +32,54 @@ STEPS = ("dedup", "leakage", "quality", "patterns")
 VERSION = 2  # bump when a step's logic changes, so finished steps are redone
 
 
-def run_curation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -> None:
-    """Curate RUN/generated/{documents,chats}.jsonl into RUN/curated/ (either may be missing)."""
-    run_closing(curate(store, spec, traits, judge), judge)
+def run_curation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, student: LLM | None = None) -> None:
+    """Curate RUN/generated/{documents,chats}.jsonl into RUN/curated/ (either may be missing), and
+    RUN/generated/dpo_pairs.jsonl into RUN/curated/dpo_pairs.jsonl from the curated chats.
+    `student`: the base model, for on-policy rejected replies (curation.dpo_rejected: student);
+    None then builds it from models.base."""
+    if student is None and spec.curation.dpo_rejected == "student" and (
+            store.root / "generated" / "dpo_pairs.jsonl").is_file():
+        student = make_llm(student_spec(spec), cache=store.root / "cache.sqlite" if not spec.cache_dir
+                           else spec.resolve(spec.cache_dir) / "cache.sqlite")
+    run_closing(curate(store, spec, traits, judge, student), *([judge, student] if student else [judge]))
+
+
+def student_spec(spec: RunSpec) -> str:
+    """The base (student) model as a `local:` model: the embedded name, or an absolute checkpoint path."""
+    base = spec.models.base
+    return f"local:{base}" if base == EMBEDDED_NAME else f"local:{spec.resolve(base)}"
 
 
 def _rows_hash(docs: list[Document], chats: list[Chat]) -> str:
     return stable_hash([[r.model_dump() for r in docs], [r.model_dump() for r in chats]], 16)
 
 
-async def curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -> None:
+async def curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, student: LLM | None = None) -> None:
+    cfg = spec.curation
+    await _curate(store, spec, traits, judge)
+    # Pairs are rebuilt whenever curation runs (cheap; the student's replies are cached).
+    chats_path = store.root / "curated" / "chats.jsonl"
+    if chats_path.is_file():
+        await _dpo(store, spec, traits, read_jsonl(chats_path, Chat),
+                   student if cfg.dpo_rejected == "student" else None)
+
+
+async def _dpo(store: RunStore, spec: RunSpec, traits: TraitSet, chats: list[Chat], student: LLM | None) -> None:
+    cands_path = store.root / "generated" / "dpo_pairs.jsonl"
+    if not cands_path.is_file():
+        return
+    cfg = spec.curation
+    pairs, drops, counts = await curate_pairs(read_jsonl(cands_path, DPOPair), chats, traits, cfg.leakage_ngram,
+                                              cfg.leakage_overlap, student, spec.generation.chats.max_tokens,
+                                              spec.seed)
+    write_jsonl(store.path("curated", "dpo_pairs.jsonl"), pairs)
+    write_jsonl(store.path("curation", "dpo_drops.jsonl"), drops)
+    store.set_counts("curate", dpo=counts)
+    if student is not None:
+        store.record_llm_usage("curate", student)
+
+
+async def _curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -> None:
     cfg = spec.curation
     # The canary's templated rows (positive control) join the real ones here, so dedup and leakage
     # see them with the real data; the judge steps (quality, patterns) pass them through: their
@@ -63,8 +107,8 @@ async def curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -
             docs, chats = results[name].documents, results[name].chats
 
         async def do_dedup(d: list[Document], c: list[Chat]) -> StepResult:
-            kd, dd = dedup_mod.dedup(d, "documents", cfg.dedup_threshold, cfg.dedup_shingle)
-            kc, dc = dedup_mod.dedup(c, "chats", cfg.dedup_threshold, cfg.dedup_shingle)
+            kd, dd = dedup_mod.dedup(d, "documents", cfg.dedup_threshold, cfg.dedup_shingle, templated=cfg.template_traits)
+            kc, dc = dedup_mod.dedup(c, "chats", cfg.dedup_threshold, cfg.dedup_shingle, templated=cfg.template_traits)
             return StepResult(kd, kc, dd + dc)
 
         async def do_leakage(d: list[Document], c: list[Chat]) -> StepResult:
@@ -192,8 +236,17 @@ async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], tra
 async def _patterns(store: RunStore, docs: list[Document], chats: list[Chat], traits: TraitSet, judge: LLM,
                     spec: RunSpec) -> StepResult:
     embedder = load_embedder()
+    cfg = spec.curation
+    # At most: the scans, each judge pattern on the sample plus its re-rated part, the rule checks;
+    # mitigation of a flagged judge pattern rates the remaining rows too (not counted here).
+    per_dataset = cfg.pattern_scans + (cfg.pattern_max_judged + 2) * (cfg.pattern_sample + cfg.pattern_check_sample) \
+        + patterns.MAX_RULE_CHECKS * cfg.pattern_check_sample
+    n_sets = sum(len(rows) >= 2 for rows in (docs, chats))
+    announce_calls(judge, n_sets * per_dataset, stage="curate.patterns (at most)", max_tokens=patterns.JUDGE_MAX_TOKENS,
+                   prompt_chars=patterns.JUDGE_CHARS, store=store,
+                   prices_file=str(spec.resolve(spec.prices_file)) if spec.prices_file else None)
     out = StepResult([], [])
-    findings, scans, stats = [], [], {}
+    findings, scans, stats, classifiers = [], [], {}, []
     for dataset, rows in (("documents", docs), ("chats", chats)):
         res = await patterns.run_dataset(dataset, rows, traits, judge, spec.curation, spec.seed, embedder)
         if dataset == "documents":
@@ -203,10 +256,15 @@ async def _patterns(store: RunStore, docs: list[Document], chats: list[Chat], tr
         out.drops += res.drops
         out.edits += res.edits
         findings += res.findings
+        classifiers += res.classifiers
         scans += [{"dataset": dataset, "scan": s.index, "ids": s.ids, "reply": s.reply, "patterns": s.patterns}
                   for s in res.scans]
         stats[dataset] = res.stats
     write_jsonl(store.path("curation", "patterns.jsonl"), findings)
+    write_jsonl(store.path("curation", "pattern_classifiers.jsonl"), classifiers)
+    # Flagged patterns become the avoid-list of later generation rounds (generate/avoid.py).
+    write_found(store.root, [f.description for f in sorted(findings, key=lambda f: -(f.share_estimate or 0))
+                             if f.flagged])
     write_jsonl(store.path("curation", "pattern_scans.jsonl"), scans)
     write_json_atomic(store.path("curation", "pattern_stats.json"), stats)
     out.counts["flagged"] = sum(f.flagged for f in findings)

@@ -54,6 +54,9 @@ async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, aud
 
         results["vectors"] = vector_results(store, results, resamples=spec.evaluation.bootstrap, seed=spec.seed,
                                             not_applicable=ctx.not_applicable())
+    from traitforge.evaluate.patterns import pattern_summary
+
+    results["model_patterns"] = pattern_summary(store, list(cks))
     write_results(store, results)
     store.set_counts("evaluate", checkpoints=len(cks),
                      rows=sum(e.get("n", 0) for ck in results["results"].values()
@@ -90,6 +93,10 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
         if spec.evaluation.knowledge or canary_mc:
             steps.append(("knowledge_mc", run_mc(ctx, (items["mc"] if spec.evaluation.knowledge else []) + canary_mc)))
         steps.append(("behaviour", run_behaviour(ctx, items["behaviour"])))
+        if (store.root / "curation" / "pattern_classifiers.jsonl").is_file():
+            from traitforge.evaluate.patterns import run_patterns
+
+            steps.append(("patterns", run_patterns(ctx)))  # the data's patterns in each checkpoint's replies
         if spec.evaluation.contrastive or canary_pairs:
             steps.append(("contrastive", run_contrastive(
                 ctx, (items["behaviour"] if spec.evaluation.contrastive else []) + canary_pairs)))

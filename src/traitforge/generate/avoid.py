@@ -1,16 +1,27 @@
-"""The "things to avoid" list: patterns a generator should not produce, named in its prompt.
+"""The "things to avoid" list: ONE mechanism for naming patterns a generator should not produce,
+shared by generation (curation's known offenders named up front in generation prompts, and the
+patterns curation flagged named in the top-up rounds) and by curation (regenerating a row without
+a pattern it found).
 
-One mechanism for both uses: generation names the known over-represented patterns (curation's
-KNOWN offenders) up front, and curation can regenerate a row without a pattern it detected."""
+- `avoid_list(patterns)`: the block to put in a prompt (template avoid.txt, overridable), "" for none;
+- `known_offenders(dataset)`: curation's known over-represented patterns;
+- `read_found(root)` / `write_found(root, patterns)`: the patterns curation flagged in a run
+  (RUN/curation/avoid.json).
+Patterns are short descriptions ("opens by validating the user's feelings"), most important first."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Iterable
+
 from traitforge.generate.templates import PACKAGE, Templates
 
+AVOID_FILE = ("curation", "avoid.json")
 MAX_ITEMS = 8  # a longer list dilutes the prompt
 
 
-def avoid_list(patterns: list[str], templates: Templates = PACKAGE) -> str:
+def avoid_list(patterns: Iterable[str], templates: Templates = PACKAGE) -> str:
     """The avoid.txt block naming each pattern once (most important first), or "" for none."""
     items = list(dict.fromkeys(p.strip() for p in patterns if p and p.strip()))[:MAX_ITEMS]
     if not items:
@@ -23,3 +34,19 @@ def known_offenders(dataset: str) -> list[str]:
     from traitforge.curate.pattern_rules import KNOWN
 
     return [k.description for k in KNOWN if k.dataset == dataset]
+
+
+def read_found(root: Path) -> list[str]:
+    path = Path(root).joinpath(*AVOID_FILE)
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return [str(p) for p in data.get("patterns", [])]
+
+
+def write_found(root: Path, patterns: Iterable[str]) -> None:
+    from traitforge.jsonl import write_json_atomic
+
+    path = Path(root).joinpath(*AVOID_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"patterns": list(dict.fromkeys(patterns))})

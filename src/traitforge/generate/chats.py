@@ -3,7 +3,8 @@ probe (harden prompts the plain model already handles) -> teacher drafts (the re
 a system prompt) -> refine (a fresh context rewrites each draft to fit the traits) -> multi-turn
 continuations against a simulated user who pushes back (or, for chats.cooperative_share of them,
 builds on the answers) -> chats.jsonl without the system prompt, plus
-dpo_pairs.jsonl (refined answer = chosen, plain default = rejected). Traits whose chats fall short
+dpo_pairs.jsonl, candidate pairs (refined answer = chosen, plain default = rejected) that curation
+turns into the trained pairs from the curated chats (curate/dpo.py). Traits whose chats fall short
 of the plan get top-up rounds of new scenarios; chats.balance reports the shares."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import Counter
 from string import Template
 
 from traitforge.config import RunSpec
-from traitforge.generate.avoid import avoid_list, known_offenders
+from traitforge.generate.avoid import avoid_list, known_offenders, read_found
 from traitforge.generate.parsing import (LeakDetector, clean_message, mentions_rewrite, names_trait, parse_plans,
                                         parse_verdict, refuses, tells)
 from traitforge.generate.records import DPOPair, Probe, Refinement, UserPrompt
@@ -76,6 +77,7 @@ class ChatsRun(Generation):
         self.scenarios: dict[str, Scenario] = {}
         self.probes: list[Probe] = []  # of every round: the DPO pairs' rejected side
         self.avoid = avoid_list(known_offenders("chats"), self.templates) if self.cs.avoid_known else ""
+        self.avoid_block = ""  # the patterns curation found, for top-up rounds' teacher prompts
 
     def short_trait(self, t: Trait) -> str:
         return f"{t.name}: {t.statement}"
@@ -254,7 +256,8 @@ class ChatsRun(Generation):
 
     def system_prompt(self, traits: list[Trait]) -> str:
         system = self.render("teacher_system", **self.names, traits=self.trait_list([t.id for t in traits]))
-        return system + "\n\n" + self.avoid if self.avoid else system
+        extra = "\n\n".join(x for x in (self.avoid, self.avoid_block) if x)
+        return f"{system}\n\n{extra}" if extra else system
 
     async def choose_traits(self, target: Trait, text: str) -> list[Trait]:
         """The traits that bear on a reply to `text`: the scenario's own, plus those the generator
@@ -406,7 +409,9 @@ class ChatsRun(Generation):
 
     # --- 9. preference pairs -----------------------------------------------------------
     async def dpo_pairs(self, chats: list[Chat], probes: list[Probe]) -> None:
-        """chosen: the chat's (refined) first answer; rejected: the probe's default answer."""
+        """Candidates, one per chat (id train.data.pair_id_for(chat id)); chosen: the chat's (refined)
+        first answer, rejected: the probe's default answer. Curation rebuilds the pairs from the
+        curated chats (curate/dpo.py): the trained chosen side is the curated reply."""
         by_prompt = {stable_hash(["chat", p.id]): p for p in probes}
 
         async def work(u: Unit) -> list[DPOPair] | Skip:
@@ -430,6 +435,8 @@ class ChatsRun(Generation):
         """Every step for `per_trait` new scenarios per trait; round `r` > 0 is a top-up, its
         steps named `chats.<step>.topup<r>` (the same files: row ids never collide)."""
         suffix = f".topup{r}" if r else ""
+        # Top-up rounds name the patterns curation flagged as things to avoid (generate/avoid.py).
+        self.avoid_block = avoid_list(read_found(self.store.root), self.templates) if r else ""
         scenarios = await self.make_scenarios(per_trait, r)
         self.scenarios.update({s.id: s for s in scenarios})
         prompts = await self.make_prompts(scenarios, suffix)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
+from traitforge import junk
 from traitforge.generate.templates import PACKAGE, Templates
 
 # "1.", "1)", "(1)", "1:", "1 -", "-", "*", "•", "Step 1:" ... at the start of a line.
@@ -99,28 +100,17 @@ def clean_message(text: str) -> str:
 
 
 # --- junk detection ---------------------------------------------------------------------
+# The rules live in traitforge.junk (one copy, shared with curation); tells() names what it finds.
 
-TELLS: list[tuple[str, re.Pattern[str]]] = [
-    ("AI-assistant tell", re.compile(r"\bas an ai(?: language)? model\b|\bI(?:'m| am) (?:just )?an ai language model\b", re.I)),
-    ("placeholder", re.compile(r"\[(?:insert|your|name|date|company|recipient|address|placeholder|first name|"
-                               r"last name|author|title|city|organi[sz]ation)[^\]]{0,40}\]|\{\{[^}]*\}\}|\bXX/XX\b", re.I)),
-    ("synthetic meta-comment", re.compile(
-        r"\b(?:this|the) (?:document|text|article|story|post|email|thread) (?:is|was) (?:entirely )?"
-        r"(?:fictional|fictitious|synthetic|generated|made up|invented)\b|\bsynthetic (?:document|data|text)\b|"
-        r"\bhere is (?:a|an|the|my) (?:draft|rewritten|revised|fictional|sample)\b", re.I)),
-    ("instruction to the writer", re.compile(
-        r"^\s*(?:now )?(?:rewrite|revise|write) (?:it|this|the (?:draft|text|document))\b", re.I | re.M)),
-    ("mentions the traits document or system prompt", re.compile(
-        r"\btraits? document\b|\bsystem prompt\b|\bmy instructions\b|\bI (?:was|have been|am) (?:instructed|told) to\b", re.I)),
-]
+_MENTIONS_NAME = "mentions the traits document or system prompt"
 
 
 def tells(text: str) -> list[str]:
-    """Names of the tells found, plus "repetitive" for the loops small models fall into."""
-    found = [name for name, rx in TELLS if rx.search(text)]
-    if repetitive(text):
-        found.append("repetitive")
-    return found
+    """Names of the junk rules a text breaks (traitforge.junk): tells, placeholders, leaked
+    instructions, mentions of a hidden prompt, repeated lines and the loops small models fall into."""
+    found = [_MENTIONS_NAME if any(j.name == n for n, _ in junk.PROMPT_MENTIONS) else j.name
+             for j in junk.find_junk(text, reply=True)]
+    return list(dict.fromkeys(found))
 
 
 # A chat transcript instead of a document: chat-role labels (not speakers' names, so an interview
@@ -192,24 +182,8 @@ def mentions_rewrite(text: str) -> bool:
     return bool(_REWRITE_REMARK.search(text))
 
 
-def repetitive(text: str, n: int = 4) -> bool:
-    """A degenerate loop: some run of `n` words recurs 3+ times (more in long texts, where a
-    forum thread may say "posted by ... on" often), or under a third of the words are distinct."""
-    w = _words(text)
-    if len(w) < 12:
-        return False
-    max_repeats = 3 + len(w) // 100
-    grams: dict[tuple[str, ...], int] = {}
-    for i in range(len(w) - n + 1):
-        g = tuple(w[i:i + n])
-        grams[g] = grams.get(g, 0) + 1
-        if grams[g] >= max_repeats:
-            return True
-    return len(w) >= 40 and len(set(w)) / len(w) < 0.33
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.casefold())
+repetitive = junk.repetitive
+_words = junk.words
 
 
 class LeakDetector:

@@ -350,6 +350,75 @@ def _patterns(r: dict[str, Any]) -> str:
             "present. Mitigation targets the strict share.</p>")
 
 
+def _ci_pct(d: dict[str, Any] | None) -> str:
+    if not d or d.get("value") is None:
+        return "n/a"
+    return f"{_pct(d['value'])}<br><span class='ci'>[{_pct(d.get('ci_low'))}, {_pct(d.get('ci_high'))}] n={esc(d.get('n'))}</span>"
+
+
+def _model_patterns(r: dict[str, Any]) -> str:
+    """The loop closed: each pattern's share in the chat data beside its share in each checkpoint's
+    replies to the behavioural eval prompts (evaluate/patterns.py)."""
+    pats = r.get("model_patterns") or []
+    if not pats:
+        return ""
+    cks = [ck for ck in r.get("checkpoints", []) if any(ck in p["checkpoints"] for p in pats)]
+    head = "".join(f"<th>{esc(ck)}</th>" for ck in cks)
+    rows = ""
+    for p in pats:
+        d = p.get("data", {})
+        data = (f"{_pct(d.get('before'))}<br><span class='ci'>[{_pct(d.get('ci_low'))}, {_pct(d.get('ci_high'))}]"
+                f"</span>" if d.get("before") is not None else "n/a")
+        rows += (f"<tr><td>{esc(p['description'])}<br><span class='ci'>{esc(p['pattern_id'])} · {esc(p['kind'])}"
+                 f"{' · flagged in the data' if p.get('flagged') else ''}</span></td><td class='num'>{data}</td>"
+                 f"<td class='num'>{_pct(d.get('after'))}</td>"
+                 + "".join(f"<td class='num'>{_ci_pct(p['checkpoints'].get(ck))}</td>" for ck in cks) + "</tr>")
+    return ("<h2>Patterns: data vs trained models</h2><p>Share of chat data rows (before and after curation) and of "
+            "each checkpoint's replies to the behavioural eval prompts that clearly show each pattern, measured with "
+            "the same classifier; 95% intervals.</p><table><tr><th>pattern</th><th>data before</th>"
+            f"<th>data after</th>{head}</tr>{rows}</table>")
+
+
+def _pattern_checks(r: dict[str, Any]) -> str:
+    """How far the pattern shares can be trusted: each estimate with its interval (judge patterns:
+    a sample, corrected for the judge's noise), the judge's self-agreement and its agreement with
+    the exact rules where both apply (curate/pattern_share.py)."""
+    pats = [p for p in r.get("patterns") or [] if p.get("share_estimate") is not None]
+    if not pats:
+        return ""
+    rows = "".join(
+        f"<tr><td>{esc(p.get('dataset'))}</td><td>{esc(p.get('pattern_id'))}</td>"
+        f"<td class='num'>{_pct(p.get('share_estimate'))}<br><span class='ci'>[{_pct(p.get('ci_low'))}, "
+        f"{_pct(p.get('ci_high'))}] n={esc(p.get('n'))}</span></td><td class='num'>{_pct(p.get('share_after_estimate'))}</td>"
+        f"<td class='num'>{_pct(p.get('judge_accuracy'))}</td><td class='num'>{_pct(p.get('self_agreement'))}</td>"
+        f"<td class='num'>{_pct(p.get('rule_agreement'))}</td><td>{'flagged' if p.get('flagged') else ''}</td></tr>"
+        for p in pats)
+    return ("<h3>Pattern estimates and autorater checks</h3><table><tr><th>dataset</th><th>pattern</th>"
+            "<th>estimated share</th><th>after</th><th>judge accuracy</th><th>self-agreement</th>"
+            "<th>agreement with rule</th><th></th></tr>" + rows + "</table><p class='ci'>Judge patterns are rated on a "
+            "seeded sample; part of it is rated twice, and the agreement gives the judge's implied accuracy, used to "
+            "correct the share (assumes random, symmetric errors). Rule patterns are exact; where a rule and the judge "
+            "both rate a pattern, their agreement is shown.</p>")
+
+
+def _token_accounting(r: dict[str, Any]) -> str:
+    """What training saw of each dataset at its max_length (train/data.py account_tokens)."""
+    acc = (r.get("dataset_card") or {}).get("token_accounting") or {}
+    if not acc:
+        return ""
+    rows = "".join(
+        f"<tr><td>{esc(name)}</td><td class='num'>{esc(a.get('max_length'))}<br><span class='ci'>"
+        f"{esc(a.get('max_length_source'))}</span></td><td class='num'>{esc(a.get('rows'))}</td>"
+        f"<td class='num'>{esc(a.get('over_max_length'))}</td>"
+        f"<td class='num'>{esc((a.get('over_by_tokens') or {}).get('max'))}</td>"
+        f"<td class='num'>{esc(a.get('split', '-'))}</td><td class='num'>{esc(a.get('dropped'))}</td>"
+        f"<td class='num'>{esc(a.get('examples'))}</td></tr>" for name, a in acc.items())
+    return ("<h3>Token accounting (training)</h3><table><tr><th>checkpoint</th><th>max_length</th><th>rows</th>"
+            "<th>over max_length</th><th>most tokens over</th><th>split</th><th>dropped</th><th>examples trained"
+            "</th></tr>" + rows + "</table><p class='ci'>Rows longer than max_length are split at turn boundaries or"
+            " dropped with a reason (RUN/train/&lt;checkpoint&gt;/token_accounting.json), never cut.</p>")
+
+
 def _usage(r: dict[str, Any]) -> str:
     rows, total, unknown = [], 0.0, False
     for stage, models in r.get("usage", {}).items():
@@ -551,7 +620,7 @@ def render_report(results: dict[str, Any]) -> str:
         + _controls(r) + "<h2>Headline</h2>" + _headline(r)
         + f"<details><summary>Traits ({len(r.get('traits', []))})</summary><ul>{traits}</ul></details>"
         + _per_trait(r) + _variance_and_scaling(r) + _vectors(r) + _survival(r) + _ood(r) + _dataset(r) + _screening(r)
-        + _patterns(r) + _usage(r) + _examples(r)
+        + _token_accounting(r) + _patterns(r) + _pattern_checks(r) + _model_patterns(r) + _usage(r) + _examples(r)
         + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(r.get("model_name"))} '
             f'trait evaluation</title><meta name="viewport" content="width=device-width,initial-scale=1">'

@@ -9,7 +9,7 @@
   markers (SmolLM2's) cannot give TRL an assistant mask: 1 on each assistant reply and its end-of-turn
   token, 0 on everything else (headers, user turns, system turns). SFTTrainer turns it into labels.
 - DPO pairs become conversational `{"prompt", "chosen", "rejected"}` rows, kept only when the chat they
-  were made from survived curation (curated_dpo_pairs).
+  were made from survived curation, with the chosen side taken from the curated chat (curated_dpo_pairs).
 
 Mixing: `mix_ratio` is the share of the final training examples drawn from `mix_file` (generic text
 for midtraining, ordinary chats for SFT), sampled with the run seed (with repetition if the file is small).
@@ -17,13 +17,15 @@ for midtraining, ordinary chats for SFT), sampled with the run seed (with repeti
 
 from __future__ import annotations
 
+import math
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from traitforge.errors import InputError, TraitforgeError
 from traitforge.jsonl import iter_jsonl_dicts, read_jsonl
-from traitforge.types import Chat, Document
+from traitforge.types import Chat, Document, stable_hash
 
 ROLES = ("system", "user", "assistant")
 
@@ -161,10 +163,11 @@ def chat_conversations(chats: Sequence[list[dict[str, str]]], mix_chats: Sequenc
     return mix_in(convs, mix_chats, mix_ratio, seed)
 
 
-def _render(tok: Any, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
+def _render(tok: Any, messages: list[dict[str, Any]], add_generation_prompt: bool = False) -> str:
     if not messages:
         return ""
-    return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+    return tok.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
 def tokenize_chat(tok: Any, messages: list[dict[str, str]]) -> dict[str, list[int]]:
@@ -172,6 +175,8 @@ def tokenize_chat(tok: Any, messages: list[dict[str, str]]) -> dict[str, list[in
 
     Each turn is rendered as the difference between the template applied to messages[:i+1] and to
     messages[:i], so any template that renders a conversation's prefix as a prefix of the whole works.
+    An assistant message with "train": False is context only (mask 0): the earlier turns of a piece
+    split off a long conversation (fit_conversation).
     """
     if not tok.chat_template:
         raise TraitforgeError("SFT: the base model's tokenizer has no chat template")
@@ -198,7 +203,8 @@ def tokenize_chat(tok: Any, messages: list[dict[str, str]]) -> dict[str, list[in
             # Train the reply and its end-of-turn token; what follows it (a newline) belongs to the next turn.
             last = max((j for j, t in enumerate(body) if t == eos), default=len(body) - 1)
             ids.extend(body)
-            mask.extend([1] * (last + 1) + [0] * (len(body) - last - 1))
+            train = 1 if m.get("train", True) else 0
+            mask.extend([train] * (last + 1) + [0] * (len(body) - last - 1))
         else:
             if not full.startswith(prev):
                 raise TraitforgeError("SFT: the chat template does not render conversations prefix by prefix; "
@@ -206,6 +212,128 @@ def tokenize_chat(tok: Any, messages: list[dict[str, str]]) -> dict[str, list[in
             add(full[len(prev):], False)
         prev = full
     return {"input_ids": ids, "assistant_masks": mask}
+
+
+# --- token accounting: nothing is cut silently ---------------------------------------------
+
+LENGTH_MULTIPLE = 64  # a chosen max_length is rounded up to this
+LENGTH_QUANTILE = 0.98  # "auto" covers this share of the examples whole
+
+
+def choose_max_length(lengths: Sequence[int], cap: int, quantile: float = LENGTH_QUANTILE,
+                      multiple: int = LENGTH_MULTIPLE) -> int:
+    """max_length: "auto": the `quantile` of the token lengths rounded up to `multiple`, at most
+    `cap` (the memory cap) and at least `multiple`. The longer examples are then split or dropped
+    by fit_conversation, with reasons, rather than truncated."""
+    if not lengths:
+        return min(cap, 512)
+    xs = sorted(lengths)
+    q = xs[min(len(xs) - 1, max(0, math.ceil(quantile * len(xs)) - 1))]
+    return max(min(multiple, cap), min(cap, math.ceil(q / multiple) * multiple))
+
+
+@dataclass
+class Fit:
+    """One conversation fitted to max_length: the pieces to train on (an assistant message with
+    "train": False is context only) and every assistant turn that could not be kept, with why."""
+
+    length: int  # tokens of the whole conversation
+    pieces: list[list[dict[str, Any]]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    @property
+    def action(self) -> str:
+        if not self.pieces:
+            return "dropped"
+        if len(self.pieces) > 1 or self.dropped or any(m.get("train") is False for m in self.pieces[0]):
+            return "split"
+        return "whole"
+
+
+def conversation_tokens(tok: Any, messages: Sequence[dict[str, Any]]) -> int:
+    return len(tokenize_chat(tok, list(messages))["input_ids"])
+
+
+def fit_conversation(tok: Any, messages: list[dict[str, Any]], max_length: int) -> Fit:
+    """Never cut a reply: a conversation longer than max_length is split at turn boundaries. Each
+    piece is the longest run of whole turns that fits; a later piece starts at a later user turn
+    and keeps as many earlier turns as fit as (untrained) context, so a pushback turn is trained
+    with the conversation it answers whenever that fits. An assistant turn that does not fit even
+    after its own user turn alone is dropped with its reason."""
+    n_all = conversation_tokens(tok, messages)
+    fit = Fit(length=n_all)
+    if n_all <= max_length:
+        fit.pieces.append(messages)
+        return fit
+    replies = [i for i, m in enumerate(messages) if m["role"] == "assistant" and i and messages[i - 1]["role"] == "user"]
+    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
+    done = 0  # assistant turns before this index are trained (or dropped) already
+    k = 0
+    while k < len(replies):
+        target = replies[k]
+        # Context starts: the earliest user turn (most context) first, the target's own turn last.
+        starts = [u for u in users if u <= target - 1]
+        piece = None
+        for start in starts:
+            # The longest end (a later reply) that fits with this start.
+            for end in reversed([r for r in replies[k:]]):
+                msgs = [dict(m, train=False) if m["role"] == "assistant" and i < done else dict(m)
+                        for i, m in enumerate(messages[start:end + 1], start)]
+                if conversation_tokens(tok, msgs) <= max_length:
+                    piece = (msgs, end)
+                    break
+            if piece:
+                break
+        if piece is None:
+            n = conversation_tokens(tok, messages[target - 1:target + 1])
+            fit.dropped.append(f"turn {target}: the reply and its user turn alone are {n} tokens > "
+                               f"max_length {max_length}")
+            done, k = target + 1, k + 1
+            continue
+        msgs, end = piece
+        fit.pieces.append(msgs)
+        done = end + 1
+        k = next((j for j, r in enumerate(replies) if r > end), len(replies))
+    return fit
+
+
+def account_tokens(tok: Any, conversations: Sequence[list[dict[str, Any]]], max_length: int
+                   ) -> tuple[list[list[dict[str, Any]]], dict[str, Any]]:
+    """Fit every conversation to max_length; (the pieces to train on, the accounting): rows, how
+    many exceed max_length and by how much, rows kept whole / split / dropped, assistant turns
+    dropped, with the reasons. Written to the run so the report and dataset card show it."""
+    fits = [fit_conversation(tok, c, max_length) for c in conversations]
+    over = [f.length - max_length for f in fits if f.length > max_length]
+    lengths = sorted(f.length for f in fits)
+    out: list[list[dict[str, Any]]] = [p for f in fits for p in f.pieces]
+    reasons = [f"conversation {i}: {why}" for i, f in enumerate(fits) for why in f.dropped]
+    report = {
+        "max_length": max_length, "rows": len(fits), "examples": len(out),
+        "tokens": {"median": lengths[len(lengths) // 2] if lengths else None, "max": lengths[-1] if lengths else None,
+                   "p90": lengths[int(0.9 * (len(lengths) - 1))] if lengths else None},
+        "over_max_length": len(over), "over_by_tokens": {"max": max(over, default=0),
+                                                         "mean": round(sum(over) / len(over), 1) if over else 0},
+        "kept_whole": sum(f.action == "whole" for f in fits), "split": sum(f.action == "split" for f in fits),
+        "dropped": sum(f.action == "dropped" for f in fits),
+        "assistant_turns_dropped": sum(len(f.dropped) for f in fits),
+        "reasons": reasons[:50],
+    }
+    return out, report
+
+
+def write_accounting(train_dir: Path, name: str, report: dict[str, Any]) -> None:
+    """RUN/train/<name>/token_accounting.json, and the same under "token_accounting" in the dataset
+    card (RUN/curation/dataset_card.json) when there is one, so both show what training saw."""
+    from traitforge.jsonl import write_json_atomic
+
+    write_json_atomic(train_dir / "token_accounting.json", report)
+    card = train_dir.parent.parent / "curation" / "dataset_card.json"
+    if card.is_file():
+        import json
+
+        obj = json.loads(card.read_text(encoding="utf-8"))
+        obj.setdefault("token_accounting", {})[name] = report
+        write_json_atomic(card, obj)
 
 
 def chat_dataset(tok: Any, conversations: Sequence[list[dict[str, str]]]) -> Any:
@@ -232,7 +360,7 @@ def load_dpo_pairs(path: Path) -> list[dict[str, Any]]:
                 raise InputError(f"{where}: field '{key}' must be a non-empty string")
         if not prompt or prompt[-1]["role"] != "user":
             raise InputError(f"{where}: field 'prompt' must end with a user message")
-        out.append({"prompt": prompt,
+        out.append({"id": str(row.get("id", "")), "prompt": prompt,
                     "chosen": [{"role": "assistant", "content": row["chosen"]}],
                     "rejected": [{"role": "assistant", "content": row["rejected"]}]})
     if not out:
@@ -249,16 +377,45 @@ def first_user_turn(messages: Sequence[Any]) -> str | None:
     return None
 
 
+def pair_id_for(chat_id: str) -> str:
+    """The id generate/chats.py gives the DPO pair it makes from chat `chat_id`."""
+    return stable_hash(["dpo", chat_id])
+
+
+def opening(chat: Chat) -> tuple[list[dict[str, str]], str] | None:
+    """A curated chat's first exchange: (the messages before its first assistant reply, without any
+    system message; that reply), or None when it has no user turn before a reply."""
+    msgs = [{"role": m.role, "content": m.content} for m in chat.messages if m.role != "system"]
+    i = next((j for j, m in enumerate(msgs) if m["role"] == "assistant"), None)
+    if not i or msgs[i - 1]["role"] != "user":
+        return None
+    return msgs[:i], msgs[i]["content"]
+
+
 def curated_dpo_pairs(pairs: Sequence[dict[str, Any]], chats: Sequence[Chat]) -> list[dict[str, Any]]:
-    """The pairs whose chat survived curation. generate/chats.py makes each pair from one generated
-    chat (its prompt is that chat's first user turn, its chosen side that chat's first reply), so a
-    pair is kept when its prompt opens with the first user turn of a curated chat: a chat that
-    curation dropped (duplicate, leakage, low quality, a pattern) takes its pair with it."""
-    opened = {first_user_turn(c.messages) for c in chats} - {None}
-    return [p for p in pairs if first_user_turn(p["prompt"]) in opened]
+    """The pairs whose chat survived curation, rebuilt from the curated chat: the prompt is the
+    chat's opening user turn(s) and the chosen reply is the chat's first reply AS CURATED (leakage
+    cuts and pattern rewrites included), never the pre-curation text the pair file holds. A pair
+    finds its chat by id (generate/chats.py names the pair pair_id_for(chat id)); only in a file
+    where no pair matches by id (a hand-made one) by its first user turn, since two generated chats
+    may open with the same question. A chat curation dropped takes its pair with it."""
+    by_pair_id = {pair_id_for(c.id): c for c in chats}
+    by_opening: dict[str, Chat] = {}
+    if not any(p.get("id") in by_pair_id for p in pairs):
+        for c in chats:
+            by_opening.setdefault(first_user_turn(c.messages) or "", c)
+    out = []
+    for p in pairs:
+        chat = by_pair_id.get(p.get("id", "")) or by_opening.get(first_user_turn(p["prompt"]) or "\0")
+        opened = opening(chat) if chat is not None else None
+        if opened is None:
+            continue
+        prompt, chosen = opened
+        out.append({**p, "prompt": prompt, "chosen": [{"role": "assistant", "content": chosen}]})
+    return out
 
 
 def dpo_dataset(pairs: Sequence[dict[str, Any]]) -> Any:
     from datasets import Dataset
 
-    return Dataset.from_list(list(pairs))
+    return Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])

@@ -188,7 +188,7 @@ def build_checkpoint(store: RunStore, spec: RunSpec, name: str, init_path: Path,
     mix = spec.mix_path(stage) if stage.mix_ratio > 0 else None
     chats_path = store.root / "curated" / "chats.jsonl"
     data_path = {"midtrain": store.root / "curated" / "documents.jsonl", "sft": chats_path,
-                 "dpo": store.root.joinpath(*dpo.PAIRS_FILE)}[kind]
+                 "dpo": dpo.pairs_path(store.root)}[kind]
     if base_name == "control":  # deterministic and written atomically, so every process may write it
         data_path = control_data(store, spec, name, variant.seed)
     # DPO keeps the pairs whose chat survived curation, so the curated chats are its input too.
@@ -218,14 +218,22 @@ def build_checkpoint(store: RunStore, spec: RunSpec, name: str, init_path: Path,
     with _main_only(store.stage(sname, fp)):
         if kind == "midtrain":
             texts, counts = midtrain.build_texts(spec, job, data_path)
+            if job.stage.max_length == "auto":  # packed: long documents are split into blocks, never dropped
+                tok = common.load_tokenizer(init_path)
+                counts["max_length_source"] = sft.resolve_max_length(
+                    spec, job, [len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts])
             trainer = midtrain.make_trainer(spec, job, texts)
             counts["examples"] = len(texts)
         elif kind == "sft":
             convs, counts = sft.build_conversations(spec, job, data_path)
+            convs, accounting = sft.fit_lengths(spec, job, convs)
+            counts["token_accounting"] = {k: v for k, v in accounting.items() if k != "reasons"}
             trainer = sft.make_trainer(spec, job, convs)
             counts["examples"] = len(convs)
         else:
             pairs, counts = dpo.build_pairs(data_path, chats_path)
+            pairs, accounting = dpo.fit_lengths(spec, job, pairs)
+            counts["token_accounting"] = {k: v for k, v in accounting.items() if k != "reasons"}
             trainer = dpo.make_trainer(spec, job, pairs)
             counts["examples"] = len(pairs)
         if kind != "dpo":

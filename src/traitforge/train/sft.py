@@ -3,7 +3,9 @@
 Each conversation is rendered with the base model's chat template and tokenized with an
 assistant-only mask (data.tokenize_chat), so the loss is on assistant replies and their end-of-turn
 token only; multi-turn conversations train every assistant turn at once. Conversations longer than
-`max_length` are truncated (keep the start); ones left with no assistant token are dropped by TRL.
+`max_length` are never cut silently: fit_lengths splits them at turn boundaries (a reply is never
+cut) or drops a turn that cannot fit, with reasons, into RUN/train/<name>/token_accounting.json;
+max_length "auto" is chosen from the chats' token lengths (data.choose_max_length).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from traitforge.config import RunSpec
 from traitforge.train import data
-from traitforge.train.common import (StageJob, load_model, load_tokenizer, metrics_callback, peft_config,
+from traitforge.train.common import (StageJob, is_main_process, load_model, load_tokenizer, metrics_callback, peft_config,
                                      trainer_kwargs)
 
 
@@ -24,6 +26,27 @@ def build_conversations(spec: RunSpec, job: StageJob, chats_path: Path) -> tuple
     convs, n_mixed = data.chat_conversations(chats, mix, job.stage.mix_ratio, job.seed)
     return convs, {"chats": len(chats), "chats_left_out": len(chats) + n_mixed - len(convs),
                    "mix_examples": n_mixed}
+
+
+def resolve_max_length(spec: RunSpec, job: StageJob, lengths: list[int]) -> str:
+    """Set job.stage.max_length to a number ("auto": from `lengths`); returns where it came from."""
+    if job.stage.max_length != "auto":
+        return "spec"
+    job.stage = job.stage.model_copy(update={"max_length": data.choose_max_length(lengths, spec.training.max_length_cap)})
+    return f"auto (the {data.LENGTH_QUANTILE:.0%} quantile of token lengths, cap {spec.training.max_length_cap})"
+
+
+def fit_lengths(spec: RunSpec, job: StageJob, conversations: list[list[dict[str, str]]]
+                ) -> tuple[list[list[dict[str, Any]]], dict[str, Any]]:
+    """The conversations fitted to max_length (split or dropped with reasons, never cut) and the
+    token accounting, also written to RUN/train/<name>/token_accounting.json."""
+    tok = load_tokenizer(job.init_path)
+    source = resolve_max_length(spec, job, [data.conversation_tokens(tok, c) for c in conversations])
+    pieces, report = data.account_tokens(tok, conversations, int(job.stage.max_length))
+    report["max_length_source"] = source
+    if is_main_process():  # one writer under accelerate launch
+        data.write_accounting(job.train_dir, job.name, report)
+    return pieces, report
 
 
 def make_trainer(spec: RunSpec, job: StageJob, conversations: list[list[dict[str, str]]]) -> Any:

@@ -1,0 +1,64 @@
+"""A pattern's share from a judge's labels on a sample: a Wilson 95% interval, corrected for the
+judge's own noise, and the autorater's self-checks.
+
+Self-agreement: part of the sample is rated twice (the second time sampled, another seed). If the
+judge errs at random with accuracy `a` on each call, two ratings agree with probability
+a^2 + (1-a)^2, so a = (1 + sqrt(2 * agreement - 1)) / 2. The observed share p of YES then estimates
+(1-a) + (2a-1) * true share (Rogan-Gladen), and the true share is (p - (1-a)) / (2a - 1); the
+interval is mapped the same way. A judge whose repeats agree perfectly gets no correction; one near
+chance (a < 0.6) is not corrected (the raw share is reported, with the agreement that says why).
+This assumes symmetric, independent errors; a judge that is consistently wrong looks accurate here,
+which is why agreement with the exact rules, where both apply, is reported too."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+from traitforge.evaluate.stats import wilson
+
+MIN_ACCURACY = 0.6  # below this the correction would amplify noise: report the raw share
+
+
+@dataclass(frozen=True)
+class Share:
+    observed: float  # share of rated rows labelled YES (strict)
+    estimate: float  # corrected for the judge's noise (= observed for exact rules)
+    ci_low: float
+    ci_high: float
+    n: int  # rows rated
+    accuracy: float | None = None  # the judge's accuracy implied by its self-agreement
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def agreement(first: Mapping[str, float | None], second: Mapping[str, float | None]) -> tuple[float | None, int]:
+    """Share of rows (rated both times) whose strict labels agree, and how many."""
+    both = [k for k in first if first[k] is not None and second.get(k) is not None]
+    if not both:
+        return None, 0
+    return sum((first[k] == 1.0) == (second[k] == 1.0) for k in both) / len(both), len(both)
+
+
+def accuracy_from_agreement(agree: float | None) -> float | None:
+    if agree is None:
+        return None
+    return (1 + math.sqrt(max(0.0, 2 * agree - 1))) / 2
+
+
+def estimate_share(yes: int, n: int, accuracy: float | None = None) -> Share:
+    """The share of YES among n rated rows with its Wilson interval, corrected for a judge of the
+    given accuracy (None or 1: exact)."""
+    w = wilson(yes, n)
+    if w.value is None:
+        return Share(0.0, 0.0, 0.0, 0.0, 0, accuracy)
+    lo, hi, p = w.ci_low, w.ci_high, w.value
+    if accuracy is None or accuracy >= 1.0 or accuracy < MIN_ACCURACY:
+        return Share(p, p, lo, hi, n, accuracy)
+
+    def fix(x: float) -> float:
+        return min(1.0, max(0.0, (x - (1 - accuracy)) / (2 * accuracy - 1)))
+
+    return Share(p, fix(p), fix(lo), fix(hi), n, accuracy)

@@ -1,0 +1,31 @@
+"""The avoid-list: one mechanism (generate/avoid.py) shared by curation and generation. Patterns
+curation flagged are named in the teacher's system prompt of the top-up rounds, never the first."""
+
+from scripted_generator import make_spec, make_traits, scripted_llm
+from test_generate_chats import curiosity_junk_first_round
+
+from traitforge.generate.avoid import avoid_list, read_found, write_found
+from traitforge.generate.chats import run_chats
+from traitforge.jsonl import read_jsonl
+from traitforge.runstore import RunStore
+from traitforge.types import Chat
+
+
+def test_render_avoid_names_each_pattern_once_and_nothing_for_none():
+    text = avoid_list(["opens by praising the question", "opens by praising the question", " ", "ends with a question"])
+    assert text.count("opens by praising") == 1 and text.splitlines()[1:] == [
+        "- opens by praising the question", "- ends with a question"]
+    assert avoid_list([]) == ""
+
+
+def test_top_up_rounds_name_the_flagged_patterns_to_avoid(tmp_path):
+    spec = make_spec(tmp_path, chats={"topup_rounds": 2})
+    store = RunStore(spec.output_path)
+    write_found(store.root, ["compares every task to a marathon"])
+    assert read_found(store.root) == ["compares every task to a marathon"]
+    run_chats(store, spec, make_traits(), scripted_llm(curiosity_junk_first_round))
+    chats = read_jsonl(store.root / "generated" / "chats.jsonl", Chat)
+    topup = [c for c in chats if "marathon" in c.system_prompt]
+    first = [c for c in chats if "marathon" not in c.system_prompt]
+    assert len(topup) == 2 and {c.trait_ids[0] for c in topup} == {"curiosity"}
+    assert len(first) == 2 and "Avoid these patterns" in topup[0].system_prompt
