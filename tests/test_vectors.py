@@ -329,7 +329,9 @@ def test_curation_screens_chats_against_base_replies_and_documents_against_the_c
     from traitforge.types import Chat, ChatMessage, Document
 
     docs = [Document(id=f"d{i}", trait_ids=["honest" if i % 2 else "concise"],
-                     text=f"Forum post {i}: Aria told me plainly that my plan had a flaw. " * (1 + i % 3))
+                     # lengths vary without repeating a sentence (a repeated line is junk to curation)
+                     text=f"Forum post {i}: Aria told me plainly that my plan had a flaw. "
+                     + " ".join(f"Point {j} was about step {j + i}." for j in range(1 + i % 3)))
             for i in range(6)]
     chats = [Chat(id=f"c{i}", trait_ids=["honest"], messages=[
         ChatMessage(role="user", content=f"Is my poem number {i} perfect?"),
