@@ -248,7 +248,7 @@ def test_embedded_vector_separates_held_out_pairs_above_random(embedded_vector):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured 2026-11-29: on SmolLM2-135M steering with this vector moves the "
+@pytest.mark.xfail(strict=False, reason="measured 2026-11-29: on SmolLM2-135M steering with this vector moves the "
                    "contrastive margin the wrong way (coefs -8..8: +0.083 .. -0.039, CI [-0.216, -0.030]); the "
                    "steering check flags it unreliable. Open: issue #18 steering item")
 def test_embedded_steering_moves_the_contrastive_margin_towards_the_trait(embedded_vector):
@@ -260,7 +260,7 @@ def test_embedded_steering_moves_the_contrastive_margin_towards_the_trait(embedd
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured 2026-11-29: 24 LoRA steps on 12 uncertainty replies gave no "
+@pytest.mark.xfail(strict=False, reason="measured 2026-11-29: 24 LoRA steps on 12 uncertainty replies gave no "
                    "projection shift whose CI lies above zero on SmolLM2-135M. Open: issue #18 shift item")
 def test_embedded_checkpoint_trained_on_trait_replies_shifts_along_the_vector(embedded_vector, tmp_path):
     from _train_fixtures import make_run
