@@ -29,3 +29,18 @@ def test_top_up_rounds_name_the_flagged_patterns_to_avoid(tmp_path):
     first = [c for c in chats if "marathon" not in c.system_prompt]
     assert len(topup) == 2 and {c.trait_ids[0] for c in topup} == {"curiosity"}
     assert len(first) == 2 and "Avoid these patterns" in topup[0].system_prompt
+
+
+def test_a_rerun_of_finished_rounds_leaves_every_generated_file_as_it_was(tmp_path):
+    """Re-entering the first round's finished steps must not move their rows behind the top-up
+    rounds' (that reshuffled the files, and curation and training redid their work on resume)."""
+    spec = make_spec(tmp_path, chats={"topup_rounds": 2})
+    store = RunStore(spec.output_path)
+    run_chats(store, spec, make_traits(), scripted_llm(curiosity_junk_first_round))
+    # units_done.jsonl is the steps' append-only bookkeeping, not data
+    data = lambda: {f.name: f.read_bytes() for f in sorted((store.root / "generated").glob("*.jsonl"))  # noqa: E731
+                    if f.name != "units_done.jsonl"}
+    before = data()
+    assert any(b"topup" in v for v in before.values())  # the top-up rounds did run
+    run_chats(store, spec, make_traits(), scripted_llm(curiosity_junk_first_round))
+    assert data() == before

@@ -334,13 +334,26 @@ class Generation:
 
 
 def _put_in_unit_order(path: Any, model: type[R], rows: list[R], keys: set[str], key_of: Callable[[R], str]) -> None:
-    """Rewrite a step's file (atomically) so that this step's rows stand in unit order after any
-    other rows of the file (earlier top-up rounds), instead of in the order their units finished.
+    """Rewrite a step's file (atomically) so that this step's rows stand in unit order, in one block
+    where the step's rows begin (after earlier top-up rounds' rows, before later ones'), instead of
+    in the order their units finished.
     That order depends on timing and on where a run was interrupted; curation (dedup keeps the first
     of near-duplicates) and training read the file in order, so without this a resumed or merely
     differently-timed run gives a different curated dataset from the same rows."""
     on_disk = read_jsonl(path, model)
-    want = [r for r in on_disk if key_of(r) not in keys] + rows
+    # The step's rows replace its block where that block starts: a finished step re-entered on
+    # resume keeps its rows before a later top-up round's (moving them to the end reshuffled the
+    # files, and curation and training redid their work on every resume).
+    want: list[R] = []
+    placed = False
+    for r in on_disk:
+        if key_of(r) not in keys:
+            want.append(r)
+        elif not placed:
+            want += rows
+            placed = True
+    if not placed:
+        want += rows
     if [r.id for r in on_disk] != [r.id for r in want] and sorted(r.id for r in on_disk) == sorted(r.id for r in want):
         write_jsonl(path, want)
 
