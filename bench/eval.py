@@ -2,6 +2,13 @@
 
     python bench/eval.py [--out DIR] [--checkpoints base,sft] [--threads N] [--ood-only] [--shared-probes]
     python bench/eval.py --vectors-only [--traits 3 --checkpoints base,midtrain,sft,midtrain_sft,control]
+    python bench/eval.py --compare REV [--checkpoints base,midtrain,sft,midtrain_sft,control]
+
+--compare: the tiny run's evaluation (the tiny preset's sizes, three traits of examples/traits.md,
+the project's probes, the canary; every checkpoint a separate copy of the embedded model, so none
+is served from another's cache) on the same items, first by the code at git revision REV (in a
+temporary worktree, a subprocess), then by this tree; prints seconds and items/min per eval for
+both, the ratio of the totals, and whether the greedy outputs and scores are equal.
 
 Runs the real `run_evaluation` on a fresh run dir (the embedded SmolLM2-135M as every checkpoint and as
 judge/auditor, tiny EvaluationSpec sizes), then reads each `evaluate/<step>` stage's elapsed_s from the
@@ -75,7 +82,17 @@ def main() -> None:
     p.add_argument("--questions", type=int, default=6, help="--vectors-only: evaluation.vector_questions")
     p.add_argument("--paraphrases", type=int, default=2, help="--vectors-only: evaluation.vector_paraphrases")
     p.add_argument("--prompts", type=int, default=6, help="--vectors-only: behaviour prompts projected per checkpoint")
+    p.add_argument("--compare", metavar="REV", help="old code at git REV against this tree (see the docstring)")
+    p.add_argument("--compare-side", metavar="OUT", help=argparse.SUPPRESS)
+    p.add_argument("--items-from", help=argparse.SUPPRESS)
+    p.add_argument("--schedule", help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.compare:
+        compare(a.compare, a.checkpoints if a.checkpoints != "base" else CHECKPOINTS_5)
+        return
+    if a.compare_side:
+        compare_side(Path(a.compare_side), Path(a.items_from) if a.items_from else None, a.checkpoints, a.schedule)
+        return
     if a.read:
         _table(Path(a.read), a.checkpoints)
         return
@@ -179,6 +196,169 @@ def _table(out: Path, checkpoints: str) -> None:
         print(f"{step:<21}{n:>7}{secs:>10.1f}{rate:>11}  {what}")
     total = stages.get("evaluate", {}).get("elapsed_s")
     print(f"evaluate total: {total}s" if total is not None else "evaluate: not finished")
+
+
+
+# --- --compare: the tiny run's evaluation, old code against new, on the same items ----------------
+
+REPO = Path(__file__).resolve().parents[1]
+CHECKPOINTS_5 = "base,midtrain,sft,midtrain_sft,control"
+
+
+def _tiny_spec(out: Path, schedule: str | None) -> dict:
+    import yaml
+
+    preset = yaml.safe_load((REPO / "src/traitforge/templates/presets/tiny.yaml").read_text())
+    tiny = yaml.safe_load((REPO / "examples/tiny.yaml").read_text())
+    evaluation = dict(preset["evaluation"])
+    evaluation["probes"] = {f: o for f, o in tiny["evaluation"]["probes"].items()
+                            if o["trait"] in ("honest-under-pressure", "not-sycophantic", "admits-uncertainty")}
+    evaluation["probes_dir"] = str(REPO / "examples")
+    if schedule:
+        evaluation["schedule"] = schedule
+    return {"traits": str(REPO / "examples/traits.md"), "output_dir": str(out), "max_traits": 3,
+            "controls": {"canary": True}, "evaluation": evaluation}
+
+
+def _checkpoint_copies(root: Path, names: list[str]) -> dict[str, str]:
+    """name -> a directory holding the embedded model (weights linked, not copied): distinct paths,
+    so each checkpoint is loaded and cached on its own as trained checkpoints would be."""
+    from traitforge.llm.embedded import embedded_checkpoint
+
+    src = embedded_checkpoint()
+    out = {}
+    for name in names:
+        d = root / "checkpoints" / name
+        d.mkdir(parents=True, exist_ok=True)
+        for f in src.iterdir():
+            if not (d / f.name).exists():
+                (d / f.name).symlink_to(f)
+        out[name] = str(d)
+    return out
+
+
+def compare_side(out: Path, items_from: Path | None, checkpoints: str, schedule: str | None) -> None:
+    """One side of --compare (run in a subprocess by the revision under test): the evaluation on
+    `out`, with the items copied from `items_from` (none: built here and kept)."""
+    import shutil
+    import time
+
+    from traitforge.config import RunSpec
+    from traitforge.evaluate import run_evaluation
+    from traitforge.llm.registry import make_llm
+    from traitforge.runstore import RunStore
+    from traitforge.traits import load_traits
+
+    traits = load_traits(REPO / "examples/traits.md")
+    from dataclasses import replace
+
+    traits = replace(traits, traits=traits.traits[:3])
+    spec = RunSpec.model_validate(_tiny_spec(out, schedule))
+    (out / "eval").mkdir(parents=True, exist_ok=True)
+    if items_from is not None:
+        for f in (items_from / "eval").glob("items_*.jsonl"):
+            shutil.copy(f, out / "eval" / f.name)
+    cks = _checkpoint_copies(out.parent / "models", checkpoints.split(","))
+    judge = make_llm("local:smollm2-135m", cache=out / "cache.sqlite")
+    if items_from is None:  # the items only, written once for both sides
+        import asyncio
+
+        from traitforge.evaluate.common import EvalContext, normalise_checkpoints
+        from traitforge.evaluate.items import build_items
+
+        ctx = EvalContext(RunStore(out), spec, traits, judge, judge, normalise_checkpoints(cks))
+        t0 = time.perf_counter()
+        counts = {k: len(v) for k, v in asyncio.run(build_items(ctx)).items()}
+        print(f"items {counts} in {time.perf_counter() - t0:.1f}s", flush=True)
+        return
+    t0 = time.perf_counter()
+    run_evaluation(RunStore(out), spec, traits, judge, judge, cks)
+    print(f"evaluation wall time: {time.perf_counter() - t0:.1f}s", flush=True)
+
+
+def _step_seconds(out: Path) -> dict[str, float]:
+    stages = json.loads((out / "manifest.json").read_text())["stages"]
+    return {k.split("/", 1)[1]: float(v.get("elapsed_s") or 0) for k, v in stages.items()
+            if k.startswith("evaluate/") and v.get("status") == "done"}
+
+
+def _rows_by_id(out: Path) -> dict[str, dict]:
+    rows = {}
+    for f in sorted((out / "eval").glob("*.jsonl")):
+        if f.name.startswith("items_"):
+            continue
+        for line in f.read_text().splitlines():
+            if line.strip():
+                d = json.loads(line)
+                rows[f"{f.stem}/{d['id']}"] = d
+    return rows
+
+
+# The greedy texts a row keeps: knowledge answers, behaviour replies (multi-turn transcripts have a
+# sampled auditor, so they are compared by score only).
+_TEXT_KEYS = ("answer", "response")
+
+
+def compare(rev: str, checkpoints: str) -> None:
+    import subprocess
+    import sys
+
+    root = Path(tempfile.mkdtemp(prefix="bench-eval-compare-"))
+    old_tree = root / "old-tree"
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(old_tree), rev], check=True,
+                   capture_output=True)
+    try:
+        here = str(Path(__file__).resolve())
+
+        def side(tree: Path, out: Path, items_from: Path | None, schedule: str | None) -> None:
+            env = {**__import__("os").environ, "PYTHONPATH": str(tree / "src")}
+            cmd = [sys.executable, here, "--compare-side", str(out), "--checkpoints", checkpoints]
+            if items_from is not None:
+                cmd += ["--items-from", str(items_from)]
+            if schedule:
+                cmd += ["--schedule", schedule]
+            print(f"== {tree.name}: {out.name}", flush=True)
+            subprocess.run(cmd, env=env, check=True)
+
+        items = root / "items"
+        side(REPO, items, None, None)  # items once, by this tree (judge-written; then shared)
+        old, new = root / "old", root / "new"
+        side(old_tree, old, items, None)
+        side(REPO, new, items, "by_checkpoint")
+        _compare_table(old, new, rev)
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old_tree)], capture_output=True)
+    print(f"run dirs: {root}")
+
+
+def _compare_table(old: Path, new: Path, rev: str) -> None:
+    so, sn = _step_seconds(old), _step_seconds(new)
+    ro, rn = _rows_by_id(old), _rows_by_id(new)
+    print(f"\nevaluation of the tiny run, old = {rev}, new = this tree (seconds; items = rows written)")
+    print(f"{'step':<16}{'items':>7}{'old s':>9}{'new s':>9}{'old/min':>9}{'new/min':>9}{'values =':>12}{'texts =':>12}")
+    steps = [s for s in dict.fromkeys(list(so) + list(sn)) if s != "items"]
+    for step in steps:
+        prefix = f"{ROWS_FILE.get(step, step)}/"
+        ids = sorted(k for k in ro if k.startswith(prefix))
+        n = len(ids)
+        same_v = sum(1 for k in ids if k in rn and rn[k].get("value") == ro[k].get("value"))
+        with_text = [k for k in ids if any(ro[k].get("detail", {}).get(t) for t in _TEXT_KEYS)]
+        same_t = sum(1 for k in with_text if k in rn and all(
+            rn[k].get("detail", {}).get(t) == ro[k].get("detail", {}).get(t) for t in _TEXT_KEYS))
+        o, w = so.get(step), sn.get(step)
+        rate = lambda x: f"{n / x * 60:,.0f}" if x and n else "-"  # noqa: E731
+        print(f"{step:<16}{n:>7}{(f'{o:.1f}' if o is not None else '-'):>9}{(f'{w:.1f}' if w is not None else '-'):>9}"
+              f"{rate(o):>9}{rate(w):>9}{(f'{same_v}/{n}' if n else '-'):>12}"
+              f"{(f'{same_t}/{len(with_text)}' if with_text else '-'):>12}")
+    to = sum(v for k, v in so.items() if k != "items")
+    tn = sum(v for k, v in sn.items() if k != "items")
+    n_all = len(ro)
+    print(f"{'total':<16}{n_all:>7}{to:>9.1f}{tn:>9.1f}{n_all / to * 60:>9,.0f}{n_all / tn * 60:>9,.0f}")
+    print(f"evaluation {to / tn:.2f}x faster (old {to:.0f}s, new {tn:.0f}s; new 'respond' = every checkpoint's "
+          "answers and log-prob evals, checkpoint by checkpoint; the steps after it grade)")
+    missing = sorted(set(ro) ^ set(rn))
+    if missing:
+        print(f"rows on one side only: {len(missing)} (e.g. {missing[:3]})")
 
 
 if __name__ == "__main__":

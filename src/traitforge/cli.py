@@ -248,6 +248,9 @@ def evals_merge_inspect(target: Path, logs: tuple[Path, ...], preset: str | None
 
 
 def main() -> None:
+    from traitforge.logs import quiet_screen
+
+    quiet_screen()  # library warnings and progress noise go to the run's log (RUN/run.log)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

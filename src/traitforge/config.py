@@ -323,6 +323,10 @@ class AgenticTraitsSpec(Section):
 
 
 class EvaluationSpec(Section):
+    # by_checkpoint: each checkpoint in turn answers every eval's items (one stream of large batches),
+    # then its weights are released; the judge grades all checkpoints together afterwards.
+    # by_eval: each eval in turn over every checkpoint (the order before; kept for bench/eval.py).
+    schedule: Literal["by_checkpoint", "by_eval"] = "by_checkpoint"
     knowledge: bool = True
     knowledge_questions: int = Field(default=2, ge=0)  # open "list your principles" questions
     mc_distractors: int = Field(default=3, ge=1)  # wrong options per multiple-choice question
@@ -417,6 +421,11 @@ class RunSpec(Section):
     @property
     def output_path(self) -> Path:
         return self.resolve(self.output_dir)  # type: ignore[return-value]
+
+    def cache_file(self, run_root: Path) -> Path:
+        """The LLM cache every stage uses: `cache_dir`/cache.sqlite (shared between runs), else
+        RUN/cache.sqlite. Written once here: copies of it disagreed (cache_dir as the file itself)."""
+        return (self.resolve(self.cache_dir) if self.cache_dir else Path(run_root)) / "cache.sqlite"  # type: ignore[operator]
 
     def mix_path(self, stage: StageTrainSpec) -> Path | None:
         """A training stage's mix file: "generic" is the run's generated generic mix."""

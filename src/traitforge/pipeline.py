@@ -15,6 +15,7 @@ import yaml
 from traitforge.config import ModelSpec, RunSpec, check_paths, load_spec
 from traitforge.errors import InputError
 from traitforge.llm.cache import LLMCache
+from traitforge.logs import log_to_run
 from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.traits import load_traits
@@ -90,13 +91,13 @@ def open_run(target: str | Path, preset: str | None = None) -> Run:
     if spec.max_traits is not None:
         traits = replace(traits, traits=traits.traits[:spec.max_traits])
     store = RunStore(spec.output_path)
+    log_to_run(store.root)
     store.manifest["spec_path"] = str(spec_path.resolve())
     store.manifest["preset"] = preset
     store.manifest["traits"] = {"model_name": traits.model_name, "organisation": traits.organisation,
                                 "ids": [t.id for t in traits.traits]}
     store.record_inputs(spec.model_dump(mode="json"), {"spec": spec_path, "traits": traits_path})
-    cache_path = spec.resolve(spec.cache_dir) / "cache.sqlite" if spec.cache_dir else store.path("cache.sqlite")
-    return Run(spec=spec, store=store, traits=traits, cache=LLMCache(cache_path))
+    return Run(spec=spec, store=store, traits=traits, cache=LLMCache(spec.cache_file(store.root)))
 
 
 def _check_probe_traits(spec: RunSpec, spec_path: Path, traits: TraitSet) -> None:
@@ -117,13 +118,22 @@ def _check_probe_traits(spec: RunSpec, spec_path: Path, traits: TraitSet) -> Non
 
 
 def stage_generate(run: Run, what: str = "all") -> None:
-    from traitforge.generate.chats import run_chats
-    from traitforge.generate.documents import run_documents
+    from traitforge.generate.chats import ChatsRun
+    from traitforge.generate.documents import DocumentsRun
+    from traitforge.llm.client import gather_or_cancel, run_closing
 
+    generator, refiner = run.llm("generator"), run.llm("refiner")
+    # Documents and chats at once: their steps do not depend on each other, and on a local model
+    # their calls then share the device's batches (each pipeline counts its own usage on a fork).
+    jobs = []
     if what in ("all", "documents"):
-        run_documents(run.store, run.spec, run.traits, run.llm("generator"))
+        jobs.append(DocumentsRun(run.store, run.spec, run.traits, generator.fork()).run())
     if what in ("all", "chats"):
-        run_chats(run.store, run.spec, run.traits, run.llm("generator"), refiner=run.llm("refiner"))
+        chats_llm = generator.fork()
+        jobs.append(ChatsRun(run.store, run.spec, run.traits, chats_llm,
+                             refiner=chats_llm if refiner is generator else refiner.fork()).run())
+    run_closing(gather_or_cancel(jobs), generator, refiner)
+    if what in ("all", "chats"):
         if run.spec.generation.generic_prompts:
             from traitforge.generate.generic import run_generic
 

@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import sys
-from typing import Any, Awaitable, Callable, Iterable, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, Iterator, TypeVar
 
 from tqdm import tqdm
 
 T = TypeVar("T")
+# Inside `one_line()`, gather_progress draws no bar of its own: the caller shows one for the whole.
+_QUIET: contextvars.ContextVar[bool] = contextvars.ContextVar("traitforge_quiet_bars", default=False)
+
+
+@contextlib.contextmanager
+def one_line(desc: str, total: int, unit: str = "step") -> Iterator[tqdm]:
+    """One progress bar for work made of many gathers (tasks started inside inherit the quiet)."""
+    token = _QUIET.set(True)
+    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True, mininterval=1.0)
+    try:
+        yield bar
+    finally:
+        bar.close()
+        _QUIET.reset(token)
 
 
 async def gather_progress(coros: Iterable[Awaitable[T]], desc: str,
@@ -19,7 +35,7 @@ async def gather_progress(coros: Iterable[Awaitable[T]], desc: str,
     results: list[Any] = [None] * len(tasks)
     index = {t: i for i, t in enumerate(tasks)}
     bar = tqdm(total=len(tasks), desc=desc, unit="req", file=sys.stderr, dynamic_ncols=True,
-               disable=len(tasks) == 0, mininterval=1.0)
+               disable=len(tasks) == 0 or _QUIET.get(), mininterval=1.0)
     try:
         pending = set(tasks)
         while pending:

@@ -39,8 +39,7 @@ def run_curation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, s
     None then builds it from models.base."""
     if student is None and spec.curation.dpo_rejected == "student" and (
             store.root / "generated" / "dpo_pairs.jsonl").is_file():
-        student = make_llm(student_spec(spec), cache=store.root / "cache.sqlite" if not spec.cache_dir
-                           else spec.resolve(spec.cache_dir) / "cache.sqlite")
+        student = make_llm(student_spec(spec), cache=spec.cache_file(store.root))
     run_closing(curate(store, spec, traits, judge, student), *([judge, student] if student else [judge]))
 
 

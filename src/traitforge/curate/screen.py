@@ -66,8 +66,7 @@ async def screen(store: RunStore, spec: RunSpec, traits: TraitSet, docs: Sequenc
 
     turns = [(c, ft) for c in chats if (ft := _first_turn(c)) is not None]
     if turns:
-        cache = spec.resolve(spec.cache_dir) if spec.cache_dir else store.path("cache.sqlite")
-        llm = make_llm("local:" + weights, cache=cache)
+        llm = make_llm("local:" + weights, cache=spec.cache_file(store.root))
         own = await asyncio.gather(*[llm.generate_one(u, temperature=0.0, max_tokens=spec.curation.screen_max_tokens)
                                      for _, (u, _) in turns])
         store.record_llm_usage("curate", llm)

@@ -4,16 +4,21 @@ multi-turn pressure, external probes and capability, into RUN/eval/*.jsonl and R
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Coroutine
 
 from traitforge.config import ModelSpec, RunSpec
 from traitforge.evaluate.common import EvalContext, fingerprint_of, normalise_checkpoints
-from traitforge.llm.client import LLM, close_all
+from traitforge.llm.client import LLM, close_all, gather_or_cancel
+from traitforge.progress import one_line
 from traitforge.runstore import RunStore
 from traitforge.types import TraitSet, stable_hash
 
 __all__ = ["run_evaluation"]
+log = logging.getLogger("traitforge.evaluate")
 
 
 def run_evaluation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
@@ -35,7 +40,8 @@ async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, aud
     ctx.llms_used += [judge] if auditor is judge else [judge, auditor]
     if item_writer is not None and item_writer not in ctx.llms_used:
         ctx.llms_used.append(item_writer)
-    fp = stable_hash({"evaluation": spec.evaluation.model_dump(),
+    # The schedule changes when work is done, not what: outside the fingerprint.
+    fp = stable_hash({"evaluation": spec.evaluation.model_dump(exclude={"schedule"}),
                       "checkpoints": {name: fingerprint_of(t) for name, t in cks.items()},
                       "traits": traits.sha256 or [t.hash for t in traits.traits]})
     notes: list[str] = []
@@ -63,18 +69,90 @@ async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, aud
                               for e in ck.get("all", {}).values()))
 
 
-async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
-    from traitforge.evaluate.behaviour import run_behaviour, run_contrastive
-    from traitforge.evaluate.capability import run_lm_eval, run_perplexity
-    from traitforge.evaluate.items import build_items
-    from traitforge.evaluate.knowledge import run_knowledge, run_mc
-    from traitforge.evaluate.multiturn import run_multiturn
-    from traitforge.evaluate.ood import ood_steps
+@dataclass
+class Step:
+    """One eval as a stage of the evaluation. `run` does the whole eval for the checkpoints of the
+    context it is given; `respond` only makes its calls to the evaluated models (cached, not
+    graded); `per_checkpoint`: `run` on a one-checkpoint context is that checkpoint's share of the
+    work (log-prob evals, and the OOD evals whose judge reads each reply as it comes)."""
+
+    name: str
+    run: Callable[[EvalContext], Coroutine[Any, Any, Any]]
+    respond: Callable[[EvalContext], Coroutine[Any, Any, Any]] | None = None
+    per_checkpoint: bool = False
+    # Runs with nothing else on the model: it hooks the model's layers (steering), which would
+    # change what any concurrent forward pass computes.
+    alone: bool = False
+
+
+def _plan(ctx: EvalContext, items: dict[str, list]) -> list[Step]:
+    from traitforge.evaluate.behaviour import behaviour_replies, run_behaviour, run_contrastive
+    from traitforge.evaluate.capability import run_perplexity
+    from traitforge.evaluate.knowledge import knowledge_answers, run_knowledge, run_mc
+    from traitforge.evaluate.multiturn import multiturn_conversations, run_multiturn
+    from traitforge.evaluate.ood import ood_runners
     from traitforge.evaluate.probes import run_probes
     from traitforge.evaluate.vectors import run_vectors
 
+    ev, store = ctx.spec.evaluation, ctx.store
+    # The canary (positive control) is scored by the judge-free evals only: its items are templated.
+    canary_mc = [i for i in items["canary"] if i.kind == "mc"]
+    canary_pairs = [i for i in items["canary"] if i.kind == "behaviour"]
+    knowledge, behaviour, multiturn = items["knowledge"], items["behaviour"], items["multiturn"]
+    steps: list[Step] = []
+    if ev.knowledge:
+        steps.append(Step("knowledge", lambda c: run_knowledge(c, knowledge), lambda c: knowledge_answers(c, knowledge)))
+    if ev.knowledge or canary_mc:
+        mc = (items["mc"] if ev.knowledge else []) + canary_mc
+        steps.append(Step("knowledge_mc", lambda c: run_mc(c, mc), per_checkpoint=True))
+    steps.append(Step("behaviour", lambda c: run_behaviour(c, behaviour), lambda c: behaviour_replies(c, behaviour)))
+    if (store.root / "curation" / "pattern_classifiers.jsonl").is_file():
+        from traitforge.evaluate.patterns import run_patterns
+
+        steps.append(Step("patterns", run_patterns))  # the data's patterns in each checkpoint's replies
+    if ev.contrastive or canary_pairs:
+        pairs = (behaviour if ev.contrastive else []) + canary_pairs
+        steps.append(Step("contrastive", lambda c: run_contrastive(c, pairs), per_checkpoint=True))
+    if multiturn:
+        steps.append(Step("multiturn", lambda c: run_multiturn(c, multiturn),
+                          lambda c: multiturn_conversations(c, multiturn)))
+    if ev.probes:
+        steps.append(Step("probes", run_probes, per_checkpoint=True))
+    # agentic misalignment, delusion, repeated audits, agentic traits
+    steps += [Step(name, run, per_checkpoint=True) for name, run in ood_runners(ctx)]
+    steps.append(Step("capability", run_perplexity, per_checkpoint=True))
+    if ev.vectors:  # built on base (first in the schedule), then every checkpoint is projected
+        steps.append(Step("vectors", lambda c: run_vectors(c, behaviour), per_checkpoint=True, alone=True))
+    return steps
+
+
+async def _respond_by_checkpoint(ctx: EvalContext, steps: list[Step]) -> dict[str, float]:
+    """Checkpoint by checkpoint: every eval's calls to it at once (they share the device's batches),
+    its log-prob evals, then its weights released. Seconds per checkpoint."""
+    seconds: dict[str, float] = {}
+    order = sorted(ctx.checkpoints, key=lambda name: name != "base")  # base first: trait vectors are built on it
+    with one_line("evaluate: checkpoints answer", len(order), unit="checkpoint") as bar:
+        for ck in order:
+            t0 = time.perf_counter()
+            one = ctx.only(ck)
+            bar.set_postfix_str(ck)
+            await gather_or_cancel([s.respond(one) for s in steps if s.respond is not None]
+                                   + [s.run(one) for s in steps if s.per_checkpoint and not s.alone])
+            for s in steps:
+                if s.per_checkpoint and s.alone:
+                    await s.run(one)
+            ctx.release(ck)
+            seconds[ck] = round(time.perf_counter() - t0, 2)
+            log.info("evaluate: checkpoint %s answered in %.1fs", ck, seconds[ck])
+            bar.update(1)
+    return seconds
+
+
+async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
+    from traitforge.evaluate.capability import run_lm_eval
+    from traitforge.evaluate.items import build_items
+
     store, spec = ctx.store, ctx.spec
-    steps: list = []
     try:
         with store.stage("evaluate/items", fp):
             items = await build_items(ctx)
@@ -85,39 +163,21 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
             if i.dropped:
                 notes.append(f"held-out prompt {i.id} dropped: {i.dropped}")
         _announce_estimate(ctx, items)
-        # The canary (positive control) is scored by the judge-free evals only: its items are templated.
-        canary_mc = [i for i in items["canary"] if i.kind == "mc"]
-        canary_pairs = [i for i in items["canary"] if i.kind == "behaviour"]
-        if spec.evaluation.knowledge:
-            steps.append(("knowledge", run_knowledge(ctx, items["knowledge"])))
-        if spec.evaluation.knowledge or canary_mc:
-            steps.append(("knowledge_mc", run_mc(ctx, (items["mc"] if spec.evaluation.knowledge else []) + canary_mc)))
-        steps.append(("behaviour", run_behaviour(ctx, items["behaviour"])))
-        if (store.root / "curation" / "pattern_classifiers.jsonl").is_file():
-            from traitforge.evaluate.patterns import run_patterns
-
-            steps.append(("patterns", run_patterns(ctx)))  # the data's patterns in each checkpoint's replies
-        if spec.evaluation.contrastive or canary_pairs:
-            steps.append(("contrastive", run_contrastive(
-                ctx, (items["behaviour"] if spec.evaluation.contrastive else []) + canary_pairs)))
-        if items["multiturn"]:
-            steps.append(("multiturn", run_multiturn(ctx, items["multiturn"])))
-        if spec.evaluation.probes:
-            steps.append(("probes", run_probes(ctx)))
-        steps += ood_steps(ctx)  # agentic misalignment, delusion, repeated audits, agentic traits
-        steps.append(("capability", run_perplexity(ctx)))
-        if spec.evaluation.vectors:
-            steps.append(("vectors", run_vectors(ctx, items["behaviour"])))
-        for name, coro in steps:
-            with store.stage(f"evaluate/{name}", fp):
-                await coro
+        steps = _plan(ctx, items)
+        if spec.evaluation.schedule == "by_checkpoint":
+            with store.stage("evaluate/respond", fp):
+                store.set_counts("evaluate/respond", seconds_per_checkpoint=await _respond_by_checkpoint(ctx, steps))
+        # Each eval over every checkpoint: after the schedule above, the evaluated models' answers come
+        # from the cache and the log-prob rows are written, so what is left is the judge's grading,
+        # blind and shuffled across checkpoints.
+        for step in steps:
+            with store.stage(f"evaluate/{step.name}", fp):
+                await step.run(ctx)
         if spec.evaluation.lm_eval_tasks:
             with store.stage("evaluate/lm_eval", fp):
                 notes += await asyncio.to_thread(run_lm_eval, ctx)
     finally:
         _record_usage(store, spec, ctx)
-        for _, coro in steps:
-            coro.close()  # steps never awaited after a failure: no "never awaited" warnings
 
 
 def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:

@@ -22,17 +22,23 @@ async def judge_response(ctx: EvalContext, item: EvalItem, response: str) -> Rub
     return parse_rubric(reply)
 
 
-async def run_behaviour(ctx: EvalContext, items: list[EvalItem]) -> None:
-    path = eval_path(ctx.store, "behaviour")
-    done = done_ids(path)
-    usable = [i for i in items if i.dropped is None]
+async def behaviour_replies(ctx: EvalContext, items: list[EvalItem]) -> list[tuple[str, EvalItem, str]]:
+    """(checkpoint, prompt, reply) for every evaluated checkpoint's replies not yet graded (the
+    schedule calls this a checkpoint at a time before grading; the replies are cached)."""
+    done = done_ids(eval_path(ctx.store, "behaviour"))
     responses: list[tuple[str, EvalItem, str]] = []
     for ck in ctx.checkpoints:
-        todo = [i for i in usable if result_id("behaviour", ck, i.id) not in done]
+        todo = [i for i in items if i.dropped is None and result_id("behaviour", ck, i.id) not in done]
         target = ctx.target(ck)
         texts = await run_all([target.generate_one(i.prompt, temperature=0.0, max_tokens=ctx.ev.max_tokens)
                                for i in todo], f"behaviour replies: {ck}")
         responses += [(ck, i, t) for i, t in zip(todo, texts) if t is not None]
+    return responses
+
+
+async def run_behaviour(ctx: EvalContext, items: list[EvalItem]) -> None:
+    path = eval_path(ctx.store, "behaviour")
+    responses = await behaviour_replies(ctx, items)
 
     async def grade(ck: str, item: EvalItem, response: str) -> ItemResult:
         r = await judge_response(ctx, item, response)

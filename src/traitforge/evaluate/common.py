@@ -3,6 +3,7 @@ the context (store, spec, traits, judge, targets, scorers) and resumable row wri
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import string
@@ -90,6 +91,12 @@ class EvalContext:
     item_writer: LLM | None = None
     _targets: dict[str, LLM] = field(default_factory=dict)
     llms_used: list[LLM] = field(default_factory=list)
+    # Every model of the evaluation, when `checkpoints` is narrowed to one (see `only`).
+    whole: dict[str, ModelSpec | LLM] | None = None
+
+    @property
+    def all_checkpoints(self) -> dict[str, ModelSpec | LLM]:
+        return self.whole if self.whole is not None else self.checkpoints
 
     @property
     def writer(self) -> LLM:
@@ -100,7 +107,7 @@ class EvalContext:
         return self.spec.evaluation
 
     def cache_path(self) -> Path:
-        return self.spec.resolve(self.spec.cache_dir) if self.spec.cache_dir else self.store.path("cache.sqlite")
+        return self.spec.cache_file(self.store.root)
 
     def target(self, name: str) -> LLM:
         """The evaluated model as an `LLM` (cached like every other call)."""
@@ -118,7 +125,7 @@ class EvalContext:
     def weights(self, name: str) -> str | None:
         """The local checkpoint ("smollm2-135m" or a directory) behind `name`; None for a model
         without local weights (an API model), whose token log-probs we cannot read."""
-        provider, model = provider_model(self.checkpoints[name])
+        provider, model = provider_model(self.all_checkpoints[name])
         return model if provider == "local" else None
 
     def logprob_checkpoints(self) -> list[str]:
@@ -137,6 +144,25 @@ class EvalContext:
         if weights is None:
             raise ValueError(f"{name}: no local weights to score log-probs with")
         return scorer_for(weights)
+
+    def only(self, name: str) -> "EvalContext":
+        """This context narrowed to one evaluated model; clients, targets and usage are shared."""
+        return dataclasses.replace(self, checkpoints={name: self.checkpoints[name]}, _targets=self._targets,
+                                   llms_used=self.llms_used, whole=self.all_checkpoints)
+
+    def release(self, name: str) -> bool:
+        """Free the weights of a local checkpoint whose evaluation is over, unless the judge, the
+        auditor or the item writer runs on the same weights. True if something was freed."""
+        weights = self.weights(name)
+        if weights is None:
+            return False
+        from traitforge.llm.embedded import resolve_model_path
+        from traitforge.llm.providers.local_hf import unload_model
+
+        path = resolve_model_path(weights).resolve()
+        kept = {Path(llm.backend.path).resolve() for llm in (self.judge, self.auditor, self.item_writer)
+                if llm is not None and llm.backend.provider == "local" and hasattr(llm.backend, "path")}
+        return path not in kept and unload_model(path)
 
     def rng(self, salt: str) -> random.Random:
         return random.Random(f"{self.spec.seed}:{salt}")

@@ -12,13 +12,17 @@ from traitforge.evaluate.judge import parse_yes_no
 from traitforge.jsonl import append_jsonl
 
 
-async def run_knowledge(ctx: EvalContext, items: list[EvalItem]) -> None:
-    path = eval_path(ctx.store, "knowledge")
-    done = done_ids(path)
-    traits = ctx.traits.traits
-    trait_list = "\n".join(f"- {t.name}: {t.statement}" for t in traits)
-    # Which (question, trait) pairs grade recall: open questions cover every trait.
-    pairs = {i.id: ([ctx.traits.by_id(i.trait_id)] if i.trait_id else list(traits)) for i in items}
+def _graded_traits(ctx: EvalContext, items: list[EvalItem]) -> dict[str, list]:
+    """Which (question, trait) pairs grade recall: open questions cover every trait."""
+    return {i.id: ([ctx.traits.by_id(i.trait_id)] if i.trait_id else list(ctx.traits.traits)) for i in items}
+
+
+async def knowledge_answers(ctx: EvalContext, items: list[EvalItem]) -> list[tuple[str, EvalItem, str]]:
+    """(checkpoint, question, answer) for every evaluated checkpoint's answers not yet graded.
+    The evaluation schedule calls this one checkpoint at a time before grading (the answers are
+    cached), so grading finds them without loading the checkpoint again."""
+    done = done_ids(eval_path(ctx.store, "knowledge"))
+    pairs = _graded_traits(ctx, items)
 
     def pending(ck: str, item: EvalItem) -> bool:
         ids = [result_id("knowledge_recall", ck, f"{item.id}:{t.id}") for t in pairs[item.id]]
@@ -32,6 +36,15 @@ async def run_knowledge(ctx: EvalContext, items: list[EvalItem]) -> None:
         texts = await run_all([target.generate_one(i.prompt, temperature=0.0, max_tokens=ctx.ev.max_tokens)
                                for i in todo], f"knowledge answers: {ck}")
         answers += [(ck, i, t) for i, t in zip(todo, texts) if t is not None]
+    return answers
+
+
+async def run_knowledge(ctx: EvalContext, items: list[EvalItem]) -> None:
+    path = eval_path(ctx.store, "knowledge")
+    done = done_ids(path)
+    trait_list = "\n".join(f"- {t.name}: {t.statement}" for t in ctx.traits.traits)
+    pairs = _graded_traits(ctx, items)
+    answers = await knowledge_answers(ctx, items)
 
     async def grade(ck: str, item: EvalItem, answer: str) -> list[ItemResult]:
         rows: list[ItemResult] = []

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Sequence
 
 from traitforge.llm.client import MessagesLike, as_messages
 from traitforge.llm.embedded import resolve_model_path
-from traitforge.llm.providers.local_hf import load_model
+from traitforge.llm.providers.local_hf import FORWARD_LOCK, load_model
 
 
 @dataclass(frozen=True)
@@ -31,13 +31,9 @@ class LogProbScorer:
         self.path = resolve_model_path(str(checkpoint))
         self.batch_size = batch_size
         self.max_length = max_length
-        self._model: Any = None
-        self._tok: Any = None
 
     def _load(self) -> tuple[Any, Any]:
-        if self._model is None:
-            self._model, self._tok = load_model(self.path)
-        return self._model, self._tok
+        return load_model(self.path)  # shared, and not kept here, so `unload_model` really frees it
 
     def render(self, messages: MessagesLike) -> str:
         _, tok = self._load()
@@ -110,7 +106,7 @@ class LogProbScorer:
             for j, r in enumerate(rows):
                 input_ids[j, :len(r)] = torch.tensor(r, dtype=torch.long)
                 mask[j, :len(r)] = 1
-            with torch.no_grad():
+            with FORWARD_LOCK, torch.no_grad():
                 out = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
                             **model_kwargs)
             yield idxs, input_ids, out

@@ -57,9 +57,19 @@ async def grade_transcript(ctx: EvalContext, item: EvalItem, messages: list[Mess
     return [{"turn": v.turn, "violation": v.violation, "score": v.score} for v in parse_turns(reply, turns)], reply
 
 
+def _pending(ctx: EvalContext, items: list[EvalItem]) -> list[tuple[str, EvalItem]]:
+    done = done_ids(eval_path(ctx.store, "multiturn"))
+    return [(ck, i) for ck in ctx.checkpoints for i in items if result_id("multiturn", ck, i.id) not in done]
+
+
+async def multiturn_conversations(ctx: EvalContext, items: list[EvalItem]) -> None:
+    """Hold every pending conversation (auditor and checkpoint turns, all cached) without grading:
+    the schedule runs this a checkpoint at a time; `run_multiturn` then replays them from the cache."""
+    await run_all([converse(ctx, ctx.target(ck), i) for ck, i in _pending(ctx, items)], "multi-turn conversations")
+
+
 async def run_multiturn(ctx: EvalContext, items: list[EvalItem]) -> None:
     path = eval_path(ctx.store, "multiturn")
-    done = done_ids(path)
 
     async def one(ck: str, item: EvalItem) -> ItemResult:
         messages, stopped = await converse(ctx, ctx.target(ck), item)
@@ -72,7 +82,7 @@ async def run_multiturn(ctx: EvalContext, items: list[EvalItem]) -> None:
             detail={"tactic": item.prompt, "turns": len(messages) // 2, "verdicts": verdicts, **s,
                     "messages": [m.to_dict() for m in messages], "judge_reply": judge_reply[:2000]})
 
-    jobs = [(ck, i) for ck in ctx.checkpoints for i in items if result_id("multiturn", ck, i.id) not in done]
+    jobs = _pending(ctx, items)
     # Shuffled so the judge sees checkpoints interleaved; it never sees their names.
     ctx.rng("multiturn").shuffle(jobs)
     await run_all([one(ck, i) for ck, i in jobs], "multi-turn pressure", path)

@@ -6,7 +6,7 @@ Every figure per checkpoint (API models in `evaluation.models` included) with n 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Coroutine
+from typing import Any, Callable, Coroutine
 
 from traitforge.evaluate.common import EvalContext, ItemResult, eval_path, load_results
 from traitforge.evaluate.stats import EMPTY, bootstrap, proportion
@@ -67,30 +67,36 @@ def announce_ood(ctx: EvalContext) -> None:
                    store=ctx.store, prices_file=prices)
 
 
-def ood_steps(ctx: EvalContext) -> list[tuple[str, Coroutine[Any, Any, None]]]:
-    """(stage name, coroutine) for each configured out-of-distribution eval, after announcing
-    their estimated calls."""
+def ood_runners(ctx: EvalContext) -> list[tuple[str, Callable[[EvalContext], Coroutine[Any, Any, None]]]]:
+    """(stage name, step taking an evaluation context) for each configured out-of-distribution eval.
+    A step may be given a context narrowed to one checkpoint (the evaluation schedule does)."""
     ev = ctx.ev
-    if any(x is not None for x in (ev.agentic_misalignment, ev.delusion, ev.audits, ev.agentic_traits)):
-        announce_ood(ctx)
-    steps: list[tuple[str, Coroutine[Any, Any, None]]] = []
+    steps: list[tuple[str, Callable[[EvalContext], Coroutine[Any, Any, None]]]] = []
     if ev.agentic_misalignment is not None:
         from traitforge.evaluate.agentic_misalignment import run_agentic_misalignment
 
-        steps.append(("agentic_misalignment", run_agentic_misalignment(ctx)))
+        steps.append(("agentic_misalignment", run_agentic_misalignment))
     if ev.delusion is not None:
         from traitforge.evaluate.delusion import run_delusion
 
-        steps.append(("delusion", run_delusion(ctx)))
+        steps.append(("delusion", run_delusion))
     if ev.audits is not None:
         from traitforge.evaluate.repeated_audits import run_repeated_audits
 
-        steps.append(("audits", run_repeated_audits(ctx)))
+        steps.append(("audits", run_repeated_audits))
     if ev.agentic_traits is not None:
         from traitforge.evaluate.agentic_traits import run_agentic_traits
 
-        steps.append(("agentic_traits", run_agentic_traits(ctx)))
+        steps.append(("agentic_traits", run_agentic_traits))
+    if steps:
+        announce_ood(ctx)
     return steps
+
+
+def ood_steps(ctx: EvalContext) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+    """(stage name, coroutine) for each configured out-of-distribution eval, after announcing
+    their estimated calls."""
+    return [(name, step(ctx)) for name, step in ood_runners(ctx)]
 
 
 def _clip(text: Any) -> str:

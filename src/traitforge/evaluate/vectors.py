@@ -430,10 +430,14 @@ def run_vectors_sync(ctx: Any, items: Sequence[Any]) -> None:
     from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, write_json_atomic
 
     store, spec = ctx.store, ctx.spec
-    base = ctx.weights("base") if "base" in ctx.checkpoints else None
+    # The whole evaluation's base, also when this context is narrowed to one checkpoint (the schedule
+    # runs this step a checkpoint at a time, base first: the vectors and the steering check are made
+    # in base's turn and read back from RUN/vectors/ in the others').
+    everyone = ctx.all_checkpoints
+    base = ctx.weights("base") if "base" in everyone else None
     if base is None:
-        why = ("no base checkpoint is evaluated" if "base" not in ctx.checkpoints
-               else ctx.not_applicable().get("base", "base has no local weights"))
+        why = ("no base checkpoint is evaluated" if "base" not in everyone
+               else f"{ctx.not_applicable().get('base') or 'base has no local weights'}")
         write_json_atomic(_summary_path(store), {"available": False,
                                                  "reason": f"trait vectors need the base model's weights: {why}"})
         return

@@ -142,7 +142,9 @@ class Backend(ABC):
     async def generate_batch(
         self, requests: Sequence[tuple[Sequence[Message], GenerateParams]]
     ) -> list[Completion]:
-        """Many requests at once; local backends override this to batch on the device."""
+        """Many requests at once; local backends override this to batch on the device. The client
+        sends requests that share n, top_p and json_schema; their temperatures (at top_p 1),
+        max_tokens, stop strings and seeds may differ: each reply keeps to its own."""
         return [await self.generate(m, p) for m, p in requests]
 
     async def aclose(self) -> None:

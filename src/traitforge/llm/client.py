@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import random
 from dataclasses import dataclass
@@ -75,7 +76,13 @@ def more_room(p: GenerateParams, comp: Completion) -> int:
 
 
 def _batch_key(p: GenerateParams) -> GenerateParams:
-    return p.replace(seed=None)
+    # A local batch shares n, top_p and schema; each row keeps its own answer limit, stop strings and
+    # (at top_p 1) temperature, greedy or sampled (the backend handles them per row), so those do
+    # not split batches.
+    free = {"seed": None, "max_tokens": 0, "stop": ()}
+    if p.top_p in (None, 1.0):
+        free.update(temperature=0.0, top_p=None)
+    return p.replace(**free)
 
 
 class _Batcher:
@@ -99,7 +106,7 @@ class _Batcher:
         try:
             await asyncio.sleep(0)  # let every ready coroutine enqueue first
             while self.queue:
-                # One forward pass shares temperature and length, so a batch shares params. The
+                # One forward pass shares n and top_p (see _batch_key). The
                 # seed is left out of that match: with per-request seeds nothing would batch, and
                 # a sampled batch depends on its companions anyway; the cache keeps results stable.
                 first = _batch_key(self.queue[0][1])
@@ -143,6 +150,14 @@ class LLM:
     @property
     def name(self) -> str:
         return self.backend.name
+
+    def fork(self) -> "LLM":
+        """The same client (backend, cache, limits, budget, and the batcher, so the two share
+        batches) with its own usage counter: two pipelines running at once each count their own."""
+        twin = copy.copy(self)
+        twin.usage = UsageCounter()
+        twin._recorder = None
+        return twin
 
     def _params(self, params: GenerateParams | None, overrides: dict[str, Any]) -> GenerateParams:
         p = params or GenerateParams()
@@ -355,6 +370,18 @@ def run_closing(coro: Coroutine[Any, Any, R], *llms: "LLM | None") -> R:
         finally:
             await close_all(llms)
     return asyncio.run(main())
+
+
+async def gather_or_cancel(coros: Sequence[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """asyncio.gather, but when one fails the others are cancelled at once (not left running)."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def close_all(llms: Sequence["LLM | None"]) -> None:

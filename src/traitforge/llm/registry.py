@@ -59,4 +59,4 @@ def make_llm(spec: ModelSpec | str, cache: LLMCache | Path | str | None = None) 
                       learn_first=not backend.supports_batch)
     return LLM(backend, cache=cache, limiter=limiter, max_retries=spec.max_retries,
                timeout_s=spec.timeout_s or backend.default_timeout_s, default_temperature=spec.temperature,
-               batch_size=spec.batch_size or 8)
+               batch_size=spec.batch_size or getattr(backend, "batch_size", 8))

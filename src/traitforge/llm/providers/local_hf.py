@@ -1,27 +1,43 @@
 """`local:` in-process Hugging Face transformers, batched, for any checkpoint directory or the
-embedded default. Batched generation pads on the left so every prompt ends at the same column."""
+embedded default. Batched generation pads on the left so every prompt ends at the same column.
+
+Throughput on a CPU comes from the batch: a 135M model runs ~90 tokens/s at batch 8 and several
+times that at batch 32-64 (bench/eval.py), because each decoding step costs about the same whatever
+the batch. So a batch takes requests with different answer limits (each row stops at its own), is
+sorted by prompt length (little padding), and one forward pass runs at a time in the process: two
+models decoding at once on the same cores only slow each other down."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from traitforge.llm.base import Backend, Completion, GenerateParams, Message, Usage
 from traitforge.llm.embedded import resolve_model_path
-from traitforge.llm.limits import PerLoop
 
 _LOADED: dict[str, tuple[Any, Any]] = {}
 _LOAD_LOCK = threading.Lock()
+# One forward pass at a time in this process, whichever model and whoever runs it (generation here,
+# log-prob scoring in evaluate/logprob.py): on a CPU two at once share the same cores and
+# oversubscribe their threads; on one GPU they would queue anyway.
+FORWARD_LOCK = threading.Lock()
+DEFAULT_BATCH_SIZE = 32
+
+
+def _key(path: str | Path) -> str:
+    return str(Path(path).resolve())
 
 
 def load_model(path: str | Path) -> tuple[Any, Any]:
-    """(model, tokenizer), loaded once per process and shared by every backend on that path."""
+    """(model, tokenizer), loaded once per process and shared by every backend on that path
+    until `unload_model` releases it."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    key = str(Path(path).resolve())
+    key = _key(path)
     with _LOAD_LOCK:
         if key not in _LOADED:
             tok = AutoTokenizer.from_pretrained(key)
@@ -37,6 +53,60 @@ def load_model(path: str | Path) -> tuple[Any, Any]:
         return _LOADED[key]
 
 
+def is_loaded(path: str | Path) -> bool:
+    return _key(path) in _LOADED
+
+
+def unload_model(path: str | Path) -> bool:
+    """Release a checkpoint's weights (evaluation does this when a checkpoint is done, so a run
+    with several large checkpoints never holds them all). Backends and scorers load it again if
+    they are used later. True if it was loaded."""
+    with _LOAD_LOCK:
+        gone = _LOADED.pop(_key(path), None)
+    if gone is None:
+        return False
+    del gone
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover - torch is what loaded it
+        pass
+    return True
+
+
+class _RowTemperatures:
+    """Logits processor for a batch that mixes greedy and sampled requests (generate then samples,
+    at temperature 1): a greedy row keeps only its most likely token, so the draw is that token; a
+    sampled row's logits are divided by its temperature. top_k filtering keeps the same tokens
+    whatever the scaling, and the batch's top_p is 1, so a row samples as it would on its own."""
+
+    def __init__(self, temperatures: Any):
+        self.t = temperatures
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        t = self.t.to(scores.device)[:, None]
+        greedy = t == 0
+        best = torch.full_like(scores, float("-inf")).scatter(1, scores.argmax(dim=-1, keepdim=True), 0.0)
+        return torch.where(greedy, scores + best, scores / torch.where(greedy, torch.ones_like(t), t))
+
+
+class _RowLimits:
+    """Stopping criterion: row i is finished once it has `limits[i]` new tokens, so requests
+    with different answer limits share one batch (the batch runs to the largest)."""
+
+    def __init__(self, prompt_len: int, limits: Any):
+        self.prompt_len = prompt_len
+        self.limits = limits
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        return (input_ids.shape[1] - self.prompt_len) >= self.limits.to(input_ids.device)
+
+
 class LocalHFBackend(Backend):
     provider: ClassVar[str] = "local"
     supports_n = True
@@ -44,13 +114,10 @@ class LocalHFBackend(Backend):
     default_concurrency = 64
     default_timeout_s = 3600.0
 
-    def __init__(self, model: str, batch_size: int = 8, timeout_s: float = 3600, **options: Any):
+    def __init__(self, model: str, batch_size: int = DEFAULT_BATCH_SIZE, timeout_s: float = 3600, **options: Any):
         super().__init__(model, **options)
         self.batch_size = batch_size
         self.path = resolve_model_path(model)
-        self._model: Any = None
-        self._tok: Any = None
-        self._lock = PerLoop(asyncio.Lock)
 
     def cache_identity(self) -> dict[str, Any]:
         # A checkpoint directory can be retrained in place; key on its weights file's mtime/size too.
@@ -62,9 +129,7 @@ class LocalHFBackend(Backend):
         return ident
 
     def _ensure_loaded(self) -> tuple[Any, Any]:
-        if self._model is None:
-            self._model, self._tok = load_model(self.path)
-        return self._model, self._tok
+        return load_model(self.path)  # not kept here, so `unload_model` really frees it
 
     def _render(self, messages: Sequence[Message]) -> str:
         _, tok = self._ensure_loaded()
@@ -77,48 +142,72 @@ class LocalHFBackend(Backend):
         return (await self.generate_batch([(messages, params)]))[0]
 
     async def generate_batch(self, requests: Sequence[tuple[Sequence[Message], GenerateParams]]) -> list[Completion]:
-        async with self._lock.get():  # one forward pass at a time on the device
-            return await asyncio.to_thread(self._generate_sync, requests)
+        return await asyncio.to_thread(self._generate_sync, requests)
 
     def _generate_sync(self, requests: Sequence[tuple[Sequence[Message], GenerateParams]]) -> list[Completion]:
+        """Requests share n and top_p (the client groups them that way); their temperatures, answer
+        limits and stop strings may differ. Sorted by prompt length, then cut into batches."""
+        _, tok = self._ensure_loaded()
+        # Never tokenize with padding=True: that sets padding on the shared fast tokenizer, and the
+        # log-prob scorer tokenizes on another thread at the same time. Padded by hand instead.
+        ids = tok([self._render(m) for m, _ in requests], add_special_tokens=False)["input_ids"]
+        order = sorted(range(len(requests)), key=lambda i: len(ids[i]))
+        out: dict[int, Completion] = {}
+        for start in range(0, len(order), self.batch_size):
+            idxs = order[start:start + self.batch_size]
+            for i, comp in zip(idxs, self._generate_chunk([ids[i] for i in idxs], [requests[i][1] for i in idxs])):
+                out[i] = comp
+        return [out[i] for i in range(len(requests))]
+
+    def _generate_chunk(self, prompts: list[list[int]], params: list[GenerateParams]) -> list[Completion]:
         import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
         model, tok = self._ensure_loaded()
-        out: list[Completion] = []
-        # Requests share params within a batch (the client groups them that way).
-        for start in range(0, len(requests), self.batch_size):
-            chunk = requests[start:start + self.batch_size]
-            p = chunk[0][1]
-            prompts = [self._render(m) for m, _ in chunk]
-            enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            gen_kwargs: dict[str, Any] = {
-                "max_new_tokens": p.max_tokens,
-                "num_return_sequences": p.n,
-                "pad_token_id": tok.pad_token_id,
-                "eos_token_id": tok.eos_token_id,
-            }
-            if p.temperature > 0:
-                gen_kwargs.update(do_sample=True, temperature=p.temperature, top_p=p.top_p or 1.0)
-            else:
-                gen_kwargs.update(do_sample=False)
+        p = params[0]
+        prompt_len = max(len(x) for x in prompts)
+        input_ids = torch.full((len(prompts), prompt_len), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), prompt_len), dtype=torch.long)
+        for r, x in enumerate(prompts):  # on the left, so every prompt ends at the same column
+            input_ids[r, prompt_len - len(x):] = torch.tensor(x, dtype=torch.long)
+            mask[r, prompt_len - len(x):] = 1
+        enc = {"input_ids": input_ids.to(model.device), "attention_mask": mask.to(model.device)}
+        limits = torch.tensor([q.max_tokens for q in params for _ in range(p.n)])
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": max(q.max_tokens for q in params),
+            "num_return_sequences": p.n,
+            "pad_token_id": tok.pad_token_id,
+            "eos_token_id": tok.eos_token_id,
+        }
+        if len(set(limits.tolist())) > 1:
+            gen_kwargs["stopping_criteria"] = StoppingCriteriaList([_RowLimits(prompt_len, limits)])
+        temps = {q.temperature for q in params}
+        if temps == {0.0} or temps == {0}:
+            gen_kwargs.update(do_sample=False)
+        elif len(temps) == 1:
+            gen_kwargs.update(do_sample=True, temperature=p.temperature, top_p=p.top_p or 1.0)
+        else:  # greedy and sampled rows, or several temperatures (the client mixes them only at top_p 1)
+            rows = torch.tensor([float(q.temperature) for q in params for _ in range(p.n)])
+            gen_kwargs.update(do_sample=True, temperature=1.0, top_p=1.0,
+                              logits_processor=LogitsProcessorList([_RowTemperatures(rows)]))
+        with FORWARD_LOCK, torch.no_grad():
             if p.seed is not None:
                 torch.manual_seed(p.seed)
-            with torch.no_grad():
-                seqs = model.generate(**enc, **gen_kwargs)
-            prompt_len = enc["input_ids"].shape[1]
-            for i in range(len(chunk)):
-                texts, finish, out_tok = [], [], 0
-                n_in = int(enc["attention_mask"][i].sum())
-                for j in range(p.n):
-                    new = seqs[i * p.n + j][prompt_len:]
-                    ids = [t for t in new.tolist() if t != tok.pad_token_id]
-                    out_tok += len(ids)
-                    text = tok.decode(ids, skip_special_tokens=True)
-                    reason = "length" if len(ids) >= p.max_tokens else "stop"
-                    for s in p.stop:
-                        if s in text:
-                            text, reason = text[: text.index(s)], "stop"
-                    texts.append(text.strip())
-                    finish.append(reason)
-                out.append(Completion(texts=texts, usage=Usage(n_in, out_tok), finish_reasons=finish))
+            seqs = model.generate(**enc, **gen_kwargs)
+        out: list[Completion] = []
+        for i, q in enumerate(params):
+            texts, finish, out_tok = [], [], 0
+            n_in = len(prompts[i])
+            for j in range(p.n):
+                new = seqs[i * p.n + j][prompt_len:]
+                ids = [t for t in new.tolist() if t != tok.pad_token_id][: q.max_tokens]
+                out_tok += len(ids)
+                text = tok.decode(ids, skip_special_tokens=True)
+                reason = "length" if len(ids) >= q.max_tokens else "stop"
+                for s in q.stop:
+                    if s in text:
+                        text, reason = text[: text.index(s)], "stop"
+                texts.append(text.strip())
+                finish.append(reason)
+            out.append(Completion(texts=texts, usage=Usage(n_in, out_tok), finish_reasons=finish))
         return out
