@@ -101,6 +101,11 @@ def test_a_local_batch_mixes_answer_limits_and_each_row_keeps_its_own(checkpoint
     out = asyncio.run(backend.generate_batch(mixed))
     assert [c.texts for c in out[:4]] == [a.texts for a in alone]
     assert out[4].texts[0] and out[4].usage.output_tokens <= 10
+    # A request for n samples is n rows of the batch: n texts back, each within its limit.
+    many = asyncio.run(backend.generate_batch(
+        reqs[:1] + [([Message("user", "Name a colour.")], GenerateParams(temperature=1.0, max_tokens=5, n=3, seed=2))]))
+    assert many[0].texts == alone[0].texts and len(many[1].texts) == 3 and len(many[1].finish_reasons) == 3
+    assert many[1].usage.output_tokens <= 15
 
 
 def test_client_batches_calls_with_different_limits_together() -> None:

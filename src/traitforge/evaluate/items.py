@@ -4,6 +4,8 @@ missing ones. Held-out prompts that overlap the training chats are kept but mark
 
 from __future__ import annotations
 
+import asyncio
+
 import re
 
 from traitforge.evaluate.common import (EvalContext, EvalItem, clean_generated, eval_path, load_items,
@@ -190,29 +192,34 @@ def multiturn_items(ctx: EvalContext) -> list[EvalItem]:
 async def build_items(ctx: EvalContext) -> dict[str, list[EvalItem]]:
     """All items by kind, from items_<kind>.jsonl where present, generating what is missing."""
     out: dict[str, list[EvalItem]] = {}
-    plans = {"knowledge": None, "mc": None, "behaviour": None, "multiturn": None}
-    for kind in plans:
+    kinds = ("knowledge", "mc", "behaviour", "multiturn")
+    have_by = {kind: {i.id: i for i in load_items(eval_path(ctx.store, f"items_{kind}"))} for kind in kinds}
+    planned = {"mc": mc_item_ids(ctx) if ctx.ev.knowledge else [], "behaviour": [p[0] for p in behaviour_plan(ctx)]}
+
+    async def written(kind: str) -> list[EvalItem]:
+        """The model-written items of `kind` that are missing (none missing: no call)."""
+        if not any(p not in have_by[kind] for p in planned[kind]):
+            return []
+        if kind == "mc":
+            made = await mc_items(ctx)
+        else:
+            made = await behaviour_items(ctx, OverlapIndex(training_user_turns(ctx), ctx.ev.overlap_ngram))
+        return [i for i in made if i is not None and i.id not in have_by[kind]]
+
+    # The writer's two kinds of items at once: on a local model their calls share batches.
+    made = dict(zip(("mc", "behaviour"), await asyncio.gather(written("mc"), written("behaviour"))))
+    for kind in kinds:
         path = eval_path(ctx.store, f"items_{kind}")
-        have = {i.id: i for i in load_items(path)}
+        have = have_by[kind]
         if kind == "knowledge":
             wanted = knowledge_items(ctx) if ctx.ev.knowledge else []
             new = [i for i in wanted if i.id not in have]
         elif kind == "multiturn":
             wanted = multiturn_items(ctx)
             new = [i for i in wanted if i.id not in have]
-        elif kind == "mc":
-            planned = mc_item_ids(ctx) if ctx.ev.knowledge else []
-            new = [i for i in await mc_items(ctx) if i is not None and i.id not in have] \
-                if any(p not in have for p in planned) else []
-            wanted_ids = set(planned)
-            wanted = [i for i in list(have.values()) + new if i.id in wanted_ids]
         else:
-            planned = [p[0] for p in behaviour_plan(ctx)]
-            new = []
-            if any(p not in have for p in planned):
-                index = OverlapIndex(training_user_turns(ctx), ctx.ev.overlap_ngram)
-                new = [i for i in await behaviour_items(ctx, index) if i is not None and i.id not in have]
-            wanted_ids = set(planned)
+            new = made[kind]
+            wanted_ids = set(planned[kind])
             wanted = [i for i in list(have.values()) + new if i.id in wanted_ids]
         append_jsonl(path, new)
         merged = {**have, **{i.id: i for i in new}}

@@ -143,7 +143,7 @@ class Backend(ABC):
         self, requests: Sequence[tuple[Sequence[Message], GenerateParams]]
     ) -> list[Completion]:
         """Many requests at once; local backends override this to batch on the device. The client
-        sends requests that share n, top_p and json_schema; their temperatures (at top_p 1),
+        sends requests that share top_p and json_schema; their n, temperatures (at top_p 1),
         max_tokens, stop strings and seeds may differ: each reply keeps to its own."""
         return [await self.generate(m, p) for m, p in requests]
 

@@ -76,10 +76,10 @@ def more_room(p: GenerateParams, comp: Completion) -> int:
 
 
 def _batch_key(p: GenerateParams) -> GenerateParams:
-    # A local batch shares n, top_p and schema; each row keeps its own answer limit, stop strings and
-    # (at top_p 1) temperature, greedy or sampled (the backend handles them per row), so those do
-    # not split batches.
-    free = {"seed": None, "max_tokens": 0, "stop": ()}
+    # A local batch shares top_p and schema; each row keeps its own sample count, answer limit, stop
+    # strings and (at top_p 1) temperature, greedy or sampled (the backend handles them per row),
+    # so those do not split batches.
+    free = {"seed": None, "max_tokens": 0, "stop": (), "n": 1}
     if p.top_p in (None, 1.0):
         free.update(temperature=0.0, top_p=None)
     return p.replace(**free)
@@ -106,7 +106,7 @@ class _Batcher:
         try:
             await asyncio.sleep(0)  # let every ready coroutine enqueue first
             while self.queue:
-                # One forward pass shares n and top_p (see _batch_key). The
+                # One forward pass shares top_p (see _batch_key). The
                 # seed is left out of that match: with per-request seeds nothing would batch, and
                 # a sampled batch depends on its companions anyway; the cache keeps results stable.
                 first = _batch_key(self.queue[0][1])

@@ -145,69 +145,66 @@ class LocalHFBackend(Backend):
         return await asyncio.to_thread(self._generate_sync, requests)
 
     def _generate_sync(self, requests: Sequence[tuple[Sequence[Message], GenerateParams]]) -> list[Completion]:
-        """Requests share n and top_p (the client groups them that way); their temperatures, answer
-        limits and stop strings may differ. Sorted by prompt length, then cut into batches."""
+        """Requests share top_p (the client groups them that way); their temperatures, answer
+        limits, stop strings and sample counts may differ. Each sample is a row (a request for n
+        samples is n rows of its prompt, as num_return_sequences would make); rows are sorted by
+        prompt length, then cut into batches."""
         _, tok = self._ensure_loaded()
         # Never tokenize with padding=True: that sets padding on the shared fast tokenizer, and the
         # log-prob scorer tokenizes on another thread at the same time. Padded by hand instead.
         ids = tok([self._render(m) for m, _ in requests], add_special_tokens=False)["input_ids"]
-        order = sorted(range(len(requests)), key=lambda i: len(ids[i]))
-        out: dict[int, Completion] = {}
-        for start in range(0, len(order), self.batch_size):
-            idxs = order[start:start + self.batch_size]
-            for i, comp in zip(idxs, self._generate_chunk([ids[i] for i in idxs], [requests[i][1] for i in idxs])):
-                out[i] = comp
-        return [out[i] for i in range(len(requests))]
+        rows = sorted(((i, j) for i, (_, p) in enumerate(requests) for j in range(p.n)), key=lambda r: len(ids[r[0]]))
+        samples: dict[tuple[int, int], tuple[str, str, int]] = {}
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start:start + self.batch_size]
+            got = self._generate_rows([ids[i] for i, _ in chunk], [requests[i][1] for i, _ in chunk])
+            samples.update(zip(chunk, got))
+        out = []
+        for i, (_, p) in enumerate(requests):
+            mine = [samples[(i, j)] for j in range(p.n)]
+            out.append(Completion(texts=[t for t, _, _ in mine], usage=Usage(len(ids[i]), sum(n for _, _, n in mine)),
+                                  finish_reasons=[r for _, r, _ in mine]))
+        return out
 
-    def _generate_chunk(self, prompts: list[list[int]], params: list[GenerateParams]) -> list[Completion]:
+    def _generate_rows(self, prompts: list[list[int]], params: list[GenerateParams]) -> list[tuple[str, str, int]]:
+        """(text, finish reason, new tokens) per row: one sample of each prompt, with its params."""
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
         model, tok = self._ensure_loaded()
-        p = params[0]
         prompt_len = max(len(x) for x in prompts)
         input_ids = torch.full((len(prompts), prompt_len), tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(prompts), prompt_len), dtype=torch.long)
         for r, x in enumerate(prompts):  # on the left, so every prompt ends at the same column
             input_ids[r, prompt_len - len(x):] = torch.tensor(x, dtype=torch.long)
             mask[r, prompt_len - len(x):] = 1
-        enc = {"input_ids": input_ids.to(model.device), "attention_mask": mask.to(model.device)}
-        limits = torch.tensor([q.max_tokens for q in params for _ in range(p.n)])
-        gen_kwargs: dict[str, Any] = {
-            "max_new_tokens": max(q.max_tokens for q in params),
-            "num_return_sequences": p.n,
-            "pad_token_id": tok.pad_token_id,
-            "eos_token_id": tok.eos_token_id,
-        }
+        limits = torch.tensor([q.max_tokens for q in params])
+        gen_kwargs: dict[str, Any] = {"max_new_tokens": int(limits.max()), "pad_token_id": tok.pad_token_id,
+                                      "eos_token_id": tok.eos_token_id}
         if len(set(limits.tolist())) > 1:
             gen_kwargs["stopping_criteria"] = StoppingCriteriaList([_RowLimits(prompt_len, limits)])
-        temps = {q.temperature for q in params}
-        if temps == {0.0} or temps == {0}:
+        temps = {float(q.temperature) for q in params}
+        if temps == {0.0}:
             gen_kwargs.update(do_sample=False)
         elif len(temps) == 1:
-            gen_kwargs.update(do_sample=True, temperature=p.temperature, top_p=p.top_p or 1.0)
+            gen_kwargs.update(do_sample=True, temperature=params[0].temperature, top_p=params[0].top_p or 1.0)
         else:  # greedy and sampled rows, or several temperatures (the client mixes them only at top_p 1)
-            rows = torch.tensor([float(q.temperature) for q in params for _ in range(p.n)])
+            t = torch.tensor([float(q.temperature) for q in params])
             gen_kwargs.update(do_sample=True, temperature=1.0, top_p=1.0,
-                              logits_processor=LogitsProcessorList([_RowTemperatures(rows)]))
+                              logits_processor=LogitsProcessorList([_RowTemperatures(t)]))
+        seed = next((q.seed for q in params if q.seed is not None), None)
         with FORWARD_LOCK, torch.no_grad():
-            if p.seed is not None:
-                torch.manual_seed(p.seed)
-            seqs = model.generate(**enc, **gen_kwargs)
-        out: list[Completion] = []
-        for i, q in enumerate(params):
-            texts, finish, out_tok = [], [], 0
-            n_in = len(prompts[i])
-            for j in range(p.n):
-                new = seqs[i * p.n + j][prompt_len:]
-                ids = [t for t in new.tolist() if t != tok.pad_token_id][: q.max_tokens]
-                out_tok += len(ids)
-                text = tok.decode(ids, skip_special_tokens=True)
-                reason = "length" if len(ids) >= q.max_tokens else "stop"
-                for s in q.stop:
-                    if s in text:
-                        text, reason = text[: text.index(s)], "stop"
-                texts.append(text.strip())
-                finish.append(reason)
-            out.append(Completion(texts=texts, usage=Usage(n_in, out_tok), finish_reasons=finish))
+            if seed is not None:
+                torch.manual_seed(seed)
+            seqs = model.generate(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
+                                  **gen_kwargs)
+        out = []
+        for r, q in enumerate(params):
+            new = [t for t in seqs[r][prompt_len:].tolist() if t != tok.pad_token_id][: q.max_tokens]
+            text = tok.decode(new, skip_special_tokens=True)
+            reason = "length" if len(new) >= q.max_tokens else "stop"
+            for stop in q.stop:
+                if stop in text:
+                    text, reason = text[: text.index(stop)], "stop"
+            out.append((text.strip(), reason, len(new)))
         return out
