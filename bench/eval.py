@@ -214,8 +214,13 @@ def _tiny_spec(out: Path, schedule: str | None) -> dict:
     evaluation["probes"] = {f: o for f, o in tiny["evaluation"]["probes"].items()
                             if o["trait"] in ("honest-under-pressure", "not-sycophantic", "admits-uncertainty")}
     evaluation["probes_dir"] = str(REPO / "examples")
+    # Perplexity on 10k tokens on both sides (the size the tiny preset had when the old code ran).
+    evaluation["capability_max_tokens"] = 10000
     if schedule:
         evaluation["schedule"] = schedule
+    else:  # the old code: settings it does not know are left out
+        for key in ("schedule", "checkpoints_at_once"):
+            evaluation.pop(key, None)
     return {"traits": str(REPO / "examples/traits.md"), "output_dir": str(out), "max_traits": 3,
             "controls": {"canary": True}, "evaluation": evaluation}
 

@@ -32,11 +32,13 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     return {name: tiny_checkpoint(root / name) for name in ("base", "sft")}
 
 
-def _evaluate(tmp_path: Path, checkpoints: dict[str, Path], schedule: str) -> tuple[RunStore, dict[str, int]]:
-    spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / schedule),
-                                   "evaluation": {**SMALL, "schedule": schedule}})
+def _evaluate(tmp_path: Path, checkpoints: dict[str, Path], schedule: str,
+              at_once: int = 1) -> tuple[RunStore, dict[str, int]]:
+    out = tmp_path / f"{schedule}-{at_once}"
+    spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(out),
+                                   "evaluation": {**SMALL, "schedule": schedule, "checkpoints_at_once": at_once}})
     judge = LLM(ScriptedBackend(model="judge", responses=judge_responder))
-    store = RunStore(tmp_path / schedule)
+    store = RunStore(out)
     loads: dict[str, int] = {}
     from transformers import AutoModelForCausalLM
 
@@ -84,6 +86,10 @@ def test_by_checkpoint_loads_each_once_releases_it_and_matches_the_old_order(tmp
     assert {"knowledge", "knowledge_mc", "behaviour", "contrastive", "multiturn", "probes", "capability",
             "audit"} <= evals, evals
     assert rows_new == rows_old  # same greedy answers, transcripts and scores, in whichever order
+    # Both checkpoints at once: still loaded once each, released, the same rows.
+    both, both_loads = _evaluate(tmp_path, checkpoints, "by_checkpoint", at_once=2)
+    assert both_loads == {"base": 1, "sft": 1} and not any(local_hf.is_loaded(p) for p in checkpoints.values())
+    assert _rows(both) == rows_old
 
 
 def test_a_local_batch_mixes_answer_limits_and_each_row_keeps_its_own(checkpoints) -> None:

@@ -327,6 +327,10 @@ class EvaluationSpec(Section):
     # then its weights are released; the judge grades all checkpoints together afterwards.
     # by_eval: each eval in turn over every checkpoint (the order before; kept for bench/eval.py).
     schedule: Literal["by_checkpoint", "by_eval"] = "by_checkpoint"
+    # by_checkpoint: how many checkpoints answer at once (each loaded once, all of a group released
+    # together). More share the auditor's and any API judge's batches across checkpoints, at the
+    # cost of holding that many in memory: 1 for large local models, all of them for the 135M one.
+    checkpoints_at_once: int = Field(default=1, ge=1)
     knowledge: bool = True
     knowledge_questions: int = Field(default=2, ge=0)  # open "list your principles" questions
     mc_distractors: int = Field(default=3, ge=1)  # wrong options per multiple-choice question

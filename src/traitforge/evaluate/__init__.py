@@ -127,24 +127,31 @@ def _plan(ctx: EvalContext, items: dict[str, list]) -> list[Step]:
 
 
 async def _respond_by_checkpoint(ctx: EvalContext, steps: list[Step]) -> dict[str, float]:
-    """Checkpoint by checkpoint: every eval's calls to it at once (they share the device's batches),
-    its log-prob evals, then its weights released. Seconds per checkpoint."""
+    """Checkpoint by checkpoint (`evaluation.checkpoints_at_once` at a time): every eval's calls to
+    it at once (they share the device's batches), its log-prob evals, then its weights released.
+    Seconds per group of checkpoints, keyed by the group's names."""
+
+    async def answer(ck: str) -> None:
+        one = ctx.only(ck)
+        await gather_or_cancel([s.respond(one) for s in steps if s.respond is not None]
+                               + [s.run(one) for s in steps if s.per_checkpoint and not s.alone])
+
     seconds: dict[str, float] = {}
     order = sorted(ctx.checkpoints, key=lambda name: name != "base")  # base first: trait vectors are built on it
+    k = ctx.ev.checkpoints_at_once
     with one_line("evaluate: checkpoints answer", len(order), unit="checkpoint") as bar:
-        for ck in order:
+        for group in (order[i:i + k] for i in range(0, len(order), k)):
             t0 = time.perf_counter()
-            one = ctx.only(ck)
-            bar.set_postfix_str(ck)
-            await gather_or_cancel([s.respond(one) for s in steps if s.respond is not None]
-                                   + [s.run(one) for s in steps if s.per_checkpoint and not s.alone])
-            for s in steps:
-                if s.per_checkpoint and s.alone:
-                    await s.run(one)
-            ctx.release(ck)
-            seconds[ck] = round(time.perf_counter() - t0, 2)
-            log.info("evaluate: checkpoint %s answered in %.1fs", ck, seconds[ck])
-            bar.update(1)
+            bar.set_postfix_str(", ".join(group))
+            await gather_or_cancel([answer(ck) for ck in group])
+            for ck in group:  # hooks the model's layers: nothing else may run on it meanwhile
+                for s in steps:
+                    if s.per_checkpoint and s.alone:
+                        await s.run(ctx.only(ck))
+                ctx.release(ck)
+            seconds[",".join(group)] = round(time.perf_counter() - t0, 2)
+            log.info("evaluate: %s answered in %.1fs", ", ".join(group), seconds[",".join(group)])
+            bar.update(len(group))
     return seconds
 
 

@@ -167,10 +167,10 @@ async def behaviour_items(ctx: EvalContext, index: OverlapIndex) -> list[EvalIte
         if ov > ctx.ev.overlap_max:
             return item.model_copy(update={"dropped": f"overlaps training chats ({ov:.2f} of {index.n}-grams)"})
         if ctx.ev.contrastive:
-            good, bad = [clean_generated(await ctx.writer.generate_one(
+            good, bad = map(clean_generated, await asyncio.gather(*(ctx.writer.generate_one(
                 render("contrastive_reply", trait=t.describe(), prompt=prompt, stance=stance),
-                temperature=0.7, max_tokens=ctx.ev.item_max_tokens, seed=seed))
-                for stance in ("clearly shows", "clearly violates")]
+                temperature=0.7, max_tokens=ctx.ev.item_max_tokens, seed=seed)
+                for stance in ("clearly shows", "clearly violates"))))  # at once: one batch on a local writer
             item = item.model_copy(update={"consistent": good, "violating": bad})
         return item
 

@@ -35,10 +35,14 @@ def load_model(path: str | Path) -> tuple[Any, Any]:
     """(model, tokenizer), loaded once per process and shared by every backend on that path
     until `unload_model` releases it."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     key = _key(path)
     with _LOAD_LOCK:
+        # Imported under the lock: transformers' lazy imports are not thread-safe, and evaluation
+        # loads models from several threads ("cannot import name 'AutoModelForCausalLM'").
+        from transformers import (AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList,  # noqa: F401
+                                  StoppingCriteriaList)
+
         if key not in _LOADED:
             tok = AutoTokenizer.from_pretrained(key)
             tok.padding_side = "left"
