@@ -159,3 +159,32 @@ def test_cache_dir_is_one_cache_for_every_stage(tmp_path: Path, checkpoints) -> 
     assert res["results"]["base"]["all"]["behaviour_score"]["n"] > 0
     assert len(LLMCache(shared / "cache.sqlite")) > 0  # the checkpoint's answers, cached in the shared file
     assert not (store.root / "cache.sqlite").exists()
+
+
+def test_identical_calls_in_flight_get_one_answer() -> None:
+    """Two identical sampled calls at once (five checkpoints' conversations open with the same
+    auditor prompt and seed) get the same answer, the one the cache keeps."""
+    import itertools
+
+    counter = itertools.count()
+
+    async def slow(messages, params):
+        await asyncio.sleep(0.01)
+        return f"sample {next(counter)}"
+
+    class Slow(ScriptedBackend):
+        async def generate(self, messages, params):
+            from traitforge.llm.base import Completion, Usage
+
+            return Completion(texts=[await slow(messages, params)], usage=Usage(1, 1))
+
+    backend = Slow(responses=lambda m, p: "")
+    llm = LLM(backend)
+
+    async def main():
+        return await asyncio.gather(*(llm.generate_one("open", temperature=0.9, seed=1) for _ in range(5)),
+                                    llm.generate_one("other", temperature=0.9, seed=1))
+
+    out = asyncio.run(main())
+    assert len(set(out[:5])) == 1 and out[5] != out[0]
+    assert llm.usage.calls == 2

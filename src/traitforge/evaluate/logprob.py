@@ -12,7 +12,7 @@ from typing import Any, Iterator, Sequence
 
 from traitforge.llm.client import MessagesLike, as_messages
 from traitforge.llm.embedded import resolve_model_path
-from traitforge.llm.providers.local_hf import FORWARD_LOCK, load_model
+from traitforge.llm.providers.local_hf import FORWARD, load_model
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class LogProbScorer:
             for j, r in enumerate(rows):
                 input_ids[j, :len(r)] = torch.tensor(r, dtype=torch.long)
                 mask[j, :len(r)] = 1
-            with FORWARD_LOCK, torch.no_grad():
+            with FORWARD.slot(), torch.no_grad():
                 out = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
                             **model_kwargs)
             yield idxs, input_ids, out

@@ -146,6 +146,8 @@ class LLM:
         self._recorder: list[tuple[list[Message], GenerateParams]] | None = None
         self._budget_stop: tuple[Any, float | None, str] | None = None  # (budget, its max_usd, why)
         self._batcher = _Batcher(backend, batch_size) if backend.supports_batch else None
+        # cache keys of calls in flight -> their answer (shared with forks: one client)
+        self._inflight: dict[tuple[str, ...], asyncio.Future[list[str]]] = {}
 
     @property
     def name(self) -> str:
@@ -187,10 +189,32 @@ class LLM:
             self._recorder.append((msgs, p))
             raise DeferredCall()
         if missing:
-            new = await self._fetch(msgs, p, missing)
+            new = await self._fetch_once(tuple(keys[i] for i in missing), msgs, p, missing)
             for i, text in zip(missing, new):
                 texts[i] = text
         return [t for t in texts if t is not None]
+
+    async def _fetch_once(self, flight: tuple[str, ...], msgs: list[Message], p: GenerateParams,
+                          missing: list[int]) -> list[str]:
+        """`_fetch`, but a call identical to one still in flight waits for that one's answer: the
+        same call gives the same answer whether the cache or the backend serves it (five checkpoints'
+        conversations opening with the same sampled auditor message used to get five different
+        samples, and a replay from the cache then disagreed with four of them)."""
+        running = self._inflight.get(flight)
+        if running is not None and running.get_loop() is asyncio.get_running_loop():
+            return list(await asyncio.shield(running))
+        fut: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._inflight[flight] = fut
+        try:
+            new = await self._fetch(msgs, p, missing)
+            fut.set_result(new)
+            return new
+        except BaseException as e:
+            fut.set_exception(e if isinstance(e, Exception) else BackendError(f"{self.name}: the shared call stopped"))
+            fut.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            self._inflight.pop(flight, None)
 
     @contextlib.contextmanager
     def recording(self, into: list[tuple[list[Message], GenerateParams]]) -> Iterator[None]:

@@ -10,20 +10,64 @@ models decoding at once on the same cores only slow each other down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import threading
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 from traitforge.llm.base import Backend, Completion, GenerateParams, Message, Usage
 from traitforge.llm.embedded import resolve_model_path
 
 _LOADED: dict[str, tuple[Any, Any]] = {}
 _LOAD_LOCK = threading.Lock()
-# One forward pass at a time in this process, whichever model and whoever runs it (generation here,
-# log-prob scoring in evaluate/logprob.py): on a CPU two at once share the same cores and
-# oversubscribe their threads; on one GPU they would queue anyway.
-FORWARD_LOCK = threading.Lock()
+
+
+class ForwardSlots:
+    """How many forward passes run at once in this process, whoever runs them (generation here,
+    log-prob scoring in evaluate/logprob.py): on a GPU one; on a CPU one per core, each on a share
+    of the cores. Decoding a small model is bound by Python, not arithmetic: one stream on two
+    threads leaves a core idle (bench/local_engines.py: 59 tokens/s for one stream of batch 10 on
+    two threads, 97 for two streams on one thread each), so two streams on one thread each use
+    the machine; a lone stream gets every core back. Thread counts change only here."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sem: threading.Semaphore | None = None
+        self._cores = 1
+        self._active = 0
+
+    def _setup(self) -> None:
+        import torch
+
+        self._cores = 1 if torch.cuda.is_available() else max(1, torch.get_num_threads())
+        self._sem = threading.Semaphore(self._cores)
+
+    def _share(self) -> None:
+        import torch
+
+        if self._cores > 1:
+            torch.set_num_threads(max(1, self._cores // max(1, self._active)))
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._lock:
+            if self._sem is None:
+                self._setup()
+        assert self._sem is not None
+        with self._sem:
+            with self._lock:
+                self._active += 1
+                self._share()
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self._active -= 1
+                    self._share()
+
+
+FORWARD = ForwardSlots()
 DEFAULT_BATCH_SIZE = 32
 
 
@@ -197,7 +241,7 @@ class LocalHFBackend(Backend):
             gen_kwargs.update(do_sample=True, temperature=1.0, top_p=1.0,
                               logits_processor=LogitsProcessorList([_RowTemperatures(t)]))
         seed = next((q.seed for q in params if q.seed is not None), None)
-        with FORWARD_LOCK, torch.no_grad():
+        with FORWARD.slot(), torch.no_grad():
             if seed is not None:
                 torch.manual_seed(seed)
             seqs = model.generate(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
