@@ -76,4 +76,4 @@ def test_capability_max_tokens_validated_and_set_by_the_tiny_preset() -> None:
     example = Path(__file__).resolve().parents[1] / "examples" / "tiny.yaml"
     assert load_spec(example).evaluation.capability_max_tokens is None  # a full run scores all of it
     tiny = load_spec(example, overrides=preset_overrides("tiny"))
-    assert tiny.evaluation.capability_max_tokens == 10000
+    assert tiny.evaluation.capability_max_tokens == 4000

@@ -31,8 +31,11 @@ def log_to_run(run_root: Path) -> Path:
         if _handler is not None:
             lg.removeHandler(_handler)
         lg.addHandler(new)
-        if lg.level == logging.NOTSET or lg.level > logging.INFO:
-            lg.setLevel(logging.INFO)
+    # Our INFO lines (timings, skips) too; the libraries keep their own levels (warnings and up),
+    # so their debug chatter never reaches any handler.
+    ours = logging.getLogger("traitforge")
+    if ours.level == logging.NOTSET or ours.level > logging.INFO:
+        ours.setLevel(logging.INFO)
     if _handler is not None:
         _handler.close()
     _handler = new
