@@ -200,8 +200,8 @@ class LLM:
         same call gives the same answer whether the cache or the backend serves it (five checkpoints'
         conversations opening with the same sampled auditor message used to get five different
         samples, and a replay from the cache then disagreed with four of them)."""
-        running = self._inflight.get(flight)
-        if running is not None and running.get_loop() is asyncio.get_running_loop():
+        running = self._inflight.get(flight)  # entries leave in `finally`: never one of a dead loop
+        if running is not None:
             return list(await asyncio.shield(running))
         fut: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
         self._inflight[flight] = fut

@@ -1,11 +1,11 @@
 """`local:` in-process Hugging Face transformers, batched, for any checkpoint directory or the
 embedded default. Batched generation pads on the left so every prompt ends at the same column.
 
-Throughput on a CPU comes from the batch: a 135M model runs ~90 tokens/s at batch 8 and several
-times that at batch 32-64 (bench/eval.py), because each decoding step costs about the same whatever
-the batch. So a batch takes requests with different answer limits (each row stops at its own), is
-sorted by prompt length (little padding), and one forward pass runs at a time in the process: two
-models decoding at once on the same cores only slow each other down."""
+Throughput on a CPU comes from the batch: the embedded 135M model decodes ~73 tokens/s at batch 8
+and ~167 at batch 32 on 2 cores (bench/local_engines.py), because a decoding step costs nearly the
+same whatever the batch. So a batch takes requests with different answer limits, temperatures and
+sample counts (each row keeps its own), sorted by prompt length (little padding), and forward passes
+share the cores through `ForwardSlots`."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ class ForwardSlots:
     """How many forward passes run at once in this process, whoever runs them (generation here,
     log-prob scoring in evaluate/logprob.py): on a GPU one; on a CPU one per core, each on a share
     of the cores. Decoding a small model is bound by Python, not arithmetic: one stream on two
-    threads leaves a core idle (bench/local_engines.py: 59 tokens/s for one stream of batch 10 on
-    two threads, 97 for two streams on one thread each), so two streams on one thread each use
+    threads leaves a core idle (measured on 2 cores: one stream of batch 10 decoded 59 tokens/s on
+    two threads, 54 on one, and two streams on one thread each 97), so two streams on one thread each use
     the machine; a lone stream gets every core back. Thread counts change only here."""
 
     def __init__(self) -> None:
