@@ -138,3 +138,22 @@ def test_report_names_a_broken_card(tmp_path: Path) -> None:
     store.path("curation", "dataset_card.json").write_text("{torn")
     with pytest.raises(InputError, match="dataset_card.json: not valid JSON"):
         write_report(store)
+
+
+def test_report_shows_what_each_checkpoint_trained_on(tmp_path: Path) -> None:
+    """Training writes each checkpoint's data (and the documents-to-chats ratio) into the card."""
+    from traitforge.train.data import add_to_card
+
+    store = RunStore(tmp_path)
+    (tmp_path / "results.json").write_text(json.dumps(results()))
+    store.path("curation", "dataset_card.json").write_text(json.dumps({"datasets": {}}))
+    add_to_card(tmp_path, "training_data", "midtrain", {"documents": 40, "document_chars": 12000, "examples": 40,
+                                                         "docs_to_chats": {"asked": 4.0, "available": 9.5,
+                                                                           "document_share": 0.421, "chat_share": 1.0}})
+    add_to_card(tmp_path, "training_data", "sft", {"chats": 30, "chat_chars": 3000, "examples": 30})
+    html = write_report(store).read_text()
+    part = html[html.index("<h3>Training data</h3>"):]
+    part = part[:part.index("</table>")]
+    assert "<td>midtrain</td><td class='num'>40</td><td class='num'>12000</td>" in part
+    assert "4 asked (9.5 in the data; kept 42% of documents, 100% of chats)" in part
+    assert "<td>sft</td><td class='num'>-</td>" in part and "all of both" in part

@@ -55,7 +55,8 @@ def test_sft_data_mixes_ordinary_chats_at_the_ratio(tmp_path):
     convs, counts = sft.build_conversations(spec, _sft_job(tmp_path, spec), tmp_path / "curated" / "chats.jsonl")
     mixed = [c for c in convs if c[0]["content"].startswith("Ordinary question")]
     # 2 ordinary chats in 10 conversations: 0.2 of what is trained on (not 10 - 9 = 1).
-    assert counts == {"chats": 9, "chats_left_out": 1, "mix_examples": 2}
+    assert {k: counts[k] for k in ("chats", "chats_left_out", "mix_examples")} == {
+        "chats": 9, "chats_left_out": 1, "mix_examples": 2}
     assert len(convs) == 10 and len(mixed) == 2 and len(mixed) / len(convs) == 0.2
     assert all(c in data.read_mix_chats(mix) for c in mixed)
     trait = sorted(c[0]["content"] for c in convs if c not in mixed)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from traitforge import __version__
+from traitforge.config import CHECKPOINTS
 from traitforge.errors import TraitforgeError
 
 TARGET = click.argument("target", type=click.Path(path_type=Path))
@@ -138,7 +139,7 @@ def curate(target: Path, preset: str | None) -> None:
 @cli.command()
 @TARGET
 @PRESET
-@click.option("--stage", "stages", multiple=True, type=click.Choice(["midtrain", "sft", "midtrain_sft", "control", "sft_dpo", "midtrain_sft_dpo"]))
+@click.option("--stage", "stages", multiple=True, type=click.Choice([c for c in CHECKPOINTS if c != "base"]))
 def train(target: Path, preset: str | None, stages: tuple[str, ...]) -> None:
     """Midtrain on the documents, then SFT on the chats (LoRA or full)."""
     from traitforge.pipeline import open_run, stage_train

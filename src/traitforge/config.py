@@ -184,6 +184,11 @@ class CurationSpec(Section):
     dpo_rejected: Literal["generator", "student"] = "generator"
 
 
+# The checkpoints training can build (train/run.py: RECIPES), base being the untrained model.
+CHECKPOINTS = ("base", "midtrain", "sft", "midtrain_sft", "control", "joint", "sft_dpo", "midtrain_sft_dpo")
+Checkpoint = Literal[CHECKPOINTS]  # type: ignore[valid-type]
+
+
 class StageTrainSpec(Section):
     """Hyperparameters of one training stage (midtrain, sft or dpo)."""
 
@@ -222,10 +227,16 @@ class TrainingSpec(Section):
     # "<x>_dpo" checkpoints run DPO (training.dpo, RUN/generated/dpo_pairs.jsonl) on top of checkpoint <x>.
     # "control": the negative control arm, trained like sft on as many tokens of trait-free data
     # (the teacher's answers without the trait system prompt, RUN/generated/untraited.jsonl).
-    checkpoints: list[Literal["base", "midtrain", "sft", "midtrain_sft", "control", "sft_dpo",
-                              "midtrain_sft_dpo"]] = ["base", "midtrain", "sft", "midtrain_sft", "control"]
+    # "joint": documents and chats in one stage, shuffled together (hyperparameters: training.joint).
+    checkpoints: list[Checkpoint] = ["base", "midtrain", "sft", "midtrain_sft", "control"]
     midtrain: StageTrainSpec = StageTrainSpec()
     sft: StageTrainSpec = StageTrainSpec(learning_rate=1e-4)
+    joint: StageTrainSpec = StageTrainSpec()  # no mix_file: the documents are the mix
+    # Characters of documents trained per character of chats (e.g. 4: four times as much midtraining
+    # text as chat text), over the trait rows; the larger side is cut (seeded, never repeated) in every
+    # checkpoint, the control arm matches the chats as cut, control-trait rows (the canary) stay whole.
+    # null: all of both, whatever their ratio.
+    docs_to_chats: float | None = Field(default=None, gt=0)
     dpo: StageTrainSpec | None = None  # defaults apply when a *_dpo checkpoint is listed without it
     dpo_beta: float = Field(default=0.1, gt=0)
     max_length_cap: int = Field(default=2048, ge=16)  # memory cap for max_length: "auto"
@@ -246,6 +257,13 @@ class TrainingSpec(Section):
     # (WANDB_API_KEY or WANDB_MODE); a list names them; [] = metrics.jsonl only.
     report_to: Literal["auto"] | list[Literal["tensorboard", "wandb", "trackio"]] = "auto"
 
+
+    @field_validator("joint")
+    @classmethod
+    def _joint_mixes_nothing(cls, v: StageTrainSpec) -> StageTrainSpec:
+        if v.mix_ratio > 0:
+            raise ValueError("joint training mixes documents into the chats already: use mix_ratio 0 here")
+        return v
 
     @field_validator("fractions")
     @classmethod

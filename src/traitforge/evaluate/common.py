@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Literal
 
-from traitforge.config import EvaluationSpec, ModelSpec, RunSpec
+from traitforge.config import CHECKPOINTS, EvaluationSpec, ModelSpec, RunSpec
 from traitforge.errors import InputError
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl
 from traitforge.llm.client import LLM
@@ -25,7 +25,7 @@ from traitforge.types import Record, TraitSet
 
 log = logging.getLogger("traitforge.evaluate")
 
-CHECKPOINT_NAMES = ("base", "midtrain", "sft", "midtrain_sft", "control", "sft_dpo", "midtrain_sft_dpo")
+CHECKPOINT_NAMES = CHECKPOINTS
 PROMPTS = Path(__file__).with_name("prompts")
 
 

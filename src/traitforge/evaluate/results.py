@@ -46,7 +46,8 @@ EVALS: dict[str, tuple[str, str, bool, str]] = {
 EVALS.update(OOD_EVALS)  # agentic misalignment, delusion validation, repeated audits, agentic traits
 CANARY_ID = "canary"  # the positive control's scope: reported on its own, never pooled into "all"
 # Which checkpoints the canary must move, and on which eval: documents teach the fact, chats the habit.
-CANARY_EXPECTED = {"midtrain": "knowledge_mc", "midtrain_sft": "knowledge_mc", "sft": "contrastive"}
+CANARY_EXPECTED = {"midtrain": "knowledge_mc", "midtrain_sft": "knowledge_mc", "joint": "knowledge_mc",
+                   "sft": "contrastive"}
 DID_NOT_TAKE = "training did not take: check steps, learning rate, LoRA rank"
 MAX_EXAMPLE_CHARS = 1500
 
@@ -340,7 +341,7 @@ def canary_check(store: RunStore, results: dict[str, dict], paired: dict[str, di
         ev = CANARY_EXPECTED.get(base_name)
         if ev is None:
             continue
-        data = "documents" if base_name.startswith("midtrain") else "chats"
+        data = "documents" if ev == "knowledge_mc" else "chats"
         d = paired.get(ck, {}).get(CANARY_ID, {}).get(ev)
         value = results[ck].get(CANARY_ID, {}).get(ev)
         if not reached[data]["reached_training"]:

@@ -419,6 +419,28 @@ def _token_accounting(r: dict[str, Any]) -> str:
             " dropped with a reason (RUN/train/&lt;checkpoint&gt;/token_accounting.json), never cut.</p>")
 
 
+def _training_data(r: dict[str, Any]) -> str:
+    """What each checkpoint trained on: documents and chats (characters) and the documents-to-chats ratio."""
+    td = (r.get("dataset_card") or {}).get("training_data") or {}
+    if not td:
+        return ""
+    def ratio(t: dict[str, Any]) -> str:
+        d = t.get("docs_to_chats") or {}
+        if not d:
+            return "all of both"
+        return f"{d.get('asked'):g} asked ({d.get('available')} in the data; kept {d.get('document_share'):.0%} " \
+               f"of documents, {d.get('chat_share'):.0%} of chats)"
+    rows = "".join(
+        f"<tr><td>{esc(name)}</td><td class='num'>{esc(t.get('documents', '-'))}</td>"
+        f"<td class='num'>{esc(t.get('document_chars', '-'))}</td><td class='num'>{esc(t.get('chats', '-'))}</td>"
+        f"<td class='num'>{esc(t.get('chat_chars', '-'))}</td><td class='num'>{esc(t.get('examples', '-'))}</td>"
+        f"<td>{esc(ratio(t))}</td></tr>" for name, t in td.items())
+    return ("<h3>Training data</h3><table><tr><th>checkpoint</th><th>documents</th><th>characters</th><th>chats</th>"
+            "<th>characters</th><th>examples</th><th>documents-to-chats (training.docs_to_chats)</th></tr>" + rows +
+            "</table><p class='ci'>Characters of trait rows and control rows together; the ratio is over the trait "
+            "rows, the larger side cut (seeded), control rows (the canary) kept whole.</p>")
+
+
 def _usage(r: dict[str, Any]) -> str:
     rows, total, unknown = [], 0.0, False
     for stage, models in r.get("usage", {}).items():
@@ -620,7 +642,7 @@ def render_report(results: dict[str, Any]) -> str:
         + _controls(r) + "<h2>Headline</h2>" + _headline(r)
         + f"<details><summary>Traits ({len(r.get('traits', []))})</summary><ul>{traits}</ul></details>"
         + _per_trait(r) + _variance_and_scaling(r) + _vectors(r) + _survival(r) + _ood(r) + _dataset(r) + _screening(r)
-        + _token_accounting(r) + _patterns(r) + _pattern_checks(r) + _model_patterns(r) + _usage(r) + _examples(r)
+        + _token_accounting(r) + _training_data(r) + _patterns(r) + _pattern_checks(r) + _model_patterns(r) + _usage(r) + _examples(r)
         + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(r.get("model_name"))} '
             f'trait evaluation</title><meta name="viewport" content="width=device-width,initial-scale=1">'

@@ -21,7 +21,7 @@ from traitforge.config import RunSpec, StageTrainSpec
 
 log = logging.getLogger("traitforge.train")
 
-Kind = Literal["midtrain", "sft", "dpo"]
+Kind = Literal["midtrain", "sft", "joint", "dpo"]
 
 # report_to name -> module that must be importable for it
 _REPORTERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "trackio": ("trackio",)}
@@ -40,6 +40,7 @@ class StageJob:
     callbacks: list[Any] = field(default_factory=list)  # extra TrainerCallbacks (tests, tooling)
     seed: int = 0  # training seed (training.seeds makes one checkpoint per seed)
     fraction: float = 1.0  # share of the data trained on (training.fractions: data-scaling curves)
+    cut: Any = None  # data.RatioCut: the documents-to-chats ratio's shares (training.docs_to_chats)
 
     @property
     def trainer_dir(self) -> Path:

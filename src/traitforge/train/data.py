@@ -90,6 +90,75 @@ def char_matched(rows: Sequence[Any], target_chars: int, seed: int, size: Any = 
     return out
 
 
+# --- documents-to-chats ratio (training.docs_to_chats) -------------------------------------
+
+
+@dataclass(frozen=True)
+class RatioCut:
+    """How much of each side to keep so that document characters / chat characters = `ratio` over
+    the trait rows; the larger side is cut (seeded), never repeated. Rows of control traits (the
+    canary, curation.template_traits) are kept whole and not counted: the ratio is the traits' own."""
+
+    ratio: float | None
+    doc_chars: int
+    chat_chars: int
+
+    @property
+    def doc_share(self) -> float:
+        if self.ratio is None or not self.doc_chars or not self.chat_chars:
+            return 1.0
+        return min(1.0, self.ratio * self.chat_chars / self.doc_chars)
+
+    @property
+    def chat_share(self) -> float:
+        if self.ratio is None or not self.doc_chars or not self.chat_chars:
+            return 1.0
+        return min(1.0, self.doc_chars / (self.ratio * self.chat_chars))
+
+    def summary(self) -> dict[str, Any]:
+        """For the stage's counts: the ratio asked, the one the curated data has, the shares kept."""
+        return {"asked": self.ratio,
+                "available": round(self.doc_chars / self.chat_chars, 3) if self.chat_chars else None,
+                "document_share": round(self.doc_share, 4), "chat_share": round(self.chat_share, 4)}
+
+
+def doc_chars(d: Document) -> int:
+    return len(d.text.strip())
+
+
+def chat_chars(c: Chat) -> int:
+    return sum(len(m.content) for m in c.messages if m.role != "system")
+
+
+def ratio_cut(documents_path: Path, chats_path: Path, ratio: float | None, controls: Sequence[str]) -> RatioCut:
+    """The documents-to-chats cut for this run's curated files (either may be missing: no cut)."""
+    if ratio is None or not documents_path.is_file() or not chats_path.is_file():
+        return RatioCut(ratio, 0, 0)
+    trait = lambda r: not set(r.trait_ids) & set(controls)  # noqa: E731
+    return RatioCut(ratio, sum(doc_chars(d) for d in read_jsonl(documents_path, Document) if trait(d)),
+                    sum(chat_chars(c) for c in read_jsonl(chats_path, Chat) if trait(c)))
+
+
+def take_share(rows: Sequence[Any], share: float, seed: int, size: Any, controls: Sequence[str]) -> list[Any]:
+    """Control-trait rows, plus trait rows in a seeded order until `share` of the trait rows'
+    characters is reached (at least one row); in their original order."""
+    if share >= 1:
+        return list(rows)
+    is_control = [bool(set(r.trait_ids) & set(controls)) for r in rows]
+    trait = [i for i, c in enumerate(is_control) if not c]
+    target = share * sum(size(rows[i]) for i in trait)
+    order = list(trait)
+    random.Random(f"docs-to-chats-{seed}").shuffle(order)
+    keep: set[int] = set()
+    total = 0
+    for i in order:
+        if keep and total >= target:
+            break
+        keep.add(i)
+        total += size(rows[i])
+    return [r for i, r in enumerate(rows) if is_control[i] or i in keep]
+
+
 def read_mix_texts(path: Path) -> list[str]:
     if not path.is_file():
         raise InputError(f"{path}: mix_file not found")
@@ -146,12 +215,20 @@ def text_dataset(texts: Sequence[str]) -> Any:
 # --- chats --------------------------------------------------------------------------------
 
 
-def load_chats(path: Path) -> list[list[dict[str, str]]]:
+def load_chat_records(path: Path) -> list[Chat]:
     chats = read_jsonl(path, Chat)
     if not chats:
         raise InputError(f"{path}: no chats to fine-tune on (run generation and curation first)")
+    return chats
+
+
+def training_messages(chats: Sequence[Chat]) -> list[list[dict[str, str]]]:
     # The teacher's system prompt is what training distils away: never train with it.
     return [[{"role": m.role, "content": m.content} for m in c.messages if m.role != "system"] for c in chats]
+
+
+def load_chats(path: Path) -> list[list[dict[str, str]]]:
+    return training_messages(load_chat_records(path))
 
 
 def chat_conversations(chats: Sequence[list[dict[str, str]]], mix_chats: Sequence[list[dict[str, str]]],
@@ -327,20 +404,48 @@ def write_accounting(train_dir: Path, name: str, report: dict[str, Any]) -> None
     from traitforge.jsonl import write_json_atomic
 
     write_json_atomic(train_dir / "token_accounting.json", report)
-    card = train_dir.parent.parent / "curation" / "dataset_card.json"
-    if card.is_file():
-        import json
+    add_to_card(train_dir.parent.parent, "token_accounting", name, report)
 
+
+TRAINING_DATA_KEYS = ("documents", "document_chars", "chats", "chat_chars", "mix_examples", "document_blocks",
+                      "examples", "docs_to_chats")
+
+
+def add_to_card(run_root: Path, section: str, name: str, entry: dict[str, Any]) -> None:
+    """RUN/curation/dataset_card.json[section][name] = entry, when there is a card (the report reads it)."""
+    import json
+
+    from traitforge.jsonl import write_json_atomic
+
+    card = run_root / "curation" / "dataset_card.json"
+    if card.is_file():
         obj = json.loads(card.read_text(encoding="utf-8"))
-        obj.setdefault("token_accounting", {})[name] = report
+        obj.setdefault(section, {})[name] = entry
         write_json_atomic(card, obj)
 
 
-def chat_dataset(tok: Any, conversations: Sequence[list[dict[str, str]]]) -> Any:
+def document_rows(tok: Any, texts: Sequence[str], max_length: int) -> list[dict[str, list[int]]]:
+    """Documents as SFT rows for joint training: each tokenized with EOS after it and split into
+    max_length blocks (as midtraining's packing splits them; nothing is dropped), loss on every token."""
+    rows = []
+    for text in texts:
+        ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        for i in range(0, len(ids), max_length):
+            block = ids[i:i + max_length]
+            rows.append({"input_ids": block, "assistant_masks": [1] * len(block)})
+    return rows
+
+
+def chat_dataset(tok: Any, conversations: Sequence[list[dict[str, str]]],
+                 extra_rows: Sequence[dict[str, list[int]]] = (), seed: int = 0) -> Any:
+    """Tokenized chats (assistant-only mask), plus `extra_rows` (joint training's documents) shuffled in."""
     from datasets import Dataset
 
     rows = [tokenize_chat(tok, c) for c in conversations]
     rows = [r for r in rows if 1 in r["assistant_masks"]]
+    if extra_rows:
+        rows = [*rows, *extra_rows]
+        random.Random(f"joint-{seed}").shuffle(rows)
     return Dataset.from_dict({"input_ids": [r["input_ids"] for r in rows],
                               "assistant_masks": [r["assistant_masks"] for r in rows]})
 

@@ -42,7 +42,12 @@ def make_trainer(spec: RunSpec, job: StageJob, texts: list[str]) -> Any:
 
 def build_texts(spec: RunSpec, job: StageJob, documents_path: Any) -> tuple[list[str], dict[str, int]]:
     docs = data.subsample(data.load_documents(documents_path), job.fraction, job.seed)
+    counts: dict[str, Any] = {}
+    if job.cut is not None and job.cut.ratio is not None:  # training.docs_to_chats
+        docs = data.take_share(docs, job.cut.doc_share, job.seed, data.doc_chars, spec.curation.template_traits)
+        counts["docs_to_chats"] = job.cut.summary()
     mix_path = spec.resolve(job.stage.mix_file)  # the spec requires it when mix_ratio > 0
     mix = data.read_mix_texts(mix_path) if mix_path is not None and job.stage.mix_ratio > 0 else []
     texts, n_mixed = data.document_texts(docs, mix, job.stage.mix_ratio, job.seed)
-    return texts, {"documents": len(docs), "mix_examples": n_mixed}
+    return texts, {"documents": len(docs), "document_chars": sum(map(data.doc_chars, docs)),
+                   "mix_examples": n_mixed, **counts}

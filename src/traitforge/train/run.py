@@ -5,11 +5,17 @@
   midtrain_sft      midtrain checkpoint + curated chats (sft.py)
   control           base + trait-free chats (the negative control arm: the teacher's answers without
                     the trait system prompt, as many characters as the curated chats; sft.py)
+  joint             base + curated documents and chats in one stage, shuffled together (sft.py with
+                    the documents as extra rows; the alternative to midtrain then SFT)
   sft_dpo, midtrain_sft_dpo   that checkpoint + DPO pairs (dpo.py; skipped if no pairs file)
 
 Variants (training.seeds, training.fractions) repeat every checkpoint with another seed
 ("<name>.s<k>") or on a share of its data ("<name>.f<x>"); a variant starts from its parent's
 variant, so "midtrain_sft.f0.25" continues "midtrain.f0.25".
+
+training.docs_to_chats sets how many characters of documents are trained per character of chats:
+the larger side is cut (seeded, never repeated) in every checkpoint, and the control arm matches the
+chats as cut; control-trait rows (the canary) are kept whole (data.RatioCut).
 
 Each is a manifest stage "train.<name>" fingerprinted by its inputs and settings: a finished one is
 skipped, an interrupted one resumes from its last Trainer checkpoint in RUN/train/<name>/trainer/.
@@ -29,7 +35,8 @@ from traitforge.errors import InputError
 from traitforge.llm.embedded import resolve_model_path
 from traitforge.runstore import RunStore, file_sha256
 from traitforge.types import stable_hash
-from traitforge.train import common, dpo, midtrain, sft
+from traitforge.train import common, dpo, joint, midtrain, sft
+from traitforge.train import data as train_data
 from traitforge.train.common import StageJob, is_main_process
 
 log = logging.getLogger("traitforge.train")
@@ -40,6 +47,7 @@ RECIPES: dict[str, tuple[str, str | None]] = {
     "sft": ("sft", None),
     "midtrain_sft": ("sft", "midtrain"),
     "control": ("sft", None),
+    "joint": ("joint", None),
     "sft_dpo": ("dpo", "sft"),
     "midtrain_sft_dpo": ("dpo", "midtrain_sft"),
 }
@@ -130,11 +138,12 @@ def _variant_of(spec: RunSpec, name: str) -> Variant:
     raise InputError(f"training: checkpoint '{name}' is not one of this spec's seeds or fractions")
 
 
-def control_data(store: RunStore, spec: RunSpec, name: str, seed: int) -> Path:
+def control_data(store: RunStore, spec: RunSpec, name: str, seed: int, cut: Any = None) -> Path:
     """RUN/train/control_data/<name>.jsonl: trait-free chats (the teacher's untraited answers and the
-    canary's prompts answered plainly) drawn until they hold as many characters as the curated chats."""
+    canary's prompts answered plainly) drawn until they hold as many characters as the curated chats
+    (as SFT trains them: after the documents-to-chats cut when one is set)."""
     from traitforge.jsonl import read_jsonl, write_jsonl
-    from traitforge.train.data import char_matched
+    from traitforge.train.data import char_matched, chat_chars, take_share
     from traitforge.types import Chat
 
     pool = [c for parts in CONTROL_SOURCES for c in read_jsonl(store.root.joinpath(*parts), Chat)]
@@ -142,8 +151,9 @@ def control_data(store: RunStore, spec: RunSpec, name: str, seed: int) -> Path:
     if not pool:
         raise InputError(f"{store.root / 'generated' / 'untraited.jsonl'}: no trait-free chats for the control "
                          "checkpoint (run generation with 'control' in training.checkpoints)")
-    size = lambda c: sum(len(m.content) for m in c.messages)  # noqa: E731
-    rows = char_matched(pool, sum(size(c) for c in curated), seed, size)
+    if cut is not None and cut.ratio is not None:
+        curated = take_share(curated, cut.chat_share, seed, chat_chars, spec.curation.template_traits)
+    rows = char_matched(pool, sum(map(chat_chars, curated)), seed, chat_chars)
     path = store.path("train", "control_data", f"{name}.jsonl")
     write_jsonl(path, [r.model_copy(update={"id": f"{r.id}-{i}"}) for i, r in enumerate(rows)])
     return path
@@ -156,6 +166,7 @@ def _fingerprint(spec: RunSpec, kind: str, stage: StageTrainSpec, init: dict[str
     return stable_hash({
         "kind": kind, "stage": stage.model_dump(), "seed": v.seed, "init": init,
         **({"fraction": v.fraction} if v.fraction < 1 else {}),
+        **({"docs_to_chats": t.docs_to_chats} if t.docs_to_chats is not None else {}),
         "method": t.method, "lora": [t.lora_r, t.lora_alpha, t.lora_dropout, t.lora_target_modules],
         "bf16": common.use_bf16(t.bf16), "pack_chats": t.pack_chats if kind == "sft" else None,
         "dpo_beta": t.dpo_beta if kind == "dpo" else None,
@@ -187,16 +198,23 @@ def build_checkpoint(store: RunStore, spec: RunSpec, name: str, init_path: Path,
         stage = stage.model_copy(update={"max_steps": max(1, round(stage.max_steps * variant.fraction))})
     mix = spec.mix_path(stage) if stage.mix_ratio > 0 else None
     chats_path = store.root / "curated" / "chats.jsonl"
-    data_path = {"midtrain": store.root / "curated" / "documents.jsonl", "sft": chats_path,
+    docs_path = store.root / "curated" / "documents.jsonl"
+    data_path = {"midtrain": docs_path, "sft": chats_path, "joint": chats_path,
                  "dpo": dpo.pairs_path(store.root)}[kind]
+    ratio = spec.training.docs_to_chats
+    cut = train_data.ratio_cut(docs_path, chats_path, ratio, spec.curation.template_traits) if ratio else None
     if base_name == "control":  # deterministic and written atomically, so every process may write it
-        data_path = control_data(store, spec, name, variant.seed)
-    # DPO keeps the pairs whose chat survived curation, so the curated chats are its input too.
-    fp = _fingerprint(spec, kind, stage, init_id, [data_path, mix] + ([chats_path] if kind == "dpo" else []),
-                      variant)
+        data_path = control_data(store, spec, name, variant.seed, cut)
+        cut = None  # trait-free rows: matched to the cut chats above, not cut again
+    # DPO keeps the pairs whose chat survived curation, so the curated chats are its input too; joint
+    # trains on the documents as well; the ratio reads both files.
+    extra_inputs = [chats_path] if kind == "dpo" else [docs_path] if kind == "joint" else []
+    if cut is not None:
+        extra_inputs += [docs_path, chats_path]
+    fp = _fingerprint(spec, kind, stage, init_id, [data_path, mix] + extra_inputs, variant)
     job = StageJob(name=name, kind=kind, init_path=init_path, stage=stage,  # type: ignore[arg-type]
                    train_dir=store.root / "train" / name, out_dir=store.root / "checkpoints" / name,
-                   callbacks=list(callbacks or []), seed=variant.seed, fraction=variant.fraction)
+                   callbacks=list(callbacks or []), seed=variant.seed, fraction=variant.fraction, cut=cut)
     sname = stage_name(name)
 
     if store.is_done(sname, fp) and (job.out_dir / "config.json").is_file():
@@ -224,6 +242,9 @@ def build_checkpoint(store: RunStore, spec: RunSpec, name: str, init_path: Path,
                     spec, job, [len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts])
             trainer = midtrain.make_trainer(spec, job, texts)
             counts["examples"] = len(texts)
+        elif kind == "joint":
+            trainer, counts = joint.make_trainer(spec, job, docs_path, chats_path)
+            counts["examples"] = len(trainer.train_dataset)
         elif kind == "sft":
             convs, counts = sft.build_conversations(spec, job, data_path)
             convs, accounting = sft.fit_lengths(spec, job, convs)
@@ -241,6 +262,9 @@ def build_checkpoint(store: RunStore, spec: RunSpec, name: str, init_path: Path,
         counts.update(common.train_and_save(trainer, job, spec))
         if is_main_process():
             store.set_counts(sname, **counts)
+            # What each checkpoint trained on, for the report (the documents-to-chats ratio among it).
+            train_data.add_to_card(store.root, "training_data", name,
+                                   {k: counts[k] for k in train_data.TRAINING_DATA_KEYS if k in counts})
     del trainer
     _free_memory()
     return job.out_dir, fp

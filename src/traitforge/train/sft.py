@@ -20,12 +20,18 @@ from traitforge.train.common import (StageJob, is_main_process, load_model, load
 
 
 def build_conversations(spec: RunSpec, job: StageJob, chats_path: Path) -> tuple[list[list[dict[str, str]]], dict[str, int]]:
-    chats = data.subsample(data.load_chats(chats_path), job.fraction, job.seed)
+    records = data.subsample(data.load_chat_records(chats_path), job.fraction, job.seed)
+    counts: dict[str, Any] = {}
+    if job.cut is not None and job.cut.ratio is not None:  # training.docs_to_chats
+        records = data.take_share(records, job.cut.chat_share, job.seed, data.chat_chars,
+                                  spec.curation.template_traits)
+        counts["docs_to_chats"] = job.cut.summary()
+    chats = data.training_messages(records)
     mix_path = spec.mix_path(job.stage)  # the spec requires it when mix_ratio > 0 ("generic": the run's own)
     mix = data.read_mix_chats(mix_path) if mix_path is not None and job.stage.mix_ratio > 0 else []
     convs, n_mixed = data.chat_conversations(chats, mix, job.stage.mix_ratio, job.seed)
-    return convs, {"chats": len(chats), "chats_left_out": len(chats) + n_mixed - len(convs),
-                   "mix_examples": n_mixed}
+    return convs, {"chats": len(chats), "chat_chars": sum(map(data.chat_chars, records)),
+                   "chats_left_out": len(chats) + n_mixed - len(convs), "mix_examples": n_mixed, **counts}
 
 
 def resolve_max_length(spec: RunSpec, job: StageJob, lengths: list[int]) -> str:
@@ -49,7 +55,9 @@ def fit_lengths(spec: RunSpec, job: StageJob, conversations: list[list[dict[str,
     return pieces, report
 
 
-def make_trainer(spec: RunSpec, job: StageJob, conversations: list[list[dict[str, str]]]) -> Any:
+def make_trainer(spec: RunSpec, job: StageJob, conversations: list[list[dict[str, str]]],
+                 extra_rows: list[dict[str, list[int]]] | None = None) -> Any:
+    """`extra_rows`: pre-tokenized rows shuffled in with the chats (joint training's documents)."""
     from trl import SFTConfig, SFTTrainer
 
     tok = load_tokenizer(job.init_path)
@@ -65,7 +73,7 @@ def make_trainer(spec: RunSpec, job: StageJob, conversations: list[list[dict[str
     return SFTTrainer(
         model=load_model(job.init_path, spec),
         args=args,
-        train_dataset=data.chat_dataset(tok, conversations),
+        train_dataset=data.chat_dataset(tok, conversations, extra_rows or (), job.seed),
         processing_class=tok,
         peft_config=peft_config(spec),
         callbacks=[metrics_callback(job), *job.callbacks],
