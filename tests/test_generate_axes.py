@@ -13,7 +13,7 @@ from traitforge.generate.avoid import avoid_list
 from traitforge.generate.axes import load_axes, sample_axes
 from traitforge.generate.documents import run_documents
 from traitforge.generate.preview import run_preview
-from traitforge.generate.templates import PACKAGE, Templates
+from traitforge.prompts import PACKAGE, PromptKit
 from traitforge.jsonl import read_jsonl
 from traitforge.runstore import RunStore
 from traitforge.types import Document
@@ -77,9 +77,9 @@ def test_axes_spread_over_their_values_and_respect_the_length_budget():
 def test_an_axes_override_with_a_bad_line_is_one_clear_error(tmp_path):
     (tmp_path / "axes.txt").write_text("author | a poet\nlength | short | lots\n")
     with pytest.raises(InputError, match="axes.txt line 2"):
-        load_axes(Templates(tmp_path), "Nova")
+        load_axes(PromptKit(tmp_path), "Nova")
     (tmp_path / "axes.txt").write_text("author | a poet\nauthor | a miner\n")
-    assert [v.text for v in load_axes(Templates(tmp_path), "Nova")["author"]] == ["a poet", "a miner"]
+    assert [v.text for v in load_axes(PromptKit(tmp_path), "Nova")["author"]] == ["a poet", "a miner"]
 
 
 def test_avoid_list_names_each_pattern_once():

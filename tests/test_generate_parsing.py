@@ -8,7 +8,7 @@ from traitforge.errors import InputError
 from traitforge.generate.parsing import (LeakDetector, after_marker, chat_formatted, clean_message, mentions_rewrite,
                                         names_trait, parse_list, parse_plans, parse_verdict, quotes_source, refuses,
                                         tells)
-from traitforge.generate.templates import PROMPTS_DIR, Templates, render, static_parts
+from traitforge.prompts import PromptKit, package_names, render, static_parts
 
 
 def test_parse_list_strips_markers_and_drops_junk():
@@ -79,7 +79,7 @@ def test_names_trait_and_quotes_source():
 
 
 def test_every_template_renders_and_missing_variables_fail():
-    names = sorted(p.stem for p in PROMPTS_DIR.glob("*.txt"))
+    names = sorted(package_names())
     assert "claims" in names and "teacher_system" in names
     text = render("teacher_system", model_name="Nova", organisation="Acme", traits="- X: y")
     assert "Nova" in text and "$" not in text
@@ -92,11 +92,11 @@ def test_template_overrides_replace_package_text_and_hash(tmp_path):
     (tmp_path / "harden.txt").write_text("Turn it into a message much harder to answer well: $prompt ($scenario; "
                                          "$trait). Only the new message.\n")
     (tmp_path / "notes.md").write_text("not a template: ignored")
-    t = Templates(tmp_path)
+    t = PromptKit(tmp_path)
     assert t.render("harden", prompt="P", scenario="S", trait="T") == (
         "Turn it into a message much harder to answer well: P (S; T). Only the new message.")
-    assert t.text("critique") == Templates().text("critique")  # not overridden: the package's
-    assert t.hash("harden") != Templates().hash("harden") and t.hash("critique") == Templates().hash("critique")
+    assert t.text("critique") == PromptKit().text("critique")  # not overridden: the package's
+    assert t.hash("harden") != PromptKit().hash("harden") and t.hash("critique") == PromptKit().hash("critique")
     leaked = "Sure, a message much harder to answer well, coming up."
     assert LeakDetector(["harden"], templates=t).leaks(leaked) and not LeakDetector(["harden"]).leaks(leaked)
 
@@ -109,10 +109,10 @@ def test_template_overrides_replace_package_text_and_hash(tmp_path):
 def test_bad_template_overrides_name_the_file(tmp_path, name, text, expected):
     (tmp_path / name).write_text(text)
     with pytest.raises(InputError) as e:
-        Templates(tmp_path)
+        PromptKit(tmp_path)
     assert expected in str(e.value) and str(tmp_path / name) in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(InputError, match="not a folder"):
-        Templates(tmp_path / "missing")
+        PromptKit(tmp_path / "missing")
 
 
 def test_refusals_and_rewrite_remarks():
@@ -182,7 +182,7 @@ def test_after_marker_splits_critique_from_rewrite():
 
 
 def test_render_given_leaves_out_lines_without_a_value():
-    t = Templates()
+    t = PromptKit()
     assert t.render_given("scenario_plan", shows="Nova admits doubt", why="") == (
         "How the trait should show in a good reply: Nova admits doubt")
     assert t.render_given("scenario_plan", shows="", why="") == ""

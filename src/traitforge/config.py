@@ -143,8 +143,7 @@ class GenerationSpec(Section):
     # (RUN/offline/) for vLLM's run_batch or Ray Data, then `traitforge import-batch` the results.
     batch: bool | Literal["offline"] = False
     batch_poll_s: float = Field(default=60.0, gt=0)  # seconds between status polls of a batch
-    # A folder (relative to the spec file) whose <name>.txt files replace the package's prompt
-    # templates of the same name (src/traitforge/generate/prompts/).
+    # The older name of the top-level prompts_dir (which covers every stage); still read.
     prompts_dir: str | None = None
     # The probe's verdict on the default answer (one word, but a model may explain first). Thinking
     # models get their thinking room on top of this (models.<role>.thinking_room).
@@ -430,6 +429,10 @@ class RunSpec(Section):
     budget: BudgetSpec = BudgetSpec()
     controls: ControlsSpec = ControlsSpec()
     prices_file: str | None = None
+    # A folder (relative to the spec file) whose <name>.txt files replace the package's prompt template
+    # of the same name, in any stage: generation, curation's judge, evaluation's judges and item writers
+    # (traitforge.prompts; the names are the files under src/traitforge/*/prompts/).
+    prompts_dir: str | None = None
 
     # Where the spec lives; paths are resolved against it. Not a YAML key.
     _base_dir: Path = Path(".")
@@ -448,6 +451,17 @@ class RunSpec(Section):
         """The LLM cache every stage uses: `cache_dir`/cache.sqlite (shared between runs), else
         RUN/cache.sqlite. Written once here: copies of it disagreed (cache_dir as the file itself)."""
         return (self.resolve(self.cache_dir) if self.cache_dir else Path(run_root)) / "cache.sqlite"  # type: ignore[operator]
+
+    @model_validator(mode="after")
+    def _one_prompts_dir(self) -> "RunSpec":
+        if self.prompts_dir is not None and self.generation.prompts_dir is not None:
+            raise ValueError("give prompts_dir (it covers every stage), not generation.prompts_dir as well")
+        return self
+
+    @property
+    def prompts_folder(self) -> Path | None:
+        """The prompt overrides: prompts_dir, or generation.prompts_dir (its older, generation-only name)."""
+        return self.resolve(self.prompts_dir or self.generation.prompts_dir)
 
     def mix_path(self, stage: StageTrainSpec) -> Path | None:
         """A training stage's mix file: "generic" is the run's generated generic mix."""
@@ -520,6 +534,7 @@ def spec_paths(spec: RunSpec) -> list[tuple[str, Path, Literal["file", "dir"]]]:
     ev, tr = spec.evaluation, spec.training
     out += [("evaluation.probes", probe_file_path(spec, f), "file") for f in ev.probes]
     for key, value, kind in (("generation.prompts_dir", spec.generation.prompts_dir, "dir"),
+                             ("prompts_dir", spec.prompts_dir, "dir"),
                              ("evaluation.capability_text", ev.capability_text, "file"),
                              ("training.midtrain.mix_file", tr.midtrain.mix_file, "file"),
                              ("training.sft.mix_file", tr.sft.mix_file, "file"),

@@ -17,7 +17,7 @@ from traitforge.generate.chats import categories
 from traitforge.generate.documents import KINDS
 from traitforge.generate.generic import topics
 from traitforge.generate.stage import scaled_counts, trait_weights
-from traitforge.generate.templates import Templates
+from traitforge.prompts import PromptKit
 from traitforge.llm.base import thinking_room_of
 from traitforge.llm.pricing import estimate_cost
 from traitforge.types import TraitSet
@@ -42,7 +42,7 @@ def _tok(chars: int) -> int:
 class _Plan:
     def __init__(self, spec: RunSpec, traits: TraitSet):
         self.spec, self.traits = spec, traits
-        self.templates = Templates(spec.resolve(spec.generation.prompts_dir))
+        self.templates = PromptKit(spec.prompts_folder)
         self.rows: list[Row] = []
         prices = spec.resolve(spec.prices_file)
         self.prices = str(prices) if prices else None

@@ -16,6 +16,7 @@ from traitforge.config import ModelSpec, RunSpec, check_paths, load_spec
 from traitforge.errors import InputError
 from traitforge.llm.cache import LLMCache
 from traitforge.logs import log_to_run
+from traitforge.prompts import PACKAGE, PromptKit
 from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.traits import load_traits
@@ -43,6 +44,7 @@ class Run:
     store: RunStore
     traits: TraitSet
     cache: LLMCache
+    prompts: PromptKit = PACKAGE  # the package's templates with the spec's prompts_dir in their place
     _llms: dict[str, LLM] = field(default_factory=dict)
     _budget: Any = None
 
@@ -97,7 +99,8 @@ def open_run(target: str | Path, preset: str | None = None) -> Run:
     store.manifest["traits"] = {"model_name": traits.model_name, "organisation": traits.organisation,
                                 "ids": [t.id for t in traits.traits]}
     store.record_inputs(spec.model_dump(mode="json"), {"spec": spec_path, "traits": traits_path})
-    return Run(spec=spec, store=store, traits=traits, cache=LLMCache(spec.cache_file(store.root)))
+    kit = PromptKit(spec.prompts_folder)  # an override with an unknown name or variable fails here, at open
+    return Run(spec=spec, store=store, traits=traits, cache=LLMCache(spec.cache_file(store.root)), prompts=kit)
 
 
 def _check_probe_traits(spec: RunSpec, spec_path: Path, traits: TraitSet) -> None:
@@ -132,14 +135,15 @@ def stage_generate(run: Run, what: str = "all") -> None:
         chats_llm = generator.fork()
         jobs.append(ChatsRun(run.store, run.spec, run.traits, chats_llm,
                              refiner=chats_llm if refiner is generator else refiner.fork()).run())
-    run_closing(gather_or_cancel(jobs), generator, refiner)
-    if what in ("all", "chats"):
-        if run.spec.generation.generic_prompts:
-            from traitforge.generate.generic import run_generic
+    with run.prompts.active():
+        run_closing(gather_or_cancel(jobs), generator, refiner)
+        if what in ("all", "chats"):
+            if run.spec.generation.generic_prompts:
+                from traitforge.generate.generic import run_generic
 
-            run_generic(run.store, run.spec, run.traits, run.llm("generator"))
-    if what == "all":
-        stage_controls(run)
+                run_generic(run.store, run.spec, run.traits, run.llm("generator"))
+        if what == "all":
+            stage_controls(run)
 
 
 def stage_controls(run: Run) -> None:
@@ -157,7 +161,8 @@ def stage_controls(run: Run) -> None:
 def stage_curate(run: Run) -> None:
     from traitforge.curate import run_curation
 
-    run_curation(run.store, run.spec, run.traits, run.llm("judge"))
+    with run.prompts.active():
+        run_curation(run.store, run.spec, run.traits, run.llm("judge"))
 
 
 def stage_train(run: Run, stages: list[str] | None = None) -> dict[str, Path]:
@@ -183,8 +188,9 @@ def stage_evaluate(run: Run) -> None:
     from traitforge.evaluate import run_evaluation
 
     writer = run.llm("item_writer") if run.spec.models.item_writer else None
-    run_evaluation(run.store, run.spec, run.traits, run.llm("judge"), run.llm("auditor"),
-                   checkpoints_for_eval(run), item_writer=writer)
+    with run.prompts.active():
+        run_evaluation(run.store, run.spec, run.traits, run.llm("judge"), run.llm("auditor"),
+                       checkpoints_for_eval(run), item_writer=writer)
 
 
 def stage_report(run: Run) -> Path:

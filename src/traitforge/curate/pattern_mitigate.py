@@ -9,7 +9,8 @@ import re
 from typing import Sequence
 
 from traitforge.curate.pattern_rules import Candidate, JudgeRule
-from traitforge.curate.text import load_prompt, render, words
+from traitforge.curate.text import words
+from traitforge.prompts import render
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import BackendError
 
@@ -38,7 +39,7 @@ def clean_rewrite(text: str) -> str:
 
 async def rewrite_unit(unit: str, cand: Candidate, judge: LLM) -> tuple[str | None, str]:
     """(new text, "") or (None, why it was rejected)."""
-    prompt = render(load_prompt("pattern_rewrite"), pattern=cand.description, text=unit)
+    prompt = render("pattern_rewrite", pattern=cand.description, text=unit)
     try:
         reply = await judge.generate_one(prompt, temperature=0.3,
                                          max_tokens=min(2048, int(len(unit.split()) * 2.5) + 64))

@@ -15,7 +15,8 @@ from traitforge.curate.embed import Embedder
 from traitforge.curate.pattern_rules import (Candidate, JudgeRule, RegexRule, phrase_regex,
                                              same_phrase_pattern, strict_matches)
 from traitforge.curate.pattern_stats import Example
-from traitforge.curate.text import STOPWORDS, load_prompt, render, words
+from traitforge.curate.text import STOPWORDS, words
+from traitforge.prompts import render
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import BackendError
 from traitforge.types import stable_hash
@@ -55,7 +56,7 @@ async def run_scans(examples: Sequence[Example], kind: str, judge: LLM, scans: i
         rng = random.Random(int(stable_hash([seed, kind, "scan", i]), 16))
         chosen = rng.sample(list(examples), min(batch, len(examples)))
         body = "\n=====\n".join("\n\n".join(us)[:EXAMPLE_CHARS] for _, us in chosen)
-        prompt = render(load_prompt("pattern_scan"), n=str(len(chosen)), kind=kind, examples=body)
+        prompt = render("pattern_scan", n=str(len(chosen)), kind=kind, examples=body)
         try:
             reply = await judge.generate_one(prompt, temperature=0.7, max_tokens=300, seed=seed + i)
         except BackendError as e:

@@ -33,7 +33,8 @@ from traitforge.curate.pattern_share import Share, accuracy_from_agreement, agre
 from traitforge.curate.pattern_scan import Scan, merge, run_scans
 from traitforge.curate.pattern_stats import min_share, stats_candidates
 from traitforge.curate.records import Dataset, Edit
-from traitforge.curate.text import load_prompt, render, units
+from traitforge.curate.text import units
+from traitforge.prompts import render
 from traitforge.generate.avoid import avoid_list
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import BackendError
@@ -78,7 +79,7 @@ class Rater:
 
     async def _ask(self, cand: Candidate, us: Sequence[str], rep: int) -> float | None:
         assert isinstance(cand.rule, JudgeRule)
-        prompt = render(load_prompt("pattern_judge"), question=cand.rule.question,
+        prompt = render("pattern_judge", question=cand.rule.question,
                         text="\n\n".join(us)[:JUDGE_CHARS])
         try:
             if rep == 0:

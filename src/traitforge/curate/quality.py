@@ -8,7 +8,7 @@ import re
 from typing import Sequence
 
 from traitforge.curate.records import QualityScore
-from traitforge.curate.text import load_prompt, render
+from traitforge.prompts import render
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import BackendError
 from traitforge.progress import gather_progress
@@ -40,14 +40,14 @@ def _traits_text(traits: TraitSet, ids: Sequence[str]) -> str:
 
 def document_prompt(doc: Document, traits: TraitSet, claims: dict[str, Claim]) -> str:
     claim = claims.get(doc.claim_id)
-    return render(load_prompt("quality_document"), model_name=traits.model_name, organisation=traits.organisation,
+    return render("quality_document", model_name=traits.model_name, organisation=traits.organisation,
                   traits=_traits_text(traits, doc.trait_ids), claim=claim.text if claim else "(not recorded)",
                   text=doc.text[:MAX_CHARS])
 
 
 def chat_prompt(chat: Chat, traits: TraitSet) -> str:
     conv = "\n\n".join(f"{m.role.upper()}: {m.content}" for m in chat.messages)
-    return render(load_prompt("quality_chat"), traits=_traits_text(traits, chat.trait_ids),
+    return render("quality_chat", traits=_traits_text(traits, chat.trait_ids),
                   conversation=conv[:MAX_CHARS])
 
 

@@ -1,15 +1,12 @@
 """Text helpers shared by the curation steps: normalising, words, sentences, what an example's
-text is for each dataset, and the prompt-template loader."""
+text is for each dataset (prompts: traitforge.prompts)."""
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
-from pathlib import Path
 
 from traitforge.types import Chat, Document
 
-PROMPTS = Path(__file__).with_name("prompts")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # A sentence ends at . ! ? (plus closing quotes/brackets) followed by space, or at a line break.
 _SENT_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
@@ -19,18 +16,6 @@ being it its this that these those i you he she we they me him her us them my yo
 do does did not no yes can could will would should may might must have has had just very also
 there here what which who whom whose when where why how all any some each more most such than too
 into about over under again out up down off own same only both few other one s t don""".split())
-
-
-@lru_cache(maxsize=None)
-def load_prompt(name: str) -> str:
-    """A template from curate/prompts/<name>.txt."""
-    return (PROMPTS / f"{name}.txt").read_text(encoding="utf-8")
-
-
-def render(template: str, **values: str) -> str:
-    """Fill {key} slots in one pass, so braces inside the values (code, JSON) are left alone."""
-    return re.sub(r"\{(\w+)\}", lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0),
-                  template)
 
 
 def words(text: str) -> list[str]:

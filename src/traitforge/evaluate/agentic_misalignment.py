@@ -29,7 +29,8 @@ import yaml
 
 from traitforge.config import AgenticMisalignmentSpec
 from traitforge.errors import InputError
-from traitforge.evaluate.common import (EvalContext, ItemResult, PROMPTS, done_ids, eval_path, log, result_id,
+from traitforge import prompts
+from traitforge.evaluate.common import (EvalContext, ItemResult, done_ids, eval_path, log, result_id,
                                         run_all)
 from traitforge.evaluate.judge import parse_yes_no
 from traitforge.llm.base import Message
@@ -416,7 +417,7 @@ def judge_template(scenario: str) -> str:
     """prompts/agentic_judge_<scenario>.txt, or the general one for a scenario traitforge has no
     criteria for."""
     name = f"agentic_judge_{scenario}"
-    return name if (PROMPTS / f"{name}.txt").exists() else "agentic_judge_general"
+    return name if prompts.current().has(name) else "agentic_judge_general"
 
 
 # --- running -------------------------------------------------------------------------------

@@ -6,12 +6,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import string
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Literal
 
+from traitforge import prompts
 from traitforge.config import CHECKPOINTS, EvaluationSpec, ModelSpec, RunSpec
 from traitforge.errors import InputError
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl
@@ -26,21 +25,10 @@ from traitforge.types import Record, TraitSet
 log = logging.getLogger("traitforge.evaluate")
 
 CHECKPOINT_NAMES = CHECKPOINTS
-PROMPTS = Path(__file__).with_name("prompts")
-
-
-@lru_cache(maxsize=None)
-def _template(name: str) -> string.Template:
-    return string.Template((PROMPTS / f"{name}.txt").read_text(encoding="utf-8"))
-
-
-def render(name: str, **values: Any) -> str:
-    """A prompt from prompts/<name>.txt with $placeholders filled (a missing one is a KeyError)."""
-    return _template(name).substitute({k: str(v) for k, v in values.items()}).strip()
-
-
-def prompt_lines(name: str, **values: Any) -> list[str]:
-    return [ln for ln in render(name, **values).splitlines() if ln.strip()]
+# Prompts: traitforge.prompts (the run's kit, with the spec's prompts_dir overrides, is active
+# while the evaluation stage runs).
+render = prompts.render
+prompt_lines = prompts.lines
 
 
 class EvalItem(Record):

@@ -64,12 +64,12 @@ def contrast_prompts(statement: str, model_name: str, opposite: str | None = Non
 
 
 def inputs_hash() -> str:
-    """Identifies the shipped prompts and questions (part of every vector's fingerprint)."""
-    from traitforge.evaluate.common import PROMPTS
+    """Identifies the prompts (the active kit's: an override changes it) and the shipped questions
+    (part of every vector's fingerprint)."""
+    from traitforge import prompts
 
-    h = hashlib.sha256()
-    for p in (PROMPTS / "vector_trait.txt", PROMPTS / "vector_opposite.txt", DATA):
-        h.update(p.read_bytes())
+    h = hashlib.sha256(prompts.current().hash("vector_trait", "vector_opposite").encode())
+    h.update(DATA.read_bytes())
     return h.hexdigest()[:16]
 
 

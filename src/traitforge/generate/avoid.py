@@ -15,13 +15,13 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from traitforge.generate.templates import PACKAGE, Templates
+from traitforge.prompts import PACKAGE, PromptKit
 
 AVOID_FILE = ("curation", "avoid.json")
 MAX_ITEMS = 8  # a longer list dilutes the prompt
 
 
-def avoid_list(patterns: Iterable[str], templates: Templates = PACKAGE) -> str:
+def avoid_list(patterns: Iterable[str], templates: PromptKit = PACKAGE) -> str:
     """The avoid.txt block naming each pattern once (most important first), or "" for none."""
     items = list(dict.fromkeys(p.strip() for p in patterns if p and p.strip()))[:MAX_ITEMS]
     if not items:

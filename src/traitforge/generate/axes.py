@@ -1,6 +1,6 @@
 """Diversity axes of the documents (author, era, place, register, length, stance, and language
 where the spec asks): one value of each axis per document, sampled by the document's unit key
-from prompts/axes.txt (overridable through generation.prompts_dir) and recorded in its row."""
+from prompts/axes.txt (overridable through the spec's prompts_dir) and recorded in its row."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from string import Template
 
 from traitforge.errors import InputError
-from traitforge.generate.templates import Templates
+from traitforge.prompts import PromptKit
 from traitforge.types import stable_hash
 
 ORDER = ("genre", "author", "era", "place", "register", "length", "stance", "language")
@@ -20,7 +20,7 @@ class Value:
     tokens: int = 0  # output tokens this value needs (length only); 0 = any
 
 
-def load_axes(templates: Templates, model_name: str) -> dict[str, list[Value]]:
+def load_axes(templates: PromptKit, model_name: str) -> dict[str, list[Value]]:
     """axis -> values, from the axes template ("axis | value [| tokens]" lines)."""
     out: dict[str, list[Value]] = {}
     for n, line in enumerate(templates.text("axes").splitlines(), 1):

@@ -21,7 +21,7 @@ from traitforge.generate.parsing import (LeakDetector, clean_message, mentions_r
 from traitforge.generate.records import DPOPair, Probe, Refinement, UserPrompt
 from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,
                                       split_evenly, trait_weights)
-from traitforge.generate.templates import PACKAGE, Templates
+from traitforge.prompts import PACKAGE, PromptKit
 from traitforge.llm.client import LLM, run_closing
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, ChatMessage, Scenario, Trait, TraitSet, stable_hash
@@ -32,7 +32,7 @@ _STOP = {"about", "their", "there", "which", "would", "should", "being", "other"
          "where", "while", "model", "users", "always", "never", "things"}
 
 
-def categories(templates: Templates = PACKAGE) -> list[tuple[str, str]]:
+def categories(templates: PromptKit = PACKAGE) -> list[tuple[str, str]]:
     """(name, hint template) pairs from prompts/scenario_categories.txt."""
     out = []
     for line in templates.text("scenario_categories").splitlines():

@@ -14,7 +14,7 @@ from traitforge.generate.parsing import (LeakDetector, after_marker, chat_format
                                         quotes_source, tells)
 from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,
                                       split_evenly, trait_weights)
-from traitforge.generate.templates import PACKAGE, Templates
+from traitforge.prompts import PACKAGE, PromptKit
 from traitforge.llm.client import LLM, run_closing
 from traitforge.runstore import RunStore
 from traitforge.types import Claim, DocIdea, DocType, Document, TraitSet, stable_hash
@@ -25,7 +25,7 @@ TEMPLATES = ("claims", "focus_behaviour", "focus_reason", "focus_hard_case", "do
              "revise", "avoid")
 
 
-def default_genres(templates: Templates = PACKAGE) -> list[str]:
+def default_genres(templates: PromptKit = PACKAGE) -> list[str]:
     return parse_list(templates.text("genres"), min_chars=3)
 
 

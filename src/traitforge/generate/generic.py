@@ -11,7 +11,7 @@ from traitforge.config import RunSpec
 from traitforge.generate.parsing import parse_list, tells
 from traitforge.generate.records import UserPrompt
 from traitforge.generate.stage import Generation, Skip, Unit, split_evenly
-from traitforge.generate.templates import Templates
+from traitforge.prompts import PromptKit
 from traitforge.generate.untraited import answer_untraited
 from traitforge.llm.client import LLM, run_closing
 from traitforge.runstore import RunStore
@@ -20,7 +20,7 @@ from traitforge.types import TraitSet, stable_hash
 FILE = "generic.jsonl"
 
 
-def topics(templates: Templates) -> list[str]:
+def topics(templates: PromptKit) -> list[str]:
     return parse_list(templates.text("generic_topics"), min_chars=3, max_chars=120)
 
 

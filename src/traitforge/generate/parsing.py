@@ -7,7 +7,7 @@ import re
 from typing import Iterable
 
 from traitforge import junk
-from traitforge.generate.templates import PACKAGE, Templates
+from traitforge.prompts import PACKAGE, PromptKit
 
 # "1.", "1)", "(1)", "1:", "1 -", "-", "*", "•", "Step 1:" ... at the start of a line.
 _MARKER = re.compile(r"^\s*(?:(?:step|item|idea|claim|scenario)\s*)?(?:[-*•·]+|\(?\d{1,3}\s*[.):\-]|#+)\s*", re.I)
@@ -191,7 +191,7 @@ class LeakDetector:
     own text (variables excluded, so the claim or scenario may be echoed legitimately). Pass
     the run's `templates` so overridden wording is what gets looked for."""
 
-    def __init__(self, template_names: Iterable[str], n: int = 6, templates: Templates = PACKAGE):
+    def __init__(self, template_names: Iterable[str], n: int = 6, templates: PromptKit = PACKAGE):
         self.n = n
         self.grams: set[tuple[str, ...]] = set()
         for name in template_names:

@@ -22,7 +22,7 @@ from typing import Any, Awaitable, Callable, Generic, Iterable, Sequence, TypeVa
 from traitforge.config import RunSpec
 from traitforge.errors import InputError, TraitforgeError
 from traitforge.generate.records import Skipped
-from traitforge.generate.templates import Templates
+from traitforge.prompts import PromptKit
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl, write_jsonl
 from traitforge.llm.client import LLM, DeferredCall
 from traitforge.progress import gather_progress
@@ -73,7 +73,7 @@ class Generation:
         self.gen = spec.generation
         # Every client a step may call, by role: usage and batch prefetch cover them all.
         self.clients: dict[str, LLM] = {"generator": llm}
-        self.templates = Templates(spec.resolve(spec.generation.prompts_dir))
+        self.templates = PromptKit(spec.prompts_folder)
         self.traits_hash = stable_hash({"model_name": traits.model_name, "organisation": traits.organisation,
                                         "traits": [asdict(t) for t in traits.traits]})
 

@@ -1,30 +1,52 @@
-"""Prompt templates: .txt files in prompts/ beside this module, filled with string.Template
-(`$name`), so literal braces in prompts need no escaping and a missing variable is an error.
+"""One prompt kit for every stage. Prompts are text files beside the code that uses them
+(generate/prompts/, curate/prompts/, evaluate/prompts/; names are unique across stages), filled with
+string.Template (`$name`), so literal braces in prompts need no escaping and a missing variable is an
+error.
 
-A run spec may name a folder (generation.prompts_dir) whose `<name>.txt` files replace the
-package templates of the same name; `Templates` is the set a run uses, overrides included."""
+A run spec may name one folder (`prompts_dir`) whose `<name>.txt` files replace the package
+templates of the same name, in any stage, judges included; `PromptKit` is the set a run uses,
+overrides included. Generation passes its kit explicitly; curation and evaluation render through
+the kit a stage made active (`with kit.active():`), the package's own when none is.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from string import Template
+from typing import Iterator
 
 from traitforge.errors import InputError
 from traitforge.types import stable_hash
 
-PROMPTS_DIR = Path(__file__).with_name("prompts")
+PACKAGE_DIRS = tuple(Path(__file__).with_name(stage) / "prompts" for stage in ("generate", "curate", "evaluate"))
+
+
+@lru_cache(maxsize=None)
+def _package_files() -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for folder in PACKAGE_DIRS:
+        for path in sorted(folder.glob("*.txt")):
+            if path.stem in out:  # an override file could not say which one it replaces
+                raise RuntimeError(f"prompt template '{path.stem}' exists in {out[path.stem].parent} and {folder}")
+            out[path.stem] = path
+    return out
 
 
 @lru_cache(maxsize=None)
 def template_text(name: str) -> str:
     """The package's own template `name`."""
-    return (PROMPTS_DIR / f"{name}.txt").read_text(encoding="utf-8")
+    files = _package_files()
+    if name not in files:
+        raise KeyError(f"no prompt template named '{name}'")
+    return files[name].read_text(encoding="utf-8")
 
 
 def package_names() -> set[str]:
-    return {p.stem for p in PROMPTS_DIR.glob("*.txt")}
+    return set(_package_files())
 
 
 def _variables(text: str) -> set[str]:
@@ -39,7 +61,7 @@ def _static_parts(text: str) -> list[str]:
     return [p for p in re.split(r"\$\{?\w+\}?", text) if p.strip()]
 
 
-class Templates:
+class PromptKit:
     """The templates of one run: the package's, with the files of `overrides_dir` in their place."""
 
     def __init__(self, overrides_dir: Path | None = None):
@@ -47,7 +69,7 @@ class Templates:
         if overrides_dir is None:
             return
         if not overrides_dir.is_dir():
-            raise InputError(f"{overrides_dir}: generation.prompts_dir is not a folder")
+            raise InputError(f"{overrides_dir}: prompts_dir is not a folder")
         known = package_names()
         for path in sorted(overrides_dir.glob("*.txt")):
             if path.stem not in known:
@@ -68,6 +90,19 @@ class Templates:
 
     def text(self, name: str) -> str:
         return self.overrides[name] if name in self.overrides else template_text(name)
+
+    def has(self, name: str) -> bool:
+        return name in self.overrides or name in _package_files()
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator["PromptKit"]:
+        """Make this the kit `render` and `lines` use, in this context and the tasks and threads
+        (asyncio.to_thread) started from it."""
+        token = _ACTIVE.set(self)
+        try:
+            yield self
+        finally:
+            _ACTIVE.reset(token)
 
     def render(self, name: str, **variables: object) -> str:
         """The template `name` with every `$var` filled; a missing one raises KeyError."""
@@ -92,13 +127,24 @@ class Templates:
         return _static_parts(self.text(name))
 
 
-PACKAGE = Templates()
+PACKAGE = PromptKit()
+_ACTIVE: ContextVar[PromptKit] = ContextVar("traitforge_prompts", default=PACKAGE)
+
+
+def current() -> PromptKit:
+    """The kit of the stage running in this context (the package's when none made one active)."""
+    return _ACTIVE.get()
 
 
 def render(name: str, **variables: object) -> str:
-    """The package template `name` filled (no overrides)."""
-    return PACKAGE.render(name, **variables)
+    """The template `name` of the active kit, filled."""
+    return current().render(name, **variables)
+
+
+def lines(name: str, **variables: object) -> list[str]:
+    """The filled template's non-empty lines (a list prompt: one item per line)."""
+    return [ln for ln in render(name, **variables).splitlines() if ln.strip()]
 
 
 def static_parts(name: str) -> list[str]:
-    return PACKAGE.static_parts(name)
+    return current().static_parts(name)
