@@ -65,7 +65,13 @@ class ModelSpec(BaseModel):
             where = " and ".join(", ".join(providers_taking(name)).rsplit(", ", 1))
             raise PydanticCustomError(
                 PROVIDER_OPTION, "{field} is for {where} models, not {provider} ({provider} takes: {takes})",
-                {"field": name, "where": where, "provider": provider.name, "takes": ", ".join(provider.all_options)})
+                {"field": name, "where": where, "provider": provider.name,
+                 "takes": ", ".join(provider.all_options)})
+        if isinstance(self.base_url, list) and not provider.url_list:
+            raise PydanticCustomError(
+                PROVIDER_OPTION, "a list of base_url is for {where} models; {provider} takes one URL",
+                {"field": "base_url", "where": ", ".join(p.name for p in PROVIDERS.values() if p.url_list),
+                 "provider": provider.name})
         if self.thinking_budget is not None and self.thinking_level is not None:
             raise ValueError("give thinking_budget or thinking_level, not both")
         if provider.name == "anthropic" and self.thinking_budget is not None and self.thinking_budget < 1024:

@@ -25,6 +25,7 @@ class Provider:
     backend: str  # "module:Class" of its Backend
     options: tuple[str, ...]  # model-spec options the backend takes, besides COMMON_OPTIONS
     batch: str | None = None  # "module:Class" of its provider batch API; None: it has none
+    url_list: bool = False  # base_url may be a list of servers to balance over
 
     @property
     def all_options(self) -> tuple[str, ...]:
@@ -46,11 +47,14 @@ _API = ("base_url", "api_key_env")
 # Order matters only for messages: "thinking_budget is for gemini and anthropic models".
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (
     Provider("openai", "traitforge.llm.providers.openai_compat:OpenAIBackend",
-             _API + ("reasoning_effort", "thinking_room"), "traitforge.llm.batch.openai:OpenAIBatch"),
+             _API + ("reasoning_effort", "thinking_room"),
+             batch="traitforge.llm.batch.openai:OpenAIBatch", url_list=True),
     Provider("gemini", "traitforge.llm.providers.gemini:GeminiBackend",
-             _API + ("thinking_budget", "thinking_level", "thinking_room"), "traitforge.llm.batch.gemini:GeminiBatch"),
+             _API + ("thinking_budget", "thinking_level", "thinking_room"),
+             batch="traitforge.llm.batch.gemini:GeminiBatch"),
     Provider("anthropic", "traitforge.llm.providers.anthropic:AnthropicBackend",
-             _API + ("thinking_budget", "thinking_room"), "traitforge.llm.batch.anthropic:AnthropicBatch"),
+             _API + ("thinking_budget", "thinking_room"),
+             batch="traitforge.llm.batch.anthropic:AnthropicBatch"),
     Provider("local", "traitforge.llm.providers.local_hf:LocalHFBackend", ("batch_size",)),
     Provider("scripted", "traitforge.llm.providers.scripted:ScriptedBackend", ()),
 )}
