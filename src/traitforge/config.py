@@ -9,64 +9,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from traitforge.errors import InputError
+# The model spec lives with the backends (llm/spec.py); re-exported here for every role of a run spec.
+from traitforge.llm.spec import EMBEDDED_MODEL, PROVIDER_OPTION, ModelSpec  # noqa: F401
 
-EMBEDDED_MODEL = "local:smollm2-135m"
 GENERIC_MIX = "generic"  # training.<stage>.mix_file: the run's generated generic chats
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class ModelSpec(Section):
-    """A model for one role. In YAML either a string "provider:model" or a mapping with options."""
-
-    model: str = Field(description='"provider:model", e.g. openai:gpt-4o-mini, local:smollm2-135m')
-    base_url: str | list[str] | None = None  # OpenAI-compatible servers; a list balances over several
-    api_key_env: str | None = None
-    concurrency: int | None = Field(default=None, ge=1)
-    rpm: float | None = Field(default=None, gt=0)  # requests per minute
-    tpm: float | None = Field(default=None, gt=0)  # tokens per minute
-    timeout_s: float | None = Field(default=None, gt=0)  # default: the backend's own (API 120 s, local 1 h)
-    max_retries: int = Field(default=6, ge=0)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    batch_size: int | None = Field(default=None, ge=1)  # local backends: prompts per forward pass
-    # Thinking models (docs/recipes.md). openai: reasoning_effort (sent without temperature).
-    # gemini: thinking_budget (-1 dynamic, 0 off, N tokens) or thinking_level. anthropic:
-    # thinking_budget (>= 1024 tokens of extended thinking). thinking_room: output tokens added to
-    # every call's answer limit for the thinking (default: the budget, else 4096 when one is set).
-    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
-    thinking_budget: int | None = Field(default=None, ge=-1)
-    thinking_level: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
-    thinking_room: int | None = Field(default=None, ge=0)
-
-    @field_validator("model")
-    @classmethod
-    def _has_provider(cls, v: str) -> str:
-        if ":" not in v:
-            raise ValueError(f'"{v}" must be "provider:model" (e.g. openai:gpt-4o-mini or {EMBEDDED_MODEL})')
-        return v
-
-    @model_validator(mode="after")
-    def _reasoning_fits_provider(self) -> "ModelSpec":
-        provider = self.model.partition(":")[0]
-        takes = {"openai": {"reasoning_effort"}, "gemini": {"thinking_budget", "thinking_level"},
-                 "anthropic": {"thinking_budget"}}.get(provider, set())
-        for name in ("reasoning_effort", "thinking_budget", "thinking_level"):
-            if getattr(self, name) is not None and name not in takes:
-                where = {"reasoning_effort": "openai", "thinking_level": "gemini",
-                         "thinking_budget": "gemini and anthropic"}[name]
-                raise ValueError(f"{name} is for {where} models, not {provider}:")
-        if self.thinking_budget is not None and self.thinking_level is not None:
-            raise ValueError("give thinking_budget or thinking_level, not both")
-        if provider == "anthropic" and self.thinking_budget is not None and self.thinking_budget < 1024:
-            raise ValueError(f"thinking_budget for anthropic must be >= 1024 tokens (got {self.thinking_budget})")
-        return self
 
 
 def _model_spec(v: Any) -> Any:
@@ -477,6 +431,8 @@ def _first_error(path: Path, err: ValidationError) -> str:
         return f"{path}: unknown key '{loc}'"
     if e["type"] == "missing":
         return f"{path}: missing required key '{loc}'"
+    if e["type"] == PROVIDER_OPTION:  # the option's own key, not the whole model mapping
+        return f"{path}: key '{loc}.{e['ctx']['field']}': {e['msg']}"
     return f"{path}: key '{loc}': {e['msg']} (got {e.get('input')!r})"
 
 

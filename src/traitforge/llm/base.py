@@ -76,7 +76,7 @@ class Usage:
                      self.reasoning_tokens + other.reasoning_tokens)
 
 
-# Reasoning options of a model spec (config.ModelSpec) that reach the backends as options.
+# Reasoning options of a model spec (llm.spec.ModelSpec) that reach the backends as options.
 REASONING_OPTIONS = ("reasoning_effort", "thinking_budget", "thinking_level", "thinking_room")
 # Output tokens reserved for thinking on top of each call's answer limit when a reasoning option
 # is set without an explicit budget (models.<role>.thinking_room overrides it).

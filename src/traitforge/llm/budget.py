@@ -4,7 +4,7 @@ each generation step's live calls and each batch round, where a budget is set or
 `Budget` is shared by every `LLM` of a run (`llm.budget = budget`): the client reserves a call's
 worst-case cost (prompt chars/4 in, max_tokens out) before each backend request and settles it at
 the real token counts after; cache hits never reach the backend, so they cost nothing. Provider
-batches in flight count at their estimate (the run manifest's "batches" entries not yet collected),
+batches in flight count at their estimate (the ledger's "batches" entries not yet collected),
 so a restarted process sees them too. Spent money is kept in manifest["budget"]["spent_usd"]; a call
 that would take the total past `max_usd` raises `BudgetExceeded` before it is sent. Rows written so
 far stay; raising budget.max_usd and re-running resumes where it stopped.
@@ -22,10 +22,9 @@ from traitforge.errors import BudgetExceeded, InputError
 from traitforge.llm.pricing import estimate_cost
 
 if TYPE_CHECKING:
-    from traitforge.config import RunSpec
     from traitforge.llm.base import GenerateParams
     from traitforge.llm.client import LLM, MessagesLike
-    from traitforge.runstore import RunStore
+    from traitforge.llm.ledger import Ledger
 
 
 @dataclass
@@ -35,7 +34,7 @@ class Reservation:
     batch: bool = False
 
 
-def batches_in_flight_usd(store: "RunStore | None") -> float:
+def batches_in_flight_usd(store: "Ledger | None") -> float:
     """Estimated cost of provider batches submitted but not yet collected (all stages)."""
     if store is None:
         return 0.0
@@ -44,7 +43,7 @@ def batches_in_flight_usd(store: "RunStore | None") -> float:
 
 
 class Budget:
-    def __init__(self, max_usd: float | None, *, store: "RunStore | None" = None,
+    def __init__(self, max_usd: float | None, *, store: "Ledger | None" = None,
                  prices_file: str | None = None, save_every_s: float = 2.0):
         self.max_usd = max_usd
         self.store = store
@@ -57,11 +56,6 @@ class Budget:
         self.in_flight = 0  # live calls reserved and not yet settled
         self._lock = threading.Lock()
         self._last_save = 0.0
-
-    @classmethod
-    def for_run(cls, store: "RunStore", spec: "RunSpec") -> "Budget":
-        prices = spec.resolve(spec.prices_file)
-        return cls(spec.budget.max_usd, store=store, prices_file=str(prices) if prices else None)
 
     # --- money -----------------------------------------------------------------------
     def cost(self, model: str, input_tokens: int, output_tokens: int, *, batch: bool = False) -> float:
@@ -179,7 +173,7 @@ class StageEstimate:
         return s
 
 
-def measured_averages(store: "RunStore | None", model: str, stage: str | None = None) -> tuple[float, float] | None:
+def measured_averages(store: "Ledger | None", model: str, stage: str | None = None) -> tuple[float, float] | None:
     """(input, output) tokens per backend call for `model` so far in this run (in `stage` only,
     when given), if any calls were made."""
     if store is None:
@@ -196,7 +190,7 @@ def measured_averages(store: "RunStore | None", model: str, stage: str | None = 
 
 
 def estimate_stage(llm: "LLM", requests: Sequence[tuple["MessagesLike", "GenerateParams | None"]], *,
-                   stage: str, store: "RunStore | None" = None, prices_file: str | None = None,
+                   stage: str, store: "Ledger | None" = None, prices_file: str | None = None,
                    batch: bool = False, step: str | None = None) -> StageEstimate:
     """Requests, tokens and cost of the samples not yet cached. Input tokens: prompt chars / 4.
     Output tokens: this model's measured average per call in `step` so far (when given), else in
@@ -228,7 +222,7 @@ def estimate_stage(llm: "LLM", requests: Sequence[tuple["MessagesLike", "Generat
 
 
 def estimate_count(model: str, n_requests: int, *, max_tokens: int, prompt_chars: int | None = None,
-                   n: int = 1, stage: str, store: "RunStore | None" = None, prices_file: str | None = None,
+                   n: int = 1, stage: str, store: "Ledger | None" = None, prices_file: str | None = None,
                    batch: bool = False) -> StageEstimate:
     """The same estimate when only the number of requests is known (prompts not built yet):
     input from `prompt_chars` or this model's measured average, output as in `estimate_stage`."""
@@ -255,7 +249,7 @@ def costs_money(llm: "LLM", prices_file: str | None = None) -> bool:
 
 
 def announce_calls(llm: "LLM", n_calls: int, *, stage: str, max_tokens: int, prompt_chars: int | None = None,
-                   store: "RunStore | None" = None, prices_file: str | None = None) -> str | None:
+                   store: "Ledger | None" = None, prices_file: str | None = None) -> str | None:
     """The estimate line for a stage that knows how many calls it will make (curation, evaluation),
     printed only when it is worth a line (see costs_money); returns it, or None."""
     if n_calls <= 0 or not costs_money(llm, prices_file):

@@ -3,48 +3,33 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
-from traitforge.config import ModelSpec
-from traitforge.errors import InputError
-from traitforge.llm.base import REASONING_OPTIONS, Backend
+from traitforge.llm.base import Backend
 from traitforge.llm.cache import LLMCache
 from traitforge.llm.client import LLM
 from traitforge.llm.limits import Limiter
+from traitforge.llm.providers import PROVIDERS, provider
+from traitforge.llm.spec import ModelSpec
 
-PROVIDERS: dict[str, str] = {
-    "openai": "traitforge.llm.providers.openai_compat:OpenAIBackend",
-    "anthropic": "traitforge.llm.providers.anthropic:AnthropicBackend",
-    "gemini": "traitforge.llm.providers.gemini:GeminiBackend",
-    "local": "traitforge.llm.providers.local_hf:LocalHFBackend",
-    "scripted": "traitforge.llm.providers.scripted:ScriptedBackend",
-}
+__all__ = ["PROVIDERS", "backend_class", "make_backend", "make_llm"]
 
 
-def backend_class(provider: str) -> type[Backend]:
-    if provider not in PROVIDERS:
-        raise InputError(f'unknown provider "{provider}": use one of {", ".join(sorted(PROVIDERS))}')
-    module, _, cls = PROVIDERS[provider].partition(":")
-    return getattr(importlib.import_module(module), cls)
+def backend_class(name: str) -> type[Backend]:
+    return provider(name).backend_class()
 
 
 def make_backend(spec: ModelSpec | str) -> Backend:
     if isinstance(spec, str):
         spec = ModelSpec(model=spec)
-    provider, _, model = spec.model.partition(":")
-    cls = backend_class(provider)
+    name, _, model = spec.model.partition(":")
+    row = provider(name)
+    cls = row.backend_class()
     options: dict[str, Any] = {"timeout_s": spec.timeout_s or cls.default_timeout_s}
-    if spec.base_url is not None:
-        options["base_url"] = spec.base_url
-    if spec.api_key_env is not None:
-        options["api_key_env"] = spec.api_key_env
-    if spec.batch_size is not None:
-        options["batch_size"] = spec.batch_size
-    for name in REASONING_OPTIONS:  # validated per provider by ModelSpec
-        if getattr(spec, name) is not None:
-            options[name] = getattr(spec, name)
+    for option in row.options:  # the provider's own options (the spec took no others)
+        if getattr(spec, option) is not None:
+            options[option] = getattr(spec, option)
     return cls(model, **options)
 
 

@@ -2,8 +2,9 @@
 
 One sample = one batch item whose custom_id is the sample's live cache key, so a stage that then
 calls `llm.generate` as usual is served from the cache. Crash-safe: each batch is written to the
-run manifest (manifest["batches"][stage]) the moment the provider returns its id, before any
-polling; a restarted runner re-attaches to batches not yet collected instead of submitting again.
+ledger (`llm.ledger.Ledger`, the run manifest's "batches"[stage]) the moment the provider returns
+its id, before any polling; a restarted runner re-attaches to batches not yet collected instead
+of submitting again.
 Items that error inside a batch are retried live through the client (or, when many, once in a
 smaller batch); items a batch did not reach before it expired are resubmitted once, then reported
 and left to the stage's live calls. Cost: the price table at batch (half) price.
@@ -12,7 +13,6 @@ and left to the stage's live calls. Cost: the price table at batch (half) price.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import sys
 import time
@@ -27,27 +27,20 @@ from traitforge.llm.budget import Budget
 from traitforge.llm.cache import cache_key
 from traitforge.llm.client import LLM, MessagesLike, as_messages
 from traitforge.llm.errors import BackendError, RetryableError
+from traitforge.llm.ledger import Ledger
 from traitforge.llm.pricing import estimate_cost
-from traitforge.runstore import RunStore
+from traitforge.llm.providers import PROVIDERS
 
 log = logging.getLogger("traitforge.batch")
-
-PROVIDERS: dict[str, str] = {
-    "openai": "traitforge.llm.batch.openai:OpenAIBatch",
-    "anthropic": "traitforge.llm.batch.anthropic:AnthropicBatch",
-    "gemini": "traitforge.llm.batch.gemini:GeminiBatch",
-}
 
 Request = tuple[MessagesLike, GenerateParams | None]
 
 
 def batch_provider(llm: LLM) -> BatchProvider | None:
     """The batch API for this LLM's provider, or None (local and scripted models have none)."""
-    path = PROVIDERS.get(llm.backend.provider)
-    if path is None:
-        return None
-    module, _, cls = path.partition(":")
-    return getattr(importlib.import_module(module), cls)(llm.backend)
+    row = PROVIDERS.get(llm.backend.provider)
+    cls = row.batch_class() if row is not None else None
+    return cls(llm.backend) if cls is not None else None
 
 
 def json_request(llm: LLM, messages: MessagesLike, schema: Any, params: GenerateParams | None = None,
@@ -85,7 +78,7 @@ class _Unit:
 
 
 class BatchRunner:
-    def __init__(self, llm: LLM, store: RunStore, stage: str, *, poll_interval_s: float = 60.0,
+    def __init__(self, llm: LLM, store: Ledger, stage: str, *, poll_interval_s: float = 60.0,
                  provider: BatchProvider | None = None, max_requests: int | None = None,
                  live_retry_max: int = 200, prices_file: str | None = None, budget: Budget | None = None,
                  max_poll_errors: int = 30, quiet: bool = False):
@@ -349,7 +342,7 @@ def _approx_bytes(obj: dict[str, Any]) -> int:
     return len(json.dumps(obj, ensure_ascii=False).encode()) + 1
 
 
-async def prefetch_batch(llm: LLM, requests: Sequence[Request], store: RunStore, stage: str, *,
+async def prefetch_batch(llm: LLM, requests: Sequence[Request], store: Ledger, stage: str, *,
                          poll_interval_s: float = 60.0, budget: Budget | None = None,
                          prices_file: str | None = None, quiet: bool = False) -> BatchReport | None:
     """Fill the cache for `requests` through the provider's batch API so the stage's own

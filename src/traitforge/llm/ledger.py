@@ -1,0 +1,43 @@
+"""`Ledger`: what the budget and the batch runner need from whoever keeps a job's records, so
+that `llm/` knows nothing of runs. traitforge's `RunStore` satisfies it as it is (structurally);
+any object with these members does (a test uses a plain in-memory one).
+
+`manifest` is a JSON-like dict that `save()` persists. `llm/` reads and writes only these keys:
+  "batches": {stage: [entry, ...]}  provider batches, written the moment one is submitted
+  "budget":  {"max_usd", "spent_usd"}  money spent, so a restarted process continues from it
+  "usage":   {stage: {model: {"calls", "cached", "input_tokens", "output_tokens", "cost_usd"}}}
+             (written through `add_usage`, read for measured per-call averages and `total_cost`)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    @property
+    def root(self) -> Path:
+        """The folder files such as a batch's request keys live under."""
+        ...
+
+    @property
+    def manifest(self) -> dict[str, Any]: ...
+
+    def path(self, *parts: str) -> Path:
+        """root/parts..., its parent folder created."""
+        ...
+
+    def save(self) -> None:
+        """Persist `manifest` (atomically: a crash leaves the old one or the new one)."""
+        ...
+
+    def add_usage(self, stage: str, model: str, *, input_tokens: int, output_tokens: int,
+                  calls: int, cached: int, cost_usd: float | None) -> None:
+        """Add to manifest["usage"][stage][model] and save."""
+        ...
+
+    def total_cost(self) -> float:
+        """The sum of manifest["usage"]'s cost_usd over stages and models."""
+        ...
