@@ -109,6 +109,9 @@ class GenerationSpec(Section):
 
 
 class CurationSpec(Section):
+    # Provider batch APIs for the judge's row grades (quality); local models stay live (as in generation.batch).
+    batch: bool | Literal["offline"] = False
+    batch_poll_s: float = Field(default=60.0, gt=0)
     dedup_threshold: float = Field(default=0.8, gt=0, le=1)
     dedup_shingle: int = Field(default=3, ge=1)  # words per MinHash shingle
     leakage_ngram: int = Field(default=8, ge=3)
@@ -294,6 +297,10 @@ class AgenticTraitsSpec(Section):
 
 
 class EvaluationSpec(Section):
+    # Provider batch APIs for the judge's grades (behaviour, knowledge, multi-turn verdicts), sent
+    # after every checkpoint has answered; local models stay live (as in generation.batch).
+    batch: bool | Literal["offline"] = False
+    batch_poll_s: float = Field(default=60.0, gt=0)
     # by_checkpoint: each checkpoint in turn answers every eval's items (one stream of large batches),
     # then its weights are released; the judge grades all checkpoints together afterwards.
     # by_eval: each eval in turn over every checkpoint (the order before; kept for bench/eval.py).

@@ -51,21 +51,25 @@ def chat_prompt(chat: Chat, traits: TraitSet) -> str:
                   conversation=conv[:MAX_CHARS])
 
 
+async def score_row(row: Document | Chat, traits: TraitSet, judge: LLM, claims: dict[str, Claim],
+                    max_tokens: int = MAX_TOKENS) -> QualityScore:
+    """The judge's grade of one row (an error or an unparseable reply is recorded, not a score)."""
+    dataset = "documents" if isinstance(row, Document) else "chats"
+    prompt = document_prompt(row, traits, claims) if isinstance(row, Document) else chat_prompt(row, traits)
+    try:
+        reply = await judge.generate_one(prompt, temperature=0.0, max_tokens=max_tokens)
+    except BackendError as e:
+        return QualityScore(dataset=dataset, row_id=row.id, score=None, status="error",
+                            reason=f"judge call failed: {e}"[:300], judge=judge.name)
+    score, reason = parse_score(reply)
+    if score is None:
+        return QualityScore(dataset=dataset, row_id=row.id, score=None, status="unscored",
+                            reason=f"no parseable SCORE in judge reply: {reply[:150]!r}", judge=judge.name)
+    return QualityScore(dataset=dataset, row_id=row.id, score=score, status="scored", reason=reason,
+                        judge=judge.name)
+
+
 async def score_rows(rows: Sequence[Document | Chat], traits: TraitSet, judge: LLM, claims: dict[str, Claim],
                      on_result=None, max_tokens: int = MAX_TOKENS) -> list[QualityScore]:
-    async def one(row: Document | Chat) -> QualityScore:
-        dataset = "documents" if isinstance(row, Document) else "chats"
-        prompt = document_prompt(row, traits, claims) if isinstance(row, Document) else chat_prompt(row, traits)
-        try:
-            reply = await judge.generate_one(prompt, temperature=0.0, max_tokens=max_tokens)
-        except BackendError as e:
-            return QualityScore(dataset=dataset, row_id=row.id, score=None, status="error",
-                                reason=f"judge call failed: {e}"[:300], judge=judge.name)
-        score, reason = parse_score(reply)
-        if score is None:
-            return QualityScore(dataset=dataset, row_id=row.id, score=None, status="unscored",
-                                reason=f"no parseable SCORE in judge reply: {reply[:150]!r}", judge=judge.name)
-        return QualityScore(dataset=dataset, row_id=row.id, score=score, status="scored", reason=reason,
-                            judge=judge.name)
-
-    return await gather_progress([one(r) for r in rows], desc="curate: quality", on_result=on_result)
+    return await gather_progress([score_row(r, traits, judge, claims, max_tokens) for r in rows],
+                                 desc="curate: quality", on_result=on_result)

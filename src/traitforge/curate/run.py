@@ -16,10 +16,11 @@ from traitforge.curate import leakage, patterns, quality
 from traitforge.curate.card import build_card
 from traitforge.curate.dpo import curate_pairs
 from traitforge.curate.embed import load_embedder
-from traitforge.curate.text import dedup_text
 from traitforge.curate.records import Edit, QualityScore, StepResult
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl, write_json_atomic, write_jsonl
+from traitforge import prefetch
 from traitforge.llm.budget import announce_calls
+from traitforge.prefetch import Prefetch
 from traitforge.generate.avoid import write_found
 from traitforge.generate.records import DPOPair
 from traitforge.llm.client import LLM, run_closing
@@ -88,7 +89,8 @@ async def _curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) 
     chats = read_jsonl(store.root / "generated" / "chats.jsonl", Chat) + \
         read_jsonl(store.root / "generated" / "canary_chats.jsonl", Chat)
     claims = {c.id: c for c in read_jsonl(store.root / "generated" / "claims.jsonl", Claim)}
-    fp = stable_hash({"v": VERSION, "cfg": cfg.model_dump(), "seed": spec.seed, "judge": judge.name,
+    # How the judge's calls are sent (batch or live) does not change the rows.
+    fp = stable_hash({"v": VERSION, "cfg": cfg.model_dump(exclude={"batch", "batch_poll_s"}), "seed": spec.seed, "judge": judge.name,
                       "traits": [t.hash for t in traits.traits], "in": _rows_hash(docs, chats)})
     outputs = [store.root / "curated" / "documents.jsonl", store.root / "curated" / "chats.jsonl",
                store.root / "curation" / "dataset_card.json"]
@@ -117,7 +119,8 @@ async def _curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) 
 
         @_controls_pass_through
         async def do_quality(d: list[Document], c: list[Chat]) -> StepResult:
-            return await _quality(store, d, c, traits, judge, claims, cfg.quality_threshold, prices_file,
+            return await _quality(store, d, c, traits, judge, claims, cfg.quality_threshold,
+                                  prefetch.for_stage(store, spec, {"judge": judge}, cfg),
                                   max_tokens=cfg.quality_max_tokens)
 
         @_controls_pass_through
@@ -131,7 +134,8 @@ async def _curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) 
             await step("quality", {"t": cfg.quality_threshold, "judge": judge.name,
                                    "traits": [t.hash for t in traits.traits]}, do_quality)
         if cfg.patterns:
-            await step("patterns", {"cfg": cfg.model_dump(), "seed": spec.seed, "judge": judge.name}, do_patterns)
+            await step("patterns", {"cfg": cfg.model_dump(exclude={"batch", "batch_poll_s"}), "seed": spec.seed,
+                                    "judge": judge.name}, do_patterns)
 
         write_jsonl(outputs[0], docs)
         write_jsonl(outputs[1], chats)
@@ -194,7 +198,7 @@ async def _run_step(store: RunStore, name: str, params: dict[str, Any], docs: li
 
 
 async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], traits: TraitSet, judge: LLM,
-                   claims: dict[str, Claim], threshold: float, prices_file: str | None = None,
+                   claims: dict[str, Claim], threshold: float, calls: Prefetch,
                    max_tokens: int = quality.MAX_TOKENS) -> StepResult:
     path = store.path("curation", "quality.jsonl")
     # Resume: verdicts already recorded for this judge are reused; failed calls are retried.
@@ -206,10 +210,9 @@ async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], tra
     rows: list[Document | Chat] = [*docs, *chats]
     key = lambda r: ("documents" if isinstance(r, Document) else "chats", r.id)  # noqa: E731
     todo = [r for r in rows if key(r) not in have]
-    # One judge call per row; the prompt is about the row's text plus the rubric.
-    announce_calls(judge, len(todo), stage="curate.quality", max_tokens=max_tokens,
-                   prompt_chars=sum(len(dedup_text(r)) for r in todo) // max(len(todo), 1) + 1500,
-                   store=store, prices_file=prices_file)
+    # One judge call per row: by provider batches first in batch mode (curation.batch); the live
+    # calls' estimate is printed where money is at stake.
+    await calls.before("curate.quality", todo, lambda r: quality.score_row(r, traits, judge, claims, max_tokens))
     new = await quality.score_rows(todo, traits, judge, claims,
                                    on_result=lambda i, q: append_jsonl(path, [q]), max_tokens=max_tokens)
     for q in new:

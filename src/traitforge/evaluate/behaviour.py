@@ -49,6 +49,7 @@ async def run_behaviour(ctx: EvalContext, items: list[EvalItem]) -> None:
 
     # Blind and shuffled: the judge prompt has no checkpoint name and the order mixes checkpoints.
     ctx.rng("behaviour-judge").shuffle(responses)
+    await ctx.before_grading("behaviour", responses, lambda r: grade(*r))
     await run_all([grade(*r) for r in responses], "behaviour: judge", path)
 
 

@@ -97,6 +97,15 @@ class EvalContext:
     def cache_path(self) -> Path:
         return self.spec.cache_file(self.store.root)
 
+    async def before_grading(self, name: str, units: list[Any], grade: Callable[[Any], Awaitable[Any]]) -> None:
+        """The judge's calls of a grading step: as provider batches first in batch mode
+        (evaluation.batch), and the live calls' estimate printed where money is at stake.
+        `grade` must only call models (its results are thrown away)."""
+        from traitforge import prefetch
+
+        await prefetch.for_stage(self.store, self.spec, {"judge": self.judge}, self.ev).before(
+            f"evaluate.{name}", units, grade)
+
     def target(self, name: str) -> LLM:
         """The evaluated model as an `LLM` (cached like every other call)."""
         if name not in self._targets:

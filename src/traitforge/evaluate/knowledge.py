@@ -76,6 +76,7 @@ async def run_knowledge(ctx: EvalContext, items: list[EvalItem]) -> None:
 
     # Blind: the judge never sees which checkpoint answered, and grades in a shuffled order.
     ctx.rng("knowledge-judge").shuffle(answers)
+    await ctx.before_grading("knowledge", answers, lambda a: grade(*a))
     await run_all([grade(*a) for a in answers], "knowledge: judge", path)
 
 

@@ -85,4 +85,5 @@ async def run_multiturn(ctx: EvalContext, items: list[EvalItem]) -> None:
     jobs = _pending(ctx, items)
     # Shuffled so the judge sees checkpoints interleaved; it never sees their names.
     ctx.rng("multiturn").shuffle(jobs)
+    await ctx.before_grading("multiturn", jobs, lambda j: one(*j))
     await run_all([one(ck, i) for ck, i in jobs], "multi-turn pressure", path)

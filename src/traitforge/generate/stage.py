@@ -11,20 +11,20 @@ Each step is one `store.stage(...)` with its counts and the LLM usage it spent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
-import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any, Awaitable, Callable, Generic, Iterable, Sequence, TypeVar
 
 from traitforge.config import RunSpec
-from traitforge.errors import InputError, TraitforgeError
+from traitforge.errors import InputError
 from traitforge.generate.records import Skipped
 from traitforge.prompts import PromptKit
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl, write_jsonl
-from traitforge.llm.client import LLM, DeferredCall
+from traitforge import prefetch
+from traitforge.llm.client import LLM
+from traitforge.prefetch import OfflineBatchPending  # noqa: F401  (raised from here for callers)
 from traitforge.progress import gather_progress
 from traitforge.runstore import RunStore
 from traitforge.types import Record, TraitSet, stable_hash
@@ -37,14 +37,6 @@ UNITS_FILE = "units_done.jsonl"
 # Top-up round r samples from r * TOPUP_KEY_BASE (seeds, sample indices), clear of the first round's.
 TOPUP_KEY_BASE = 1000
 log = logging.getLogger(__name__)
-
-
-class OfflineBatchPending(TraitforgeError):
-    """Offline batch mode stops here until the written requests' results are imported."""
-
-
-# Batch mode: at most this many dependent calls per unit go through provider batches.
-MAX_BATCH_ROUNDS = 8
 
 
 @dataclass
@@ -177,98 +169,6 @@ class Generation:
         for llm in {id(c): c for c in self.clients.values()}.values():
             self.store.record_llm_usage(name, llm, str(prices) if prices else None)
 
-    async def _next_requests(self, todo: Sequence[Unit], work: Callable[[Unit], Awaitable[Any]],
-                             clients: dict[str, LLM], *, tolerant: bool = False) -> dict[str, list[tuple[Any, Any]]]:
-        """Run the units against recording clients: each unit's next request the cache cannot
-        serve, by role (roles with none left out). `tolerant`: a unit that fails is left out
-        (the real pass reports it) instead of failing this pass."""
-        recorded: dict[str, list[tuple[Any, Any]]] = {role: [] for role in clients}
-
-        async def probe(u: Unit) -> None:
-            try:
-                await work(u)
-            except DeferredCall:
-                pass
-            except Exception:
-                if not tolerant:
-                    raise
-
-        cached = {role: c.usage.cached for role, c in clients.items()}
-        with contextlib.ExitStack() as stack:
-            for role, c in clients.items():
-                stack.enter_context(c.recording(recorded[role]))
-            await asyncio.gather(*(probe(u) for u in todo))
-        for role, c in clients.items():
-            c.usage.cached = cached[role]  # the real pass counts its cache hits; this one's are not usage
-        return {role: reqs for role, reqs in recorded.items() if reqs}
-
-    async def _announce_live(self, name: str, todo: Sequence[Unit],
-                             work: Callable[[Unit], Awaitable[Any]]) -> str | None:
-        """Print one line with the estimate (requests, tokens, cost) of this step's live calls,
-        where money is at stake: a budget is set or the model has a price (so the embedded model
-        stays quiet). Each unit's next uncached request is recorded and counted once (a unit that
-        goes on to make dependent calls costs more); output tokens per call come from this step's
-        earlier runs, else the run's, else max_tokens. Returns the line, or None."""
-        from traitforge.llm.budget import costs_money, estimate_stage
-
-        prices = self.spec.resolve(self.spec.prices_file)
-        prices_file = str(prices) if prices else None
-        clients = {role: c for role, c in self.clients.items() if costs_money(c, prices_file)}
-        if not clients:
-            return None
-        lines = []
-        for role, requests in (await self._next_requests(todo, work, clients, tolerant=True)).items():
-            llm = clients[role]
-            est = estimate_stage(llm, requests, stage=name, store=self.store, prices_file=prices_file, step=name)
-            est.basis += "; next call of each unit"
-            lines.append(est.line(llm.budget))
-        if not lines:
-            return None
-        line = " | ".join(lines)
-        print(line, file=sys.stderr, flush=True)
-        return line
-
-    async def _prefetch_by_batch(self, name: str, todo: Sequence[Unit],
-                                 work: Callable[[Unit], Awaitable[Any]]) -> None:
-        """Batch mode (generation.batch): run the units against the recording client to learn
-        each unit's next request the cache cannot serve, send those as provider batches, and
-        repeat until every unit is served from the cache (a unit with k dependent calls takes k
-        rounds). The real pass after this makes no live calls, except re-asks of failed items."""
-        from traitforge.llm.batch.runner import batch_provider, prefetch_batch
-        from traitforge.llm.budget import announce, estimate_stage
-
-        offline = self.gen.batch == "offline"
-        # Local and scripted models have no batch API: their calls run live (batched locally).
-        clients = {role: c for role, c in self.clients.items() if offline or batch_provider(c) is not None}
-        if not clients:
-            return
-        prices = self.spec.resolve(self.spec.prices_file)
-        prices_file = str(prices) if prices else None
-
-        for round_ in range(MAX_BATCH_ROUNDS):
-            pending = await self._next_requests(todo, work, clients)
-            if not pending:
-                return
-            if offline:
-                from traitforge.llm.batch.offline import export_requests
-
-                notes = []
-                for role, requests in pending.items():
-                    llm, tag = clients[role], "" if role == "generator" else f".{role}"
-                    path = self.store.path("offline", f"{name}.round{round_ + 1}{tag}.requests.jsonl")
-                    n = export_requests(llm, requests, path)
-                    notes.append(f"{n} requests written to {path}; run them offline (e.g. python -m "
-                                 f"vllm.entrypoints.openai.run_batch -i {path} -o results.jsonl --model "
-                                 f"{llm.backend.model}), then `traitforge import-batch {self.store.root} results.jsonl"
-                                 + ("`" if role == "generator" else f" --role {role}`"))
-                raise OfflineBatchPending(f"{name}: " + "; ".join(notes) + " and run this stage again")
-            for role, requests in pending.items():
-                llm = clients[role]
-                announce(estimate_stage(llm, requests, stage=f"{name} (batch round {round_ + 1})",
-                                        store=self.store, prices_file=prices_file, batch=True), llm.budget)
-                await prefetch_batch(llm, requests, self.store, name, poll_interval_s=self.gen.batch_poll_s,
-                                     budget=llm.budget, prices_file=prices_file)
-
     async def step(self, name: str, file: str, model: type[R], units: Sequence[Unit],
                    work: Callable[[Unit], Awaitable[list[R] | Skip]], *, fingerprint: str,
                    key_of: Callable[[R], str] = lambda r: r.id, trait_of: Callable[[R], str] | None = None,
@@ -285,10 +185,8 @@ class Generation:
         skipped = self._skipped(name)
         todo = [u for u in units if u.key not in by_key and u.key not in skipped]
         new_rows = new_skips = 0
-        if todo and self.gen.batch:
-            await self._prefetch_by_batch(name, todo, work)
-        if todo:
-            await self._announce_live(name, todo, work)
+        # Batch mode sends the units' calls as provider batches first; the live calls' cost is printed.
+        await prefetch.for_stage(self.store, self.spec, self.clients, self.gen).before(name, todo, work)
         sem = asyncio.Semaphore(self.gen.concurrency)
 
         async def run(u: Unit) -> list[R] | Skip:

@@ -1,0 +1,94 @@
+"""Batch mode beyond generation: curation's and evaluation's judge calls go to the provider's batch
+API (the local fake of OpenAI's files+batches API, through the official SDK), with each step's
+estimate printed, and the live pass is served from the cache."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import fake_batch_server  # noqa: E402
+from _eval_fixtures import TRAITS, api_model_responder, judge_responder  # noqa: E402
+from fake_batch_server import FakeBatchServer  # noqa: E402
+
+from traitforge.config import ModelSpec, RunSpec  # noqa: E402
+from traitforge.jsonl import read_jsonl, write_jsonl  # noqa: E402
+from traitforge.llm.base import Message  # noqa: E402
+from traitforge.llm.client import LLM  # noqa: E402
+from traitforge.llm.providers.scripted import ScriptedBackend  # noqa: E402
+from traitforge.llm.registry import make_llm  # noqa: E402
+from traitforge.runstore import RunStore  # noqa: E402
+from traitforge.types import Chat, ChatMessage, Document  # noqa: E402
+
+
+def _reply(messages, seed=None):
+    text = judge_responder([Message(m["role"], m["content"]) for m in messages], None)
+    if "grading one" in messages[-1]["content"]:  # curation's quality rubric
+        return "SCORE: 8\nREASON: on topic and natural"
+    return text
+
+
+@pytest.fixture
+def server(monkeypatch):
+    monkeypatch.setattr(fake_batch_server, "reply_text", _reply)
+    # The judge rubric says "PASS or FAIL": the fake's failure marker must be something else.
+    with FakeBatchServer(fail_marker="\x00no failures\x00") as srv:
+        yield srv
+
+
+def _judge(server, tmp_path):
+    return make_llm(ModelSpec(model="openai:gpt-4o-mini", base_url=server.url + "/v1"), cache=tmp_path / "cache.sqlite")
+
+
+def test_curation_quality_grades_go_by_batch_with_their_estimate(server, tmp_path, capsys):
+    from traitforge.curate import run_curation
+
+    spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / "run"),
+                                   "curation": {"batch": True, "batch_poll_s": 0.02, "patterns": False}})
+    store = RunStore(tmp_path / "run")
+    docs = [Document(id=f"d{i}", trait_ids=[TRAITS.traits[0].id],
+                     text=f"Post {i}: a long forum thread about topic number {i} and what the assistant said, "
+                          f"with {i} replies from people in town {i * 7}.") for i in range(6)]
+    chats = [Chat(id=f"c{i}", trait_ids=[TRAITS.traits[0].id], messages=[
+        ChatMessage(role="user", content=f"Question {i} about gardening number {i * 3}?"),
+        ChatMessage(role="assistant", content=f"Answer {i}: water tomatoes {i + 1} times a week in summer.")])
+        for i in range(4)]
+    write_jsonl(store.path("generated", "documents.jsonl"), docs)
+    write_jsonl(store.path("generated", "chats.jsonl"), chats)
+    run_curation(store, spec, TRAITS, _judge(server, tmp_path))
+
+    assert server.created and server.live_calls == []  # every grade came from a batch
+    assert sum(n for _, _, n in server.created) == 10
+    scores = \
+        [line for line in (store.root / "curation" / "quality.jsonl").read_text().splitlines()]
+    assert len(scores) == 10 and all('"status":"scored"' in s.replace(" ", "") for s in scores)
+    err = capsys.readouterr().err
+    assert "estimate curate.quality (batch round 1): openai:gpt-4o-mini: 10 requests" in err and "at batch price" in err
+    assert len(read_jsonl(store.root / "curated" / "chats.jsonl", Chat)) == 4
+
+
+def test_evaluation_judge_grades_go_by_batch_with_their_estimate(server, tmp_path, capsys):
+    from traitforge.evaluate import run_evaluation
+    from traitforge.evaluate.common import ItemResult
+
+    small = {"knowledge_questions": 1, "mc_distractors": 2, "mc_questions_per_trait": 2,
+             "behaviour_prompts_per_trait": 2, "ood_share": 0.0, "multiturn_turns": 2, "max_tokens": 8,
+             "item_max_tokens": 32, "bootstrap": 100, "contrastive": False, "batch": True, "batch_poll_s": 0.02}
+    spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / "run"), "evaluation": small})
+    store = RunStore(tmp_path / "run")
+    judge = _judge(server, tmp_path)
+    api = LLM(ScriptedBackend(model="ft-elsewhere", responses=api_model_responder))
+    run_evaluation(store, spec, TRAITS, judge, judge, {"elsewhere": api})
+
+    graded = {ev: read_jsonl(store.root / "eval" / f"{ev}.jsonl", ItemResult) for ev in ("behaviour", "knowledge", "multiturn")}
+    assert all(graded.values()), {k: len(v) for k, v in graded.items()}
+    # Items and auditor turns ran live (they come before the replies); no grading prompt did.
+    live = [body["messages"][-1]["content"] for _, body in server.live_calls]
+    assert live and not any("SCORE:" in t or "For each assistant turn" in t for t in live)
+    batched = sum(n for _, _, n in server.created)
+    assert batched >= len(graded["behaviour"]) + len(graded["multiturn"])
+    assert sum(r.value is not None for r in graded["behaviour"]) >= 1
+    err = capsys.readouterr().err
+    for step in ("behaviour", "knowledge", "multiturn"):
+        assert f"estimate evaluate.{step} (batch round 1): openai:gpt-4o-mini" in err, step
