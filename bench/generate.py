@@ -9,7 +9,7 @@ Three parts, each on a fresh run folder and a fresh LLM cache, so every call rea
   axes   - the diversity axes: their distribution over 200 documents made on the scripted
            generator, then distinct-n and mean pairwise embedding similarity (the dataset card's
            measures, curate/card.py) of the document drafts made on the embedded model with and
-           without them (--axes-docs per arm).
+           without them (about --axes-docs per arm: the same ideas, each drafted several times).
 
     python bench/generate.py [--parts local,server,resume,axes] [--traits 2] [--claims 1] [--types 2]
                              [--max-tokens 96] [--concurrency 1,4,8] [--server-threads 2] [--axes-docs 16]
@@ -150,28 +150,34 @@ def axes_effect(args) -> None:
 
     embedder = load_embedder()
     traits = make_traits(2)
-    ideas = max(1, args.axes_docs // 4)  # 2 traits x 1 claim x 2 genres x ideas
-    for arm in (False, True):
-        with tempfile.TemporaryDirectory() as tmp:
-            spec = make_spec(Path(tmp), concurrency=8, list_max_tokens=160,
-                             documents={"claims_per_trait": 1, "doc_types_per_claim": 2, "ideas_per_type": ideas,
-                                        "max_tokens": args.max_tokens, "revise": False, "topup_rounds": 0,
-                                        "min_chars": 40, "axes": arm, "context": "trait",
-                                        "avoid_known": False})
-            llm = make_llm(ModelSpec(model=LOCAL), cache=spec.output_path / "cache.sqlite")
-            t0 = time.perf_counter()
-            run_documents(RunStore(spec.output_path), spec, traits, llm)
-            secs = time.perf_counter() - t0
-            kept = lines(spec.output_path / "generated" / "documents.jsonl")
-            # The drafts, before the checks: the 135M model's documents mostly fail them, and diversity
-            # is a property of what the prompts make.
-            docs = read_jsonl(spec.output_path / "generated" / "drafts.jsonl", Document)
-        card = profile("documents", docs, 0, embedder, {})
-        d = card["distinct"]
-        sim = card["similarity"]["mean_pairwise_cosine"]
-        print(f"embedded, axes {'on ' if arm else 'off'}: {len(docs):2d} drafts ({kept} kept by the checks) in "
-              f"{secs:5.0f} s; distinct-1/2/3 {d['1']['ratio']}/{d['2']['ratio']}/{d['3']['ratio']}; "
-              f"mean pairwise cosine {sim}; median words {card['words']['median']}", flush=True)
+    # 2 traits x 1 claim x 2 genres x 2 ideas, each idea drafted docs_per_idea times (seeds): the method
+    # makes many documents per idea, which is where the axes should vary them. One cache for both arms,
+    # so both draft from the same claims, genres and ideas; only the drafts differ.
+    per_idea = max(1, args.axes_docs // 8)
+    with tempfile.TemporaryDirectory() as shared:
+        cache = Path(shared) / "cache.sqlite"
+        for arm in (False, True):
+            with tempfile.TemporaryDirectory() as tmp:
+                spec = make_spec(Path(tmp), concurrency=8, list_max_tokens=160,
+                                 documents={"claims_per_trait": 1, "doc_types_per_claim": 2, "ideas_per_type": 2,
+                                            "docs_per_idea": per_idea, "max_tokens": args.max_tokens,
+                                            "revise": False, "topup_rounds": 0, "min_chars": 40, "axes": arm,
+                                            "context": "trait", "avoid_known": False})
+                llm = make_llm(ModelSpec(model=LOCAL), cache=cache)
+                t0 = time.perf_counter()
+                run_documents(RunStore(spec.output_path), spec, traits, llm)
+                secs = time.perf_counter() - t0
+                kept = lines(spec.output_path / "generated" / "documents.jsonl")
+                # The drafts, before the checks: the 135M model's documents mostly fail them, and
+                # diversity is a property of what the prompts make.
+                docs = read_jsonl(spec.output_path / "generated" / "drafts.jsonl", Document)
+                ideas = lines(spec.output_path / "generated" / "ideas.jsonl")
+            card = profile("documents", docs, 0, embedder, {})
+            d = card["distinct"]
+            sim = card["similarity"]["mean_pairwise_cosine"]
+            print(f"embedded, axes {'on ' if arm else 'off'}: {len(docs):2d} drafts of {ideas} ideas ({kept} kept by "
+                  f"the checks) in {secs:5.0f} s; distinct-1/2/3 {d['1']['ratio']}/{d['2']['ratio']}/{d['3']['ratio']}; "
+                  f"mean pairwise cosine {sim}; median words {card['words']['median']}", flush=True)
 
 
 def main() -> None:

@@ -68,6 +68,23 @@ def test_refiner_defaults_to_the_generator_and_shares_cache_and_budget(tmp_path)
     assert refiner.cache is generator.cache is run.cache and refiner.budget is generator.budget is not None
 
 
+def test_a_model_both_judge_and_evaluated_is_one_client(tmp_path):
+    """The run's one client pool: the judge and an evaluated model naming the same API model share one
+    client (one connection pool, one rate limiter), and the evaluation takes it from the pool."""
+    from traitforge.evaluate.common import EvalContext, normalise_checkpoints
+    from traitforge.pipeline import open_run
+
+    (tmp_path / "traits.md").write_text(EXAMPLE_TRAITS.read_text(encoding="utf-8"), encoding="utf-8")
+    api = "{model: 'openai:served', base_url: 'http://127.0.0.1:9/v1', rpm: 60}"
+    run = open_run(spec_file(tmp_path, f"traits: traits.md\nmodels:\n  judge: {api}\n"
+                                       f"evaluation:\n  models:\n    served: {api}\n    other: {{model: scripted:x}}\n"))
+    cks = normalise_checkpoints({}, run.spec.evaluation.models, run.spec.resolve)
+    ctx = EvalContext(run.store, run.spec, run.traits, run.llm("judge"), run.llm("judge"), cks, client=run.client)
+    assert ctx.target("served") is run.llm("judge") and ctx.target("served").limiter is run.llm("judge").limiter
+    assert ctx.target("other") is not run.llm("judge") and ctx.target("other") is run.client(cks["other"])
+    assert ctx.llms_used.count(run.llm("judge")) <= 1
+
+
 def test_max_traits_keeps_the_first_traits(tmp_path):
     from traitforge.pipeline import open_run, preset_overrides
 

@@ -49,13 +49,17 @@ class Run:
     _budget: Any = None
 
     def llm(self, role: str) -> LLM:
-        """The LLM for a role (generator, refiner, judge, auditor); roles naming the same model
-        share one client, and every client shares the run's cache and budget. An unset refiner
+        """The LLM for a role (generator, refiner, judge, auditor, item_writer). An unset refiner
         is the generator."""
+        return self.client(getattr(self.spec.models, role) or self.spec.models.generator)
+
+    def client(self, spec: ModelSpec) -> LLM:
+        """The run's one client for a model: roles and evaluated models naming the same model (same
+        options) share it, and with it one connection pool and rate limiter; every client shares the
+        run's cache and budget."""
         from traitforge.llm.budget import Budget
         from traitforge.llm.registry import make_llm
 
-        spec: ModelSpec = getattr(self.spec.models, role) or self.spec.models.generator
         key = spec.model_dump_json()
         if key not in self._llms:
             llm = make_llm(spec, cache=self.cache)
@@ -192,7 +196,7 @@ def stage_evaluate(run: Run) -> None:
     writer = run.llm("item_writer") if run.spec.models.item_writer else None
     with run.prompts.active():
         run_evaluation(run.store, run.spec, run.traits, run.llm("judge"), run.llm("auditor"),
-                       checkpoints_for_eval(run), item_writer=writer)
+                       checkpoints_for_eval(run), item_writer=writer, client=run.client)
 
 
 def stage_report(run: Run) -> Path:

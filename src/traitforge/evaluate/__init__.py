@@ -22,26 +22,30 @@ log = logging.getLogger("traitforge.evaluate")
 
 
 def run_evaluation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
-                   checkpoints: dict[str, str | Path | ModelSpec | LLM], item_writer: LLM | None = None) -> None:
+                   checkpoints: dict[str, str | Path | ModelSpec | LLM], item_writer: LLM | None = None,
+                   client: Callable[[ModelSpec], LLM] | None = None) -> None:
     """checkpoints: name (base, midtrain, sft, midtrain_sft, ...) -> checkpoint directory,
     "smollm2-135m", a ModelSpec or a ready LLM. `spec.evaluation.models` (any backend) are
-    evaluated beside them on the same items. item_writer: writes the items (None: the judge)."""
-    asyncio.run(_run(store, spec, traits, judge, auditor, checkpoints, item_writer))
+    evaluated beside them on the same items. item_writer: writes the items (None: the judge).
+    client: the run's client pool (pipeline.Run.client), so a model that is both judge and evaluated
+    is one client with one rate limiter; None builds a client per evaluated model."""
+    asyncio.run(_run(store, spec, traits, judge, auditor, checkpoints, item_writer, client))
 
 
 async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
-               checkpoints: dict[str, Any], item_writer: LLM | None = None) -> None:
+               checkpoints: dict[str, Any], item_writer: LLM | None = None,
+               client: Callable[[ModelSpec], LLM] | None = None) -> None:
     from traitforge.evaluate.probes import probe_specs
     from traitforge.evaluate.results import build_results, write_results
 
     cks = normalise_checkpoints(checkpoints, spec.evaluation.models, spec.resolve)
     probes = probe_specs(spec, traits)  # bad probe config fails before any model runs
-    ctx = EvalContext(store, spec, traits, judge, auditor, cks, item_writer=item_writer)
+    ctx = EvalContext(store, spec, traits, judge, auditor, cks, item_writer=item_writer, client=client)
     ctx.llms_used += [judge] if auditor is judge else [judge, auditor]
     if item_writer is not None and item_writer not in ctx.llms_used:
         ctx.llms_used.append(item_writer)
     # The schedule changes when work is done, not what: outside the fingerprint.
-    fp = stable_hash({"evaluation": spec.evaluation.model_dump(exclude={"schedule"}),
+    fp = stable_hash({"evaluation": spec.evaluation.model_dump(exclude={"schedule", "batch", "batch_poll_s"}),
                       "checkpoints": {name: fingerprint_of(t) for name, t in cks.items()},
                       "traits": traits.sha256 or [t.hash for t in traits.traits]})
     notes: list[str] = []

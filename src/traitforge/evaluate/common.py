@@ -77,6 +77,8 @@ class EvalContext:
     # Writes the eval items (questions, distractors, held-out prompts, contrastive replies): models.item_writer
     # when set, so the model that writes an item is not the one that grades the answers; else the judge.
     item_writer: LLM | None = None
+    # The run's client pool by model identity (pipeline.Run.client); None: a client per evaluated model.
+    client: Callable[[ModelSpec], LLM] | None = None
     _targets: dict[str, LLM] = field(default_factory=dict)
     llms_used: list[LLM] = field(default_factory=list)
     # Every model of the evaluation, when `checkpoints` is narrowed to one (see `only`).
@@ -112,11 +114,14 @@ class EvalContext:
             t = self.checkpoints[name]
             if isinstance(t, LLM):
                 llm = t
+            elif self.client is not None:  # the run's pool: shared with a role naming the same model
+                llm = self.client(t)
             else:
                 llm = make_llm(t, cache=self.cache_path())
                 llm.budget = self.judge.budget  # an API model spends from the run's budget too
             self._targets[name] = llm
-            self.llms_used.append(llm)
+            if llm not in self.llms_used:
+                self.llms_used.append(llm)
         return self._targets[name]
 
     def weights(self, name: str) -> str | None:
