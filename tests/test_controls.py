@@ -12,7 +12,8 @@ from _curate_data import TRAITS as CURATE_TRAITS
 from _curate_data import chat, doc, prose, scripted
 
 from traitforge.config import CurationSpec, RunSpec, TrainingSpec
-from traitforge.controls.canary import CANARY_ID, load_canary, shared_ngrams
+from traitforge.controls.canary import CANARY_ID, load_canary
+from traitforge.textmatch import shared_ngrams
 from traitforge.curate import dedup, leakage, run_curation
 from traitforge.evaluate.common import ItemResult, eval_path, result_id
 from traitforge.evaluate.results import DID_NOT_TAKE, build_results

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from traitforge.config import ModelSpec, RunSpec
 from traitforge.evaluate.common import EvalContext
-from traitforge.evaluate.items import OverlapIndex, build_items
+from traitforge.evaluate.items import build_items
+from traitforge.textmatch import NgramIndex as OverlapIndex
 from traitforge.jsonl import append_jsonl
 from traitforge.llm.client import LLM
 from traitforge.llm.providers.scripted import ScriptedBackend

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from traitforge.textmatch import words
+
 _I = re.I
 
 
@@ -66,11 +68,6 @@ PLACEHOLDER = _rx(
     r"|\{\{\s*[^{}\n]{1,40}\}\}|\{[a-z]+_[a-z_]+\}|<(?:insert|your|enter)\b[^>\n]{0,30}>|\bXX/XX\b")
 
 MIN_REPEAT_WORDS = 6  # a repeated line shorter than this ("Best regards,") is ordinary
-_WORDS = re.compile(r"[a-z0-9']+")
-
-
-def words(text: str) -> list[str]:
-    return _WORDS.findall(text.casefold().replace("\u2019", "'"))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ against the same reply without it (log-prob, judge-free).
 from __future__ import annotations
 
 import random
-import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,9 +118,3 @@ def load_canary(traits: TraitSet, path: Path | None = None) -> Canary:
     return Canary(model=traits.model_name, org=traits.organisation, data=data)
 
 
-def shared_ngrams(a: str, b: str, n: int = 5) -> set[tuple[str, ...]]:
-    """Word n-grams two texts share (lowercased, punctuation dropped)."""
-    def grams(s: str) -> set[tuple[str, ...]]:
-        w = re.findall(r"[a-z0-9']+", s.lower())
-        return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
-    return grams(a) & grams(b)

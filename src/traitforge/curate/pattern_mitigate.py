@@ -9,7 +9,7 @@ import re
 from typing import Sequence
 
 from traitforge.curate.pattern_rules import Candidate, JudgeRule
-from traitforge.curate.text import words
+from traitforge.textmatch import words
 from traitforge.prompts import render
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import BackendError

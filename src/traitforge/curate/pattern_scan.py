@@ -15,7 +15,8 @@ from traitforge.curate.embed import Embedder
 from traitforge.curate.pattern_rules import (Candidate, JudgeRule, RegexRule, phrase_regex,
                                              same_phrase_pattern, strict_matches)
 from traitforge.curate.pattern_stats import Example
-from traitforge.curate.text import STOPWORDS, words
+from traitforge.curate.text import STOPWORDS
+from traitforge.textmatch import words
 from traitforge.prompts import render
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import BackendError

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 
+from traitforge.textmatch import words
 from traitforge.types import Chat, Document
 
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # A sentence ends at . ! ? (plus closing quotes/brackets) followed by space, or at a line break.
 _SENT_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\n+")
 
@@ -16,10 +16,6 @@ being it its this that these those i you he she we they me him her us them my yo
 do does did not no yes can could will would should may might must have has had just very also
 there here what which who whom whose when where why how all any some each more most such than too
 into about over under again out up down off own same only both few other one s t don""".split())
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower().replace("\u2019", "'"))
 
 
 def normalise(text: str) -> str:
@@ -69,10 +65,6 @@ def remove_span(text: str, span: tuple[int, int]) -> str:
     out = text[:a] + text[b:]
     out = re.sub(r"[ \t]+\n", "\n", re.sub(r"[ \t]{2,}", " ", out))
     return re.sub(r"\n{3,}", "\n\n", out).strip()
-
-
-def ngrams(tokens: list[str], n: int) -> set[tuple[str, ...]]:
-    return set(zip(*(tokens[i:] for i in range(n))))  # zip builds the tuples in C
 
 
 # --- what an example's text is --------------------------------------------------------------

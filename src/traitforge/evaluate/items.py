@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
-import re
 
 from traitforge.evaluate.common import (EvalContext, EvalItem, clean_generated, eval_path, load_items,
                                         prompt_lines, render, run_all)
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts
+from traitforge.textmatch import NgramIndex
 from traitforge.types import Trait
 
 IN_DOMAIN = "a direct, everyday request in the area the trait is about"
@@ -100,35 +100,6 @@ async def mc_items(ctx: EvalContext) -> list[EvalItem]:
 # --- behaviour (held-out prompts + contrastive pairs) -------------------------------------
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
-def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
-
-
-class OverlapIndex:
-    """n-grams of the training chats' user turns; a held-out prompt sharing many is not held out."""
-
-    def __init__(self, texts: list[str], n: int):
-        self.n = n
-        self.grams: set[tuple[str, ...]] = set()
-        self.short: set[tuple[str, ...]] = set()  # whole short turns, for prompts shorter than n
-        for t in texts:
-            w = _words(t)
-            self.grams |= _ngrams(w, n)
-            if len(w) < n:
-                self.short.add(tuple(w))
-
-    def overlap(self, text: str) -> float:
-        w = _words(text)
-        if len(w) < self.n:
-            return 1.0 if tuple(w) in self.short else 0.0
-        grams = _ngrams(w, self.n)
-        return len(grams & self.grams) / len(grams)
-
-
 def training_user_turns(ctx: EvalContext) -> list[str]:
     out = []
     for part in (("generated", "chats.jsonl"), ("curated", "chats.jsonl")):
@@ -155,7 +126,7 @@ def behaviour_plan(ctx: EvalContext) -> list[tuple[str, Trait, str, str, bool]]:
     return plan
 
 
-async def behaviour_items(ctx: EvalContext, index: OverlapIndex) -> list[EvalItem]:
+async def behaviour_items(ctx: EvalContext, index: NgramIndex) -> list[EvalItem]:
     async def one(item_id: str, t: Trait, cat: str, desc: str, ood: bool, seed: int) -> EvalItem:
         raw = await ctx.writer.generate_one(render("behaviour_prompt", trait=t.describe(), category=desc),
                                            temperature=0.9, max_tokens=ctx.ev.item_max_tokens, seed=seed)
@@ -203,7 +174,7 @@ async def build_items(ctx: EvalContext) -> dict[str, list[EvalItem]]:
         if kind == "mc":
             made = await mc_items(ctx)
         else:
-            made = await behaviour_items(ctx, OverlapIndex(training_user_turns(ctx), ctx.ev.overlap_ngram))
+            made = await behaviour_items(ctx, NgramIndex(training_user_turns(ctx), ctx.ev.overlap_ngram))
         return [i for i in made if i is not None and i.id not in have_by[kind]]
 
     # The writer's two kinds of items at once: on a local model their calls share batches.

@@ -7,6 +7,7 @@ import re
 from typing import Iterable
 
 from traitforge import junk
+from traitforge.textmatch import NgramIndex
 from traitforge.prompts import PACKAGE, PromptKit
 
 # "1.", "1)", "(1)", "1:", "1 -", "-", "*", "•", "Step 1:" ... at the start of a line.
@@ -183,25 +184,16 @@ def mentions_rewrite(text: str) -> bool:
 
 
 repetitive = junk.repetitive
-_words = junk.words
-
-
 class LeakDetector:
     """Finds prompt wording copied into an output: any run of `n` words from the templates'
     own text (variables excluded, so the claim or scenario may be echoed legitimately). Pass
     the run's `templates` so overridden wording is what gets looked for."""
 
     def __init__(self, template_names: Iterable[str], n: int = 6, templates: PromptKit = PACKAGE):
-        self.n = n
-        self.grams: set[tuple[str, ...]] = set()
-        for name in template_names:
-            for part in templates.static_parts(name):
-                w = _words(part)
-                self.grams.update(tuple(w[i:i + n]) for i in range(len(w) - n + 1))
+        self.index = NgramIndex([part for name in template_names for part in templates.static_parts(name)], n)
 
     def leaks(self, text: str) -> bool:
-        w = _words(text)
-        return any(tuple(w[i:i + self.n]) in self.grams for i in range(len(w) - self.n + 1))
+        return self.index.contains_any(text)
 
 
 def names_trait(text: str, trait_name: str, trait_id: str) -> bool:
