@@ -420,6 +420,11 @@ class RunSpec(Section):
         return self
 
     @property
+    def prices(self) -> str | None:
+        """The prices file for cost figures (prices_file, resolved), or None: the package's own."""
+        return str(self.resolve(self.prices_file)) if self.prices_file else None
+
+    @property
     def prompts_folder(self) -> Path | None:
         """The prompt overrides: prompts_dir, or generation.prompts_dir (its older, generation-only name)."""
         return self.resolve(self.prompts_dir or self.generation.prompts_dir)

@@ -44,8 +44,7 @@ class _Plan:
         self.spec, self.traits = spec, traits
         self.templates = PromptKit(spec.prompts_folder)
         self.rows: list[Row] = []
-        prices = spec.resolve(spec.prices_file)
-        self.prices = str(prices) if prices else None
+        self.prices = spec.prices
         self.trait_chars = sum(len(t.describe()) for t in traits.traits) // max(1, len(traits.traits))
 
     def model(self, role: str) -> ModelSpec:

@@ -65,9 +65,8 @@ class Run:
             llm = make_llm(spec, cache=self.cache)
             if self.spec.budget.max_usd is not None:
                 if self._budget is None:
-                    prices = self.spec.resolve(self.spec.prices_file)
                     self._budget = Budget(self.spec.budget.max_usd, store=self.store,
-                                          prices_file=str(prices) if prices else None)
+                                          prices_file=self.spec.prices)
                 llm.budget = self._budget
             self._llms[key] = llm
         return self._llms[key]

@@ -138,6 +138,5 @@ class Prefetch:
 
 def for_stage(store: RunStore, spec: Any, clients: dict[str, LLM], section: Any) -> Prefetch:
     """The prefetch of a stage whose spec section has `batch` and `batch_poll_s`."""
-    prices = spec.resolve(spec.prices_file)
-    return Prefetch(store, clients, batch=getattr(section, "batch", False), poll_s=getattr(section, "batch_poll_s", 60.0),
-                    prices_file=str(prices) if prices else None)
+    return Prefetch(store, clients, batch=getattr(section, "batch", False),
+                    poll_s=getattr(section, "batch_poll_s", 60.0), prices_file=spec.prices)

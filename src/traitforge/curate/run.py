@@ -97,7 +97,7 @@ async def _curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) 
     if store.is_done("curate", fp) and all(p.exists() for p in outputs):
         return
     generated = {"documents": docs, "chats": chats}
-    prices_file = str(spec.resolve(spec.prices_file)) if spec.prices_file else None
+    prices_file = spec.prices
     with store.stage("curate", fp):
         results: dict[str, StepResult] = {}
 
@@ -246,7 +246,7 @@ async def _patterns(store: RunStore, docs: list[Document], chats: list[Chat], tr
     n_sets = sum(len(rows) >= 2 for rows in (docs, chats))
     announce_calls(judge, n_sets * per_dataset, stage="curate.patterns (at most)", max_tokens=patterns.JUDGE_MAX_TOKENS,
                    prompt_chars=patterns.JUDGE_CHARS, store=store,
-                   prices_file=str(spec.resolve(spec.prices_file)) if spec.prices_file else None)
+                   prices_file=spec.prices)
     out = StepResult([], [])
     findings, scans, stats, classifiers = [], [], {}, []
     for dataset, rows in (("documents", docs), ("chats", chats)):

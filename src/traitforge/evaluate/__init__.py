@@ -204,7 +204,7 @@ def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
     judge_calls += n_models * sum(i.dropped is None for i in items["behaviour"])
     judge_calls += n_models * len(items["multiturn"])  # one verdict per transcript
     auditor_calls = n_models * len(items["multiturn"]) * ev.multiturn_turns
-    prices = str(ctx.spec.resolve(ctx.spec.prices_file)) if ctx.spec.prices_file else None
+    prices = ctx.spec.prices
     if ctx.auditor is ctx.judge:  # one model plays both: one line for all its calls
         announce_calls(ctx.judge, judge_calls + auditor_calls, stage="evaluate (judge and auditor)",
                        max_tokens=max(ev.judge_max_tokens, ev.item_max_tokens), store=ctx.store, prices_file=prices)
@@ -233,4 +233,4 @@ def _record_usage(store: RunStore, spec: RunSpec, ctx: EvalContext) -> None:
         if id(llm) in seen:
             continue
         seen.add(id(llm))
-        store.record_llm_usage("evaluate", llm, str(spec.resolve(spec.prices_file)) if spec.prices_file else None)
+        store.record_llm_usage("evaluate", llm, spec.prices)

@@ -56,7 +56,7 @@ def announce_ood(ctx: EvalContext) -> None:
         auditor += n_traits * a.seeds_per_trait + n * seeds * a.rollouts * (a.turns or ev.multiturn_turns)
     if ev.agentic_traits is not None:
         judge += n_traits * ev.agentic_traits.scenarios_per_trait * (1 + n)
-    prices = str(ctx.spec.resolve(ctx.spec.prices_file)) if ctx.spec.prices_file else None
+    prices = ctx.spec.prices
     if ctx.auditor is ctx.judge:
         announce_calls(ctx.judge, judge + auditor, stage="evaluate OOD (judge and auditor)",
                        max_tokens=ev.judge_max_tokens, store=ctx.store, prices_file=prices)

@@ -165,9 +165,8 @@ class Generation:
                         "see RUN/generated/skipped.jsonl for why outputs were dropped", name, ratios)
 
     def record_usage(self, name: str) -> None:
-        prices = self.spec.resolve(self.spec.prices_file)
         for llm in {id(c): c for c in self.clients.values()}.values():
-            self.store.record_llm_usage(name, llm, str(prices) if prices else None)
+            self.store.record_llm_usage(name, llm, self.spec.prices)
 
     async def step(self, name: str, file: str, model: type[R], units: Sequence[Unit],
                    work: Callable[[Unit], Awaitable[list[R] | Skip]], *, fingerprint: str,
