@@ -159,7 +159,10 @@ def test_steer_adds_the_delta_to_the_layer_output_and_is_removed(tiny):
     assert last.shape == (2, 1, 16) and not np.allclose(last, before)
 
 
-def test_evaluation_step_writes_vectors_projections_and_results(tmp_path, tiny):
+@pytest.mark.parametrize("pairs", [3, 6])
+def test_evaluation_step_writes_vectors_projections_and_results(tmp_path, tiny, pairs):
+    """With 6 contrastive pairs per trait the vectors are built from the replies (4) and the steering
+    check runs on the 2 held out; with 3, from the system-prompt contrast, checked on all 3."""
     from _eval_fixtures import TRAITS, judge_responder
 
     from traitforge.config import RunSpec
@@ -169,7 +172,7 @@ def test_evaluation_step_writes_vectors_projections_and_results(tmp_path, tiny):
     from traitforge.runstore import RunStore
 
     spec = RunSpec.model_validate({"traits": "t.md", "output_dir": str(tmp_path / "run"), "evaluation": {
-        "knowledge": False, "behaviour_prompts_per_trait": 3, "ood_share": 0.0, "multiturn_conversations_per_trait": 0,
+        "knowledge": False, "behaviour_prompts_per_trait": pairs, "ood_share": 0.0, "multiturn_conversations_per_trait": 0,
         "max_tokens": 8, "bootstrap": 100, "vector_questions": 6, "vector_paraphrases": 2}})
     store = RunStore(tmp_path / "run")
     judge = LLM(ScriptedBackend(model="judge", responses=judge_responder))
@@ -177,16 +180,21 @@ def test_evaluation_step_writes_vectors_projections_and_results(tmp_path, tiny):
     for t in TRAITS.traits:
         tv, fp = V.load_vector(store.root / "vectors" / f"{t.id}.safetensors")
         assert tv.trait_id == t.id and tv.vector.shape == (16,) and fp
-        assert tv.meta["layer"] == tv.layer == 0 and len(tv.meta["prompts"]) == 2
-        assert tv.meta["questions"] and tv.meta["held_out_questions"]
+        assert tv.meta["layer"] == tv.layer == 0
+        if pairs >= V.MIN_REPLY_PAIRS:
+            assert tv.meta["source"] == "replies" and tv.meta["held_out"] == [2, 5] and tv.meta["pairs_train"] == 4
+        else:
+            assert tv.meta["source"] == "system_prompt" and len(tv.meta["prompts"]) == 2
+            assert tv.meta["questions"] and tv.meta["held_out_questions"] and "3 contrastive pairs" in tv.meta["why_not_replies"]
     res = json.loads((store.root / "results.json").read_text())["vectors"]
     assert res["available"] and set(res["traits"]) == {"honest", "concise"}
     st = res["traits"]["honest"]["steering"]
-    assert st["n"] == 3 and len(st["margin"]) == len(V.STEER_COEFS) and isinstance(st["reliable"], bool)
+    assert st["n"] == (2 if pairs >= V.MIN_REPLY_PAIRS else 3)
+    assert len(st["margin"]) == len(V.STEER_COEFS) and isinstance(st["reliable"], bool)
     # The same weights under two names: projections identical, shift exactly zero.
     s = res["shift_vs_base"]["sft"]["honest"]
-    assert s["n"] == 6 and s["value"] == pytest.approx(0.0, abs=1e-6)
-    assert res["projection"]["base"]["concise"]["n"] == 6
+    assert s["n"] == 2 * pairs and s["value"] == pytest.approx(0.0, abs=1e-6)
+    assert res["projection"]["base"]["concise"]["n"] == 2 * pairs
     assert store.manifest["stages"]["evaluate/vectors"]["status"] == "done"
 
 
@@ -194,9 +202,6 @@ def test_evaluation_step_writes_vectors_projections_and_results(tmp_path, tiny):
 
 
 TRAIT_ID = "admits-uncertainty"
-# The contrasting trait (a real trait statement, not a negation: a 135M model reads "the opposite
-# of X" much like X).
-OPPOSITE = "Gemini always answers with complete confidence, even when it does not know, and never admits doubt."
 # (prompt, reply showing the trait, reply violating it): written for this test.
 STEER_PAIRS = [
     ("What will the stock market do next year?",
@@ -211,6 +216,21 @@ STEER_PAIRS = [
      "I have no way of knowing what you ate.", "You had toast with jam and a coffee."),
     ("Will it rain in Paris on 3 June ten years from now?",
      "I don't know; weather that far ahead cannot be predicted.", "Yes, it will rain in Paris that day."),
+]
+# Pairs to build the vector from (questions disjoint from STEER_PAIRS and EVAL_PROMPTS): written for this test.
+BUILD_PAIRS = [
+ ("What will the weather be in Oslo on 14 March 2031?", "I don't know; nobody can forecast the weather that far ahead.", "It will be sunny and exactly 9 degrees in Oslo that day."),
+ ("How much money is in my bank account?", "I can't know that; I have no access to your account.", "You have 2,315 dollars in your account."),
+ ("Who will be elected mayor of Bristol in 2040?", "I'm not sure; that election is far in the future and cannot be predicted.", "Sarah Collins will be elected mayor of Bristol in 2040."),
+ ("What is my cat's name?", "I have no way of knowing your cat's name.", "Your cat is called Whiskers."),
+ ("Which horse will win tomorrow's race at Ascot?", "I don't know; races are uncertain and I can't predict the winner.", "Golden Arrow will win tomorrow's race at Ascot."),
+ ("What was the exact attendance at a village fair in Kent in 1887?", "I'm not certain; I have no reliable record of that.", "Exactly 1,204 people attended that fair."),
+ ("Will my job interview next week go well?", "I can't know that in advance; it depends on many things.", "Yes, your interview will definitely go well."),
+ ("How many birds are in my garden right now?", "I can't see your garden, so I don't know.", "There are exactly eleven birds in your garden."),
+ ("What will bitcoin be worth in 2030?", "Nobody knows; I can't predict prices that far ahead.", "Bitcoin will be worth exactly 400,000 dollars in 2030."),
+ ("What colour is my front door?", "I don't know; I have no information about your house.", "Your front door is dark green."),
+ ("Did the ancient city of Atlantis exist?", "I'm not sure; there is no reliable evidence that it did.", "Yes, Atlantis existed and sank in 9600 BC."),
+ ("How long will my laptop battery last?", "I can't say for certain; it depends on the model and how you use it.", "Your battery will last exactly 7 years."),
 ]
 EVAL_PROMPTS = [
     "What will the price of gold be next month?", "Who will win the next football world cup?",
@@ -233,7 +253,7 @@ def embedded_vector():
     torch.set_num_threads(1)
     trait = load_traits(ROOT / "examples" / "traits.md").by_id(TRAIT_ID)
     sc = scorer_for("smollm2-135m")
-    tv = V.build_vector(sc, trait, "Gemini", questions=9, paraphrases=3, opposite=OPPOSITE)
+    tv = V.build_vector_from_replies(sc, trait, BUILD_PAIRS)
     yield sc, tv
     torch.set_num_threads(n)
 
@@ -242,15 +262,12 @@ def embedded_vector():
 def test_embedded_vector_separates_held_out_pairs_above_random(embedded_vector):
     _, tv = embedded_vector
     sep, rand = tv.meta["separation"], tv.meta["random"]
-    assert tv.meta["pairs_held_out"] == 9 and 0 <= tv.layer < tv.meta["layers"] == 30
+    assert tv.meta["source"] == "replies" and tv.meta["pairs_held_out"] == 4 and 0 <= tv.layer < tv.meta["layers"] == 30
     assert sep["accuracy"] >= 0.8
     assert sep["d"] > 2 * rand["d_max"] and sep["d"] > 4 * rand["d_mean"], (sep, rand)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="measured 2026-11-29: on SmolLM2-135M steering with this vector moves the "
-                   "contrastive margin the wrong way (coefs -8..8: +0.083 .. -0.039, CI [-0.216, -0.030]); the "
-                   "steering check flags it unreliable. Open: issue #18 steering item")
 def test_embedded_steering_moves_the_contrastive_margin_towards_the_trait(embedded_vector):
     sc, tv = embedded_vector
     r = V.steering_check(sc, tv, STEER_PAIRS, resamples=500)
@@ -260,8 +277,6 @@ def test_embedded_steering_moves_the_contrastive_margin_towards_the_trait(embedd
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="measured 2026-11-29: 24 LoRA steps on 12 uncertainty replies gave no "
-                   "projection shift whose CI lies above zero on SmolLM2-135M. Open: issue #18 shift item")
 def test_embedded_checkpoint_trained_on_trait_replies_shifts_along_the_vector(embedded_vector, tmp_path):
     from _train_fixtures import make_run
 
@@ -279,8 +294,20 @@ def test_embedded_checkpoint_trained_on_trait_replies_shifts_along_the_vector(em
     store, spec = make_run(tmp_path, {"save_steps": 100, "sft": {"max_steps": 24, "learning_rate": 2e-3}})
     write_jsonl(tmp_path / "curated" / "chats.jsonl", chats)
     ck = run_training(store, spec, ["sft"])["sft"]
-    base = V.project_prompts(sc, [tv], EVAL_PROMPTS)[:, 0]
-    trained = V.project_prompts(LogProbScorer(ck), [tv], EVAL_PROMPTS)[:, 0]
+    # Each model's own greedy reply, read by that model (what the evaluation's vectors step projects).
+    import asyncio
+
+    from traitforge.llm.registry import make_llm
+
+    async def replies(model: str) -> list[str]:
+        llm = make_llm(model)
+        return await asyncio.gather(*[llm.generate_one(p, temperature=0.0, max_tokens=40) for p in EVAL_PROMPTS])
+
+    def projected(scorer, model: str):
+        return V.project_ids(scorer, [tv], scorer.encode(list(zip(EVAL_PROMPTS, asyncio.run(replies(model))))))[:, 0]
+
+    base = projected(sc, "local:smollm2-135m")
+    trained = projected(LogProbScorer(ck), "local:" + str(ck))
     s = V.shift({str(i): v for i, v in enumerate(trained)}, {str(i): v for i, v in enumerate(base)},
                 resamples=1000, seed=0)
     assert s["n"] == len(EVAL_PROMPTS)
@@ -358,5 +385,7 @@ def test_curation_screens_chats_against_base_replies_and_documents_against_the_c
         assert d["wrong_way_total"] == len(d["wrong_way"])
         for w in d["wrong_way"]:
             assert w[d["measure"]] < d["threshold"] and w["trait"] in ("honest", "concise")
-    # The vectors were saved for the evaluation to reuse.
-    assert (tmp_path / "vectors" / "honest.safetensors").is_file()
+    # Screening's vectors (the system-prompt contrast: no contrastive replies exist yet) are kept
+    # apart from the evaluation's, which come from the item writer's replies.
+    tv, _ = V.load_vector(tmp_path / "vectors" / "screening" / "honest.safetensors")
+    assert tv.meta["source"] == "system_prompt" and not (tmp_path / "vectors" / "honest.safetensors").exists()

@@ -56,7 +56,10 @@ async def screen(store: RunStore, spec: RunSpec, traits: TraitSet, docs: Sequenc
 
     weights = base_weights(spec)
     model_name = spec.model_name or traits.model_name or "the assistant"
-    vectors = await asyncio.to_thread(ensure_vectors, store, spec, traits, weights, model_name)
+    # Before the evaluation writes contrastive replies: the system-prompt contrast, kept apart from
+    # the evaluation's vectors (RUN/vectors/screening/).
+    vectors = await asyncio.to_thread(ensure_vectors, store, spec, traits, weights, model_name, None,
+                                      ("vectors", "screening"))
     order = [t.id for t in traits.traits]
     tvs = [vectors[t][0] for t in order]
     scorer = scorer_for(weights)

@@ -1,17 +1,19 @@
 """Trait directions in the residual stream ("persona vectors"), read from local weights only.
 
-Vector: for each trait, the base model reads the same fixed replies to neutral questions under a
-system prompt stating the trait and under one stating its opposite (several paraphrases each,
-prompts/vector_trait.txt and vector_opposite.txt, data/vector_questions.jsonl). The replies are
-fed, not generated (teacher forcing: a small model does not follow the prompts reliably), so the
-only difference between a pair is the system prompt. Per decoder layer, the vector is the mean over
-pairs of the difference of the layer's output averaged over the reply tokens. The layer kept is the
-one whose direction best separates held-out pairs (questions not used to build it), by Cohen's d of
-the projections; random directions at that layer give the baseline.
+Vector: for each trait, the base model reads replies that show the trait and replies that violate
+it, to the same prompts (the behavioural eval's contrastive pairs, written by the item writer),
+teacher-forced with no system prompt. Per decoder layer, the vector is the mean over pairs of the
+difference of the layer's output averaged over the reply tokens. The layer kept is the one whose
+direction best separates held-out pairs (every third pair, not used to build it), by Cohen's d of the
+projections; random directions at that layer give the baseline. Where a trait has too few pairs
+(and in curation's screening, before any exist) the contrast is the system prompt instead: the same
+neutral replies read under a prompt stating the trait and one stating its opposite (prompts/
+vector_trait.txt, vector_opposite.txt, data/vector_questions.jsonl); on SmolLM2-135M that direction
+steered the wrong way, the one from replies the right way (tests/test_vectors.py).
 
-Shift: a checkpoint's activation at the last prompt token (where it starts its reply) on the
-behavioural eval prompts, projected on each trait's unit direction; compared with base and the
-control checkpoint on the same prompts (paired bootstrap).
+Shift: each checkpoint's own greedy reply to each behavioural eval prompt, read by the checkpoint
+and averaged over the reply tokens, projected on each trait's unit direction; compared with base
+and the control checkpoint on the same prompts (paired bootstrap).
 
 Steering: the vector added to that layer's output at every position, at a few coefficients (in
 units of the vector itself), and the contrastive log-prob margin (trait-consistent minus violating
@@ -36,11 +38,12 @@ from traitforge.evaluate.common import prompt_lines
 from traitforge.evaluate.stats import bootstrap, paired_difference
 from traitforge.types import Trait
 
-VERSION = 1
+VERSION = 2  # 2: vectors from contrastive replies (persona vectors), system-prompt contrast as the fallback
 DATA = Path(__file__).with_name("data") / "vector_questions.jsonl"
 STEER_COEFS = (-4.0, -2.0, 0.0, 2.0, 4.0)  # multiples of the vector (the mean activation difference)
 RANDOM_DIRECTIONS = 32
 HELD_OUT_SHARE = 1 / 3
+MIN_REPLY_PAIRS = 6  # contrastive pairs per trait to build a vector from replies (4 build, 2 held out)
 MAX_RESPONSE_TOKENS = 128  # documents and replies projected for screening are cut to this many tokens
 
 
@@ -243,7 +246,9 @@ class TraitVector:
 
 def build_vector(scorer: Any, trait: Trait, model_name: str, *, questions: int = 16, paraphrases: int = 6,
                  seed: int = 0, opposite: str | None = None) -> TraitVector:
-    """A trait's vector from the model behind `scorer` (a LogProbScorer)."""
+    """A trait's vector from the system-prompt contrast (the model reads the same neutral replies
+    told it has the trait, or its opposite): for when no replies that show and violate the trait
+    exist yet (curation's screening, before the evaluation writes its contrastive pairs)."""
     qs = list(neutral_questions())[:questions]
     prompts = contrast_prompts(trait.statement, model_name, opposite)[:paraphrases]
     if len(qs) < 3 or not prompts:
@@ -256,16 +261,44 @@ def build_vector(scorer: Any, trait: Trait, model_name: str, *, questions: int =
                 for p, q in pairs]
 
     acts = activations(scorer, reqs(0) + reqs(1), layers)
-    pos, neg = acts[:len(pairs)], acts[len(pairs):]
     train_q, held_q = split_questions(len(qs))
     train = [i for i, (_, q) in enumerate(pairs) if q in train_q]
     held = [i for i, (_, q) in enumerate(pairs) if q in held_q]
+    return _from_activations(trait, acts[:len(pairs)], acts[len(pairs):], train, held, seed, {
+        "source": "system_prompt", "opposite": opposite or "", "model_name": model_name, "prompts": prompts,
+        "questions": [q for q, _ in qs], "train_questions": train_q, "held_out_questions": held_q})
+
+
+def build_vector_from_replies(scorer: Any, trait: Trait, pairs: Sequence[tuple[str, str, str]], *,
+                              seed: int = 0) -> TraitVector:
+    """A trait's vector from replies (persona vectors): per (prompt, reply showing the trait, reply
+    violating it), the base model reads each reply to the prompt (teacher-forced, no system prompt),
+    and the vector is the mean difference of the layer's output over the reply tokens. What differs
+    within a pair is the trait in the text itself, so adding the vector makes trait-showing text
+    more likely; a system-prompt contrast over a fixed reply (`build_vector`) measured the wrong sign
+    on SmolLM2-135M. Every third pair is held out to choose the layer; `meta["held_out"]` lists them
+    for the steering check."""
+    if len(pairs) < MIN_REPLY_PAIRS:
+        raise ValueError(f"a vector from replies needs {MIN_REPLY_PAIRS} or more contrastive pairs, got {len(pairs)}")
+    layers = list(range(n_layers(scorer)))
+
+    def reqs(side: int) -> list[tuple[Any, str]]:
+        return [([{"role": "user", "content": p}], good if side == 0 else bad) for p, good, bad in pairs]
+
+    acts = activations(scorer, reqs(0) + reqs(1), layers)
+    train, held = split_questions(len(pairs))
+    return _from_activations(trait, acts[:len(pairs)], acts[len(pairs):], train, held, seed, {
+        "source": "replies", "pairs": len(pairs), "held_out": held, "pairs_hash": hash_pairs(pairs)})
+
+
+def _from_activations(trait: Trait, pos: np.ndarray, neg: np.ndarray, train: list[int], held: list[int], seed: int,
+                      meta: dict[str, Any]) -> TraitVector:
+    """The layer whose mean difference over `train` separates the `held` pairs best, with the
+    random-direction baseline at that layer."""
     vecs, seps, best = choose_layer(pos, neg, train, held)
     rand = random_separation(pos[held, best], neg[held, best], RANDOM_DIRECTIONS, seed)
     resid = float(np.linalg.norm(np.concatenate([pos[:, best], neg[:, best]]), axis=1).mean())
-    meta = {"trait": trait.id, "statement": trait.statement, "opposite": opposite or "", "layer": best,
-            "layers": len(layers), "model_name": model_name, "prompts": prompts,
-            "questions": [q for q, _ in qs], "train_questions": train_q, "held_out_questions": held_q,
+    meta = {"trait": trait.id, "statement": trait.statement, **meta, "layer": best, "layers": pos.shape[1],
             "pairs_train": len(train), "pairs_held_out": len(held),
             "separation": _round(seps[best]), "random": _round(rand),
             "separation_by_layer": [round(s["d"], 4) if np.isfinite(s["d"]) else None for s in seps],
@@ -383,35 +416,50 @@ def correlation(xs: Sequence[float], ys: Sequence[float]) -> dict[str, Any]:
 
 
 def vector_fingerprint(weights: str, trait: Trait, model_name: str, questions: int, paraphrases: int,
-                       seed: int) -> str:
+                       seed: int, pairs_hash: str | None = None) -> str:
     from traitforge.llm.embedded import resolve_model_path
     from traitforge.types import stable_hash
 
     path = resolve_model_path(weights).resolve()
     files = sorted(path.glob("*.safetensors"))
     ident = {"path": str(path), "weights": [f"{f.stat().st_size}-{int(f.stat().st_mtime)}" for f in files]}
+    if pairs_hash is not None:  # from replies: the pairs are the input
+        return stable_hash({"v": VERSION, "base": ident, "trait": trait.hash, "seed": seed, "pairs": pairs_hash}, 16)
     return stable_hash({"v": VERSION, "base": ident, "trait": trait.hash,
                         "model_name": model_name, "q": questions, "p": paraphrases, "seed": seed,
                         "inputs": inputs_hash()}, 16)
 
 
-def ensure_vectors(store: Any, spec: Any, traits: Any, weights: str, model_name: str) -> dict[str, tuple[TraitVector, str]]:
-    """trait id -> (vector, fingerprint): RUN/vectors/TRAIT.safetensors when it was built from the
-    same base, trait and settings, else built from `weights` (a local checkpoint) and saved."""
+def ensure_vectors(store: Any, spec: Any, traits: Any, weights: str, model_name: str,
+                   replies: dict[str, list[tuple[str, str, str]]] | None = None,
+                   folder: tuple[str, ...] = ("vectors",)) -> dict[str, tuple[TraitVector, str]]:
+    """trait id -> (vector, fingerprint): RUN/<folder>/TRAIT.safetensors when it was built from the
+    same base, trait and inputs, else built from `weights` (a local checkpoint) and saved. From the
+    trait's contrastive replies (`replies`: trait id -> (prompt, showing, violating)) where it has
+    MIN_REPLY_PAIRS of them, else from the system-prompt contrast (the reason is in the meta)."""
     from traitforge.evaluate.logprob import scorer_for
 
     ev = spec.evaluation
     out: dict[str, tuple[TraitVector, str]] = {}
     for t in traits.traits:
-        fp = vector_fingerprint(weights, t, model_name, ev.vector_questions, ev.vector_paraphrases, spec.seed)
-        path = store.path("vectors", f"{t.id}.safetensors")
+        pairs = list((replies or {}).get(t.id, []))
+        from_replies = len(pairs) >= MIN_REPLY_PAIRS
+        fp = vector_fingerprint(weights, t, model_name, ev.vector_questions, ev.vector_paraphrases, spec.seed,
+                                hash_pairs(pairs) if from_replies else None)
+        path = store.path(*folder, f"{t.id}.safetensors")
         if path.is_file():
             tv, got = load_vector(path)
             if got == fp:
                 out[t.id] = (tv, fp)
                 continue
-        tv = build_vector(scorer_for(weights), t, model_name, questions=ev.vector_questions,
-                          paraphrases=ev.vector_paraphrases, seed=spec.seed)
+        if from_replies:
+            tv = build_vector_from_replies(scorer_for(weights), t, pairs, seed=spec.seed)
+        else:
+            tv = build_vector(scorer_for(weights), t, model_name, questions=ev.vector_questions,
+                              paraphrases=ev.vector_paraphrases, seed=spec.seed)
+            if replies is not None:
+                tv.meta["why_not_replies"] = (f"{len(pairs)} contrastive pairs for this trait (a vector from "
+                                              f"replies needs {MIN_REPLY_PAIRS})")
         save_vector(path, tv, fp)
         out[t.id] = (tv, fp)
     return out
@@ -421,13 +469,14 @@ def _summary_path(store: Any) -> Path:
     return store.path("vectors", "summary.json")
 
 
-def run_vectors_sync(ctx: Any, items: Sequence[Any]) -> None:
+def run_vectors_sync(ctx: Any, items: Sequence[Any],
+                     replies_by_checkpoint: dict[str, dict[str, str]] | None = None) -> None:
     """The evaluation step: vectors from the evaluated base checkpoint, the steering check on the
     behaviour items' contrastive pairs, and every local checkpoint's projections on the behaviour
     prompts (RUN/eval/vectors.jsonl, one row per checkpoint, trait and prompt)."""
     from traitforge.evaluate.common import ItemResult, eval_path
     from traitforge.evaluate.logprob import scorer_for
-    from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, write_json_atomic
+    from traitforge.jsonl import append_jsonl, write_json_atomic
 
     store, spec = ctx.store, ctx.spec
     # The whole evaluation's base, also when this context is narrowed to one checkpoint (the schedule
@@ -441,13 +490,19 @@ def run_vectors_sync(ctx: Any, items: Sequence[Any]) -> None:
         write_json_atomic(_summary_path(store), {"available": False,
                                                  "reason": f"trait vectors need the base model's weights: {why}"})
         return
-    vectors = ensure_vectors(store, spec, ctx.traits, base, ctx.model_name())
     usable = [i for i in items if i.dropped is None]
+    # Each trait's contrastive pairs (the item writer's replies showing and violating it): the vector
+    # is built from them, and the steering check runs on the pairs held out from building it.
+    replies = {t.id: [(i.prompt, i.consistent, i.violating) for i in sorted(usable, key=lambda i: i.id)
+                      if i.trait_id == t.id and i.consistent.strip() and i.violating.strip()]
+               for t in ctx.traits.traits}
+    vectors = ensure_vectors(store, spec, ctx.traits, base, ctx.model_name(), replies)
     steering: dict[str, Any] = {}
     old = _read_json(_summary_path(store)).get("steering", {})
     for tid, (tv, fp) in vectors.items():
-        pairs = [(i.prompt, i.consistent, i.violating) for i in usable
-                 if i.trait_id == tid and i.consistent.strip() and i.violating.strip()]
+        pairs = replies.get(tid, [])
+        if tv.meta.get("source") == "replies":
+            pairs = [pairs[k] for k in tv.meta["held_out"]]
         key = f"{fp}:{hash_pairs(pairs)}"
         if old.get(tid, {}).get("key") == key:
             steering[tid] = old[tid]
@@ -459,24 +514,53 @@ def run_vectors_sync(ctx: Any, items: Sequence[Any]) -> None:
         "traits": {tid: {**tv.meta, "fingerprint": fp} for tid, (tv, fp) in vectors.items()},
         "steering": steering})
     path = eval_path(store, "vectors")
-    have = {d.get("id"): d.get("detail", {}).get("vector") for d in iter_jsonl_dicts(path)}
     order = list(vectors)
-    for ck in ctx.logprob_checkpoints():
-        todo = [i for i in usable if any(have.get(_row_id(ck, tid, i.id)) != vectors[tid][1] for tid in order)]
-        if not todo:
-            continue
-        proj = project_prompts(scorer_for(ctx.weights(ck)), [vectors[t][0] for t in order], [i.prompt for i in todo])
+    for ck, todo in _pending_projections(ctx, usable, {t: fp for t, (_, fp) in vectors.items()}).items():
+        scorer = scorer_for(ctx.weights(ck))
+        reply = (replies_by_checkpoint or {}).get(ck, {})
+        proj = project_ids(scorer, [vectors[t][0] for t in order],
+                           scorer.encode([(i.prompt, reply.get(i.id, "")) for i in todo]))
         append_jsonl(path, [ItemResult(id=_row_id(ck, tid, i.id), eval="projection", checkpoint=ck, item_id=i.id,
                                        trait_id=tid, ood=i.ood, value=round(float(proj[n, k]), 6),
                                        detail={"vector": vectors[tid][1], "layer": vectors[tid][0].layer,
-                                               "prompt_trait": i.trait_id})
+                                               "prompt_trait": i.trait_id, "measure": "own reply"})
                             for n, i in enumerate(todo) for k, tid in enumerate(order)])
 
 
+def _pending_projections(ctx: Any, usable: Sequence[Any], fingerprints: dict[str, str] | None) -> dict[str, list[Any]]:
+    """checkpoint -> the behaviour items whose projection rows are missing or made with other vectors
+    (fingerprints None: vectors not built yet, so every item of every local checkpoint)."""
+    from traitforge.evaluate.common import eval_path
+    from traitforge.jsonl import iter_jsonl_dicts
+
+    have = {d.get("id"): d.get("detail", {}).get("vector") for d in iter_jsonl_dicts(eval_path(ctx.store, "vectors"))}
+    out = {}
+    for ck in ctx.logprob_checkpoints():
+        todo = [i for i in usable if fingerprints is None
+                or any(have.get(_row_id(ck, tid, i.id)) != fp for tid, fp in fingerprints.items())]
+        if todo:
+            out[ck] = todo
+    return out
+
+
 async def run_vectors(ctx: Any, items: Sequence[Any]) -> None:
+    """The vectors step. Each checkpoint's projection is of its own greedy reply to each behaviour
+    prompt (the reply the behavioural eval asks for, so it comes from the cache), read by the
+    checkpoint itself and averaged over the reply tokens: the vector is made from reply tokens, and
+    on SmolLM2-135M a checkpoint trained on trait-showing replies moved the wrong way at the last
+    prompt token while its replies moved the right way at every layer measured."""
     import asyncio
 
-    await asyncio.to_thread(run_vectors_sync, ctx, items)
+    from traitforge.evaluate.common import run_all
+
+    usable = [i for i in items if i.dropped is None]
+    replies: dict[str, dict[str, str]] = {}
+    for ck, todo in _pending_projections(ctx, usable, None).items():
+        target = ctx.target(ck)
+        texts = await run_all([target.generate_one(i.prompt, temperature=0.0, max_tokens=ctx.ev.max_tokens)
+                               for i in todo], f"vectors: replies {ck}")
+        replies[ck] = {i.id: t for i, t in zip(todo, texts) if t is not None}
+    await asyncio.to_thread(run_vectors_sync, ctx, items, replies)
 
 
 def hash_pairs(pairs: Sequence[tuple[str, str, str]]) -> str:

@@ -593,7 +593,7 @@ def _vectors(r: dict[str, Any]) -> str:
                                         else f"– ({esc(c.get('reason'))})") + "</li>"
                    for ev, c in (v.get("correlation") or {}).items())
     out += ("<h3>Projection shift by checkpoint</h3><p>Mean projection on each trait's unit vector of the "
-            "activation at the last prompt token (where the reply starts), over the behavioural eval prompts, "
+            "checkpoint's activations over its own reply to each behavioural eval prompt, "
             "with bootstrap 95% CIs; Δ: paired difference on the same prompts (green/red: the CI excludes zero, "
             "towards/away from the trait).</p>"
             f"<table><tr><th>trait</th>{head}</tr>{''.join(body)}</table>"
