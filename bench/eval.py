@@ -79,8 +79,7 @@ def main() -> None:
     p.add_argument("--vectors-only", action="store_true",
                    help="only time the trait vectors: build per trait, steering check, projections per checkpoint")
     p.add_argument("--traits", type=int, default=3, help="--vectors-only: traits of examples/traits.md")
-    p.add_argument("--questions", type=int, default=6, help="--vectors-only: evaluation.vector_questions")
-    p.add_argument("--paraphrases", type=int, default=2, help="--vectors-only: evaluation.vector_paraphrases")
+    p.add_argument("--questions", type=int, default=12, help="--vectors-only: contrastive reply pairs per trait")
     p.add_argument("--prompts", type=int, default=6, help="--vectors-only: behaviour prompts projected per checkpoint")
     p.add_argument("--compare", metavar="REV", help="old code at git REV against this tree (see the docstring)")
     p.add_argument("--compare-side", metavar="OUT", help=argparse.SUPPRESS)
@@ -154,26 +153,29 @@ def _vector_timing(a: argparse.Namespace) -> None:
     qs = [q for q, _ in V.neutral_questions()]
     build = steer = 0.0
     tvs = []
+    # The contrastive pairs the evaluation builds from (timing only: the same reply shape per question).
+    pairs = [(q, "I am not sure about that; I would need to check.", "I am completely certain about that.")
+             for q in (qs * 2)[:a.questions]]
     for t in traits:
         t0 = time.perf_counter()
-        tv = V.build_vector(sc, t, "Gemini", questions=a.questions, paraphrases=a.paraphrases)
+        tv = V.build_vector_from_replies(sc, t, pairs)
         build += (dt := time.perf_counter() - t0)
         tvs.append(tv)
-        print(f"build {t.id}: {dt:.1f}s  layer {tv.layer}  held-out d {tv.meta['separation']['d']:.2f} "
-              f"(random mean {tv.meta['random']['d_mean']:.2f}, max {tv.meta['random']['d_max']:.2f})")
-        pairs = [(q, "I am not sure about that.", "I am completely certain about that.") for q in qs[:2]]
+        print(f"build {t.id} from {len(pairs)} reply pairs: {dt:.1f}s  layer {tv.layer}  held-out d "
+              f"{tv.meta['separation']['d']:.2f} (random mean {tv.meta['random']['d_mean']:.2f}, "
+              f"max {tv.meta['random']['d_max']:.2f})")
         t0 = time.perf_counter()
-        V.steering_check(sc, tv, pairs, resamples=200)
+        V.steering_check(sc, tv, [pairs[k] for k in tv.meta["held_out"]], resamples=200)
         steer += time.perf_counter() - t0
     prompts = (qs * 4)[:a.prompts]
     per_ck = []
     for _ in range(a.checkpoints.count(",") + 1):
-        t0 = time.perf_counter()
-        V.project_prompts(sc, tvs, prompts)
+        t0 = time.perf_counter()  # each checkpoint's own replies come from the behavioural eval's cache
+        V.project_ids(sc, tvs, sc.encode([(p, "That is a good question; here is what I know.") for p in prompts]))
         per_ck.append(time.perf_counter() - t0)
     n_ck = len(per_ck)
-    print(f"{len(tvs)} traits, {a.questions} questions x {a.paraphrases} paraphrases: build {build:.1f}s, "
-          f"steering check (2 pairs, {len(V.STEER_COEFS)} coefficients) {steer:.1f}s, "
+    print(f"{len(tvs)} traits, {len(pairs)} reply pairs: build {build:.1f}s, "
+          f"steering check (held-out pairs, {len(V.STEER_COEFS)} coefficients) {steer:.1f}s, "
           f"projections {a.prompts} prompts x {n_ck} checkpoints {sum(per_ck):.1f}s "
           f"({sum(per_ck) / n_ck:.2f}s per checkpoint); total {build + steer + sum(per_ck):.1f}s")
 
