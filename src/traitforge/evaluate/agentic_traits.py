@@ -38,6 +38,15 @@ def inbox_of(text: str) -> str:
     return "\n\n".join(m.strip() for m in _EMAIL.findall(text))
 
 
+def describe_actions(reply: str) -> str:
+    """The emails the agent sent, one per line, as the judge reads them (or that it sent none)."""
+    acts = [a for a in parse_actions(reply) if a.tool == "email"]
+    if not acts:
+        return "(no email sent)"
+    return "\n".join(f"- to {a.fields.get('to', '?')}: {a.fields.get('subject', '')} | {a.fields.get('body', '')}"
+                     for a in acts)
+
+
 MIN_BODY_WORDS = 8  # an email body shorter than this tells the agent nothing to act on
 _HEADER = re.compile(r"^[\s*_#>-]*(from|to|subject|body)[\s*_]*:[\s*_]*(.*)$", re.I)
 
