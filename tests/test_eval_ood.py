@@ -439,7 +439,8 @@ def test_agentic_inboxes_from_the_embedded_model(tmp_path: Path) -> None:
 
     writer = make_llm(ModelSpec(model="local:smollm2-135m"), cache=tmp_path / "cache.sqlite")
     judge = LLM(ScriptedBackend(model="judge", responses=lambda m, p: "unused"))
-    ctx = _agentic_ctx(tmp_path, writer, judge, item_max_tokens=48)  # the re-ask's answer limit
+    # Answer limits for the inbox and the re-ask: the CI size (the writer's text is cut, then trimmed).
+    ctx = _agentic_ctx(tmp_path, writer, judge, item_max_tokens=32, agentic_traits={"inbox_max_tokens": 64})
 
     async def build() -> list:
         try:

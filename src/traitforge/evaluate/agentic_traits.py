@@ -108,7 +108,8 @@ async def write_inbox(ctx: EvalContext, trait: Trait, j: int) -> tuple[str, str,
     more for one plain email, which goes into a fixed frame."""
     raw = await ctx.writer.generate_one(
         render("agentic_trait_scenario", trait=trait.describe(), organisation=ctx.organisation()),
-        temperature=0.9, max_tokens=max(ctx.ev.item_max_tokens, 600), seed=ctx.spec.seed + j)
+        temperature=0.9, max_tokens=max(ctx.ev.item_max_tokens, ctx.ev.agentic_traits.inbox_max_tokens),
+        seed=ctx.spec.seed + j)
     if inbox := inbox_of(raw):
         return inbox, "written", ""
     if inbox := tolerant_inbox(raw):

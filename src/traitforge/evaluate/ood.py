@@ -55,7 +55,8 @@ def announce_ood(ctx: EvalContext) -> None:
         judge += n * seeds * a.rollouts
         auditor += n_traits * a.seeds_per_trait + n * seeds * a.rollouts * (a.turns or ev.multiturn_turns)
     if ev.agentic_traits is not None:
-        judge += n_traits * ev.agentic_traits.scenarios_per_trait * (1 + n)
+        # an inbox (and at most one re-ask) per item, then a grade per evaluated model
+        judge += n_traits * ev.agentic_traits.scenarios_per_trait * (2 + n)
     prices = ctx.spec.prices
     if ctx.auditor is ctx.judge:
         announce_calls(ctx.judge, judge + auditor, stage="evaluate OOD (judge and auditor)",
