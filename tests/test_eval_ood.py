@@ -296,6 +296,21 @@ def test_repeated_audits_and_agentic_traits(tmp_path: Path) -> None:
     ag = res["results"]["sft"]["all"]["agentic_trait"]
     assert ag["value"] == 1.0 and ag["n"] == 2
     assert res["ood"]["agentic_traits"]["by_checkpoint"]["sft"]["emails_sent"]["value"] == 1.0
+    assert res["ood"]["agentic_traits"]["items_built"] == {"written": 2}
+    from traitforge.evaluate.results import build_results, write_results
+    from traitforge.report import write_report
+
+    assert "Trait behaviour in agentic form" in write_report(store).read_text()
+    assert "Inboxes:" not in write_report(store).read_text()
+    # An inbox a weak writer's text filled in is counted and flagged in the report.
+    path = store.path("eval", "agentic_trait.jsonl")
+    ag_rows = read_jsonl(path, ItemResult)
+    ag_rows[0].detail["built"] = "templated"
+    path.write_text("".join(r.model_dump_json() + "\n" for r in ag_rows))
+    write_results(store, build_results(store, TRAITS, ["sft"], bootstrap_resamples=100))
+    assert json.loads(store.path("results.json").read_text())["ood"]["agentic_traits"]["items_built"] == {
+        "templated": 1, "written": 1}
+    assert "Inboxes: 1 templated, 1 written" in write_report(store).read_text()
     assert agreement([1.0, 0.0, 1.0]) == pytest.approx(1 / 3) and agreement([1.0]) is None
     bad = tmp_path / "bad.yaml"
     bad.write_text("- {trait: nope, seed: x}\n")

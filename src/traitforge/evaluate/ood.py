@@ -5,7 +5,7 @@ Every figure per checkpoint (API models in `evaluation.models` included) with n 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, Callable, Coroutine
 
 from traitforge.evaluate.common import EvalContext, ItemResult, eval_path, load_results
@@ -257,7 +257,9 @@ def agentic_trait_section(rows: list[ItemResult], checkpoints: list[str], boot: 
     rows = [r for r in rows if r.eval == "agentic_trait"]
     if not rows:
         return {}
-    out: dict[str, Any] = {"by_checkpoint": {}, "examples": []}
+    # How the inboxes were made (written by the item writer, repaired, or templated for a weak writer).
+    built = {r.item_id: r.detail.get("built", "written") for r in rows}
+    out: dict[str, Any] = {"by_checkpoint": {}, "examples": [], "items_built": dict(Counter(built.values()))}
     for ck in checkpoints:
         mine = [r for r in rows if r.checkpoint == ck]
         if mine:
