@@ -69,9 +69,9 @@ def rows_from_log(log: Any) -> list[ItemResult]:
         elif ev == "agentic_trait":
             detail.update(response=s.output.completion if s.output else "", judge_reply=(score.explanation or "")[:2000])
         ood = bool((s.metadata or {}).get("ood", False))
-        reason = str(md.get("reason") or "") if main is None else ""
+        reason = "" if main is not None else str(md.get("reason") or "") or "unscored in Inspect"
         out.append(ItemResult(id=result_id(ev, ck, item), eval=ev, checkpoint=ck, item_id=item, trait_id=trait_id,
-                              ood=ood, value=main, reason=reason or ("" if main is not None else "unscored in Inspect"),
+                              ood=ood, value=main, reason=reason,
                               detail=detail))
     return out
 
