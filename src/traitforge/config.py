@@ -294,6 +294,8 @@ class AgenticTraitsSpec(Section):
 
     scenarios_per_trait: int = Field(default=1, ge=1)
     max_tokens: int = Field(default=600, ge=32)
+    # The item writer's inbox (a weak writer asked again for one plain email gets item_max_tokens).
+    inbox_max_tokens: int = Field(default=600, ge=32)
 
 
 class EvaluationSpec(Section):

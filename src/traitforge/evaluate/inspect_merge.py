@@ -20,7 +20,8 @@ from traitforge.types import TraitSet
 # Inspect task name -> (traitforge eval, the score's main value key)
 TASKS = {"traitforge_behaviour": ("behaviour", "score"), "traitforge_multiturn": ("multiturn", "survived"),
          "traitforge_agentic_misalignment": ("agentic_misalignment", "harmful"),
-         "traitforge_delusion": ("delusion", "validated")}
+         "traitforge_delusion": ("delusion", "validated"), "traitforge_audit": ("audit", "survived"),
+         "traitforge_agentic_trait": ("agentic_trait", "passed")}
 
 
 def _num(v: Any) -> float | None:
@@ -63,9 +64,14 @@ def rows_from_log(log: Any) -> list[ItemResult]:
             detail.update(response=s.output.completion if s.output else "")
         elif ev == "delusion":
             detail.update(turns=len(messages) // 2, validated=main)
+        elif ev == "audit":  # the seed's own source (generated or a seed file) is what the report shows
+            detail.update(source=md.get("source", "inspect"), via="inspect", judge_reply=(score.explanation or "")[:2000])
+        elif ev == "agentic_trait":
+            detail.update(response=s.output.completion if s.output else "", judge_reply=(score.explanation or "")[:2000])
         ood = bool((s.metadata or {}).get("ood", False))
+        reason = "" if main is not None else str(md.get("reason") or "") or "unscored in Inspect"
         out.append(ItemResult(id=result_id(ev, ck, item), eval=ev, checkpoint=ck, item_id=item, trait_id=trait_id,
-                              ood=ood, value=main, reason="" if main is not None else "unscored in Inspect",
+                              ood=ood, value=main, reason=reason,
                               detail=detail))
     return out
 

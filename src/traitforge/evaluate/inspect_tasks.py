@@ -6,6 +6,10 @@ Inspect's log viewer (`inspect view`). Optional: nothing else imports this modul
     inspect eval src/traitforge/evaluate/inspect_tasks.py@multiturn -T run=runs/tiny -T checkpoint=sft
     inspect eval src/traitforge/evaluate/inspect_tasks.py@behaviour -T run=runs/tiny --model openai/gpt-4o-mini
 
+The out-of-distribution evals run the same way where the run's spec configures them:
+`@agentic_misalignment`, `@delusion`, `@audits` (repeated audits) and `@agentic_traits` (each trait
+in agentic form). `traitforge evals merge-inspect RUN LOG...` merges the logs' scores into results.json.
+
 `run` is a run directory or spec file. The items are the run's own (RUN/eval/items_*.jsonl, made
 first if missing), graded by the run's judge with the same rubric and blindness as `traitforge eval`.
 With `checkpoint` (one of the run's checkpoints or an `evaluation.models` name) the replies come
@@ -17,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import math
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable, Coroutine, TypeVar
 
 from inspect_ai import Task, task
 from inspect_ai.dataset import MemoryDataset, Sample
@@ -37,6 +41,7 @@ from traitforge.llm.client import MessagesLike, as_messages
 # A checkpoint's replies come from traitforge, so Inspect's own model is never called; this
 # built-in stand-in spares the user a --model they do not need.
 UNUSED_MODEL = "mockllm/model"
+T = TypeVar("T")
 
 
 def run_context(run: str) -> EvalContext:
@@ -45,14 +50,21 @@ def run_context(run: str) -> EvalContext:
 
     r = open_run(run)
     cks = normalise_checkpoints(checkpoints_for_eval(r), r.spec.evaluation.models, r.spec.resolve)
-    return EvalContext(r.store, r.spec, r.traits, r.llm("judge"), r.llm("auditor"), cks)
+    writer = r.llm("item_writer") if r.spec.models.item_writer else None
+    return EvalContext(r.store, r.spec, r.traits, r.llm("judge"), r.llm("auditor"), cks, item_writer=writer,
+                       client=r.client)
+
+
+def _made(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """What an async builder of the run's items returns, made in a thread with its own event loop
+    (Inspect may build tasks inside its running loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 def run_items(ctx: EvalContext, kind: str) -> list[EvalItem]:
-    """The run's items of one kind, generating the missing ones (in a thread with its own event
-    loop: Inspect may build tasks inside its running loop)."""
-    with ThreadPoolExecutor(1) as pool:
-        items = pool.submit(asyncio.run, build_items(ctx)).result()
+    """The run's items of one kind, generating the missing ones."""
+    items = _made(lambda: build_items(ctx))
     return [i for i in items[kind] if i.dropped is None]
 
 
@@ -393,3 +405,143 @@ def agentic_misalignment(run: str, checkpoint: str | None = None) -> Task:
 def delusion(run: str, checkpoint: str | None = None) -> Task:
     """Delusion validation personas from the run's evaluation.delusion.dir."""
     return delusion_task(run_context(run), checkpoint)
+
+
+# --- repeated audits and each trait in agentic form ------------------------------------------
+
+
+@metric
+def violation_rate() -> Metric:
+    """Share of rollouts in which the trait was violated at some turn (of those fully graded)."""
+
+    def calc(scores: list[SampleScore]) -> float:
+        held = _mean(scores, "survived")
+        return 1.0 - held if not math.isnan(held) else math.nan
+
+    return calc
+
+
+@metric
+def first_violation() -> Metric:
+    """Mean turn of the first violation, over the rollouts with one."""
+
+    def calc(scores: list[SampleScore]) -> float:
+        return _mean(scores, "first_violation")
+
+    return calc
+
+
+@metric
+def consistency() -> Metric:
+    """Audit consistency: per seed, the share of its rollout pairs that agree (held or violated),
+    averaged over the seeds with two or more graded rollouts."""
+    from traitforge.evaluate.repeated_audits import agreement
+
+    def calc(scores: list[SampleScore]) -> float:
+        by_seed: dict[str, list[SampleScore]] = {}
+        for s in scores:
+            by_seed.setdefault(str((s.sample_metadata or {}).get("seed_id", s.sample_id)), []).append(s)
+        agree = [a for a in (agreement(_values(ss, "survived")) for ss in by_seed.values()) if a is not None]
+        return sum(agree) / len(agree) if agree else math.nan
+
+    return calc
+
+
+@solver
+def audit_conversation(ctx: EvalContext, checkpoint: str | None = None) -> Solver:
+    """One rollout of a seed scenario: the run's auditor presses (the one auditor loop), the target answers."""
+    from traitforge.evaluate.repeated_audits import AuditSeed, audit_rollout
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        target, name = _responder(ctx, checkpoint, state)
+        seed = AuditSeed.model_validate(state.metadata["seed"])
+        messages, stopped = await audit_rollout(ctx, target, seed, state.metadata["rollout"])
+        state.metadata["stopped"] = stopped
+        return _show(state, messages, name)
+
+    return solve
+
+
+@scorer(metrics=[violation_rate(), first_violation(), consistency(), unscored("survived")])
+def audit_judge(ctx: EvalContext):  # noqa: ANN201 - an Inspect Scorer
+    """The run's judge grades every turn of the rollout, as in `traitforge eval`."""
+    from traitforge.evaluate.repeated_audits import AuditSeed, grade_rollout
+
+    async def score(state: TaskState, target: Target) -> Score:
+        seed = AuditSeed.model_validate(state.metadata["seed"])
+        value, reason, detail = await grade_rollout(ctx, seed, state.metadata["rollout"], _transcript(state),
+                                                    state.metadata.get("stopped", ""))
+        detail.pop("messages")  # Inspect keeps the transcript itself
+        return Score(value={"survived": _unscored(value), "first_violation": _unscored(detail["first_violation"])},
+                     explanation=detail.pop("judge_reply") or reason, metadata={**detail, "reason": reason})
+
+    return score
+
+
+def audits_task(ctx: EvalContext, checkpoint: str | None = None) -> Task:
+    """Every seed (the run's generated ones, written first if missing, and its seed files) x rollouts."""
+    from traitforge.evaluate.repeated_audits import audit_seeds
+
+    spec = ctx.ev.audits
+    if spec is None:
+        raise InputError("evaluation.audits: not configured in this run's spec (needs audits: {rollouts: N})")
+    seeds = _made(lambda: audit_seeds(ctx))
+    samples = [Sample(id=f"{s.id}#{r}", input=s.seed, metadata={"seed": s.model_dump(), "seed_id": s.id,
+                                                                "rollout": r, "trait_id": s.trait_id})
+               for s in seeds for r in range(spec.rollouts)]
+    return _ood_task(ctx, "audit", checkpoint, samples, audit_conversation(ctx, checkpoint), audit_judge(ctx))
+
+
+@solver
+def agent_acts(ctx: EvalContext, checkpoint: str | None = None) -> Solver:
+    """The target, as the email agent, reads the item's inbox and acts (greedy, as in `traitforge eval`)."""
+    from traitforge.evaluate.agentic_traits import AgenticItem, agent_messages
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        target, name = _responder(ctx, checkpoint, state)
+        msgs = agent_messages(ctx, AgenticItem.model_validate(state.metadata["item"]))
+        text = await target.generate_one(msgs, temperature=0.0, max_tokens=ctx.ev.agentic_traits.max_tokens)
+        return _show(state, [msgs[1], Message("assistant", text)], name)
+
+    return solve
+
+
+@scorer(metrics=[judge_score(), pass_rate(), unscored("passed")])
+def agentic_trait_judge(ctx: EvalContext):  # noqa: ANN201 - an Inspect Scorer
+    """The run's judge grades the agent's actions with the trait's rubric; it never sees the model."""
+    from traitforge.evaluate.agentic_traits import AgenticItem, grade_actions, result_detail
+
+    async def score(state: TaskState, target: Target) -> Score:
+        item, reply = AgenticItem.model_validate(state.metadata["item"]), state.output.completion
+        r, judge_reply = await grade_actions(ctx, item, reply)
+        detail = result_detail(item, reply, r, judge_reply)
+        for k in ("response", "judge_reply"):  # Inspect keeps them as the answer and the explanation
+            detail.pop(k)
+        return Score(value={"score": _unscored(r.score), "passed": _unscored(r.passed)}, answer=reply,
+                     explanation=judge_reply, metadata={**detail, "reason": "" if r.passed is not None else r.reason})
+
+    return score
+
+
+def agentic_traits_task(ctx: EvalContext, checkpoint: str | None = None) -> Task:
+    """The run's agentic trait items (RUN/eval/agentic_trait_items.jsonl, written first if missing)."""
+    from traitforge.evaluate.agentic_traits import agentic_items
+
+    if ctx.ev.agentic_traits is None:
+        raise InputError("evaluation.agentic_traits: not configured in this run's spec (needs agentic_traits: {})")
+    items = _made(lambda: agentic_items(ctx))
+    samples = [Sample(id=i.id, input=i.inbox, target=ctx.traits.by_id(i.trait_id).statement,
+                      metadata={"item": i.model_dump(), "trait_id": i.trait_id}) for i in items]
+    return _ood_task(ctx, "agentic_trait", checkpoint, samples, agent_acts(ctx, checkpoint), agentic_trait_judge(ctx))
+
+
+@task
+def audits(run: str, checkpoint: str | None = None) -> Task:
+    """Repeated audits: rollouts of each seed scenario from the run's evaluation.audits."""
+    return audits_task(run_context(run), checkpoint)
+
+
+@task
+def agentic_traits(run: str, checkpoint: str | None = None) -> Task:
+    """Each trait in agentic form: the model acts as an email agent (evaluation.agentic_traits)."""
+    return agentic_traits_task(run_context(run), checkpoint)

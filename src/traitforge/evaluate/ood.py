@@ -5,7 +5,7 @@ Every figure per checkpoint (API models in `evaluation.models` included) with n 
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, Callable, Coroutine
 
 from traitforge.evaluate.common import EvalContext, ItemResult, eval_path, load_results
@@ -55,7 +55,8 @@ def announce_ood(ctx: EvalContext) -> None:
         judge += n * seeds * a.rollouts
         auditor += n_traits * a.seeds_per_trait + n * seeds * a.rollouts * (a.turns or ev.multiturn_turns)
     if ev.agentic_traits is not None:
-        judge += n_traits * ev.agentic_traits.scenarios_per_trait * (1 + n)
+        # an inbox (and at most one re-ask) per item, then a grade per evaluated model
+        judge += n_traits * ev.agentic_traits.scenarios_per_trait * (2 + n)
     prices = ctx.spec.prices
     if ctx.auditor is ctx.judge:
         announce_calls(ctx.judge, judge + auditor, stage="evaluate OOD (judge and auditor)",
@@ -256,7 +257,9 @@ def agentic_trait_section(rows: list[ItemResult], checkpoints: list[str], boot: 
     rows = [r for r in rows if r.eval == "agentic_trait"]
     if not rows:
         return {}
-    out: dict[str, Any] = {"by_checkpoint": {}, "examples": []}
+    # How the inboxes were made (written by the item writer, repaired, or templated for a weak writer).
+    built = {r.item_id: r.detail.get("built", "written") for r in rows}
+    out: dict[str, Any] = {"by_checkpoint": {}, "examples": [], "items_built": dict(Counter(built.values()))}
     for ck in checkpoints:
         mine = [r for r in rows if r.checkpoint == ck]
         if mine:

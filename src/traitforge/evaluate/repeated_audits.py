@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from traitforge.errors import InputError
+from traitforge.evaluate.audit import Responder
 from traitforge.evaluate.common import (EvalContext, EvalItem, ItemResult, clean_generated, done_ids, eval_path,
                                         render, result_id, run_all)
 from traitforge.evaluate.multiturn import converse, grade_transcript, summarise
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts
+from traitforge.llm.base import Message
 from traitforge.types import Record, stable_hash
 
 EVAL = "audit"
@@ -85,6 +88,30 @@ def agreement(outcomes: list[float]) -> float | None:
     return sum(a == b for a, b in pairs) / len(pairs) if pairs else None
 
 
+def seed_item(seed: AuditSeed) -> EvalItem:
+    """The seed as a multi-turn item: the auditor presses with the seed scenario as its tactic."""
+    return EvalItem(id=seed.id, kind="multiturn", trait_id=seed.trait_id, prompt=seed.seed)
+
+
+async def audit_rollout(ctx: EvalContext, target: Responder, seed: AuditSeed, rollout: int
+                        ) -> tuple[list[Message], str]:
+    """One rollout of a seed through the one auditor loop; the messages and why it stopped early."""
+    return await converse(ctx, target, seed_item(seed), rollout=rollout, turns=ctx.ev.audits.turns)
+
+
+async def grade_rollout(ctx: EvalContext, seed: AuditSeed, rollout: int, messages: list[Message], stopped: str
+                        ) -> tuple[float | None, str, dict[str, Any]]:
+    """The judge's turn-by-turn verdicts on one rollout: (survived as 1/0, None if ungraded;
+    why unscored; ItemResult.detail, which the report's audit section reads)."""
+    verdicts, judge_reply = await grade_transcript(ctx, seed_item(seed), messages)
+    s = summarise(verdicts)
+    reason = stopped or ("" if s["survived"] is not None else "a turn could not be graded")
+    detail = {"seed_id": seed.id, "seed": seed.seed, "source": seed.source, "rollout": rollout,
+              "turns": len(messages) // 2, "verdicts": verdicts, **s,
+              "messages": [m.to_dict() for m in messages], "judge_reply": judge_reply[:2000]}
+    return (None if s["survived"] is None else float(s["survived"])), reason, detail
+
+
 async def run_repeated_audits(ctx: EvalContext) -> None:
     spec = ctx.ev.audits
     seeds = await audit_seeds(ctx)
@@ -92,17 +119,11 @@ async def run_repeated_audits(ctx: EvalContext) -> None:
     done = done_ids(path)
 
     async def one(ck: str, seed: AuditSeed, rollout: int) -> ItemResult:
-        item = EvalItem(id=seed.id, kind="multiturn", trait_id=seed.trait_id, prompt=seed.seed)
-        messages, stopped = await converse(ctx, ctx.target(ck), item, rollout=rollout, turns=spec.turns)
-        verdicts, judge_reply = await grade_transcript(ctx, item, messages)
-        s = summarise(verdicts)
-        reason = stopped or ("" if s["survived"] is not None else "a turn could not be graded")
-        return ItemResult(
-            id=result_id(EVAL, ck, f"{seed.id}#{rollout}"), eval=EVAL, checkpoint=ck, item_id=f"{seed.id}#{rollout}",
-            trait_id=seed.trait_id, value=None if s["survived"] is None else float(s["survived"]), reason=reason,
-            detail={"seed_id": seed.id, "seed": seed.seed, "source": seed.source, "rollout": rollout,
-                    "turns": len(messages) // 2, "verdicts": verdicts, **s,
-                    "messages": [m.to_dict() for m in messages], "judge_reply": judge_reply[:2000]})
+        messages, stopped = await audit_rollout(ctx, ctx.target(ck), seed, rollout)
+        value, reason, detail = await grade_rollout(ctx, seed, rollout, messages, stopped)
+        return ItemResult(id=result_id(EVAL, ck, f"{seed.id}#{rollout}"), eval=EVAL, checkpoint=ck,
+                          item_id=f"{seed.id}#{rollout}", trait_id=seed.trait_id, value=value, reason=reason,
+                          detail=detail)
 
     jobs = [(ck, s, r) for ck in ctx.checkpoints for s in seeds for r in range(spec.rollouts)
             if result_id(EVAL, ck, f"{s.id}#{r}") not in done]

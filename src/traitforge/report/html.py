@@ -752,6 +752,10 @@ def _ood_agentic_traits(s: dict[str, Any]) -> str:
     out = ("<h2>Trait behaviour in agentic form</h2><p>The model acts as an email agent in a scenario where the trait "
            "matters; the judge grades its actions with the behaviour rubric.</p>"
            + _ood_table(["checkpoint", "pass rate", "score (1-10)", "emails sent"], rows))
+    built = s.get("items_built") or {}
+    if set(built) - {"written"}:  # a weak item writer's inboxes were repaired or put in a fixed frame
+        out += ("<p>Inboxes: " + ", ".join(f"{n} {esc(k)}" for k, n in sorted(built.items()))
+                + " (templated: the item writer's plain email in a fixed frame; read these scores with care).</p>")
     for ex in s.get("examples", []):
         out += (f'<details><summary>{esc(ex.get("checkpoint"))} · {esc(ex.get("trait_id"))}</summary><div class="box">'
                 f'<div class="msg user"><b>inbox</b>\n{esc(ex.get("inbox"))}</div><div class="msg assistant">'
