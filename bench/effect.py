@@ -193,7 +193,7 @@ def vector_table(results: dict) -> str:
         ci = f" [{e['ci_low']:+.3f}, {e['ci_high']:+.3f}]" if e.get("ci_low") is not None else ""
         return f"{e['value']:+.3f}{ci}"
 
-    lines = ["", "trait vectors: projection shift at the last prompt token (paired over the behaviour prompts)"]
+    lines = ["", "trait vectors: projection shift of each checkpoint's own replies (paired over the behaviour prompts)"]
     cks = [c for c in results["checkpoints"] if c != "base"]
     lines.append(f"{'trait':<26}{'layer':>6}{'d (rand max)':>16}{'steers':>8}" + "".join(f"{c:>30}" for c in cks))
     for tid, t in v.get("traits", {}).items():
