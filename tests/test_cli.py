@@ -45,3 +45,16 @@ def test_status_shows_stages(tmp_path):
     assert r.returncode == 0 and "claims" in r.stdout and "done" in r.stdout and "rows=4" in r.stdout
     missing = cli("status", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "not a run directory" in missing.stderr
+
+
+def test_quiet_screen_silences_the_datasets_progress_bars():
+    """TRL's tokenizing passes (datasets.map) drew progress bars on the user's screen during training."""
+    import subprocess
+    import sys
+
+    code = ("from traitforge.logs import quiet_screen; quiet_screen(); import datasets; "
+            "datasets.Dataset.from_dict({'a': list(range(50))}).map(lambda x: x, desc='Tokenizing train dataset')")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "HF_DATASETS_DISABLE_PROGRESS_BARS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert "Tokenizing train dataset" not in out.stderr + out.stdout

@@ -5,6 +5,7 @@ the run's log, RUN/run.log, where they can still be read."""
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def quiet_screen() -> None:
         hf_logging.disable_default_handler()  # its records still reach the run's log (handler above)
     except ImportError:
         pass
+    # datasets (TRL's tokenizing and truncating passes) reads this when it is imported: no import here.
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     try:
         from huggingface_hub.utils import disable_progress_bars
 
