@@ -173,7 +173,8 @@ def test_evaluation_step_writes_vectors_projections_and_results(tmp_path, tiny, 
 
     spec = RunSpec.model_validate({"traits": "t.md", "output_dir": str(tmp_path / "run"), "evaluation": {
         "knowledge": False, "behaviour_prompts_per_trait": pairs, "ood_share": 0.0, "multiturn_conversations_per_trait": 0,
-        "max_tokens": 8, "bootstrap": 100, "vector_questions": 6, "vector_paraphrases": 2}})
+        "max_tokens": 8, "bootstrap": 100, "vector_questions": 6, "vector_paraphrases": 2,
+        "capability_max_tokens": 512}})  # perplexity on the whole default text took most of a minute
     store = RunStore(tmp_path / "run")
     judge = LLM(ScriptedBackend(model="judge", responses=judge_responder))
     run_evaluation(store, spec, TRAITS, judge, judge, {"base": str(tiny), "sft": str(tiny)})
