@@ -13,6 +13,7 @@ from _eval_fixtures import TRAITS, api_model_responder, judge_responder  # noqa:
 from fake_batch_server import FakeBatchServer  # noqa: E402
 
 from traitforge.config import ModelSpec, RunSpec  # noqa: E402
+from traitforge.curate.records import QualityScore  # noqa: E402
 from traitforge.jsonl import read_jsonl, write_jsonl  # noqa: E402
 from traitforge.llm.base import Message  # noqa: E402
 from traitforge.llm.client import LLM  # noqa: E402
@@ -60,9 +61,8 @@ def test_curation_quality_grades_go_by_batch_with_their_estimate(server, tmp_pat
 
     assert server.created and server.live_calls == []  # every grade came from a batch
     assert sum(n for _, _, n in server.created) == 10
-    scores = \
-        [line for line in (store.root / "curation" / "quality.jsonl").read_text().splitlines()]
-    assert len(scores) == 10 and all('"status":"scored"' in s.replace(" ", "") for s in scores)
+    scores = read_jsonl(store.root / "curation" / "quality.jsonl", QualityScore)
+    assert len(scores) == 10 and all(q.status == "scored" for q in scores)
     err = capsys.readouterr().err
     assert "estimate curate.quality (batch round 1): openai:gpt-4o-mini: 10 requests" in err and "at batch price" in err
     assert len(read_jsonl(store.root / "curated" / "chats.jsonl", Chat)) == 4

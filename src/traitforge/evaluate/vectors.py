@@ -377,13 +377,6 @@ def _ci(e: Any) -> str:
 # --- projections ---------------------------------------------------------------------------------
 
 
-def project_prompts(scorer: Any, vectors: Sequence[TraitVector], prompts: Sequence[str]) -> np.ndarray:
-    """(prompts, vectors): projection of the activation at the last prompt token on each unit vector."""
-    layers = sorted({tv.layer for tv in vectors})
-    acts = activations(scorer, [(p, "") for p in prompts], layers, where="last_prompt")
-    return np.stack([acts[:, layers.index(tv.layer)] @ tv.unit for tv in vectors], axis=1)
-
-
 def project_ids(scorer: Any, vectors: Sequence[TraitVector], seqs: Sequence[tuple[list[int], list[int]]]
                 ) -> np.ndarray:
     """(seqs, vectors): projection of the continuation's mean activation (its first
