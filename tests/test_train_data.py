@@ -213,3 +213,20 @@ def test_max_length_auto_comes_from_the_length_distribution_within_the_cap():
     assert data.choose_max_length([30, 50, 70, 400], cap=2048) == 448
     assert data.choose_max_length([30] * 100 + [5000], cap=1024) == 64  # one outlier does not set it
     assert data.choose_max_length([3000] * 10, cap=1024) == 1024
+
+
+def test_length_grouped_order_keeps_every_row_and_groups_lengths():
+    from traitforge.train.data import length_grouped_order
+
+    lengths = [5 if i % 4 else 200 for i in range(53)]
+    orders = [length_grouped_order(lengths, 8, seed) for seed in range(6)]
+    for order in orders:
+        assert sorted(order) == list(range(53))  # every row once
+        batches = [order[i:i + 8] for i in range(0, 53, 8)]
+        # 14 long rows fill one batch and share one more: at most 2 batches hold any long row whose
+        # other rows are short (one window of 16 batches spans the whole set).
+        mixed = [b for b in batches if len({lengths[i] for i in b}) > 1]
+        assert len(mixed) <= 1
+    assert len({tuple(o) for o in orders}) == len(orders)  # the seed changes the order
+    # The longest batch is not always first (no long-to-short curriculum).
+    assert len({lengths[o[0]] for o in orders}) == 2

@@ -87,6 +87,8 @@ class Step:
     # Runs with nothing else on the model: it hooks the model's layers (steering), which would
     # change what any concurrent forward pass computes.
     alone: bool = False
+    # Reads another eval's rows (e.g. the behaviour replies): graded after the others.
+    after_others: bool = False
 
 
 def _plan(ctx: EvalContext, items: dict[str, list]) -> list[Step]:
@@ -113,7 +115,8 @@ def _plan(ctx: EvalContext, items: dict[str, list]) -> list[Step]:
     if (store.root / "curation" / "pattern_classifiers.jsonl").is_file():
         from traitforge.evaluate.patterns import run_patterns
 
-        steps.append(Step("patterns", run_patterns))  # the data's patterns in each checkpoint's replies
+        # the data's patterns in each checkpoint's replies (read from the behaviour eval's rows)
+        steps.append(Step("patterns", run_patterns, after_others=True))
     if ev.contrastive or canary_pairs:
         pairs = (behaviour if ev.contrastive else []) + canary_pairs
         steps.append(Step("contrastive", lambda c: run_contrastive(c, pairs), per_checkpoint=True))
@@ -180,10 +183,18 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
                 store.set_counts("evaluate/respond", seconds_per_checkpoint=await _respond_by_checkpoint(ctx, steps))
         # Each eval over every checkpoint: after the schedule above, the evaluated models' answers come
         # from the cache and the log-prob rows are written, so what is left is the judge's grading,
-        # blind and shuffled across checkpoints.
-        for step in steps:
+        # blind and shuffled across checkpoints. The evals grade at once, so a local judge serves
+        # their calls in shared batches (one eval's few calls at a time left it at batch 4-6).
+        async def finish(step: Step) -> None:
             with store.stage(f"evaluate/{step.name}", fp):
                 await step.run(ctx)
+
+        at_once = spec.evaluation.schedule == "by_checkpoint"  # else each eval still runs the models
+        together = [s for s in steps if at_once and not s.alone and not s.after_others]
+        await gather_or_cancel([finish(s) for s in together])
+        for step in steps:
+            if step not in together:
+                await finish(step)
         if spec.evaluation.lm_eval_tasks:
             with store.stage("evaluate/lm_eval", fp):
                 notes += await asyncio.to_thread(run_lm_eval, ctx)

@@ -70,7 +70,9 @@ def make_trainer(spec: RunSpec, job: StageJob, conversations: list[list[dict[str
         padding_free=packed,
         include_num_input_tokens_seen="all" if packed else "non_padding",
     )
-    return SFTTrainer(
+    # Not for joint training: sorting would split the documents' full blocks from the chats.
+    grouped = spec.training.group_by_length and not packed and not extra_rows
+    return (length_grouped_trainer() if grouped else SFTTrainer)(
         model=load_model(job.init_path, spec),
         args=args,
         train_dataset=data.chat_dataset(tok, conversations, extra_rows or (), job.seed),
@@ -78,3 +80,32 @@ def make_trainer(spec: RunSpec, job: StageJob, conversations: list[list[dict[str
         peft_config=peft_config(spec),
         callbacks=[metrics_callback(job), *job.callbacks],
     )
+
+
+
+def length_grouped_trainer() -> type:
+    """SFTTrainer whose batches hold chats of similar lengths (data.length_grouped_order, a new
+    seeded order every epoch)."""
+    import torch
+    from trl import SFTTrainer
+
+    class LengthGroupedSampler(torch.utils.data.Sampler):
+        def __init__(self, lengths: list[int], batch_size: int, seed: int):
+            self.lengths, self.batch_size, self.seed, self.epoch = lengths, batch_size, seed, 0
+
+        def __len__(self) -> int:
+            return len(self.lengths)
+
+        def __iter__(self):
+            order = data.length_grouped_order(self.lengths, self.batch_size, self.seed + self.epoch)
+            self.epoch += 1
+            return iter(order)
+
+    class LengthGroupedSFTTrainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset=None):
+            ds = self.train_dataset if train_dataset is None else train_dataset
+            lengths = [len(x) for x in ds["input_ids"]]
+            return LengthGroupedSampler(lengths, self.args.train_batch_size,  # padding is per micro-batch
+                                        self.args.seed)
+
+    return LengthGroupedSFTTrainer
