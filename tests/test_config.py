@@ -91,8 +91,8 @@ def test_max_traits_keeps_the_first_traits(tmp_path):
     (tmp_path / "traits.md").write_text(EXAMPLE_TRAITS.read_text(encoding="utf-8"), encoding="utf-8")
     spec = spec_file(tmp_path, "traits: traits.md\n")
     assert len(open_run(spec).traits.traits) == 5
-    # The tiny preset keeps the CI run at the example's first three traits, whatever the document adds.
-    assert preset_overrides("tiny")["max_traits"] == 3
+    # The tiny preset keeps the CI run at the example's first two traits, whatever the document adds.
+    assert preset_overrides("tiny")["max_traits"] == 2
     tiny = open_run(spec, preset="tiny")
-    assert [t.id for t in tiny.traits.traits] == ["honest-under-pressure", "not-sycophantic", "admits-uncertainty"]
+    assert [t.id for t in tiny.traits.traits] == ["honest-under-pressure", "not-sycophantic"]
     assert tiny.store.manifest["traits"]["ids"] == [t.id for t in tiny.traits.traits]

@@ -33,6 +33,36 @@ def test_sensible_continuation_beats_gibberish() -> None:
 
 
 @pytest.mark.slow
+def test_shared_prompts_score_as_they_do_alone() -> None:
+    """A prompt with several continuations is run once and its cache reused: every continuation
+    (one token or many, of different lengths, beside prompts with one continuation) scores as it
+    does in its own forward pass."""
+    from traitforge.evaluate.logprob import scorer_for
+
+    s = scorer_for("smollm2-135m")
+    q = "Is the sky green? Answer Yes or No."
+    opts = ["Paris.", "It is Lyon, a city on the Rhone.", "Marseille, I think.", "Berlin"]
+    mc = ("France is a country in western Europe. Its largest cities include Paris, Lyon and Marseille, "
+          "and its government sits in one of them. Which city is the capital of France?")
+    reqs = [(q, " Yes"), (q, " No")] + [(mc, o) for o in opts] + [("Say hello.", "Hello there!")]
+    model, _ = s._load()
+    positions = []  # token positions the model is run on, per forward pass
+    hook = model.get_input_embeddings().register_forward_hook(lambda m, a, out: positions.append(a[0].numel()))
+    try:
+        shared = s.score(reqs)
+        fed_shared = sum(positions)
+        positions.clear()
+        alone = [s._score_ids(s.encode([r]))[0] for r in reqs]
+        fed_alone = sum(positions)
+    finally:
+        hook.remove()
+    for (prompt, cont), got, want in zip(reqs, shared, alone):
+        assert got.n_tokens == want.n_tokens > 0
+        assert got.sum == pytest.approx(want.sum, abs=2e-3), (prompt, cont)
+    assert fed_shared < 0.6 * fed_alone  # the two shared prompts ran once each, not six times
+
+
+@pytest.mark.slow
 def test_probes_on_real_shared_file() -> None:
     path = SHARED / "persona" / "agreeableness.jsonl"
     if not path.is_file():

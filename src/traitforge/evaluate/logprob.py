@@ -43,8 +43,57 @@ class LogProbScorer:
         return "\n\n".join(m["content"] for m in msgs) + "\n\n"  # same fallback as the local backend
 
     def score(self, requests: Sequence[tuple[MessagesLike, str]]) -> list[LogProb]:
-        """Log-prob of each continuation given its messages."""
-        return self._score_ids(self.encode(requests))
+        """Log-prob of each continuation given its messages. A prompt with several continuations
+        (a question's options, a probe's Yes and No, a pair's two replies) is run once and its
+        keys and values reused for every continuation; the rest go in length-sorted batches."""
+        seqs = self.encode(requests)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, (prompt, _) in enumerate(seqs):
+            groups.setdefault(tuple(prompt), []).append(i)
+        shared = {i for idxs in groups.values() if len(idxs) > 1 for i in idxs}
+        results = dict(zip(sorted(shared), self._score_shared(seqs, [g for g in groups.values() if len(g) > 1])))
+        alone = [i for i in range(len(seqs)) if i not in shared]
+        results.update(zip(alone, self._score_ids([seqs[i] for i in alone])))
+        return [results[i] for i in range(len(seqs))]
+
+    def _score_shared(self, seqs: Sequence[tuple[list[int], list[int]]], groups: list[list[int]]) -> list[LogProb]:
+        """Log-probs of the continuations in `groups` (indices sharing one prompt), in the order of
+        the sorted indices: per group, the prompt's forward pass once (its cache), then every
+        continuation in one right-padded batch on top of it."""
+        import torch
+
+        model, tok = self._load()
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+        results: dict[int, LogProb] = {}
+        for idxs in groups:
+            prompt = seqs[idxs[0]][0]
+            conts = [seqs[i][1] for i in idxs]
+            width = max(len(c) for c in conts)
+            with FORWARD.slot(), torch.no_grad():
+                out = model(input_ids=torch.tensor([prompt], device=model.device), use_cache=True)
+                first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each continuation's first token
+                if width > 1:
+                    cache = out.past_key_values
+                    cache.batch_repeat_interleave(len(conts))
+                    ids = torch.full((len(conts), width), pad, dtype=torch.long)
+                    mask = torch.zeros((len(conts), len(prompt) + width), dtype=torch.long)
+                    mask[:, :len(prompt)] = 1
+                    for j, c in enumerate(conts):
+                        ids[j, :len(c)] = torch.tensor(c, dtype=torch.long)
+                        mask[j, len(prompt):len(prompt) + len(c)] = 1
+                    rest = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                                 past_key_values=cache, use_cache=True).logits.float()
+            for j, i in enumerate(idxs):
+                c = conts[j]
+                if not c:
+                    results[i] = LogProb(0.0, 0)
+                    continue
+                total = float(first[c[0]])
+                if len(c) > 1:  # token t (t >= 1) is predicted at continuation position t-1
+                    lps = torch.log_softmax(rest[j, :len(c) - 1], dim=-1)
+                    total += float(lps.gather(1, torch.tensor(c[1:], device=lps.device)[:, None]).sum())
+                results[i] = LogProb(total, len(c))
+        return [results[i] for i in sorted(results)]
 
     def encode(self, requests: Sequence[tuple[MessagesLike, str]]) -> list[tuple[list[int], list[int]]]:
         """(prompt ids, continuation ids) per request: the rendered messages and the continuation,
