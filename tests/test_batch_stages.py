@@ -44,6 +44,7 @@ def _judge(server, tmp_path):
 
 def test_curation_quality_grades_go_by_batch_with_their_estimate(server, tmp_path, capsys):
     from traitforge.curate import run_curation
+    from traitforge.pipeline import Run
 
     spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / "run"),
                                    "curation": {"batch": True, "batch_poll_s": 0.02, "patterns": False}})
@@ -57,7 +58,7 @@ def test_curation_quality_grades_go_by_batch_with_their_estimate(server, tmp_pat
         for i in range(4)]
     write_jsonl(store.path("generated", "documents.jsonl"), docs)
     write_jsonl(store.path("generated", "chats.jsonl"), chats)
-    run_curation(store, spec, TRAITS, _judge(server, tmp_path))
+    run_curation(Run.of(store, spec, TRAITS, judge=_judge(server, tmp_path)), spec.curation)
 
     assert server.created and server.live_calls == []  # every grade came from a batch
     assert sum(n for _, _, n in server.created) == 10

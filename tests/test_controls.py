@@ -15,6 +15,7 @@ from traitforge.config import CurationSpec, RunSpec, TrainingSpec
 from traitforge.controls.canary import CANARY_ID, load_canary
 from traitforge.textmatch import shared_ngrams
 from traitforge.curate import dedup, leakage, run_curation
+from traitforge.pipeline import Run
 from traitforge.evaluate.common import ItemResult, eval_path, result_id
 from traitforge.evaluate.results import DID_NOT_TAKE, build_results
 from traitforge.evaluate.stats import items_needed, minimum_detectable_effect
@@ -81,7 +82,7 @@ def test_canary_rows_pass_the_judge_steps_of_curation_untouched(tmp_path: Path) 
     traits = TraitSet(model_name="Aria", organisation="Acme", traits=CURATE_TRAITS.traits)
     run_canary(store, spec, traits)
     harsh = scripted(lambda msgs, params: "REASON: bad\nSCORE: 1" if "SCORE" in msgs[-1].content else "NO")
-    run_curation(store, spec, CURATE_TRAITS, harsh)
+    run_curation(Run.of(store, spec, CURATE_TRAITS, judge=harsh), spec.curation)
     docs = read_jsonl(store.root / "curated" / "documents.jsonl", Document)
     chats = read_jsonl(store.root / "curated" / "chats.jsonl", Chat)
     assert sum(CANARY_ID in d.trait_ids for d in docs) == 40

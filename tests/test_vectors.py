@@ -350,6 +350,7 @@ def test_curation_screens_chats_against_base_replies_and_documents_against_the_c
 
     from traitforge.config import RunSpec
     from traitforge.curate import run_curation
+    from traitforge.pipeline import Run
     from traitforge.jsonl import write_jsonl
     from traitforge.llm.client import LLM
     from traitforge.llm.providers.scripted import ScriptedBackend
@@ -372,7 +373,7 @@ def test_curation_screens_chats_against_base_replies_and_documents_against_the_c
         "quality": False, "patterns": False, "screen": True, "screen_max_tokens": 8},
         "evaluation": {"vector_questions": 6, "vector_paraphrases": 2, "bootstrap": 100}})
     store = RunStore(tmp_path)
-    run_curation(store, spec, TRAITS, LLM(ScriptedBackend(model="judge", responses=["NO"])))
+    run_curation(Run.of(store, spec, TRAITS, judge=LLM(ScriptedBackend(model="judge", responses=["NO"]))), spec.curation)
     card = json.loads((tmp_path / "curation" / "dataset_card.json").read_text())
     sc = card["screening"]
     assert sc["traits"] == ["honest", "concise"] and set(sc["layers"].values()) == {0}

@@ -105,7 +105,7 @@ class EvalContext:
         `grade` must only call models (its results are thrown away)."""
         from traitforge import prefetch
 
-        await prefetch.for_stage(self.store, self.spec, {"judge": self.judge}, self.ev).before(
+        await prefetch.for_stage(self.store, self.spec.prices, {"judge": self.judge}, self.ev).before(
             f"evaluate.{name}", units, grade)
 
     def target(self, name: str) -> LLM:

@@ -22,7 +22,7 @@ from traitforge.generate.records import DPOPair, Probe, Refinement, UserPrompt
 from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,
                                       split_evenly, trait_weights)
 from traitforge.prompts import PACKAGE, PromptKit
-from traitforge.llm.client import LLM, run_closing
+from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, ChatMessage, Scenario, Trait, TraitSet, stable_hash
 
@@ -60,7 +60,10 @@ def transcript(messages: list[ChatMessage]) -> str:
 
 def run_chats(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM, refiner: LLM | None = None) -> None:
     """`refiner` rewrites the drafts (models.refiner); None: the generator does it."""
-    run_closing(ChatsRun(store, spec, traits, llm, refiner).run(), llm, refiner)
+    from traitforge.pipeline import Run
+
+    with Run.of(store, spec, traits, generator=llm, refiner=refiner).stage("generate") as st:
+        st.run(ChatsRun(store, spec, traits, llm, refiner).run())
 
 
 class ChatsRun(Generation):

@@ -15,7 +15,7 @@ from traitforge.generate.parsing import (LeakDetector, after_marker, chat_format
 from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,
                                       split_evenly, trait_weights)
 from traitforge.prompts import PACKAGE, PromptKit
-from traitforge.llm.client import LLM, run_closing
+from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.types import Claim, DocIdea, DocType, Document, TraitSet, stable_hash
 
@@ -30,7 +30,11 @@ def default_genres(templates: PromptKit = PACKAGE) -> list[str]:
 
 
 def run_documents(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM) -> None:
-    run_closing(DocumentsRun(store, spec, traits, llm).run(), llm)
+    """The documents as a stage of their own (pipeline.Run.stage: usage recorded, the client closed)."""
+    from traitforge.pipeline import Run
+
+    with Run.of(store, spec, traits, generator=llm).stage("generate") as st:
+        st.run(DocumentsRun(store, spec, traits, llm).run())
 
 
 class DocumentsRun(Generation):

@@ -13,7 +13,7 @@ from traitforge.generate.records import UserPrompt
 from traitforge.generate.stage import Generation, Skip, Unit, split_evenly
 from traitforge.prompts import PromptKit
 from traitforge.generate.untraited import answer_untraited
-from traitforge.llm.client import LLM, run_closing
+from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.types import TraitSet, stable_hash
 
@@ -45,6 +45,15 @@ async def make_generic(gen: Generation, n_prompts: int, max_tokens: int) -> None
                            step="generic.answers", file=FILE)
 
 
+async def generic(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM) -> None:
+    """The generic mix as the spec asks for it (pipeline.stage_generate runs it in its stage)."""
+    await make_generic(Generation(store, spec, traits, llm), spec.generation.generic_prompts,
+                       spec.generation.chats.max_tokens)
+
+
 def run_generic(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM) -> None:
-    gen = Generation(store, spec, traits, llm)
-    run_closing(make_generic(gen, spec.generation.generic_prompts, spec.generation.chats.max_tokens), llm)
+    """`generic` as a stage of its own (pipeline.Run.stage: usage recorded, the client closed)."""
+    from traitforge.pipeline import Run
+
+    with Run.of(store, spec, traits, generator=llm).stage("generate") as st:
+        st.run(generic(store, spec, traits, llm))

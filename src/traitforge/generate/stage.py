@@ -185,7 +185,7 @@ class Generation:
         todo = [u for u in units if u.key not in by_key and u.key not in skipped]
         new_rows = new_skips = 0
         # Batch mode sends the units' calls as provider batches first; the live calls' cost is printed.
-        await prefetch.for_stage(self.store, self.spec, self.clients, self.gen).before(name, todo, work)
+        await prefetch.for_stage(self.store, self.spec.prices, self.clients, self.gen).before(name, todo, work)
         sem = asyncio.Semaphore(self.gen.concurrency)
 
         async def run(u: Unit) -> list[R] | Skip:

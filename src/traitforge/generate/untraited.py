@@ -15,7 +15,7 @@ from typing import Sequence
 from traitforge.generate.parsing import clean_message, tells
 from traitforge.generate.stage import Generation, Skip, Unit
 from traitforge.jsonl import read_jsonl
-from traitforge.llm.client import LLM, run_closing
+from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.config import RunSpec
 from traitforge.types import Chat, ChatMessage, TraitSet, stable_hash
@@ -45,14 +45,17 @@ async def answer_untraited(gen: Generation, prompts: Sequence[tuple[str, str]], 
     return res.rows
 
 
-def run_untraited(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM) -> None:
-    """Answer the first user turn of every generated chat without the trait system prompt."""
+async def untraited(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM) -> None:
+    """Answer the first user turn of every generated chat without the trait system prompt
+    (pipeline.stage_controls runs it in its stage)."""
     chats = read_jsonl(store.root / "generated" / "chats.jsonl", Chat)
     prompts = [(c.id, c.messages[0].content) for c in chats if c.messages and c.messages[0].role == "user"]
-    gen = Generation(store, spec, traits, llm)
+    await answer_untraited(Generation(store, spec, traits, llm), prompts, max_tokens=spec.generation.chats.max_tokens)
 
-    async def go() -> None:
-        await answer_untraited(gen, prompts, max_tokens=spec.generation.chats.max_tokens)
-        gen.record_usage("untraited")
 
-    run_closing(go(), llm)
+def run_untraited(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM) -> None:
+    """`untraited` as a stage of its own (pipeline.Run.stage: usage recorded, the client closed)."""
+    from traitforge.pipeline import Run
+
+    with Run.of(store, spec, traits, generator=llm).stage("generate") as st:
+        st.run(untraited(store, spec, traits, llm))
