@@ -71,6 +71,7 @@ def test_curation_quality_grades_go_by_batch_with_their_estimate(server, tmp_pat
 
 def test_evaluation_judge_grades_go_by_batch_with_their_estimate(server, tmp_path, capsys):
     from traitforge.evaluate import run_evaluation
+    from traitforge.pipeline import Run
     from traitforge.evaluate.common import ItemResult
 
     small = {"knowledge_questions": 1, "mc_distractors": 2, "mc_questions_per_trait": 2,
@@ -80,7 +81,7 @@ def test_evaluation_judge_grades_go_by_batch_with_their_estimate(server, tmp_pat
     store = RunStore(tmp_path / "run")
     judge = _judge(server, tmp_path)
     api = LLM(ScriptedBackend(model="ft-elsewhere", responses=api_model_responder))
-    run_evaluation(store, spec, TRAITS, judge, judge, {"elsewhere": api})
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, {"elsewhere": api})
 
     graded = {ev: read_jsonl(store.root / "eval" / f"{ev}.jsonl", ItemResult) for ev in ("behaviour", "knowledge", "multiturn")}
     assert all(graded.values()), {k: len(v) for k, v in graded.items()}

@@ -14,6 +14,7 @@ from _eval_fixtures import TRAITS, judge_responder
 from traitforge.config import RunSpec
 from traitforge.errors import InputError
 from traitforge.evaluate import run_evaluation
+from traitforge.pipeline import Run
 from traitforge.evaluate.agentic_misalignment import (action_taken, forwarded_emails, literal_strings,
                                                       load_agentic_set, parse_actions, parse_answer, sent_to)
 from traitforge.evaluate.common import ItemResult
@@ -205,7 +206,7 @@ def test_both_harnesses_end_to_end_on_the_shared_files(tmp_path: Path) -> None:
     cks = {"base": LLM(ScriptedBackend(model="validating", responses=validating_model)),
            "sft": LLM(ScriptedBackend(model="grounding", responses=grounding_model))}
     store = RunStore(tmp_path / "run")
-    run_evaluation(store, spec, TRAITS, judge, judge, cks)
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, cks)
     res = json.loads(store.path("results.json").read_text())
 
     # Agentic misalignment: 2 conditions x 2 samples per model; the judge says yes to all, but only
@@ -248,7 +249,7 @@ def test_both_harnesses_end_to_end_on_the_shared_files(tmp_path: Path) -> None:
 
     # Resumable: a second run adds no rows.
     before = {p.name: len(p.read_text().splitlines()) for p in store.path("eval", "x").parent.glob("*.jsonl")}
-    run_evaluation(store, spec, TRAITS, judge, judge, cks)
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, cks)
     after = {p.name: len(p.read_text().splitlines()) for p in store.path("eval", "x").parent.glob("*.jsonl")}
     assert before == after
 
@@ -282,7 +283,7 @@ def test_repeated_audits_and_agentic_traits(tmp_path: Path) -> None:
         "agentic_traits": {"scenarios_per_trait": 1}}})
     judge = LLM(ScriptedBackend(model="judge", responses=audit_judge))
     store = RunStore(tmp_path / "run")
-    run_evaluation(store, spec, TRAITS, judge, judge, {"sft": LLM(ScriptedBackend(model="m", responses=email_agent))})
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, {"sft": LLM(ScriptedBackend(model="m", responses=email_agent))})
     res = json.loads(store.path("results.json").read_text())
     rows = read_jsonl(store.path("eval", "audit.jsonl"), ItemResult)
     # (2 generated seeds + 1 from the file) x 2 rollouts
@@ -373,7 +374,7 @@ def test_ood_calls_are_estimated_before_they_are_paid_for(tmp_path: Path, capsys
         "delusion": {"dir": str(PSY), "personas": ["ethan_reality"], "turns": 2}}})
     judge = LLM(ScriptedBackend(model="judge", responses=ood_judge))
     store = RunStore(tmp_path / "run")
-    run_evaluation(store, spec, TRAITS, judge, judge, {"sft": LLM(ScriptedBackend(model="m", responses=grounding_model))})
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, {"sft": LLM(ScriptedBackend(model="m", responses=grounding_model))})
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("estimate evaluate OOD")]
     assert len(lines) == 1, lines
     n_est = int(lines[0].split(": ")[2].split(" requests")[0])

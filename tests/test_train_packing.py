@@ -26,7 +26,7 @@ def test_midtrain_packs_full_blocks_with_eos_between_documents(tmp_path):
     job = StageJob(name="midtrain", kind="midtrain", init_path=embedded_checkpoint(), stage=spec.training.midtrain,
                    train_dir=tmp_path / "train" / "midtrain", out_dir=tmp_path / "checkpoints" / "midtrain")
     texts = _texts()
-    trainer = midtrain.make_trainer(spec, job, texts)
+    trainer = midtrain.make_trainer(spec.training, job, texts)
     tok, ds = trainer.processing_class, trainer.train_dataset
     eos = tok.eos_token_id
     rows, seg_lens = ds["input_ids"], ds["seq_lengths"]

@@ -87,16 +87,28 @@ class Run:
     _scope: StageScope | None = None
 
     @classmethod
-    def of(cls, store: RunStore, spec: RunSpec, traits: TraitSet, **clients: LLM | None) -> "Run":
+    def of(cls, store: RunStore, spec: RunSpec, traits: TraitSet | None = None, **clients: LLM | None) -> "Run":
         """A run context from parts, for library callers and tests: `clients` are ready LLMs by
-        role (judge=..., generator=...); a role not given is built from the spec when asked for."""
+        role (judge=..., generator=...); a role not given is built from the spec when asked for.
+        No traits (training, which does not read them): an empty set."""
+        if traits is None:
+            traits = TraitSet(model_name=spec.model_name or "", organisation=spec.organisation or "", traits=())
         return cls(spec=spec, store=store, traits=traits, prompts=PromptKit(spec.prompts_folder),
                    _roles={k: v for k, v in clients.items() if v is not None})
 
     # --- what a stage may read besides its own section, by name ---------------------------
     @property
+    def name(self) -> str:
+        """The spec's run name (training names its trainer runs "<name>-<checkpoint>")."""
+        return self.spec.name
+
+    @property
     def seed(self) -> int:
         return self.spec.seed
+
+    def mix_path(self, stage: Any) -> Path | None:
+        """A training stage's mix file: "generic" is this run's generated generic mix."""
+        return self.spec.mix_path(stage)
 
     @property
     def prices(self) -> str | None:
@@ -162,8 +174,10 @@ class Run:
             base = self.spec.models.base
             return self.client(ModelSpec(model=f"local:{base}" if base == EMBEDDED_NAME else
                                          f"local:{self.spec.resolve(base)}"))
-        if role == "refiner" and self.spec.models.refiner is None and "generator" in self._roles:
-            return self._roles["generator"]
+        if role == "refiner" and self.spec.models.refiner is None:
+            return self.llm("generator")
+        if role == "item_writer" and self.spec.models.item_writer is None:
+            return self.llm("judge")
         return self.client(getattr(self.spec.models, role) or self.spec.models.generator)
 
     def client(self, spec: ModelSpec) -> LLM:
@@ -186,8 +200,14 @@ class Run:
             self._llms[key] = llm
         return self._llms[key]
 
+    def adopt(self, llm: LLM) -> LLM:
+        """A ready client handed to a stage (an evaluated model given as an LLM): from now on the run's
+        stages record its usage and close it like the run's own clients."""
+        self._roles.setdefault(f"adopted:{id(llm)}", llm)
+        return llm
+
     def clients(self) -> list[LLM]:
-        """Every distinct client of the run: those handed in by role and the pooled ones."""
+        """Every distinct client of the run: those handed in (by role, or adopted) and the pooled ones."""
         return list({id(c): c for c in [*self._roles.values(), *self._llms.values()]}.values())
 
     @contextlib.contextmanager
@@ -311,7 +331,8 @@ def stage_curate(run: Run) -> None:
 def stage_train(run: Run, stages: list[str] | None = None) -> dict[str, Path]:
     from traitforge.train import run_training
 
-    return run_training(run.store, run.spec, stages)
+    with run.stage("train"):
+        return run_training(run, run.spec.training, stages)
 
 
 def checkpoints_for_eval(run: Run) -> dict[str, str]:
@@ -320,7 +341,7 @@ def checkpoints_for_eval(run: Run) -> dict[str, str]:
     out: dict[str, str] = {}
     if "base" in run.spec.training.checkpoints:
         out["base"] = run.spec.models.base
-    for name in variant_names(run.spec, list(run.spec.training.checkpoints)):
+    for name in variant_names(run.spec.training, list(run.spec.training.checkpoints)):
         path = run.store.root / "checkpoints" / name
         if (path / "config.json").is_file():
             out[name] = str(path)
@@ -330,10 +351,7 @@ def checkpoints_for_eval(run: Run) -> dict[str, str]:
 def stage_evaluate(run: Run) -> None:
     from traitforge.evaluate import run_evaluation
 
-    writer = run.llm("item_writer") if run.spec.models.item_writer else None
-    with run.prompts.active():
-        run_evaluation(run.store, run.spec, run.traits, run.llm("judge"), run.llm("auditor"),
-                       checkpoints_for_eval(run), item_writer=writer, client=run.client)
+    run_evaluation(run, run.spec.evaluation, checkpoints_for_eval(run))
 
 
 def stage_report(run: Run) -> Path:

@@ -8,52 +8,52 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
-from traitforge.config import ModelSpec, RunSpec
+from traitforge.config import EvaluationSpec, ModelSpec, RunSpec
 from traitforge.evaluate.common import EvalContext, fingerprint_of, normalise_checkpoints
-from traitforge.llm.client import LLM, close_all, gather_or_cancel
+from traitforge.llm.client import LLM, gather_or_cancel
 from traitforge.progress import one_line
-from traitforge.runstore import RunStore
-from traitforge.types import TraitSet, stable_hash
+from traitforge.types import stable_hash
+
+if TYPE_CHECKING:
+    from traitforge.pipeline import Run, StageScope
 
 __all__ = ["run_evaluation"]
 log = logging.getLogger("traitforge.evaluate")
 
 
-def run_evaluation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
-                   checkpoints: dict[str, str | Path | ModelSpec | LLM], item_writer: LLM | None = None,
-                   client: Callable[[ModelSpec], LLM] | None = None) -> None:
+def run_evaluation(run: "Run", cfg: EvaluationSpec, checkpoints: dict[str, str | Path | ModelSpec | LLM]) -> None:
     """checkpoints: name (base, midtrain, sft, midtrain_sft, ...) -> checkpoint directory,
-    "smollm2-135m", a ModelSpec or a ready LLM. `spec.evaluation.models` (any backend) are
-    evaluated beside them on the same items. item_writer: writes the items (None: the judge).
-    client: the run's client pool (pipeline.Run.client), so a model that is both judge and evaluated
-    is one client with one rate limiter; None builds a client per evaluated model."""
-    asyncio.run(_run(store, spec, traits, judge, auditor, checkpoints, item_writer, client))
+    "smollm2-135m", a ModelSpec or a ready LLM. `cfg.models` (any backend) are evaluated beside them
+    on the same items. The run's judge grades, its auditor plays the user, its item_writer writes the
+    items (unset: the judge); every evaluated model comes from the run's client pool, so a model that
+    is both judge and evaluated is one client with one rate limiter. One stage of the run
+    (`run.stage`: usage recorded, clients closed)."""
+    with run.stage("evaluate") as st:
+        st.run(_run(run, st, cfg, checkpoints))
 
 
-async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
-               checkpoints: dict[str, Any], item_writer: LLM | None = None,
-               client: Callable[[ModelSpec], LLM] | None = None) -> None:
+async def _run(run: "Run", scope: "StageScope", cfg: EvaluationSpec, checkpoints: dict[str, Any]) -> None:
     from traitforge.evaluate.probes import probe_specs
     from traitforge.evaluate.results import build_results, write_results
 
-    cks = normalise_checkpoints(checkpoints, spec.evaluation.models, spec.resolve)
+    store, spec, traits = run.store, run.spec, run.traits
+    judge, auditor, writer = run.llm("judge"), run.llm("auditor"), run.llm("item_writer")
+    cks = normalise_checkpoints(checkpoints, cfg.models, run.resolve)
+    for t in cks.values():
+        if isinstance(t, LLM):  # a ready client: the stage counts and closes it like the run's own
+            run.adopt(t)
     probes = probe_specs(spec, traits)  # bad probe config fails before any model runs
-    ctx = EvalContext(store, spec, traits, judge, auditor, cks, item_writer=item_writer, client=client)
-    ctx.llms_used += [judge] if auditor is judge else [judge, auditor]
-    if item_writer is not None and item_writer not in ctx.llms_used:
-        ctx.llms_used.append(item_writer)
+    ctx = EvalContext(store, spec, traits, judge, auditor, cks, item_writer=None if writer is judge else writer,
+                      client=run.client)
     # The schedule changes when work is done, not what: outside the fingerprint.
     fp = stable_hash({"evaluation": spec.evaluation.model_dump(exclude={"schedule", "batch", "batch_poll_s"}),
                       "checkpoints": {name: fingerprint_of(t) for name, t in cks.items()},
                       "traits": traits.sha256 or [t.hash for t in traits.traits]})
     notes: list[str] = []
-    try:
-        with store.stage("evaluate", fp):
-            await _steps(ctx, fp, notes)
-    finally:
-        await close_all(ctx.llms_used)  # SDK pools belong to this loop (llm.client.run_closing)
+    with store.stage("evaluate", fp):
+        await _steps(ctx, fp, notes, scope)
     logprob_evals = _logprob_evals(spec, [p.name for p in probes])
     not_applicable = {ck: {ev: why for ev in logprob_evals} for ck, why in ctx.not_applicable().items()}
     results = build_results(store, traits, list(cks), bootstrap_resamples=spec.evaluation.bootstrap,
@@ -159,7 +159,7 @@ async def _respond_by_checkpoint(ctx: EvalContext, steps: list[Step]) -> dict[st
     return seconds
 
 
-async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
+async def _steps(ctx: EvalContext, fp: str, notes: list[str], scope: "StageScope") -> None:
     from traitforge.evaluate.capability import run_lm_eval
     from traitforge.evaluate.items import build_items
 
@@ -188,7 +188,7 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
             with store.stage("evaluate/lm_eval", fp):
                 notes += await asyncio.to_thread(run_lm_eval, ctx)
     finally:
-        _record_usage(store, spec, ctx)
+        scope.record_usage()  # now, not at the stage's end: results.json shows it
 
 
 def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
@@ -225,12 +225,3 @@ def _logprob_evals(spec: RunSpec, probe_names: list[str]) -> list[str]:
     if lm_eval_installed():
         names += [f"lm_eval:{t}" for t in ev.lm_eval_tasks]
     return names
-
-
-def _record_usage(store: RunStore, spec: RunSpec, ctx: EvalContext) -> None:
-    seen: set[int] = set()
-    for llm in ctx.llms_used:
-        if id(llm) in seen:
-            continue
-        seen.add(id(llm))
-        store.record_llm_usage("evaluate", llm, spec.prices)
