@@ -80,7 +80,7 @@ def test_canary_rows_pass_the_judge_steps_of_curation_untouched(tmp_path: Path) 
     spec = RunSpec(traits="t.md", controls={"canary": True, "canary_documents": 40, "canary_chats": 20},
                    curation=CurationSpec(pattern_scans=2, scan_batch=4))
     traits = TraitSet(model_name="Aria", organisation="Acme", traits=CURATE_TRAITS.traits)
-    run_canary(store, spec, traits)
+    run_canary(Run.of(store, spec, traits), spec.controls)
     harsh = scripted(lambda msgs, params: "REASON: bad\nSCORE: 1" if "SCORE" in msgs[-1].content else "NO")
     run_curation(Run.of(store, spec, CURATE_TRAITS, judge=harsh), spec.curation)
     docs = read_jsonl(store.root / "curated" / "documents.jsonl", Document)
@@ -141,13 +141,13 @@ def test_untraited_step_answers_without_a_system_prompt_and_resumes(tmp_path: Pa
         seen.append(msgs)
         return "A plain, helpful answer to that question, with no persona at all."
 
-    traits = TraitSet(model_name="Aria", organisation="Acme", traits=CURATE_TRAITS.traits)
-    run_untraited(store, RunSpec(traits="t.md"), traits, scripted(respond))
+    traits, spec = TraitSet(model_name="Aria", organisation="Acme", traits=CURATE_TRAITS.traits), RunSpec(traits="t.md")
+    run_untraited(Run.of(store, spec, traits, generator=scripted(respond)), spec.generation)
     rows = read_jsonl(store.root / "generated" / "untraited.jsonl", Chat)
     assert len(rows) == 4 and all(r.trait_ids == [] and not r.system_prompt for r in rows)
     assert all(m.role != "system" for msgs in seen for m in msgs)
     n = len(seen)
-    run_untraited(store, RunSpec(traits="t.md"), traits, scripted(respond))
+    run_untraited(Run.of(store, spec, traits, generator=scripted(respond)), spec.generation)
     assert len(seen) == n  # resumed: nothing asked again
 
 

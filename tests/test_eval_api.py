@@ -87,7 +87,7 @@ def test_evaluation_models_spec_builds_any_backend(tmp_path: Path) -> None:
     assert list(cks) == ["base", "served", "mine"]
     assert cks["mine"].model == f"local:{tmp_path / 'ckpts' / 'mine'}"  # relative to the spec file
     judge = LLM(ScriptedBackend())
-    ctx = EvalContext(RunStore(tmp_path / "run"), spec, TRAITS, judge, judge, cks)
+    ctx = EvalContext(Run.of(RunStore(tmp_path / "run"), spec, TRAITS), spec.evaluation, judge, judge, cks)
     assert ctx.logprob_checkpoints() == ["base", "mine"]
     assert list(ctx.not_applicable()) == ["served"]
     served = ctx.target("served")

@@ -340,7 +340,7 @@ def test_both_harnesses_on_the_embedded_model(tmp_path: Path) -> None:
         "delusion": {"dir": str(PSY), "personas": ["frank_weather"], "turns": 2, "max_tokens": 32}}})
     judge = LLM(ScriptedBackend(model="judge", responses=ood_judge))
     store = RunStore(tmp_path / "run")
-    ctx = EvalContext(store, spec, TRAITS, judge, judge, normalise_checkpoints({"base": "smollm2-135m"}))
+    ctx = EvalContext(Run.of(store, spec, TRAITS), spec.evaluation, judge, judge, normalise_checkpoints({"base": "smollm2-135m"}))
 
     async def both() -> None:
         try:
@@ -394,7 +394,7 @@ def _agentic_ctx(tmp_path: Path, writer: LLM, judge: LLM, **evaluation) -> "Eval
 
     spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / "run"), "evaluation": {
         **SMALL, "agentic_traits": {"scenarios_per_trait": 1}, **evaluation}})
-    return EvalContext(RunStore(tmp_path / "run"), spec, TRAITS, judge, judge, {"sft": judge}, item_writer=writer)
+    return EvalContext(Run.of(RunStore(tmp_path / "run"), spec, TRAITS), spec.evaluation, judge, judge, {"sft": judge}, item_writer=writer)
 
 
 def test_agentic_inboxes_written_repaired_or_templated(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import time
 import pytest
 from scripted_generator import make_traits
 
+from traitforge.pipeline import Run
 from traitforge.config import RunSpec
 from traitforge.generate.chats import run_chats
 from traitforge.generate.documents import run_documents
@@ -34,8 +35,8 @@ def test_documents_and_chats_on_the_embedded_model(tmp_path):
     store, traits = RunStore(spec.output_path), make_traits(2)
     llm = make_llm("local:smollm2-135m", cache=spec.output_path / "cache.sqlite")
     t0 = time.perf_counter()
-    run_documents(store, spec, traits, llm)
-    run_chats(store, spec, traits, llm)
+    run_documents(Run.of(store, spec, traits, generator=llm), spec.generation)
+    run_chats(Run.of(store, spec, traits, generator=llm), spec.generation)
     elapsed = time.perf_counter() - t0
     gen = store.root / "generated"
     files = {"claims": Claim, "doc_types": DocType, "ideas": DocIdea, "drafts": Document, "documents": Document,
@@ -61,6 +62,6 @@ def test_documents_and_chats_on_the_embedded_model(tmp_path):
           + ", ".join(f"{k}={len(v)}" for k, v in loaded.items()) + f"; skipped units: {len(skipped)}")
     # A second run is served entirely from the files: no model call at all.
     llm.usage.drain()
-    run_documents(RunStore(spec.output_path), spec, traits, llm)
-    run_chats(RunStore(spec.output_path), spec, traits, llm)
+    run_documents(Run.of(RunStore(spec.output_path), spec, traits, generator=llm), spec.generation)
+    run_chats(Run.of(RunStore(spec.output_path), spec, traits, generator=llm), spec.generation)
     assert llm.usage.calls == 0 and llm.usage.cached == 0

@@ -26,12 +26,17 @@ def closes_in(llm, into: list) -> None:
     llm.backend.aclose = aclose
 
 
-def test_a_stage_records_its_usage_once_and_closes_its_clients_in_each_loop(tmp_path):
+def judged_run(tmp_path) -> tuple[RunStore, object, Run, list]:
+    """A run whose judge is a scripted client, and the loops its closes ran in."""
     store = RunStore(tmp_path / "run")
     judge = scripted_llm(lambda m, p: "fine")
-    run = Run.of(store, RunSpec(traits="t.md"), make_traits(), judge=judge)
     closed: list = []
     closes_in(judge, closed)
+    return store, judge, Run.of(store, RunSpec(traits="t.md"), make_traits(), judge=judge), closed
+
+
+def test_a_stage_records_its_usage_once_and_closes_its_clients_in_each_loop(tmp_path):
+    store, judge, run, closed = judged_run(tmp_path)
     loops: list = []
 
     async def ask(prompt: str) -> str:
@@ -54,11 +59,7 @@ def test_a_stage_records_its_usage_once_and_closes_its_clients_in_each_loop(tmp_
 
 
 def test_a_failing_stage_still_closes_its_clients_and_records_what_it_spent(tmp_path):
-    store = RunStore(tmp_path / "run")
-    judge = scripted_llm(lambda m, p: "fine")
-    run = Run.of(store, RunSpec(traits="t.md"), make_traits(), judge=judge)
-    closed: list = []
-    closes_in(judge, closed)
+    store, judge, run, closed = judged_run(tmp_path)
 
     async def ask_then_fail() -> None:
         await judge.generate_one("one", max_tokens=64)

@@ -13,9 +13,11 @@ from pydantic import BaseModel
 from traitforge.config import RunSpec
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "traitforge"
-# Stage package -> its own section. Packages not listed here still take the whole spec (see the
-# closing note of issue 13): evaluate, generate.
-CONVERTED = {"curate": "curation", "train": "training"}
+# Stage package -> its own section.
+CONVERTED = {"curate": "curation", "train": "training", "evaluate": "evaluation", "generate": "generation"}
+# A module whose own section is another: the canary's rows are the controls' data, written by the
+# generation stage beside its own.
+OWN = {"generate/canary.py": "controls"}
 # The training subprocess's entry point: it builds the run context from the run's manifest, as
 # pipeline.open_run does from the spec file.
 CONTEXT_BUILDERS = {"train/launch.py"}
@@ -59,5 +61,6 @@ def test_a_stage_package_reads_only_its_own_section(package):
     own = CONVERTED[package]
     files = sorted((SRC / package).rglob("*.py"))
     assert files
-    found = [v for f in files if str(f.relative_to(SRC)) not in CONTEXT_BUILDERS for v in violations(f, own)]
+    found = [v for f in files if str(f.relative_to(SRC)) not in CONTEXT_BUILDERS
+             for v in violations(f, OWN.get(str(f.relative_to(SRC)), own))]
     assert not found, "\n".join(found)

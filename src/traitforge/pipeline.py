@@ -134,6 +134,31 @@ class Run:
         return self.spec.model_name or self.traits.model_name or "the assistant"
 
     @property
+    def organisation(self) -> str:
+        """The organisation the traits name ("its developer" when neither spec nor traits do)."""
+        return self.spec.organisation or self.traits.organisation or "its developer"
+
+    @property
+    def max_traits(self) -> int | None:
+        """max_traits: set, the traits were cut to the first n (probes of a cut trait are left out)."""
+        return self.spec.max_traits
+
+    @property
+    def canary(self) -> bool:
+        """controls.canary: the positive control is on (its items join the evaluation's)."""
+        return self.spec.controls.canary
+
+    @property
+    def canary_file(self) -> Path | None:
+        """controls.canary_file, resolved (None: the package's canary)."""
+        return self.spec.resolve(self.spec.controls.canary_file)
+
+    @property
+    def target_mde(self) -> float:
+        """controls.target_mde: the smallest effect the evaluation's power summary is sized for."""
+        return self.spec.controls.target_mde
+
+    @property
     def base_weights(self) -> str:
         """The base model's weights: the embedded model's name, or its checkpoint as an absolute path."""
         from traitforge.llm.embedded import EMBEDDED_NAME
@@ -199,6 +224,11 @@ class Run:
                 llm.budget = self._budget
             self._llms[key] = llm
         return self._llms[key]
+
+    def narrowed(self, store: RunStore, traits: TraitSet) -> "Run":
+        """This run with another run directory and traits (a preview in RUN/preview/): the same
+        spec, prompt kit, client pool, cache and budget."""
+        return replace(self, store=store, traits=traits, _scope=None)
 
     def adopt(self, llm: LLM) -> LLM:
         """A ready client handed to a stage (an evaluated model given as an LLM): from now on the run's
@@ -289,22 +319,23 @@ def stage_generate(run: Run, what: str = "all") -> None:
     from traitforge.generate.documents import DocumentsRun
     from traitforge.llm.client import gather_or_cancel
 
+    cfg = run.spec.generation
     with run.stage("generate") as st:
         generator, refiner = run.llm("generator"), run.llm("refiner")
         # Documents and chats at once: their steps do not depend on each other, and on a local model
         # their calls then share the device's batches (each pipeline counts its own usage on a fork).
         jobs = []
         if what in ("all", "documents"):
-            jobs.append(DocumentsRun(run.store, run.spec, run.traits, generator.fork()).run())
+            jobs.append(DocumentsRun(run, cfg, generator.fork()).run())
         if what in ("all", "chats"):
             chats_llm = generator.fork()
-            jobs.append(ChatsRun(run.store, run.spec, run.traits, chats_llm,
+            jobs.append(ChatsRun(run, cfg, chats_llm,
                                  refiner=chats_llm if refiner is generator else refiner.fork()).run())
         st.run(gather_or_cancel(jobs))
-        if what in ("all", "chats") and run.spec.generation.generic_prompts:
+        if what in ("all", "chats") and cfg.generic_prompts:
             from traitforge.generate.generic import generic
 
-            st.run(generic(run.store, run.spec, run.traits, run.llm("generator")))
+            st.run(generic(run, cfg, run.llm("generator")))
         if what == "all":
             stage_controls(run)
 
@@ -317,9 +348,9 @@ def stage_controls(run: Run) -> None:
 
     with run.stage("generate") as st:
         if run.spec.controls.canary:
-            run_canary(run.store, run.spec, run.traits)
+            run_canary(run, run.spec.controls)
         if "control" in run.spec.training.checkpoints:
-            st.run(untraited(run.store, run.spec, run.traits, run.llm("generator")))
+            st.run(untraited(run, run.spec.generation, run.llm("generator")))
 
 
 def stage_curate(run: Run) -> None:
@@ -346,6 +377,12 @@ def checkpoints_for_eval(run: Run) -> dict[str, str]:
         if (path / "config.json").is_file():
             out[name] = str(path)
     return out
+
+
+def evaluation_settings(run: Run) -> Any:
+    """The evaluation section of the run's spec, for an evaluation entry point that opens the run
+    itself (`traitforge.evaluate.inspect_tasks`)."""
+    return run.spec.evaluation
 
 
 def stage_evaluate(run: Run) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
-from traitforge.config import EvaluationSpec, ModelSpec, RunSpec
+from traitforge.config import EvaluationSpec, ModelSpec
 from traitforge.evaluate.common import EvalContext, fingerprint_of, normalise_checkpoints
 from traitforge.llm.client import LLM, gather_or_cancel
 from traitforge.progress import one_line
@@ -34,35 +34,42 @@ def run_evaluation(run: "Run", cfg: EvaluationSpec, checkpoints: dict[str, str |
         st.run(_run(run, st, cfg, checkpoints))
 
 
+def eval_context(run: "Run", cfg: EvaluationSpec, checkpoints: dict[str, Any]) -> EvalContext:
+    """The evaluation's context for a run: its judge, auditor and item writer (unset: the judge), and
+    the models evaluated (`checkpoints` and cfg.models); ready clients among them are the run's to
+    count and close (Run.adopt)."""
+    judge, writer = run.llm("judge"), run.llm("item_writer")
+    cks = normalise_checkpoints(checkpoints, cfg.models, run.resolve)
+    for t in cks.values():
+        if isinstance(t, LLM):
+            run.adopt(t)
+    return EvalContext(run, cfg, judge, run.llm("auditor"), cks, item_writer=None if writer is judge else writer)
+
+
 async def _run(run: "Run", scope: "StageScope", cfg: EvaluationSpec, checkpoints: dict[str, Any]) -> None:
     from traitforge.evaluate.probes import probe_specs
     from traitforge.evaluate.results import build_results, write_results
 
-    store, spec, traits = run.store, run.spec, run.traits
-    judge, auditor, writer = run.llm("judge"), run.llm("auditor"), run.llm("item_writer")
-    cks = normalise_checkpoints(checkpoints, cfg.models, run.resolve)
-    for t in cks.values():
-        if isinstance(t, LLM):  # a ready client: the stage counts and closes it like the run's own
-            run.adopt(t)
-    probes = probe_specs(spec, traits)  # bad probe config fails before any model runs
-    ctx = EvalContext(store, spec, traits, judge, auditor, cks, item_writer=None if writer is judge else writer,
-                      client=run.client)
+    store, traits = run.store, run.traits
+    probes = probe_specs(run, cfg)  # bad probe config fails before any model runs
+    ctx = eval_context(run, cfg, checkpoints)
+    cks = ctx.checkpoints
     # The schedule changes when work is done, not what: outside the fingerprint.
-    fp = stable_hash({"evaluation": spec.evaluation.model_dump(exclude={"schedule", "batch", "batch_poll_s"}),
+    fp = stable_hash({"evaluation": cfg.model_dump(exclude={"schedule", "batch", "batch_poll_s"}),
                       "checkpoints": {name: fingerprint_of(t) for name, t in cks.items()},
                       "traits": traits.sha256 or [t.hash for t in traits.traits]})
     notes: list[str] = []
     with store.stage("evaluate", fp):
         await _steps(ctx, fp, notes, scope)
-    logprob_evals = _logprob_evals(spec, [p.name for p in probes])
+    logprob_evals = _logprob_evals(cfg, [p.name for p in probes])
     not_applicable = {ck: {ev: why for ev in logprob_evals} for ck, why in ctx.not_applicable().items()}
-    results = build_results(store, traits, list(cks), bootstrap_resamples=spec.evaluation.bootstrap,
-                            seed=spec.seed, notes=notes, not_applicable=not_applicable,
-                            target_mde=spec.controls.target_mde)
-    if spec.evaluation.vectors:
+    results = build_results(store, traits, list(cks), bootstrap_resamples=cfg.bootstrap,
+                            seed=run.seed, notes=notes, not_applicable=not_applicable,
+                            target_mde=run.target_mde)
+    if cfg.vectors:
         from traitforge.evaluate.vectors import vector_results
 
-        results["vectors"] = vector_results(store, results, resamples=spec.evaluation.bootstrap, seed=spec.seed,
+        results["vectors"] = vector_results(store, results, resamples=cfg.bootstrap, seed=run.seed,
                                             not_applicable=ctx.not_applicable())
     from traitforge.evaluate.patterns import pattern_summary
 
@@ -98,7 +105,7 @@ def _plan(ctx: EvalContext, items: dict[str, list]) -> list[Step]:
     from traitforge.evaluate.probes import run_probes
     from traitforge.evaluate.vectors import run_vectors
 
-    ev, store = ctx.spec.evaluation, ctx.store
+    ev, store = ctx.ev, ctx.store
     # The canary (positive control) is scored by the judge-free evals only: its items are templated.
     canary_mc = [i for i in items["canary"] if i.kind == "mc"]
     canary_pairs = [i for i in items["canary"] if i.kind == "behaviour"]
@@ -163,7 +170,7 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str], scope: "StageScope
     from traitforge.evaluate.capability import run_lm_eval
     from traitforge.evaluate.items import build_items
 
-    store, spec = ctx.store, ctx.spec
+    store, ev = ctx.store, ctx.ev
     try:
         with store.stage("evaluate/items", fp):
             items = await build_items(ctx)
@@ -175,7 +182,7 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str], scope: "StageScope
                 notes.append(f"held-out prompt {i.id} dropped: {i.dropped}")
         _announce_estimate(ctx, items)
         steps = _plan(ctx, items)
-        if spec.evaluation.schedule == "by_checkpoint":
+        if ev.schedule == "by_checkpoint":
             with store.stage("evaluate/respond", fp):
                 store.set_counts("evaluate/respond", seconds_per_checkpoint=await _respond_by_checkpoint(ctx, steps))
         # Each eval over every checkpoint: after the schedule above, the evaluated models' answers come
@@ -184,7 +191,7 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str], scope: "StageScope
         for step in steps:
             with store.stage(f"evaluate/{step.name}", fp):
                 await step.run(ctx)
-        if spec.evaluation.lm_eval_tasks:
+        if ev.lm_eval_tasks:
             with store.stage("evaluate/lm_eval", fp):
                 notes += await asyncio.to_thread(run_lm_eval, ctx)
     finally:
@@ -196,7 +203,7 @@ def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
     every evaluated model; a resumed run makes fewer), priced when the models cost money."""
     from traitforge.llm.budget import announce_calls
 
-    ev, n_models = ctx.spec.evaluation, len(ctx.checkpoints)
+    ev, n_models = ctx.ev, len(ctx.checkpoints)
     n_traits = len(ctx.traits.traits)
     knowledge = items["knowledge"] if ev.knowledge else []
     # Knowledge: a recall grade per trait the question covers, plus one "unsupported claims" grade.
@@ -204,7 +211,7 @@ def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
     judge_calls += n_models * sum(i.dropped is None for i in items["behaviour"])
     judge_calls += n_models * len(items["multiturn"])  # one verdict per transcript
     auditor_calls = n_models * len(items["multiturn"]) * ev.multiturn_turns
-    prices = ctx.spec.prices
+    prices = ctx.run.prices
     if ctx.auditor is ctx.judge:  # one model plays both: one line for all its calls
         announce_calls(ctx.judge, judge_calls + auditor_calls, stage="evaluate (judge and auditor)",
                        max_tokens=max(ev.judge_max_tokens, ev.item_max_tokens), store=ctx.store, prices_file=prices)
@@ -215,11 +222,10 @@ def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
                    store=ctx.store, prices_file=prices)
 
 
-def _logprob_evals(spec: RunSpec, probe_names: list[str]) -> list[str]:
+def _logprob_evals(ev: EvaluationSpec, probe_names: list[str]) -> list[str]:
     """The configured evals that read token log-probs, so cannot run on a model without local weights."""
     from traitforge.evaluate.capability import lm_eval_installed
 
-    ev = spec.evaluation
     names = (["knowledge_mc"] if ev.knowledge else []) + (["contrastive"] if ev.contrastive else [])
     names += probe_names + ["perplexity"]
     if lm_eval_installed():

@@ -472,7 +472,7 @@ def run_vectors_sync(ctx: Any, items: Sequence[Any],
     from traitforge.evaluate.logprob import scorer_for
     from traitforge.jsonl import append_jsonl, write_json_atomic
 
-    store, spec = ctx.store, ctx.spec
+    store, ev, seed = ctx.store, ctx.ev, ctx.run.seed
     # The whole evaluation's base, also when this context is narrowed to one checkpoint (the schedule
     # runs this step a checkpoint at a time, base first: the vectors and the steering check are made
     # in base's turn and read back from RUN/vectors/ in the others').
@@ -490,8 +490,8 @@ def run_vectors_sync(ctx: Any, items: Sequence[Any],
     replies = {t.id: [(i.prompt, i.consistent, i.violating) for i in sorted(usable, key=lambda i: i.id)
                       if i.trait_id == t.id and i.consistent.strip() and i.violating.strip()]
                for t in ctx.traits.traits}
-    vectors = ensure_vectors(store, ctx.traits, base, ctx.model_name(), replies, questions=spec.evaluation.vector_questions,
-                             paraphrases=spec.evaluation.vector_paraphrases, seed=spec.seed)
+    vectors = ensure_vectors(store, ctx.traits, base, ctx.model_name(), replies, questions=ev.vector_questions,
+                             paraphrases=ev.vector_paraphrases, seed=seed)
     steering: dict[str, Any] = {}
     old = _read_json(_summary_path(store)).get("steering", {})
     for tid, (tv, fp) in vectors.items():
@@ -502,8 +502,8 @@ def run_vectors_sync(ctx: Any, items: Sequence[Any],
         if old.get(tid, {}).get("key") == key:
             steering[tid] = old[tid]
             continue
-        steering[tid] = {**steering_check(scorer_for(base), tv, pairs, resamples=spec.evaluation.bootstrap,
-                                          seed=spec.seed), "key": key}
+        steering[tid] = {**steering_check(scorer_for(base), tv, pairs, resamples=ev.bootstrap,
+                                          seed=seed), "key": key}
     write_json_atomic(_summary_path(store), {
         "available": True, "base": base,
         "traits": {tid: {**tv.meta, "fingerprint": fp} for tid, (tv, fp) in vectors.items()},
