@@ -167,4 +167,4 @@ def test_audits_and_agentic_traits_as_inspect_tasks_and_merged(tmp_path: Path) -
     assert sorted(s.id for s in agentic_traits(run=str(spec_file), checkpoint="base").dataset) == ["ag-concise-0",
                                                                                                   "ag-honest-0"]
     run_ctx = run_context(str(spec_file))
-    assert run_ctx.client is not None and run_ctx.client(spec.models.judge) is run_ctx.judge is run_ctx.auditor
+    assert run_ctx.run.client(spec.models.judge) is run_ctx.judge is run_ctx.auditor
