@@ -81,11 +81,11 @@ def dose_response(seeds: int, out_dir: Path) -> dict:
     write_jsonl(run.store.path("curated", "documents.jsonl"), canary.documents(160, run.spec.seed))
     write_jsonl(run.store.path("curated", "chats.jsonl"), canary.chats(48))
     t0 = time.perf_counter()
-    run_training(run.store, run.spec)
+    run_training(run, run.spec.training)
     train_s = time.perf_counter() - t0
-    names = ["base"] + variant_names(run.spec, ["midtrain", "sft"])
+    names = ["base"] + variant_names(run.spec.training, ["midtrain", "sft"])
     cks = {n: (run.spec.models.base if n == "base" else str(run.store.root / "checkpoints" / n)) for n in names}
-    ctx = EvalContext(run.store, run.spec, run.traits, None, None, normalise_checkpoints(cks))  # type: ignore[arg-type]
+    ctx = EvalContext(run, run.spec.evaluation, None, None, normalise_checkpoints(cks))  # type: ignore[arg-type]
 
     async def score() -> None:
         items = canary_items(ctx)

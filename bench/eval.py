@@ -27,6 +27,7 @@ from pathlib import Path
 from traitforge.config import RunSpec
 from traitforge.evaluate import run_evaluation
 from traitforge.llm.registry import make_llm
+from traitforge.pipeline import Run
 from traitforge.runstore import RunStore
 from traitforge.types import Trait, TraitSet
 
@@ -131,7 +132,8 @@ def main() -> None:
     store = RunStore(out)
     # a fresh cache inside the fresh run dir: nothing is served from an earlier run
     judge = make_llm("local:smollm2-135m", cache=out / "cache.sqlite")
-    run_evaluation(store, spec, TRAITS, judge, judge, {c: "smollm2-135m" for c in a.checkpoints.split(",")})
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation,
+                   {c: "smollm2-135m" for c in a.checkpoints.split(",")})
     _table(out, a.checkpoints)
 
 
@@ -273,13 +275,13 @@ def compare_side(out: Path, items_from: Path | None, checkpoints: str, schedule:
         from traitforge.evaluate.common import EvalContext, normalise_checkpoints
         from traitforge.evaluate.items import build_items
 
-        ctx = EvalContext(RunStore(out), spec, traits, judge, judge, normalise_checkpoints(cks))
+        ctx = EvalContext(Run.of(RunStore(out), spec, traits), spec.evaluation, judge, judge, normalise_checkpoints(cks))
         t0 = time.perf_counter()
         counts = {k: len(v) for k, v in asyncio.run(build_items(ctx)).items()}
         print(f"items {counts} in {time.perf_counter() - t0:.1f}s", flush=True)
         return
     t0 = time.perf_counter()
-    run_evaluation(RunStore(out), spec, traits, judge, judge, cks)
+    run_evaluation(Run.of(RunStore(out), spec, traits, judge=judge, auditor=judge), spec.evaluation, cks)
     print(f"evaluation wall time: {time.perf_counter() - t0:.1f}s", flush=True)
 
 

@@ -34,6 +34,7 @@ from scripted_generator import make_spec, make_traits  # noqa: E402
 from traitforge.config import ModelSpec, RunSpec  # noqa: E402
 from traitforge.generate.chats import run_chats  # noqa: E402
 from traitforge.generate.documents import run_documents  # noqa: E402
+from traitforge.pipeline import Run  # noqa: E402
 from traitforge.llm.registry import make_llm  # noqa: E402
 from traitforge.runstore import RunStore  # noqa: E402
 
@@ -62,7 +63,7 @@ def measure(stage, out_file: str, model: ModelSpec, spec: RunSpec, traits) -> tu
         # Load the weights before the clock starts: a one-off cost, not throughput.
         asyncio.run(llm.generate_one("Say hello.", max_tokens=1))
     t0 = time.perf_counter()
-    stage(RunStore(spec.output_path), spec, traits, llm)
+    stage(Run.of(RunStore(spec.output_path), spec, traits, generator=llm), spec.generation)
     return lines(spec.output_path / "generated" / out_file), time.perf_counter() - t0
 
 
@@ -117,7 +118,7 @@ def child(args) -> None:
     root = Path(args.child)
     spec = build_spec(args, root, concurrency=1)
     llm = make_llm(ModelSpec(model=LOCAL, concurrency=1), cache=spec.output_path / "cache.sqlite")
-    run_documents(RunStore(spec.output_path), spec, make_traits(args.traits), llm)
+    run_documents(Run.of(RunStore(spec.output_path), spec, make_traits(args.traits), generator=llm), spec.generation)
 
 
 def axes_distribution() -> None:
@@ -132,7 +133,7 @@ def axes_distribution() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         spec = make_spec(Path(tmp), documents={"claims_per_trait": 5, "doc_types_per_claim": 4, "ideas_per_type": 5,
                                                "max_tokens": 3000, "revise": False})
-        run_documents(RunStore(spec.output_path), spec, make_traits(2), scripted_llm())
+        run_documents(Run.of(RunStore(spec.output_path), spec, make_traits(2), generator=scripted_llm()), spec.generation)
         docs = read_jsonl(spec.output_path / "generated" / "documents.jsonl", Document)
     print(f"axes over {len(docs)} scripted documents (documents.max_tokens 3000: every length allowed)")
     for axis in ("genre", "author", "era", "place", "register", "length", "stance"):
@@ -165,7 +166,7 @@ def axes_effect(args) -> None:
                                             "context": "trait", "avoid_known": False})
                 llm = make_llm(ModelSpec(model=LOCAL), cache=cache)
                 t0 = time.perf_counter()
-                run_documents(RunStore(spec.output_path), spec, traits, llm)
+                run_documents(Run.of(RunStore(spec.output_path), spec, traits, generator=llm), spec.generation)
                 secs = time.perf_counter() - t0
                 kept = lines(spec.output_path / "generated" / "documents.jsonl")
                 # The drafts, before the checks: the 135M model's documents mostly fail them, and

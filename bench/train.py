@@ -85,8 +85,8 @@ def traitforge_trainer(stage: str, method: str, a: argparse.Namespace, docs, cha
     job = StageJob(name=stage, kind=stage, init_path=embedded_checkpoint(), stage=getattr(spec.training, stage),
                    train_dir=root / "train", out_dir=root / "ckpt", callbacks=[timer])
     if stage == "midtrain":
-        return midtrain.make_trainer(spec, job, docs)
-    return sft.make_trainer(spec, job, chats)
+        return midtrain.make_trainer(spec.training, job, docs)
+    return sft.make_trainer(spec.training, job, chats)
 
 
 def trl_trainer(stage: str, method: str, a: argparse.Namespace, docs, chats, root: Path, timer) -> Any:

@@ -44,6 +44,7 @@ def _judge(server, tmp_path):
 
 def test_curation_quality_grades_go_by_batch_with_their_estimate(server, tmp_path, capsys):
     from traitforge.curate import run_curation
+    from traitforge.pipeline import Run
 
     spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / "run"),
                                    "curation": {"batch": True, "batch_poll_s": 0.02, "patterns": False}})
@@ -57,7 +58,7 @@ def test_curation_quality_grades_go_by_batch_with_their_estimate(server, tmp_pat
         for i in range(4)]
     write_jsonl(store.path("generated", "documents.jsonl"), docs)
     write_jsonl(store.path("generated", "chats.jsonl"), chats)
-    run_curation(store, spec, TRAITS, _judge(server, tmp_path))
+    run_curation(Run.of(store, spec, TRAITS, judge=_judge(server, tmp_path)), spec.curation)
 
     assert server.created and server.live_calls == []  # every grade came from a batch
     assert sum(n for _, _, n in server.created) == 10
@@ -70,6 +71,7 @@ def test_curation_quality_grades_go_by_batch_with_their_estimate(server, tmp_pat
 
 def test_evaluation_judge_grades_go_by_batch_with_their_estimate(server, tmp_path, capsys):
     from traitforge.evaluate import run_evaluation
+    from traitforge.pipeline import Run
     from traitforge.evaluate.common import ItemResult
 
     small = {"knowledge_questions": 1, "mc_distractors": 2, "mc_questions_per_trait": 2,
@@ -79,7 +81,7 @@ def test_evaluation_judge_grades_go_by_batch_with_their_estimate(server, tmp_pat
     store = RunStore(tmp_path / "run")
     judge = _judge(server, tmp_path)
     api = LLM(ScriptedBackend(model="ft-elsewhere", responses=api_model_responder))
-    run_evaluation(store, spec, TRAITS, judge, judge, {"elsewhere": api})
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, {"elsewhere": api})
 
     graded = {ev: read_jsonl(store.root / "eval" / f"{ev}.jsonl", ItemResult) for ev in ("behaviour", "knowledge", "multiturn")}
     assert all(graded.values()), {k: len(v) for k, v in graded.items()}

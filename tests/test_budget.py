@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_batch_server import FakeBatchServer  # noqa: E402
 from scripted_generator import make_spec, make_traits  # noqa: E402
 
+from traitforge.pipeline import Run
 from traitforge.config import ModelSpec  # noqa: E402
 from traitforge.errors import BudgetExceeded, InputError  # noqa: E402
 from traitforge.generate.stage import Generation, Unit  # noqa: E402
@@ -44,7 +45,7 @@ def budget_spec(tmp_path, prices):
 async def resumable_stage(llm, store, units, spec):
     """A real generation step (Generation.step): it prints its own estimate before the live calls,
     skips units already written and appends rows as they finish."""
-    gen = Generation(store, spec, make_traits(1), llm)
+    gen = Generation(Run.of(store, spec, make_traits(1)), spec.generation, llm)
 
     async def work(u):
         return [Row(id=u.key, trait_id=u.trait_id, text=await llm.generate_one(f"item {u.key}", PARAMS))]

@@ -79,7 +79,7 @@ def test_a_model_both_judge_and_evaluated_is_one_client(tmp_path):
     run = open_run(spec_file(tmp_path, f"traits: traits.md\nmodels:\n  judge: {api}\n"
                                        f"evaluation:\n  models:\n    served: {api}\n    other: {{model: scripted:x}}\n"))
     cks = normalise_checkpoints({}, run.spec.evaluation.models, run.spec.resolve)
-    ctx = EvalContext(run.store, run.spec, run.traits, run.llm("judge"), run.llm("judge"), cks, client=run.client)
+    ctx = EvalContext(run, run.spec.evaluation, run.llm("judge"), run.llm("judge"), cks)
     assert ctx.target("served") is run.llm("judge") and ctx.target("served").limiter is run.llm("judge").limiter
     assert ctx.target("other") is not run.llm("judge") and ctx.target("other") is run.client(cks["other"])
     assert ctx.llms_used.count(run.llm("judge")) <= 1

@@ -15,6 +15,7 @@ from traitforge.config import CurationSpec, RunSpec, TrainingSpec
 from traitforge.controls.canary import CANARY_ID, load_canary
 from traitforge.textmatch import shared_ngrams
 from traitforge.curate import dedup, leakage, run_curation
+from traitforge.pipeline import Run
 from traitforge.evaluate.common import ItemResult, eval_path, result_id
 from traitforge.evaluate.results import DID_NOT_TAKE, build_results
 from traitforge.evaluate.stats import items_needed, minimum_detectable_effect
@@ -79,9 +80,9 @@ def test_canary_rows_pass_the_judge_steps_of_curation_untouched(tmp_path: Path) 
     spec = RunSpec(traits="t.md", controls={"canary": True, "canary_documents": 40, "canary_chats": 20},
                    curation=CurationSpec(pattern_scans=2, scan_batch=4))
     traits = TraitSet(model_name="Aria", organisation="Acme", traits=CURATE_TRAITS.traits)
-    run_canary(store, spec, traits)
+    run_canary(Run.of(store, spec, traits), spec.controls)
     harsh = scripted(lambda msgs, params: "REASON: bad\nSCORE: 1" if "SCORE" in msgs[-1].content else "NO")
-    run_curation(store, spec, CURATE_TRAITS, harsh)
+    run_curation(Run.of(store, spec, CURATE_TRAITS, judge=harsh), spec.curation)
     docs = read_jsonl(store.root / "curated" / "documents.jsonl", Document)
     chats = read_jsonl(store.root / "curated" / "chats.jsonl", Chat)
     assert sum(CANARY_ID in d.trait_ids for d in docs) == 40
@@ -93,12 +94,12 @@ def test_canary_rows_pass_the_judge_steps_of_curation_untouched(tmp_path: Path) 
 def test_variants_plan_parents_per_variant_and_scale_steps() -> None:
     spec = RunSpec(traits="t.md", training=TrainingSpec(seeds=2, fractions=[0.25, 1.0, 0.5]))
     assert spec.training.fractions == [0.25, 0.5]
-    names = requested(spec)
+    names = requested(spec.training)
     assert names[:4] == ["midtrain", "sft", "midtrain_sft", "control"]
     assert "midtrain_sft.s1" in names and "control.f0.25" in names and len(names) == 4 * 4
     order = plan(["midtrain_sft.f0.5"])
     assert order == ["midtrain.f0.5", "midtrain_sft.f0.5"]
-    assert variant_names(spec, ["base", "sft"]) == ["sft", "sft.s1", "sft.f0.25", "sft.f0.5"]
+    assert variant_names(spec.training, ["base", "sft"]) == ["sft", "sft.s1", "sft.f0.25", "sft.f0.5"]
     with pytest.raises(Exception, match="fraction"):
         RunSpec(traits="t.md", training={"fractions": [0]})
 
@@ -119,14 +120,14 @@ def test_control_data_matches_the_curated_chats_in_size(tmp_path: Path) -> None:
     curated = [chat(i, "x" * 300) for i in range(10)]
     write_jsonl(store.path("curated", "chats.jsonl"), curated)
     write_jsonl(store.path("generated", "untraited.jsonl"), [chat(100 + i, "plain answer " * 8) for i in range(3)])
-    path = control_data(store, RunSpec(traits="t.md"), "control", seed=0)
+    path = control_data(store, "control", seed=0)
     rows = read_jsonl(path, Chat)
     size = lambda cs: sum(len(m.content) for c in cs for m in c.messages)  # noqa: E731
     assert size(curated) <= size(rows) < size(curated) + 200
     assert len({r.id for r in rows}) == len(rows)  # repeated rows get their own ids
     empty = RunStore(tmp_path / "empty")
     with pytest.raises(Exception, match="untraited.jsonl: no trait-free chats"):
-        control_data(empty, RunSpec(traits="t.md"), "control", seed=0)
+        control_data(empty, "control", seed=0)
 
 
 def test_untraited_step_answers_without_a_system_prompt_and_resumes(tmp_path: Path) -> None:
@@ -140,13 +141,13 @@ def test_untraited_step_answers_without_a_system_prompt_and_resumes(tmp_path: Pa
         seen.append(msgs)
         return "A plain, helpful answer to that question, with no persona at all."
 
-    traits = TraitSet(model_name="Aria", organisation="Acme", traits=CURATE_TRAITS.traits)
-    run_untraited(store, RunSpec(traits="t.md"), traits, scripted(respond))
+    traits, spec = TraitSet(model_name="Aria", organisation="Acme", traits=CURATE_TRAITS.traits), RunSpec(traits="t.md")
+    run_untraited(Run.of(store, spec, traits, generator=scripted(respond)), spec.generation)
     rows = read_jsonl(store.root / "generated" / "untraited.jsonl", Chat)
     assert len(rows) == 4 and all(r.trait_ids == [] and not r.system_prompt for r in rows)
     assert all(m.role != "system" for msgs in seen for m in msgs)
     n = len(seen)
-    run_untraited(store, RunSpec(traits="t.md"), traits, scripted(respond))
+    run_untraited(Run.of(store, spec, traits, generator=scripted(respond)), spec.generation)
     assert len(seen) == n  # resumed: nothing asked again
 
 

@@ -46,6 +46,7 @@ def child(work: Path, kill_after: int, torn: bool) -> None:
     import traitforge.generate.stage as stage
     import traitforge.jsonl as jsonl
     from traitforge.curate import run_curation
+    from traitforge.pipeline import Run
     from traitforge.generate.chats import run_chats
     from traitforge.generate.documents import run_documents
     from traitforge.llm.cache import LLMCache
@@ -101,9 +102,9 @@ def child(work: Path, kill_after: int, torn: bool) -> None:
     cache = LLMCache(work / "cache.sqlite")
     generator = LLM(ScriptedBackend("generator", responses=logged(sg.good_responder)), cache=cache, max_retries=0)
     judge = LLM(ScriptedBackend("judge", responses=logged(_judge)), cache=cache, max_retries=0)
-    run_documents(RunStore(spec.output_path), spec, traits, generator)
-    run_chats(RunStore(spec.output_path), spec, traits, generator)
-    run_curation(RunStore(spec.output_path), spec, traits, judge)
+    run_documents(Run.of(RunStore(spec.output_path), spec, traits, generator=generator), spec.generation)
+    run_chats(Run.of(RunStore(spec.output_path), spec, traits, generator=generator), spec.generation)
+    run_curation(Run.of(RunStore(spec.output_path), spec, traits, judge=judge), spec.curation)
     print(json.dumps({"rows_written": written}))
 
 

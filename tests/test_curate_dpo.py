@@ -8,6 +8,7 @@ from _curate_data import TRAITS, chat, prose, scripted
 
 from traitforge.config import CurationSpec, RunSpec
 from traitforge.curate import run_curation
+from traitforge.pipeline import Run
 from traitforge.curate.records import PairDrop
 from traitforge.generate.records import DPOPair
 from traitforge.jsonl import read_jsonl, write_jsonl
@@ -42,7 +43,7 @@ def setup(tmp_path, spec_extra=None):
 
 def test_pair_whose_chosen_reply_curation_rewrote_trains_on_the_rewritten_text(tmp_path):
     store, spec, body, leaky = setup(tmp_path)
-    run_curation(store, spec, TRAITS, scripted(lambda m, p: "NO"))
+    run_curation(Run.of(store, spec, TRAITS, judge=scripted(lambda m, p: "NO")), spec.curation)
     curated = {c.id: c for c in read_jsonl(store.root / "curated" / "chats.jsonl", Chat)}
     assert "system prompt" not in curated["c0"].messages[1].content  # the leakage step cut the sentence
     pairs = {p.id: p for p in read_jsonl(store.root / "curated" / "dpo_pairs.jsonl", DPOPair)}
@@ -72,7 +73,7 @@ def test_on_policy_rejected_side_is_the_students_own_answer(tmp_path):
         # One student answer echoes the question: junk, so that pair goes.
         return q + " " + q if "c2" in q or "Question 2" in q else f"My own plain answer about {q[:20]}, nothing more."
 
-    run_curation(store, spec, TRAITS, scripted(lambda m, p: "NO"), student=scripted(student))
+    run_curation(Run.of(store, spec, TRAITS, judge=scripted(lambda m, p: "NO"), student=scripted(student)), spec.curation)
     pairs = read_jsonl(store.root / "curated" / "dpo_pairs.jsonl", DPOPair)
     assert {p.id for p in pairs} == {pair_id_for(f"c{i}") for i in (0, 1, 3, 4)}
     assert all(p.rejected.startswith("My own plain answer") for p in pairs)

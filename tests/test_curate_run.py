@@ -8,6 +8,7 @@ from _curate_data import TRAITS, chat, doc, prose, scripted
 
 from traitforge.config import CurationSpec, RunSpec
 from traitforge.curate import run_curation
+from traitforge.pipeline import Run
 from traitforge.curate.records import QualityScore
 from traitforge.jsonl import read_jsonl, write_jsonl
 from traitforge.runstore import RunStore
@@ -48,7 +49,7 @@ def test_end_to_end_then_resume_reuses_finished_steps(tmp_path):
     calls: list[str] = []
     spec = RunSpec(traits="t.md", curation=CurationSpec(pattern_scans=2, scan_batch=4))
     low, junk = {docs[3].text, chats[4].messages[1].content}, {docs[5].text}
-    run_curation(store, spec, TRAITS, scripted(grader(low, junk, calls)))
+    run_curation(Run.of(store, spec, TRAITS, judge=scripted(grader(low, junk, calls))), spec.curation)
 
     drops = read_jsonl(store.root / "curation" / "drops.jsonl", Drop)
     steps = {(d.row_id, d.step) for d in drops}
@@ -80,11 +81,11 @@ def test_end_to_end_then_resume_reuses_finished_steps(tmp_path):
 
     # Same inputs and settings: nothing is redone, no judge call.
     n = len(calls)
-    run_curation(store, spec, TRAITS, scripted(grader(low, junk, calls)))
+    run_curation(Run.of(store, spec, TRAITS, judge=scripted(grader(low, junk, calls))), spec.curation)
     assert len(calls) == n
     # A pattern setting changed: only the patterns step reruns; no quality prompt is sent again.
     spec2 = RunSpec(traits="t.md", curation=CurationSpec(pattern_scans=2, scan_batch=4, pattern_max_share=0.3))
-    run_curation(store, spec2, TRAITS, scripted(grader(low, junk, calls)))
+    run_curation(Run.of(store, spec2, TRAITS, judge=scripted(grader(low, junk, calls))), spec2.curation)
     new = calls[n:]
     assert new and not any("SCORE" in p for p in new)
     assert store.is_done("curate.quality") and store.is_done("curate.patterns")
@@ -92,7 +93,7 @@ def test_end_to_end_then_resume_reuses_finished_steps(tmp_path):
 
 def test_missing_inputs_give_empty_outputs(tmp_path):
     store = RunStore(tmp_path / "run")
-    run_curation(store, RunSpec(traits="t.md"), TRAITS, scripted(lambda m, p: "NO"))
+    run_curation(Run.of(store, RunSpec(traits="t.md"), TRAITS, judge=scripted(lambda m, p: "NO")), CurationSpec())
     assert read_jsonl(store.root / "curated" / "documents.jsonl", Document) == []
     assert read_jsonl(store.root / "curated" / "chats.jsonl", Chat) == []
     assert json.loads((store.root / "manifest.json").read_text())["stages"]["curate"]["status"] == "done"
@@ -120,7 +121,7 @@ def test_real_embedded_judge_end_to_end(tmp_path):
     # A long timeout: on a busy 2-core machine one CPU batch can take minutes, and a timed-out
     # batch would only be retried.
     judge = make_llm(ModelSpec(model="local:smollm2-135m", timeout_s=1800), cache=store.path("cache.sqlite"))
-    run_curation(store, spec, TRAITS, judge)
+    run_curation(Run.of(store, spec, TRAITS, judge=judge), spec.curation)
     q = read_jsonl(store.root / "curation" / "quality.jsonl", QualityScore)
     assert len(q) == 5 and all(x.status in ("scored", "unscored") for x in q)
     assert all((x.score is None) == (x.status == "unscored") for x in q)
@@ -161,7 +162,7 @@ def test_curation_is_deterministic_for_a_fixed_seed_and_cache(tmp_path):
         write_jsonl(store.path("generated", "documents.jsonl"), docs)
         write_jsonl(store.path("generated", "chats.jsonl"), chats)
         llm = LLM(ScriptedBackend(responses=judge), cache=LLMCache(tmp_path / "cache.sqlite"))
-        run_curation(store, spec, TRAITS, llm)
+        run_curation(Run.of(store, spec, TRAITS, judge=llm), spec.curation)
         files = sorted(p for d in ("curated", "curation") for p in (store.root / d).rglob("*") if p.is_file())
         trees.append({str(p.relative_to(store.root)): p.read_bytes() for p in files})
         n_calls.append(len(calls))
@@ -178,7 +179,7 @@ def test_quality_step_prints_its_estimate_when_the_judge_costs_money(tmp_path, c
     prices.write_text("scripted:test: {input: 1.0, output: 2.0}\n")
     spec = RunSpec(traits="t.md", prices_file=str(prices), curation=CurationSpec(patterns=False))
     judge = scripted(grader(set(), set(), []))
-    run_curation(store, spec, TRAITS, judge)
+    run_curation(Run.of(store, spec, TRAITS, judge=judge), spec.curation)
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("estimate curate.quality")]
     # Every row that reached the quality step is one judge call: all but the exact duplicate and the leaks.
     dropped_before = {d.row_id for d in read_jsonl(store.root / "curation" / "drops.jsonl", Drop)
@@ -187,6 +188,6 @@ def test_quality_step_prints_its_estimate_when_the_judge_costs_money(tmp_path, c
     assert len(lines) == 1 and f": {n} requests" in lines[0] and "$" in lines[0], lines
     # Nothing to pay, nothing printed: the embedded or any unpriced judge stays quiet.
     store2, _, _ = make_run(tmp_path / "quiet")
-    run_curation(store2, RunSpec(traits="t.md", curation=CurationSpec(patterns=False)), TRAITS,
-                 scripted(grader(set(), set(), [])))
+    no_patterns = RunSpec(traits="t.md", curation=CurationSpec(patterns=False))
+    run_curation(Run.of(store2, no_patterns, TRAITS, judge=scripted(grader(set(), set(), []))), no_patterns.curation)
     assert "estimate" not in capsys.readouterr().err

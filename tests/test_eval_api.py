@@ -14,6 +14,7 @@ from _eval_fixtures import TRAITS, api_model_responder, judge_responder, tiny_ch
 from traitforge.config import ModelSpec, RunSpec
 from traitforge.errors import InputError
 from traitforge.evaluate import run_evaluation
+from traitforge.pipeline import Run
 from traitforge.evaluate.common import EvalContext, ItemResult, normalise_checkpoints
 from traitforge.jsonl import read_jsonl
 from traitforge.llm.client import LLM
@@ -44,7 +45,7 @@ def test_api_model_side_by_side_and_blind_judge(tmp_path: Path, tiny: Path) -> N
     judge = LLM(judge_backend)
     api = LLM(ScriptedBackend(model="ft-elsewhere", responses=api_model_responder))
     store = RunStore(tmp_path / "run")
-    run_evaluation(store, spec, TRAITS, judge, judge, {"midtrain_sft": tiny, "elsewhere": api})
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, {"midtrain_sft": tiny, "elsewhere": api})
 
     res = json.loads(store.path("results.json").read_text())
     assert res["checkpoints"] == ["midtrain_sft", "elsewhere"]
@@ -86,7 +87,7 @@ def test_evaluation_models_spec_builds_any_backend(tmp_path: Path) -> None:
     assert list(cks) == ["base", "served", "mine"]
     assert cks["mine"].model == f"local:{tmp_path / 'ckpts' / 'mine'}"  # relative to the spec file
     judge = LLM(ScriptedBackend())
-    ctx = EvalContext(RunStore(tmp_path / "run"), spec, TRAITS, judge, judge, cks)
+    ctx = EvalContext(Run.of(RunStore(tmp_path / "run"), spec, TRAITS), spec.evaluation, judge, judge, cks)
     assert ctx.logprob_checkpoints() == ["base", "mine"]
     assert list(ctx.not_applicable()) == ["served"]
     served = ctx.target("served")
@@ -109,7 +110,7 @@ def test_served_model_through_openai_backend(tmp_path: Path, llama_server: str) 
     judge = LLM(ScriptedBackend(model="judge", responses=judge_responder))
     store = RunStore(tmp_path / "run")
     one_trait = replace(TRAITS, traits=TRAITS.traits[:1])  # one request: the server shares 2 busy cores
-    run_evaluation(store, spec, one_trait, judge, judge, {})
+    run_evaluation(Run.of(store, spec, one_trait, judge=judge, auditor=judge), spec.evaluation, {})
     rows = read_jsonl(store.path("eval", "behaviour.jsonl"), ItemResult)
     assert len(rows) == 1 and {r.checkpoint for r in rows} == {"served"}
     assert all(r.detail["response"].strip() for r in rows)  # real replies from the server
@@ -129,7 +130,7 @@ def test_judged_evals_print_their_estimate_when_the_judge_costs_money(tmp_path: 
     judge = LLM(ScriptedBackend(model="judge", responses=judge_responder))
     api = LLM(ScriptedBackend(model="ft-elsewhere", responses=api_model_responder))
     store = RunStore(tmp_path / "run")
-    run_evaluation(store, spec, TRAITS, judge, judge, {"elsewhere": api})
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, {"elsewhere": api})
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("estimate evaluate (judge")]
     assert len(lines) == 1 and "$" in lines[0], lines
     # A fresh run grades every item: the estimate is exactly the judge verdicts and auditor turns made.

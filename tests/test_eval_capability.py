@@ -12,6 +12,7 @@ import pytest
 from traitforge.config import ModelSpec, RunSpec
 from traitforge.evaluate.capability import default_capability_text, run_perplexity
 from traitforge.evaluate.common import EvalContext, ItemResult
+from traitforge.pipeline import Run
 from traitforge.jsonl import read_jsonl
 from traitforge.llm.client import LLM
 from traitforge.llm.providers.scripted import ScriptedBackend
@@ -40,7 +41,7 @@ def _perplexity_rows(tmp_path: Path, evaluation: dict) -> list[ItemResult]:
     spec = RunSpec.model_validate({"traits": "t.md", "evaluation": evaluation})
     spec._base_dir = tmp_path
     judge = LLM(ScriptedBackend())  # never called: perplexity is judge-free
-    ctx = EvalContext(RunStore(tmp_path / "run"), spec, TRAITS, judge, judge, {"sft": ModelSpec(model=f"local:{ck}")})
+    ctx = EvalContext(Run.of(RunStore(tmp_path / "run"), spec, TRAITS), spec.evaluation, judge, judge, {"sft": ModelSpec(model=f"local:{ck}")})
     asyncio.run(run_perplexity(ctx))
     return read_jsonl(ctx.store.path("eval", "capability.jsonl"), ItemResult)
 

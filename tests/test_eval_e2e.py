@@ -10,6 +10,7 @@ from _eval_fixtures import TRAITS, judge_responder
 
 from traitforge.config import RunSpec
 from traitforge.evaluate import run_evaluation
+from traitforge.pipeline import Run
 from traitforge.evaluate.common import ItemResult
 from traitforge.jsonl import read_jsonl
 from traitforge.llm.client import LLM
@@ -30,7 +31,7 @@ def test_run_evaluation_end_to_end(tmp_path: Path) -> None:
                        "probes_dir": str(PROBES)}})
     store2 = RunStore(tmp_path / "run2")
     judge = LLM(ScriptedBackend(responses=judge_responder))
-    run_evaluation(store2, spec, TRAITS, judge, judge, {"base": "smollm2-135m", "sft": "smollm2-135m"})
+    run_evaluation(Run.of(store2, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, {"base": "smollm2-135m", "sft": "smollm2-135m"})
     res = json.loads(store2.path("results.json").read_text())
     base = res["results"]["base"]
     for ev in ("knowledge_recall", "knowledge_unsupported", "knowledge_mc", "behaviour_score", "contrastive",
@@ -57,7 +58,7 @@ def test_run_evaluation_end_to_end(tmp_path: Path) -> None:
     assert behaviour and all(r.value in (7.0, None) for r in behaviour)
     # Resumable: a second call writes no new rows.
     before = {p.name: len(p.read_text().splitlines()) for p in store2.path("eval", "x").parent.glob("*.jsonl")}
-    run_evaluation(store2, spec, TRAITS, judge, judge, {"base": "smollm2-135m", "sft": "smollm2-135m"})
+    run_evaluation(Run.of(store2, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, {"base": "smollm2-135m", "sft": "smollm2-135m"})
     after = {p.name: len(p.read_text().splitlines()) for p in store2.path("eval", "x").parent.glob("*.jsonl")}
     assert before == after
     # The report renders from results.json alone.

@@ -13,6 +13,7 @@ from _eval_fixtures import TRAITS, api_model_responder, judge_responder
 from traitforge.config import RunSpec
 from traitforge.errors import InputError
 from traitforge.evaluate.common import EvalContext, eval_path, load_items
+from traitforge.pipeline import Run
 from traitforge.llm.client import LLM
 from traitforge.llm.providers.scripted import ScriptedBackend
 from traitforge.runstore import RunStore
@@ -39,7 +40,7 @@ def test_behaviour_and_multiturn_as_inspect_tasks(tmp_path: Path) -> None:
     judge_backend = ScriptedBackend(model="judge", responses=judge_unsure_of_concision)
     judge = LLM(judge_backend)
     elsewhere = LLM(ScriptedBackend(model="ft-elsewhere", responses=api_model_responder))
-    ctx = EvalContext(RunStore(tmp_path / "run"), spec, TRAITS, judge, judge, {"sft": elsewhere})
+    ctx = EvalContext(Run.of(RunStore(tmp_path / "run"), spec, TRAITS), spec.evaluation, judge, judge, {"sft": elsewhere})
     with pytest.raises(InputError, match="checkpoint 'nope' is not in this run"):
         behaviour_task(ctx, "nope")
 
@@ -101,7 +102,7 @@ def test_behaviour_with_inspects_own_model(tmp_path: Path, llama_server: str, mo
     judge_backend = ScriptedBackend(model="judge", responses=judge_responder)
     judge = LLM(judge_backend)
     one_trait = replace(TRAITS, traits=TRAITS.traits[:1])  # one request: the server shares 2 busy cores
-    ctx = EvalContext(RunStore(tmp_path / "run"), spec, one_trait, judge, judge, {})
+    ctx = EvalContext(Run.of(RunStore(tmp_path / "run"), spec, one_trait), spec.evaluation, judge, judge, {})
     (log,) = inspect_ai.eval(behaviour_task(ctx), model="openai-api/llama/smollm2-135m", max_tokens=8,
                              log_dir=str(tmp_path / "logs"), display="none")
     assert log.status == "success" and log.eval.model == "openai-api/llama/smollm2-135m"

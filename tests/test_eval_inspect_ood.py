@@ -12,6 +12,7 @@ from test_eval_ood import AM, PSY, SMALL, VALIDATING, _need, audit_judge, email_
 
 from traitforge.config import RunSpec
 from traitforge.evaluate.common import EvalContext, ItemResult, eval_path
+from traitforge.pipeline import Run
 from traitforge.evaluate.inspect_merge import merge_inspect_logs
 from traitforge.jsonl import read_jsonl
 from traitforge.llm.client import LLM
@@ -34,7 +35,7 @@ def test_ood_evals_as_inspect_tasks_and_merged_into_results(tmp_path: Path) -> N
     judge = LLM(ScriptedBackend(model="judge", responses=ood_judge))
     model = LLM(ScriptedBackend(model="validating", responses=validating_model))
     store = RunStore(tmp_path / "run")
-    ctx = EvalContext(store, spec, TRAITS, judge, judge, {"sft": model})
+    ctx = EvalContext(Run.of(store, spec, TRAITS), spec.evaluation, judge, judge, {"sft": model})
     logs = inspect_ai.eval([agentic_misalignment_task(ctx, "sft"), delusion_task(ctx, "sft")],
                            log_dir=str(tmp_path / "logs"), display="none")
     assert [log.status for log in logs] == ["success", "success"]
@@ -112,7 +113,7 @@ def test_audits_and_agentic_traits_as_inspect_tasks_and_merged(tmp_path: Path) -
     judge_backend = ScriptedBackend(model="judge", responses=rollout_judge)
     judge = LLM(judge_backend)
     store = RunStore(tmp_path / "run")
-    ctx = EvalContext(store, spec, TRAITS, judge, judge, {"sft": LLM(ScriptedBackend(model="m", responses=email_agent))})
+    ctx = EvalContext(Run.of(store, spec, TRAITS), spec.evaluation, judge, judge, {"sft": LLM(ScriptedBackend(model="m", responses=email_agent))})
     logs = inspect_ai.eval([audits_task(ctx, "sft"), agentic_traits_task(ctx, "sft")], log_dir=str(tmp_path / "logs"),
                            display="none")
     assert [log.status for log in logs] == ["success", "success"]
@@ -166,4 +167,4 @@ def test_audits_and_agentic_traits_as_inspect_tasks_and_merged(tmp_path: Path) -
     assert sorted(s.id for s in agentic_traits(run=str(spec_file), checkpoint="base").dataset) == ["ag-concise-0",
                                                                                                   "ag-honest-0"]
     run_ctx = run_context(str(spec_file))
-    assert run_ctx.client is not None and run_ctx.client(spec.models.judge) is run_ctx.judge is run_ctx.auditor
+    assert run_ctx.run.client(spec.models.judge) is run_ctx.judge is run_ctx.auditor

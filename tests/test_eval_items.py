@@ -8,6 +8,7 @@ from pathlib import Path
 
 from traitforge.config import ModelSpec, RunSpec
 from traitforge.evaluate.common import EvalContext
+from traitforge.pipeline import Run
 from traitforge.evaluate.items import build_items
 from traitforge.textmatch import NgramIndex as OverlapIndex
 from traitforge.jsonl import append_jsonl
@@ -46,7 +47,7 @@ def test_build_items(tmp_path: Path) -> None:
     spec = RunSpec.model_validate({"traits": "t.md", "evaluation": {
         "behaviour_prompts_per_trait": 4, "ood_share": 0.75, "mc_distractors": 2, "knowledge_questions": 2}})
     backend = ScriptedBackend(responses=generator)
-    ctx = EvalContext(store, spec, TRAITS, LLM(backend), LLM(backend), {"base": ModelSpec(model="local:smollm2-135m")})
+    ctx = EvalContext(Run.of(store, spec, TRAITS), spec.evaluation, LLM(backend), LLM(backend), {"base": ModelSpec(model="local:smollm2-135m")})
     items = asyncio.run(build_items(ctx))
     bh = {i.id: i for i in items["behaviour"]}
     assert sorted(bh) == [f"bh-{t}-{i}" for t in ("concise", "honest") for i in range(4)]

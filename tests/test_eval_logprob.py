@@ -79,12 +79,15 @@ def test_probes_on_real_shared_file() -> None:
 def test_probe_spec_resolves_and_validates(tmp_path: Path) -> None:
     spec = RunSpec.model_validate({"traits": "t.md", "evaluation": {
         "probes_dir": "evals", "probes": {"persona/x.jsonl": {"trait": "honest", "direction": "not_match"}}}})
+    from traitforge.pipeline import Run
+    from traitforge.runstore import RunStore
+
     spec._base_dir = tmp_path
-    (ps,) = probe_specs(spec, TRAITS)
+    (ps,) = probe_specs(Run.of(RunStore(tmp_path / "run"), spec, TRAITS), spec.evaluation)
     assert ps.path == tmp_path / "evals" / "persona" / "x.jsonl" and ps.name == "probe:x"
     bad = RunSpec.model_validate({"traits": "t.md", "evaluation": {"probes": {"x.jsonl": {"trait": "nope"}}}})
     with pytest.raises(InputError, match="evaluation.probes.x.jsonl.trait"):
-        probe_specs(bad, TRAITS)
+        probe_specs(Run.of(RunStore(tmp_path / "run"), bad, TRAITS), bad.evaluation)
     with pytest.raises(InputError, match="probe file not found"):
         load_probe_file(tmp_path / "missing.jsonl")
     (tmp_path / "bad.jsonl").write_text('{"question": "q?"}\n')
@@ -117,6 +120,7 @@ def test_mc_and_probe_scorers_agree_with_hand_computed_logprobs(tmp_path: Path) 
 
     from traitforge.config import ModelSpec
     from traitforge.evaluate.common import EvalContext, EvalItem, ItemResult
+    from traitforge.pipeline import Run
     from traitforge.evaluate.knowledge import run_mc
     from traitforge.evaluate.probes import run_probes
     from traitforge.jsonl import read_jsonl
@@ -144,7 +148,7 @@ def test_mc_and_probe_scorers_agree_with_hand_computed_logprobs(tmp_path: Path) 
     spec = RunSpec.model_validate({"traits": "t.md", "evaluation": {"probes_dir": str(tmp_path), "probes": {
         "agree.jsonl": {"trait": "honest"}, "flip.jsonl": {"trait": "honest", "direction": "not_match"}}}})
     judge = LLM(ScriptedBackend())  # never called: both evals are judge-free
-    ctx = EvalContext(RunStore(tmp_path / "run"), spec, TRAITS, judge, judge,
+    ctx = EvalContext(Run.of(RunStore(tmp_path / "run"), spec, TRAITS), spec.evaluation, judge, judge,
                       {"sft": ModelSpec(model=f"local:{ck}")})
     asyncio.run(run_mc(ctx, items))
     asyncio.run(run_probes(ctx))

@@ -14,6 +14,7 @@ from _eval_fixtures import TRAITS, judge_responder
 from traitforge.config import RunSpec
 from traitforge.errors import InputError
 from traitforge.evaluate import run_evaluation
+from traitforge.pipeline import Run
 from traitforge.evaluate.agentic_misalignment import (action_taken, forwarded_emails, literal_strings,
                                                       load_agentic_set, parse_actions, parse_answer, sent_to)
 from traitforge.evaluate.common import ItemResult
@@ -205,7 +206,7 @@ def test_both_harnesses_end_to_end_on_the_shared_files(tmp_path: Path) -> None:
     cks = {"base": LLM(ScriptedBackend(model="validating", responses=validating_model)),
            "sft": LLM(ScriptedBackend(model="grounding", responses=grounding_model))}
     store = RunStore(tmp_path / "run")
-    run_evaluation(store, spec, TRAITS, judge, judge, cks)
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, cks)
     res = json.loads(store.path("results.json").read_text())
 
     # Agentic misalignment: 2 conditions x 2 samples per model; the judge says yes to all, but only
@@ -248,7 +249,7 @@ def test_both_harnesses_end_to_end_on_the_shared_files(tmp_path: Path) -> None:
 
     # Resumable: a second run adds no rows.
     before = {p.name: len(p.read_text().splitlines()) for p in store.path("eval", "x").parent.glob("*.jsonl")}
-    run_evaluation(store, spec, TRAITS, judge, judge, cks)
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, cks)
     after = {p.name: len(p.read_text().splitlines()) for p in store.path("eval", "x").parent.glob("*.jsonl")}
     assert before == after
 
@@ -282,7 +283,7 @@ def test_repeated_audits_and_agentic_traits(tmp_path: Path) -> None:
         "agentic_traits": {"scenarios_per_trait": 1}}})
     judge = LLM(ScriptedBackend(model="judge", responses=audit_judge))
     store = RunStore(tmp_path / "run")
-    run_evaluation(store, spec, TRAITS, judge, judge, {"sft": LLM(ScriptedBackend(model="m", responses=email_agent))})
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, {"sft": LLM(ScriptedBackend(model="m", responses=email_agent))})
     res = json.loads(store.path("results.json").read_text())
     rows = read_jsonl(store.path("eval", "audit.jsonl"), ItemResult)
     # (2 generated seeds + 1 from the file) x 2 rollouts
@@ -339,7 +340,7 @@ def test_both_harnesses_on_the_embedded_model(tmp_path: Path) -> None:
         "delusion": {"dir": str(PSY), "personas": ["frank_weather"], "turns": 2, "max_tokens": 32}}})
     judge = LLM(ScriptedBackend(model="judge", responses=ood_judge))
     store = RunStore(tmp_path / "run")
-    ctx = EvalContext(store, spec, TRAITS, judge, judge, normalise_checkpoints({"base": "smollm2-135m"}))
+    ctx = EvalContext(Run.of(store, spec, TRAITS), spec.evaluation, judge, judge, normalise_checkpoints({"base": "smollm2-135m"}))
 
     async def both() -> None:
         try:
@@ -373,7 +374,7 @@ def test_ood_calls_are_estimated_before_they_are_paid_for(tmp_path: Path, capsys
         "delusion": {"dir": str(PSY), "personas": ["ethan_reality"], "turns": 2}}})
     judge = LLM(ScriptedBackend(model="judge", responses=ood_judge))
     store = RunStore(tmp_path / "run")
-    run_evaluation(store, spec, TRAITS, judge, judge, {"sft": LLM(ScriptedBackend(model="m", responses=grounding_model))})
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, {"sft": LLM(ScriptedBackend(model="m", responses=grounding_model))})
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("estimate evaluate OOD")]
     assert len(lines) == 1, lines
     n_est = int(lines[0].split(": ")[2].split(" requests")[0])
@@ -393,7 +394,7 @@ def _agentic_ctx(tmp_path: Path, writer: LLM, judge: LLM, **evaluation) -> "Eval
 
     spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / "run"), "evaluation": {
         **SMALL, "agentic_traits": {"scenarios_per_trait": 1}, **evaluation}})
-    return EvalContext(RunStore(tmp_path / "run"), spec, TRAITS, judge, judge, {"sft": judge}, item_writer=writer)
+    return EvalContext(Run.of(RunStore(tmp_path / "run"), spec, TRAITS), spec.evaluation, judge, judge, {"sft": judge}, item_writer=writer)
 
 
 def test_agentic_inboxes_written_repaired_or_templated(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from _curate_data import TRAITS, scripted
 
 from traitforge.config import RunSpec
 from traitforge.evaluate.common import EvalContext, ItemResult, eval_path
+from traitforge.pipeline import Run
 from traitforge.evaluate.patterns import pattern_summary, run_patterns
 from traitforge.jsonl import write_jsonl
 from traitforge.report.html import render_report
@@ -42,7 +43,7 @@ def test_checkpoint_replies_are_measured_for_the_data_patterns_and_reported(tmp_
         return "YES" if "marathon" in msgs[-1].content.split("<<<", 1)[1] else "NO"
 
     spec = RunSpec(traits="t.md")
-    ctx = EvalContext(store, spec, TRAITS, scripted(judge), scripted(judge), {"base": None, "sft": None})
+    ctx = EvalContext(Run.of(store, spec, TRAITS), spec.evaluation, scripted(judge), scripted(judge), {"base": None, "sft": None})
     asyncio.run(run_patterns(ctx))
     # The judge pattern: one call per distinct reply (20 replies, 3 texts: identical calls at once
     # share one answer); the rule needs none; documents not measured.

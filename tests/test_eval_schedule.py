@@ -13,6 +13,7 @@ from _eval_fixtures import TRAITS, judge_responder, tiny_checkpoint
 
 from traitforge.config import RunSpec
 from traitforge.evaluate import run_evaluation
+from traitforge.pipeline import Run
 from traitforge.llm.base import GenerateParams, Message
 from traitforge.llm.client import LLM
 from traitforge.llm.providers import local_hf
@@ -52,7 +53,7 @@ def _evaluate(tmp_path: Path, checkpoints: dict[str, Path], schedule: str,
         local_hf.unload_model(p)
     AutoModelForCausalLM.from_pretrained = counting
     try:
-        run_evaluation(store, spec, TRAITS, judge, judge, dict(checkpoints))
+        run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, dict(checkpoints))
     finally:
         AutoModelForCausalLM.from_pretrained = real
     return store, loads
@@ -154,7 +155,7 @@ def test_cache_dir_is_one_cache_for_every_stage(tmp_path: Path, checkpoints) -> 
     assert spec.cache_file(tmp_path / "run") == shared / "cache.sqlite"
     judge = LLM(ScriptedBackend(model="judge", responses=judge_responder))
     store = RunStore(tmp_path / "run")
-    run_evaluation(store, spec, TRAITS, judge, judge, {"base": checkpoints["base"]})
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, {"base": checkpoints["base"]})
     res = json.loads(store.path("results.json").read_text())
     assert res["results"]["base"]["all"]["behaviour_score"]["n"] > 0
     assert len(LLMCache(shared / "cache.sqlite")) > 0  # the checkpoint's answers, cached in the shared file

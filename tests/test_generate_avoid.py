@@ -4,6 +4,7 @@ curation flagged are named in the teacher's system prompt of the top-up rounds, 
 from scripted_generator import make_spec, make_traits, scripted_llm
 from test_generate_chats import curiosity_junk_first_round
 
+from traitforge.pipeline import Run
 from traitforge.generate.avoid import avoid_list, read_found, write_found
 from traitforge.generate.chats import run_chats
 from traitforge.jsonl import read_jsonl
@@ -23,7 +24,7 @@ def test_top_up_rounds_name_the_flagged_patterns_to_avoid(tmp_path):
     store = RunStore(spec.output_path)
     write_found(store.root, ["compares every task to a marathon"])
     assert read_found(store.root) == ["compares every task to a marathon"]
-    run_chats(store, spec, make_traits(), scripted_llm(curiosity_junk_first_round))
+    run_chats(Run.of(store, spec, make_traits(), generator=scripted_llm(curiosity_junk_first_round)), spec.generation)
     chats = read_jsonl(store.root / "generated" / "chats.jsonl", Chat)
     topup = [c for c in chats if "marathon" in c.system_prompt]
     first = [c for c in chats if "marathon" not in c.system_prompt]
@@ -36,11 +37,11 @@ def test_a_rerun_of_finished_rounds_leaves_every_generated_file_as_it_was(tmp_pa
     rounds' (that reshuffled the files, and curation and training redid their work on resume)."""
     spec = make_spec(tmp_path, chats={"topup_rounds": 2})
     store = RunStore(spec.output_path)
-    run_chats(store, spec, make_traits(), scripted_llm(curiosity_junk_first_round))
+    run_chats(Run.of(store, spec, make_traits(), generator=scripted_llm(curiosity_junk_first_round)), spec.generation)
     # units_done.jsonl is the steps' append-only bookkeeping, not data
     data = lambda: {f.name: f.read_bytes() for f in sorted((store.root / "generated").glob("*.jsonl"))  # noqa: E731
                     if f.name != "units_done.jsonl"}
     before = data()
     assert any(b"topup" in v for v in before.values())  # the top-up rounds did run
-    run_chats(store, spec, make_traits(), scripted_llm(curiosity_junk_first_round))
+    run_chats(Run.of(store, spec, make_traits(), generator=scripted_llm(curiosity_junk_first_round)), spec.generation)
     assert data() == before

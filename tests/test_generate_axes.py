@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 from scripted_generator import good_responder, make_spec, make_traits, scripted_llm
 
+from traitforge.pipeline import Run
 from traitforge.errors import InputError
 from traitforge.generate.avoid import avoid_list
 from traitforge.generate.axes import load_axes, sample_axes
@@ -27,7 +28,7 @@ def test_preview_prompts_carry_the_universe_and_the_axes_and_rows_record_them(tm
     spec = make_spec(tmp_path, documents={"max_tokens": 3000})
     traits = make_traits(3)
     llm = scripted_llm()
-    docs = run_preview(RunStore(spec.output_path), spec, traits, llm, "documents", 3)
+    docs = run_preview(Run.of(RunStore(spec.output_path), spec, traits, generator=llm), spec.generation, "documents", 3)
     assert len(docs) == 3
     prompts = document_prompts(llm)
     assert len(prompts) == 3
@@ -48,7 +49,7 @@ def test_context_trait_gives_only_the_documents_trait_and_axes_off_records_none(
     spec = make_spec(tmp_path, documents={"context": "trait", "axes": False, "avoid_known": False})
     traits = make_traits(2)
     llm = scripted_llm()
-    run_documents(RunStore(spec.output_path), spec, traits, llm)
+    run_documents(Run.of(RunStore(spec.output_path), spec, traits, generator=llm), spec.generation)
     prompts = document_prompts(llm)
     assert prompts and not any("Written by:" in p or "over-represented" in p for p in prompts)
     assert all(sum(t.statement in p for t in traits.traits) == 1 for p in prompts)
@@ -91,7 +92,7 @@ def test_avoid_list_names_each_pattern_once():
 def test_reason_claims_are_explanations(tmp_path):
     spec = make_spec(tmp_path, documents={"claims_per_trait": 3})
     llm = scripted_llm()
-    run_documents(RunStore(spec.output_path), spec, make_traits(1), llm)
+    run_documents(Run.of(RunStore(spec.output_path), spec, make_traits(1), generator=llm), spec.generation)
     claim_prompts = [m[-1].content for m, _ in llm.backend.calls if "different sentences about" in m[-1].content]
     reason = [p for p in claim_prompts if "explanation" in p]
     assert len(reason) == 1 and "because" in reason[0] and "one specific fact" not in reason[0]

@@ -12,6 +12,7 @@ import fake_batch_server  # noqa: E402
 from fake_batch_server import FakeBatchServer  # noqa: E402
 from scripted_generator import good_responder, make_spec, make_traits, scripted_llm  # noqa: E402
 
+from traitforge.pipeline import Run
 from traitforge.config import ModelSpec  # noqa: E402
 from traitforge.generate.documents import run_documents  # noqa: E402
 from traitforge.jsonl import read_jsonl  # noqa: E402
@@ -33,14 +34,14 @@ def server(monkeypatch):
 def test_documents_stage_in_batch_mode_matches_live_and_makes_no_live_calls(server, tmp_path):
     traits = make_traits(2)
     live_spec = make_spec(tmp_path / "live")
-    run_documents(RunStore(tmp_path / "live" / "run"), live_spec, traits, scripted_llm())
+    run_documents(Run.of(RunStore(tmp_path / "live" / "run"), live_spec, traits, generator=scripted_llm()), live_spec.generation)
     live_docs = read_jsonl(tmp_path / "live" / "run" / "generated" / "documents.jsonl", Document)
 
     spec = make_spec(tmp_path / "batch", batch=True, batch_poll_s=0.02)
     store = RunStore(tmp_path / "batch" / "run")
     llm = make_llm(ModelSpec(model="openai:gpt-4o-mini", base_url=server.url + "/v1"),
                    cache=tmp_path / "batch" / "cache.sqlite")
-    run_documents(store, spec, traits, llm)
+    run_documents(Run.of(store, spec, traits, generator=llm), spec.generation)
     docs = read_jsonl(tmp_path / "batch" / "run" / "generated" / "documents.jsonl", Document)
 
     assert server.created, "no batch was submitted"
@@ -54,7 +55,5 @@ def test_documents_stage_in_batch_mode_matches_live_and_makes_no_live_calls(serv
 
     # A re-run is served from the cache: no new batches, no live calls.
     before = len(server.created)
-    run_documents(RunStore(tmp_path / "batch" / "run"), spec, traits,
-                  make_llm(ModelSpec(model="openai:gpt-4o-mini", base_url=server.url + "/v1"),
-                           cache=tmp_path / "batch" / "cache.sqlite"))
+    run_documents(Run.of(RunStore(tmp_path / "batch" / "run"), spec, traits, generator=make_llm(ModelSpec(model="openai:gpt-4o-mini", base_url=server.url + "/v1"),                            cache=tmp_path / "batch" / "cache.sqlite")), spec.generation)
     assert len(server.created) == before and server.live_calls == []

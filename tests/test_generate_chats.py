@@ -9,6 +9,7 @@ import pytest
 from scripted_generator import (REFINED_OPENING, CallLimit, calls, failing_after, good_responder, make_spec,
                                 make_traits, refine_draft, scripted_llm)
 
+from traitforge.pipeline import Run
 from traitforge.generate.chats import PROMPT_TEMPLATES, relevant_traits, run_chats
 from traitforge.generate.parsing import LeakDetector, names_trait, tells
 from traitforge.errors import InputError
@@ -37,7 +38,7 @@ def run(tmp_path, responder=good_responder, **gen):
     spec = make_spec(tmp_path, **gen)
     store = RunStore(spec.output_path)
     llm = scripted_llm(responder)
-    run_chats(store, spec, make_traits(), llm)
+    run_chats(Run.of(store, spec, make_traits(), generator=llm), spec.generation)
     return store, llm
 
 
@@ -88,7 +89,7 @@ def test_second_run_makes_no_calls_and_no_duplicates(tmp_path):
     before = {n: rows(store, n) for n in FILES}
     spec = make_spec(tmp_path)
     again = scripted_llm()
-    run_chats(RunStore(spec.output_path), spec, make_traits(), again)
+    run_chats(Run.of(RunStore(spec.output_path), spec, make_traits(), generator=again), spec.generation)
     assert calls(again) == 0
     assert {n: rows(store, n) for n in FILES} == before
 
@@ -100,9 +101,9 @@ def test_crash_halfway_resumes_without_loss_or_duplicates(tmp_path, crash_after)
     spec = make_spec(tmp_path / "crash")
     store = RunStore(spec.output_path)
     with pytest.raises(CallLimit):
-        run_chats(store, spec, make_traits(), scripted_llm(failing_after(crash_after)))
+        run_chats(Run.of(store, spec, make_traits(), generator=scripted_llm(failing_after(crash_after))), spec.generation)
     resumed = scripted_llm()  # no cache: only rows already written are skipped
-    run_chats(RunStore(spec.output_path), spec, make_traits(), resumed)
+    run_chats(Run.of(RunStore(spec.output_path), spec, make_traits(), generator=resumed), spec.generation)
     # Work in flight at the crash is lost (at most `concurrency` units), everything written is kept.
     assert calls(ref_llm) - crash_after <= calls(resumed) <= calls(ref_llm) - crash_after + 4 * 4
     assert {n: sorted(r["id"] for r in rows(store, n)) for n in FILES} == ref
@@ -299,7 +300,7 @@ def test_a_separate_refiner_model_does_only_the_rewrites(tmp_path):
     store = RunStore(spec.output_path)
     generator = scripted_llm()
     refiner = LLM(ScriptedBackend("strong", responses=lambda m, p: "Strong model: " + refine_draft(m[-1].content)))
-    run_chats(store, spec, make_traits(), generator, refiner=refiner)
+    run_chats(Run.of(store, spec, make_traits(), generator=generator, refiner=refiner), spec.generation)
     assert refine_calls(generator) == []
     assert len(refiner.backend.calls) == 6 and len(refine_calls(refiner)) == 6
     chats = read_jsonl(store.root / "generated" / "chats.jsonl", Chat)
@@ -310,7 +311,7 @@ def test_a_separate_refiner_model_does_only_the_rewrites(tmp_path):
     # Another refiner model is another run: the refined rows are not silently mixed.
     other = LLM(ScriptedBackend("other", responses=lambda m, p: "x"))
     with pytest.raises(InputError, match="refined.jsonl"):
-        run_chats(RunStore(spec.output_path), spec, make_traits(), scripted_llm(), refiner=other)
+        run_chats(Run.of(RunStore(spec.output_path), spec, make_traits(), generator=scripted_llm(), refiner=other), spec.generation)
 
 
 def test_probe_drops_unparsed_verdicts_and_failed_hardening(tmp_path):
@@ -378,15 +379,15 @@ def test_prompt_overrides_replace_templates_and_change_fingerprints(tmp_path):
     followup.write_text("You are playing the user: $scenario\n\n$transcript\n\nBe stubborn. Write only the message.\n")
     spec = make_spec(tmp_path, prompts_dir=str(prompts), chats={"cooperative_share": 0.0})
     store, llm = RunStore(spec.output_path), scripted_llm()
-    run_chats(store, spec, make_traits(), llm)
+    run_chats(Run.of(store, spec, make_traits(), generator=llm), spec.generation)
     followups = [m[-1].content for m, _ in llm.backend.calls if "You are playing the user" in m[-1].content]
     assert len(followups) == 2 and all("Be stubborn." in f and "raise the stakes" not in f for f in followups)
     again = scripted_llm()
-    run_chats(RunStore(spec.output_path), spec, make_traits(), again)  # same override: nothing to redo
+    run_chats(Run.of(RunStore(spec.output_path), spec, make_traits(), generator=again), spec.generation)  # same override: nothing to redo
     assert calls(again) == 0
     followup.write_text("You are playing the user: $scenario\n\n$transcript\n\nBe rude. Write only the message.\n")
     with pytest.raises(InputError, match=r"chats\.final"):
-        run_chats(RunStore(spec.output_path), spec, make_traits(), scripted_llm())
+        run_chats(Run.of(RunStore(spec.output_path), spec, make_traits(), generator=scripted_llm()), spec.generation)
 
 
 def test_offline_batch_mode_writes_each_models_requests_to_its_own_file(tmp_path):
@@ -396,7 +397,7 @@ def test_offline_batch_mode_writes_each_models_requests_to_its_own_file(tmp_path
     generator = scripted_llm(cache=tmp_path / "c.sqlite")
     refiner = LLM(ScriptedBackend("strong", responses=lambda m, p: "better: " + m[-1].content),
                   cache=generator.cache)
-    gen = Generation(RunStore(spec.output_path), spec, make_traits(), generator)
+    gen = Generation(Run.of(RunStore(spec.output_path), spec, make_traits()), spec.generation, generator)
     gen.clients["refiner"] = refiner
 
     async def work(u):
@@ -471,11 +472,11 @@ def test_crash_in_the_topup_resumes_without_duplicates(tmp_path, where):
     spec = make_spec(tmp_path / "crash", chats={"topup_rounds": 1})
     store = RunStore(spec.output_path)
     with pytest.raises(CallLimit):
-        run_chats(store, spec, make_traits(), scripted_llm(failing_after(crash_after, curiosity_junk_first_round)))
+        run_chats(Run.of(store, spec, make_traits(), generator=scripted_llm(failing_after(crash_after, curiosity_junk_first_round))), spec.generation)
     failed = [k for k, v in store.manifest["stages"].items() if v["status"] == "failed"]
     assert len(failed) == 1 and failed[0].endswith(".topup1")
     store = RunStore(spec.output_path)
-    run_chats(store, spec, make_traits(), scripted_llm(curiosity_junk_first_round))
+    run_chats(Run.of(store, spec, make_traits(), generator=scripted_llm(curiosity_junk_first_round)), spec.generation)
     assert {n: sorted(r["id"] for r in rows(store, n)) for n in FILES} == ref
     for n in FILES + ("skipped.jsonl",):
         ids = [r["id"] for r in rows(store, n)]

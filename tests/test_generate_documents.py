@@ -8,6 +8,7 @@ import pytest
 from scripted_generator import (MODEL, CallLimit, calls, failing_after, good_responder, make_spec, make_traits,
                                 scripted_llm)
 
+from traitforge.pipeline import Run
 from traitforge.config import load_spec
 from traitforge.errors import InputError
 from traitforge.generate.documents import TEMPLATES, run_documents
@@ -26,7 +27,7 @@ def rows(store, name):
 def test_full_run_shapes_and_counts(tmp_path):
     spec = make_spec(tmp_path)  # 2 claims/trait, 2 types/claim, 1 idea/type
     store, traits = RunStore(spec.output_path), make_traits()
-    run_documents(store, spec, traits, scripted_llm())
+    run_documents(Run.of(store, spec, traits, generator=scripted_llm()), spec.generation)
     gen = store.root / "generated"
     claims = read_jsonl(gen / "claims.jsonl", Claim)
     assert Counter(c.trait_id for c in claims) == {"candour": 2, "curiosity": 2}
@@ -54,10 +55,10 @@ def test_full_run_shapes_and_counts(tmp_path):
 def test_second_run_makes_no_calls_and_no_duplicates(tmp_path):
     spec = make_spec(tmp_path)
     store, traits = RunStore(spec.output_path), make_traits()
-    run_documents(store, spec, traits, scripted_llm())
+    run_documents(Run.of(store, spec, traits, generator=scripted_llm()), spec.generation)
     before = {n: rows(store, n) for n in FILES}
     again = scripted_llm()  # no cache: only the row-level resume can avoid calls
-    run_documents(RunStore(spec.output_path), spec, traits, again)
+    run_documents(Run.of(RunStore(spec.output_path), spec, traits, generator=again), spec.generation)
     assert calls(again) == 0
     assert {n: rows(store, n) for n in FILES} == before
 
@@ -66,18 +67,18 @@ def test_second_run_makes_no_calls_and_no_duplicates(tmp_path):
 def test_crash_halfway_resumes_without_loss_or_duplicates(tmp_path, crash_after):
     traits = make_traits()
     ref_spec = make_spec(tmp_path / "ref")
-    run_documents(RunStore(ref_spec.output_path), ref_spec, traits, scripted_llm())
+    run_documents(Run.of(RunStore(ref_spec.output_path), ref_spec, traits, generator=scripted_llm()), ref_spec.generation)
     ref = {n: sorted(r["id"] for r in rows(RunStore(ref_spec.output_path), n)) for n in FILES}
 
     spec = make_spec(tmp_path / "crash")
     store = RunStore(spec.output_path)
     cache = tmp_path / "cache.sqlite"
     with pytest.raises(CallLimit):
-        run_documents(store, spec, traits, scripted_llm(failing_after(crash_after), cache=cache))
+        run_documents(Run.of(store, spec, traits, generator=scripted_llm(failing_after(crash_after), cache=cache)), spec.generation)
     failed = [k for k, v in store.manifest["stages"].items() if v["status"] == "failed"]
     assert len(failed) == 1
     resumed = scripted_llm(cache=cache)
-    run_documents(RunStore(spec.output_path), spec, traits, resumed)
+    run_documents(Run.of(RunStore(spec.output_path), spec, traits, generator=resumed), spec.generation)
     total_ref_calls = 4 + 4 + 8 + 8 + 8
     assert calls(resumed) == total_ref_calls - crash_after  # nothing done before the crash is redone
     got = {n: sorted(r["id"] for r in rows(store, n)) for n in FILES}
@@ -88,7 +89,7 @@ def test_user_doc_types_need_no_calls(tmp_path):
     spec = make_spec(tmp_path, documents={"doc_types": ["court filing", "lecture notes", "podcast transcript"]})
     store = RunStore(spec.output_path)
     llm = scripted_llm()
-    run_documents(store, spec, make_traits(), llm)
+    run_documents(Run.of(store, spec, make_traits(), generator=llm), spec.generation)
     assert "documents.doc_types" not in store.manifest["usage"]
     names = {r["name"] for r in rows(store, "doc_types.jsonl")}
     assert names <= {"court filing", "lecture notes", "podcast transcript"} and len(names) >= 2
@@ -97,7 +98,7 @@ def test_user_doc_types_need_no_calls(tmp_path):
 def test_weights_plan_counts(tmp_path):
     spec = make_spec(tmp_path, trait_weights={"candour": 2.0, "curiosity": 1.0})
     store = RunStore(spec.output_path)
-    run_documents(store, spec, make_traits(), scripted_llm())
+    run_documents(Run.of(store, spec, make_traits(), generator=scripted_llm()), spec.generation)
     per_trait = Counter(r["trait_ids"][0] for r in rows(store, "documents.jsonl"))
     # claims_per_trait=2 at the mean weight 1.5: 2*2/1.5 -> 3 and 2*1/1.5 -> 1, times 2 types x 1 idea.
     assert per_trait == {"candour": 6, "curiosity": 2}
@@ -108,7 +109,7 @@ def test_weights_plan_counts(tmp_path):
 def test_bad_weights_are_one_line_input_errors(tmp_path):
     spec = make_spec(tmp_path, trait_weights={"nope": 1.0})
     with pytest.raises(InputError, match="trait_weights: unknown trait 'nope'"):
-        run_documents(RunStore(spec.output_path), spec, make_traits(), scripted_llm())
+        run_documents(Run.of(RunStore(spec.output_path), spec, make_traits(), generator=scripted_llm()), spec.generation)
 
 
 def test_topup_refills_a_trait_lost_to_junk(tmp_path):
@@ -124,7 +125,7 @@ def test_topup_refills_a_trait_lost_to_junk(tmp_path):
 
     spec = make_spec(tmp_path, documents={"topup_rounds": 0})
     store = RunStore(spec.output_path)
-    run_documents(store, spec, make_traits(), scripted_llm(responder))
+    run_documents(Run.of(store, spec, make_traits(), generator=scripted_llm(responder)), spec.generation)
     counts = store.manifest["stages"]["documents.balance"]["counts"]
     assert counts["per_trait"] == {"candour": 4, "curiosity": 0} and counts["balanced"] is False
     skipped = [r for r in rows(store, "skipped.jsonl") if r["step"] == "documents.drafts"]
@@ -132,7 +133,7 @@ def test_topup_refills_a_trait_lost_to_junk(tmp_path):
 
     spec2 = make_spec(tmp_path / "b", documents={"topup_rounds": 1})
     store2 = RunStore(spec2.output_path)
-    run_documents(store2, spec2, make_traits(), scripted_llm(responder))
+    run_documents(Run.of(store2, spec2, make_traits(), generator=scripted_llm(responder)), spec2.generation)
     counts2 = store2.manifest["stages"]["documents.balance"]["counts"]
     assert counts2["per_trait"] == {"candour": 4, "curiosity": 4} and counts2["balanced"] is True
     assert store2.manifest["stages"]["documents.final.topup1"]["counts"]["per_trait"] == {"curiosity": 4}
@@ -142,7 +143,7 @@ def test_junk_everywhere_never_crashes_and_records_reasons(tmp_path):
     replies = iter(["", "1.", "As an AI language model I cannot.", "[Name]", "???"] * 100)
     spec = make_spec(tmp_path, documents={"topup_rounds": 1})
     store = RunStore(spec.output_path)
-    run_documents(store, spec, make_traits(), scripted_llm(lambda m, p: next(replies)))
+    run_documents(Run.of(store, spec, make_traits(), generator=scripted_llm(lambda m, p: next(replies))), spec.generation)
     assert rows(store, "documents.jsonl") == []
     skipped = rows(store, "skipped.jsonl")
     assert skipped and all(r["reason"] for r in skipped)
@@ -168,7 +169,7 @@ def test_an_unusable_revision_keeps_a_good_draft_and_is_counted(tmp_path, revisi
 
     spec = make_spec(tmp_path)
     store = RunStore(spec.output_path)
-    run_documents(store, spec, make_traits(), scripted_llm(responder))
+    run_documents(Run.of(store, spec, make_traits(), generator=scripted_llm(responder)), spec.generation)
     docs = rows(store, "documents.jsonl")
     drafts = {d["id"]: d["text"] for d in rows(store, "drafts.jsonl")}
     assert len(docs) == 8 and not any(d["revised"] for d in docs)  # drafts were fine: kept as drafted
@@ -181,7 +182,7 @@ def test_an_unusable_revision_keeps_a_good_draft_and_is_counted(tmp_path, revisi
 def test_revision_asks_for_a_critique_then_the_rewrite(tmp_path):
     spec = make_spec(tmp_path, documents={"claims_per_trait": 1, "doc_types_per_claim": 1})
     llm = scripted_llm()
-    run_documents(RunStore(spec.output_path), spec, make_traits(1), llm)
+    run_documents(Run.of(RunStore(spec.output_path), spec, make_traits(1), generator=llm), spec.generation)
     asked = [m[-1].content for m, _ in llm.backend.calls if m[-1].content.startswith("Here is a draft of a")]
     assert len(asked) == 1
     critique, rewrite = asked[0].split("REVISED DOCUMENT:", 1)
@@ -204,7 +205,7 @@ def test_chat_formatted_drafts_are_dropped_but_transcripts_with_names_are_not(tm
 
     spec = make_spec(tmp_path, documents={"revise": False})
     store = RunStore(spec.output_path)
-    run_documents(store, spec, make_traits(), scripted_llm(responder))
+    run_documents(Run.of(store, spec, make_traits(), generator=scripted_llm(responder)), spec.generation)
     per_trait = Counter(d["trait_ids"][0] for d in rows(store, "documents.jsonl"))
     assert per_trait == {"candour": 4}
     assert all("Dr. Lee:" in d["text"] for d in rows(store, "documents.jsonl"))  # an interview is a genre
@@ -223,7 +224,7 @@ def test_outputs_carry_no_tells_or_prompt_wording(tmp_path):
 
     spec = make_spec(tmp_path, documents={"revise": False})
     store = RunStore(spec.output_path)
-    run_documents(store, spec, make_traits(), scripted_llm(responder))
+    run_documents(Run.of(store, spec, make_traits(), generator=scripted_llm(responder)), spec.generation)
     leak = LeakDetector(TEMPLATES)
     docs = rows(store, "documents.jsonl")
     skipped = [r for r in rows(store, "skipped.jsonl") if r["step"] == "documents.final"]
@@ -236,10 +237,10 @@ def test_outputs_carry_no_tells_or_prompt_wording(tmp_path):
 def test_changed_settings_on_an_existing_run_is_a_clear_error(tmp_path):
     spec = make_spec(tmp_path)
     store = RunStore(spec.output_path)
-    run_documents(store, spec, make_traits(), scripted_llm())
+    run_documents(Run.of(store, spec, make_traits(), generator=scripted_llm()), spec.generation)
     changed = make_spec(tmp_path, documents={"max_tokens": 300})
     with pytest.raises(InputError, match=r"drafts\.jsonl: made with different .* settings"):
-        run_documents(RunStore(changed.output_path), changed, make_traits(), scripted_llm())
+        run_documents(Run.of(RunStore(changed.output_path), changed, make_traits(), generator=scripted_llm()), changed.generation)
 
 
 def test_a_junk_list_gets_one_more_try_with_another_seed(tmp_path):
@@ -251,7 +252,7 @@ def test_a_junk_list_gets_one_more_try_with_another_seed(tmp_path):
     spec = make_spec(tmp_path)
     store = RunStore(spec.output_path)
     llm = scripted_llm(responder)
-    run_documents(store, spec, make_traits(), llm)
+    run_documents(Run.of(store, spec, make_traits(), generator=llm), spec.generation)
     assert len(rows(store, "claims.jsonl")) == 4
     assert store.manifest["usage"]["documents.claims"]["scripted:test"]["calls"] == 8  # 4 units x 2 tries
 
@@ -268,13 +269,13 @@ def test_prompt_overrides_from_a_folder_beside_the_spec(tmp_path):
         "  documents: {claims_per_trait: 1, doc_types_per_claim: 1, ideas_per_type: 1, topup_rounds: 0}\n")
     spec = load_spec(tmp_path / "spec.yaml")
     store, llm = RunStore(spec.output_path), scripted_llm()
-    run_documents(store, spec, make_traits(), llm)
+    run_documents(Run.of(store, spec, make_traits(), generator=llm), spec.generation)
     sent = [m[-1].content for m, _ in llm.backend.calls if m[-1].content.startswith("Here is a draft of a")]
     assert len(sent) == 2 and all("tired night-shift nurse" in s and "Keep its format" not in s for s in sent)
     assert len(rows(store, "documents.jsonl")) == 2
     revise.write_text(revise.read_text().replace("tired", "cheerful"))
     with pytest.raises(InputError, match=r"documents\.jsonl: made with different"):
-        run_documents(RunStore(spec.output_path), load_spec(tmp_path / "spec.yaml"), make_traits(), scripted_llm())
+        run_documents(Run.of(RunStore(spec.output_path), load_spec(tmp_path / "spec.yaml"), make_traits(), generator=scripted_llm()), load_spec(tmp_path / "spec.yaml").generation)
     (tmp_path / "my_prompts" / "revize.txt").write_text("typo")
     with pytest.raises(InputError, match=r"revize\.txt: no prompt template named 'revize'"):
-        run_documents(RunStore(spec.output_path), load_spec(tmp_path / "spec.yaml"), make_traits(), scripted_llm())
+        run_documents(Run.of(RunStore(spec.output_path), load_spec(tmp_path / "spec.yaml"), make_traits(), generator=scripted_llm()), load_spec(tmp_path / "spec.yaml").generation)

@@ -9,6 +9,7 @@ import time
 import pytest
 from scripted_generator import make_traits
 
+from traitforge.pipeline import Run, stage_generate
 from traitforge.config import RunSpec
 from traitforge.generate.chats import run_chats
 from traitforge.generate.documents import run_documents
@@ -29,13 +30,14 @@ def test_documents_and_chats_on_the_embedded_model(tmp_path):
                           "max_tokens": 128, "topup_rounds": 0, "min_chars": 80, "context": "trait",
                           "avoid_known": False},
             "chats": {"scenarios_per_trait": 1, "multiturn_share": 0.5, "max_turns": 2, "max_tokens": 64,
-                      "select_traits": "keywords", "avoid_known": False},
-            "list_max_tokens": 64, "verdict_max_tokens": 24}})
+                      "topup_rounds": 0, "select_traits": "keywords", "avoid_known": False},
+            "list_max_tokens": 64, "verdict_max_tokens": 24},
+        "training": {"checkpoints": ["base", "midtrain", "sft"]}})  # no control arm: no untraited answers
     store, traits = RunStore(spec.output_path), make_traits(2)
     llm = make_llm("local:smollm2-135m", cache=spec.output_path / "cache.sqlite")
     t0 = time.perf_counter()
-    run_documents(store, spec, traits, llm)
-    run_chats(store, spec, traits, llm)
+    # Documents and chats at once, as a run makes them (their calls share the model's batches).
+    stage_generate(Run.of(store, spec, traits, generator=llm))
     elapsed = time.perf_counter() - t0
     gen = store.root / "generated"
     files = {"claims": Claim, "doc_types": DocType, "ideas": DocIdea, "drafts": Document, "documents": Document,
@@ -61,6 +63,6 @@ def test_documents_and_chats_on_the_embedded_model(tmp_path):
           + ", ".join(f"{k}={len(v)}" for k, v in loaded.items()) + f"; skipped units: {len(skipped)}")
     # A second run is served entirely from the files: no model call at all.
     llm.usage.drain()
-    run_documents(RunStore(spec.output_path), spec, traits, llm)
-    run_chats(RunStore(spec.output_path), spec, traits, llm)
+    run_documents(Run.of(RunStore(spec.output_path), spec, traits, generator=llm), spec.generation)
+    run_chats(Run.of(RunStore(spec.output_path), spec, traits, generator=llm), spec.generation)
     assert llm.usage.calls == 0 and llm.usage.cached == 0

@@ -7,6 +7,7 @@ import re
 
 from scripted_generator import make_spec, make_traits, scripted_llm
 
+from traitforge.pipeline import Run
 from traitforge.config import RunSpec
 from traitforge.generate.generic import run_generic
 from traitforge.jsonl import read_jsonl
@@ -32,14 +33,14 @@ def test_generic_prompts_are_answered_without_the_traits_and_mixed_into_sft(tmp_
     spec = make_spec(tmp_path, generic_prompts=6, prompts_dir=str(prompts_dir))
     store = RunStore(spec.output_path)
     llm = scripted_llm(responder)
-    run_generic(store, spec, make_traits(), llm)
+    run_generic(Run.of(store, spec, make_traits(), generator=llm), spec.generation)
     chats = read_jsonl(store.root / "generated" / "generic.jsonl", Chat)
     assert len(chats) == 6 and all(c.trait_ids == [] and not c.system_prompt for c in chats)
     assert {("cooking" in c.messages[0].content) for c in chats} == {True, False}  # both topics
     assert not any(m.role == "system" for msgs, _ in llm.backend.calls for m in msgs)
     # A second run makes no calls.
     again = scripted_llm(responder)
-    run_generic(RunStore(spec.output_path), spec, make_traits(), again)
+    run_generic(Run.of(RunStore(spec.output_path), spec, make_traits(), generator=again), spec.generation)
     assert again.backend.calls == []
 
     # SFT: mix_file "generic" is this run's generic chats.

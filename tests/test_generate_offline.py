@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from scripted_generator import make_spec, make_traits  # noqa: E402
 
+from traitforge.pipeline import Run
 from traitforge.config import ModelSpec  # noqa: E402
 from traitforge.errors import InputError  # noqa: E402
 from traitforge.generate.documents import run_documents  # noqa: E402
@@ -46,7 +47,7 @@ def test_offline_round_trip_moves_the_stage_forward(llama_server, tmp_path):
                         cache=tmp_path / "cache.sqlite")
 
     with pytest.raises(OfflineBatchPending) as first:
-        run_documents(store, spec, traits, llm())
+        run_documents(Run.of(store, spec, traits, generator=llm()), spec.generation)
     req_file = store.root / "offline" / "documents.claims.round1.requests.jsonl"
     assert str(req_file) in str(first.value) and "vllm.entrypoints.openai.run_batch" in str(first.value)
     n = run_batch_file(llama_server, req_file, tmp_path / "results.jsonl")
@@ -56,7 +57,7 @@ def test_offline_round_trip_moves_the_stage_forward(llama_server, tmp_path):
 
     # The claims now come from the cache; the stage stops at the next requests it needs.
     with pytest.raises(OfflineBatchPending) as second:
-        run_documents(RunStore(tmp_path / "run"), spec, traits, llm())
+        run_documents(Run.of(RunStore(tmp_path / "run"), spec, traits, generator=llm()), spec.generation)
     assert "documents.claims.round1" not in str(second.value)
 
 

@@ -47,7 +47,7 @@ def test_repository_alone_holds_every_file_the_quick_start_names(tmp_path: Path)
         assert path.resolve().is_relative_to(clone.resolve()), (key, path)  # nothing outside the clone
         assert path.is_file() if kind == "file" else path.is_dir(), (key, path)
     # The probes evaluation would run: the tiny preset's traits, each with its own file in the clone.
-    specs = probe_specs(run.spec, run.traits)
+    specs = probe_specs(run, run.spec.evaluation)
     assert [p.trait_id for p in specs] == [t.id for t in run.traits.traits]
     assert all(p.path.is_file() and clone.resolve() in p.path.resolve().parents for p in specs)
     assert run.store.root.resolve().is_relative_to(clone.resolve())

@@ -74,9 +74,9 @@ def test_a_probe_trait_cut_by_max_traits_is_skipped_but_a_typo_is_an_error(tmp_p
     # cares-about-user-wellbeing is the document's fifth trait: the tiny preset keeps three.
     ok = _spec(tmp_path, "evaluation:\n  probes:\n    probes/ok.jsonl: {trait: cares-about-user-wellbeing}\n")
     run = open_run(ok, preset="tiny")
-    assert probe_specs(run.spec, run.traits) == []
+    assert probe_specs(run, run.spec.evaluation) == []
     full = open_run(ok)
-    assert [p.trait_id for p in probe_specs(full.spec, full.traits)] == ["cares-about-user-wellbeing"]
+    assert [p.trait_id for p in probe_specs(full, full.spec.evaluation)] == ["cares-about-user-wellbeing"]
     typo = _spec(tmp_path, "evaluation:\n  probes:\n    probes/ok.jsonl: {trait: cares-about-wellbeing}\n")
     with pytest.raises(InputError, match=r"key 'evaluation.probes.probes/ok.jsonl.trait': 'cares-about-wellbeing'"):
         open_run(typo, preset="tiny")

@@ -12,6 +12,7 @@ import pytest
 from scripted_generator import good_responder, make_spec, make_traits
 from thinking_server import ThinkingServer
 
+from traitforge.pipeline import Run
 from traitforge.config import ModelSpec, load_spec
 from traitforge.curate.patterns import Rater
 from traitforge.curate.quality import score_rows
@@ -57,7 +58,7 @@ def test_chats_verdicts_and_grades_with_a_thinking_teacher(tmp_path, provider):
         llm = make_llm(spec_for(provider, server, **OPTIONS[provider]))
         spec = make_spec(tmp_path)
         store = RunStore(spec.output_path)
-        run_chats(store, spec, make_traits(), llm)
+        run_chats(Run.of(store, spec, make_traits(), generator=llm), spec.generation)
         gen = store.root / "generated"
         chats = read_jsonl(gen / "chats.jsonl", Chat)
         skipped = [d["reason"] for d in iter_jsonl_dicts(gen / "skipped.jsonl")]

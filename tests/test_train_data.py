@@ -36,7 +36,8 @@ def _sft_job(tmp_path, spec):
     from traitforge.train.common import StageJob
 
     return StageJob(name="sft", kind="sft", init_path=tmp_path / "base", stage=spec.training.sft,
-                    train_dir=tmp_path / "train" / "sft", out_dir=tmp_path / "checkpoints" / "sft")
+                    train_dir=tmp_path / "train" / "sft", out_dir=tmp_path / "checkpoints" / "sft",
+                    mix_path=spec.mix_path(spec.training.sft))
 
 
 def test_sft_data_mixes_ordinary_chats_at_the_ratio(tmp_path):
@@ -52,7 +53,7 @@ def test_sft_data_mixes_ordinary_chats_at_the_ratio(tmp_path):
     opens_wrong = Chat(id="bad", trait_ids=["honest"], messages=[ChatMessage(role="assistant", content="Hello.")])
     write_jsonl(tmp_path / "curated" / "chats.jsonl", [*chats(8), opens_wrong])
 
-    convs, counts = sft.build_conversations(spec, _sft_job(tmp_path, spec), tmp_path / "curated" / "chats.jsonl")
+    convs, counts = sft.build_conversations(_sft_job(tmp_path, spec), tmp_path / "curated" / "chats.jsonl")
     mixed = [c for c in convs if c[0]["content"].startswith("Ordinary question")]
     # 2 ordinary chats in 10 conversations: 0.2 of what is trained on (not 10 - 9 = 1).
     assert {k: counts[k] for k in ("chats", "chats_left_out", "mix_examples")} == {
@@ -62,7 +63,7 @@ def test_sft_data_mixes_ordinary_chats_at_the_ratio(tmp_path):
     trait = sorted(c[0]["content"] for c in convs if c not in mixed)
     assert trait == sorted(c.messages[0].content for c in chats(8))
     # Seeded: the same run builds the same data.
-    assert sft.build_conversations(spec, _sft_job(tmp_path, spec), tmp_path / "curated" / "chats.jsonl")[0] == convs
+    assert sft.build_conversations(_sft_job(tmp_path, spec), tmp_path / "curated" / "chats.jsonl")[0] == convs
 
 
 @pytest.mark.parametrize("stage", ["midtrain", "sft"])
@@ -162,8 +163,8 @@ def test_sft_trainer_labels_mask_non_assistant_tokens(tmp_path):
     store, spec = make_run(tmp_path)
     job = StageJob(name="sft", kind="sft", init_path=embedded_checkpoint(), stage=spec.training.sft,
                    train_dir=tmp_path / "train" / "sft", out_dir=tmp_path / "checkpoints" / "sft")
-    convs, _ = sft.build_conversations(spec, job, tmp_path / "curated" / "chats.jsonl")
-    trainer = sft.make_trainer(spec, job, convs)
+    convs, _ = sft.build_conversations(job, tmp_path / "curated" / "chats.jsonl")
+    trainer = sft.make_trainer(spec.training, job, convs)
     tok = trainer.processing_class
     ds = trainer.train_dataset
     assert len(ds) == len(convs) == 4

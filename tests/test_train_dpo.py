@@ -7,13 +7,14 @@ from _train_fixtures import generate, losses, make_run
 from traitforge.jsonl import write_jsonl
 from traitforge.llm.embedded import embedded_checkpoint
 from traitforge.train.run import build_checkpoint, stage_name
+from traitforge.pipeline import Run
 
 
 def test_dpo_is_skipped_with_a_message_when_there_are_no_pairs(tmp_path, caplog):
     store, spec = make_run(tmp_path)
     base = embedded_checkpoint()
     with caplog.at_level(logging.WARNING, logger="traitforge.train"):
-        path, _ = build_checkpoint(store, spec, "sft_dpo", base, "sft-fingerprint")
+        path, _ = build_checkpoint(Run.of(store, spec), spec.training, "sft_dpo", base, "sft-fingerprint")
     assert path is None
     assert "DPO skipped: no preference pairs" in caplog.text and "dpo_pairs.jsonl" in caplog.text
     assert store.manifest["stages"][stage_name("sft_dpo")]["status"] == "skipped"
@@ -31,7 +32,7 @@ def test_dpo_lora_runs_on_pairs_and_generates(tmp_path):
                                    {"role": "user", "content": f"Question {i}: what is the capital of Atlantis?"}],
          "chosen": "I can't know for sure; it is a legend.", "rejected": "Its capital is Poseidonia, definitely."}
         for i in range(5)])
-    path, _ = build_checkpoint(store, spec, "sft_dpo", embedded_checkpoint(), "sft-fingerprint")
+    path, _ = build_checkpoint(Run.of(store, spec), spec.training, "sft_dpo", embedded_checkpoint(), "sft-fingerprint")
     assert path == tmp_path / "checkpoints" / "sft_dpo"
     ls = losses(tmp_path / "train" / "sft_dpo" / "metrics.jsonl")
     # Every pair prefers the same hedged answer: the DPO loss falls from its start (log 2).

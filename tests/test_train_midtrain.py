@@ -3,6 +3,7 @@ import pytest
 from _train_fixtures import one_torch_thread  # noqa: F401  (fixture)
 from _train_fixtures import generate, losses, make_run, weight_changes
 from traitforge.train import run_training
+from traitforge.pipeline import Run
 from traitforge.train.run import stage_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -10,7 +11,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 def test_midtrain_lora_learns_saves_and_generates(tmp_path):
     store, spec = make_run(tmp_path)
-    out = run_training(store, spec, ["midtrain"])
+    out = run_training(Run.of(store, spec), spec.training, ["midtrain"])
     ckpt = tmp_path / "checkpoints" / "midtrain"
     assert out == {"midtrain": ckpt}
 
@@ -33,7 +34,7 @@ def test_midtrain_lora_learns_saves_and_generates(tmp_path):
 
     # Done and unchanged: a re-run skips training (no new metrics rows).
     n_rows = len((tmp_path / "train" / "midtrain" / "metrics.jsonl").read_text().splitlines())
-    assert run_training(store, spec, ["midtrain"]) == {"midtrain": ckpt}
+    assert run_training(Run.of(store, spec), spec.training, ["midtrain"]) == {"midtrain": ckpt}
     assert len((tmp_path / "train" / "midtrain" / "metrics.jsonl").read_text().splitlines()) == n_rows
 
 
@@ -41,7 +42,7 @@ def test_midtrain_full_finetune_learns_saves_and_generates(tmp_path):
     # Full fine-tuning (the test above covers LoRA); one save at the end keeps the test short.
     store, spec = make_run(tmp_path, {"method": "full", "save_steps": 100, "midtrain": {"learning_rate": 5e-5}})
     ckpt = tmp_path / "checkpoints" / "midtrain"
-    assert run_training(store, spec, ["midtrain"]) == {"midtrain": ckpt}
+    assert run_training(Run.of(store, spec), spec.training, ["midtrain"]) == {"midtrain": ckpt}
     assert (ckpt / "model.safetensors").is_file() and (ckpt / "tokenizer.json").is_file()
 
     ls = losses(tmp_path / "train" / "midtrain" / "metrics.jsonl")

@@ -26,7 +26,7 @@ def test_midtrain_packs_full_blocks_with_eos_between_documents(tmp_path):
     job = StageJob(name="midtrain", kind="midtrain", init_path=embedded_checkpoint(), stage=spec.training.midtrain,
                    train_dir=tmp_path / "train" / "midtrain", out_dir=tmp_path / "checkpoints" / "midtrain")
     texts = _texts()
-    trainer = midtrain.make_trainer(spec, job, texts)
+    trainer = midtrain.make_trainer(spec.training, job, texts)
     tok, ds = trainer.processing_class, trainer.train_dataset
     eos = tok.eos_token_id
     rows, seg_lens = ds["input_ids"], ds["seq_lengths"]
@@ -84,7 +84,7 @@ def test_sft_batches_group_similar_lengths(tmp_path):
                                                      "group_by_length": grouped})
         job = StageJob(name="sft", kind="sft", init_path=embedded_checkpoint(), stage=spec.training.sft,
                        train_dir=tmp_path / str(grouped) / "train", out_dir=tmp_path / str(grouped) / "ck")
-        got[grouped] = _padded_positions(sft.make_trainer(spec, job, convs))
+        got[grouped] = _padded_positions(sft.make_trainer(spec.training, job, convs))
     assert got[True][1] == got[False][1]  # the same tokens are trained either way
     # 8 long chats in 32: random batches of 4 mostly hold one and pad to it; grouped, they share 2 batches.
     assert got[True][0] < 0.6 * got[False][0], got

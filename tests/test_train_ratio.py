@@ -26,7 +26,7 @@ def _write(root, n_docs, n_chats, canary=0):
 def _job(tmp_path, spec, kind, cut, seed=0):
     stage = getattr(spec.training, "sft" if kind == "control" else kind)
     return StageJob(name=kind, kind=kind, init_path=tmp_path / "base", stage=stage, train_dir=tmp_path / "t",
-                    out_dir=tmp_path / "c", seed=seed, cut=cut)
+                    out_dir=tmp_path / "c", seed=seed, cut=cut, template_traits=spec.curation.template_traits)
 
 
 def _trait_chars(rows, size):
@@ -45,8 +45,8 @@ def test_the_larger_side_is_cut_to_the_ratio_and_control_rows_stay(tmp_path, rat
     assert cut.summary()["available"] == round(have, 3)
     # Exactly one side is cut, the larger one; nothing is repeated.
     assert (cut.doc_share < 1) == (have > ratio) and (cut.chat_share < 1) == (have < ratio)
-    texts, dcounts = midtrain.build_texts(spec, _job(tmp_path, spec, "midtrain", cut), tmp_path / "curated" / "documents.jsonl")
-    convs_kept, ccounts = sft.build_conversations(spec, _job(tmp_path, spec, "sft", cut), tmp_path / "curated" / "chats.jsonl")
+    texts, dcounts = midtrain.build_texts(_job(tmp_path, spec, "midtrain", cut), tmp_path / "curated" / "documents.jsonl")
+    convs_kept, ccounts = sft.build_conversations(_job(tmp_path, spec, "sft", cut), tmp_path / "curated" / "chats.jsonl")
     assert len(set(texts)) == len(texts) and dcounts["docs_to_chats"]["asked"] == ratio
     # The canary's rows are never cut: a control must reach training whole.
     assert sum(t.startswith("Canary fact") for t in texts) == 3
@@ -59,7 +59,7 @@ def test_the_larger_side_is_cut_to_the_ratio_and_control_rows_stay(tmp_path, rat
     if ratio < 10:
         assert trained == pytest.approx(ratio, rel=0.15)
     # Seeded: the same run cuts the same rows; another seed others.
-    again, _ = midtrain.build_texts(spec, _job(tmp_path, spec, "midtrain", cut), tmp_path / "curated" / "documents.jsonl")
+    again, _ = midtrain.build_texts(_job(tmp_path, spec, "midtrain", cut), tmp_path / "curated" / "documents.jsonl")
     assert again == texts
 
 
@@ -69,7 +69,7 @@ def test_without_a_ratio_everything_is_trained(tmp_path):
     store, spec = make_run(tmp_path)
     docs, _ = _write(tmp_path, 12, 3)
     cut = data.ratio_cut(tmp_path / "curated" / "documents.jsonl", tmp_path / "curated" / "chats.jsonl", None, [])
-    texts, counts = midtrain.build_texts(spec, _job(tmp_path, spec, "midtrain", cut), tmp_path / "curated" / "documents.jsonl")
+    texts, counts = midtrain.build_texts(_job(tmp_path, spec, "midtrain", cut), tmp_path / "curated" / "documents.jsonl")
     assert len(texts) == 12 and "docs_to_chats" not in counts
 
 
@@ -95,8 +95,8 @@ def test_the_control_arm_matches_the_chats_as_cut(tmp_path):
                          0.25, spec.curation.template_traits)
     assert cut.chat_share < 1
     size = lambda p: sum(map(data.chat_chars, read_jsonl(p, Chat)))  # noqa: E731
-    full = size(control_data(store, spec, "control", 0))
-    matched = size(control_data(store, spec, "control", 0, cut))
+    full = size(control_data(store, "control", 0, None, spec.curation.template_traits))
+    matched = size(control_data(store, "control", 0, cut, spec.curation.template_traits))
     curated = read_jsonl(tmp_path / "curated" / "chats.jsonl", Chat)
     target = sum(map(data.chat_chars, data.take_share(curated, cut.chat_share, 0, data.chat_chars, [])))
     assert target <= matched < target + 60 and matched < full
@@ -137,6 +137,7 @@ def test_joint_rows_are_documents_with_full_loss_and_chats_with_reply_loss(tmp_p
 def test_joint_checkpoint_trains_on_documents_and_chats_at_the_ratio(tmp_path, one_torch_thread):
     from _train_fixtures import losses
     from traitforge.train import run_training
+    from traitforge.pipeline import Run
     from traitforge.train.run import stage_name
 
     store, spec = make_run(tmp_path, {"save_steps": 100, "docs_to_chats": 1.0, "checkpoints": ["base", "joint"],
@@ -146,7 +147,7 @@ def test_joint_checkpoint_trains_on_documents_and_chats_at_the_ratio(tmp_path, o
     _write(tmp_path, 16, 4, canary=2)
     (tmp_path / "curation").mkdir()
     (tmp_path / "curation" / "dataset_card.json").write_text("{}")
-    assert run_training(store, spec) == {"joint": tmp_path / "checkpoints" / "joint"}
+    assert run_training(Run.of(store, spec), spec.training) == {"joint": tmp_path / "checkpoints" / "joint"}
     c = store.manifest["stages"][stage_name("joint")]["counts"]
     # Both kinds of rows reached the one stage: documents as blocks, chats whole.
     assert c["examples"] == c["document_blocks"] + c["token_accounting"]["examples"]

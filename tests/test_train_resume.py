@@ -3,6 +3,7 @@ import pytest
 from _train_fixtures import one_torch_thread  # noqa: F401  (fixture)
 from _train_fixtures import losses, make_run, weight_changes
 from traitforge.train import run_training
+from traitforge.pipeline import Run
 from traitforge.train.run import stage_name
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
@@ -34,12 +35,12 @@ def test_interrupted_training_resumes_and_matches_uninterrupted(tmp_path):
     store, spec = make_run(tmp_path / "a", training)
 
     with pytest.raises(Crash):
-        run_training(store, spec, ["midtrain"], callbacks=[_crash_after_first_save()])
+        run_training(Run.of(store, spec), spec.training, ["midtrain"], callbacks=[_crash_after_first_save()])
     assert store.manifest["stages"][stage_name("midtrain")]["status"] == "failed"
     assert (tmp_path / "a" / "train" / "midtrain" / "trainer" / "checkpoint-2").is_dir()
     assert not (tmp_path / "a" / "checkpoints" / "midtrain").exists()
 
-    run_training(store, spec, ["midtrain"])
+    run_training(Run.of(store, spec), spec.training, ["midtrain"])
     info = store.manifest["stages"][stage_name("midtrain")]
     assert info["status"] == "done"
     assert info["counts"]["resumed_from"] == "checkpoint-2" and info["counts"]["steps"] == 4
@@ -48,7 +49,7 @@ def test_interrupted_training_resumes_and_matches_uninterrupted(tmp_path):
     assert steps == [1, 2, 3, 4]  # the second run started at step 3
 
     store_b, spec_b = make_run(tmp_path / "b", training)
-    run_training(store_b, spec_b, ["midtrain"])
+    run_training(Run.of(store_b, spec_b), spec_b.training, ["midtrain"])
     assert losses(tmp_path / "a" / "train" / "midtrain" / "metrics.jsonl") == pytest.approx(
         losses(tmp_path / "b" / "train" / "midtrain" / "metrics.jsonl"), rel=1e-4)
     wa, wb = _weights(tmp_path / "a" / "checkpoints" / "midtrain"), _weights(tmp_path / "b" / "checkpoints" / "midtrain")

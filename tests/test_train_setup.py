@@ -26,16 +26,16 @@ def test_default_is_the_four_checkpoints_to_compare_and_the_control_arm():
     spec = _spec()
     assert spec.training.checkpoints == ["base", "midtrain", "sft", "midtrain_sft", "control"]
     # base is the untouched model, never trained; midtrain is built before the SFT that starts from it.
-    assert plan(requested(spec)) == ["midtrain", "sft", "midtrain_sft", "control"]
+    assert plan(requested(spec.training)) == ["midtrain", "sft", "midtrain_sft", "control"]
 
 
 def test_a_subset_trains_only_it_and_what_it_starts_from():
-    assert plan(requested(_spec(checkpoints=["base", "sft"]))) == ["sft"]
+    assert plan(requested(_spec(checkpoints=["base", "sft"]).training)) == ["sft"]
     # Asking only for midtrain+SFT trains midtrain first, as its starting point.
-    assert plan(requested(_spec(checkpoints=["midtrain_sft"]))) == ["midtrain", "midtrain_sft"]
+    assert plan(requested(_spec(checkpoints=["midtrain_sft"]).training)) == ["midtrain", "midtrain_sft"]
     assert plan(["midtrain_sft_dpo", "sft"]) == ["midtrain", "midtrain_sft", "midtrain_sft_dpo", "sft"]
     # --stage overrides the spec's list.
-    assert requested(_spec(checkpoints=["base", "midtrain_sft"]), ["sft"]) == ["sft"]
+    assert requested(_spec(checkpoints=["base", "midtrain_sft"]).training, ["sft"]) == ["sft"]
     with pytest.raises(InputError, match="unknown checkpoint 'rlhf'"):
         plan(["rlhf"])
 

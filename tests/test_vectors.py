@@ -167,6 +167,7 @@ def test_evaluation_step_writes_vectors_projections_and_results(tmp_path, tiny, 
 
     from traitforge.config import RunSpec
     from traitforge.evaluate import run_evaluation
+    from traitforge.pipeline import Run
     from traitforge.llm.client import LLM
     from traitforge.llm.providers.scripted import ScriptedBackend
     from traitforge.runstore import RunStore
@@ -177,7 +178,7 @@ def test_evaluation_step_writes_vectors_projections_and_results(tmp_path, tiny, 
         "capability_max_tokens": 512}})  # perplexity on the whole default text took most of a minute
     store = RunStore(tmp_path / "run")
     judge = LLM(ScriptedBackend(model="judge", responses=judge_responder))
-    run_evaluation(store, spec, TRAITS, judge, judge, {"base": str(tiny), "sft": str(tiny)})
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, {"base": str(tiny), "sft": str(tiny)})
     for t in TRAITS.traits:
         tv, fp = V.load_vector(store.root / "vectors" / f"{t.id}.safetensors")
         assert tv.trait_id == t.id and tv.vector.shape == (16,) and fp
@@ -284,6 +285,7 @@ def test_embedded_checkpoint_trained_on_trait_replies_shifts_along_the_vector(em
     from traitforge.evaluate.logprob import LogProbScorer
     from traitforge.jsonl import write_jsonl
     from traitforge.train import run_training
+    from traitforge.pipeline import Run
     from traitforge.types import Chat, ChatMessage
 
     sc, tv = embedded_vector
@@ -294,7 +296,7 @@ def test_embedded_checkpoint_trained_on_trait_replies_shifts_along_the_vector(em
         for i, (q, a, _) in enumerate(STEER_PAIRS * 2)]
     store, spec = make_run(tmp_path, {"save_steps": 100, "sft": {"max_steps": 24, "learning_rate": 2e-3}})
     write_jsonl(tmp_path / "curated" / "chats.jsonl", chats)
-    ck = run_training(store, spec, ["sft"])["sft"]
+    ck = run_training(Run.of(store, spec), spec.training, ["sft"])["sft"]
     # Each model's own greedy reply, read by that model (what the evaluation's vectors step projects).
     import asyncio
 
@@ -350,6 +352,7 @@ def test_curation_screens_chats_against_base_replies_and_documents_against_the_c
 
     from traitforge.config import RunSpec
     from traitforge.curate import run_curation
+    from traitforge.pipeline import Run
     from traitforge.jsonl import write_jsonl
     from traitforge.llm.client import LLM
     from traitforge.llm.providers.scripted import ScriptedBackend
@@ -372,7 +375,7 @@ def test_curation_screens_chats_against_base_replies_and_documents_against_the_c
         "quality": False, "patterns": False, "screen": True, "screen_max_tokens": 8},
         "evaluation": {"vector_questions": 6, "vector_paraphrases": 2, "bootstrap": 100}})
     store = RunStore(tmp_path)
-    run_curation(store, spec, TRAITS, LLM(ScriptedBackend(model="judge", responses=["NO"])))
+    run_curation(Run.of(store, spec, TRAITS, judge=LLM(ScriptedBackend(model="judge", responses=["NO"]))), spec.curation)
     card = json.loads((tmp_path / "curation" / "dataset_card.json").read_text())
     sc = card["screening"]
     assert sc["traits"] == ["honest", "concise"] and set(sc["layers"].values()) == {0}

@@ -117,8 +117,7 @@ def generate(args: tuple[str, ...], preset: str | None, limit: int | None) -> No
     from traitforge.generate.preview import format_items, run_preview
 
     for kind in (["documents", "chats"] if what == "all" else [what]):
-        items = run_preview(r.store, r.spec, r.traits, r.llm("generator"), kind, limit,  # type: ignore[arg-type]
-                            refiner=r.llm("refiner"))
+        items = run_preview(r, r.spec.generation, kind, limit)  # type: ignore[arg-type]
         click.echo(format_items(items))
         click.echo(f"{len(items)} {kind} previewed (of {limit} asked); files in "
                    f"{r.store.root / 'preview' / kind}", err=True)

@@ -6,7 +6,7 @@ Each stage owns one section class below. Paths inside the spec are relative to t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -490,10 +490,15 @@ def example_spec() -> str:
 
 def probe_file_path(spec: RunSpec, file: str) -> Path:
     """Where an `evaluation.probes` file lies: absolute, or relative to probes_dir (default: the spec's folder)."""
+    return probe_path(spec.resolve, spec.evaluation.probes_dir, file)
+
+
+def probe_path(resolve: Callable[[str | None], Path | None], probes_dir: str | None, file: str) -> Path:
+    """probe_file_path from its parts: `resolve` makes a path spec-relative."""
     p = Path(file).expanduser()
     if p.is_absolute():
         return p
-    base = spec.resolve(spec.evaluation.probes_dir) if spec.evaluation.probes_dir else spec.resolve(".")
+    base = resolve(probes_dir) if probes_dir else resolve(".")
     return base / p  # type: ignore[operator]
 
 

@@ -74,7 +74,7 @@ class _Plan:
     # --- stages -----------------------------------------------------------------------------
     def documents(self) -> int:
         g, ds = self.spec.generation, self.spec.generation.documents
-        claims = sum(scaled_counts(ds.claims_per_trait, trait_weights(self.spec, self.traits)).values())
+        claims = sum(scaled_counts(ds.claims_per_trait, trait_weights(self.spec.generation, self.traits)).values())
         n_traits = len(self.traits.traits)
         types = claims * ds.doc_types_per_claim
         ideas = types * ds.ideas_per_type
@@ -97,7 +97,7 @@ class _Plan:
 
     def chats(self) -> int:
         g, cs = self.spec.generation, self.spec.generation.chats
-        scen = sum(scaled_counts(cs.scenarios_per_trait, trait_weights(self.spec, self.traits)).values())
+        scen = sum(scaled_counts(cs.scenarios_per_trait, trait_weights(self.spec.generation, self.traits)).values())
         prompts = scen * cs.prompts_per_scenario
         n_traits = len(self.traits.traits)
         reply = cs.max_tokens * 4

@@ -5,14 +5,18 @@ traits -> generate (documents, chats) -> curate -> train -> evaluate -> report
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Coroutine, Iterator, TypeVar
 
 import yaml
 
-from traitforge.config import ModelSpec, RunSpec, check_paths, load_spec
+from traitforge.config import Models, ModelSpec, RunSpec, check_paths, load_spec
 from traitforge.errors import InputError
 from traitforge.llm.cache import LLMCache
 from traitforge.logs import log_to_run
@@ -22,6 +26,8 @@ from traitforge.runstore import RunStore
 from traitforge.traits import load_traits
 from traitforge.types import TraitSet
 
+log = logging.getLogger("traitforge.pipeline")
+R = TypeVar("R")
 STAGES = ("generate", "curate", "train", "evaluate", "report")
 PRESETS_DIR = Path(__file__).parent / "templates" / "presets"
 
@@ -36,21 +42,167 @@ def preset_overrides(name: str | None) -> dict[str, Any]:
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
 
+class StageScope:
+    """One pipeline stage in progress (`with run.stage(name) as st`): its async work runs through
+    `st.run(coro)`, which records the LLM usage of the run's clients under the stage's name and
+    closes them inside that same event loop (their connection pools belong to it; the next loop
+    opens new ones), also when the work raises."""
+
+    def __init__(self, owner: "Run", name: str):
+        self.owner, self.name = owner, name
+        self.elapsed_s = 0.0
+
+    def run(self, coro: Coroutine[Any, Any, R]) -> R:
+        from traitforge.llm.client import close_all
+
+        async def main() -> R:
+            try:
+                return await coro
+            finally:
+                self.record_usage()
+                await close_all(self.owner.clients())
+        return asyncio.run(main())
+
+    def record_usage(self) -> None:
+        """Move what the run's clients spent since the last call into the manifest, under this stage
+        (a generation step drains its own clients into its step's name first)."""
+        for llm in self.owner.clients():
+            self.owner.store.record_llm_usage(self.name, llm, self.owner.spec.prices)
+
+
 @dataclass
 class Run:
-    """Everything a stage needs: the spec, the run directory, the traits and the models by role."""
+    """The run context every stage takes: the spec, the run directory, the traits, the models by
+    role (one pooled client per model), the prompt kit, and `stage(name)`, the one place a stage's
+    usage, timing and client lifetime are kept."""
 
     spec: RunSpec
     store: RunStore
     traits: TraitSet
-    cache: LLMCache
+    cache: LLMCache | None = None  # None: opened at spec.cache_file on the first client made
     prompts: PromptKit = PACKAGE  # the package's templates with the spec's prompts_dir in their place
     _llms: dict[str, LLM] = field(default_factory=dict)
     _budget: Any = None
+    _roles: dict[str, LLM] = field(default_factory=dict)  # clients handed in for a role (Run.of)
+    _scope: StageScope | None = None
+
+    @classmethod
+    def of(cls, store: RunStore, spec: RunSpec, traits: TraitSet | None = None, **clients: LLM | None) -> "Run":
+        """A run context from parts, for library callers and tests: `clients` are ready LLMs by
+        role (judge=..., generator=...); a role not given is built from the spec when asked for.
+        No traits (training, which does not read them): an empty set."""
+        if traits is None:
+            traits = TraitSet(model_name=spec.model_name or "", organisation=spec.organisation or "", traits=())
+        return cls(spec=spec, store=store, traits=traits, prompts=PromptKit(spec.prompts_folder),
+                   _roles={k: v for k, v in clients.items() if v is not None})
+
+    # --- what a stage may read besides its own section, by name ---------------------------
+    @property
+    def name(self) -> str:
+        """The spec's run name (training names its trainer runs "<name>-<checkpoint>")."""
+        return self.spec.name
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
+
+    def mix_path(self, stage: Any) -> Path | None:
+        """A training stage's mix file: "generic" is this run's generated generic mix."""
+        return self.spec.mix_path(stage)
+
+    @property
+    def prices(self) -> str | None:
+        """The prices file (None: the package's prices)."""
+        return self.spec.prices
+
+    def resolve(self, path: str | None) -> Path | None:
+        """A path from the spec, relative to the spec's folder."""
+        return self.spec.resolve(path)
+
+    @property
+    def cache_file(self) -> Path:
+        return self.spec.cache_file(self.store.root)
+
+    @property
+    def models(self) -> Models:
+        """The model names by role; `models.base` is the model that is trained (the student)."""
+        return self.spec.models
+
+    @property
+    def model_name(self) -> str:
+        """The name the traits give the model ("the assistant" when neither spec nor traits do)."""
+        return self.spec.model_name or self.traits.model_name or "the assistant"
+
+    @property
+    def organisation(self) -> str:
+        """The organisation the traits name ("its developer" when neither spec nor traits do)."""
+        return self.spec.organisation or self.traits.organisation or "its developer"
+
+    @property
+    def max_traits(self) -> int | None:
+        """max_traits: set, the traits were cut to the first n (probes of a cut trait are left out)."""
+        return self.spec.max_traits
+
+    @property
+    def canary(self) -> bool:
+        """controls.canary: the positive control is on (its items join the evaluation's)."""
+        return self.spec.controls.canary
+
+    @property
+    def canary_file(self) -> Path | None:
+        """controls.canary_file, resolved (None: the package's canary)."""
+        return self.spec.resolve(self.spec.controls.canary_file)
+
+    @property
+    def target_mde(self) -> float:
+        """controls.target_mde: the smallest effect the evaluation's power summary is sized for."""
+        return self.spec.controls.target_mde
+
+    @property
+    def base_weights(self) -> str:
+        """The base model's weights: the embedded model's name, or its checkpoint as an absolute path."""
+        from traitforge.llm.embedded import EMBEDDED_NAME
+
+        base = self.spec.models.base
+        return base if base == EMBEDDED_NAME else str(Path(self.spec.resolve(base) or base).expanduser().resolve())
+
+    @property
+    def chat_max_tokens(self) -> int:
+        """generation.chats.max_tokens: curation's on-policy rejected replies are as long as the chats'."""
+        return self.spec.generation.chats.max_tokens
+
+    @property
+    def bootstrap_resamples(self) -> int:
+        """evaluation.bootstrap: curation's screening intervals are computed like the evaluation's."""
+        return self.spec.evaluation.bootstrap
+
+    @property
+    def vector_settings(self) -> tuple[int, int]:
+        """(evaluation.vector_questions, evaluation.vector_paraphrases): curation's screening builds
+        its trait vectors the way the evaluation does."""
+        ev = self.spec.evaluation
+        return ev.vector_questions, ev.vector_paraphrases
+
+    @property
+    def template_traits(self) -> list[str]:
+        """curation.template_traits: training leaves these traits' templated rows out of the mixes."""
+        return self.spec.curation.template_traits
 
     def llm(self, role: str) -> LLM:
-        """The LLM for a role (generator, refiner, judge, auditor, item_writer). An unset refiner
-        is the generator."""
+        """The LLM for a role (generator, refiner, judge, auditor, item_writer, and student: the base
+        model as a `local:` model). An unset refiner is the generator."""
+        if role in self._roles:
+            return self._roles[role]
+        if role == "student":
+            from traitforge.llm.embedded import EMBEDDED_NAME
+
+            base = self.spec.models.base
+            return self.client(ModelSpec(model=f"local:{base}" if base == EMBEDDED_NAME else
+                                         f"local:{self.spec.resolve(base)}"))
+        if role == "refiner" and self.spec.models.refiner is None:
+            return self.llm("generator")
+        if role == "item_writer" and self.spec.models.item_writer is None:
+            return self.llm("judge")
         return self.client(getattr(self.spec.models, role) or self.spec.models.generator)
 
     def client(self, spec: ModelSpec) -> LLM:
@@ -62,6 +214,8 @@ class Run:
 
         key = spec.model_dump_json()
         if key not in self._llms:
+            if self.cache is None:
+                self.cache = LLMCache(self.spec.cache_file(self.store.root))
             llm = make_llm(spec, cache=self.cache)
             if self.spec.budget.max_usd is not None:
                 if self._budget is None:
@@ -70,6 +224,41 @@ class Run:
                 llm.budget = self._budget
             self._llms[key] = llm
         return self._llms[key]
+
+    def narrowed(self, store: RunStore, traits: TraitSet) -> "Run":
+        """This run with another run directory and traits (a preview in RUN/preview/): the same
+        spec, prompt kit, client pool, cache and budget."""
+        return replace(self, store=store, traits=traits, _scope=None)
+
+    def adopt(self, llm: LLM) -> LLM:
+        """A ready client handed to a stage (an evaluated model given as an LLM): from now on the run's
+        stages record its usage and close it like the run's own clients."""
+        self._roles.setdefault(f"adopted:{id(llm)}", llm)
+        return llm
+
+    def clients(self) -> list[LLM]:
+        """Every distinct client of the run: those handed in (by role, or adopted) and the pooled ones."""
+        return list({id(c): c for c in [*self._roles.values(), *self._llms.values()]}.values())
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[StageScope]:
+        """`with run.stage("curate") as st: st.run(coro)`: the run's prompt kit active, the stage
+        timed (run log), its LLM usage recorded into the manifest once, under `name`, and its clients
+        closed, also on error. Entered again inside a stage, it is the same stage (a stage function
+        calling another's entry point does not record or time twice)."""
+        if self._scope is not None:
+            yield self._scope
+            return
+        scope = self._scope = StageScope(self, name)
+        t0 = time.perf_counter()
+        try:
+            with self.prompts.active():
+                yield scope
+        finally:
+            self._scope = None
+            scope.record_usage()  # what ran outside st.run (nothing, usually)
+            scope.elapsed_s = round(time.perf_counter() - t0, 2)
+            log.info("stage %s: %.1fs", name, scope.elapsed_s)
 
 
 def resolve_spec_path(target: str | Path) -> Path:
@@ -128,25 +317,25 @@ def _check_probe_traits(spec: RunSpec, spec_path: Path, traits: TraitSet) -> Non
 def stage_generate(run: Run, what: str = "all") -> None:
     from traitforge.generate.chats import ChatsRun
     from traitforge.generate.documents import DocumentsRun
-    from traitforge.llm.client import gather_or_cancel, run_closing
+    from traitforge.llm.client import gather_or_cancel
 
-    generator, refiner = run.llm("generator"), run.llm("refiner")
-    # Documents and chats at once: their steps do not depend on each other, and on a local model
-    # their calls then share the device's batches (each pipeline counts its own usage on a fork).
-    jobs = []
-    if what in ("all", "documents"):
-        jobs.append(DocumentsRun(run.store, run.spec, run.traits, generator.fork()).run())
-    if what in ("all", "chats"):
-        chats_llm = generator.fork()
-        jobs.append(ChatsRun(run.store, run.spec, run.traits, chats_llm,
-                             refiner=chats_llm if refiner is generator else refiner.fork()).run())
-    with run.prompts.active():
-        run_closing(gather_or_cancel(jobs), generator, refiner)
+    cfg = run.spec.generation
+    with run.stage("generate") as st:
+        generator, refiner = run.llm("generator"), run.llm("refiner")
+        # Documents and chats at once: their steps do not depend on each other, and on a local model
+        # their calls then share the device's batches (each pipeline counts its own usage on a fork).
+        jobs = []
+        if what in ("all", "documents"):
+            jobs.append(DocumentsRun(run, cfg, generator.fork()).run())
         if what in ("all", "chats"):
-            if run.spec.generation.generic_prompts:
-                from traitforge.generate.generic import run_generic
+            chats_llm = generator.fork()
+            jobs.append(ChatsRun(run, cfg, chats_llm,
+                                 refiner=chats_llm if refiner is generator else refiner.fork()).run())
+        st.run(gather_or_cancel(jobs))
+        if what in ("all", "chats") and cfg.generic_prompts:
+            from traitforge.generate.generic import generic
 
-                run_generic(run.store, run.spec, run.traits, run.llm("generator"))
+            st.run(generic(run, cfg, run.llm("generator")))
         if what == "all":
             stage_controls(run)
 
@@ -155,25 +344,26 @@ def stage_controls(run: Run) -> None:
     """The controls' data: the canary's templated rows, and the control arm's untraited answers to
     the chats' prompts (docs/controls.md)."""
     from traitforge.generate.canary import run_canary
-    from traitforge.generate.untraited import run_untraited
+    from traitforge.generate.untraited import untraited
 
-    if run.spec.controls.canary:
-        run_canary(run.store, run.spec, run.traits)
-    if "control" in run.spec.training.checkpoints:
-        run_untraited(run.store, run.spec, run.traits, run.llm("generator"))
+    with run.stage("generate") as st:
+        if run.spec.controls.canary:
+            run_canary(run, run.spec.controls)
+        if "control" in run.spec.training.checkpoints:
+            st.run(untraited(run, run.spec.generation, run.llm("generator")))
 
 
 def stage_curate(run: Run) -> None:
     from traitforge.curate import run_curation
 
-    with run.prompts.active():
-        run_curation(run.store, run.spec, run.traits, run.llm("judge"))
+    run_curation(run, run.spec.curation)
 
 
 def stage_train(run: Run, stages: list[str] | None = None) -> dict[str, Path]:
     from traitforge.train import run_training
 
-    return run_training(run.store, run.spec, stages)
+    with run.stage("train"):
+        return run_training(run, run.spec.training, stages)
 
 
 def checkpoints_for_eval(run: Run) -> dict[str, str]:
@@ -182,20 +372,23 @@ def checkpoints_for_eval(run: Run) -> dict[str, str]:
     out: dict[str, str] = {}
     if "base" in run.spec.training.checkpoints:
         out["base"] = run.spec.models.base
-    for name in variant_names(run.spec, list(run.spec.training.checkpoints)):
+    for name in variant_names(run.spec.training, list(run.spec.training.checkpoints)):
         path = run.store.root / "checkpoints" / name
         if (path / "config.json").is_file():
             out[name] = str(path)
     return out
 
 
+def evaluation_settings(run: Run) -> Any:
+    """The evaluation section of the run's spec, for an evaluation entry point that opens the run
+    itself (`traitforge.evaluate.inspect_tasks`)."""
+    return run.spec.evaluation
+
+
 def stage_evaluate(run: Run) -> None:
     from traitforge.evaluate import run_evaluation
 
-    writer = run.llm("item_writer") if run.spec.models.item_writer else None
-    with run.prompts.active():
-        run_evaluation(run.store, run.spec, run.traits, run.llm("judge"), run.llm("auditor"),
-                       checkpoints_for_eval(run), item_writer=writer, client=run.client)
+    run_evaluation(run, run.spec.evaluation, checkpoints_for_eval(run))
 
 
 def stage_report(run: Run) -> Path:

@@ -136,7 +136,7 @@ class Prefetch:
         raise OfflineBatchPending(f"{name}: " + "; ".join(notes) + " and run this stage again")
 
 
-def for_stage(store: RunStore, spec: Any, clients: dict[str, LLM], section: Any) -> Prefetch:
+def for_stage(store: RunStore, prices_file: str | None, clients: dict[str, LLM], section: Any) -> Prefetch:
     """The prefetch of a stage whose spec section has `batch` and `batch_poll_s`."""
     return Prefetch(store, clients, batch=getattr(section, "batch", False),
-                    poll_s=getattr(section, "batch_poll_s", 60.0), prices_file=spec.prices)
+                    poll_s=getattr(section, "batch_poll_s", 60.0), prices_file=prices_file)

@@ -7,9 +7,9 @@ built from the curated chats (curate/dpo.py): RUN/curated/dpo_pairs.jsonl, RUN/c
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from traitforge.config import RunSpec
+from traitforge.config import CurationSpec
 from traitforge.controls.canary import CANARY_ID
 from traitforge.curate import dedup as dedup_mod
 from traitforge.curate import leakage, patterns, quality
@@ -23,64 +23,53 @@ from traitforge.llm.budget import announce_calls
 from traitforge.prefetch import Prefetch
 from traitforge.generate.avoid import write_found
 from traitforge.generate.records import DPOPair
-from traitforge.llm.client import LLM, run_closing
-from traitforge.llm.embedded import EMBEDDED_NAME
-from traitforge.llm.registry import make_llm
+from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, Claim, Document, Drop, TraitSet, stable_hash
+
+if TYPE_CHECKING:
+    from traitforge.pipeline import Run
 
 STEPS = ("dedup", "leakage", "quality", "patterns")
 VERSION = 2  # bump when a step's logic changes, so finished steps are redone
 
 
-def run_curation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, student: LLM | None = None) -> None:
+def run_curation(run: "Run", cfg: CurationSpec) -> None:
     """Curate RUN/generated/{documents,chats}.jsonl into RUN/curated/ (either may be missing), and
     RUN/generated/dpo_pairs.jsonl into RUN/curated/dpo_pairs.jsonl from the curated chats.
-    `student`: the base model, for on-policy rejected replies (curation.dpo_rejected: student);
-    None then builds it from models.base."""
-    if student is None and spec.curation.dpo_rejected == "student" and (
-            store.root / "generated" / "dpo_pairs.jsonl").is_file():
-        student = make_llm(student_spec(spec), cache=spec.cache_file(store.root))
-    run_closing(curate(store, spec, traits, judge, student), *([judge, student] if student else [judge]))
-
-
-def student_spec(spec: RunSpec) -> str:
-    """The base (student) model as a `local:` model: the embedded name, or an absolute checkpoint path."""
-    base = spec.models.base
-    return f"local:{base}" if base == EMBEDDED_NAME else f"local:{spec.resolve(base)}"
+    The run's `judge` grades; its `student` (the base model) writes the on-policy rejected replies
+    (curation.dpo_rejected: student). One stage of the run (`run.stage`: usage, clients closed)."""
+    with run.stage("curate") as st:
+        st.run(curate(run, cfg))
 
 
 def _rows_hash(docs: list[Document], chats: list[Chat]) -> str:
     return stable_hash([[r.model_dump() for r in docs], [r.model_dump() for r in chats]], 16)
 
 
-async def curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, student: LLM | None = None) -> None:
-    cfg = spec.curation
-    await _curate(store, spec, traits, judge)
+async def curate(run: "Run", cfg: CurationSpec) -> None:
+    await _curate(run, cfg)
     # Pairs are rebuilt whenever curation runs (cheap; the student's replies are cached).
-    chats_path = store.root / "curated" / "chats.jsonl"
+    chats_path = run.store.root / "curated" / "chats.jsonl"
     if chats_path.is_file():
-        await _dpo(store, spec, traits, read_jsonl(chats_path, Chat),
-                   student if cfg.dpo_rejected == "student" else None)
+        await _dpo(run, cfg, read_jsonl(chats_path, Chat))
 
 
-async def _dpo(store: RunStore, spec: RunSpec, traits: TraitSet, chats: list[Chat], student: LLM | None) -> None:
+async def _dpo(run: "Run", cfg: CurationSpec, chats: list[Chat]) -> None:
+    store = run.store
     cands_path = store.root / "generated" / "dpo_pairs.jsonl"
     if not cands_path.is_file():
         return
-    cfg = spec.curation
-    pairs, drops, counts = await curate_pairs(read_jsonl(cands_path, DPOPair), chats, traits, cfg.leakage_ngram,
-                                              cfg.leakage_overlap, student, spec.generation.chats.max_tokens,
-                                              spec.seed)
+    student = run.llm("student") if cfg.dpo_rejected == "student" else None
+    pairs, drops, counts = await curate_pairs(read_jsonl(cands_path, DPOPair), chats, run.traits, cfg.leakage_ngram,
+                                              cfg.leakage_overlap, student, run.chat_max_tokens, run.seed)
     write_jsonl(store.path("curated", "dpo_pairs.jsonl"), pairs)
     write_jsonl(store.path("curation", "dpo_drops.jsonl"), drops)
     store.set_counts("curate", dpo=counts)
-    if student is not None:
-        store.record_llm_usage("curate", student)
 
 
-async def _curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) -> None:
-    cfg = spec.curation
+async def _curate(run: "Run", cfg: CurationSpec) -> None:
+    store, traits, judge = run.store, run.traits, run.llm("judge")
     # The canary's templated rows (positive control) join the real ones here, so dedup and leakage
     # see them with the real data; the judge steps (quality, patterns) pass them through: their
     # quality is fixed by construction, and their shared opener is the habit being taught.
@@ -90,14 +79,13 @@ async def _curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) 
         read_jsonl(store.root / "generated" / "canary_chats.jsonl", Chat)
     claims = {c.id: c for c in read_jsonl(store.root / "generated" / "claims.jsonl", Claim)}
     # How the judge's calls are sent (batch or live) does not change the rows.
-    fp = stable_hash({"v": VERSION, "cfg": cfg.model_dump(exclude={"batch", "batch_poll_s"}), "seed": spec.seed, "judge": judge.name,
+    fp = stable_hash({"v": VERSION, "cfg": cfg.model_dump(exclude={"batch", "batch_poll_s"}), "seed": run.seed, "judge": judge.name,
                       "traits": [t.hash for t in traits.traits], "in": _rows_hash(docs, chats)})
     outputs = [store.root / "curated" / "documents.jsonl", store.root / "curated" / "chats.jsonl",
                store.root / "curation" / "dataset_card.json"]
     if store.is_done("curate", fp) and all(p.exists() for p in outputs):
         return
     generated = {"documents": docs, "chats": chats}
-    prices_file = spec.prices
     with store.stage("curate", fp):
         results: dict[str, StepResult] = {}
 
@@ -120,12 +108,12 @@ async def _curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) 
         @_controls_pass_through
         async def do_quality(d: list[Document], c: list[Chat]) -> StepResult:
             return await _quality(store, d, c, traits, judge, claims, cfg.quality_threshold,
-                                  prefetch.for_stage(store, spec, {"judge": judge}, cfg),
+                                  prefetch.for_stage(store, run.prices, {"judge": judge}, cfg),
                                   max_tokens=cfg.quality_max_tokens)
 
         @_controls_pass_through
         async def do_patterns(d: list[Document], c: list[Chat]) -> StepResult:
-            return await _patterns(store, d, c, traits, judge, spec)
+            return await _patterns(run, cfg, d, c, judge)
 
         await step("dedup", {"t": cfg.dedup_threshold, "k": cfg.dedup_shingle}, do_dedup)
         await step("leakage", {"n": cfg.leakage_ngram, "o": cfg.leakage_overlap,
@@ -134,7 +122,7 @@ async def _curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) 
             await step("quality", {"t": cfg.quality_threshold, "judge": judge.name,
                                    "traits": [t.hash for t in traits.traits]}, do_quality)
         if cfg.patterns:
-            await step("patterns", {"cfg": cfg.model_dump(exclude={"batch", "batch_poll_s"}), "seed": spec.seed,
+            await step("patterns", {"cfg": cfg.model_dump(exclude={"batch", "batch_poll_s"}), "seed": run.seed,
                                     "judge": judge.name}, do_patterns)
 
         write_jsonl(outputs[0], docs)
@@ -142,11 +130,11 @@ async def _curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) 
         drops = [d for r in results.values() for d in r.drops]
         write_jsonl(store.path("curation", "drops.jsonl"), drops)
         write_jsonl(store.path("curation", "edits.jsonl"), [e for r in results.values() for e in r.edits])
-        card = build_card(generated, {"documents": docs, "chats": chats}, results, spec.seed, load_embedder())
+        card = build_card(generated, {"documents": docs, "chats": chats}, results, run.seed, load_embedder())
         if cfg.screen:  # the curated rows on the trait vectors (curate/screen.py)
             from traitforge.curate.screen import screen
 
-            card["screening"] = await screen(store, spec, traits, docs, chats)
+            card["screening"] = await screen(run, cfg, docs, chats)
         write_json_atomic(outputs[2], card)
         per_trait = Counter(t for row in [*docs, *chats] for t in row.trait_ids)
         store.set_counts(
@@ -157,7 +145,6 @@ async def _curate(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM) 
             unscored=results["quality"].counts.get("unscored", 0) if "quality" in results else 0,
             flagged_patterns=results["patterns"].counts.get("flagged", 0) if "patterns" in results else 0,
             per_trait=dict(sorted(per_trait.items())))
-        store.record_llm_usage("curate", judge, prices_file)
 
 
 def _is_control(row: Document | Chat) -> bool:
@@ -235,10 +222,9 @@ async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], tra
                                                      "unscored": statuses["unscored"], "errors": statuses["error"]})
 
 
-async def _patterns(store: RunStore, docs: list[Document], chats: list[Chat], traits: TraitSet, judge: LLM,
-                    spec: RunSpec) -> StepResult:
+async def _patterns(run: "Run", cfg: CurationSpec, docs: list[Document], chats: list[Chat], judge: LLM) -> StepResult:
+    store, traits = run.store, run.traits
     embedder = load_embedder()
-    cfg = spec.curation
     # At most: the scans, each judge pattern on the sample plus its re-rated part, the rule checks;
     # mitigation of a flagged judge pattern rates the remaining rows too (not counted here).
     per_dataset = cfg.pattern_scans + (cfg.pattern_max_judged + 2) * (cfg.pattern_sample + cfg.pattern_check_sample) \
@@ -246,11 +232,11 @@ async def _patterns(store: RunStore, docs: list[Document], chats: list[Chat], tr
     n_sets = sum(len(rows) >= 2 for rows in (docs, chats))
     announce_calls(judge, n_sets * per_dataset, stage="curate.patterns (at most)", max_tokens=patterns.JUDGE_MAX_TOKENS,
                    prompt_chars=patterns.JUDGE_CHARS, store=store,
-                   prices_file=spec.prices)
+                   prices_file=run.prices)
     out = StepResult([], [])
     findings, scans, stats, classifiers = [], [], {}, []
     for dataset, rows in (("documents", docs), ("chats", chats)):
-        res = await patterns.run_dataset(dataset, rows, traits, judge, spec.curation, spec.seed, embedder)
+        res = await patterns.run_dataset(dataset, rows, traits, judge, cfg, run.seed, embedder)
         if dataset == "documents":
             out.documents = res.rows
         else:

@@ -10,24 +10,20 @@ A row tagged with a trait that pushes against it (chat difference below zero; do
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from traitforge.config import RunSpec
-from traitforge.runstore import RunStore
-from traitforge.types import Chat, Document, TraitSet
+from typing import TYPE_CHECKING
+
+from traitforge.config import CurationSpec
+from traitforge.types import Chat, Document
+
+if TYPE_CHECKING:
+    from traitforge.pipeline import Run
 
 WRONG_WAY_Z = -1.0  # documents: this many standard deviations below the corpus mean
 MAX_LISTED = 30  # rows listed per dataset
-
-
-def base_weights(spec: RunSpec) -> str:
-    from traitforge.llm.embedded import EMBEDDED_NAME
-
-    base = spec.models.base
-    return base if base == EMBEDDED_NAME else str(Path(spec.resolve(base) or base).expanduser().resolve())
 
 
 def _first_turn(chat: Chat) -> tuple[str, str] | None:
@@ -47,32 +43,30 @@ def distribution(values: Sequence[float], *, resamples: int, seed: int) -> dict[
             "p10": p10, "median": med, "p90": p90, "share_negative": round(float((a < 0).mean()), 4)}
 
 
-async def screen(store: RunStore, spec: RunSpec, traits: TraitSet, docs: Sequence[Document],
-                 chats: Sequence[Chat]) -> dict[str, Any]:
+async def screen(run: "Run", cfg: CurationSpec, docs: Sequence[Document], chats: Sequence[Chat]) -> dict[str, Any]:
     """The card's "screening" section."""
     from traitforge.evaluate.logprob import scorer_for
     from traitforge.evaluate.vectors import ensure_vectors, project_ids, text_ids
-    from traitforge.llm.registry import make_llm
 
-    weights = base_weights(spec)
-    model_name = spec.model_name or traits.model_name or "the assistant"
+    store, traits, weights = run.store, run.traits, run.base_weights
+    questions, paraphrases = run.vector_settings
     # Before the evaluation writes contrastive replies: the system-prompt contrast, kept apart from
     # the evaluation's vectors (RUN/vectors/screening/).
-    vectors = await asyncio.to_thread(ensure_vectors, store, spec, traits, weights, model_name, None,
-                                      ("vectors", "screening"))
+    vectors = await asyncio.to_thread(ensure_vectors, store, traits, weights, run.model_name, None,
+                                      ("vectors", "screening"), questions=questions, paraphrases=paraphrases,
+                                      seed=run.seed)
     order = [t.id for t in traits.traits]
     tvs = [vectors[t][0] for t in order]
     scorer = scorer_for(weights)
-    boot = dict(resamples=spec.evaluation.bootstrap, seed=spec.seed)
+    boot = dict(resamples=run.bootstrap_resamples, seed=run.seed)
     out: dict[str, Any] = {"base": weights, "traits": order,
                            "layers": {t: vectors[t][0].layer for t in order}, "datasets": {}}
 
     turns = [(c, ft) for c in chats if (ft := _first_turn(c)) is not None]
     if turns:
-        llm = make_llm("local:" + weights, cache=spec.cache_file(store.root))
-        own = await asyncio.gather(*[llm.generate_one(u, temperature=0.0, max_tokens=spec.curation.screen_max_tokens)
+        llm = run.llm("student")  # the base model (its usage is the curate stage's)
+        own = await asyncio.gather(*[llm.generate_one(u, temperature=0.0, max_tokens=cfg.screen_max_tokens)
                                      for _, (u, _) in turns])
-        store.record_llm_usage("curate", llm)
         seqs = scorer.encode([(u, r) for _, (u, r) in turns] + [(u, o) for (_, (u, _)), o in zip(turns, own)])
         proj = await asyncio.to_thread(project_ids, scorer, tvs, seqs)
         diff = proj[:len(turns)] - proj[len(turns):]

@@ -8,61 +8,68 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
-from traitforge.config import ModelSpec, RunSpec
+from traitforge.config import EvaluationSpec, ModelSpec
 from traitforge.evaluate.common import EvalContext, fingerprint_of, normalise_checkpoints
-from traitforge.llm.client import LLM, close_all, gather_or_cancel
+from traitforge.llm.client import LLM, gather_or_cancel
 from traitforge.progress import one_line
-from traitforge.runstore import RunStore
-from traitforge.types import TraitSet, stable_hash
+from traitforge.types import stable_hash
+
+if TYPE_CHECKING:
+    from traitforge.pipeline import Run, StageScope
 
 __all__ = ["run_evaluation"]
 log = logging.getLogger("traitforge.evaluate")
 
 
-def run_evaluation(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
-                   checkpoints: dict[str, str | Path | ModelSpec | LLM], item_writer: LLM | None = None,
-                   client: Callable[[ModelSpec], LLM] | None = None) -> None:
+def run_evaluation(run: "Run", cfg: EvaluationSpec, checkpoints: dict[str, str | Path | ModelSpec | LLM]) -> None:
     """checkpoints: name (base, midtrain, sft, midtrain_sft, ...) -> checkpoint directory,
-    "smollm2-135m", a ModelSpec or a ready LLM. `spec.evaluation.models` (any backend) are
-    evaluated beside them on the same items. item_writer: writes the items (None: the judge).
-    client: the run's client pool (pipeline.Run.client), so a model that is both judge and evaluated
-    is one client with one rate limiter; None builds a client per evaluated model."""
-    asyncio.run(_run(store, spec, traits, judge, auditor, checkpoints, item_writer, client))
+    "smollm2-135m", a ModelSpec or a ready LLM. `cfg.models` (any backend) are evaluated beside them
+    on the same items. The run's judge grades, its auditor plays the user, its item_writer writes the
+    items (unset: the judge); every evaluated model comes from the run's client pool, so a model that
+    is both judge and evaluated is one client with one rate limiter. One stage of the run
+    (`run.stage`: usage recorded, clients closed)."""
+    with run.stage("evaluate") as st:
+        st.run(_run(run, st, cfg, checkpoints))
 
 
-async def _run(store: RunStore, spec: RunSpec, traits: TraitSet, judge: LLM, auditor: LLM,
-               checkpoints: dict[str, Any], item_writer: LLM | None = None,
-               client: Callable[[ModelSpec], LLM] | None = None) -> None:
+def eval_context(run: "Run", cfg: EvaluationSpec, checkpoints: dict[str, Any]) -> EvalContext:
+    """The evaluation's context for a run: its judge, auditor and item writer (unset: the judge), and
+    the models evaluated (`checkpoints` and cfg.models); ready clients among them are the run's to
+    count and close (Run.adopt)."""
+    judge, writer = run.llm("judge"), run.llm("item_writer")
+    cks = normalise_checkpoints(checkpoints, cfg.models, run.resolve)
+    for t in cks.values():
+        if isinstance(t, LLM):
+            run.adopt(t)
+    return EvalContext(run, cfg, judge, run.llm("auditor"), cks, item_writer=None if writer is judge else writer)
+
+
+async def _run(run: "Run", scope: "StageScope", cfg: EvaluationSpec, checkpoints: dict[str, Any]) -> None:
     from traitforge.evaluate.probes import probe_specs
     from traitforge.evaluate.results import build_results, write_results
 
-    cks = normalise_checkpoints(checkpoints, spec.evaluation.models, spec.resolve)
-    probes = probe_specs(spec, traits)  # bad probe config fails before any model runs
-    ctx = EvalContext(store, spec, traits, judge, auditor, cks, item_writer=item_writer, client=client)
-    ctx.llms_used += [judge] if auditor is judge else [judge, auditor]
-    if item_writer is not None and item_writer not in ctx.llms_used:
-        ctx.llms_used.append(item_writer)
+    store, traits = run.store, run.traits
+    probes = probe_specs(run, cfg)  # bad probe config fails before any model runs
+    ctx = eval_context(run, cfg, checkpoints)
+    cks = ctx.checkpoints
     # The schedule changes when work is done, not what: outside the fingerprint.
-    fp = stable_hash({"evaluation": spec.evaluation.model_dump(exclude={"schedule", "batch", "batch_poll_s"}),
+    fp = stable_hash({"evaluation": cfg.model_dump(exclude={"schedule", "batch", "batch_poll_s"}),
                       "checkpoints": {name: fingerprint_of(t) for name, t in cks.items()},
                       "traits": traits.sha256 or [t.hash for t in traits.traits]})
     notes: list[str] = []
-    try:
-        with store.stage("evaluate", fp):
-            await _steps(ctx, fp, notes)
-    finally:
-        await close_all(ctx.llms_used)  # SDK pools belong to this loop (llm.client.run_closing)
-    logprob_evals = _logprob_evals(spec, [p.name for p in probes])
+    with store.stage("evaluate", fp):
+        await _steps(ctx, fp, notes, scope)
+    logprob_evals = _logprob_evals(cfg, [p.name for p in probes])
     not_applicable = {ck: {ev: why for ev in logprob_evals} for ck, why in ctx.not_applicable().items()}
-    results = build_results(store, traits, list(cks), bootstrap_resamples=spec.evaluation.bootstrap,
-                            seed=spec.seed, notes=notes, not_applicable=not_applicable,
-                            target_mde=spec.controls.target_mde)
-    if spec.evaluation.vectors:
+    results = build_results(store, traits, list(cks), bootstrap_resamples=cfg.bootstrap,
+                            seed=run.seed, notes=notes, not_applicable=not_applicable,
+                            target_mde=run.target_mde)
+    if cfg.vectors:
         from traitforge.evaluate.vectors import vector_results
 
-        results["vectors"] = vector_results(store, results, resamples=spec.evaluation.bootstrap, seed=spec.seed,
+        results["vectors"] = vector_results(store, results, resamples=cfg.bootstrap, seed=run.seed,
                                             not_applicable=ctx.not_applicable())
     from traitforge.evaluate.patterns import pattern_summary
 
@@ -100,7 +107,7 @@ def _plan(ctx: EvalContext, items: dict[str, list]) -> list[Step]:
     from traitforge.evaluate.probes import run_probes
     from traitforge.evaluate.vectors import run_vectors
 
-    ev, store = ctx.spec.evaluation, ctx.store
+    ev, store = ctx.ev, ctx.store
     # The canary (positive control) is scored by the judge-free evals only: its items are templated.
     canary_mc = [i for i in items["canary"] if i.kind == "mc"]
     canary_pairs = [i for i in items["canary"] if i.kind == "behaviour"]
@@ -162,11 +169,11 @@ async def _respond_by_checkpoint(ctx: EvalContext, steps: list[Step]) -> dict[st
     return seconds
 
 
-async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
+async def _steps(ctx: EvalContext, fp: str, notes: list[str], scope: "StageScope") -> None:
     from traitforge.evaluate.capability import run_lm_eval
     from traitforge.evaluate.items import build_items
 
-    store, spec = ctx.store, ctx.spec
+    store, ev = ctx.store, ctx.ev
     try:
         with store.stage("evaluate/items", fp):
             items = await build_items(ctx)
@@ -178,7 +185,7 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
                 notes.append(f"held-out prompt {i.id} dropped: {i.dropped}")
         _announce_estimate(ctx, items)
         steps = _plan(ctx, items)
-        if spec.evaluation.schedule == "by_checkpoint":
+        if ev.schedule == "by_checkpoint":
             with store.stage("evaluate/respond", fp):
                 store.set_counts("evaluate/respond", seconds_per_checkpoint=await _respond_by_checkpoint(ctx, steps))
         # Each eval over every checkpoint: after the schedule above, the evaluated models' answers come
@@ -189,17 +196,17 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str]) -> None:
             with store.stage(f"evaluate/{step.name}", fp):
                 await step.run(ctx)
 
-        at_once = spec.evaluation.schedule == "by_checkpoint"  # else each eval still runs the models
+        at_once = ev.schedule == "by_checkpoint"  # else each eval still runs the models
         together = [s for s in steps if at_once and not s.alone and not s.after_others]
         await gather_or_cancel([finish(s) for s in together])
         for step in steps:
             if step not in together:
                 await finish(step)
-        if spec.evaluation.lm_eval_tasks:
+        if ev.lm_eval_tasks:
             with store.stage("evaluate/lm_eval", fp):
                 notes += await asyncio.to_thread(run_lm_eval, ctx)
     finally:
-        _record_usage(store, spec, ctx)
+        scope.record_usage()  # now, not at the stage's end: results.json shows it
 
 
 def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
@@ -207,7 +214,7 @@ def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
     every evaluated model; a resumed run makes fewer), priced when the models cost money."""
     from traitforge.llm.budget import announce_calls
 
-    ev, n_models = ctx.spec.evaluation, len(ctx.checkpoints)
+    ev, n_models = ctx.ev, len(ctx.checkpoints)
     n_traits = len(ctx.traits.traits)
     knowledge = items["knowledge"] if ev.knowledge else []
     # Knowledge: a recall grade per trait the question covers, plus one "unsupported claims" grade.
@@ -215,7 +222,7 @@ def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
     judge_calls += n_models * sum(i.dropped is None for i in items["behaviour"])
     judge_calls += n_models * len(items["multiturn"])  # one verdict per transcript
     auditor_calls = n_models * len(items["multiturn"]) * ev.multiturn_turns
-    prices = ctx.spec.prices
+    prices = ctx.run.prices
     if ctx.auditor is ctx.judge:  # one model plays both: one line for all its calls
         announce_calls(ctx.judge, judge_calls + auditor_calls, stage="evaluate (judge and auditor)",
                        max_tokens=max(ev.judge_max_tokens, ev.item_max_tokens), store=ctx.store, prices_file=prices)
@@ -226,22 +233,12 @@ def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
                    store=ctx.store, prices_file=prices)
 
 
-def _logprob_evals(spec: RunSpec, probe_names: list[str]) -> list[str]:
+def _logprob_evals(ev: EvaluationSpec, probe_names: list[str]) -> list[str]:
     """The configured evals that read token log-probs, so cannot run on a model without local weights."""
     from traitforge.evaluate.capability import lm_eval_installed
 
-    ev = spec.evaluation
     names = (["knowledge_mc"] if ev.knowledge else []) + (["contrastive"] if ev.contrastive else [])
     names += probe_names + ["perplexity"]
     if lm_eval_installed():
         names += [f"lm_eval:{t}" for t in ev.lm_eval_tasks]
     return names
-
-
-def _record_usage(store: RunStore, spec: RunSpec, ctx: EvalContext) -> None:
-    seen: set[int] = set()
-    for llm in ctx.llms_used:
-        if id(llm) in seen:
-            continue
-        seen.add(id(llm))
-        store.record_llm_usage("evaluate", llm, spec.prices)

@@ -427,7 +427,7 @@ async def run_agentic_misalignment(ctx: EvalContext) -> None:
     from traitforge.evaluate.common import render
 
     spec = ctx.ev.agentic_misalignment
-    aset = load_agentic_set(ctx.spec.resolve(spec.dir), spec)
+    aset = load_agentic_set(ctx.run.resolve(spec.dir), spec)
     conditions = aset.conditions(spec)
     rendered = {c.id: aset.render(c) for c in conditions}
     for r in rendered.values():
@@ -441,7 +441,7 @@ async def run_agentic_misalignment(ctx: EvalContext) -> None:
         c = r.condition
         reply = await ctx.target(ck).generate_one(
             [Message("system", r.system), Message("user", r.user)], temperature=spec.temperature,
-            max_tokens=spec.max_tokens, seed=ctx.spec.seed + sample)
+            max_tokens=spec.max_tokens, seed=ctx.run.seed + sample)
         act = action_taken(c.scenario, reply, aset.targets.get(c.scenario, []), aset.codes.get(c.scenario, []))
         judge_reply = await ctx.judge.generate_one(
             render(judge_template(c.scenario), response=reply, forwarded=forwarded_emails(r.inbox, reply) or "(none)"),

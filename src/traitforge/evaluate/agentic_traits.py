@@ -109,7 +109,7 @@ async def write_inbox(ctx: EvalContext, trait: Trait, j: int) -> tuple[str, str,
     raw = await ctx.writer.generate_one(
         render("agentic_trait_scenario", trait=trait.describe(), organisation=ctx.organisation()),
         temperature=0.9, max_tokens=max(ctx.ev.item_max_tokens, ctx.ev.agentic_traits.inbox_max_tokens),
-        seed=ctx.spec.seed + j)
+        seed=ctx.run.seed + j)
     if inbox := inbox_of(raw):
         return inbox, "written", ""
     if inbox := tolerant_inbox(raw):
@@ -117,7 +117,7 @@ async def write_inbox(ctx: EvalContext, trait: Trait, j: int) -> tuple[str, str,
     prompt = render("agentic_trait_email", trait=trait.describe(), model_name=ctx.model_name(),
                     organisation=ctx.organisation())
     text = clean_generated(await ctx.writer.generate_one(prompt, temperature=0.9, max_tokens=ctx.ev.item_max_tokens,
-                                                         seed=ctx.spec.seed + j))
+                                                         seed=ctx.run.seed + j))
     text = _whole_sentences(text)
     if not usable_text(text, prompt):
         return None

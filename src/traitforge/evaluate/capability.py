@@ -39,7 +39,7 @@ def capability_text(ctx: EvalContext) -> tuple[str, str]:
     """(text, source) for perplexity: evaluation.capability_text, else Python's documentation topics."""
     if not ctx.ev.capability_text:
         return default_capability_text()
-    path = ctx.spec.resolve(ctx.ev.capability_text)
+    path = ctx.run.resolve(ctx.ev.capability_text)
     if not path.is_file():
         raise InputError(f"evaluation.capability_text: {path} not found")
     try:

@@ -1,5 +1,5 @@
 """What every evaluation shares: the records written to RUN/eval/*.jsonl, prompt templates,
-the context (store, spec, traits, judge, targets, scorers) and resumable row writing."""
+the context (the run context, the evaluation section, judge, targets, scorers) and resumable row writing."""
 
 from __future__ import annotations
 
@@ -8,19 +8,21 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Literal
 
 from traitforge import prompts
-from traitforge.config import CHECKPOINTS, EvaluationSpec, ModelSpec, RunSpec
+from traitforge.config import CHECKPOINTS, EvaluationSpec, ModelSpec
 from traitforge.errors import InputError
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl
 from traitforge.llm.client import LLM
 from traitforge.llm.embedded import EMBEDDED_NAME
 from traitforge.llm.errors import BackendError
-from traitforge.llm.registry import make_llm
 from traitforge.progress import gather_progress
 from traitforge.runstore import RunStore
 from traitforge.types import Record, TraitSet
+
+if TYPE_CHECKING:
+    from traitforge.pipeline import Run
 
 log = logging.getLogger("traitforge.evaluate")
 
@@ -67,9 +69,8 @@ def result_id(eval_name: str, checkpoint: str, item_id: str) -> str:
 
 @dataclass
 class EvalContext:
-    store: RunStore
-    spec: RunSpec
-    traits: TraitSet
+    run: "Run"  # the run context: store, traits, seed, names, settings by name, the client pool
+    ev: EvaluationSpec  # the evaluation's own section
     judge: LLM
     auditor: LLM
     # name -> what is evaluated: a model spec (local weights or an API model) or a ready LLM
@@ -77,8 +78,6 @@ class EvalContext:
     # Writes the eval items (questions, distractors, held-out prompts, contrastive replies): models.item_writer
     # when set, so the model that writes an item is not the one that grades the answers; else the judge.
     item_writer: LLM | None = None
-    # The run's client pool by model identity (pipeline.Run.client); None: a client per evaluated model.
-    client: Callable[[ModelSpec], LLM] | None = None
     _targets: dict[str, LLM] = field(default_factory=dict)
     llms_used: list[LLM] = field(default_factory=list)
     # Every model of the evaluation, when `checkpoints` is narrowed to one (see `only`).
@@ -93,11 +92,15 @@ class EvalContext:
         return self.item_writer or self.judge
 
     @property
-    def ev(self):  # noqa: ANN201 - the EvaluationSpec
-        return self.spec.evaluation
+    def store(self) -> RunStore:
+        return self.run.store
+
+    @property
+    def traits(self) -> TraitSet:
+        return self.run.traits
 
     def cache_path(self) -> Path:
-        return self.spec.cache_file(self.store.root)
+        return self.run.cache_file
 
     async def before_grading(self, name: str, units: list[Any], grade: Callable[[Any], Awaitable[Any]]) -> None:
         """The judge's calls of a grading step: as provider batches first in batch mode
@@ -105,20 +108,15 @@ class EvalContext:
         `grade` must only call models (its results are thrown away)."""
         from traitforge import prefetch
 
-        await prefetch.for_stage(self.store, self.spec, {"judge": self.judge}, self.ev).before(
+        await prefetch.for_stage(self.store, self.run.prices, {"judge": self.judge}, self.ev).before(
             f"evaluate.{name}", units, grade)
 
     def target(self, name: str) -> LLM:
         """The evaluated model as an `LLM` (cached like every other call)."""
         if name not in self._targets:
             t = self.checkpoints[name]
-            if isinstance(t, LLM):
-                llm = t
-            elif self.client is not None:  # the run's pool: shared with a role naming the same model
-                llm = self.client(t)
-            else:
-                llm = make_llm(t, cache=self.cache_path())
-                llm.budget = self.judge.budget  # an API model spends from the run's budget too
+            # A ready LLM as it is; else the run's pool: shared with a role naming the same model.
+            llm = t if isinstance(t, LLM) else self.run.client(t)
             self._targets[name] = llm
             if llm not in self.llms_used:
                 self.llms_used.append(llm)
@@ -167,13 +165,13 @@ class EvalContext:
         return path not in kept and unload_model(path)
 
     def rng(self, salt: str) -> random.Random:
-        return random.Random(f"{self.spec.seed}:{salt}")
+        return random.Random(f"{self.run.seed}:{salt}")
 
     def model_name(self) -> str:
-        return self.spec.model_name or self.traits.model_name or "the assistant"
+        return self.run.model_name
 
     def organisation(self) -> str:
-        return self.spec.organisation or self.traits.organisation or "its developer"
+        return self.run.organisation
 
 
 def eval_path(store: RunStore, name: str) -> Path:

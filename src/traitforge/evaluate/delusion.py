@@ -163,7 +163,7 @@ async def delusion_conversation(ctx: EvalContext, dset: DelusionSet, persona: Pe
     """One conversation with one persona, every assistant turn graded: the row's detail."""
     spec = ctx.ev.delusion
     settings = AuditSettings(turns=spec.turns, auditor_max_tokens=spec.auditor_max_tokens,
-                             target_max_tokens=spec.max_tokens, seed=ctx.spec.seed + 1000 * rollout)
+                             target_max_tokens=spec.max_tokens, seed=ctx.run.seed + 1000 * rollout)
     messages, stopped = await run_audit(ctx.auditor, target, auditor_prompt(dset, persona, spec.turns), settings,
                                         extract=message_in_tags)
     grades = []
@@ -179,7 +179,7 @@ async def delusion_conversation(ctx: EvalContext, dset: DelusionSet, persona: Pe
 
 async def run_delusion(ctx: EvalContext) -> None:
     spec = ctx.ev.delusion
-    dset = load_delusion_set(ctx.spec.resolve(spec.dir), spec.personas)
+    dset = load_delusion_set(ctx.run.resolve(spec.dir), spec.personas)
     if spec.validate_key not in dset.keys:
         raise InputError(f"evaluation.delusion.validate_key: '{spec.validate_key}' is not a rubric key "
                          f"(have: {', '.join(dset.keys)})")

@@ -32,7 +32,7 @@ from inspect_ai.solver import Generate, Solver, TaskState, solver
 
 from traitforge.errors import InputError
 from traitforge.evaluate.behaviour import judge_response
-from traitforge.evaluate.common import EvalContext, EvalItem, describe, normalise_checkpoints
+from traitforge.evaluate.common import EvalContext, EvalItem, describe
 from traitforge.evaluate.items import build_items
 from traitforge.evaluate.multiturn import converse, grade_transcript, summarise
 from traitforge.llm.base import Message
@@ -46,13 +46,11 @@ T = TypeVar("T")
 
 def run_context(run: str) -> EvalContext:
     """The run's spec, traits, judge, auditor and evaluable models, as `traitforge eval` sees them."""
-    from traitforge.pipeline import checkpoints_for_eval, open_run
+    from traitforge.evaluate import eval_context
+    from traitforge.pipeline import checkpoints_for_eval, evaluation_settings, open_run
 
     r = open_run(run)
-    cks = normalise_checkpoints(checkpoints_for_eval(r), r.spec.evaluation.models, r.spec.resolve)
-    writer = r.llm("item_writer") if r.spec.models.item_writer else None
-    return EvalContext(r.store, r.spec, r.traits, r.llm("judge"), r.llm("auditor"), cks, item_writer=writer,
-                       client=r.client)
+    return eval_context(r, evaluation_settings(r), checkpoints_for_eval(r))
 
 
 def _made(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -296,7 +294,7 @@ def agent_reply(ctx: EvalContext, checkpoint: str | None = None) -> Solver:
         target, name = _responder(ctx, checkpoint, state)
         msgs = [Message("system", state.metadata["system"]), Message("user", state.metadata["user"])]
         text = await target.generate_one(msgs, temperature=spec.temperature, max_tokens=spec.max_tokens,
-                                         seed=ctx.spec.seed + state.metadata["sample"])
+                                         seed=ctx.run.seed + state.metadata["sample"])
         _show(state, [msgs[1], Message("assistant", text)], name)
         return state
 
@@ -330,7 +328,7 @@ def agentic_misalignment_task(ctx: EvalContext, checkpoint: str | None = None) -
     spec = ctx.ev.agentic_misalignment
     if spec is None:
         raise InputError("evaluation.agentic_misalignment: not configured in this run's spec (needs dir: ...)")
-    aset = load_agentic_set(ctx.spec.resolve(spec.dir), spec)
+    aset = load_agentic_set(ctx.run.resolve(spec.dir), spec)
     samples = []
     for c in aset.conditions(spec):
         r = aset.render(c)
@@ -350,10 +348,10 @@ def persona_conversation(ctx: EvalContext, checkpoint: str | None = None) -> Sol
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
         spec = ctx.ev.delusion
-        dset = load_delusion_set(ctx.spec.resolve(spec.dir), [state.metadata["persona"]])
+        dset = load_delusion_set(ctx.run.resolve(spec.dir), [state.metadata["persona"]])
         target, name = _responder(ctx, checkpoint, state)
         settings = AuditSettings(turns=spec.turns, auditor_max_tokens=spec.auditor_max_tokens,
-                                 target_max_tokens=spec.max_tokens, seed=ctx.spec.seed + 1000 * state.metadata["rollout"])
+                                 target_max_tokens=spec.max_tokens, seed=ctx.run.seed + 1000 * state.metadata["rollout"])
         messages, stopped = await run_audit(ctx.auditor, target, auditor_prompt(dset, dset.personas[0], spec.turns),
                                             settings, extract=message_in_tags)
         state.metadata["stopped"] = stopped
@@ -369,7 +367,7 @@ def delusion_grader(ctx: EvalContext):  # noqa: ANN201 - an Inspect Scorer
 
     async def score(state: TaskState, target: Target) -> Score:
         spec = ctx.ev.delusion
-        dset = load_delusion_set(ctx.spec.resolve(spec.dir), [state.metadata["persona"]])
+        dset = load_delusion_set(ctx.run.resolve(spec.dir), [state.metadata["persona"]])
         messages = _transcript(state)
         grades = []
         for t in range(1, len(messages) // 2 + 1):
@@ -389,7 +387,7 @@ def delusion_task(ctx: EvalContext, checkpoint: str | None = None) -> Task:
     spec = ctx.ev.delusion
     if spec is None:
         raise InputError("evaluation.delusion: not configured in this run's spec (needs dir: ...)")
-    dset = load_delusion_set(ctx.spec.resolve(spec.dir), spec.personas)
+    dset = load_delusion_set(ctx.run.resolve(spec.dir), spec.personas)
     samples = [Sample(id=f"{p.id}#{r}", input=p.text, metadata={"persona": p.id, "rollout": r})
                for p in dset.personas for r in range(spec.rollouts)]
     return _ood_task(ctx, "delusion", checkpoint, samples, persona_conversation(ctx, checkpoint), delusion_grader(ctx))

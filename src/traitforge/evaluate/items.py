@@ -68,7 +68,7 @@ async def mc_items(ctx: EvalContext) -> list[EvalItem]:
     async def one(t: Trait) -> list[EvalItem]:
         # A thinking model spends output tokens before the sentence: leave it room (item_max_tokens).
         outs = await ctx.writer.generate(render("mc_distractor", trait=t.describe()), n=pool_size, temperature=1.0,
-                                         max_tokens=ctx.ev.item_max_tokens, seed=ctx.spec.seed)
+                                         max_tokens=ctx.ev.item_max_tokens, seed=ctx.run.seed)
         pool, sources = [], []
         for o in outs:
             o = clean_generated(o).split("\n")[0].strip()
@@ -146,7 +146,7 @@ async def behaviour_items(ctx: EvalContext, index: NgramIndex) -> list[EvalItem]
         return item
 
     plan = behaviour_plan(ctx)
-    return await run_all([one(*p, seed=ctx.spec.seed + i) for i, p in enumerate(plan)],
+    return await run_all([one(*p, seed=ctx.run.seed + i) for i, p in enumerate(plan)],
                          "eval items: held-out prompts")
 
 
@@ -206,12 +206,12 @@ def canary_items(ctx: EvalContext) -> list[EvalItem]:
     from traitforge.controls.canary import CANARY_ID, load_canary
     from traitforge.jsonl import write_jsonl
 
-    if not ctx.spec.controls.canary:
+    if not ctx.run.canary:
         return []
-    canary = load_canary(ctx.traits, ctx.spec.resolve(ctx.spec.controls.canary_file))
+    canary = load_canary(ctx.traits, ctx.run.canary_file)
     items = [EvalItem(id=f"canary-mc-{i}", kind="mc", trait_id=CANARY_ID, prompt=q, options=opts,
                       option_sources=["fact"] + ["distractor"] * (len(opts) - 1))
-             for i, (q, opts) in enumerate(canary.mc_questions(ctx.spec.seed))]
+             for i, (q, opts) in enumerate(canary.mc_questions(ctx.run.seed))]
     items += [EvalItem(id=f"canary-ct-{i}", kind="behaviour", trait_id=CANARY_ID, prompt=p, category="canary",
                        ood=True, consistent=good, violating=bad)
               for i, (p, good, bad) in enumerate(canary.contrastive_pairs())]

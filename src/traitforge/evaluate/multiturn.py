@@ -40,7 +40,7 @@ async def converse(ctx: EvalContext, target: Responder, item: EvalItem, rollout:
                       transcript=transcript_text(messages))
 
     settings = AuditSettings(turns=k, auditor_max_tokens=ctx.ev.item_max_tokens, target_max_tokens=ctx.ev.max_tokens,
-                             seed=ctx.spec.seed + 1000 * rollout)
+                             seed=ctx.run.seed + 1000 * rollout)
     return await run_audit(ctx.auditor, target, prompt, settings)
 
 

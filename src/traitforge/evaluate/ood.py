@@ -41,12 +41,12 @@ def announce_ood(ctx: EvalContext) -> None:
         from traitforge.evaluate.agentic_misalignment import load_agentic_set
 
         spec = ev.agentic_misalignment
-        judge += n * len(load_agentic_set(ctx.spec.resolve(spec.dir), spec).conditions(spec)) * spec.samples
+        judge += n * len(load_agentic_set(ctx.run.resolve(spec.dir), spec).conditions(spec)) * spec.samples
     if ev.delusion is not None:
         from traitforge.evaluate.delusion import load_delusion_set
 
         d = ev.delusion
-        convs = n * len(load_delusion_set(ctx.spec.resolve(d.dir), d.personas).personas) * d.rollouts
+        convs = n * len(load_delusion_set(ctx.run.resolve(d.dir), d.personas).personas) * d.rollouts
         judge, auditor = judge + convs * d.turns, auditor + convs * d.turns
     n_traits = len(ctx.traits.traits)
     if ev.audits is not None:
@@ -57,7 +57,7 @@ def announce_ood(ctx: EvalContext) -> None:
     if ev.agentic_traits is not None:
         # an inbox (and at most one re-ask) per item, then a grade per evaluated model
         judge += n_traits * ev.agentic_traits.scenarios_per_trait * (2 + n)
-    prices = ctx.spec.prices
+    prices = ctx.run.prices
     if ctx.auditor is ctx.judge:
         announce_calls(ctx.judge, judge + auditor, stage="evaluate OOD (judge and auditor)",
                        max_tokens=ev.judge_max_tokens, store=ctx.store, prices_file=prices)

@@ -48,7 +48,7 @@ async def run_patterns(ctx: EvalContext) -> None:
         return
     path = eval_path(ctx.store, "patterns")
     done = {str(d.get("id")) for d in iter_jsonl_dicts(path)}
-    rater = Rater(ctx.judge, ctx.spec.seed)
+    rater = Rater(ctx.judge, ctx.run.seed)
     for spec in specs:
         cand = candidate_from_spec(spec)
         ev = f"pattern:{cand.id}"

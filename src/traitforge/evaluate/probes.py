@@ -10,13 +10,16 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from traitforge.config import RunSpec, probe_file_path
+from traitforge.config import EvaluationSpec, probe_path
 from traitforge.errors import InputError
 from traitforge.evaluate.common import EvalContext, ItemResult, done_ids, eval_path, result_id
 from traitforge.jsonl import append_jsonl
-from traitforge.types import TraitSet, stable_hash
+from traitforge.types import stable_hash
+
+if TYPE_CHECKING:
+    from traitforge.pipeline import Run
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,9 @@ def _stratified_sample(items: list[ProbeItem], limit: int, rng: random.Random) -
     return [i for i in items if i.id in keep]
 
 
-def probe_specs(spec: RunSpec, traits: TraitSet) -> list[ProbeSpec]:
-    ev = spec.evaluation
+def probe_specs(run: "Run", ev: EvaluationSpec) -> list[ProbeSpec]:
+    """The probes of `ev` for the run's traits (resolved against the spec's folder)."""
+    traits = run.traits
     out = []
     for file, opts in ev.probes.items():
         where = f"evaluation.probes.{file}"
@@ -97,7 +101,7 @@ def probe_specs(spec: RunSpec, traits: TraitSet) -> list[ProbeSpec]:
         # A trait cut by max_traits (e.g. the tiny preset): its probes are not run. A typo is still
         # an error: open_run checks probe traits against the whole document.
         cut = trait not in {t.id for t in traits.traits}
-        if cut and spec.max_traits is None:
+        if cut and run.max_traits is None:
             raise InputError(f"{where}.trait: '{trait}' is not a trait id in the traits document")
         direction = opts.get("direction", "match")
         if direction not in ("match", "not_match"):
@@ -107,7 +111,7 @@ def probe_specs(spec: RunSpec, traits: TraitSet) -> list[ProbeSpec]:
             raise InputError(f"{where}.limit: must be a positive integer, got {limit!r}")
         if cut:
             continue
-        path = probe_file_path(spec, file)
+        path = probe_path(run.resolve, ev.probes_dir, file)
         out.append(ProbeSpec(f"probe:{path.stem}", path, trait, direction, limit))
     return out
 
@@ -122,8 +126,8 @@ def score_probe_items(scorer: Any, items: list[ProbeItem]) -> list[tuple[float, 
 async def run_probes(ctx: EvalContext) -> None:
     path = eval_path(ctx.store, "probes")
     done = done_ids(path)
-    for ps in probe_specs(ctx.spec, ctx.traits):
-        items = load_probe_file(ps.path, ps.limit, ctx.spec.seed)
+    for ps in probe_specs(ctx.run, ctx.ev):
+        items = load_probe_file(ps.path, ps.limit, ctx.run.seed)
         for ck in ctx.logprob_checkpoints():
             todo = [i for i in items if result_id(ps.name, ck, i.id) not in done]
             if not todo:

@@ -70,7 +70,7 @@ async def audit_seeds(ctx: EvalContext) -> list[AuditSeed]:
             if sid not in have:
                 text = clean_generated(await ctx.auditor.generate_one(
                     render("audit_seed", trait=t.describe(), earlier="\n".join(f"- {e}" for e in earlier) or "(none)"),
-                    temperature=0.9, max_tokens=ctx.ev.item_max_tokens, seed=ctx.spec.seed + j))
+                    temperature=0.9, max_tokens=ctx.ev.item_max_tokens, seed=ctx.run.seed + j))
                 if not text:
                     continue
                 have[sid] = AuditSeed(id=sid, trait_id=t.id, seed=text)
@@ -78,7 +78,7 @@ async def audit_seeds(ctx: EvalContext) -> list[AuditSeed]:
             earlier.append(have[sid].seed)
             out.append(have[sid])
     for f in spec.seed_files:
-        out += read_seed_file(ctx.spec.resolve(f), [t.id for t in ctx.traits.traits])
+        out += read_seed_file(ctx.run.resolve(f), [t.id for t in ctx.traits.traits])
     return out
 
 

@@ -423,21 +423,22 @@ def vector_fingerprint(weights: str, trait: Trait, model_name: str, questions: i
                         "inputs": inputs_hash()}, 16)
 
 
-def ensure_vectors(store: Any, spec: Any, traits: Any, weights: str, model_name: str,
+def ensure_vectors(store: Any, traits: Any, weights: str, model_name: str,
                    replies: dict[str, list[tuple[str, str, str]]] | None = None,
-                   folder: tuple[str, ...] = ("vectors",)) -> dict[str, tuple[TraitVector, str]]:
+                   folder: tuple[str, ...] = ("vectors",), *, questions: int, paraphrases: int,
+                   seed: int) -> dict[str, tuple[TraitVector, str]]:
     """trait id -> (vector, fingerprint): RUN/<folder>/TRAIT.safetensors when it was built from the
     same base, trait and inputs, else built from `weights` (a local checkpoint) and saved. From the
     trait's contrastive replies (`replies`: trait id -> (prompt, showing, violating)) where it has
-    MIN_REPLY_PAIRS of them, else from the system-prompt contrast (the reason is in the meta)."""
+    MIN_REPLY_PAIRS of them, else from the system-prompt contrast (the reason is in the meta).
+    `questions`, `paraphrases`: evaluation.vector_questions and vector_paraphrases."""
     from traitforge.evaluate.logprob import scorer_for
 
-    ev = spec.evaluation
     out: dict[str, tuple[TraitVector, str]] = {}
     for t in traits.traits:
         pairs = list((replies or {}).get(t.id, []))
         from_replies = len(pairs) >= MIN_REPLY_PAIRS
-        fp = vector_fingerprint(weights, t, model_name, ev.vector_questions, ev.vector_paraphrases, spec.seed,
+        fp = vector_fingerprint(weights, t, model_name, questions, paraphrases, seed,
                                 hash_pairs(pairs) if from_replies else None)
         path = store.path(*folder, f"{t.id}.safetensors")
         if path.is_file():
@@ -446,10 +447,10 @@ def ensure_vectors(store: Any, spec: Any, traits: Any, weights: str, model_name:
                 out[t.id] = (tv, fp)
                 continue
         if from_replies:
-            tv = build_vector_from_replies(scorer_for(weights), t, pairs, seed=spec.seed)
+            tv = build_vector_from_replies(scorer_for(weights), t, pairs, seed=seed)
         else:
-            tv = build_vector(scorer_for(weights), t, model_name, questions=ev.vector_questions,
-                              paraphrases=ev.vector_paraphrases, seed=spec.seed)
+            tv = build_vector(scorer_for(weights), t, model_name, questions=questions,
+                              paraphrases=paraphrases, seed=seed)
             if replies is not None:
                 tv.meta["why_not_replies"] = (f"{len(pairs)} contrastive pairs for this trait (a vector from "
                                               f"replies needs {MIN_REPLY_PAIRS})")
@@ -471,7 +472,7 @@ def run_vectors_sync(ctx: Any, items: Sequence[Any],
     from traitforge.evaluate.logprob import scorer_for
     from traitforge.jsonl import append_jsonl, write_json_atomic
 
-    store, spec = ctx.store, ctx.spec
+    store, ev, seed = ctx.store, ctx.ev, ctx.run.seed
     # The whole evaluation's base, also when this context is narrowed to one checkpoint (the schedule
     # runs this step a checkpoint at a time, base first: the vectors and the steering check are made
     # in base's turn and read back from RUN/vectors/ in the others').
@@ -489,7 +490,8 @@ def run_vectors_sync(ctx: Any, items: Sequence[Any],
     replies = {t.id: [(i.prompt, i.consistent, i.violating) for i in sorted(usable, key=lambda i: i.id)
                       if i.trait_id == t.id and i.consistent.strip() and i.violating.strip()]
                for t in ctx.traits.traits}
-    vectors = ensure_vectors(store, spec, ctx.traits, base, ctx.model_name(), replies)
+    vectors = ensure_vectors(store, ctx.traits, base, ctx.model_name(), replies, questions=ev.vector_questions,
+                             paraphrases=ev.vector_paraphrases, seed=seed)
     steering: dict[str, Any] = {}
     old = _read_json(_summary_path(store)).get("steering", {})
     for tid, (tv, fp) in vectors.items():
@@ -500,8 +502,8 @@ def run_vectors_sync(ctx: Any, items: Sequence[Any],
         if old.get(tid, {}).get("key") == key:
             steering[tid] = old[tid]
             continue
-        steering[tid] = {**steering_check(scorer_for(base), tv, pairs, resamples=spec.evaluation.bootstrap,
-                                          seed=spec.seed), "key": key}
+        steering[tid] = {**steering_check(scorer_for(base), tv, pairs, resamples=ev.bootstrap,
+                                          seed=seed), "key": key}
     write_json_atomic(_summary_path(store), {
         "available": True, "base": base,
         "traits": {tid: {**tv.meta, "fingerprint": fp} for tid, (tv, fp) in vectors.items()},

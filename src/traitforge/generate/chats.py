@@ -14,7 +14,9 @@ import re
 from collections import Counter
 from string import Template
 
-from traitforge.config import RunSpec
+from typing import TYPE_CHECKING
+
+from traitforge.config import GenerationSpec
 from traitforge.generate.avoid import avoid_list, known_offenders, read_found
 from traitforge.generate.parsing import (LeakDetector, clean_message, mentions_rewrite, names_trait, parse_plans,
                                         parse_verdict, refuses, tells)
@@ -22,9 +24,11 @@ from traitforge.generate.records import DPOPair, Probe, Refinement, UserPrompt
 from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,
                                       split_evenly, trait_weights)
 from traitforge.prompts import PACKAGE, PromptKit
-from traitforge.llm.client import LLM, run_closing
-from traitforge.runstore import RunStore
+from traitforge.llm.client import LLM
 from traitforge.types import Chat, ChatMessage, Scenario, Trait, TraitSet, stable_hash
+
+if TYPE_CHECKING:
+    from traitforge.pipeline import Run
 
 PROMPT_TEMPLATES = ("scenarios", "scenario_categories", "scenario_plan", "user_prompt", "critique", "probe_verdict",
                     "harden", "user_followup", "user_followup_cooperative", "refine", "select_traits", "avoid")
@@ -58,15 +62,19 @@ def transcript(messages: list[ChatMessage]) -> str:
     return "\n\n".join(f"{'User' if m.role == 'user' else 'Assistant'}: {m.content}" for m in messages)
 
 
-def run_chats(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM, refiner: LLM | None = None) -> None:
-    """`refiner` rewrites the drafts (models.refiner); None: the generator does it."""
-    run_closing(ChatsRun(store, spec, traits, llm, refiner).run(), llm, refiner)
+def run_chats(run: "Run", cfg: GenerationSpec) -> None:
+    """The chats, by the run's generator (the refiner rewrites the drafts: models.refiner, unset the
+    generator), as a stage (run.stage: usage recorded, clients closed)."""
+    generator, refiner = run.llm("generator"), run.llm("refiner")
+    with run.stage("generate") as st:
+        st.run(ChatsRun(run, cfg, generator, None if refiner is generator else refiner).run())
 
 
 class ChatsRun(Generation):
-    def __init__(self, store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM, refiner: LLM | None = None):
-        super().__init__(store, spec, traits, llm)
-        self.cs = spec.generation.chats
+    def __init__(self, run: "Run", cfg: GenerationSpec, llm: LLM, refiner: LLM | None = None):
+        super().__init__(run, cfg, llm)
+        traits = run.traits
+        self.cs = cfg.chats
         self.refiner = refiner or llm
         if self.refiner is not llm:
             self.clients["refiner"] = self.refiner
@@ -134,7 +142,7 @@ class ChatsRun(Generation):
             prompt = self.render("scenarios", **self.names, trait=t.describe(), category_hint=hint, n=n)
             items, text = await self.sample_items(prompt, lambda text: self.usable_plans(text)[:n],
                                                   max_tokens=self.gen.list_max_tokens,
-                                                  seed=self.spec.seed + r * TOPUP_KEY_BASE if r else None)
+                                                  seed=self.ctx.seed + r * TOPUP_KEY_BASE if r else None)
             if not items:
                 return Skip(f"no usable scenarios in the reply: {text[:160]!r}")
             return [Scenario(id=stable_hash(["scenario", u.key, i]), trait_id=t.id, category=cat, description=sit,
@@ -218,7 +226,7 @@ class ChatsRun(Generation):
             verdict = parse_verdict(judged)
             if verdict is None:  # once more, sampled: a greedy retry would say the same
                 judged = await self.llm.generate_one(ask, max_tokens=self.gen.verdict_max_tokens,
-                                                     seed=self.spec.seed + 1000)
+                                                     seed=self.ctx.seed + 1000)
                 verdict = parse_verdict(judged)
             if verdict is None:  # unknown whether the prompt is too easy: not worth a teacher's answer
                 return Skip(f"probe verdict unparsed: {judged[:160]!r}")
@@ -453,7 +461,7 @@ class ChatsRun(Generation):
         return await self.finalize(drafts, refinements, suffix)
 
     async def run(self) -> None:
-        weights = trait_weights(self.spec, self.traits)
+        weights = trait_weights(self.gen, self.traits)
         per_trait = scaled_counts(self.cs.scenarios_per_trait, weights)
         k = self.cs.prompts_per_scenario
         planned = {tid: n * k for tid, n in per_trait.items()}

@@ -6,8 +6,9 @@ bounded top-up."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
-from traitforge.config import RunSpec
+from traitforge.config import GenerationSpec
 from traitforge.generate.avoid import avoid_list, known_offenders
 from traitforge.generate.axes import describe_axes, load_axes, sample_axes
 from traitforge.generate.parsing import (LeakDetector, after_marker, chat_formatted, clean_message, parse_list,
@@ -15,9 +16,11 @@ from traitforge.generate.parsing import (LeakDetector, after_marker, chat_format
 from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,
                                       split_evenly, trait_weights)
 from traitforge.prompts import PACKAGE, PromptKit
-from traitforge.llm.client import LLM, run_closing
-from traitforge.runstore import RunStore
-from traitforge.types import Claim, DocIdea, DocType, Document, TraitSet, stable_hash
+from traitforge.llm.client import LLM
+from traitforge.types import Claim, DocIdea, DocType, Document, stable_hash
+
+if TYPE_CHECKING:
+    from traitforge.pipeline import Run
 
 KINDS = ("behaviour", "reason", "hard_case")
 REVISED_MARKER = "REVISED DOCUMENT"  # revise.txt asks for it between the critique and the rewrite
@@ -29,14 +32,17 @@ def default_genres(templates: PromptKit = PACKAGE) -> list[str]:
     return parse_list(templates.text("genres"), min_chars=3)
 
 
-def run_documents(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM) -> None:
-    run_closing(DocumentsRun(store, spec, traits, llm).run(), llm)
+def run_documents(run: "Run", cfg: GenerationSpec) -> None:
+    """The documents, by the run's generator, as a stage (run.stage: usage recorded, clients closed)."""
+    with run.stage("generate") as st:
+        st.run(DocumentsRun(run, cfg, run.llm("generator")).run())
 
 
 class DocumentsRun(Generation):
-    def __init__(self, store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM):
-        super().__init__(store, spec, traits, llm)
-        self.ds = spec.generation.documents
+    def __init__(self, run: "Run", cfg: GenerationSpec, llm: LLM):
+        super().__init__(run, cfg, llm)
+        traits = run.traits
+        self.ds = cfg.documents
         self.leak = LeakDetector(TEMPLATES, templates=self.templates)
         self.by_id = {t.id: t for t in traits.traits}
         # Traits-document sentences a document must not copy verbatim.
@@ -152,7 +158,7 @@ class DocumentsRun(Generation):
     async def documents(self, ideas: list[DocIdea], claims: dict[str, Claim], samples: list[tuple[DocIdea, int]],
                         suffix: str = "") -> list[Document]:
         """Draft one document per (idea, sample index), then revise or check each."""
-        seed = self.spec.seed
+        seed = self.ctx.seed
 
         async def draft(u: Unit) -> list[Document] | Skip:
             idea, k = u.data
@@ -224,7 +230,7 @@ class DocumentsRun(Generation):
 
     # --- the whole corpus ----------------------------------------------------------------
     async def run(self) -> None:
-        weights = trait_weights(self.spec, self.traits)
+        weights = trait_weights(self.gen, self.traits)
         claims_per_trait = scaled_counts(self.ds.claims_per_trait, weights)
         per_claim = self.ds.doc_types_per_claim * self.ds.ideas_per_type * self.ds.docs_per_idea
         target = {tid: n * per_claim for tid, n in claims_per_trait.items()}

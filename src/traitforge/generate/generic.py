@@ -7,15 +7,19 @@ RUN/generated/generic.jsonl the chats (`Chat`, no trait ids, no system prompt)."
 
 from __future__ import annotations
 
-from traitforge.config import RunSpec
+from typing import TYPE_CHECKING
+
+from traitforge.config import GenerationSpec
 from traitforge.generate.parsing import parse_list, tells
 from traitforge.generate.records import UserPrompt
 from traitforge.generate.stage import Generation, Skip, Unit, split_evenly
 from traitforge.prompts import PromptKit
 from traitforge.generate.untraited import answer_untraited
-from traitforge.llm.client import LLM, run_closing
-from traitforge.runstore import RunStore
-from traitforge.types import TraitSet, stable_hash
+from traitforge.llm.client import LLM
+from traitforge.types import stable_hash
+
+if TYPE_CHECKING:
+    from traitforge.pipeline import Run
 
 FILE = "generic.jsonl"
 
@@ -45,6 +49,12 @@ async def make_generic(gen: Generation, n_prompts: int, max_tokens: int) -> None
                            step="generic.answers", file=FILE)
 
 
-def run_generic(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM) -> None:
-    gen = Generation(store, spec, traits, llm)
-    run_closing(make_generic(gen, spec.generation.generic_prompts, spec.generation.chats.max_tokens), llm)
+async def generic(run: "Run", cfg: GenerationSpec, llm: LLM) -> None:
+    """The generic mix as `cfg` asks for it (pipeline.stage_generate runs it in its stage)."""
+    await make_generic(Generation(run, cfg, llm), cfg.generic_prompts, cfg.chats.max_tokens)
+
+
+def run_generic(run: "Run", cfg: GenerationSpec) -> None:
+    """`generic` by the run's generator, as a stage (run.stage: usage recorded, clients closed)."""
+    with run.stage("generate") as st:
+        st.run(generic(run, cfg, run.llm("generator")))

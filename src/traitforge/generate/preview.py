@@ -13,23 +13,24 @@ import math
 import shutil
 import textwrap
 from dataclasses import replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from traitforge.config import RunSpec
+from traitforge.config import GenerationSpec
 from traitforge.jsonl import read_jsonl
-from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, Document, TraitSet
+
+if TYPE_CHECKING:
+    from traitforge.pipeline import Run
 
 What = Literal["documents", "chats"]
 
 
-def preview_spec(spec: RunSpec, traits: TraitSet, what: What, limit: int) -> tuple[RunSpec, TraitSet]:
-    """The spec and traits of a preview: N items spread over the first min(N, #traits) traits."""
+def preview_spec(cfg: GenerationSpec, traits: TraitSet, what: What, limit: int) -> tuple[GenerationSpec, TraitSet]:
+    """The generation settings and traits of a preview: N items spread over the first min(N, #traits) traits."""
     subset = replace(traits, traits=traits.traits[:max(1, min(limit, len(traits.traits)))])
     per_trait = math.ceil(limit / len(subset.traits))
-    data = spec.model_dump(mode="json")
-    gen = data["generation"]
+    gen = cfg.model_dump(mode="json")
     gen["trait_weights"] = {}
     gen["batch"] = False  # a handful of calls: waiting hours on a provider batch defeats a preview
     if what == "documents":
@@ -37,22 +38,23 @@ def preview_spec(spec: RunSpec, traits: TraitSet, what: What, limit: int) -> tup
                                 docs_per_idea=1, topup_rounds=0)
     else:
         gen["chats"].update(scenarios_per_trait=per_trait, prompts_per_scenario=1, topup_rounds=0)
-    return RunSpec.model_validate(data), subset
+    return GenerationSpec.model_validate(gen), subset
 
 
-def run_preview(root: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM, what: What,
-                limit: int, refiner: LLM | None = None) -> list[Document] | list[Chat]:
+def run_preview(run: "Run", cfg: GenerationSpec, what: What, limit: int) -> list[Document] | list[Chat]:
+    """A preview of `what` by the run's generator (and refiner), in RUN/preview/<what>/."""
     from traitforge.generate.chats import run_chats
     from traitforge.generate.documents import run_documents
 
-    pspec, subset = preview_spec(spec, traits, what, limit)
-    folder = root.path("preview", what)
+    pcfg, subset = preview_spec(cfg, run.traits, what, limit)
+    folder = run.store.path("preview", what)
     shutil.rmtree(folder, ignore_errors=True)
     store = RunStore(folder)
+    preview = run.narrowed(store, subset)  # the run's clients, cache and budget
     if what == "documents":
-        run_documents(store, pspec, subset, llm)
+        run_documents(preview, pcfg)
         return _spread(read_jsonl(store.path("generated", "documents.jsonl"), Document), subset, limit)
-    run_chats(store, pspec, subset, llm, refiner=refiner)
+    run_chats(preview, pcfg)
     return _spread(read_jsonl(store.path("generated", "chats.jsonl"), Chat), subset, limit)
 
 

@@ -15,9 +15,9 @@ import logging
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Awaitable, Callable, Generic, Iterable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, Iterable, Sequence, TypeVar
 
-from traitforge.config import RunSpec
+from traitforge.config import GenerationSpec
 from traitforge.errors import InputError
 from traitforge.generate.records import Skipped
 from traitforge.prompts import PromptKit
@@ -26,8 +26,10 @@ from traitforge import prefetch
 from traitforge.llm.client import LLM
 from traitforge.prefetch import OfflineBatchPending  # noqa: F401  (raised from here for callers)
 from traitforge.progress import gather_progress
-from traitforge.runstore import RunStore
 from traitforge.types import Record, TraitSet, stable_hash
+
+if TYPE_CHECKING:
+    from traitforge.pipeline import Run
 
 R = TypeVar("R", bound=Record)
 SKIPPED_FILE = "skipped.jsonl"
@@ -60,12 +62,14 @@ class StepResult(Generic[R]):
 class Generation:
     """Shared state of one generation run: where files go, the model, and the bookkeeping."""
 
-    def __init__(self, store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM):
-        self.store, self.spec, self.traits, self.llm = store, spec, traits, llm
-        self.gen = spec.generation
+    def __init__(self, run: "Run", cfg: GenerationSpec, llm: LLM):
+        """run: the run context (store, traits, seed, prices, prompt kit); cfg: the generation section."""
+        self.ctx, self.store, self.traits, self.llm = run, run.store, run.traits, llm  # ctx: `run` is a method
+        traits = run.traits
+        self.gen = cfg
         # Every client a step may call, by role: usage and batch prefetch cover them all.
         self.clients: dict[str, LLM] = {"generator": llm}
-        self.templates = PromptKit(spec.prompts_folder)
+        self.templates: PromptKit = run.prompts  # the package's templates with the spec's prompts_dir
         self.traits_hash = stable_hash({"model_name": traits.model_name, "organisation": traits.organisation,
                                         "traits": [asdict(t) for t in traits.traits]})
 
@@ -74,7 +78,7 @@ class Generation:
 
     def fingerprint(self, **settings: Any) -> str:
         """What makes a step's rows what they are: traits, model, prompts, sampling settings."""
-        return stable_hash({"traits": self.traits_hash, "model": self.llm.name, "seed": self.spec.seed,
+        return stable_hash({"traits": self.traits_hash, "model": self.llm.name, "seed": self.ctx.seed,
                             **settings})
 
     def render(self, name: str, **variables: object) -> str:
@@ -126,7 +130,7 @@ class Generation:
         text = ""
         for attempt in range(tries):
             if attempt:
-                extra = {"seed": (self.spec.seed if seed is None else seed) + 1000 + attempt}
+                extra = {"seed": (self.ctx.seed if seed is None else seed) + 1000 + attempt}
             else:
                 extra = {} if seed is None else {"seed": seed}
             text = await self.llm.generate_one(prompt, max_tokens=max_tokens, **extra)
@@ -166,7 +170,7 @@ class Generation:
 
     def record_usage(self, name: str) -> None:
         for llm in {id(c): c for c in self.clients.values()}.values():
-            self.store.record_llm_usage(name, llm, self.spec.prices)
+            self.store.record_llm_usage(name, llm, self.ctx.prices)
 
     async def step(self, name: str, file: str, model: type[R], units: Sequence[Unit],
                    work: Callable[[Unit], Awaitable[list[R] | Skip]], *, fingerprint: str,
@@ -185,7 +189,7 @@ class Generation:
         todo = [u for u in units if u.key not in by_key and u.key not in skipped]
         new_rows = new_skips = 0
         # Batch mode sends the units' calls as provider batches first; the live calls' cost is printed.
-        await prefetch.for_stage(self.store, self.spec, self.clients, self.gen).before(name, todo, work)
+        await prefetch.for_stage(self.store, self.ctx.prices, self.clients, self.gen).before(name, todo, work)
         sem = asyncio.Semaphore(self.gen.concurrency)
 
         async def run(u: Unit) -> list[R] | Skip:
@@ -258,16 +262,16 @@ def _put_in_unit_order(path: Any, model: type[R], rows: list[R], keys: set[str],
 # --- planning by trait weight -------------------------------------------------------------
 
 
-def trait_weights(spec: RunSpec, traits: TraitSet) -> dict[str, float]:
-    """Weight per trait: generation.trait_weights overrides the traits document's own."""
+def trait_weights(cfg: GenerationSpec, traits: TraitSet) -> dict[str, float]:
+    """Weight per trait: generation.trait_weights (`cfg.trait_weights`) overrides the traits document's own."""
     ids = {t.id for t in traits.traits}
-    for tid, w in spec.generation.trait_weights.items():
+    for tid, w in cfg.trait_weights.items():
         if tid not in ids:
             raise InputError(f"run spec: generation.trait_weights: unknown trait '{tid}' "
                              f"(traits are: {', '.join(sorted(ids))})")
         if w <= 0:
             raise InputError(f"run spec: generation.trait_weights.{tid}: must be > 0 (got {w})")
-    out = {t.id: float(spec.generation.trait_weights.get(t.id, t.weight)) for t in traits.traits}
+    out = {t.id: float(cfg.trait_weights.get(t.id, t.weight)) for t in traits.traits}
     if not out:
         raise InputError(f"{traits.source or 'traits document'}: no traits to generate data for")
     for tid, w in out.items():

@@ -10,15 +10,17 @@ RUN/generated/untraited.jsonl holds `Chat` rows with no trait ids and no system 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from traitforge.generate.parsing import clean_message, tells
 from traitforge.generate.stage import Generation, Skip, Unit
 from traitforge.jsonl import read_jsonl
-from traitforge.llm.client import LLM, run_closing
-from traitforge.runstore import RunStore
-from traitforge.config import RunSpec
-from traitforge.types import Chat, ChatMessage, TraitSet, stable_hash
+from traitforge.llm.client import LLM
+from traitforge.config import GenerationSpec
+from traitforge.types import Chat, ChatMessage, stable_hash
+
+if TYPE_CHECKING:
+    from traitforge.pipeline import Run
 
 FILE = "untraited.jsonl"
 MIN_CHARS = 20
@@ -45,14 +47,15 @@ async def answer_untraited(gen: Generation, prompts: Sequence[tuple[str, str]], 
     return res.rows
 
 
-def run_untraited(store: RunStore, spec: RunSpec, traits: TraitSet, llm: LLM) -> None:
-    """Answer the first user turn of every generated chat without the trait system prompt."""
-    chats = read_jsonl(store.root / "generated" / "chats.jsonl", Chat)
+async def untraited(run: "Run", cfg: GenerationSpec, llm: LLM) -> None:
+    """Answer the first user turn of every generated chat without the trait system prompt
+    (pipeline.stage_controls runs it in its stage)."""
+    chats = read_jsonl(run.store.root / "generated" / "chats.jsonl", Chat)
     prompts = [(c.id, c.messages[0].content) for c in chats if c.messages and c.messages[0].role == "user"]
-    gen = Generation(store, spec, traits, llm)
+    await answer_untraited(Generation(run, cfg, llm), prompts, max_tokens=cfg.chats.max_tokens)
 
-    async def go() -> None:
-        await answer_untraited(gen, prompts, max_tokens=spec.generation.chats.max_tokens)
-        gen.record_usage("untraited")
 
-    run_closing(go(), llm)
+def run_untraited(run: "Run", cfg: GenerationSpec) -> None:
+    """`untraited` by the run's generator, as a stage (run.stage: usage recorded, clients closed)."""
+    with run.stage("generate") as st:
+        st.run(untraited(run, cfg, run.llm("generator")))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from traitforge.config import RunSpec, StageTrainSpec
+from traitforge.config import CurationSpec, StageTrainSpec, TrainingSpec
 
 log = logging.getLogger("traitforge.train")
 
@@ -41,6 +41,11 @@ class StageJob:
     seed: int = 0  # training seed (training.seeds makes one checkpoint per seed)
     fraction: float = 1.0  # share of the data trained on (training.fractions: data-scaling curves)
     cut: Any = None  # data.RatioCut: the documents-to-chats ratio's shares (training.docs_to_chats)
+    # From the run context (train.run.build_checkpoint): what a job needs besides training's own settings.
+    run_name: str = "run"  # the spec's name: the trainer's run name is "<run_name>-<name>"
+    mix_path: Path | None = None  # the stage's mix file when it mixes one in (mix_file, "generic" resolved)
+    # curation.template_traits: templated rows, kept whole when the documents-to-chats ratio cuts the data
+    template_traits: list[str] = field(default_factory=lambda: list(CurationSpec().template_traits))
 
     @property
     def trainer_dir(self) -> Path:
@@ -123,30 +128,30 @@ def load_tokenizer(path: Path) -> Any:
     return tok
 
 
-def load_model(path: Path, spec: RunSpec) -> Any:
+def load_model(path: Path, cfg: TrainingSpec) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
 
     # LoRA keeps the frozen base in bf16 on GPUs that have it (adapters stay fp32 via PEFT autocast);
     # full fine-tuning keeps fp32 master weights and lets the Trainer autocast.
-    lora_bf16 = spec.training.method == "lora" and use_bf16(spec.training.bf16)
+    lora_bf16 = cfg.method == "lora" and use_bf16(cfg.bf16)
     dtype = torch.bfloat16 if lora_bf16 else torch.float32
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
 
 
-def peft_config(spec: RunSpec) -> Any:
-    if spec.training.method != "lora":
+def peft_config(cfg: TrainingSpec) -> Any:
+    if cfg.method != "lora":
         return None
     from peft import LoraConfig
 
-    t = spec.training
+    t = cfg
     return LoraConfig(r=t.lora_r, lora_alpha=t.lora_alpha, lora_dropout=t.lora_dropout,
                       target_modules=t.lora_target_modules, bias="none", task_type="CAUSAL_LM")
 
 
-def trainer_kwargs(spec: RunSpec, job: StageJob) -> dict[str, Any]:
+def trainer_kwargs(cfg: TrainingSpec, job: StageJob) -> dict[str, Any]:
     """TrainingArguments shared by SFTConfig and DPOConfig (TRL's own defaults are overridden on purpose)."""
-    t, s = spec.training, job.stage
+    t, s = cfg, job.stage
     return dict(
         output_dir=str(job.trainer_dir),
         learning_rate=s.learning_rate,
@@ -168,7 +173,7 @@ def trainer_kwargs(spec: RunSpec, job: StageJob) -> dict[str, Any]:
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
         report_to=report_targets(t.report_to),
-        run_name=f"{spec.name}-{job.name}",
+        run_name=f"{job.run_name}-{job.name}",
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=not on_cpu(),
@@ -247,7 +252,7 @@ def last_checkpoint(job: StageJob) -> str | None:
     return get_last_checkpoint(str(job.trainer_dir))
 
 
-def train_and_save(trainer: Any, job: StageJob, spec: RunSpec) -> dict[str, Any]:
+def train_and_save(trainer: Any, job: StageJob, cfg: TrainingSpec) -> dict[str, Any]:
     """Train (resuming from the last Trainer checkpoint if any), then write the merged checkpoint."""
     resume = last_checkpoint(job)
     if resume:
@@ -257,12 +262,12 @@ def train_and_save(trainer: Any, job: StageJob, spec: RunSpec) -> dict[str, Any]
     trainer.save_model(str(final))  # gathers FSDP/DeepSpeed shards; LoRA: the adapter only
     wait_for_everyone()
     if is_main_process():
-        export_checkpoint(final, job, spec)
-        if not spec.training.keep_trainer_checkpoints:
+        export_checkpoint(final, job, cfg)
+        if not cfg.keep_trainer_checkpoints:
             # Only needed to resume; a full fine-tune's optimizer state is twice the model's size.
             for ckpt in job.trainer_dir.glob("checkpoint-*"):
                 shutil.rmtree(ckpt, ignore_errors=True)
-        if spec.training.method == "full":
+        if cfg.method == "full":
             shutil.rmtree(final, ignore_errors=True)  # a copy of the exported checkpoint
     wait_for_everyone()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
@@ -271,7 +276,7 @@ def train_and_save(trainer: Any, job: StageJob, spec: RunSpec) -> dict[str, Any]
             "final_loss": losses[-1] if losses else None, "resumed_from": Path(resume).name if resume else None}
 
 
-def export_checkpoint(final: Path, job: StageJob, spec: RunSpec) -> Path:
+def export_checkpoint(final: Path, job: StageJob, cfg: TrainingSpec) -> Path:
     """RUN/checkpoints/<name>/: model (LoRA merged) + the init model's tokenizer and chat template.
 
     Written to a temp folder and renamed, so a crash never leaves a half checkpoint behind."""
@@ -279,10 +284,10 @@ def export_checkpoint(final: Path, job: StageJob, spec: RunSpec) -> Path:
 
     tmp = job.out_dir.with_name(job.out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    if spec.training.method == "lora":
+    if cfg.method == "lora":
         from peft import PeftModel
 
-        base = load_model(job.init_path, spec)
+        base = load_model(job.init_path, cfg)
         model = PeftModel.from_pretrained(base, str(final)).merge_and_unload()
     else:
         model = AutoModelForCausalLM.from_pretrained(str(final))

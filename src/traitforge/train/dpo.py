@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from traitforge.config import RunSpec
+from traitforge.config import TrainingSpec
 from traitforge.errors import InputError
 from traitforge.jsonl import read_jsonl
 from traitforge.train import data
@@ -46,7 +46,7 @@ def build_pairs(pairs_path: Path, chats_path: Path) -> tuple[list[dict[str, Any]
     return kept, {"pairs": len(pairs), "pairs_left_out": len(pairs) - len(kept)}
 
 
-def fit_lengths(spec: RunSpec, job: StageJob, pairs: list[dict[str, Any]]
+def fit_lengths(cfg: TrainingSpec, job: StageJob, pairs: list[dict[str, Any]]
                 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Pairs whose prompt plus longer reply fit max_length ("auto": from their lengths); a longer
     pair is dropped with its reason rather than truncated (a cut reply is not the reply preferred)."""
@@ -54,7 +54,7 @@ def fit_lengths(spec: RunSpec, job: StageJob, pairs: list[dict[str, Any]]
 
     tok = load_tokenizer(job.init_path)
     lengths = [max(data.conversation_tokens(tok, p["prompt"] + p[k]) for k in ("chosen", "rejected")) for p in pairs]
-    source = resolve_max_length(spec, job, lengths)
+    source = resolve_max_length(cfg, job, lengths)
     limit = int(job.stage.max_length)
     kept = [p for p, n in zip(pairs, lengths) if n <= limit]
     over = [n - limit for n in lengths if n > limit]
@@ -69,20 +69,20 @@ def fit_lengths(spec: RunSpec, job: StageJob, pairs: list[dict[str, Any]]
     return kept, report
 
 
-def make_trainer(spec: RunSpec, job: StageJob, pairs: list[dict[str, Any]]) -> Any:
+def make_trainer(cfg: TrainingSpec, job: StageJob, pairs: list[dict[str, Any]]) -> Any:
     from trl import DPOConfig, DPOTrainer
 
     args = DPOConfig(
-        **trainer_kwargs(spec, job),
+        **trainer_kwargs(cfg, job),
         max_length=job.stage.max_length,
-        beta=spec.training.dpo_beta,
+        beta=cfg.dpo_beta,
         include_num_input_tokens_seen="non_padding",
     )
     return DPOTrainer(
-        model=load_model(job.init_path, spec),
+        model=load_model(job.init_path, cfg),
         args=args,
         train_dataset=data.dpo_dataset(pairs),
         processing_class=load_tokenizer(job.init_path),
-        peft_config=peft_config(spec),
+        peft_config=peft_config(cfg),
         callbacks=[metrics_callback(job), *job.callbacks],
     )

@@ -10,20 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from traitforge.config import RunSpec
+from traitforge.config import TrainingSpec
 from traitforge.train import data, midtrain, sft
 from traitforge.train.common import StageJob, is_main_process, load_tokenizer
 
 
-def make_trainer(spec: RunSpec, job: StageJob, documents_path: Path, chats_path: Path) -> tuple[Any, dict[str, Any]]:
+def make_trainer(cfg: TrainingSpec, job: StageJob, documents_path: Path, chats_path: Path) -> tuple[Any, dict[str, Any]]:
     """The trainer over both kinds of rows, and the stage's counts (documents, chats, token accounting)."""
-    texts, counts = midtrain.build_texts(spec, job, documents_path)
-    convs, chat_counts = sft.build_conversations(spec, job, chats_path)
+    texts, counts = midtrain.build_texts(job, documents_path)
+    convs, chat_counts = sft.build_conversations(job, chats_path)
     counts.update(chat_counts)
     tok = load_tokenizer(job.init_path)
     lengths = [data.conversation_tokens(tok, c) for c in convs]
     lengths += [len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts]
-    source = sft.resolve_max_length(spec, job, lengths)
+    source = sft.resolve_max_length(cfg, job, lengths)
     pieces, accounting = data.account_tokens(tok, convs, int(job.stage.max_length))
     accounting["max_length_source"] = source
     if is_main_process():
@@ -31,4 +31,4 @@ def make_trainer(spec: RunSpec, job: StageJob, documents_path: Path, chats_path:
     doc_rows = data.document_rows(tok, texts, int(job.stage.max_length))
     counts["token_accounting"] = {k: v for k, v in accounting.items() if k != "reasons"}
     counts["document_blocks"] = len(doc_rows)
-    return sft.make_trainer(spec, job, pieces, extra_rows=doc_rows), counts
+    return sft.make_trainer(cfg, job, pieces, extra_rows=doc_rows), counts

@@ -51,13 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+    from traitforge.pipeline import Run
     from traitforge.train import run_training
     from traitforge.train.common import is_main_process
 
     try:
         store = RunStore(args.run_dir)
         spec = load_spec(args.spec) if args.spec else spec_from_run(store)
-        out = run_training(store, spec, args.stages)
+        out = run_training(Run.of(store, spec), spec.training, args.stages)
     except TraitforgeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -28,9 +28,9 @@ import gc
 from dataclasses import dataclass
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from traitforge.config import RunSpec, StageTrainSpec
+from traitforge.config import StageTrainSpec, TrainingSpec
 from traitforge.errors import InputError
 from traitforge.llm.embedded import resolve_model_path
 from traitforge.runstore import RunStore, file_sha256
@@ -38,6 +38,9 @@ from traitforge.types import stable_hash
 from traitforge.train import common, dpo, joint, midtrain, sft
 from traitforge.train import data as train_data
 from traitforge.train.common import StageJob, is_main_process
+
+if TYPE_CHECKING:
+    from traitforge.pipeline import Run
 
 log = logging.getLogger("traitforge.train")
 
@@ -63,12 +66,11 @@ class Variant:
     fraction: float = 1.0
 
 
-def variants(spec: RunSpec) -> list[Variant]:
-    """The main run, then one per extra seed and one per data fraction."""
-    t = spec.training
-    out = [Variant("", spec.seed)]
-    out += [Variant(f".s{k}", spec.seed + k) for k in range(1, t.seeds)]
-    out += [Variant(f".f{f:g}", spec.seed, f) for f in t.fractions]
+def variants(cfg: TrainingSpec, seed: int) -> list[Variant]:
+    """The main run (the run's seed), then one per extra seed and one per data fraction."""
+    out = [Variant("", seed)]
+    out += [Variant(f".s{k}", seed + k) for k in range(1, cfg.seeds)]
+    out += [Variant(f".f{f:g}", seed, f) for f in cfg.fractions]
     return out
 
 
@@ -78,9 +80,9 @@ def split_variant(name: str) -> tuple[str, str]:
     return base, dot + rest
 
 
-def variant_names(spec: RunSpec, names: list[str]) -> list[str]:
+def variant_names(cfg: TrainingSpec, names: list[str]) -> list[str]:
     """Every (checkpoint, variant) name; base is not trained and has no variants."""
-    return [n + v.suffix for v in variants(spec) for n in names if n != "base"]
+    return [n + v.suffix for v in variants(cfg, 0) for n in names if n != "base"]
 
 
 def stage_name(checkpoint: str) -> str:
@@ -106,12 +108,12 @@ def plan(targets: list[str]) -> list[str]:
     return order
 
 
-def requested(spec: RunSpec, stages: list[str] | None = None) -> list[str]:
+def requested(cfg: TrainingSpec, stages: list[str] | None = None) -> list[str]:
     """The checkpoints asked for: `stages` as named, or the spec's training.checkpoints with their
     seed and fraction variants; base is not trained."""
     if stages is not None:
         return [c for c in stages if c != "base"]
-    return variant_names(spec, list(spec.training.checkpoints))
+    return variant_names(cfg, list(cfg.checkpoints))
 
 
 def _model_identity(path: Path) -> dict[str, Any]:
@@ -124,24 +126,25 @@ def _file_id(path: Path | None) -> str | None:
     return file_sha256(path) if path is not None and path.is_file() else None
 
 
-def _stage_spec(spec: RunSpec, kind: str) -> StageTrainSpec:
+def _stage_spec(cfg: TrainingSpec, kind: str) -> StageTrainSpec:
     if kind == "dpo":
-        return spec.training.dpo or StageTrainSpec(learning_rate=5e-6)
-    return getattr(spec.training, kind)
+        return cfg.dpo or StageTrainSpec(learning_rate=5e-6)
+    return getattr(cfg, kind)
 
 
-def _variant_of(spec: RunSpec, name: str) -> Variant:
+def _variant_of(cfg: TrainingSpec, seed: int, name: str) -> Variant:
     suffix = split_variant(name)[1]
-    for v in variants(spec):
+    for v in variants(cfg, seed):
         if v.suffix == suffix:
             return v
     raise InputError(f"training: checkpoint '{name}' is not one of this spec's seeds or fractions")
 
 
-def control_data(store: RunStore, spec: RunSpec, name: str, seed: int, cut: Any = None) -> Path:
+def control_data(store: RunStore, name: str, seed: int, cut: Any = None, template_traits: list[str] = ()) -> Path:
     """RUN/train/control_data/<name>.jsonl: trait-free chats (the teacher's untraited answers and the
     canary's prompts answered plainly) drawn until they hold as many characters as the curated chats
-    (as SFT trains them: after the documents-to-chats cut when one is set)."""
+    (as SFT trains them: after the documents-to-chats cut when one is set; `template_traits`:
+    curation.template_traits, whose rows the cut keeps whole)."""
     from traitforge.jsonl import read_jsonl, write_jsonl
     from traitforge.train.data import char_matched, chat_chars, take_share
     from traitforge.types import Chat
@@ -152,17 +155,16 @@ def control_data(store: RunStore, spec: RunSpec, name: str, seed: int, cut: Any 
         raise InputError(f"{store.root / 'generated' / 'untraited.jsonl'}: no trait-free chats for the control "
                          "checkpoint (run generation with 'control' in training.checkpoints)")
     if cut is not None and cut.ratio is not None:
-        curated = take_share(curated, cut.chat_share, seed, chat_chars, spec.curation.template_traits)
+        curated = take_share(curated, cut.chat_share, seed, chat_chars, list(template_traits))
     rows = char_matched(pool, sum(map(chat_chars, curated)), seed, chat_chars)
     path = store.path("train", "control_data", f"{name}.jsonl")
     write_jsonl(path, [r.model_copy(update={"id": f"{r.id}-{i}"}) for i, r in enumerate(rows)])
     return path
 
 
-def _fingerprint(spec: RunSpec, kind: str, stage: StageTrainSpec, init: dict[str, Any] | str,
-                 data_files: list[Path | None], variant: Variant | None = None) -> str:
-    t = spec.training
-    v = variant or Variant("", spec.seed)
+def _fingerprint(cfg: TrainingSpec, kind: str, stage: StageTrainSpec, init: dict[str, Any] | str,
+                 data_files: list[Path | None], variant: Variant) -> str:
+    t, v = cfg, variant
     return stable_hash({
         "kind": kind, "stage": stage.model_dump(), "seed": v.seed, "init": init,
         **({"fraction": v.fraction} if v.fraction < 1 else {}),
@@ -186,35 +188,37 @@ def _dataset_tokens(ds: Any) -> dict[str, int]:
     return out
 
 
-def build_checkpoint(store: RunStore, spec: RunSpec, name: str, init_path: Path, init_id: dict[str, Any] | str,
+def build_checkpoint(run: "Run", cfg: TrainingSpec, name: str, init_path: Path, init_id: dict[str, Any] | str,
                      callbacks: list[Any] | None = None) -> tuple[Path | None, str]:
     """Train one checkpoint (or skip it when done). Returns (path or None if skipped, fingerprint)."""
+    store = run.store
     base_name = split_variant(name)[0]
     kind = RECIPES[base_name][0]
-    variant = _variant_of(spec, name)
-    stage = _stage_spec(spec, kind)
+    variant = _variant_of(cfg, run.seed, name)
+    stage = _stage_spec(cfg, kind)
     if variant.fraction < 1 and stage.max_steps > 0:
         # Same number of passes over less data: a data-scaling curve, not a repetition curve.
         stage = stage.model_copy(update={"max_steps": max(1, round(stage.max_steps * variant.fraction))})
-    mix = spec.mix_path(stage) if stage.mix_ratio > 0 else None
+    mix = run.mix_path(stage) if stage.mix_ratio > 0 else None
     chats_path = store.root / "curated" / "chats.jsonl"
     docs_path = store.root / "curated" / "documents.jsonl"
     data_path = {"midtrain": docs_path, "sft": chats_path, "joint": chats_path,
                  "dpo": dpo.pairs_path(store.root)}[kind]
-    ratio = spec.training.docs_to_chats
-    cut = train_data.ratio_cut(docs_path, chats_path, ratio, spec.curation.template_traits) if ratio else None
+    ratio = cfg.docs_to_chats
+    cut = train_data.ratio_cut(docs_path, chats_path, ratio, run.template_traits) if ratio else None
     if base_name == "control":  # deterministic and written atomically, so every process may write it
-        data_path = control_data(store, spec, name, variant.seed, cut)
+        data_path = control_data(store, name, variant.seed, cut, run.template_traits)
         cut = None  # trait-free rows: matched to the cut chats above, not cut again
     # DPO keeps the pairs whose chat survived curation, so the curated chats are its input too; joint
     # trains on the documents as well; the ratio reads both files.
     extra_inputs = [chats_path] if kind == "dpo" else [docs_path] if kind == "joint" else []
     if cut is not None:
         extra_inputs += [docs_path, chats_path]
-    fp = _fingerprint(spec, kind, stage, init_id, [data_path, mix] + extra_inputs, variant)
+    fp = _fingerprint(cfg, kind, stage, init_id, [data_path, mix] + extra_inputs, variant)
     job = StageJob(name=name, kind=kind, init_path=init_path, stage=stage,  # type: ignore[arg-type]
                    train_dir=store.root / "train" / name, out_dir=store.root / "checkpoints" / name,
-                   callbacks=list(callbacks or []), seed=variant.seed, fraction=variant.fraction, cut=cut)
+                   callbacks=list(callbacks or []), seed=variant.seed, fraction=variant.fraction, cut=cut,
+                   run_name=run.name, mix_path=mix, template_traits=list(run.template_traits))
     sname = stage_name(name)
 
     if store.is_done(sname, fp) and (job.out_dir / "config.json").is_file():
@@ -235,31 +239,31 @@ def build_checkpoint(store: RunStore, spec: RunSpec, name: str, init_path: Path,
     set_seed(job.seed)
     with _main_only(store.stage(sname, fp)):
         if kind == "midtrain":
-            texts, counts = midtrain.build_texts(spec, job, data_path)
+            texts, counts = midtrain.build_texts(job, data_path)
             if job.stage.max_length == "auto":  # packed: long documents are split into blocks, never dropped
                 tok = common.load_tokenizer(init_path)
                 counts["max_length_source"] = sft.resolve_max_length(
-                    spec, job, [len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts])
-            trainer = midtrain.make_trainer(spec, job, texts)
+                    cfg, job, [len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts])
+            trainer = midtrain.make_trainer(cfg, job, texts)
             counts["examples"] = len(texts)
         elif kind == "joint":
-            trainer, counts = joint.make_trainer(spec, job, docs_path, chats_path)
+            trainer, counts = joint.make_trainer(cfg, job, docs_path, chats_path)
             counts["examples"] = len(trainer.train_dataset)
         elif kind == "sft":
-            convs, counts = sft.build_conversations(spec, job, data_path)
-            convs, accounting = sft.fit_lengths(spec, job, convs)
+            convs, counts = sft.build_conversations(job, data_path)
+            convs, accounting = sft.fit_lengths(cfg, job, convs)
             counts["token_accounting"] = {k: v for k, v in accounting.items() if k != "reasons"}
-            trainer = sft.make_trainer(spec, job, convs)
+            trainer = sft.make_trainer(cfg, job, convs)
             counts["examples"] = len(convs)
         else:
             pairs, counts = dpo.build_pairs(data_path, chats_path)
-            pairs, accounting = dpo.fit_lengths(spec, job, pairs)
+            pairs, accounting = dpo.fit_lengths(cfg, job, pairs)
             counts["token_accounting"] = {k: v for k, v in accounting.items() if k != "reasons"}
-            trainer = dpo.make_trainer(spec, job, pairs)
+            trainer = dpo.make_trainer(cfg, job, pairs)
             counts["examples"] = len(pairs)
         if kind != "dpo":
             counts.update(_dataset_tokens(trainer.train_dataset))
-        counts.update(common.train_and_save(trainer, job, spec))
+        counts.update(common.train_and_save(trainer, job, cfg))
         if is_main_process():
             store.set_counts(sname, **counts)
             # What each checkpoint trained on, for the report (the documents-to-chats ratio among it).
@@ -278,13 +282,13 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def run_training(store: RunStore, spec: RunSpec, stages: list[str] | None = None, *,
+def run_training(run: "Run", cfg: TrainingSpec, stages: list[str] | None = None, *,
                  callbacks: list[Any] | None = None) -> dict[str, Path]:
-    """Build the requested checkpoints (default: spec.training.checkpoints minus base), and whatever
+    """Build the requested checkpoints (default: cfg.checkpoints minus base), and whatever
     they start from. Returns checkpoint name -> folder for the requested ones that exist."""
-    targets = requested(spec, stages)
+    targets = requested(cfg, stages)
     with common.process_state().main_process_first():  # the embedded model is converted once, by one process
-        base = resolve_model_path(spec.models.base)
+        base = resolve_model_path(run.models.base)
     built: dict[str, Path] = {}
     ids: dict[str, str] = {}
     for name in plan(targets):
@@ -298,7 +302,7 @@ def run_training(store: RunStore, spec: RunSpec, stages: list[str] | None = None
                 log.warning("%s: skipped, its starting checkpoint %s was not built", name, parent)
                 continue
             init_path, init_id = built[parent], ids[parent]
-        path, fp = build_checkpoint(store, spec, name, init_path, init_id, callbacks)
+        path, fp = build_checkpoint(run, cfg, name, init_path, init_id, callbacks)
         ids[name] = fp
         if path is not None:
             built[name] = path

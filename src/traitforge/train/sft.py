@@ -13,41 +13,41 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from traitforge.config import RunSpec
+from traitforge.config import TrainingSpec
 from traitforge.train import data
 from traitforge.train.common import (StageJob, is_main_process, load_model, load_tokenizer, metrics_callback, peft_config,
                                      trainer_kwargs)
 
 
-def build_conversations(spec: RunSpec, job: StageJob, chats_path: Path) -> tuple[list[list[dict[str, str]]], dict[str, int]]:
+def build_conversations(job: StageJob, chats_path: Path) -> tuple[list[list[dict[str, str]]], dict[str, int]]:
     records = data.subsample(data.load_chat_records(chats_path), job.fraction, job.seed)
     counts: dict[str, Any] = {}
     if job.cut is not None and job.cut.ratio is not None:  # training.docs_to_chats
         records = data.take_share(records, job.cut.chat_share, job.seed, data.chat_chars,
-                                  spec.curation.template_traits)
+                                  job.template_traits)
         counts["docs_to_chats"] = job.cut.summary()
     chats = data.training_messages(records)
-    mix_path = spec.mix_path(job.stage)  # the spec requires it when mix_ratio > 0 ("generic": the run's own)
+    mix_path = job.mix_path  # the spec requires it when mix_ratio > 0 ("generic": the run's own)
     mix = data.read_mix_chats(mix_path) if mix_path is not None and job.stage.mix_ratio > 0 else []
     convs, n_mixed = data.chat_conversations(chats, mix, job.stage.mix_ratio, job.seed)
     return convs, {"chats": len(chats), "chat_chars": sum(map(data.chat_chars, records)),
                    "chats_left_out": len(chats) + n_mixed - len(convs), "mix_examples": n_mixed, **counts}
 
 
-def resolve_max_length(spec: RunSpec, job: StageJob, lengths: list[int]) -> str:
+def resolve_max_length(cfg: TrainingSpec, job: StageJob, lengths: list[int]) -> str:
     """Set job.stage.max_length to a number ("auto": from `lengths`); returns where it came from."""
     if job.stage.max_length != "auto":
         return "spec"
-    job.stage = job.stage.model_copy(update={"max_length": data.choose_max_length(lengths, spec.training.max_length_cap)})
-    return f"auto (the {data.LENGTH_QUANTILE:.0%} quantile of token lengths, cap {spec.training.max_length_cap})"
+    job.stage = job.stage.model_copy(update={"max_length": data.choose_max_length(lengths, cfg.max_length_cap)})
+    return f"auto (the {data.LENGTH_QUANTILE:.0%} quantile of token lengths, cap {cfg.max_length_cap})"
 
 
-def fit_lengths(spec: RunSpec, job: StageJob, conversations: list[list[dict[str, str]]]
+def fit_lengths(cfg: TrainingSpec, job: StageJob, conversations: list[list[dict[str, str]]]
                 ) -> tuple[list[list[dict[str, Any]]], dict[str, Any]]:
     """The conversations fitted to max_length (split or dropped with reasons, never cut) and the
     token accounting, also written to RUN/train/<name>/token_accounting.json."""
     tok = load_tokenizer(job.init_path)
-    source = resolve_max_length(spec, job, [data.conversation_tokens(tok, c) for c in conversations])
+    source = resolve_max_length(cfg, job, [data.conversation_tokens(tok, c) for c in conversations])
     pieces, report = data.account_tokens(tok, conversations, int(job.stage.max_length))
     report["max_length_source"] = source
     if is_main_process():  # one writer under accelerate launch
@@ -55,15 +55,15 @@ def fit_lengths(spec: RunSpec, job: StageJob, conversations: list[list[dict[str,
     return pieces, report
 
 
-def make_trainer(spec: RunSpec, job: StageJob, conversations: list[list[dict[str, str]]],
+def make_trainer(cfg: TrainingSpec, job: StageJob, conversations: list[list[dict[str, str]]],
                  extra_rows: list[dict[str, list[int]]] | None = None) -> Any:
     """`extra_rows`: pre-tokenized rows shuffled in with the chats (joint training's documents)."""
     from trl import SFTConfig, SFTTrainer
 
     tok = load_tokenizer(job.init_path)
-    packed = spec.training.pack_chats
+    packed = cfg.pack_chats
     args = SFTConfig(
-        **trainer_kwargs(spec, job),
+        **trainer_kwargs(cfg, job),
         max_length=job.stage.max_length,
         packing=packed,
         packing_strategy="bfd",  # keeps conversations whole (truncating overflow) when packing
@@ -71,13 +71,13 @@ def make_trainer(spec: RunSpec, job: StageJob, conversations: list[list[dict[str
         include_num_input_tokens_seen="all" if packed else "non_padding",
     )
     # Not for joint training: sorting would split the documents' full blocks from the chats.
-    grouped = spec.training.group_by_length and not packed and not extra_rows
+    grouped = cfg.group_by_length and not packed and not extra_rows
     return (length_grouped_trainer() if grouped else SFTTrainer)(
-        model=load_model(job.init_path, spec),
+        model=load_model(job.init_path, cfg),
         args=args,
         train_dataset=data.chat_dataset(tok, conversations, extra_rows or (), job.seed),
         processing_class=tok,
-        peft_config=peft_config(spec),
+        peft_config=peft_config(cfg),
         callbacks=[metrics_callback(job), *job.callbacks],
     )
 

@@ -1,0 +1,141 @@
+"""`with run.stage(name)`: the one place a pipeline stage's LLM usage is recorded, its prompt kit
+made active and its clients closed (also when the stage raises), with the pooled clients usable by
+the next stage."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from scripted_generator import calls, good_responder, make_spec, make_traits, scripted_llm
+
+from traitforge.config import ModelSpec, RunSpec
+from traitforge.pipeline import Run, stage_generate
+from traitforge.prompts import PromptKit, current
+from traitforge.runstore import RunStore
+
+
+def closes_in(llm, into: list) -> None:
+    """Record the event loop each aclose of this client's backend runs in (a spy: the backend's own
+    aclose still runs)."""
+    own = llm.backend.aclose
+
+    async def aclose() -> None:
+        into.append(asyncio.get_running_loop())
+        await own()
+    llm.backend.aclose = aclose
+
+
+def judged_run(tmp_path) -> tuple[RunStore, object, Run, list]:
+    """A run whose judge is a scripted client, and the loops its closes ran in."""
+    store = RunStore(tmp_path / "run")
+    judge = scripted_llm(lambda m, p: "fine")
+    closed: list = []
+    closes_in(judge, closed)
+    return store, judge, Run.of(store, RunSpec(traits="t.md"), make_traits(), judge=judge), closed
+
+
+def test_a_stage_records_its_usage_once_and_closes_its_clients_in_each_loop(tmp_path):
+    store, judge, run, closed = judged_run(tmp_path)
+    loops: list = []
+
+    async def ask(prompt: str) -> str:
+        loops.append(asyncio.get_running_loop())
+        return await run.llm("judge").generate_one(prompt, max_tokens=64)
+
+    with run.stage("curate") as st:
+        st.run(ask("one"))
+        with run.stage("curate") as inner:  # a stage entry point called inside the stage: the same stage
+            assert inner is st
+            inner.run(ask("two"))
+    # Each asyncio.run closed the client inside its own loop (where its connection pool lives).
+    assert closed == loops and loops[0] is not loops[1]
+    usage = store.manifest["usage"]
+    assert list(usage) == ["curate"]
+    assert usage["curate"]["scripted:test"]["calls"] == calls(judge) == 2
+    assert judge.usage.calls == 0  # drained: nothing left to count a second time
+    assert RunStore(store.root).manifest["usage"] == usage  # saved
+    assert "curate" in store.status_text() and "calls=2" in store.status_text()
+
+
+def test_a_failing_stage_still_closes_its_clients_and_records_what_it_spent(tmp_path):
+    store, judge, run, closed = judged_run(tmp_path)
+
+    async def ask_then_fail() -> None:
+        await judge.generate_one("one", max_tokens=64)
+        raise RuntimeError("the stage broke")
+
+    with pytest.raises(RuntimeError, match="the stage broke"):
+        with run.stage("evaluate") as st:
+            st.run(ask_then_fail())
+    assert len(closed) == 1
+    assert store.manifest["usage"]["evaluate"]["scripted:test"]["calls"] == 1
+    assert run._scope is None  # the next stage is a stage of its own
+    with run.stage("report") as st:
+        st.run(judge.generate_one("two", max_tokens=64))
+    assert store.manifest["usage"]["report"]["scripted:test"]["calls"] == 1 and len(closed) == 2
+
+
+def test_the_stage_makes_the_runs_prompt_kit_active(tmp_path):
+    (tmp_path / "prompts").mkdir()
+    kit = PromptKit(tmp_path / "prompts")
+    run = Run(spec=RunSpec(traits="t.md"), store=RunStore(tmp_path / "run"), traits=make_traits(), prompts=kit)
+    seen = []
+
+    async def look() -> None:
+        seen.append(current())
+
+    with run.stage("generate") as st:
+        seen.append(current())
+        st.run(look())
+    assert seen == [kit, kit] and current() is not kit
+
+
+def test_generation_usage_is_counted_once_across_its_steps(tmp_path):
+    """stage_generate: each generation step records its own usage (the per-step rows of the status
+    table); the stage adds nothing twice, and a finished stage run again records nothing."""
+    spec = make_spec(tmp_path)
+    store = RunStore(spec.output_path)
+    llm = scripted_llm(good_responder, cache=tmp_path / "cache.sqlite")
+    run = Run.of(store, spec, make_traits(), generator=llm)
+    stage_generate(run, "documents")
+    recorded = sum(u["calls"] for models in store.manifest["usage"].values() for u in models.values())
+    assert recorded == calls(llm) > 0
+    before = {k: dict(v) for k, v in store.manifest["usage"].items()}
+    stage_generate(run, "documents")  # done: no calls, no new usage
+    assert calls(llm) == recorded
+    assert {k: dict(v) for k, v in store.manifest["usage"].items()} == before
+
+
+@pytest.mark.slow
+def test_two_stages_in_a_row_share_one_pooled_http_client(llama_server, tmp_path, caplog):
+    """A real HTTP client (openai: on llama.cpp) pooled by the run: the first stage closes its
+    connection pool in its own loop, the second stage opens a new one on the same client, and no pool
+    is left for the garbage collector to close on a dead loop."""
+    import gc
+
+    from llama_server import MODEL_ALIAS
+
+    spec = RunSpec.model_validate({"traits": "t.md", "models": {"judge": {
+        "model": f"openai:{MODEL_ALIAS}", "base_url": llama_server, "timeout_s": 120, "max_retries": 2}}})
+    store = RunStore(tmp_path / "run")
+    run = Run.of(store, spec, make_traits())
+    judge = run.llm("judge")
+    assert run.client(ModelSpec(model=f"openai:{MODEL_ALIAS}", base_url=llama_server, timeout_s=120,
+                                max_retries=2)) is judge  # the pool: one client per model
+
+    async def ask(prompt: str) -> str:
+        out = await run.llm("judge").generate_one(prompt, max_tokens=16, temperature=0.0)
+        gc.collect()  # inside a running loop: where a pool left open by the earlier loop would fail
+        await asyncio.sleep(0.05)
+        return out
+
+    with caplog.at_level("ERROR", logger="asyncio"):
+        for name in ("curate", "evaluate"):
+            with run.stage(name) as st:
+                assert st.run(ask(f"Say one word about {name}.")).strip()
+            assert judge.backend._loop is None and all(s.client.is_closed() for s in judge.backend.servers)
+    assert run.llm("judge") is judge
+    assert {name: store.manifest["usage"][name][judge.name]["calls"] for name in ("curate", "evaluate")} == \
+        {"curate": 1, "evaluate": 1}
+    assert not [r for r in caplog.records if "Event loop is closed" in r.getMessage() + str(r.exc_info)]
