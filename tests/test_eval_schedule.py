@@ -40,6 +40,12 @@ def _evaluate(tmp_path: Path, checkpoints: dict[str, Path], schedule: str,
                                    "evaluation": {**SMALL, "schedule": schedule, "checkpoints_at_once": at_once}})
     judge = LLM(ScriptedBackend(model="judge", responses=judge_responder))
     store = RunStore(out)
+    # A pattern from curation: the patterns eval reads the behaviour eval's rows, so it must grade
+    # after it even when the other evals grade at once.
+    (out / "curation").mkdir(parents=True, exist_ok=True)
+    (out / "curation" / "pattern_classifiers.jsonl").write_text(json.dumps(
+        {"dataset": "chats", "pattern_id": "known:any", "description": "any reply", "source": "known",
+         "flagged": True, "kind": "regex", "strict": r"\S", "broad": r"\S", "scope": "opener"}) + "\n")
     loads: dict[str, int] = {}
     from transformers import AutoModelForCausalLM
 
@@ -85,7 +91,9 @@ def test_by_checkpoint_loads_each_once_releases_it_and_matches_the_old_order(tmp
     rows_new, rows_old = _rows(new), _rows(old)
     evals = {k.split("/")[0] for k in rows_new}
     assert {"knowledge", "knowledge_mc", "behaviour", "contrastive", "multiturn", "probes", "capability",
-            "audit"} <= evals, evals
+            "audit", "patterns"} <= evals, evals
+    replied = sum(k.startswith("behaviour/") and bool(v[2]) for k, v in rows_new.items())
+    assert sum(k.startswith("patterns/") for k in rows_new) == replied > 0  # every reply labelled
     assert rows_new == rows_old  # same greedy answers, transcripts and scores, in whichever order
     # Both checkpoints at once: still loaded once each, released, the same rows.
     both, both_loads = _evaluate(tmp_path, checkpoints, "by_checkpoint", at_once=2)
