@@ -130,3 +130,38 @@ def test_only_a_429_or_a_retry_after_starts_the_shared_cool_down():
     assert cooled_after(RetryableError("rate limited", status=429)) >= 0.05  # the backoff delay, for everyone
     assert cooled_after(RetryableError("overloaded", status=503, retry_after=0.05)) >= 0.05
     assert cooled_after(RetryableError("overloaded", status=503)) < 0  # only the caller backs off
+
+
+def test_recording_defers_only_the_calls_made_in_its_own_context():
+    """Batch mode records a step's requests on a client while another step may be grading live on
+    the same client (evaluation grades its evals at once): only the recording task's calls are
+    deferred; the other task's call reaches the backend and gets its answer."""
+    from traitforge.llm.client import DeferredCall
+
+    asked: list[str] = []
+    llm = LLM(ScriptedBackend(responses=lambda m, p: asked.append(m[-1].content) or "live"))
+    recorded: list = []
+
+    async def main():
+        recording, answered = asyncio.Event(), asyncio.Event()
+
+        async def recorder() -> str:
+            with llm.recording(recorded):
+                recording.set()
+                await answered.wait()  # still recording while the live call is made and answered
+                try:
+                    await llm.generate_one("to batch", max_tokens=8)
+                except DeferredCall:
+                    return "deferred"
+                return "reached the backend"
+
+        async def live() -> str:
+            await recording.wait()
+            out = await llm.generate_one("graded now", max_tokens=8)
+            answered.set()
+            return out
+
+        return await asyncio.gather(recorder(), live())
+
+    assert asyncio.run(main()) == ["deferred", "live"]
+    assert asked == ["graded now"] and [m[-1].content for m, _ in recorded] == ["to batch"]

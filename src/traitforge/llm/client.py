@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import copy
 import logging
 import random
@@ -48,6 +49,11 @@ class UsageCounter:
         out = UsageCounter(self.calls, self.cached, self.input_tokens, self.output_tokens)
         self.calls = self.cached = self.input_tokens = self.output_tokens = 0
         return out
+
+
+# client id -> the list its deferred calls go to, in the context that is recording (LLM.recording)
+_RECORDERS: contextvars.ContextVar[dict[int, list[Any]] | None] = contextvars.ContextVar("traitforge_recorders",
+                                                                                      default=None)
 
 
 class DeferredCall(BaseException):
@@ -143,7 +149,6 @@ class LLM:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.usage = UsageCounter()
-        self._recorder: list[tuple[list[Message], GenerateParams]] | None = None
         self._budget_stop: tuple[Any, float | None, str] | None = None  # (budget, its max_usd, why)
         self._batcher = _Batcher(backend, batch_size) if backend.supports_batch else None
         # cache keys of calls in flight -> their answer (shared with forks: one client)
@@ -158,7 +163,6 @@ class LLM:
         batches) with its own usage counter: two pipelines running at once each count their own."""
         twin = copy.copy(self)
         twin.usage = UsageCounter()
-        twin._recorder = None
         return twin
 
     def _params(self, params: GenerateParams | None, overrides: dict[str, Any]) -> GenerateParams:
@@ -185,8 +189,9 @@ class LLM:
                     texts[i] = hit["text"]
                     self.usage.cached += 1
         missing = [i for i, t in enumerate(texts) if t is None]
-        if missing and self._recorder is not None:
-            self._recorder.append((msgs, p))
+        recorder = (_RECORDERS.get() or {}).get(id(self))
+        if missing and recorder is not None:
+            recorder.append((msgs, p))
             raise DeferredCall()
         if missing:
             new = await self._fetch_once(tuple(keys[i] for i in missing), msgs, p, missing)
@@ -219,12 +224,14 @@ class LLM:
     @contextlib.contextmanager
     def recording(self, into: list[tuple[list[Message], GenerateParams]]) -> Iterator[None]:
         """While active, a call the cache cannot serve is appended to `into` and raises
-        DeferredCall instead of reaching the backend: batch mode learns a stage's requests this way."""
-        self._recorder = into
+        DeferredCall instead of reaching the backend: batch mode learns a stage's requests this way.
+        Only for calls made in this context (and the tasks it starts): another step grading on the
+        same client at the same time still reaches the backend."""
+        token = _RECORDERS.set({**(_RECORDERS.get() or {}), id(self): into})
         try:
             yield
         finally:
-            self._recorder = None
+            _RECORDERS.reset(token)
 
     async def generate_one(self, messages: MessagesLike, params: GenerateParams | None = None,
                            **overrides: Any) -> str:
