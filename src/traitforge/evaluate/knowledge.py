@@ -55,23 +55,23 @@ async def run_knowledge(ctx: EvalContext, items: list[EvalItem]) -> None:
                 prompt = render("knowledge_judge_recall", model=ctx.model_name(), question=item.prompt,
                                 answer=answer, trait=f"{t.name}: {t.statement}")
                 jobs.append((rid, t.id, prompt))
+        unsupported = result_id("knowledge_unsupported", ck, item.id)
+        if unsupported not in done:  # asked with the recall grades, at once
+            jobs.append((unsupported, None, render("knowledge_judge_unsupported", model=ctx.model_name(),
+                                                   traits=trait_list, question=item.prompt, answer=answer)))
         replies = await asyncio.gather(*(ctx.judge.generate_one(p, temperature=0.0,
                                                                  max_tokens=ctx.ev.judge_max_tokens)
                                          for _, _, p in jobs))
         for (rid, tid, _), reply in zip(jobs, replies):
             yn = parse_yes_no(reply)
-            rows.append(ItemResult(id=rid, eval="knowledge_recall", checkpoint=ck, item_id=f"{item.id}:{tid}",
-                                   trait_id=tid, value=None if yn.value is None else float(yn.value),
-                                   reason=yn.reason, detail={"question": item.prompt, "answer": answer}))
-        rid = result_id("knowledge_unsupported", ck, item.id)
-        if rid not in done:
-            reply = await ctx.judge.generate_one(
-                render("knowledge_judge_unsupported", model=ctx.model_name(), traits=trait_list,
-                       question=item.prompt, answer=answer), temperature=0.0, max_tokens=ctx.ev.judge_max_tokens)
-            yn = parse_yes_no(reply)
-            rows.append(ItemResult(id=rid, eval="knowledge_unsupported", checkpoint=ck, item_id=item.id,
-                                   value=None if yn.value is None else float(yn.value), reason=yn.reason,
-                                   detail={"question": item.prompt, "answer": answer}))
+            value = None if yn.value is None else float(yn.value)
+            detail = {"question": item.prompt, "answer": answer}
+            if tid is None:
+                rows.append(ItemResult(id=rid, eval="knowledge_unsupported", checkpoint=ck, item_id=item.id,
+                                       value=value, reason=yn.reason, detail=detail))
+            else:
+                rows.append(ItemResult(id=rid, eval="knowledge_recall", checkpoint=ck, item_id=f"{item.id}:{tid}",
+                                       trait_id=tid, value=value, reason=yn.reason, detail=detail))
         return rows
 
     # Blind: the judge never sees which checkpoint answered, and grades in a shuffled order.
