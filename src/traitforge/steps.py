@@ -9,7 +9,7 @@ with the reason. `run_step` runs the units not yet done:
 - before the live pass, the optional `Prefetch` (prefetch.py) gets only the units to do: in batch
   mode their calls go out as provider batches, and the live calls' estimate is printed;
 - at most `concurrency` units at once, under one progress bar;
-- as each unit finishes its rows are appended to `out` (a crash keeps them), then its line in
+- as each unit finishes (before its concurrency slot goes to the next) its rows are appended to `out` (a crash keeps them), then its line in
   `marks` (a unit whose rows are on disk without it was cut short), or its Skip is recorded in
   `skips` with the reason: a permanent skip;
 - an exception of a `transient` type (e.g. a backend that gave up on one item) skips the unit for
@@ -22,6 +22,7 @@ Generation (generate/stage.py), curation's judge steps (curate/run.py) and evalu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,22 +142,18 @@ async def run_step(name: str, units: Sequence[Unit], work: Callable[[Unit], Awai
         await prefetch.before(name, todo, work)
     sem = asyncio.Semaphore(concurrency) if concurrency else None
 
-    async def one(u: Unit) -> Any:
-        try:
-            if sem is None:
-                return await work(u)
-            async with sem:
-                return await work(u)
-        except transient as e:
-            log.warning("%s: skipped one item for this run (a re-run retries it): %s", desc or name, e)
-            result.failed[u.key] = str(e)
-            return None
+    async def one(i: int, u: Unit) -> None:
+        async with sem or contextlib.nullcontext():
+            try:
+                value = await work(u)
+            except transient as e:
+                log.warning("%s: skipped one item for this run (a re-run retries it): %s", desc or name, e)
+                result.failed[u.key] = str(e)
+                return
+            finished(i, u, value)  # before the unit's slot is given to the next one
 
-    def finished(i: int, value: Any) -> None:
-        u = todo[i]
+    def finished(i: int, u: Unit, value: Any) -> None:
         result.values[i] = value
-        if u.key in result.failed:
-            return
         if not isinstance(value, Skip):
             rows = _rows_of(value)
             fresh = rows if unique_ids is None else [r for r in rows if r.id not in unique_ids]
@@ -176,5 +173,5 @@ async def run_step(name: str, units: Sequence[Unit], work: Callable[[Unit], Awai
             append_jsonl(skips, [Skipped(id=stable_hash([name, u.key]), step=name, unit=u.key,
                                          trait_id=u.trait_id, reason=value.reason)])
 
-    await gather_progress([one(u) for u in todo], desc=desc or name, on_result=finished)
+    await gather_progress([one(i, u) for i, u in enumerate(todo)], desc=desc or name)
     return result
