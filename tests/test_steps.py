@@ -164,3 +164,31 @@ def test_the_prefetch_sees_only_the_units_to_do_and_prints_their_estimate(tmp_pa
     asked = sorted(m[-1].content for m, _ in backend.calls)
     assert asked == ["question u4", "question u5"]  # the probe was not a call; the live pass asked once each
     assert [u.key for u in res.todo] == ["u4", "u5"] and done_keys(out) == {"u4", "u5"}
+
+
+def test_a_step_learning_its_requests_does_not_capture_another_steps_live_calls(tmp_path, capsys):
+    """Evaluation runs its steps at once on one judge: while one step's prefetch records its
+    requests, another step's live calls on the same client must still reach the model."""
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("scripted:test: {input: 1000000, output: 1000000}\n")
+    backend = ScriptedBackend(responses=lambda m, p: "a reply")
+    llm = LLM(backend, cache=LLMCache(tmp_path / "cache.sqlite"), max_retries=0)
+    store = RunStore(tmp_path / "run")
+
+    def asking(prefix: str, pause: float):
+        async def work(u: Unit) -> Row:
+            await asyncio.sleep(pause)  # the two steps' calls interleave
+            return Row(id=u.key, unit=u.key, text=await llm.generate_one(f"{prefix} {u.key}", max_tokens=10))
+        return work
+
+    async def both() -> tuple:
+        return await asyncio.gather(
+            run_step("a", UNITS, asking("a", 0.05), out=tmp_path / "a.jsonl",
+                     prefetch=Prefetch(store, {"judge": llm}, prices_file=str(prices))),
+            run_step("b", UNITS, asking("b", 0.01), out=tmp_path / "b.jsonl"))
+
+    a, b = asyncio.run(both())
+    assert done_keys(tmp_path / "a.jsonl") == done_keys(tmp_path / "b.jsonl") == {u.key for u in UNITS}
+    [line] = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("estimate a")]
+    assert "6 requests" in line  # step a's own requests, none of step b's
+    assert sorted(m[-1].content for m, _ in backend.calls) == sorted(f"{s} {u.key}" for s in "ab" for u in UNITS)

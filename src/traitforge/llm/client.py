@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import copy
 import logging
 import random
@@ -27,6 +28,10 @@ T = TypeVar("T", bound=BaseModel)
 log = logging.getLogger(__name__)
 # A thinking-starved reply (see `starved`) is asked again this many times, each with more room.
 ROOM_RETRIES = 3
+# The recording clients of the running task and the tasks it starts (LLM.recording): a step that
+# learns its requests does not capture the live calls of another step running at the same time.
+_RECORDERS: contextvars.ContextVar[dict[int, list[Any]]] = contextvars.ContextVar("traitforge_recorders",
+                                                                                     default={})
 MAX_ROOM = 65536  # the answer limit never grows past this
 MessagesLike = Sequence[Message] | Sequence[dict[str, str]] | str
 
@@ -143,7 +148,6 @@ class LLM:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.usage = UsageCounter()
-        self._recorder: list[tuple[list[Message], GenerateParams]] | None = None
         self._budget_stop: tuple[Any, float | None, str] | None = None  # (budget, its max_usd, why)
         self._batcher = _Batcher(backend, batch_size) if backend.supports_batch else None
         # cache keys of calls in flight -> their answer (shared with forks: one client)
@@ -158,7 +162,6 @@ class LLM:
         batches) with its own usage counter: two pipelines running at once each count their own."""
         twin = copy.copy(self)
         twin.usage = UsageCounter()
-        twin._recorder = None
         return twin
 
     def _params(self, params: GenerateParams | None, overrides: dict[str, Any]) -> GenerateParams:
@@ -185,8 +188,9 @@ class LLM:
                     texts[i] = hit["text"]
                     self.usage.cached += 1
         missing = [i for i, t in enumerate(texts) if t is None]
-        if missing and self._recorder is not None:
-            self._recorder.append((msgs, p))
+        recorder = _RECORDERS.get().get(id(self))
+        if missing and recorder is not None:
+            recorder.append((msgs, p))
             raise DeferredCall()
         if missing:
             new = await self._fetch_once(tuple(keys[i] for i in missing), msgs, p, missing)
@@ -218,13 +222,14 @@ class LLM:
 
     @contextlib.contextmanager
     def recording(self, into: list[tuple[list[Message], GenerateParams]]) -> Iterator[None]:
-        """While active, a call the cache cannot serve is appended to `into` and raises
-        DeferredCall instead of reaching the backend: batch mode learns a stage's requests this way."""
-        self._recorder = into
+        """While active (in this task and the tasks it starts), a call the cache cannot serve is
+        appended to `into` and raises DeferredCall instead of reaching the backend: batch mode
+        learns a stage's requests this way. Other tasks using the client meanwhile call it live."""
+        token = _RECORDERS.set({**_RECORDERS.get(), id(self): into})
         try:
             yield
         finally:
-            self._recorder = None
+            _RECORDERS.reset(token)
 
     async def generate_one(self, messages: MessagesLike, params: GenerateParams | None = None,
                            **overrides: Any) -> str:
