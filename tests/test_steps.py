@@ -192,3 +192,18 @@ def test_a_step_learning_its_requests_does_not_capture_another_steps_live_calls(
     [line] = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("estimate a")]
     assert "6 requests" in line  # step a's own requests, none of step b's
     assert sorted(m[-1].content for m, _ in backend.calls) == sorted(f"{s} {u.key}" for s in "ab" for u in UNITS)
+
+
+def test_the_engine_knows_no_stage():
+    """steps.py serves every stage, so it imports none of them, nor the spec or the pipeline (imports
+    under TYPE_CHECKING and inside functions counted); tests/test_llm_standalone.py keeps llm/ off it."""
+    import ast
+    from pathlib import Path
+
+    import traitforge.steps
+
+    tree = ast.parse(Path(traitforge.steps.__file__).read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
+        {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    ours = {m for m in imported if m.startswith("traitforge")}
+    assert ours and ours <= {"traitforge.jsonl", "traitforge.progress", "traitforge.types", "traitforge.prefetch"}
