@@ -67,7 +67,7 @@ class StepRun(Generic[T]):
 
     todo: list[Unit]  # the units this call ran, in the order given
     values: list[Any]  # per todo unit: what `work` returned (Skip, or None after a transient failure)
-    rows: dict[str, list[Any]] = field(default_factory=dict)  # unit key -> rows appended by this call
+    rows: dict[str, list[Any]] = field(default_factory=dict)  # unit key -> rows written by this call
     skipped: dict[str, str] = field(default_factory=dict)  # unit key -> reason, recorded by this call
     failed: dict[str, str] = field(default_factory=dict)  # unit key -> transient error (retried next run)
 
@@ -118,7 +118,7 @@ def pending(units: Sequence[Unit], done: Collection[str] | Callable[[Unit], bool
 def _rows_of(value: Any) -> list[Any]:
     if value is None:
         return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
+    return list(value) if isinstance(value, list) else [value]
 
 
 async def run_step(name: str, units: Sequence[Unit], work: Callable[[Unit], Awaitable[Any]], *,
@@ -154,6 +154,8 @@ async def run_step(name: str, units: Sequence[Unit], work: Callable[[Unit], Awai
 
     def finished(i: int, u: Unit, value: Any) -> None:
         result.values[i] = value
+        if out is None and skips is None and marks is None and not isinstance(value, Skip):
+            return  # a step whose values are its result: nothing to write
         if not isinstance(value, Skip):
             rows = _rows_of(value)
             fresh = rows if unique_ids is None else [r for r in rows if r.id not in unique_ids]
