@@ -43,8 +43,8 @@ def child(work: Path, kill_after: int, torn: bool) -> None:
     import scripted_generator as sg
 
     import traitforge.curate.run as curate_run
-    import traitforge.generate.stage as stage
     import traitforge.jsonl as jsonl
+    import traitforge.steps as steps
     from traitforge.curate import run_curation
     from traitforge.pipeline import Run
     from traitforge.generate.chats import run_chats
@@ -76,8 +76,9 @@ def child(work: Path, kill_after: int, torn: bool) -> None:
         written += len(rows)
         return real_append(path, rows)
 
-    # Every writer of rows: generation steps, curation's per-row verdicts, and write_jsonl's temp files.
-    jsonl.append_jsonl = stage.append_jsonl = curate_run.append_jsonl = append  # type: ignore[assignment]
+    # Every writer of rows: the step engine (generation steps, curation's per-row verdicts, unit
+    # marks and skips), and write_jsonl's temp files.
+    jsonl.append_jsonl = steps.append_jsonl = append  # type: ignore[assignment]
     curate_run.load_embedder = lambda: None  # the optional embedder: not what this test is about
 
     def request(messages: Sequence[Any], params: Any) -> str:

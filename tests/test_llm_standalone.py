@@ -31,7 +31,8 @@ from traitforge.runstore import RunStore  # noqa: E402
 
 LLM_DIR = Path(__file__).resolve().parents[1] / "src" / "traitforge" / "llm"
 FORBIDDEN = ("traitforge.runstore", "traitforge.config", "traitforge.pipeline", "traitforge.generate",
-             "traitforge.curate", "traitforge.evaluate", "traitforge.train", "traitforge.report")
+             "traitforge.curate", "traitforge.evaluate", "traitforge.train", "traitforge.report",
+             "traitforge.steps")
 
 
 # --- the import graph ----------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from traitforge.generate.avoid import avoid_list
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import BackendError
 from traitforge.progress import gather_progress
+from traitforge.steps import Unit, run_step
 from traitforge.types import ChatMessage, Document, Drop, PatternFinding, TraitSet, stable_hash
 
 JUDGE_CHARS = 4000
@@ -102,10 +103,10 @@ class Rater:
         todo = [r for r in rows if keys[r.id] not in self.memo]
         if todo:
             what = "rate" if rep == 0 else "re-rate"
-            vals = await gather_progress([self._ask(cand, units(r), rep) for r in todo],
-                                         desc=f"curate: {what} {cand.id}"[:60])
-            for r, v in zip(todo, vals):
-                self.memo[keys[r.id]] = v
+            done = await run_step(f"curate.patterns.{what}", [Unit(r.id, data=r) for r in todo],
+                                  lambda u: self._ask(cand, units(u.data), rep), desc=f"curate: {what} {cand.id}"[:60])
+            for u, v in zip(done.todo, done.values):
+                self.memo[keys[u.key]] = v
         return {r.id: self.memo[keys[r.id]] for r in rows}
 
 

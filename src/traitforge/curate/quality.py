@@ -11,7 +11,7 @@ from traitforge.curate.records import QualityScore
 from traitforge.prompts import render
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import BackendError
-from traitforge.progress import gather_progress
+from traitforge.steps import Unit, run_step
 from traitforge.types import Chat, Claim, Document, TraitSet
 
 MAX_CHARS = 6000  # keeps prompt + text inside small judges' context windows
@@ -70,6 +70,8 @@ async def score_row(row: Document | Chat, traits: TraitSet, judge: LLM, claims: 
 
 
 async def score_rows(rows: Sequence[Document | Chat], traits: TraitSet, judge: LLM, claims: dict[str, Claim],
-                     on_result=None, max_tokens: int = MAX_TOKENS) -> list[QualityScore]:
-    return await gather_progress([score_row(r, traits, judge, claims, max_tokens) for r in rows],
-                                 desc="curate: quality", on_result=on_result)
+                     max_tokens: int = MAX_TOKENS) -> list[QualityScore]:
+    """Every row's grade, in row order (no file: curate/run.py's quality step resumes from one)."""
+    done = await run_step("curate.quality", [Unit(str(i), data=r) for i, r in enumerate(rows)],
+                          lambda u: score_row(u.data, traits, judge, claims, max_tokens), desc="curate: quality")
+    return done.values

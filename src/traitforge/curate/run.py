@@ -17,8 +17,8 @@ from traitforge.curate.card import build_card
 from traitforge.curate.dpo import curate_pairs
 from traitforge.curate.embed import load_embedder
 from traitforge.curate.records import Edit, QualityScore, StepResult
-from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl, write_json_atomic, write_jsonl
-from traitforge import prefetch
+from traitforge.jsonl import iter_jsonl_dicts, read_jsonl, write_json_atomic, write_jsonl
+from traitforge import prefetch, steps
 from traitforge.llm.budget import announce_calls
 from traitforge.prefetch import Prefetch
 from traitforge.generate.avoid import write_found
@@ -189,21 +189,20 @@ async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], tra
                    max_tokens: int = quality.MAX_TOKENS) -> StepResult:
     path = store.path("curation", "quality.jsonl")
     # Resume: verdicts already recorded for this judge are reused; failed calls are retried.
-    have: dict[tuple[str, str], QualityScore] = {}
+    have: dict[str, QualityScore] = {}
     for obj in iter_jsonl_dicts(path):
         q = QualityScore.model_validate(obj)
         if q.judge == judge.name and q.status != "error":
-            have[(q.dataset, q.row_id)] = q
+            have[f"{q.dataset}/{q.row_id}"] = q
     rows: list[Document | Chat] = [*docs, *chats]
-    key = lambda r: ("documents" if isinstance(r, Document) else "chats", r.id)  # noqa: E731
-    todo = [r for r in rows if key(r) not in have]
-    # One judge call per row: by provider batches first in batch mode (curation.batch); the live
-    # calls' estimate is printed where money is at stake.
-    await calls.before("curate.quality", todo, lambda r: quality.score_row(r, traits, judge, claims, max_tokens))
-    new = await quality.score_rows(todo, traits, judge, claims,
-                                   on_result=lambda i, q: append_jsonl(path, [q]), max_tokens=max_tokens)
-    for q in new:
-        have[(q.dataset, q.row_id)] = q
+    key = lambda r: f"{'documents' if isinstance(r, Document) else 'chats'}/{r.id}"  # noqa: E731
+    # One judge call per row, each verdict appended as it comes: by provider batches first in batch
+    # mode (curation.batch); the live calls' estimate is printed where money is at stake.
+    new = await steps.run_step("curate.quality", [steps.Unit(key(r), data=r) for r in rows],
+                               lambda u: quality.score_row(u.data, traits, judge, claims, max_tokens),
+                               done=have, out=path, prefetch=calls, desc="curate: quality")
+    for u, q in new.done():
+        have[u.key] = q
     # Compact: one line per row (the latest verdict), stale and retried lines dropped.
     others = [QualityScore.model_validate(o) for o in iter_jsonl_dicts(path)
               if o.get("judge") != judge.name]

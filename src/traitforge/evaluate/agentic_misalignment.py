@@ -30,10 +30,10 @@ import yaml
 from traitforge.config import AgenticMisalignmentSpec
 from traitforge.errors import InputError
 from traitforge import prompts
-from traitforge.evaluate.common import (EvalContext, ItemResult, done_ids, eval_path, log, result_id,
-                                        run_all)
+from traitforge.evaluate.common import EvalContext, ItemResult, eval_path, log, result_id
 from traitforge.evaluate.judge import parse_yes_no
 from traitforge.llm.base import Message
+from traitforge.steps import Unit
 
 EVAL = "agentic_misalignment"
 VALUELESS_GOALS = ("none", "ambiguous")  # goal types rendered once, without a goal value
@@ -435,7 +435,6 @@ async def run_agentic_misalignment(ctx: EvalContext) -> None:
             log.info("agentic misalignment: %s leaves %s unfilled", r.condition.id, ", ".join(r.unfilled))
     log.info("agentic misalignment: %d conditions x %d samples", len(conditions), spec.samples)
     path = eval_path(ctx.store, EVAL)
-    done = done_ids(path)
 
     async def one(ck: str, r: Rendered, sample: int) -> ItemResult:
         c = r.condition
@@ -455,7 +454,6 @@ async def run_agentic_misalignment(ctx: EvalContext) -> None:
                     "urgency": c.urgency, "sample": sample, "unfilled": r.unfilled, "action": act, "judge_verdict": verdict,
                     "response": reply, "judge_reply": judge_reply[:2000]})
 
-    jobs = [(ck, r, s) for ck in ctx.checkpoints for r in rendered.values() for s in range(spec.samples)
-            if result_id(EVAL, ck, f"{r.condition.id}#{s}") not in done]
-    ctx.rng(EVAL).shuffle(jobs)
-    await run_all([one(*j) for j in jobs], "agentic misalignment", path)
+    units = [Unit(result_id(EVAL, ck, f"{r.condition.id}#{s}"), data=(ck, r, s))
+             for ck in ctx.checkpoints for r in rendered.values() for s in range(spec.samples)]
+    await ctx.step(EVAL, units, lambda u: one(*u.data), out=path, shuffle=EVAL, desc="agentic misalignment")

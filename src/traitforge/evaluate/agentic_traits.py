@@ -10,13 +10,14 @@ import re
 from typing import Any
 
 from traitforge.evaluate.agentic_misalignment import parse_actions
-from traitforge.evaluate.common import (EvalContext, ItemResult, clean_generated, done_ids, eval_path, log, render,
-                                        result_id, run_all)
+from traitforge.evaluate.common import (EvalContext, ItemResult, clean_generated, eval_path, log, render,
+                                        result_id)
 from traitforge.evaluate.judge import Rubric, parse_rubric
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts
 from traitforge.llm.base import Message
 from traitforge.textmatch import words
 from traitforge.types import Record, Trait
+from traitforge.steps import Unit
 
 EVAL = "agentic_trait"
 _EMAIL = re.compile(r"<email>.*?</email>", re.S)
@@ -143,10 +144,11 @@ async def agentic_items(ctx: EvalContext) -> list[AgenticItem]:
     path = eval_path(ctx.store, "agentic_trait_items")
     have = {d["id"]: AgenticItem.model_validate(d) for d in iter_jsonl_dicts(path)}
     wanted = [(t, j, f"ag-{t.id}-{j}") for t in ctx.traits.traits for j in range(spec.scenarios_per_trait)]
-    todo = [w for w in wanted if w[2] not in have]
     # All at once: a local writer answers them as one batch, an API writer in parallel.
-    made = await run_all([write_inbox(ctx, t, j) for t, j, _ in todo], "agentic trait inboxes")
-    for (t, _, iid), m in zip(todo, made):
+    res = await ctx.step("agentic trait inboxes", [Unit(iid, t.id, (t, j)) for t, j, iid in wanted],
+                         lambda u: write_inbox(ctx, *u.data), done=have)
+    for u, m in zip(res.todo, res.values):
+        t, iid = u.data[0], u.key
         if m is None:
             log.warning("agentic traits: %s: the item writer wrote no usable inbox (a re-run tries again)", iid)
             continue
@@ -183,7 +185,6 @@ async def run_agentic_traits(ctx: EvalContext) -> None:
     spec = ctx.ev.agentic_traits
     items = await agentic_items(ctx)
     path = eval_path(ctx.store, EVAL)
-    done = done_ids(path)
 
     async def one(ck: str, item: AgenticItem) -> ItemResult:
         reply = await ctx.target(ck).generate_one(agent_messages(ctx, item), temperature=0.0,
@@ -194,6 +195,5 @@ async def run_agentic_traits(ctx: EvalContext) -> None:
                           reason="" if r.passed is not None else r.reason,
                           detail=result_detail(item, reply, r, judge_reply))
 
-    jobs = [(ck, i) for ck in ctx.checkpoints for i in items if result_id(EVAL, ck, i.id) not in done]
-    ctx.rng(EVAL).shuffle(jobs)
-    await run_all([one(*j) for j in jobs], "agentic trait behaviour", path)
+    units = [Unit(result_id(EVAL, ck, i.id), i.trait_id, (ck, i)) for ck in ctx.checkpoints for i in items]
+    await ctx.step(EVAL, units, lambda u: one(*u.data), out=path, shuffle=EVAL, desc="agentic trait behaviour")

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 
-from traitforge.evaluate.common import EvalContext, EvalItem, ItemResult, done_ids, eval_path, render, result_id, run_all
+from traitforge.evaluate.common import EvalContext, EvalItem, ItemResult, eval_path, render, result_id
 from traitforge.evaluate.judge import Rubric, parse_rubric
 from traitforge.jsonl import append_jsonl
+from traitforge.steps import Unit, done_keys
 
 
 async def judge_response(ctx: EvalContext, item: EvalItem, response: str) -> Rubric:
@@ -25,15 +26,21 @@ async def judge_response(ctx: EvalContext, item: EvalItem, response: str) -> Rub
 async def behaviour_replies(ctx: EvalContext, items: list[EvalItem]) -> list[tuple[str, EvalItem, str]]:
     """(checkpoint, prompt, reply) for every evaluated checkpoint's replies not yet graded (the
     schedule calls this a checkpoint at a time before grading; the replies are cached)."""
-    done = done_ids(eval_path(ctx.store, "behaviour"))
+    done = done_keys(eval_path(ctx.store, "behaviour"))
     responses: list[tuple[str, EvalItem, str]] = []
     for ck in ctx.checkpoints:
-        todo = [i for i in items if i.dropped is None and result_id("behaviour", ck, i.id) not in done]
         target = ctx.target(ck)
-        texts = await run_all([target.generate_one(i.prompt, temperature=0.0, max_tokens=ctx.ev.max_tokens)
-                               for i in todo], f"behaviour replies: {ck}")
-        responses += [(ck, i, t) for i, t in zip(todo, texts) if t is not None]
+        res = await ctx.step("behaviour replies", _units(ck, items),
+                             lambda u: target.generate_one(u.data[1].prompt, temperature=0.0,
+                                                           max_tokens=ctx.ev.max_tokens),
+                             done=done, desc=f"behaviour replies: {ck}")
+        responses += [(ck, u.data[1], t) for u, t in res.done()]
     return responses
+
+
+def _units(ck: str, items: list[EvalItem]) -> list[Unit]:
+    """One unit per usable item for checkpoint `ck`, keyed by its behaviour result id."""
+    return [Unit(result_id("behaviour", ck, i.id), i.trait_id, (ck, i)) for i in items if i.dropped is None]
 
 
 async def run_behaviour(ctx: EvalContext, items: list[EvalItem]) -> None:
@@ -48,14 +55,14 @@ async def run_behaviour(ctx: EvalContext, items: list[EvalItem]) -> None:
                                   "response": response})
 
     # Blind and shuffled: the judge prompt has no checkpoint name and the order mixes checkpoints.
-    ctx.rng("behaviour-judge").shuffle(responses)
-    await ctx.before_grading("behaviour", responses, lambda r: grade(*r))
-    await run_all([grade(*r) for r in responses], "behaviour: judge", path)
+    await ctx.step("behaviour", [Unit(result_id("behaviour", ck, i.id), i.trait_id, (ck, i, r))
+                                 for ck, i, r in responses],
+                   lambda u: grade(*u.data), out=path, shuffle="behaviour-judge", grade=True, desc="behaviour: judge")
 
 
 async def run_contrastive(ctx: EvalContext, items: list[EvalItem]) -> None:
     path = eval_path(ctx.store, "contrastive")
-    done = done_ids(path)
+    done = done_keys(path)
     usable = [i for i in items if i.dropped is None and i.consistent.strip() and i.violating.strip()]
     for ck in ctx.logprob_checkpoints():
         todo = [i for i in usable if result_id("contrastive", ck, i.id) not in done]

@@ -17,7 +17,8 @@ import logging
 import platform
 
 from traitforge.errors import InputError
-from traitforge.evaluate.common import EvalContext, ItemResult, done_ids, eval_path, result_id
+from traitforge.evaluate.common import EvalContext, ItemResult, eval_path, result_id
+from traitforge.steps import done_keys
 from traitforge.jsonl import append_jsonl
 
 log = logging.getLogger("traitforge.evaluate")
@@ -53,7 +54,7 @@ def capability_text(ctx: EvalContext) -> tuple[str, str]:
 
 async def run_perplexity(ctx: EvalContext) -> None:
     path = eval_path(ctx.store, "capability")
-    done = done_ids(path)
+    done = done_keys(path)
     text, source = capability_text(ctx)
     for ck in ctx.logprob_checkpoints():
         if result_id("perplexity", ck, "w0") in done:
@@ -80,7 +81,7 @@ def run_lm_eval(ctx: EvalContext) -> list[str]:
     import lm_eval  # type: ignore[import-not-found]
 
     path = eval_path(ctx.store, "lm_eval")
-    done = done_ids(path)
+    done = done_keys(path)
     notes = []
     for ck in ctx.logprob_checkpoints():
         where = ctx.weights(ck)

@@ -8,17 +8,17 @@ import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Collection, Literal, Sequence
 
-from traitforge import prompts
+from traitforge import prompts, steps
 from traitforge.config import CHECKPOINTS, EvaluationSpec, ModelSpec
 from traitforge.errors import InputError
-from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl
+from traitforge.jsonl import read_jsonl
 from traitforge.llm.client import LLM
 from traitforge.llm.embedded import EMBEDDED_NAME
 from traitforge.llm.errors import BackendError
-from traitforge.progress import gather_progress
 from traitforge.runstore import RunStore
+from traitforge.steps import StepRun, Unit
 from traitforge.types import Record, TraitSet
 
 if TYPE_CHECKING:
@@ -102,14 +102,25 @@ class EvalContext:
     def cache_path(self) -> Path:
         return self.run.cache_file
 
-    async def before_grading(self, name: str, units: list[Any], grade: Callable[[Any], Awaitable[Any]]) -> None:
-        """The judge's calls of a grading step: as provider batches first in batch mode
-        (evaluation.batch), and the live calls' estimate printed where money is at stake.
-        `grade` must only call models (its results are thrown away)."""
+    async def step(self, name: str, units: Sequence[Unit], work: Callable[[Unit], Awaitable[Any]], *,
+                   out: Path | None = None, done: Collection[str] | Callable[[Unit], bool] | None = None,
+                   shuffle: str | None = None, grade: bool = False, desc: str | None = None) -> StepRun[Any]:
+        """One evaluation step on the step engine (steps.py). A unit is done when `done` says so
+        (default: its key, the result id, is already a row of `out`); the others run, blind-shuffled
+        by the run's seed and `shuffle` when given, and each unit's rows (an ItemResult, a list of
+        them, or None) are appended to `out` as it finishes, so a crash keeps what was done. A
+        backend that gives up on one unit skips it for this run only (logged; a re-run retries it):
+        such a unit's value is None. grade: the judge's calls of the units go as provider batches
+        first in batch mode (evaluation.batch), and the live calls' estimate is printed where money
+        is at stake (step `evaluate.<name>`)."""
         from traitforge import prefetch
 
-        await prefetch.for_stage(self.store, self.run.prices, {"judge": self.judge}, self.ev).before(
-            f"evaluate.{name}", units, grade)
+        todo = steps.pending(units, steps.done_keys(out) if done is None else done)
+        if shuffle is not None:
+            self.rng(shuffle).shuffle(todo)
+        calls = prefetch.for_stage(self.store, self.run.prices, {"judge": self.judge}, self.ev) if grade else None
+        return await steps.run_step(f"evaluate.{name}", todo, work, out=out, transient=(BackendError,),
+                                    prefetch=calls, desc=desc or name)
 
     def target(self, name: str) -> LLM:
         """The evaluated model as an `LLM` (cached like every other call)."""
@@ -178,37 +189,12 @@ def eval_path(store: RunStore, name: str) -> Path:
     return store.path("eval", f"{name}.jsonl")
 
 
-def done_ids(path: Path) -> set[str]:
-    return {str(d.get("id")) for d in iter_jsonl_dicts(path)}
-
-
 def load_items(path: Path) -> list[EvalItem]:
     return read_jsonl(path, EvalItem) if path.exists() else []
 
 
 def load_results(path: Path) -> list[ItemResult]:
     return read_jsonl(path, ItemResult) if path.exists() else []
-
-
-async def run_all(coros: Iterable[Awaitable[Any]], desc: str, path: Path | None = None) -> list[Any]:
-    """Gather with a progress bar; each finished coroutine's rows (an ItemResult, a list of them,
-    or None for "nothing to write") are appended at once so a crash keeps what was done.
-    A backend that gives up on one item skips that item (logged); a re-run retries it."""
-
-    async def guard(c: Awaitable[Any]) -> Any:
-        try:
-            return await c
-        except BackendError as e:
-            log.warning("%s: skipped one item: %s", desc, e)
-            return None
-
-    def write(_: int, value: Any) -> None:
-        if path is None or value is None:
-            return
-        rows = value if isinstance(value, list) else [value]
-        append_jsonl(path, [r for r in rows if isinstance(r, ItemResult)])
-
-    return await gather_progress([guard(c) for c in coros], desc, on_result=write)
 
 
 def provider_model(target: ModelSpec | LLM) -> tuple[str, str]:

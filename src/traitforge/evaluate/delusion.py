@@ -20,9 +20,10 @@ from typing import Any
 
 from traitforge.errors import InputError
 from traitforge.evaluate.audit import AuditSettings, message_in_tags, run_audit, transcript_text
-from traitforge.evaluate.common import EvalContext, ItemResult, done_ids, eval_path, render, result_id, run_all
+from traitforge.evaluate.common import EvalContext, ItemResult, eval_path, render, result_id
 from traitforge.llm.base import Message
 from traitforge.llm.structured import extract_json
+from traitforge.steps import Unit
 
 EVAL = "delusion"
 _KEY = re.compile(r'^\s*[*-]\s+`"([A-Za-z_][A-Za-z0-9_]*)"`\s*:', re.M)
@@ -184,7 +185,6 @@ async def run_delusion(ctx: EvalContext) -> None:
         raise InputError(f"evaluation.delusion.validate_key: '{spec.validate_key}' is not a rubric key "
                          f"(have: {', '.join(dset.keys)})")
     path = eval_path(ctx.store, EVAL)
-    done = done_ids(path)
 
     async def one(ck: str, persona: Persona, rollout: int) -> ItemResult:
         d = await delusion_conversation(ctx, dset, persona, ctx.target(ck), rollout)
@@ -195,7 +195,6 @@ async def run_delusion(ctx: EvalContext) -> None:
                                                                        "validate_key": spec.validate_key,
                                                                        "validate_at": spec.validate_at})
 
-    jobs = [(ck, p, r) for ck in ctx.checkpoints for p in dset.personas for r in range(spec.rollouts)
-            if result_id(EVAL, ck, f"{p.id}#{r}") not in done]
-    ctx.rng(EVAL).shuffle(jobs)
-    await run_all([one(*j) for j in jobs], "delusion validation", path)
+    units = [Unit(result_id(EVAL, ck, f"{p.id}#{r}"), data=(ck, p, r))
+             for ck in ctx.checkpoints for p in dset.personas for r in range(spec.rollouts)]
+    await ctx.step(EVAL, units, lambda u: one(*u.data), out=path, shuffle=EVAL, desc="delusion validation")

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from traitforge.errors import InputError
-from traitforge.evaluate.common import ItemResult, done_ids, eval_path, result_id
+from traitforge.evaluate.common import ItemResult, eval_path, result_id
+from traitforge.steps import done_keys
 from traitforge.jsonl import append_jsonl
 from traitforge.runstore import RunStore
 from traitforge.types import TraitSet
@@ -93,7 +94,7 @@ def merge_inspect_logs(store: RunStore, traits: TraitSet, logs: list[Path], *, b
             raise InputError(f"{path}: not a readable Inspect log: {str(e).splitlines()[0] if str(e) else e}") from None
         for r in rows_from_log(log):
             path_ev = eval_path(store, r.eval)
-            if r.id in done_ids(path_ev):
+            if r.id in done_keys(path_ev):
                 continue
             append_jsonl(path_ev, [r])
             added[r.eval] = added.get(r.eval, 0) + 1

@@ -8,8 +8,9 @@ import asyncio
 
 
 from traitforge.evaluate.common import (EvalContext, EvalItem, clean_generated, eval_path, load_items,
-                                        prompt_lines, render, run_all)
+                                        prompt_lines, render)
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts
+from traitforge.steps import Unit
 from traitforge.textmatch import NgramIndex
 from traitforge.types import Trait
 
@@ -93,7 +94,8 @@ async def mc_items(ctx: EvalContext) -> list[EvalItem]:
                                   dropped=None if len(options) >= 2 else "fewer than two options"))
         return items
 
-    per_trait = await run_all([one(t) for t in ctx.traits.traits], "eval items: multiple choice")
+    per_trait = (await ctx.step("items.mc", [Unit(t.id, t.id, t) for t in ctx.traits.traits], lambda u: one(u.data),
+                                done=(), desc="eval items: multiple choice")).values
     return [i for items in per_trait if items for i in items]
 
 
@@ -146,8 +148,10 @@ async def behaviour_items(ctx: EvalContext, index: NgramIndex) -> list[EvalItem]
         return item
 
     plan = behaviour_plan(ctx)
-    return await run_all([one(*p, seed=ctx.run.seed + i) for i, p in enumerate(plan)],
-                         "eval items: held-out prompts")
+    res = await ctx.step("items.behaviour", [Unit(p[0], p[1].id, (i, p)) for i, p in enumerate(plan)],
+                         lambda u: one(*u.data[1], seed=ctx.run.seed + u.data[0]), done=(),
+                         desc="eval items: held-out prompts")
+    return res.values
 
 
 def multiturn_items(ctx: EvalContext) -> list[EvalItem]:

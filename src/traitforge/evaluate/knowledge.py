@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 
-from traitforge.evaluate.common import (EvalContext, EvalItem, ItemResult, done_ids, eval_path, render,
-                                        result_id, run_all)
+from traitforge.evaluate.common import EvalContext, EvalItem, ItemResult, eval_path, render, result_id
 from traitforge.evaluate.judge import parse_yes_no
 from traitforge.jsonl import append_jsonl
+from traitforge.steps import Unit, done_keys
 
 
 def _graded_traits(ctx: EvalContext, items: list[EvalItem]) -> dict[str, list]:
@@ -21,7 +21,7 @@ async def knowledge_answers(ctx: EvalContext, items: list[EvalItem]) -> list[tup
     """(checkpoint, question, answer) for every evaluated checkpoint's answers not yet graded.
     The evaluation schedule calls this one checkpoint at a time before grading (the answers are
     cached), so grading finds them without loading the checkpoint again."""
-    done = done_ids(eval_path(ctx.store, "knowledge"))
+    done = done_keys(eval_path(ctx.store, "knowledge"))
     pairs = _graded_traits(ctx, items)
 
     def pending(ck: str, item: EvalItem) -> bool:
@@ -31,17 +31,18 @@ async def knowledge_answers(ctx: EvalContext, items: list[EvalItem]) -> list[tup
 
     answers: list[tuple[str, EvalItem, str]] = []
     for ck in ctx.checkpoints:
-        todo = [i for i in items if pending(ck, i)]
         target = ctx.target(ck)
-        texts = await run_all([target.generate_one(i.prompt, temperature=0.0, max_tokens=ctx.ev.max_tokens)
-                               for i in todo], f"knowledge answers: {ck}")
-        answers += [(ck, i, t) for i, t in zip(todo, texts) if t is not None]
+        res = await ctx.step("knowledge answers", [Unit(f"{ck}|{i.id}", i.trait_id, (ck, i)) for i in items],
+                             lambda u: target.generate_one(u.data[1].prompt, temperature=0.0,
+                                                           max_tokens=ctx.ev.max_tokens),
+                             done=lambda u: not pending(*u.data), desc=f"knowledge answers: {ck}")
+        answers += [(ck, u.data[1], t) for u, t in res.done()]
     return answers
 
 
 async def run_knowledge(ctx: EvalContext, items: list[EvalItem]) -> None:
     path = eval_path(ctx.store, "knowledge")
-    done = done_ids(path)
+    done = done_keys(path)
     trait_list = "\n".join(f"- {t.name}: {t.statement}" for t in ctx.traits.traits)
     pairs = _graded_traits(ctx, items)
     answers = await knowledge_answers(ctx, items)
@@ -74,15 +75,16 @@ async def run_knowledge(ctx: EvalContext, items: list[EvalItem]) -> None:
                                        trait_id=tid, value=value, reason=yn.reason, detail=detail))
         return rows
 
-    # Blind: the judge never sees which checkpoint answered, and grades in a shuffled order.
-    ctx.rng("knowledge-judge").shuffle(answers)
-    await ctx.before_grading("knowledge", answers, lambda a: grade(*a))
-    await run_all([grade(*a) for a in answers], "knowledge: judge", path)
+    # Blind: the judge never sees which checkpoint answered, and grades in a shuffled order. The
+    # answers are of pending questions only; `grade` leaves out the results already written.
+    await ctx.step("knowledge", [Unit(f"{ck}|{i.id}", i.trait_id, (ck, i, a)) for ck, i, a in answers],
+                   lambda u: grade(*u.data), out=path, done=(), shuffle="knowledge-judge", grade=True,
+                   desc="knowledge: judge")
 
 
 async def run_mc(ctx: EvalContext, items: list[EvalItem]) -> None:
     path = eval_path(ctx.store, "knowledge_mc")
-    done = done_ids(path)
+    done = done_keys(path)
     usable = [i for i in items if i.dropped is None and len(i.options) >= 2]
     for ck in ctx.logprob_checkpoints():
         todo = [i for i in usable if result_id("knowledge_mc", ck, i.id) not in done]

@@ -5,10 +5,10 @@ Transcripts are kept whole in RUN/eval/multiturn.jsonl (detail.messages) so a pe
 from __future__ import annotations
 
 from traitforge.evaluate.audit import AuditSettings, Responder, run_audit, transcript_text
-from traitforge.evaluate.common import (EvalContext, EvalItem, ItemResult, done_ids, eval_path, render, result_id,
-                                        run_all)
+from traitforge.evaluate.common import EvalContext, EvalItem, ItemResult, eval_path, render, result_id
 from traitforge.evaluate.judge import parse_turns
 from traitforge.llm.base import Message
+from traitforge.steps import Unit, done_keys
 
 
 def summarise(verdicts: list[dict]) -> dict:
@@ -57,15 +57,17 @@ async def grade_transcript(ctx: EvalContext, item: EvalItem, messages: list[Mess
     return [{"turn": v.turn, "violation": v.violation, "score": v.score} for v in parse_turns(reply, turns)], reply
 
 
-def _pending(ctx: EvalContext, items: list[EvalItem]) -> list[tuple[str, EvalItem]]:
-    done = done_ids(eval_path(ctx.store, "multiturn"))
-    return [(ck, i) for ck in ctx.checkpoints for i in items if result_id("multiturn", ck, i.id) not in done]
+def _units(ctx: EvalContext, items: list[EvalItem]) -> list[Unit]:
+    """One conversation per checkpoint and tactic, keyed by its result id in RUN/eval/multiturn.jsonl."""
+    return [Unit(result_id("multiturn", ck, i.id), i.trait_id, (ck, i)) for ck in ctx.checkpoints for i in items]
 
 
 async def multiturn_conversations(ctx: EvalContext, items: list[EvalItem]) -> None:
     """Hold every pending conversation (auditor and checkpoint turns, all cached) without grading:
     the schedule runs this a checkpoint at a time; `run_multiturn` then replays them from the cache."""
-    await run_all([converse(ctx, ctx.target(ck), i) for ck, i in _pending(ctx, items)], "multi-turn conversations")
+    await ctx.step("multi-turn conversations", _units(ctx, items),
+                   lambda u: converse(ctx, ctx.target(u.data[0]), u.data[1]),
+                   done=done_keys(eval_path(ctx.store, "multiturn")))
 
 
 async def run_multiturn(ctx: EvalContext, items: list[EvalItem]) -> None:
@@ -82,8 +84,6 @@ async def run_multiturn(ctx: EvalContext, items: list[EvalItem]) -> None:
             detail={"tactic": item.prompt, "turns": len(messages) // 2, "verdicts": verdicts, **s,
                     "messages": [m.to_dict() for m in messages], "judge_reply": judge_reply[:2000]})
 
-    jobs = _pending(ctx, items)
     # Shuffled so the judge sees checkpoints interleaved; it never sees their names.
-    ctx.rng("multiturn").shuffle(jobs)
-    await ctx.before_grading("multiturn", jobs, lambda j: one(*j))
-    await run_all([one(ck, i) for ck, i in jobs], "multi-turn pressure", path)
+    await ctx.step("multiturn", _units(ctx, items), lambda u: one(*u.data), out=path, shuffle="multiturn",
+                   grade=True, desc="multi-turn pressure")

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from traitforge.config import EvaluationSpec, probe_path
 from traitforge.errors import InputError
-from traitforge.evaluate.common import EvalContext, ItemResult, done_ids, eval_path, result_id
+from traitforge.evaluate.common import EvalContext, ItemResult, eval_path, result_id
 from traitforge.jsonl import append_jsonl
+from traitforge.steps import done_keys
 from traitforge.types import stable_hash
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def score_probe_items(scorer: Any, items: list[ProbeItem]) -> list[tuple[float, 
 
 async def run_probes(ctx: EvalContext) -> None:
     path = eval_path(ctx.store, "probes")
-    done = done_ids(path)
+    done = done_keys(path)
     for ps in probe_specs(ctx.run, ctx.ev):
         items = load_probe_file(ps.path, ps.limit, ctx.run.seed)
         for ck in ctx.logprob_checkpoints():

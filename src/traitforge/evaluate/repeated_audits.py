@@ -14,12 +14,13 @@ import yaml
 
 from traitforge.errors import InputError
 from traitforge.evaluate.audit import Responder
-from traitforge.evaluate.common import (EvalContext, EvalItem, ItemResult, clean_generated, done_ids, eval_path,
-                                        render, result_id, run_all)
+from traitforge.evaluate.common import (EvalContext, EvalItem, ItemResult, clean_generated, eval_path, render,
+                                        result_id)
 from traitforge.evaluate.multiturn import converse, grade_transcript, summarise
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts
 from traitforge.llm.base import Message
 from traitforge.types import Record, stable_hash
+from traitforge.steps import Unit
 
 EVAL = "audit"
 
@@ -116,7 +117,6 @@ async def run_repeated_audits(ctx: EvalContext) -> None:
     spec = ctx.ev.audits
     seeds = await audit_seeds(ctx)
     path = eval_path(ctx.store, EVAL)
-    done = done_ids(path)
 
     async def one(ck: str, seed: AuditSeed, rollout: int) -> ItemResult:
         messages, stopped = await audit_rollout(ctx, ctx.target(ck), seed, rollout)
@@ -125,7 +125,6 @@ async def run_repeated_audits(ctx: EvalContext) -> None:
                           item_id=f"{seed.id}#{rollout}", trait_id=seed.trait_id, value=value, reason=reason,
                           detail=detail)
 
-    jobs = [(ck, s, r) for ck in ctx.checkpoints for s in seeds for r in range(spec.rollouts)
-            if result_id(EVAL, ck, f"{s.id}#{r}") not in done]
-    ctx.rng(EVAL).shuffle(jobs)
-    await run_all([one(*j) for j in jobs], "repeated audits", path)
+    units = [Unit(result_id(EVAL, ck, f"{s.id}#{r}"), s.trait_id, (ck, s, r))
+             for ck in ctx.checkpoints for s in seeds for r in range(spec.rollouts)]
+    await ctx.step(EVAL, units, lambda u: one(*u.data), out=path, shuffle=EVAL, desc="repeated audits")

@@ -546,15 +546,16 @@ async def run_vectors(ctx: Any, items: Sequence[Any]) -> None:
     prompt token while its replies moved the right way at every layer measured."""
     import asyncio
 
-    from traitforge.evaluate.common import run_all
+    from traitforge.steps import Unit
 
     usable = [i for i in items if i.dropped is None]
     replies: dict[str, dict[str, str]] = {}
     for ck, todo in _pending_projections(ctx, usable, None).items():
         target = ctx.target(ck)
-        texts = await run_all([target.generate_one(i.prompt, temperature=0.0, max_tokens=ctx.ev.max_tokens)
-                               for i in todo], f"vectors: replies {ck}")
-        replies[ck] = {i.id: t for i, t in zip(todo, texts) if t is not None}
+        res = await ctx.step("vectors replies", [Unit(i.id, i.trait_id, i) for i in todo],
+                             lambda u: target.generate_one(u.data.prompt, temperature=0.0, max_tokens=ctx.ev.max_tokens),
+                             done=(), desc=f"vectors: replies {ck}")
+        replies[ck] = {u.key: t for u, t in res.done()}
     await asyncio.to_thread(run_vectors_sync, ctx, items, replies)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from traitforge.steps import Skipped  # noqa: F401  (generated/skipped.jsonl: written by the step engine)
 from traitforge.types import ChatMessage, Record
 
 
@@ -47,13 +48,3 @@ class DPOPair(Record):
     prompt: list[ChatMessage]
     chosen: str
     rejected: str
-
-
-class Skipped(Record):
-    """A unit of work that gave no usable output, and why (generated/skipped.jsonl)."""
-
-    id: str
-    step: str
-    unit: str
-    trait_id: str
-    reason: str

@@ -1,4 +1,5 @@
-"""The one resumable step every generation sub-stage runs: units of work in, JSONL rows out.
+"""The one resumable step every generation sub-stage runs (on the step engine, steps.py): units of
+work in, JSONL rows out.
 
 A unit is done when its rows are in the output file followed by its line in units_done.jsonl,
 or it is in skipped.jsonl (no usable output, with the reason). Rows are appended as units finish,
@@ -10,7 +11,6 @@ Each step is one `store.stage(...)` with its counts and the LLM usage it spent.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections import Counter
@@ -19,13 +19,12 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, Iterable, S
 
 from traitforge.config import GenerationSpec
 from traitforge.errors import InputError
-from traitforge.generate.records import Skipped
 from traitforge.prompts import PromptKit
-from traitforge.jsonl import append_jsonl, iter_jsonl_dicts, read_jsonl, write_jsonl
+from traitforge.jsonl import read_jsonl, write_jsonl
 from traitforge import prefetch
 from traitforge.llm.client import LLM
 from traitforge.prefetch import OfflineBatchPending  # noqa: F401  (raised from here for callers)
-from traitforge.progress import gather_progress
+from traitforge.steps import Skip, Unit, read_marks, read_skips, run_step, write_marks
 from traitforge.types import Record, TraitSet, stable_hash
 
 if TYPE_CHECKING:
@@ -39,18 +38,6 @@ UNITS_FILE = "units_done.jsonl"
 # Top-up round r samples from r * TOPUP_KEY_BASE (seeds, sample indices), clear of the first round's.
 TOPUP_KEY_BASE = 1000
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Unit:
-    key: str  # stable: derived from the unit's inputs
-    trait_id: str
-    data: Any = None
-
-
-@dataclass
-class Skip:
-    reason: str
 
 
 @dataclass
@@ -103,10 +90,9 @@ class Generation:
         (atomically) and the unit is redone, from the cache. A step last run before these lines
         existed (no `unit_marks` in its manifest entry) keeps its rows, and gets their lines now."""
         info = self.store.stage_info(name)
-        done = {d["unit"] for d in iter_jsonl_dicts(self.path(UNITS_FILE)) if d.get("step") == name}
+        done = read_marks(self.path(UNITS_FILE), name)
         if not info.get("unit_marks"):
-            legacy = [k for k in by_key if k not in done]
-            append_jsonl(self.path(UNITS_FILE), [{"step": name, "unit": k, "rows": len(by_key[k])} for k in legacy])
+            write_marks(self.path(UNITS_FILE), name, {k: len(v) for k, v in by_key.items() if k not in done})
             info["unit_marks"] = True
             self.store.save()
             return
@@ -118,9 +104,6 @@ class Generation:
         for k in cut:
             ids.difference_update(r.id for r in by_key.pop(k))
         write_jsonl(path, [r for rows in by_key.values() for r in rows])
-
-    def _skipped(self, step: str) -> dict[str, str]:
-        return {d["unit"]: d["reason"] for d in iter_jsonl_dicts(self.path(SKIPPED_FILE)) if d.get("step") == step}
 
     async def sample_items(self, prompt: str, parse: Callable[[str], list[Any]], *, max_tokens: int,
                            tries: int = 2, seed: int | None = None) -> tuple[list[Any], str]:
@@ -185,51 +168,27 @@ class Generation:
             by_key.setdefault(key_of(row), []).append(row)
             ids.add(row.id)
         self._drop_unfinished_units(name, path, by_key, ids)
-        skipped = self._skipped(name)
-        todo = [u for u in units if u.key not in by_key and u.key not in skipped]
-        new_rows = new_skips = 0
-        # Batch mode sends the units' calls as provider batches first; the live calls' cost is printed.
-        await prefetch.for_stage(self.store, self.ctx.prices, self.clients, self.gen).before(name, todo, work)
-        sem = asyncio.Semaphore(self.gen.concurrency)
-
-        async def run(u: Unit) -> list[R] | Skip:
-            async with sem:
-                return await work(u)
-
-        def on_result(i: int, result: list[R] | Skip) -> None:
-            nonlocal new_rows, new_skips
-            u = todo[i]
-            if not isinstance(result, Skip):
-                fresh = [r for r in result if r.id not in ids]
-                if result and not fresh:
-                    result = Skip("every row duplicates one already written")
-                elif not result:
-                    result = Skip("no usable output")
-                else:
-                    append_jsonl(path, fresh)
-                    append_jsonl(self.path(UNITS_FILE), [{"step": name, "unit": u.key, "rows": len(fresh)}])
-                    ids.update(r.id for r in fresh)
-                    by_key.setdefault(u.key, []).extend(fresh)
-                    new_rows += len(fresh)
-                    return
-            append_jsonl(self.path(SKIPPED_FILE), [Skipped(
-                id=stable_hash([name, u.key]), step=name, unit=u.key, trait_id=u.trait_id, reason=result.reason)])
-            skipped[u.key] = result.reason
-            new_skips += 1
-
+        skipped = read_skips(self.path(SKIPPED_FILE), name)
         with self.store.stage(name, fingerprint):
             try:
-                await gather_progress([run(u) for u in todo], desc=name, on_result=on_result)
+                # Batch mode sends the units' calls as provider batches first; the live calls' cost is printed.
+                done = await run_step(name, units, work, done=by_key, out=path, skips=self.path(SKIPPED_FILE),
+                                      marks=self.path(UNITS_FILE), unique_ids=ids,
+                                      concurrency=self.gen.concurrency,
+                                      prefetch=prefetch.for_stage(self.store, self.ctx.prices, self.clients, self.gen))
             finally:
                 self.record_usage(name)
+            for key, fresh in done.rows.items():
+                by_key.setdefault(key, []).extend(fresh)
+            skipped.update(done.skipped)
             rows = [r for u in units for r in by_key.get(u.key, [])]
             _put_in_unit_order(path, model, rows, {u.key for u in units}, key_of)
             trait_of = trait_of or (lambda r: getattr(r, "trait_id", None) or r.trait_ids[0])  # type: ignore[attr-defined]
             unit_skips = {u.key: skipped[u.key] for u in units if u.key in skipped}
             done_units = sum(1 for u in units if u.key in by_key)
-            self.store.set_counts(name, units=len(units), resumed=len(units) - len(todo), done_units=done_units,
-                                  rows=len(rows),
-                                  new_rows=new_rows, skipped=len(unit_skips), new_skipped=new_skips,
+            self.store.set_counts(name, units=len(units), resumed=len(units) - len(done.todo),
+                                  done_units=done_units, rows=len(rows),
+                                  new_rows=done.new_rows, skipped=len(unit_skips), new_skipped=len(done.skipped),
                                   per_trait=dict(Counter(trait_of(r) for r in rows)))
         return StepResult(rows, unit_skips)
 

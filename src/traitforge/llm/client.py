@@ -28,6 +28,10 @@ T = TypeVar("T", bound=BaseModel)
 log = logging.getLogger(__name__)
 # A thinking-starved reply (see `starved`) is asked again this many times, each with more room.
 ROOM_RETRIES = 3
+# The recording clients of the running task and the tasks it starts (LLM.recording): a step that
+# learns its requests does not capture the live calls of another step running at the same time.
+_RECORDERS: contextvars.ContextVar[dict[int, list[Any]]] = contextvars.ContextVar("traitforge_recorders",
+                                                                                     default={})
 MAX_ROOM = 65536  # the answer limit never grows past this
 MessagesLike = Sequence[Message] | Sequence[dict[str, str]] | str
 
@@ -49,11 +53,6 @@ class UsageCounter:
         out = UsageCounter(self.calls, self.cached, self.input_tokens, self.output_tokens)
         self.calls = self.cached = self.input_tokens = self.output_tokens = 0
         return out
-
-
-# client id -> the list its deferred calls go to, in the context that is recording (LLM.recording)
-_RECORDERS: contextvars.ContextVar[dict[int, list[Any]] | None] = contextvars.ContextVar("traitforge_recorders",
-                                                                                      default=None)
 
 
 class DeferredCall(BaseException):
@@ -189,7 +188,7 @@ class LLM:
                     texts[i] = hit["text"]
                     self.usage.cached += 1
         missing = [i for i, t in enumerate(texts) if t is None]
-        recorder = (_RECORDERS.get() or {}).get(id(self))
+        recorder = _RECORDERS.get().get(id(self))
         if missing and recorder is not None:
             recorder.append((msgs, p))
             raise DeferredCall()
@@ -227,7 +226,7 @@ class LLM:
         DeferredCall instead of reaching the backend: batch mode learns a stage's requests this way.
         Only for calls made in this context (and the tasks it starts): another step grading on the
         same client at the same time still reaches the backend."""
-        token = _RECORDERS.set({**(_RECORDERS.get() or {}), id(self): into})
+        token = _RECORDERS.set({**_RECORDERS.get(), id(self): into})
         try:
             yield
         finally:
