@@ -197,8 +197,8 @@ class TrainingSpec(Section):
     dpo_beta: float = Field(default=0.1, gt=0)
     max_length_cap: int = Field(default=2048, ge=16)  # memory cap for max_length: "auto"
     pack_chats: bool = False  # pack SFT conversations (padding-free) instead of padding each batch
-    # Unpacked chats: batches of similar-length conversations (transformers' length-grouped sampler),
-    # so a batch pads to its own longest chat, not to a stray long one (CPU SFT ran ~2x faster).
+    # Unpacked chats: batches of similar-length conversations (train/data.length_grouped_order), so
+    # a batch pads to its own longest chat, not to a stray long one (tiny run's SFT: 122 s -> 42 s).
     group_by_length: bool = True
     gradient_checkpointing: bool = False
     bf16: bool | Literal["auto"] = "auto"  # auto = on when a CUDA device supports it (bf16 is slow on CPU)
