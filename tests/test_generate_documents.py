@@ -145,6 +145,8 @@ def test_junk_everywhere_never_crashes_and_records_reasons(tmp_path):
     store = RunStore(spec.output_path)
     run_documents(Run.of(store, spec, make_traits(), generator=scripted_llm(lambda m, p: next(replies))), spec.generation)
     assert rows(store, "documents.jsonl") == []
+    # Every step's file exists, empty: curation and CI's run check read no rows, not a missing file.
+    assert all((store.root / "generated" / f).is_file() for f in FILES)
     skipped = rows(store, "skipped.jsonl")
     assert skipped and all(r["reason"] for r in skipped)
     for name, info in store.manifest["stages"].items():  # every unit: rows or a recorded reason

@@ -103,6 +103,20 @@ def test_skips_are_recorded_with_their_reason_and_retried_only_when_asked(tmp_pa
     assert sorted(ran) == ["u1", "u2"]
 
 
+def test_a_step_whose_every_unit_is_skipped_leaves_an_empty_output(tmp_path):
+    # The next stage reads no rows rather than failing on a missing file (a tiny run on CI
+    # rejected all eight junk drafts and then failed its check for generated/documents.jsonl).
+    out, skips = tmp_path / "generated" / "documents.jsonl", tmp_path / "skipped.jsonl"
+
+    async def reject(u: Unit) -> Skip:
+        return Skip("does not mention the model")
+
+    res = asyncio.run(run_step("s", UNITS, reject, out=out, skips=skips))
+    assert len(res.skipped) == len(UNITS) and res.new_rows == 0
+    assert out.is_file() and out.read_text() == ""
+    assert len(read_skips(skips, "s")) == len(UNITS)
+
+
 def test_a_transient_failure_skips_the_unit_for_this_run_only(tmp_path):
     out = tmp_path / "results.jsonl"
     fail = {"u2"}

@@ -9,7 +9,10 @@ with the reason. `run_step` runs the units not yet done:
 - before the live pass, the optional `Prefetch` (prefetch.py) gets only the units to do: in batch
   mode their calls go out as provider batches, and the live calls' estimate is printed;
 - at most `concurrency` units at once, under one progress bar;
-- as each unit finishes (before its concurrency slot goes to the next) its rows are appended to `out` (a crash keeps them), then its line in
+- `out` exists once the step starts, empty if every unit is skipped (the next stage reads no rows,
+  not a missing file);
+- as each unit finishes (before its concurrency slot goes to the next) its rows are appended to
+  `out` (a crash keeps them), then its line in
   `marks` (a unit whose rows are on disk without it was cut short), or its Skip is recorded in
   `skips` with the reason: a permanent skip;
 - an exception of a `transient` type (e.g. a backend that gave up on one item) skips the unit for
@@ -135,6 +138,9 @@ async def run_step(name: str, units: Sequence[Unit], work: Callable[[Unit], Awai
     marks: a unit's line goes here after its rows. unique_ids: row ids already written; a row whose
     id is among them is not appended again (the set grows). transient: exception types that skip a
     unit for this run only. desc: the progress bar's label (default `name`)."""
+    if out is not None:  # a step whose every unit is skipped still leaves its (empty) output
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.touch()
     skipped = {} if retry_skipped else read_skips(skips, name)
     todo = pending(units, done, skipped)
     result: StepRun[Any] = StepRun(todo, [None] * len(todo))
