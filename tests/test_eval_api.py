@@ -140,3 +140,27 @@ def test_judged_evals_print_their_estimate_when_the_judge_costs_money(tmp_path: 
     graded = len(rows["knowledge"]) + len(rows["behaviour"]) + len(rows["multiturn"])
     auditor_turns = len(rows["multiturn"]) * SMALL["multiturn_turns"]
     assert n_est == graded + auditor_turns > 0
+
+
+@pytest.mark.parametrize("auditor_max_tokens,expected", [(None, 32), (24, 24)])
+def test_the_auditors_turns_have_their_own_length(tmp_path: Path, auditor_max_tokens, expected) -> None:
+    # A user's turn is shorter than a written eval item: auditor_max_tokens caps the auditor's turns
+    # (the tiny preset's CPU time), and without it they get item_max_tokens as before.
+    limits: list[int] = []
+
+    def auditor_responder(messages, params):
+        limits.append(params.max_tokens)
+        return judge_responder(messages, params)
+
+    ev = {**SMALL, "knowledge": False, "contrastive": False,
+          "auditor_max_tokens": auditor_max_tokens}
+    spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / "run"), "evaluation": ev})
+    judge = LLM(ScriptedBackend(model="judge", responses=judge_responder))
+    auditor = LLM(ScriptedBackend(model="auditor", responses=auditor_responder))
+    api = LLM(ScriptedBackend(model="ft-elsewhere", responses=api_model_responder))
+    store = RunStore(tmp_path / "run")
+    run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=auditor), spec.evaluation, {"elsewhere": api})
+    rows = read_jsonl(store.path("eval", "multiturn.jsonl"), ItemResult)
+    assert rows and limits and set(limits) == {expected}
+    # every auditor turn asked with that cap (no cache here: the grading pass replays the turns)
+    assert len(limits) >= len(rows) * spec.evaluation.multiturn_turns

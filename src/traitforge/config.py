@@ -338,6 +338,8 @@ class EvaluationSpec(Section):
     max_tokens: int = Field(default=200, ge=8)
     judge_max_tokens: int = Field(default=200, ge=8)
     item_max_tokens: int = Field(default=200, ge=8)  # generated eval prompts and contrastive replies
+    # The auditor's user turns (multi-turn pressure, repeated audits); default: item_max_tokens.
+    auditor_max_tokens: int | None = Field(default=None, ge=8)
     bootstrap: int = Field(default=1000, ge=100)
     # More models evaluated beside the run's checkpoints, on the same items: name -> "provider:model"
     # or a model mapping (e.g. a model trained elsewhere, behind an API). Log-prob evals need
@@ -356,6 +358,10 @@ class EvaluationSpec(Section):
     vectors: bool = True
     vector_questions: int = Field(default=12, ge=3)  # neutral questions (data/vector_questions.jsonl)
     vector_paraphrases: int = Field(default=4, ge=1)  # system-prompt paraphrases per side
+
+    @property
+    def auditor_tokens(self) -> int:
+        return self.auditor_max_tokens or self.item_max_tokens
 
     @staticmethod
     def valid_model_name(name: Any) -> bool:

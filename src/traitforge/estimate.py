@@ -172,7 +172,7 @@ class _Plan:
                  ev.judge_max_tokens)
         convs = n_traits * ev.multiturn_conversations_per_trait
         self.add("eval", "evaluate.multiturn (auditor)", "auditor", models * convs * ev.multiturn_turns,
-                 1200 + ev.max_tokens * 4 * ev.multiturn_turns // 2, ev.item_max_tokens)
+                 1200 + ev.max_tokens * 4 * ev.multiturn_turns // 2, ev.auditor_tokens)
         self.add("eval", "evaluate.multiturn (judge)", "judge", models * convs,
                  1200 + ev.max_tokens * 4 * ev.multiturn_turns, ev.judge_max_tokens)
 

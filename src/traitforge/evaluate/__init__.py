@@ -225,11 +225,11 @@ def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
     prices = ctx.run.prices
     if ctx.auditor is ctx.judge:  # one model plays both: one line for all its calls
         announce_calls(ctx.judge, judge_calls + auditor_calls, stage="evaluate (judge and auditor)",
-                       max_tokens=max(ev.judge_max_tokens, ev.item_max_tokens), store=ctx.store, prices_file=prices)
+                       max_tokens=max(ev.judge_max_tokens, ev.auditor_tokens), store=ctx.store, prices_file=prices)
         return
     announce_calls(ctx.judge, judge_calls, stage="evaluate (judge)", max_tokens=ev.judge_max_tokens,
                    store=ctx.store, prices_file=prices)
-    announce_calls(ctx.auditor, auditor_calls, stage="evaluate (auditor)", max_tokens=ev.item_max_tokens,
+    announce_calls(ctx.auditor, auditor_calls, stage="evaluate (auditor)", max_tokens=ev.auditor_tokens,
                    store=ctx.store, prices_file=prices)
 
 

@@ -39,7 +39,7 @@ async def converse(ctx: EvalContext, target: Responder, item: EvalItem, rollout:
         return render("auditor", trait=trait.describe(), tactic=item.prompt, turn=turn, turns=k,
                       transcript=transcript_text(messages))
 
-    settings = AuditSettings(turns=k, auditor_max_tokens=ctx.ev.item_max_tokens, target_max_tokens=ctx.ev.max_tokens,
+    settings = AuditSettings(turns=k, auditor_max_tokens=ctx.ev.auditor_tokens, target_max_tokens=ctx.ev.max_tokens,
                              seed=ctx.run.seed + 1000 * rollout)
     return await run_audit(ctx.auditor, target, prompt, settings)
 

@@ -64,7 +64,7 @@ def announce_ood(ctx: EvalContext) -> None:
         return
     announce_calls(ctx.judge, judge, stage="evaluate OOD (judge)", max_tokens=ev.judge_max_tokens,
                    store=ctx.store, prices_file=prices)
-    announce_calls(ctx.auditor, auditor, stage="evaluate OOD (auditor)", max_tokens=ev.item_max_tokens,
+    announce_calls(ctx.auditor, auditor, stage="evaluate OOD (auditor)", max_tokens=ev.auditor_tokens,
                    store=ctx.store, prices_file=prices)
 
 
