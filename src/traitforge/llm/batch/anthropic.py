@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult
-from traitforge.llm.errors import BackendError, RetryableError
+from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult, stainless_guard
 
 
 class AnthropicBatch(BatchProvider):
@@ -32,16 +31,7 @@ class AnthropicBatch(BatchProvider):
         return {"custom_id": item.custom_id, "params": self.backend.request(item.messages, item.params)}
 
     async def _guard(self, what: str, coro: Any) -> Any:
-        import anthropic
-
-        try:
-            return await coro
-        except (anthropic.APIConnectionError, anthropic.APITimeoutError) as e:
-            raise RetryableError(f"anthropic batch: {what}: {e}") from None
-        except anthropic.APIStatusError as e:
-            if e.status_code == 429 or e.status_code >= 500:
-                raise RetryableError(f"anthropic batch: {what}: HTTP {e.status_code}") from None
-            raise BackendError(f"anthropic batch: {what} rejected ({e.status_code}): {str(e)[:300]}") from None
+        return await stainless_guard("anthropic", what, coro)
 
     async def submit(self, encoded: Sequence[dict[str, Any]]) -> str:
         b = await self._guard("create", self._sdk().messages.batches.create(requests=list(encoded)))

@@ -8,8 +8,7 @@ import asyncio
 import json
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult
-from traitforge.llm.errors import BackendError, RetryableError
+from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult, stainless_guard
 
 _STATES = {"validating": "in_progress", "in_progress": "in_progress", "finalizing": "in_progress",
            "cancelling": "in_progress", "completed": "ended", "expired": "expired", "failed": "failed",
@@ -56,17 +55,7 @@ class OpenAIBatch(BatchProvider):
         return {"custom_id": item.custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
 
     async def _guard(self, what: str, coro: Any) -> Any:
-        """SDK failures as the client's error classes: transient ones are retried by the runner."""
-        import openai
-
-        try:
-            return await coro
-        except (openai.APIConnectionError, openai.APITimeoutError) as e:
-            raise RetryableError(f"openai batch: {what}: {e}") from None
-        except openai.APIStatusError as e:
-            if e.status_code == 429 or e.status_code >= 500:
-                raise RetryableError(f"openai batch: {what}: HTTP {e.status_code}") from None
-            raise BackendError(f"openai batch: {what} rejected ({e.status_code}): {str(e)[:300]}") from None
+        return await stainless_guard("openai", what, coro)
 
     async def submit(self, encoded: Sequence[dict[str, Any]]) -> str:
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in encoded).encode()

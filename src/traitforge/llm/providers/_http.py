@@ -1,4 +1,5 @@
-"""Shared pieces of the network backends: API keys, Retry-After, and HTTP status -> error class.
+"""Shared pieces of the network backends: API keys, one SDK client per event loop, Retry-After,
+and HTTP status -> error class.
 
 Every provider maps its SDK's failures the same way, so the client's retry logic sees one story:
 429/408/409/5xx/timeouts/dropped connections are RetryableError; everything else is a BackendError
@@ -7,11 +8,13 @@ with a message that says what to fix.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import os
 import time
 from typing import Any, Mapping
 
+from traitforge.llm.base import Backend
 from traitforge.llm.errors import BackendError, MissingAPIKey, RetryableError
 
 # A local OpenAI-compatible server (vLLM, llama.cpp) usually wants no key; the SDK insists on one.
@@ -27,6 +30,42 @@ def api_key(backend: str, env_vars: tuple[str, ...], base_url: Any) -> tuple[str
     if base_url:
         return DUMMY_KEY, env_vars[0]
     raise MissingAPIKey(backend, " or ".join(env_vars))
+
+
+class SDKBackend(Backend):
+    """A provider reached through one official SDK client: the key looked up once (`env_vars` in
+    order, or `api_key_env`), an optional base_url, and the client made by `make_client` anew on
+    each event loop (an SDK's connection pool belongs to the loop that made it; a new asyncio.run
+    gets a new client) and closed by `close_client` only on its own loop."""
+
+    env_vars: tuple[str, ...] = ()
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str | None = None,
+                 timeout_s: float = 120.0, **options: Any):
+        super().__init__(model, **options)
+        self._key, self.env_var = api_key(f"{self.provider}:{model}", (api_key_env,) if api_key_env else self.env_vars,
+                                          base_url)
+        self.base_url = base_url.rstrip("/") if isinstance(base_url, str) else None
+        self.timeout_s = timeout_s
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def make_client(self) -> Any:
+        raise NotImplementedError
+
+    async def close_client(self, client: Any) -> None:
+        raise NotImplementedError
+
+    def _get_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._client, self._loop = self.make_client(), loop
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self.close_client(self._client)
+        self._client = self._loop = None
 
 
 def retry_after_s(headers: Mapping[str, str] | None) -> float | None:

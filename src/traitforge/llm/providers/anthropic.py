@@ -16,43 +16,32 @@ block; only text blocks make the reply. Their length is counted as thinking toke
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import json
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.base import Backend, Completion, GenerateParams, Message, Usage, split_system
+from traitforge.llm.base import Completion, GenerateParams, Message, Usage, split_system
 from traitforge.llm.errors import RetryableError
-from traitforge.llm.providers._http import api_key, error_message, status_error
+from traitforge.llm.providers._http import SDKBackend, error_message, status_error
 
 
-class AnthropicBackend(Backend):
+class AnthropicBackend(SDKBackend):
     provider: ClassVar[str] = "anthropic"
+    env_vars = ("ANTHROPIC_API_KEY",)
     supports_n = False
     supports_json_schema = False
     default_concurrency = 8
     may_think = True
 
-    def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str | None = None,
-                 timeout_s: float = 120.0, **options: Any):
-        super().__init__(model, **options)
-        self.env_var = api_key_env or "ANTHROPIC_API_KEY"
-        self._key, _ = api_key(f"anthropic:{model}", (self.env_var,), base_url)
-        self.base_url = base_url.rstrip("/") if isinstance(base_url, str) else None
-        self.timeout_s = timeout_s
-        self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+    def make_client(self) -> Any:
+        import anthropic
 
-    def _get_client(self) -> Any:
-        loop = asyncio.get_running_loop()  # the SDK's connection pool is bound to one event loop
-        if self._loop is not loop:
-            import anthropic
+        return anthropic.AsyncAnthropic(api_key=self._key, base_url=self.base_url, timeout=self.timeout_s,
+                                        max_retries=0)
 
-            self._client = anthropic.AsyncAnthropic(api_key=self._key, base_url=self.base_url,
-                                                    timeout=self.timeout_s, max_retries=0)
-            self._loop = loop
-        return self._client
+    async def close_client(self, client: Any) -> None:
+        await client.close()
 
     def request(self, messages: Sequence[Message], params: GenerateParams) -> dict[str, Any]:
         """The Messages API arguments for one call."""
@@ -100,10 +89,6 @@ class AnthropicBackend(Backend):
         return Completion(texts=[text], usage=Usage(u.input_tokens or 0, u.output_tokens or 0, thinking) if u else Usage(),
                           finish_reasons=[resp.stop_reason or ""], headers=raw.headers)
 
-    async def aclose(self) -> None:
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self._client.close()
-        self._client = self._loop = None
 
 
 

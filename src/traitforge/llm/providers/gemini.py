@@ -18,9 +18,9 @@ import asyncio
 import json
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.base import Backend, Completion, GenerateParams, Message, Usage
+from traitforge.llm.base import Completion, GenerateParams, Message, Usage
 from traitforge.llm.errors import BackendError, RetryableError
-from traitforge.llm.providers._http import api_key, status_error
+from traitforge.llm.providers._http import SDKBackend, status_error
 
 
 def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
@@ -44,36 +44,25 @@ def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[Bas
     return tuple(timeouts), tuple(transport)
 
 
-class GeminiBackend(Backend):
+class GeminiBackend(SDKBackend):
     provider: ClassVar[str] = "gemini"
+    env_vars = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
     supports_n = True
     supports_json_schema = True
     default_concurrency = 8
     may_think = True
 
-    def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str | None = None,
-                 timeout_s: float = 120.0, **options: Any):
-        super().__init__(model, **options)
-        env_vars = (api_key_env,) if api_key_env else ("GEMINI_API_KEY", "GOOGLE_API_KEY")
-        self._key, self.env_var = api_key(f"gemini:{model}", env_vars, base_url)
-        self.base_url = base_url.rstrip("/") if isinstance(base_url, str) else None
-        self.timeout_s = timeout_s
-        self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+    def make_client(self) -> Any:
+        from google import genai
+        from google.genai import types
 
-    def _get_client(self) -> Any:
-        loop = asyncio.get_running_loop()  # the SDK's connection pool is bound to one event loop
-        if self._loop is not loop:
-            from google import genai
-            from google.genai import types
+        opts = types.HttpOptions(timeout=int(self.timeout_s * 1000), retry_options=types.HttpRetryOptions(attempts=1))
+        if self.base_url:
+            opts.base_url = self.base_url
+        return genai.Client(api_key=self._key, http_options=opts)
 
-            opts = types.HttpOptions(timeout=int(self.timeout_s * 1000),
-                                     retry_options=types.HttpRetryOptions(attempts=1))
-            if self.base_url:
-                opts.base_url = self.base_url
-            self._client = genai.Client(api_key=self._key, http_options=opts)
-            self._loop = loop
-        return self._client
+    async def close_client(self, client: Any) -> None:
+        await client.aio.aclose()
 
     def _request_parts(self, messages: Sequence[Message], params: GenerateParams, n: int,
                        seed: int | None) -> tuple[list[dict[str, Any]], Any]:
@@ -146,10 +135,6 @@ class GeminiBackend(Backend):
                                       thoughts)
         return Completion(texts=texts, usage=usage, finish_reasons=reasons, headers=headers)
 
-    async def aclose(self) -> None:
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self._client.aio.aclose()
-        self._client = self._loop = None
 
 
 def request_parts(messages: Sequence[Message], params: GenerateParams, n: int = 1,
