@@ -118,6 +118,32 @@ def test_local_style_backends_get_concurrent_calls_in_batches():
     assert backend.batch_sizes == [4, 4, 2]
 
 
+class Recording(Batching):
+    """A batching backend that records each batch's prompts."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    async def generate_batch(self, requests):
+        self.batches.append([m[-1].content for m, _ in requests])
+        return await super().generate_batch(requests)
+
+
+def test_a_local_batch_takes_the_shortest_queued_prompts():
+    # Arrival order mixes long and short prompts (a judge's transcripts among short grades): each
+    # batch holds prompts of like length, so the short ones are not padded to the long ones.
+    backend = Recording()
+    llm = LLM(backend, batch_size=4)
+    prompts = [("x" * (100 if i % 2 else 10)) + str(i) for i in range(8)]
+
+    async def main():
+        return await asyncio.gather(*(llm.generate_one(p) for p in prompts))
+
+    assert asyncio.run(main()) == [f"echo {p}" for p in prompts]
+    assert [sorted(len(p) for p in b) for b in backend.batches] == [[11] * 4, [101] * 4]
+
+
 def test_only_a_429_or_a_retry_after_starts_the_shared_cool_down():
     import time
 

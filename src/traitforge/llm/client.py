@@ -91,7 +91,11 @@ def _batch_key(p: GenerateParams) -> GenerateParams:
 
 
 class _Batcher:
-    """Groups concurrent requests into one `generate_batch` call, for local backends."""
+    """Groups concurrent requests into `generate_batch` calls, one at a time, for local backends.
+    The queued requests that can share a forward pass go shortest first, so a batch holds prompts of
+    like length and pads little (in arrival order, a judge's short grades were padded to the long
+    transcripts among them). Two batches at once, one per core, measured slower on 2 cores
+    (0.72-0.89x) than one batch on both: the forward passes are compute-bound there."""
 
     def __init__(self, backend: Backend, batch_size: int):
         self.backend = backend
@@ -107,17 +111,23 @@ class _Batcher:
             asyncio.get_running_loop().create_task(self._drain())
         return await fut
 
+    def _take(self) -> list[tuple[list[Message], GenerateParams, asyncio.Future[Completion]]]:
+        """The next batch: the shortest queued requests that share a forward pass with the oldest.
+        One forward pass shares top_p (see _batch_key). The seed is left out of that match: with
+        per-request seeds nothing would batch, and a sampled batch depends on its companions
+        anyway; the cache keeps results stable."""
+        first = _batch_key(self.queue[0][1])
+        same = [q for q in self.queue if _batch_key(q[1]) == first]
+        batch = sorted(same, key=lambda q: sum(len(m.content) for m in q[0]))[: self.batch_size]
+        for q in batch:
+            self.queue.remove(q)
+        return batch
+
     async def _drain(self) -> None:
         try:
             await asyncio.sleep(0)  # let every ready coroutine enqueue first
             while self.queue:
-                # One forward pass shares top_p (see _batch_key). The
-                # seed is left out of that match: with per-request seeds nothing would batch, and
-                # a sampled batch depends on its companions anyway; the cache keeps results stable.
-                first = _batch_key(self.queue[0][1])
-                batch = [q for q in self.queue if _batch_key(q[1]) == first][: self.batch_size]
-                for q in batch:
-                    self.queue.remove(q)
+                batch = self._take()
                 try:
                     results = await self.backend.generate_batch([(m, p) for m, p, _ in batch])
                     for (_, _, fut), res in zip(batch, results):

@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Sequence
 
 from traitforge.llm.base import Backend, Completion, GenerateParams, Message, Usage
 from traitforge.llm.embedded import resolve_model_path
 
+log = logging.getLogger(__name__)
 _LOADED: dict[str, tuple[Any, Any]] = {}
 _LOAD_LOCK = threading.Lock()
 
@@ -205,8 +208,14 @@ class LocalHFBackend(Backend):
         samples: dict[tuple[int, int], tuple[str, str, int]] = {}
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start:start + self.batch_size]
+            t0 = time.perf_counter()
             got = self._generate_rows([ids[i] for i, _ in chunk], [requests[i][1] for i, _ in chunk])
             samples.update(zip(chunk, got))
+            lens = [len(ids[i]) for i, _ in chunk]
+            # In the run's log: where a local model's time goes (padding, answer limits, batch sizes).
+            log.info("%s: batch of %d, prompts %d-%d tokens (%d padded, %d real), %d new tokens at most, %.1fs",
+                     self.path.name, len(chunk), lens[0], lens[-1], len(lens) * lens[-1], sum(lens),
+                     max(requests[i][1].max_tokens for i, _ in chunk), time.perf_counter() - t0)
         out = []
         for i, (_, p) in enumerate(requests):
             mine = [samples[(i, j)] for j in range(p.n)]
