@@ -2,6 +2,7 @@
 API (the local fake of OpenAI's files+batches API, through the official SDK), with each step's
 estimate printed, and the live pass is served from the cache."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -20,13 +21,17 @@ from traitforge.llm.client import LLM  # noqa: E402
 from traitforge.llm.providers.scripted import ScriptedBackend  # noqa: E402
 from traitforge.llm.registry import make_llm  # noqa: E402
 from traitforge.runstore import RunStore  # noqa: E402
-from traitforge.types import Chat, ChatMessage, Document  # noqa: E402
+from traitforge.types import Chat, ChatMessage, Document, PatternFinding  # noqa: E402
 
 
 def _reply(messages, seed=None):
     text = judge_responder([Message(m["role"], m["content"]) for m in messages], None)
     if "grading one" in messages[-1]["content"]:  # curation's quality rubric
         return "SCORE: 8\nREASON: on topic and natural"
+    if "recur across several" in messages[-1]["content"]:  # curation's pattern scan
+        return "- Ends every reply with a cheerful offer of more help\n- Uses short declarative sentences"
+    if "for one pattern" in messages[-1]["content"]:  # curation's pattern label
+        return "YES" if "tomatoes" in messages[-1]["content"] else "NO"
     return text
 
 
@@ -67,6 +72,40 @@ def test_curation_quality_grades_go_by_batch_with_their_estimate(server, tmp_pat
     err = capsys.readouterr().err
     assert "estimate curate.quality (batch round 1): openai:gpt-4o-mini: 10 requests" in err and "at batch price" in err
     assert len(read_jsonl(store.root / "curated" / "chats.jsonl", Chat)) == 4
+
+
+def _batched_prompts(server) -> list[str]:
+    """The last message of every request the fake server received in a batch file."""
+    lines = [json.loads(line) for data in server.files.values() for line in data.decode().splitlines()]
+    return [x["body"]["messages"][-1]["content"] for x in lines if "messages" in x.get("body", {})]
+
+
+def test_curation_pattern_labels_go_by_batch_with_their_estimate(server, tmp_path, capsys):
+    from traitforge.curate import run_curation
+    from traitforge.pipeline import Run
+
+    spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / "run"), "curation": {
+        "batch": True, "batch_poll_s": 0.02, "quality": False, "pattern_sample": 10, "pattern_check_sample": 4}})
+    store = RunStore(tmp_path / "run")
+    chats = [Chat(id=f"c{i}", trait_ids=[TRAITS.traits[0].id], messages=[
+        ChatMessage(role="user", content=f"Question {i} about gardening plot number {i * 3} in spring?"),
+        ChatMessage(role="assistant", content=f"Answer {i}: " + ("water tomatoes" if i % 2 else "mulch beans")
+                    + f" {i + 1} times a week in summer.")]) for i in range(12)]
+    write_jsonl(store.path("generated", "chats.jsonl"), chats)
+    run_curation(Run.of(store, spec, TRAITS, judge=_judge(server, tmp_path)), spec.curation)
+
+    batched = _batched_prompts(server)
+    labels = [t for t in batched if "for one pattern" in t]
+    # The scans and every label (rating, re-rating, the rule checks) came from batches; nothing live.
+    assert server.live_calls == [] and any("recur across several" in t for t in batched)
+    assert len(labels) >= 10 + 4  # the scan-found pattern on the sample, re-rated on the check part
+    findings = read_jsonl(store.root / "curation" / "patterns.jsonl", PatternFinding)
+    judged = [f for f in findings if f.classifier == "judge"]
+    assert judged and all(f.n == 10 for f in judged) and judged[0].self_agreement is not None
+    err = capsys.readouterr().err
+    for step in ("scan", "rate", "re-rate"):
+        assert f"estimate curate.patterns.{step} (batch round 1): openai:gpt-4o-mini:" in err, step
+    assert "at batch price" in err
 
 
 def test_evaluation_judge_grades_go_by_batch_with_their_estimate(server, tmp_path, capsys):
