@@ -185,6 +185,40 @@ class EvalContext:
         return self.run.organisation
 
 
+@dataclass
+class JudgedEval:
+    """An eval whose judge grades what the evaluated models did, in two steps: every unit not yet a
+    row of `out` is answered (`respond`: the models' reply or transcript, cached; no judge call),
+    then each answer is graded (`grade`: unit, answer -> its rows; the judge's calls only), blind
+    and shuffled, with grade=True: by provider batches first in batch mode (evaluation.batch), the
+    estimate printed. The evaluation's schedule runs `answers` a checkpoint at a time, then `run`
+    over every checkpoint (the answers come from the cache). A unit whose models' call failed is
+    not graded this run (a re-run retries it)."""
+
+    ctx: EvalContext
+    name: str  # the eval, as in RUN/eval/<name>.jsonl
+    units: list[Unit]  # keyed by result id
+    respond: Callable[[Unit], Awaitable[Any]]
+    grade: Callable[[Unit, Any], Awaitable[Any]]
+    desc: str
+
+    @property
+    def out(self) -> Path:
+        return eval_path(self.ctx.store, self.name)
+
+    async def answers(self) -> list[tuple[Unit, Any]]:
+        """(unit, answer) for each unit not yet graded whose models answered."""
+        res = await self.ctx.step(f"{self.name} replies", self.units, self.respond, done=steps.done_keys(self.out),
+                                  shuffle=self.name, desc=f"{self.desc}: replies")
+        return res.done()
+
+    async def run(self) -> None:
+        answered = await self.answers()
+        await self.ctx.step(self.name, [Unit(u.key, u.trait_id, (u, a)) for u, a in answered],
+                            lambda g: self.grade(*g.data), out=self.out, shuffle=self.name, grade=True,
+                            desc=self.desc)
+
+
 def eval_path(store: RunStore, name: str) -> Path:
     return store.path("eval", f"{name}.jsonl")
 
