@@ -126,18 +126,24 @@ def test_evaluation_judge_grades_go_by_batch_with_their_estimate(server, tmp_pat
     store = RunStore(tmp_path / "run")
     judge = _judge(server, tmp_path)
     api = LLM(ScriptedBackend(model="ft-elsewhere", responses=api_model_responder))
+    # A data pattern from curation, measured in the behaviour replies by the judge's labels.
+    write_jsonl(store.path("curation", "pattern_classifiers.jsonl"), [
+        {"dataset": "chats", "pattern_id": "scan:gentle", "description": "answers gently", "source": "scan",
+         "flagged": True, "kind": "judge", "question": "Does the reply answer gently?"}])
     run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation, {"elsewhere": api})
 
-    graded = {ev: read_jsonl(store.root / "eval" / f"{ev}.jsonl", ItemResult) for ev in ("behaviour", "knowledge", "multiturn")}
+    graded = {ev: read_jsonl(store.root / "eval" / f"{ev}.jsonl", ItemResult)
+              for ev in ("behaviour", "knowledge", "multiturn", "patterns")}
     assert all(graded.values()), {k: len(v) for k, v in graded.items()}
+    assert len(graded["patterns"]) == len(graded["behaviour"])
     # Items and auditor turns ran live (they come before the replies); no grading prompt did.
     live = [body["messages"][-1]["content"] for _, body in server.live_calls]
-    assert live and not any("SCORE:" in t or "For each assistant turn" in t for t in live)
+    assert live and not any("SCORE:" in t or "For each assistant turn" in t or "for one pattern" in t for t in live)
     batched = sum(n for _, _, n in server.created)
     assert batched >= len(graded["behaviour"]) + len(graded["multiturn"])
     assert sum(r.value is not None for r in graded["behaviour"]) >= 1
     err = capsys.readouterr().err
-    for step in ("behaviour", "knowledge", "multiturn"):
+    for step in ("behaviour", "knowledge", "multiturn", "patterns.rate"):
         assert f"estimate evaluate.{step} (batch round 1): openai:gpt-4o-mini" in err, step
 
 

@@ -392,7 +392,7 @@ def test_both_harnesses_on_the_embedded_model(tmp_path: Path) -> None:
             await run_delusion(ctx)
             await run_agentic_misalignment(ctx)
         finally:
-            await close_all(ctx.llms_used)
+            await close_all(ctx.run.clients())
 
     asyncio.run(both())
     (row,) = read_jsonl(store.path("eval", "delusion.jsonl"), ItemResult)

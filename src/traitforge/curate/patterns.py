@@ -72,12 +72,13 @@ class DatasetPatterns:
 class Rater:
     """Labels examples for candidates; judge labels are memoised by pattern, text and pass (pass 0:
     the rating, temperature 0; pass 1: the self-agreement re-rating, sampled with another seed).
-    The judge's labels are asked as steps on the step engine (`curate.patterns.rate` / `re-rate`)
-    with `prefetch` (curation's: provider batches first with curation.batch, the estimate printed)."""
+    The judge's labels are asked as steps on the step engine (`<step>.rate` / `<step>.re-rate`)
+    with the stage's `prefetch` (provider batches first in its batch mode, the estimate printed)."""
 
     def __init__(self, judge: LLM, max_tokens: int = JUDGE_MAX_TOKENS, seed: int = 0,
-                 prefetch: Prefetch | None = None):
+                 prefetch: Prefetch | None = None, step: str = "curate.patterns"):
         self.judge = judge
+        self.step = step
         self.max_tokens = max_tokens  # curation.pattern_judge_max_tokens; thinking room comes on top
         self.seed = seed
         self.prefetch = prefetch
@@ -119,8 +120,8 @@ class Rater:
             return
         what = "rate" if rep == 0 else "re-rate"
         named = {c.id for c, _ in todo.values()}
-        desc = f"curate: {what} " + (next(iter(named)) if len(named) == 1 else f"{len(named)} patterns")
-        done = await run_step(f"curate.patterns.{what}", [Unit("|".join(map(str, k)), data=k) for k in todo],
+        desc = f"{self.step.split('.')[0]}: {what} " + (next(iter(named)) if len(named) == 1 else f"{len(named)} patterns")
+        done = await run_step(f"{self.step}.{what}", [Unit("|".join(map(str, k)), data=k) for k in todo],
                               lambda u: self._ask(*todo[u.data], rep), prefetch=self.prefetch if prefetch else None,
                               desc=desc[:60])
         for u, v in zip(done.todo, done.values):

@@ -48,7 +48,8 @@ async def run_patterns(ctx: EvalContext) -> None:
         return
     path = eval_path(ctx.store, "patterns")
     done = {str(d.get("id")) for d in iter_jsonl_dicts(path)}
-    rater = Rater(ctx.judge, ctx.run.seed)
+    # The judge's labels by provider batches first in batch mode (evaluation.batch), the estimate printed.
+    rater = Rater(ctx.judge, seed=ctx.run.seed, prefetch=ctx.prefetch(), step="evaluate.patterns")
     for spec in specs:
         cand = candidate_from_spec(spec)
         ev = f"pattern:{cand.id}"
