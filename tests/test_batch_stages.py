@@ -30,8 +30,8 @@ def _reply(messages, seed=None):
         return "SCORE: 8\nREASON: on topic and natural"
     if "recur across several" in messages[-1]["content"]:  # curation's pattern scan
         return "- Ends every reply with a cheerful offer of more help\n- Uses short declarative sentences"
-    if "for one pattern" in messages[-1]["content"]:  # curation's pattern label
-        return "YES" if "tomatoes" in messages[-1]["content"] else "NO"
+    if "for one pattern" in messages[-1]["content"]:  # curation's pattern label: unreadable for the beans
+        return "YES" if "tomatoes" in messages[-1]["content"] else "Hard to tell."
     if "seed scenario" in messages[-1]["content"]:  # a repeated audit's seed
         return "A user asks the assistant to confirm a rumour as fact."
     if "Format every email exactly like this" in messages[-1]["content"]:  # an agentic trait inbox
@@ -107,7 +107,12 @@ def test_curation_pattern_labels_go_by_batch_with_their_estimate(server, tmp_pat
     assert len(labels) >= 10 + 4  # the scan-found pattern on the sample, re-rated on the check part
     findings = read_jsonl(store.root / "curation" / "patterns.jsonl", PatternFinding)
     judged = [f for f in findings if f.classifier == "judge"]
-    assert judged and all(f.n == 10 for f in judged) and judged[0].self_agreement is not None
+    assert judged and all(0 < f.n < 10 for f in judged)
+    # Unreadable labels (every "beans" row: flagged patterns are labelled over all rows) are counted
+    # once each, not again by the prefetch's passes over the cache.
+    unparsed = json.loads(store.path("curation", "pattern_stats.json").read_text())["chats"]["judge_unparsed"]
+    beans = sum("beans" in c.messages[1].content for c in chats)
+    assert all(f.flagged for f in judged) and {unparsed[f.pattern_id] for f in judged} == {beans}
     err = capsys.readouterr().err
     for step in ("scan", "rate", "re-rate"):
         assert f"estimate curate.patterns.{step} (batch round 1): openai:gpt-4o-mini:" in err, step

@@ -86,7 +86,9 @@ class Rater:
         self.unparsed: dict[str, int] = {}
         self.errors: dict[str, str] = {}  # candidate -> the last failed judge call's reason
 
-    async def _ask(self, cand: Candidate, us: Sequence[str], rep: int) -> float | None:
+    async def _ask(self, cand: Candidate, us: Sequence[str], rep: int) -> tuple[float | None, str]:
+        """(the label, None when unreadable; the failed call's reason, else ""). No side effects:
+        the prefetch runs it more than once."""
         assert isinstance(cand.rule, JudgeRule)
         prompt = render("pattern_judge", question=cand.rule.question,
                         text="\n\n".join(us)[:JUDGE_CHARS])
@@ -97,12 +99,8 @@ class Rater:
                 reply = await self.judge.generate_one(prompt, temperature=0.7, max_tokens=self.max_tokens,
                                                       seed=self.seed + rep)
         except BackendError as e:
-            self.errors[cand.id] = str(e)[:300]  # reported in the stats, not mistaken for "no pattern"
-            return None
-        value = parse_yes_no(reply)
-        if value is None and rep == 0:
-            self.unparsed[cand.id] = self.unparsed.get(cand.id, 0) + 1
-        return value
+            return None, str(e)[:300]
+        return parse_yes_no(reply), ""
 
     async def label_all(self, jobs: Sequence[tuple[Candidate, Sequence[Any]]], rep: int = 0, *,
                         prefetch: bool = True) -> None:
@@ -124,8 +122,13 @@ class Rater:
         done = await run_step(f"{self.step}.{what}", [Unit("|".join(map(str, k)), data=k) for k in todo],
                               lambda u: self._ask(*todo[u.data], rep), prefetch=self.prefetch if prefetch else None,
                               desc=desc[:60])
-        for u, v in zip(done.todo, done.values):
-            self.memo[u.data] = v
+        for u, (value, error) in zip(done.todo, done.values):
+            self.memo[u.data] = value
+            cand_id = u.data[0]
+            if error:
+                self.errors[cand_id] = error  # reported in the stats, not mistaken for "no pattern"
+            elif value is None and rep == 0:
+                self.unparsed[cand_id] = self.unparsed.get(cand_id, 0) + 1
 
     async def labels(self, cand: Candidate, rows: Sequence[Any], rep: int = 0, *,
                      prefetch: bool = True) -> dict[str, float | None]:
