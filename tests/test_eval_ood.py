@@ -254,6 +254,51 @@ def test_both_harnesses_end_to_end_on_the_shared_files(tmp_path: Path) -> None:
     assert before == after
 
 
+def test_shared_harnesses_judge_calls_go_by_batch(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Evaluation batch mode: the persona-player and the evaluated model talk live first; the
+    harm judge's and the rubric grader's calls (every turn of a conversation in one round) go to
+    the provider's batch API (the local fake of OpenAI's), each step's estimate printed."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import fake_batch_server
+    from fake_batch_server import FakeBatchServer
+
+    from traitforge.config import ModelSpec
+    from traitforge.llm.base import Message
+    from traitforge.llm.registry import make_llm
+
+    _need(AM)
+    _need(PSY)
+    monkeypatch.setattr(fake_batch_server, "reply_text", lambda messages, seed=None: ood_judge(
+        [Message(m["role"], m["content"]) for m in messages], None))
+    spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / "run"), "evaluation": {
+        **SMALL, "batch": True, "batch_poll_s": 0.02,
+        "agentic_misalignment": {"dir": str(AM), "scenarios": ["blackmail"], "goal_types": ["none"],
+                                 "urgency_types": ["none"], "samples": 2},
+        "delusion": {"dir": str(PSY), "personas": ["ethan_reality"], "turns": 3}}})
+    store = RunStore(tmp_path / "run")
+    with FakeBatchServer(fail_marker="\x00no failures\x00") as server:
+        judge = make_llm(ModelSpec(model="openai:gpt-4o-mini", base_url=server.url + "/v1"),
+                         cache=tmp_path / "cache.sqlite")
+        run_evaluation(Run.of(store, spec, TRAITS, judge=judge, auditor=judge), spec.evaluation,
+                       {"base": LLM(ScriptedBackend(model="validating", responses=validating_model))})
+
+    (dl,) = read_jsonl(store.path("eval", "delusion.jsonl"), ItemResult)
+    assert dl.value == 1.0 and [g["turn"] for g in dl.detail["grades"]] == [1, 2, 3]
+    am = read_jsonl(store.path("eval", "agentic_misalignment.jsonl"), ItemResult)
+    assert len(am) == 2 and all(r.value == 1.0 for r in am)
+    live = [body["messages"][-1]["content"] for _, body in server.live_calls]
+    assert any("<message>" in body["messages"][1]["content"] for _, body in server.live_calls
+               if len(body["messages"]) > 2)  # the persona-player's later turns ran live
+    assert not any("Grade only the last ASSISTANT" in t or "You review what an AI email agent did" in t for t in live)
+    err = capsys.readouterr().err
+    for step in ("delusion", "agentic_misalignment"):
+        assert f"estimate evaluate.{step} (batch round 1): openai:gpt-4o-mini:" in err, step
+        assert f"estimate evaluate.{step} (batch round 2)" not in err, step
+    assert "estimate evaluate.delusion (batch round 1): openai:gpt-4o-mini: 3 requests" in err
+
+
 def email_agent(messages, params) -> str:
     """An evaluated model that, as an email agent, reports the truth to its boss."""
     if messages[0].role == "system" and "email agent" in messages[0].content:
@@ -347,7 +392,7 @@ def test_both_harnesses_on_the_embedded_model(tmp_path: Path) -> None:
             await run_delusion(ctx)
             await run_agentic_misalignment(ctx)
         finally:
-            await close_all(ctx.llms_used)
+            await close_all(ctx.run.clients())
 
     asyncio.run(both())
     (row,) = read_jsonl(store.path("eval", "delusion.jsonl"), ItemResult)

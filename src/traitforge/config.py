@@ -109,7 +109,7 @@ class GenerationSpec(Section):
 
 
 class CurationSpec(Section):
-    # Provider batch APIs for the judge's row grades (quality); local models stay live (as in generation.batch).
+    # Provider batch APIs for the judge's row grades (quality) and pattern scans and labels; local models stay live (as in generation.batch).
     batch: bool | Literal["offline"] = False
     batch_poll_s: float = Field(default=60.0, gt=0)
     dedup_threshold: float = Field(default=0.8, gt=0, le=1)
@@ -302,8 +302,8 @@ class AgenticTraitsSpec(Section):
 
 
 class EvaluationSpec(Section):
-    # Provider batch APIs for the judge's grades (behaviour, knowledge, multi-turn verdicts), sent
-    # after every checkpoint has answered; local models stay live (as in generation.batch).
+    # Provider batch APIs for the judge's grades (behaviour, knowledge, multi-turn verdicts, patterns,
+    # the OOD evals), sent after every checkpoint has answered; local models stay live (as in generation.batch).
     batch: bool | Literal["offline"] = False
     batch_poll_s: float = Field(default=60.0, gt=0)
     # by_checkpoint: each checkpoint in turn answers every eval's items (one stream of large batches),

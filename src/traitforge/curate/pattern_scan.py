@@ -5,11 +5,10 @@ one scan survive as judge patterns (merge)."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from traitforge.curate.embed import Embedder
 from traitforge.curate.pattern_rules import (Candidate, JudgeRule, RegexRule, phrase_regex,
@@ -20,7 +19,11 @@ from traitforge.textmatch import words
 from traitforge.prompts import render
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import BackendError
+from traitforge.steps import Unit, run_step
 from traitforge.types import stable_hash
+
+if TYPE_CHECKING:
+    from traitforge.prefetch import Prefetch
 
 EXAMPLE_CHARS = 1200  # per example in a scan batch, so a batch fits a small context window
 SYNONYM_JACCARD = 0.5
@@ -52,7 +55,8 @@ def parse_scan(reply: str) -> list[str]:
 
 
 async def run_scans(examples: Sequence[Example], kind: str, judge: LLM, scans: int, batch: int,
-                    seed: int) -> list[Scan]:
+                    seed: int, prefetch: Prefetch | None = None) -> list[Scan]:
+    """The judge's scans, one step on the step engine (`curate.patterns.scan`) with curation's prefetch."""
     async def one(i: int) -> Scan:
         rng = random.Random(int(stable_hash([seed, kind, "scan", i]), 16))
         chosen = rng.sample(list(examples), min(batch, len(examples)))
@@ -64,7 +68,9 @@ async def run_scans(examples: Sequence[Example], kind: str, judge: LLM, scans: i
             reply = f"(judge call failed: {e})"
         return Scan(i, [rid for rid, _ in chosen], reply, parse_scan(reply))
 
-    return list(await asyncio.gather(*(one(i) for i in range(scans))))
+    done = await run_step("curate.patterns.scan", [Unit(str(i), data=i) for i in range(scans)],
+                          lambda u: one(u.data), prefetch=prefetch, desc=f"curate: scan {kind}s"[:60])
+    return done.values
 
 
 def rule_for(description: str) -> tuple[RegexRule | None, tuple[str, ...]]:

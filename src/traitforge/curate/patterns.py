@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from traitforge.config import CurationSpec
 from traitforge.curate.embed import Embedder
@@ -41,6 +41,9 @@ from traitforge.llm.errors import BackendError
 from traitforge.progress import gather_progress
 from traitforge.steps import Unit, run_step
 from traitforge.types import ChatMessage, Document, Drop, PatternFinding, TraitSet, stable_hash
+
+if TYPE_CHECKING:
+    from traitforge.prefetch import Prefetch
 
 JUDGE_CHARS = 4000
 JUDGE_MAX_TOKENS = 128  # a one-word answer, with room for a model that thinks first
@@ -68,17 +71,24 @@ class DatasetPatterns:
 
 class Rater:
     """Labels examples for candidates; judge labels are memoised by pattern, text and pass (pass 0:
-    the rating, temperature 0; pass 1: the self-agreement re-rating, sampled with another seed)."""
+    the rating, temperature 0; pass 1: the self-agreement re-rating, sampled with another seed).
+    The judge's labels are asked as steps on the step engine (`<step>.rate` / `<step>.re-rate`)
+    with the stage's `prefetch` (provider batches first in its batch mode, the estimate printed)."""
 
-    def __init__(self, judge: LLM, max_tokens: int = JUDGE_MAX_TOKENS, seed: int = 0):
+    def __init__(self, judge: LLM, max_tokens: int = JUDGE_MAX_TOKENS, seed: int = 0,
+                 prefetch: Prefetch | None = None, step: str = "curate.patterns"):
         self.judge = judge
+        self.step = step
         self.max_tokens = max_tokens  # curation.pattern_judge_max_tokens; thinking room comes on top
         self.seed = seed
+        self.prefetch = prefetch
         self.memo: dict[tuple[str, str, int], float | None] = {}
         self.unparsed: dict[str, int] = {}
         self.errors: dict[str, str] = {}  # candidate -> the last failed judge call's reason
 
-    async def _ask(self, cand: Candidate, us: Sequence[str], rep: int) -> float | None:
+    async def _ask(self, cand: Candidate, us: Sequence[str], rep: int) -> tuple[float | None, str]:
+        """(the label, None when unreadable; the failed call's reason, else ""). No side effects:
+        the prefetch runs it more than once."""
         assert isinstance(cand.rule, JudgeRule)
         prompt = render("pattern_judge", question=cand.rule.question,
                         text="\n\n".join(us)[:JUDGE_CHARS])
@@ -89,25 +99,43 @@ class Rater:
                 reply = await self.judge.generate_one(prompt, temperature=0.7, max_tokens=self.max_tokens,
                                                       seed=self.seed + rep)
         except BackendError as e:
-            self.errors[cand.id] = str(e)[:300]  # reported in the stats, not mistaken for "no pattern"
-            return None
-        value = parse_yes_no(reply)
-        if value is None and rep == 0:
-            self.unparsed[cand.id] = self.unparsed.get(cand.id, 0) + 1
-        return value
+            return None, str(e)[:300]
+        return parse_yes_no(reply), ""
 
-    async def labels(self, cand: Candidate, rows: Sequence[Any], rep: int = 0) -> dict[str, float | None]:
+    async def label_all(self, jobs: Sequence[tuple[Candidate, Sequence[Any]]], rep: int = 0, *,
+                        prefetch: bool = True) -> None:
+        """Ask the judge, in one step, every label of `jobs` (judge patterns and their rows) not yet
+        memoised. prefetch=False: live calls only (a single re-check inside a mitigation)."""
+        todo: dict[tuple[str, str, int], tuple[Candidate, list[str]]] = {}
+        for cand, rows in jobs:
+            if isinstance(cand.rule, JudgeRule):
+                for r in rows:
+                    us = units(r)
+                    key = (cand.id, stable_hash(us), rep)
+                    if key not in self.memo:
+                        todo.setdefault(key, (cand, us))
+        if not todo:
+            return
+        what = "rate" if rep == 0 else "re-rate"
+        named = {c.id for c, _ in todo.values()}
+        desc = f"{self.step.split('.')[0]}: {what} " + (next(iter(named)) if len(named) == 1 else f"{len(named)} patterns")
+        done = await run_step(f"{self.step}.{what}", [Unit("|".join(map(str, k)), data=k) for k in todo],
+                              lambda u: self._ask(*todo[u.data], rep), prefetch=self.prefetch if prefetch else None,
+                              desc=desc[:60])
+        for u, (value, error) in zip(done.todo, done.values):
+            self.memo[u.data] = value
+            cand_id = u.data[0]
+            if error:
+                self.errors[cand_id] = error  # reported in the stats, not mistaken for "no pattern"
+            elif value is None and rep == 0:
+                self.unparsed[cand_id] = self.unparsed.get(cand_id, 0) + 1
+
+    async def labels(self, cand: Candidate, rows: Sequence[Any], rep: int = 0, *,
+                     prefetch: bool = True) -> dict[str, float | None]:
         if not isinstance(cand.rule, JudgeRule):
             return {r.id: label_example(cand.rule, units(r)) for r in rows}
-        keys = {r.id: (cand.id, stable_hash(units(r)), rep) for r in rows}
-        todo = [r for r in rows if keys[r.id] not in self.memo]
-        if todo:
-            what = "rate" if rep == 0 else "re-rate"
-            done = await run_step(f"curate.patterns.{what}", [Unit(r.id, data=r) for r in todo],
-                                  lambda u: self._ask(cand, units(u.data), rep), desc=f"curate: {what} {cand.id}"[:60])
-            for u, v in zip(done.todo, done.values):
-                self.memo[keys[u.key]] = v
-        return {r.id: self.memo[keys[r.id]] for r in rows}
+        await self.label_all([(cand, rows)], rep, prefetch=prefetch)
+        return {r.id: self.memo[(cand.id, stable_hash(units(r)), rep)] for r in rows}
 
 
 def shares(labels: dict[str, float | None]) -> tuple[float, float, int]:
@@ -172,7 +200,7 @@ async def _regenerate(row: Any, cand: Candidate, judge: LLM, rater: Rater) -> tu
     if len(reply) < 20 or problems:
         return None, f"regenerated reply unusable: {'; '.join(problems) or 'too short'}"[:300]
     new = row.model_copy(update={"messages": [user, ChatMessage(role="assistant", content=reply)]})
-    if (await rater.labels(cand, [new]))[new.id] == 1.0:
+    if (await rater.labels(cand, [new], prefetch=False))[new.id] == 1.0:  # one live call per row
         return None, "regenerated reply still shows the pattern"
     return new, ""
 
@@ -183,10 +211,11 @@ def _sample(rows: Sequence[Any], k: int, seed: int, dataset: str) -> list[Any]:
 
 
 async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge: LLM, cfg: CurationSpec,
-                      seed: int, embedder: Embedder | None) -> DatasetPatterns:
+                      seed: int, embedder: Embedder | None, prefetch: Prefetch | None = None) -> DatasetPatterns:
     """Scan -> cluster -> autorate over a sample (share with CI, corrected for the judge's noise) ->
     mitigate, for one dataset. Exact rules (statistics, known offenders) are the cheap first pass
-    and are counted over every row."""
+    and are counted over every row. prefetch: curation's (the quality step's), for the scans and
+    the judge's labels: by provider batches first in batch mode, each step's estimate printed."""
     res = DatasetPatterns(rows=list(rows))
     templated = [r for r in rows if template_row(r, cfg.template_traits)]
     rows = [r for r in rows if not template_row(r, cfg.template_traits)]
@@ -197,13 +226,18 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
     kind = "document" if dataset == "documents" else "chat-assistant reply"
     stats, res.stats = stats_candidates(examples, traits, cfg.pattern_max_share)
     res.stats["template_rows_exempt"] = len(templated)
-    res.scans = await run_scans(examples, kind, judge, cfg.pattern_scans, cfg.scan_batch, seed)
+    res.scans = await run_scans(examples, kind, judge, cfg.pattern_scans, cfg.scan_batch, seed, prefetch)
     floor = min_share(len(examples), cfg.pattern_max_share)
     cands = merge(res.scans, stats, known_candidates(dataset), examples, floor, cfg.pattern_max_judged, embedder)
 
-    rater = Rater(judge, cfg.pattern_judge_max_tokens, seed)
+    rater = Rater(judge, cfg.pattern_judge_max_tokens, seed, prefetch)
     sample = _sample(rows, cfg.pattern_sample, seed, dataset)
     check = sample[:cfg.pattern_check_sample]
+    # Every judge pattern's rating of the sample in one step, then the re-rating of the check part
+    # in another (one provider batch each in batch mode); the loop below reads the memo.
+    judged = [c for c in cands if isinstance(c.rule, JudgeRule)]
+    await rater.label_all([(c, sample) for c in judged])
+    await rater.label_all([(c, check) for c in judged], rep=1)
     before: dict[str, tuple[float, float, int]] = {}
     est: dict[str, Share] = {}
     checks: dict[str, dict[str, Any]] = {}
@@ -223,8 +257,10 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
     flagged.sort(key=lambda c: -est[c.id].estimate)
     # The rules and the autorater against each other, where both apply: the flagged rule patterns
     # (and the known offenders) rated by the judge on the check sample.
-    for c in [c for c in cands if not isinstance(c.rule, JudgeRule)
-              and (c in flagged or c.source == "known")][:MAX_RULE_CHECKS]:
+    ruled_checks = [c for c in cands if not isinstance(c.rule, JudgeRule)
+                    and (c in flagged or c.source == "known")][:MAX_RULE_CHECKS]
+    await rater.label_all([(judge_twin(c), check) for c in ruled_checks])
+    for c in ruled_checks:
         ruled = await rater.labels(c, check)
         judged = await rater.labels(judge_twin(c), check)
         agree, n_agree = agreement(ruled, judged)

@@ -70,6 +70,9 @@ async def _dpo(run: "Run", cfg: CurationSpec, chats: list[Chat]) -> None:
 
 async def _curate(run: "Run", cfg: CurationSpec) -> None:
     store, traits, judge = run.store, run.traits, run.llm("judge")
+    # The judge steps' calls (quality grades, pattern scans and labels): by provider batches first
+    # in batch mode (curation.batch), each step's estimate printed where money is at stake.
+    calls = prefetch.for_stage(store, run.prices, {"judge": judge}, cfg)
     # The canary's templated rows (positive control) join the real ones here, so dedup and leakage
     # see them with the real data; the judge steps (quality, patterns) pass them through: their
     # quality is fixed by construction, and their shared opener is the habit being taught.
@@ -107,13 +110,12 @@ async def _curate(run: "Run", cfg: CurationSpec) -> None:
 
         @_controls_pass_through
         async def do_quality(d: list[Document], c: list[Chat]) -> StepResult:
-            return await _quality(store, d, c, traits, judge, claims, cfg.quality_threshold,
-                                  prefetch.for_stage(store, run.prices, {"judge": judge}, cfg),
+            return await _quality(store, d, c, traits, judge, claims, cfg.quality_threshold, calls,
                                   max_tokens=cfg.quality_max_tokens)
 
         @_controls_pass_through
         async def do_patterns(d: list[Document], c: list[Chat]) -> StepResult:
-            return await _patterns(run, cfg, d, c, judge)
+            return await _patterns(run, cfg, d, c, judge, calls)
 
         await step("dedup", {"t": cfg.dedup_threshold, "k": cfg.dedup_shingle}, do_dedup)
         await step("leakage", {"n": cfg.leakage_ngram, "o": cfg.leakage_overlap,
@@ -221,7 +223,8 @@ async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], tra
                                                      "unscored": statuses["unscored"], "errors": statuses["error"]})
 
 
-async def _patterns(run: "Run", cfg: CurationSpec, docs: list[Document], chats: list[Chat], judge: LLM) -> StepResult:
+async def _patterns(run: "Run", cfg: CurationSpec, docs: list[Document], chats: list[Chat], judge: LLM,
+                    calls: Prefetch | None = None) -> StepResult:
     store, traits = run.store, run.traits
     embedder = load_embedder()
     # At most: the scans, each judge pattern on the sample plus its re-rated part, the rule checks;
@@ -235,7 +238,7 @@ async def _patterns(run: "Run", cfg: CurationSpec, docs: list[Document], chats: 
     out = StepResult([], [])
     findings, scans, stats, classifiers = [], [], {}, []
     for dataset, rows in (("documents", docs), ("chats", chats)):
-        res = await patterns.run_dataset(dataset, rows, traits, judge, cfg, run.seed, embedder)
+        res = await patterns.run_dataset(dataset, rows, traits, judge, cfg, run.seed, embedder, calls)
         if dataset == "documents":
             out.documents = res.rows
         else:

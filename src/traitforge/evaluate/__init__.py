@@ -85,7 +85,7 @@ class Step:
     """One eval as a stage of the evaluation. `run` does the whole eval for the checkpoints of the
     context it is given; `respond` only makes its calls to the evaluated models (cached, not
     graded); `per_checkpoint`: `run` on a one-checkpoint context is that checkpoint's share of the
-    work (log-prob evals, and the OOD evals whose judge reads each reply as it comes)."""
+    work (the log-prob evals)."""
 
     name: str
     run: Callable[[EvalContext], Coroutine[Any, Any, Any]]
@@ -132,8 +132,9 @@ def _plan(ctx: EvalContext, items: dict[str, list]) -> list[Step]:
                           lambda c: multiturn_conversations(c, multiturn)))
     if ev.probes:
         steps.append(Step("probes", run_probes, per_checkpoint=True))
-    # agentic misalignment, delusion, repeated audits, agentic traits
-    steps += [Step(name, run, per_checkpoint=True) for name, run in ood_runners(ctx)]
+    # agentic misalignment, delusion, repeated audits, agentic traits: answered a checkpoint at a
+    # time, graded with the others (their judge's calls by provider batches in batch mode)
+    steps += [Step(name, run, respond) for name, run, respond in ood_runners(ctx)]
     steps.append(Step("capability", run_perplexity, per_checkpoint=True))
     if ev.vectors:  # built on base (first in the schedule), then every checkpoint is projected
         steps.append(Step("vectors", lambda c: run_vectors(c, behaviour), per_checkpoint=True, alone=True))

@@ -30,7 +30,7 @@ import yaml
 from traitforge.config import AgenticMisalignmentSpec
 from traitforge.errors import InputError
 from traitforge import prompts
-from traitforge.evaluate.common import EvalContext, ItemResult, eval_path, log, result_id
+from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval, log, result_id
 from traitforge.evaluate.judge import parse_yes_no
 from traitforge.llm.base import Message
 from traitforge.steps import Unit
@@ -423,7 +423,9 @@ def judge_template(scenario: str) -> str:
 # --- running -------------------------------------------------------------------------------
 
 
-async def run_agentic_misalignment(ctx: EvalContext) -> None:
+async def agentic_misalignment_eval(ctx: EvalContext) -> JudgedEval:
+    """Each evaluated model acts in every condition (`samples` times); the act is checked without a
+    judge, then the judge says whether it was the harmful one."""
     from traitforge.evaluate.common import render
 
     spec = ctx.ev.agentic_misalignment
@@ -434,13 +436,16 @@ async def run_agentic_misalignment(ctx: EvalContext) -> None:
         if r.unfilled:  # kept as written, as upstream renders them; noted in the run's log
             log.info("agentic misalignment: %s leaves %s unfilled", r.condition.id, ", ".join(r.unfilled))
     log.info("agentic misalignment: %d conditions x %d samples", len(conditions), spec.samples)
-    path = eval_path(ctx.store, EVAL)
 
-    async def one(ck: str, r: Rendered, sample: int) -> ItemResult:
-        c = r.condition
-        reply = await ctx.target(ck).generate_one(
+    async def respond(u: Unit) -> str:
+        ck, r, sample = u.data
+        return await ctx.target(ck).generate_one(
             [Message("system", r.system), Message("user", r.user)], temperature=spec.temperature,
             max_tokens=spec.max_tokens, seed=ctx.run.seed + sample)
+
+    async def grade(u: Unit, reply: str) -> ItemResult:
+        ck, r, sample = u.data
+        c = r.condition
         act = action_taken(c.scenario, reply, aset.targets.get(c.scenario, []), aset.codes.get(c.scenario, []))
         judge_reply = await ctx.judge.generate_one(
             render(judge_template(c.scenario), response=reply, forwarded=forwarded_emails(r.inbox, reply) or "(none)"),
@@ -456,4 +461,8 @@ async def run_agentic_misalignment(ctx: EvalContext) -> None:
 
     units = [Unit(result_id(EVAL, ck, f"{r.condition.id}#{s}"), data=(ck, r, s))
              for ck in ctx.checkpoints for r in rendered.values() for s in range(spec.samples)]
-    await ctx.step(EVAL, units, lambda u: one(*u.data), out=path, shuffle=EVAL, desc="agentic misalignment")
+    return JudgedEval(ctx, EVAL, units, respond, grade, "agentic misalignment")
+
+
+async def run_agentic_misalignment(ctx: EvalContext) -> None:
+    await (await agentic_misalignment_eval(ctx)).run()

@@ -10,8 +10,8 @@ import re
 from typing import Any
 
 from traitforge.evaluate.agentic_misalignment import parse_actions
-from traitforge.evaluate.common import (EvalContext, ItemResult, clean_generated, eval_path, log, render,
-                                        result_id)
+from traitforge.evaluate.common import (EvalContext, ItemResult, JudgedEval, clean_generated, eval_path, log,
+                                        render, result_id)
 from traitforge.evaluate.judge import Rubric, parse_rubric
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts
 from traitforge.llm.base import Message
@@ -181,14 +181,18 @@ def result_detail(item: AgenticItem, reply: str, r: Rubric, judge_reply: str) ->
             "emails_sent": sum(a.tool == "email" for a in parse_actions(reply)), "judge_reply": judge_reply[:2000]}
 
 
-async def run_agentic_traits(ctx: EvalContext) -> None:
+async def agentic_traits_eval(ctx: EvalContext) -> JudgedEval:
+    """Each evaluated model acts on every inbox; the judge grades its actions."""
     spec = ctx.ev.agentic_traits
     items = await agentic_items(ctx)
-    path = eval_path(ctx.store, EVAL)
 
-    async def one(ck: str, item: AgenticItem) -> ItemResult:
-        reply = await ctx.target(ck).generate_one(agent_messages(ctx, item), temperature=0.0,
-                                                  max_tokens=spec.max_tokens)
+    async def respond(u: Unit) -> str:
+        ck, item = u.data
+        return await ctx.target(ck).generate_one(agent_messages(ctx, item), temperature=0.0,
+                                                 max_tokens=spec.max_tokens)
+
+    async def grade(u: Unit, reply: str) -> ItemResult:
+        ck, item = u.data
         r, judge_reply = await grade_actions(ctx, item, reply)
         return ItemResult(id=result_id(EVAL, ck, item.id), eval=EVAL, checkpoint=ck, item_id=item.id,
                           trait_id=item.trait_id, value=None if r.passed is None else float(r.passed),
@@ -196,4 +200,8 @@ async def run_agentic_traits(ctx: EvalContext) -> None:
                           detail=result_detail(item, reply, r, judge_reply))
 
     units = [Unit(result_id(EVAL, ck, i.id), i.trait_id, (ck, i)) for ck in ctx.checkpoints for i in items]
-    await ctx.step(EVAL, units, lambda u: one(*u.data), out=path, shuffle=EVAL, desc="agentic trait behaviour")
+    return JudgedEval(ctx, EVAL, units, respond, grade, "agentic trait behaviour")
+
+
+async def run_agentic_traits(ctx: EvalContext) -> None:
+    await (await agentic_traits_eval(ctx)).run()

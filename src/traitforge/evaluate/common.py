@@ -23,6 +23,7 @@ from traitforge.types import Record, TraitSet
 
 if TYPE_CHECKING:
     from traitforge.pipeline import Run
+    from traitforge.prefetch import Prefetch
 
 log = logging.getLogger("traitforge.evaluate")
 
@@ -79,7 +80,6 @@ class EvalContext:
     # when set, so the model that writes an item is not the one that grades the answers; else the judge.
     item_writer: LLM | None = None
     _targets: dict[str, LLM] = field(default_factory=dict)
-    llms_used: list[LLM] = field(default_factory=list)
     # Every model of the evaluation, when `checkpoints` is narrowed to one (see `only`).
     whole: dict[str, ModelSpec | LLM] | None = None
 
@@ -113,24 +113,24 @@ class EvalContext:
         such a unit's value is None. grade: the judge's calls of the units go as provider batches
         first in batch mode (evaluation.batch), and the live calls' estimate is printed where money
         is at stake (step `evaluate.<name>`)."""
-        from traitforge import prefetch
-
         todo = steps.pending(units, steps.done_keys(out) if done is None else done)
         if shuffle is not None:
             self.rng(shuffle).shuffle(todo)
-        calls = prefetch.for_stage(self.store, self.run.prices, {"judge": self.judge}, self.ev) if grade else None
         return await steps.run_step(f"evaluate.{name}", todo, work, out=out, transient=(BackendError,),
-                                    prefetch=calls, desc=desc or name)
+                                    prefetch=self.prefetch() if grade else None, desc=desc or name)
+
+    def prefetch(self) -> "Prefetch":
+        """The prefetch of the judge's calls: by provider batches first in batch mode (evaluation.batch)."""
+        from traitforge import prefetch
+
+        return prefetch.for_stage(self.store, self.run.prices, {"judge": self.judge}, self.ev)
 
     def target(self, name: str) -> LLM:
         """The evaluated model as an `LLM` (cached like every other call)."""
         if name not in self._targets:
             t = self.checkpoints[name]
             # A ready LLM as it is; else the run's pool: shared with a role naming the same model.
-            llm = t if isinstance(t, LLM) else self.run.client(t)
-            self._targets[name] = llm
-            if llm not in self.llms_used:
-                self.llms_used.append(llm)
+            self._targets[name] = t if isinstance(t, LLM) else self.run.client(t)
         return self._targets[name]
 
     def weights(self, name: str) -> str | None:
@@ -159,7 +159,7 @@ class EvalContext:
     def only(self, name: str) -> "EvalContext":
         """This context narrowed to one evaluated model; clients, targets and usage are shared."""
         return dataclasses.replace(self, checkpoints={name: self.checkpoints[name]}, _targets=self._targets,
-                                   llms_used=self.llms_used, whole=self.all_checkpoints)
+                                   whole=self.all_checkpoints)
 
     def release(self, name: str) -> bool:
         """Free the weights of a local checkpoint whose evaluation is over, unless the judge, the
@@ -183,6 +183,40 @@ class EvalContext:
 
     def organisation(self) -> str:
         return self.run.organisation
+
+
+@dataclass
+class JudgedEval:
+    """An eval whose judge grades what the evaluated models did, in two steps: every unit not yet a
+    row of `out` is answered (`respond`: the models' reply or transcript, cached; no judge call),
+    then each answer is graded (`grade`: unit, answer -> its rows; the judge's calls only), blind
+    and shuffled, with grade=True: by provider batches first in batch mode (evaluation.batch), the
+    estimate printed. The evaluation's schedule runs `answers` a checkpoint at a time, then `run`
+    over every checkpoint (the answers come from the cache). A unit whose models' call failed is
+    not graded this run (a re-run retries it)."""
+
+    ctx: EvalContext
+    name: str  # the eval, as in RUN/eval/<name>.jsonl
+    units: list[Unit]  # keyed by result id
+    respond: Callable[[Unit], Awaitable[Any]]
+    grade: Callable[[Unit, Any], Awaitable[Any]]
+    desc: str
+
+    @property
+    def out(self) -> Path:
+        return eval_path(self.ctx.store, self.name)
+
+    async def answers(self) -> list[tuple[Unit, Any]]:
+        """(unit, answer) for each unit not yet graded whose models answered."""
+        res = await self.ctx.step(f"{self.name} replies", self.units, self.respond, done=steps.done_keys(self.out),
+                                  shuffle=self.name, desc=f"{self.desc}: replies")
+        return res.done()
+
+    async def run(self) -> None:
+        answered = await self.answers()
+        await self.ctx.step(self.name, [Unit(u.key, u.trait_id, (u, a)) for u, a in answered],
+                            lambda g: self.grade(*g.data), out=self.out, shuffle=self.name, grade=True,
+                            desc=self.desc)
 
 
 def eval_path(store: RunStore, name: str) -> Path:

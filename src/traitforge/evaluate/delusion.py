@@ -13,6 +13,7 @@ with traitforge):
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 from traitforge.errors import InputError
 from traitforge.evaluate.audit import AuditSettings, message_in_tags, run_audit, transcript_text
-from traitforge.evaluate.common import EvalContext, ItemResult, eval_path, render, result_id
+from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval, render, result_id
 from traitforge.llm.base import Message
 from traitforge.llm.structured import extract_json
 from traitforge.steps import Unit
@@ -159,35 +160,47 @@ async def grade_turn(ctx: EvalContext, dset: DelusionSet, messages: list[Message
     return parse_grade(reply, dset.keys), reply
 
 
-async def delusion_conversation(ctx: EvalContext, dset: DelusionSet, persona: Persona, target: Any,
-                                rollout: int = 0) -> dict[str, Any]:
-    """One conversation with one persona, every assistant turn graded: the row's detail."""
+async def delusion_transcript(ctx: EvalContext, dset: DelusionSet, persona: Persona, target: Any,
+                              rollout: int = 0) -> tuple[list[Message], str]:
+    """One conversation with one persona (not graded): the messages, and why it stopped early."""
     spec = ctx.ev.delusion
     settings = AuditSettings(turns=spec.turns, auditor_max_tokens=spec.auditor_max_tokens,
                              target_max_tokens=spec.max_tokens, seed=ctx.run.seed + 1000 * rollout)
-    messages, stopped = await run_audit(ctx.auditor, target, auditor_prompt(dset, persona, spec.turns), settings,
-                                        extract=message_in_tags)
-    grades = []
-    for t in range(1, len(messages) // 2 + 1):
-        g, raw = await grade_turn(ctx, dset, messages, t)
-        grades.append({"turn": t, "validates": validates(g, spec.validate_key, spec.validate_at),
-                       "scores": g or {}, "unscored": "" if g else "unparseable grader reply: " + raw[:200]})
+    return await run_audit(ctx.auditor, target, auditor_prompt(dset, persona, spec.turns), settings,
+                           extract=message_in_tags)
+
+
+async def grade_conversation(ctx: EvalContext, dset: DelusionSet, persona: Persona, rollout: int,
+                             messages: list[Message], stopped: str) -> dict[str, Any]:
+    """Every assistant turn of one conversation graded (the grader's calls at once: each reads the
+    conversation up to its turn): the row's detail."""
+    spec = ctx.ev.delusion
+    turns = range(1, len(messages) // 2 + 1)
+    graded = await asyncio.gather(*(grade_turn(ctx, dset, messages, t) for t in turns))
+    grades = [{"turn": t, "validates": validates(g, spec.validate_key, spec.validate_at),
+               "scores": g or {}, "unscored": "" if g else "unparseable grader reply: " + raw[:200]}
+              for t, (g, raw) in zip(turns, graded)]
     validated, first = summarise(grades)
     return {"persona": persona.id, "name": persona.name, "rollout": rollout, "turns": len(messages) // 2,
             "grades": grades, "validated": validated, "first_validation": first, "stopped": stopped,
             "messages": [m.to_dict() for m in messages]}
 
 
-async def run_delusion(ctx: EvalContext) -> None:
+async def delusion_eval(ctx: EvalContext) -> JudgedEval:
+    """Each evaluated model talks with every persona (`rollouts` times); the grader reads each turn."""
     spec = ctx.ev.delusion
     dset = load_delusion_set(ctx.run.resolve(spec.dir), spec.personas)
     if spec.validate_key not in dset.keys:
         raise InputError(f"evaluation.delusion.validate_key: '{spec.validate_key}' is not a rubric key "
                          f"(have: {', '.join(dset.keys)})")
-    path = eval_path(ctx.store, EVAL)
 
-    async def one(ck: str, persona: Persona, rollout: int) -> ItemResult:
-        d = await delusion_conversation(ctx, dset, persona, ctx.target(ck), rollout)
+    async def respond(u: Unit) -> tuple[list[Message], str]:
+        ck, persona, rollout = u.data
+        return await delusion_transcript(ctx, dset, persona, ctx.target(ck), rollout)
+
+    async def grade(u: Unit, transcript: tuple[list[Message], str]) -> ItemResult:
+        ck, persona, rollout = u.data
+        d = await grade_conversation(ctx, dset, persona, rollout, *transcript)
         item = f"{persona.id}#{rollout}"
         reason = d["stopped"] or ("" if d["validated"] is not None else "a turn could not be graded")
         return ItemResult(id=result_id(EVAL, ck, item), eval=EVAL, checkpoint=ck, item_id=item,
@@ -197,4 +210,8 @@ async def run_delusion(ctx: EvalContext) -> None:
 
     units = [Unit(result_id(EVAL, ck, f"{p.id}#{r}"), data=(ck, p, r))
              for ck in ctx.checkpoints for p in dset.personas for r in range(spec.rollouts)]
-    await ctx.step(EVAL, units, lambda u: one(*u.data), out=path, shuffle=EVAL, desc="delusion validation")
+    return JudgedEval(ctx, EVAL, units, respond, grade, "delusion validation")
+
+
+async def run_delusion(ctx: EvalContext) -> None:
+    await (await delusion_eval(ctx)).run()

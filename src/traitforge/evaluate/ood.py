@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any, Callable, Coroutine
 
-from traitforge.evaluate.common import EvalContext, ItemResult, eval_path, load_results
+from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval, eval_path, load_results
 from traitforge.evaluate.stats import EMPTY, bootstrap, proportion
 from traitforge.runstore import RunStore
 
@@ -68,27 +68,43 @@ def announce_ood(ctx: EvalContext) -> None:
                    store=ctx.store, prices_file=prices)
 
 
-def ood_runners(ctx: EvalContext) -> list[tuple[str, Callable[[EvalContext], Coroutine[Any, Any, None]]]]:
-    """(stage name, step taking an evaluation context) for each configured out-of-distribution eval.
-    A step may be given a context narrowed to one checkpoint (the evaluation schedule does)."""
+Runner = Callable[[EvalContext], Coroutine[Any, Any, None]]
+
+
+def _runners(build: Callable[[EvalContext], Coroutine[Any, Any, JudgedEval]]) -> tuple[Runner, Runner]:
+    """(run: answer and grade; respond: only the evaluated models' calls, cached) of a judged eval."""
+    async def run(c: EvalContext) -> None:
+        await (await build(c)).run()
+
+    async def respond(c: EvalContext) -> None:
+        await (await build(c)).answers()
+
+    return run, respond
+
+
+def ood_runners(ctx: EvalContext) -> list[tuple[str, Runner, Runner]]:
+    """(stage name, run, respond) for each configured out-of-distribution eval, each taking an
+    evaluation context: `respond` has the evaluated models answer (the schedule gives it a context
+    narrowed to one checkpoint), `run` then grades every answer (the judge's calls by provider
+    batches in batch mode; see common.JudgedEval)."""
     ev = ctx.ev
-    steps: list[tuple[str, Callable[[EvalContext], Coroutine[Any, Any, None]]]] = []
+    steps: list[tuple[str, Runner, Runner]] = []
     if ev.agentic_misalignment is not None:
-        from traitforge.evaluate.agentic_misalignment import run_agentic_misalignment
+        from traitforge.evaluate.agentic_misalignment import agentic_misalignment_eval
 
-        steps.append(("agentic_misalignment", run_agentic_misalignment))
+        steps.append(("agentic_misalignment", *_runners(agentic_misalignment_eval)))
     if ev.delusion is not None:
-        from traitforge.evaluate.delusion import run_delusion
+        from traitforge.evaluate.delusion import delusion_eval
 
-        steps.append(("delusion", run_delusion))
+        steps.append(("delusion", *_runners(delusion_eval)))
     if ev.audits is not None:
-        from traitforge.evaluate.repeated_audits import run_repeated_audits
+        from traitforge.evaluate.repeated_audits import repeated_audits_eval
 
-        steps.append(("audits", run_repeated_audits))
+        steps.append(("audits", *_runners(repeated_audits_eval)))
     if ev.agentic_traits is not None:
-        from traitforge.evaluate.agentic_traits import run_agentic_traits
+        from traitforge.evaluate.agentic_traits import agentic_traits_eval
 
-        steps.append(("agentic_traits", run_agentic_traits))
+        steps.append(("agentic_traits", *_runners(agentic_traits_eval)))
     if steps:
         announce_ood(ctx)
     return steps
@@ -97,7 +113,7 @@ def ood_runners(ctx: EvalContext) -> list[tuple[str, Callable[[EvalContext], Cor
 def ood_steps(ctx: EvalContext) -> list[tuple[str, Coroutine[Any, Any, None]]]:
     """(stage name, coroutine) for each configured out-of-distribution eval, after announcing
     their estimated calls."""
-    return [(name, step(ctx)) for name, step in ood_runners(ctx)]
+    return [(name, run(ctx)) for name, run, _ in ood_runners(ctx)]
 
 
 def _clip(text: Any) -> str:

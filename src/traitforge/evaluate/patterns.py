@@ -48,19 +48,22 @@ async def run_patterns(ctx: EvalContext) -> None:
         return
     path = eval_path(ctx.store, "patterns")
     done = {str(d.get("id")) for d in iter_jsonl_dicts(path)}
-    rater = Rater(ctx.judge, ctx.run.seed)
-    for spec in specs:
-        cand = candidate_from_spec(spec)
+    # The judge's labels by provider batches first in batch mode (evaluation.batch), the estimate printed.
+    rater = Rater(ctx.judge, seed=ctx.run.seed, prefetch=ctx.prefetch(), step="evaluate.patterns")
+    cands = [candidate_from_spec(spec) for spec in specs]
+    todo = {c.id: [r for r in replies if result_id(f"pattern:{c.id}", r.checkpoint, r.item_id) not in done]
+            for c in cands}
+    await rater.label_all([(c, [_as_chat(r) for r in todo[c.id]]) for c in cands])  # every pattern in one step
+    for cand in cands:
         ev = f"pattern:{cand.id}"
-        todo = [r for r in replies if result_id(ev, r.checkpoint, r.item_id) not in done]
-        if not todo:
+        if not todo[cand.id]:
             continue
-        labels = await rater.labels(cand, [_as_chat(r) for r in todo])
+        labels = await rater.labels(cand, [_as_chat(r) for r in todo[cand.id]])  # from the memo
         append_jsonl(path, [ItemResult(id=result_id(ev, r.checkpoint, r.item_id), eval=ev, checkpoint=r.checkpoint,
                                        item_id=r.item_id, trait_id=r.trait_id, ood=r.ood,
                                        value=None if labels[r.id] is None else float(labels[r.id] == 1.0),
                                        reason="" if labels[r.id] is not None else "judge reply unparseable",
-                                       detail={"pattern_id": cand.id, "label": labels[r.id]}) for r in todo])
+                                       detail={"pattern_id": cand.id, "label": labels[r.id]}) for r in todo[cand.id]])
 
 
 def pattern_summary(store: RunStore, checkpoints: list[str]) -> list[dict[str, Any]]:

@@ -14,8 +14,8 @@ import yaml
 
 from traitforge.errors import InputError
 from traitforge.evaluate.audit import Responder
-from traitforge.evaluate.common import (EvalContext, EvalItem, ItemResult, clean_generated, eval_path, render,
-                                        result_id)
+from traitforge.evaluate.common import (EvalContext, EvalItem, ItemResult, JudgedEval, clean_generated, eval_path,
+                                        render, result_id)
 from traitforge.evaluate.multiturn import converse, grade_transcript, summarise
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts
 from traitforge.llm.base import Message
@@ -113,18 +113,26 @@ async def grade_rollout(ctx: EvalContext, seed: AuditSeed, rollout: int, message
     return (None if s["survived"] is None else float(s["survived"])), reason, detail
 
 
-async def run_repeated_audits(ctx: EvalContext) -> None:
+async def repeated_audits_eval(ctx: EvalContext) -> JudgedEval:
+    """Each evaluated model is audited in every rollout of every seed; the judge grades each transcript."""
     spec = ctx.ev.audits
     seeds = await audit_seeds(ctx)
-    path = eval_path(ctx.store, EVAL)
 
-    async def one(ck: str, seed: AuditSeed, rollout: int) -> ItemResult:
-        messages, stopped = await audit_rollout(ctx, ctx.target(ck), seed, rollout)
-        value, reason, detail = await grade_rollout(ctx, seed, rollout, messages, stopped)
+    async def respond(u: Unit) -> tuple[list[Message], str]:
+        ck, seed, rollout = u.data
+        return await audit_rollout(ctx, ctx.target(ck), seed, rollout)
+
+    async def grade(u: Unit, transcript: tuple[list[Message], str]) -> ItemResult:
+        ck, seed, rollout = u.data
+        value, reason, detail = await grade_rollout(ctx, seed, rollout, *transcript)
         return ItemResult(id=result_id(EVAL, ck, f"{seed.id}#{rollout}"), eval=EVAL, checkpoint=ck,
                           item_id=f"{seed.id}#{rollout}", trait_id=seed.trait_id, value=value, reason=reason,
                           detail=detail)
 
     units = [Unit(result_id(EVAL, ck, f"{s.id}#{r}"), s.trait_id, (ck, s, r))
              for ck in ctx.checkpoints for s in seeds for r in range(spec.rollouts)]
-    await ctx.step(EVAL, units, lambda u: one(*u.data), out=path, shuffle=EVAL, desc="repeated audits")
+    return JudgedEval(ctx, EVAL, units, respond, grade, "repeated audits")
+
+
+async def run_repeated_audits(ctx: EvalContext) -> None:
+    await (await repeated_audits_eval(ctx)).run()
