@@ -220,6 +220,8 @@ def _tiny_spec(out: Path, schedule: str | None) -> dict:
     evaluation["probes_dir"] = str(REPO / "examples")
     # Perplexity on 10k tokens on both sides (the size the tiny preset had when the old code ran).
     evaluation["capability_max_tokens"] = 10000
+    # The old code asks the auditor's turns with item_max_tokens: the same limit on both sides.
+    evaluation.pop("auditor_max_tokens", None)
     if schedule:
         evaluation["schedule"] = schedule
     else:  # the old code: settings it does not know are left out
