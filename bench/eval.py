@@ -283,7 +283,10 @@ def compare_side(out: Path, items_from: Path | None, checkpoints: str, schedule:
         print(f"items {counts} in {time.perf_counter() - t0:.1f}s", flush=True)
         return
     t0 = time.perf_counter()
-    run_evaluation(Run.of(RunStore(out), spec, traits, judge=judge, auditor=judge), spec.evaluation, cks)
+    if hasattr(Run, "of"):
+        run_evaluation(Run.of(RunStore(out), spec, traits, judge=judge, auditor=judge), spec.evaluation, cks)
+    else:  # code from before the run context (#13): the stage took the store, spec and clients
+        run_evaluation(RunStore(out), spec, traits, judge, judge, cks)
     print(f"evaluation wall time: {time.perf_counter() - t0:.1f}s", flush=True)
 
 
