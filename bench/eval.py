@@ -104,9 +104,11 @@ def main() -> None:
         _vector_timing(a)
         return
     out = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="bench-eval-")) / "run"
-    evaluation = {"knowledge_questions": 1, "mc_distractors": 2, "behaviour_prompts_per_trait": 1,
-                  "ood_share": 0.0, "multiturn_turns": 2, "max_tokens": 32, "judge_max_tokens": 32,
-                  "item_max_tokens": 32, "bootstrap": 200,
+    # Each eval alone in turn (by_eval), so a step's seconds are its own: the run's schedule grades
+    # every eval at once, and each step would show the time of all of them.
+    evaluation = {"schedule": "by_eval", "knowledge_questions": 1, "mc_distractors": 2,
+                  "behaviour_prompts_per_trait": 1, "ood_share": 0.0, "multiturn_turns": 2, "max_tokens": 32,
+                  "judge_max_tokens": 32, "item_max_tokens": 32, "bootstrap": 200,
                   "capability_max_tokens": a.capability_tokens or None}
     if a.ood_only:
         evaluation |= {"knowledge": False, "contrastive": False, "multiturn_conversations_per_trait": 0}

@@ -4,8 +4,9 @@ embedded default. Batched generation pads on the left so every prompt ends at th
 Throughput on a CPU comes from the batch: the embedded 135M model decodes ~73 tokens/s at batch 8
 and ~167 at batch 32 on 2 cores (bench/local_engines.py), because a decoding step costs nearly the
 same whatever the batch. So a batch takes requests with different answer limits, temperatures and
-sample counts (each row keeps its own), sorted by prompt length (little padding), and forward passes
-share the cores through `ForwardSlots`."""
+sample counts (each row keeps its own), except where padding to a far longer prompt or decoding to
+a far longer answer limit costs more than a pass of its own (`plan_batches`); forward passes share
+the cores through `ForwardSlots`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import gc
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Sequence
 
@@ -128,6 +130,68 @@ def unload_model(path: str | Path) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class BatchCosts:
+    """What a local batch costs, in seconds, to choose how to cut rows into batches: each prompt
+    token (padding too: a batch's prompts are padded to its longest), each decoding step (the
+    weights are read once a step whatever the batch), each row of a step, and each context token of
+    a row in a step (attention). A batch decodes until its largest answer limit."""
+
+    prompt_token: float
+    step: float
+    row: float
+    context: float
+
+    def of(self, rows: int, longest_prompt: int, new_tokens: int) -> float:
+        context = longest_prompt + new_tokens / 2
+        return (rows * longest_prompt * self.prompt_token
+                + new_tokens * (self.step + rows * (self.row + context * self.context)))
+
+
+# The embedded 135M model on 2 CPU cores (bench/eval_floor.py; the batch lines of run.log): a
+# prompt token ~3 ms, a decoding step ~63 ms at batch 1 and ~190 ms at batch 32, attention ~0.01 ms
+# per row and context token. A larger model scales every term about alike, so the cuts hold. On a
+# GPU padding and rows are nearly free beside a step's fixed cost: batches stay whole.
+CPU_COSTS = BatchCosts(prompt_token=3e-3, step=63e-3, row=4e-3, context=1e-5)
+GPU_COSTS = BatchCosts(prompt_token=2e-5, step=20e-3, row=1e-4, context=1e-7)
+
+
+def _on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def plan_batches(prompts: Sequence[int], limits: Sequence[int], batch_size: int,
+                 costs: BatchCosts = CPU_COSTS) -> list[list[int]]:
+    """Rows (prompt length, answer limit) cut into batches of at most `batch_size` that cost least
+    in all: a 30-token prompt beside a 2,600-token one, or a 32-token answer beside a 600-token one,
+    would pay for the other's padding or steps; a batch too small pays a step's fixed cost for few
+    rows. Rows are ordered by prompt length (or by answer limit, then length: whichever plan is
+    cheaper) and cut where a dynamic program over the cut points says. Returns row indices, each
+    batch in that order."""
+    n = len(prompts)
+    best_plan: list[list[int]] = []
+    best_cost = float("inf")
+    for order in (sorted(range(n), key=lambda r: prompts[r]), sorted(range(n), key=lambda r: (limits[r], prompts[r]))):
+        cost = [0.0] + [float("inf")] * n  # cost[j]: the cheapest cut of order[:j]
+        cut = [0] * (n + 1)
+        for j in range(1, n + 1):
+            longest = limit = 0
+            for i in range(j - 1, max(0, j - batch_size) - 1, -1):  # the batch order[i:j]
+                longest, limit = max(longest, prompts[order[i]]), max(limit, limits[order[i]])
+                c = cost[i] + costs.of(j - i, longest, limit)
+                if c < cost[j]:
+                    cost[j], cut[j] = c, i
+        if cost[n] < best_cost:
+            plan, j = [], n
+            while j > 0:
+                plan.append(order[cut[j]:j])
+                j = cut[j]
+            best_plan, best_cost = plan[::-1], cost[n]
+    return best_plan
+
+
 class _RowTemperatures:
     """Logits processor for a batch that mixes greedy and sampled requests (generate then samples,
     at temperature 1): a greedy row keeps only its most likely token, so the draw is that token; a
@@ -198,23 +262,25 @@ class LocalHFBackend(Backend):
     def _generate_sync(self, requests: Sequence[tuple[Sequence[Message], GenerateParams]]) -> list[Completion]:
         """Requests share top_p (the client groups them that way); their temperatures, answer
         limits, stop strings and sample counts may differ. Each sample is a row (a request for n
-        samples is n rows of its prompt, as num_return_sequences would make); rows are sorted by
-        prompt length, then cut into batches."""
+        samples is n rows of its prompt, as num_return_sequences would make); `plan_batches` cuts
+        the rows into the batches that cost least."""
         _, tok = self._ensure_loaded()
         # Never tokenize with padding=True: that sets padding on the shared fast tokenizer, and the
         # log-prob scorer tokenizes on another thread at the same time. Padded by hand instead.
         ids = tok([self._render(m) for m, _ in requests], add_special_tokens=False)["input_ids"]
-        rows = sorted(((i, j) for i, (_, p) in enumerate(requests) for j in range(p.n)), key=lambda r: len(ids[r[0]]))
+        rows = [(i, j) for i, (_, p) in enumerate(requests) for j in range(p.n)]
+        plan = plan_batches([len(ids[i]) for i, _ in rows], [requests[i][1].max_tokens for i, _ in rows],
+                            self.batch_size, GPU_COSTS if _on_gpu() else CPU_COSTS)
         samples: dict[tuple[int, int], tuple[str, str, int]] = {}
-        for start in range(0, len(rows), self.batch_size):
-            chunk = rows[start:start + self.batch_size]
+        for group in plan:
+            chunk = [rows[r] for r in group]
             t0 = time.perf_counter()
             got = self._generate_rows([ids[i] for i, _ in chunk], [requests[i][1] for i, _ in chunk])
             samples.update(zip(chunk, got))
             lens = [len(ids[i]) for i, _ in chunk]
             # In the run's log: where a local model's time goes (padding, answer limits, batch sizes).
             log.info("%s: batch of %d, prompts %d-%d tokens (%d padded, %d real), %d new tokens at most, %.1fs",
-                     self.path.name, len(chunk), lens[0], lens[-1], len(lens) * lens[-1], sum(lens),
+                     self.path.name, len(chunk), min(lens), max(lens), len(lens) * max(lens), sum(lens),
                      max(requests[i][1].max_tokens for i, _ in chunk), time.perf_counter() - t0)
         out = []
         for i, (_, p) in enumerate(requests):
