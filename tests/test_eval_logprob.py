@@ -34,9 +34,9 @@ def test_sensible_continuation_beats_gibberish() -> None:
 
 @pytest.mark.slow
 def test_shared_prompts_score_as_they_do_alone() -> None:
-    """A prompt with several continuations is run once and its cache reused, prompts of different
-    lengths in one padded pass: every continuation (one token or many, of different lengths, beside
-    prompts with one continuation) scores as it does in its own forward pass."""
+    """A prompt with several continuations is run once and its cache reused: every continuation
+    (one token or many, of different lengths, beside prompts with one continuation) scores as it
+    does in its own forward pass."""
     from traitforge.evaluate.logprob import scorer_for
 
     s = scorer_for("smollm2-135m")
@@ -46,16 +46,11 @@ def test_shared_prompts_score_as_they_do_alone() -> None:
           "and its government sits in one of them. Which city is the capital of France?")
     reqs = [(q, " Yes"), (q, " No")] + [(mc, o) for o in opts] + [("Say hello.", "Hello there!")]
     model, _ = s._load()
-    positions = []  # real (unpadded) token positions the model is run on, per forward pass
-
-    def count(module, args, kwargs) -> None:
-        ids, mask = kwargs["input_ids"], kwargs.get("attention_mask")
-        positions.append(int(mask[:, -ids.shape[1]:].sum()) if mask is not None else ids.numel())
-
-    hook = model.register_forward_pre_hook(count, with_kwargs=True)
+    positions = []  # token positions the model is run on, per forward pass
+    hook = model.get_input_embeddings().register_forward_hook(lambda m, a, out: positions.append(a[0].numel()))
     try:
         shared = s.score(reqs)
-        fed_shared, passes_shared = sum(positions), len(positions)
+        fed_shared = sum(positions)
         positions.clear()
         alone = [s._score_ids(s.encode([r]))[0] for r in reqs]
         fed_alone = sum(positions)
@@ -65,8 +60,6 @@ def test_shared_prompts_score_as_they_do_alone() -> None:
         assert got.n_tokens == want.n_tokens > 0
         assert got.sum == pytest.approx(want.sum, abs=2e-3), (prompt, cont)
     assert fed_shared < 0.6 * fed_alone  # the two shared prompts ran once each, not six times
-    # Both shared prompts in one left-padded pass, all six continuations in one more; then the lone request.
-    assert passes_shared == 3
 
 
 @pytest.mark.slow

@@ -27,12 +27,10 @@ class LogProb:
 
 
 class LogProbScorer:
-    def __init__(self, checkpoint: str | Path, batch_size: int = 4, max_length: int = 1024,
-                 chunk_tokens: int = 2048):
+    def __init__(self, checkpoint: str | Path, batch_size: int = 4, max_length: int = 1024):
         self.path = resolve_model_path(str(checkpoint))
         self.batch_size = batch_size
         self.max_length = max_length
-        self.chunk_tokens = chunk_tokens  # padded prompt tokens per pass of shared-prompt scoring
 
     def _load(self) -> tuple[Any, Any]:
         return load_model(self.path)  # shared, and not kept here, so `unload_model` really frees it
@@ -60,75 +58,44 @@ class LogProbScorer:
 
     def _score_shared(self, seqs: Sequence[tuple[list[int], list[int]]], groups: list[list[int]]) -> list[LogProb]:
         """Log-probs of the continuations in `groups` (indices sharing one prompt), in the order of
-        the sorted indices. Groups go in chunks of similar prompt length: the chunk's prompts in one
-        left-padded forward pass (each prompt once; its cache), then every continuation of the chunk
-        in one right-padded batch on top of it. A forward pass reads every weight whatever its size,
-        so one pass per question (a few dozen tokens each) left a small model's passes mostly that."""
+        the sorted indices: per group, the prompt's forward pass once (its cache), then every
+        continuation in one right-padded batch on top of it."""
         import torch
 
         model, tok = self._load()
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         results: dict[int, LogProb] = {}
-        for chunk in self._chunks(sorted(groups, key=lambda g: len(seqs[g[0]][0])), seqs):
-            prompts = [seqs[g[0]][0] for g in chunk]
-            width_p = max(len(p) for p in prompts)
-            ids = torch.full((len(chunk), width_p), pad, dtype=torch.long)
-            prompt_mask = torch.zeros((len(chunk), width_p), dtype=torch.long)
-            for r, p in enumerate(prompts):  # on the left: every prompt ends at the last column
-                ids[r, width_p - len(p):] = torch.tensor(p, dtype=torch.long)
-                prompt_mask[r, width_p - len(p):] = 1
-            rows = [(r, i) for r, g in enumerate(chunk) for i in g]  # (prompt row, continuation index)
-            width = max(len(seqs[i][1]) for _, i in rows)
+        for idxs in groups:
+            prompt = seqs[idxs[0]][0]
+            conts = [seqs[i][1] for i in idxs]
+            width = max(len(c) for c in conts)
             with FORWARD.slot(), torch.no_grad():
                 # Only the last position's logits: the vocabulary projection of every prompt
                 # position is a fifth of a 135M model's arithmetic, and only the last one is used.
-                out = model(input_ids=ids.to(model.device), attention_mask=prompt_mask.to(model.device),
-                            position_ids=(prompt_mask.cumsum(1) - 1).clamp(min=0).to(model.device),
-                            use_cache=True, logits_to_keep=1)
-                first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # each continuation's first token
+                out = model(input_ids=torch.tensor([prompt], device=model.device), use_cache=True, logits_to_keep=1)
+                first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each continuation's first token
                 if width > 1:
                     cache = out.past_key_values
-                    cache.batch_select_indices(torch.tensor([r for r, _ in rows], device=model.device))
-                    cont = torch.full((len(rows), width), pad, dtype=torch.long)
-                    mask = torch.zeros((len(rows), width_p + width), dtype=torch.long)
-                    positions = torch.zeros((len(rows), width), dtype=torch.long)
-                    for j, (r, i) in enumerate(rows):
-                        c, n_prompt = seqs[i][1], len(prompts[r])
-                        cont[j, :len(c)] = torch.tensor(c, dtype=torch.long)
-                        mask[j, :width_p] = prompt_mask[r]
-                        mask[j, width_p:width_p + len(c)] = 1
-                        positions[j] = torch.arange(n_prompt, n_prompt + width)
-                    rest = model(input_ids=cont.to(model.device), attention_mask=mask.to(model.device),
-                                 position_ids=positions.to(model.device), past_key_values=cache,
-                                 use_cache=True).logits.float()
-            for j, (r, i) in enumerate(rows):
-                c = seqs[i][1]
+                    cache.batch_repeat_interleave(len(conts))
+                    ids = torch.full((len(conts), width), pad, dtype=torch.long)
+                    mask = torch.zeros((len(conts), len(prompt) + width), dtype=torch.long)
+                    mask[:, :len(prompt)] = 1
+                    for j, c in enumerate(conts):
+                        ids[j, :len(c)] = torch.tensor(c, dtype=torch.long)
+                        mask[j, len(prompt):len(prompt) + len(c)] = 1
+                    rest = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                                 past_key_values=cache, use_cache=True).logits.float()
+            for j, i in enumerate(idxs):
+                c = conts[j]
                 if not c:
                     results[i] = LogProb(0.0, 0)
                     continue
-                total = float(first[r, c[0]])
+                total = float(first[c[0]])
                 if len(c) > 1:  # token t (t >= 1) is predicted at continuation position t-1
                     lps = torch.log_softmax(rest[j, :len(c) - 1], dim=-1)
                     total += float(lps.gather(1, torch.tensor(c[1:], device=lps.device)[:, None]).sum())
                 results[i] = LogProb(total, len(c))
         return [results[i] for i in sorted(results)]
-
-    def _chunks(self, groups: list[list[int]],
-                seqs: Sequence[tuple[list[int], list[int]]]) -> Iterator[list[list[int]]]:
-        """Consecutive groups while the chunk's padded prompts stay within `chunk_tokens` and its
-        continuations' cache (rows x (prompt + continuation width)) within twice that."""
-        chunk: list[list[int]] = []
-        width_p = width = rows = 0
-        for g in groups:
-            p, w = len(seqs[g[0]][0]), max(len(seqs[i][1]) for i in g)
-            np_, nw, nr = max(width_p, p), max(width, w), rows + len(g)
-            if chunk and ((len(chunk) + 1) * np_ > self.chunk_tokens or nr * (np_ + nw) > 2 * self.chunk_tokens):
-                yield chunk
-                chunk, np_, nw, nr = [], p, w, len(g)
-            chunk.append(g)
-            width_p, width, rows = np_, nw, nr
-        if chunk:
-            yield chunk
 
     def encode(self, requests: Sequence[tuple[MessagesLike, str]]) -> list[tuple[list[int], list[int]]]:
         """(prompt ids, continuation ids) per request: the rendered messages and the continuation,
