@@ -362,7 +362,8 @@ def _compare_table(old: Path, new: Path, rev: str) -> None:
         same_t = sum(1 for k in with_text if k in rn and all(
             rn[k].get("detail", {}).get(t) == ro[k].get("detail", {}).get(t) for t in _TEXT_KEYS))
         o, w = so.get(step), sn.get(step)
-        rate = lambda x: f"{n / x * 60:,.0f}" if x and n else "-"  # noqa: E731
+        # Under half a second: the step only wrote rows its work in 'respond' made; no rate of its own.
+        rate = lambda x: f"{n / x * 60:,.0f}" if x and x >= 0.5 and n else "-"  # noqa: E731
         print(f"{step:<16}{n:>7}{(f'{o:.1f}' if o is not None else '-'):>9}{(f'{w:.1f}' if w is not None else '-'):>9}"
               f"{rate(o):>9}{rate(w):>9}{(f'{same_v}/{n}' if n else '-'):>12}"
               f"{(f'{same_t}/{len(with_text)}' if with_text else '-'):>12}")
