@@ -70,10 +70,13 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0  # everything billed as output, thinking included
     reasoning_tokens: int = 0  # of output_tokens, those spent thinking (where the provider says)
+    # True when a figure was estimated (e.g. thinking counted from summarised thinking text) rather
+    # than read from the provider's own usage fields.
+    estimated: bool = False
 
     def __add__(self, other: "Usage") -> "Usage":
         return Usage(self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens,
-                     self.reasoning_tokens + other.reasoning_tokens)
+                     self.reasoning_tokens + other.reasoning_tokens, self.estimated or other.estimated)
 
 
 # Reasoning options of a model spec (llm.spec.ModelSpec) that reach the backends as options.
@@ -85,14 +88,33 @@ DEFAULT_THINKING_ROOM = 4096
 TRUNCATED = frozenset({"length", "max_tokens", "MAX_TOKENS"})
 
 
+# What became of one sample. A refusal or a safety block is never an answer: the client raises
+# `errors.Refused` for it (after its role's `on_refusal` policy) and caches it as that outcome.
+# "truncated" has text, cut at the output limit (or the context window).
+OK, REFUSED, BLOCKED, TRUNCATED_OUTCOME = "ok", "refused", "blocked", "truncated"
+OUTCOMES = (OK, REFUSED, BLOCKED, TRUNCATED_OUTCOME)
+NOT_ANSWERS = frozenset({REFUSED, BLOCKED})
+
+
 @dataclass
 class Completion:
     texts: list[str]
     usage: Usage = field(default_factory=Usage)
     finish_reasons: list[str] = field(default_factory=list)
+    # Per sample, one of OUTCOMES (set by the provider from its finish reason / refusal fields);
+    # empty means every sample is "ok" unless its finish reason is in TRUNCATED (see `outcome`).
+    outcomes: list[str] = field(default_factory=list)
     # HTTP headers of the (last) response, for the client's limiter to follow the provider's
     # rate-limit headers; None where there are none (local and scripted backends).
     headers: Mapping[str, str] | None = None
+
+    def outcome(self, i: int) -> str:
+        """Sample i's outcome: the provider's word, else "truncated" for a finish reason in
+        TRUNCATED, else "ok"."""
+        if i < len(self.outcomes) and self.outcomes[i]:
+            return self.outcomes[i]
+        reason = self.finish_reasons[i] if i < len(self.finish_reasons) else ""
+        return TRUNCATED_OUTCOME if reason in TRUNCATED else OK
 
 
 class Backend(ABC):

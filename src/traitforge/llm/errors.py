@@ -21,3 +21,17 @@ class MissingAPIKey(BackendError):
     def __init__(self, backend: str, env_var: str):
         super().__init__(f"{backend}: no API key: set the environment variable {env_var}")
         self.env_var = env_var
+
+
+class Refused(BackendError):
+    """The provider refused or safety-blocked the request: an outcome, never an empty answer.
+    `outcome` is "refused" or "blocked"; `reason` the provider's own word (stop_reason "refusal",
+    finish_reason SAFETY / content_filter, message.refusal text...)."""
+
+    def __init__(self, model: str, outcome: str, reason: str, *, cached: bool = False):
+        super().__init__(f"{model}: {outcome} by the provider ({reason or 'no reason given'})"
+                         + (" [cached outcome]" if cached else ""))
+        self.model = model
+        self.outcome = outcome
+        self.reason = reason
+        self.cached = cached

@@ -73,3 +73,57 @@ def provider(name: str) -> Provider:
 
 def providers_taking(option: str) -> list[str]:
     return [p.name for p in PROVIDERS.values() if option in p.all_options]
+
+
+# --- what each model family accepts ----------------------------------------------------------
+# Live calls, batch encoders and the estimate read `model_caps`; a live call that learns from a 400
+# (e.g. "Unsupported parameter: 'temperature'") records it with `learn`, and the batch encoders of
+# the same process see it. Entries: (regex on the model name, caps); the first match wins.
+@dataclass(frozen=True)
+class ModelCaps:
+    sampling: bool = True  # takes temperature / top_p
+    token_limit: str = "max_tokens"  # the output-limit parameter's name on the provider's own host
+    takes_n: bool = True  # an explicit n > 1 is accepted in one request
+    thinking: tuple[str, ...] = ()  # thinking forms taken: "effort", "adaptive", "budget", "level"
+    default_temperature: float | None = None  # the provider's own advice, where it gives one
+
+    def replace(self, **changes: Any) -> "ModelCaps":
+        import dataclasses
+
+        return dataclasses.replace(self, **changes)
+
+
+MODEL_CAPS: dict[str, tuple[tuple[str, ModelCaps], ...]] = {
+    "openai": (
+        (r"^(o\d|gpt-5)", ModelCaps(sampling=False, token_limit="max_completion_tokens", takes_n=False,
+                                    thinking=("effort",))),
+        (r"", ModelCaps(token_limit="max_completion_tokens")),
+    ),
+    "anthropic": (
+        (r"", ModelCaps(takes_n=False, thinking=("budget",))),
+    ),
+    "gemini": (
+        (r"^gemini-3", ModelCaps(thinking=("level", "budget"), default_temperature=1.0)),
+        (r"", ModelCaps(thinking=("budget",))),
+    ),
+}
+_LEARNED: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def model_caps(provider_name: str, model: str) -> ModelCaps:
+    """What `provider_name:model` accepts: the table's first matching row, with what live calls
+    learned about this model in this process on top."""
+    import re
+
+    caps = ModelCaps()
+    for pattern, row in MODEL_CAPS.get(provider_name, ()):
+        if re.search(pattern, model):
+            caps = row
+            break
+    learned = _LEARNED.get((provider_name, model))
+    return caps.replace(**learned) if learned else caps
+
+
+def learn(provider_name: str, model: str, **facts: Any) -> None:
+    """Record what a provider's 400 taught about a model (e.g. sampling=False)."""
+    _LEARNED.setdefault((provider_name, model), {}).update(facts)
