@@ -163,7 +163,9 @@ VALUES: dict[str, Any] = {"base_url": "http://127.0.0.1:9", "api_key_env": "SOME
 @pytest.mark.parametrize("provider", ["openai", "gemini", "anthropic", "scripted"])
 def test_each_option_a_provider_takes_reaches_its_backend(provider):
     row = PROVIDERS[provider]
-    options = {k: VALUES[k] for k in row.options if not (k == "thinking_budget" and "thinking_level" in row.options)}
+    # thinking_budget is given with neither thinking_level nor reasoning_effort (one of them at a time)
+    options = {k: VALUES[k] for k in row.options
+               if not (k == "thinking_budget" and {"thinking_level", "reasoning_effort"} & set(row.options))}
     backend = make_backend(ModelSpec(model=f"{provider}:m", **options))
     assert type(backend) is row.backend_class()
     for name in options:

@@ -172,7 +172,8 @@ def test_anthropic_temperature_follows_the_installed_sdk(monkeypatch):
 
 
 @pytest.mark.parametrize("option, provider, message", [
-    ("reasoning_effort: low", "anthropic", "reasoning_effort is for openai models"),
+    # anthropic takes reasoning_effort (adaptive thinking), with Anthropic's effort values only
+    ("reasoning_effort: minimal", "anthropic", "reasoning_effort for anthropic models is one of low, medium"),
     ("thinking_level: high", "openai", "thinking_level is for gemini models"),
     ("thinking_budget: 2048", "local", "thinking_budget is for gemini and anthropic models"),
     ("thinking_budget: 100", "anthropic", ">= 1024"),

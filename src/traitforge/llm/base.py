@@ -104,6 +104,10 @@ class Completion:
     # Per sample, one of OUTCOMES (set by the provider from its finish reason / refusal fields);
     # empty means every sample is "ok" unless its finish reason is in TRUNCATED (see `outcome`).
     outcomes: list[str] = field(default_factory=list)
+    # Per sample, the provider's reason for a refused / blocked / truncated outcome where it says
+    # more than the finish reason (OpenAI's message.refusal text, Anthropic's stop_details
+    # explanation, a Gemini prompt block): see `reason`.
+    reasons: list[str] = field(default_factory=list)
     # HTTP headers of the (last) response, for the client's limiter to follow the provider's
     # rate-limit headers; None where there are none (local and scripted backends).
     headers: Mapping[str, str] | None = None
@@ -115,6 +119,12 @@ class Completion:
             return self.outcomes[i]
         reason = self.finish_reasons[i] if i < len(self.finish_reasons) else ""
         return TRUNCATED_OUTCOME if reason in TRUNCATED else OK
+
+    def reason(self, i: int) -> str:
+        """Sample i's reason in the provider's words: `reasons[i]`, else its finish reason."""
+        if i < len(self.reasons) and self.reasons[i]:
+            return self.reasons[i]
+        return self.finish_reasons[i] if i < len(self.finish_reasons) else ""
 
 
 class Backend(ABC):

@@ -10,7 +10,7 @@ from traitforge.llm.base import Backend
 from traitforge.llm.cache import LLMCache
 from traitforge.llm.client import LLM
 from traitforge.llm.limits import Limiter
-from traitforge.llm.providers import PROVIDERS, provider
+from traitforge.llm.providers import PROVIDERS, model_caps, provider
 from traitforge.llm.spec import ModelSpec
 
 __all__ = ["PROVIDERS", "backend_class", "make_backend", "make_llm"]
@@ -42,6 +42,10 @@ def make_llm(spec: ModelSpec | str, cache: LLMCache | Path | str | None = None) 
     # Network backends learn their rate limits from the first answer's headers; local ones batch.
     limiter = Limiter(spec.concurrency or backend.default_concurrency, rpm=spec.rpm, tpm=spec.tpm,
                       learn_first=not backend.supports_batch)
+    # The spec's temperature, else the provider's advice for the model (Gemini 3: 1.0); a call that
+    # passes its own temperature keeps it.
+    temperature = spec.temperature if spec.temperature is not None else \
+        model_caps(spec.provider, spec.model.partition(":")[2]).default_temperature
     return LLM(backend, cache=cache, limiter=limiter, max_retries=spec.max_retries,
-               timeout_s=spec.timeout_s or backend.default_timeout_s, default_temperature=spec.temperature,
+               timeout_s=spec.timeout_s or backend.default_timeout_s, default_temperature=temperature,
                batch_size=spec.batch_size or getattr(backend, "batch_size", 8))

@@ -10,12 +10,20 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 from traitforge.llm.embedded import EMBEDDED_NAME
-from traitforge.llm.providers import PROVIDERS, providers_taking, unknown_provider
+from traitforge.llm.providers import PROVIDERS, model_caps, providers_taking, unknown_provider
 
 EMBEDDED_MODEL = f"local:{EMBEDDED_NAME}"
 # The error type of an option the provider does not take; ctx["field"] names the option, so a spec
 # loader can point at the YAML key itself (config._first_error).
 PROVIDER_OPTION = "provider_option"
+# Anthropic's output_config.effort values (anthropic.types.OutputConfigParam).
+ANTHROPIC_EFFORTS = ("low", "medium", "high", "xhigh", "max")
+# Thinking option -> the thinking form (ModelCaps.thinking) it needs, per provider.
+_FORMS = {("anthropic", "reasoning_effort"): "adaptive", ("anthropic", "thinking_budget"): "budget",
+          ("gemini", "thinking_budget"): "budget", ("gemini", "thinking_level"): "level",
+          ("openai", "reasoning_effort"): "effort"}
+_FORM_OPTION = {"adaptive": "reasoning_effort", "budget": "thinking_budget", "level": "thinking_level",
+                "effort": "reasoning_effort"}
 
 
 class ModelSpec(BaseModel):
@@ -35,9 +43,11 @@ class ModelSpec(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     batch_size: int | None = Field(default=None, ge=1)  # local backends: prompts per forward pass
     # Thinking models (docs/recipes.md). openai: reasoning_effort (sent without temperature).
-    # gemini: thinking_budget (-1 dynamic, 0 off, N tokens) or thinking_level. anthropic:
-    # thinking_budget (>= 1024 tokens of extended thinking). thinking_room: output tokens added to
-    # every call's answer limit for the thinking (default: the budget, else 4096 when one is set).
+    # gemini: thinking_budget (-1 dynamic, 0 off, N tokens) or thinking_level (Gemini 3). anthropic:
+    # reasoning_effort (low..max: adaptive thinking with that effort, Claude 4.6 and later) or
+    # thinking_budget (>= 1024 tokens of budgeted thinking, Claude 4.6 and earlier); which model
+    # takes which is MODEL_CAPS' "thinking". thinking_room: output tokens added to every call's
+    # answer limit for the thinking (default: the budget, else 4096 when one is set).
     reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = None
     thinking_budget: int | None = Field(default=None, ge=-1)
     thinking_level: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
@@ -76,4 +86,31 @@ class ModelSpec(BaseModel):
             raise ValueError("give thinking_budget or thinking_level, not both")
         if provider.name == "anthropic" and self.thinking_budget is not None and self.thinking_budget < 1024:
             raise ValueError(f"thinking_budget for anthropic must be >= 1024 tokens (got {self.thinking_budget})")
+        if provider.name == "anthropic":
+            self._anthropic_thinking()
+        return self
+
+    def _anthropic_thinking(self) -> None:
+        if self.reasoning_effort is not None and self.thinking_budget is not None:
+            raise ValueError("give reasoning_effort (adaptive thinking) or thinking_budget, not both")
+        if self.reasoning_effort is not None and self.reasoning_effort not in ANTHROPIC_EFFORTS:
+            raise PydanticCustomError(
+                PROVIDER_OPTION, "reasoning_effort for anthropic models is one of {takes} (got {got})",
+                {"field": "reasoning_effort", "takes": ", ".join(ANTHROPIC_EFFORTS), "got": self.reasoning_effort})
+
+    @model_validator(mode="after")
+    def _thinking_fits_model(self) -> "ModelSpec":
+        """A thinking option the model does not take (MODEL_CAPS): one error naming the one it takes."""
+        name = self.model.partition(":")[2]
+        forms = model_caps(self.provider, name).thinking
+        for option in ("reasoning_effort", "thinking_budget", "thinking_level"):
+            form = _FORMS.get((self.provider, option))
+            if form is None or getattr(self, option) is None or not forms or form in forms:
+                continue
+            if option == "thinking_budget" and self.thinking_budget == 0:
+                continue  # "thinking off" is always taken
+            use = " or ".join(dict.fromkeys(_FORM_OPTION[f] for f in forms))
+            raise PydanticCustomError(
+                PROVIDER_OPTION, "{field}: {model} does not take {form} thinking; set {use} instead",
+                {"field": option, "model": self.model, "form": form, "use": use})
         return self

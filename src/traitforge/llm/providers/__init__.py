@@ -53,7 +53,7 @@ PROVIDERS: dict[str, Provider] = {p.name: p for p in (
              _API + ("thinking_budget", "thinking_level", "thinking_room"),
              batch="traitforge.llm.batch.gemini:GeminiBatch"),
     Provider("anthropic", "traitforge.llm.providers.anthropic:AnthropicBackend",
-             _API + ("thinking_budget", "thinking_room"),
+             _API + ("reasoning_effort", "thinking_budget", "thinking_room"),
              batch="traitforge.llm.batch.anthropic:AnthropicBatch"),
     Provider("local", "traitforge.llm.providers.local_hf:LocalHFBackend", ("batch_size",)),
     Provider("scripted", "traitforge.llm.providers.scripted:ScriptedBackend", ()),
@@ -93,18 +93,33 @@ class ModelCaps:
         return dataclasses.replace(self, **changes)
 
 
+# Thinking forms: "effort" (OpenAI reasoning_effort), "adaptive" (Anthropic adaptive thinking with
+# output_config.effort, set by reasoning_effort), "budget" (thinking_budget), "level" (Gemini thinking_level).
+_CLAUDE = ModelCaps(takes_n=False)  # the Messages API has no n
 MODEL_CAPS: dict[str, tuple[tuple[str, ModelCaps], ...]] = {
     "openai": (
+        # Reasoning models: no temperature / top_p, max_completion_tokens, and no explicit n
+        # (openai SDK: "Newer models reject an explicit `n`, even `n=1`").
         (r"^(o\d|gpt-5)", ModelCaps(sampling=False, token_limit="max_completion_tokens", takes_n=False,
                                     thinking=("effort",))),
         (r"", ModelCaps(token_limit="max_completion_tokens")),
     ),
+    # https://platform.claude.com/en/docs/build-with-claude/extended-thinking: the budget form is
+    # deprecated on the 4.6 models, rejected (400) by Claude 4.7 and later, and the only form of
+    # Claude 4.5 and earlier; Claude Mythos Preview takes both.
     "anthropic": (
-        (r"", ModelCaps(takes_n=False, thinking=("budget",))),
+        (r"^claude-(opus|sonnet)-4-6|^claude-mythos-preview", _CLAUDE.replace(thinking=("adaptive", "budget"))),
+        (r"^claude-3|^claude-(opus|sonnet|haiku)-4(-[0-5])?($|-\d{8}$|-latest$)", _CLAUDE.replace(thinking=("budget",))),
+        (r"^claude-", _CLAUDE.replace(thinking=("adaptive",))),  # 4.7 and later
+        (r"", _CLAUDE.replace(thinking=("adaptive", "budget"))),  # a name we do not know (a proxy's alias)
     ),
+    # Gemini 3: thinking_level (thinking_budget still taken), and temperature 1.0: Google's Gemini 3
+    # guide (https://ai.google.dev/gemini-api/docs/gemini-3) says to keep its default of 1.0, lower
+    # values risking loops or degraded reasoning. The client's default where the spec sets none.
     "gemini": (
         (r"^gemini-3", ModelCaps(thinking=("level", "budget"), default_temperature=1.0)),
-        (r"", ModelCaps(thinking=("budget",))),
+        (r"^gemini-(2|flash|pro)", ModelCaps(thinking=("budget",))),  # 2.x (and the -latest aliases)
+        (r"", ModelCaps(thinking=("level", "budget"))),  # a name we do not know
     ),
 }
 _LEARNED: dict[tuple[str, str], dict[str, Any]] = {}

@@ -10,26 +10,53 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import os
+import re
 import time
 from typing import Any, Mapping
 
+from traitforge.llm import secrets
 from traitforge.llm.base import Backend
 from traitforge.llm.errors import BackendError, MissingAPIKey, RetryableError
+from traitforge.llm.hosts import is_provider_host
 
 # A local OpenAI-compatible server (vLLM, llama.cpp) usually wants no key; the SDK insists on one.
 DUMMY_KEY = "sk-no-key-needed"
+log = logging.getLogger("traitforge.llm.keys")
+_WARNED: set[tuple[str, str]] = set()
 
 
-def api_key(backend: str, env_vars: tuple[str, ...], base_url: Any) -> tuple[str, str]:
-    """(key, env var it came from). With a base_url and no key set, a dummy key; else MissingAPIKey."""
-    for var in env_vars:
-        value = os.environ.get(var)
+def api_key(backend: str, provider: str, env_vars: tuple[str, ...], base_url: Any,
+            api_key_env: str | None = None) -> tuple[str, str]:
+    """(key, the env var it came from or would have). The key rule: a provider's own environment
+    key (`env_vars`) goes only to that provider's own hosts (`hosts.is_provider_host`; no base_url
+    is the SDK's default host); a custom base_url gets the key of an explicit `api_key_env`, else
+    the dummy key. A base_url that is not the provider's own while its key is in the environment
+    gets one warning telling the user to set api_key_env, where it is a proxy that wants that key."""
+    urls = list(base_url) if isinstance(base_url, (list, tuple)) else [base_url]
+    if api_key_env:
+        secrets.register(api_key_env)
+        value = os.environ.get(api_key_env)
         if value:
-            return value, var
-    if base_url:
-        return DUMMY_KEY, env_vars[0]
-    raise MissingAPIKey(backend, " or ".join(env_vars))
+            return value, api_key_env
+        if any(urls):  # a server that may want no key; a 401 from it names api_key_env
+            return DUMMY_KEY, api_key_env
+        raise MissingAPIKey(backend, api_key_env)
+    if all(is_provider_host(provider, u) for u in urls):
+        for var in env_vars:
+            value = os.environ.get(var)
+            if value:
+                return value, var
+        raise MissingAPIKey(backend, " or ".join(env_vars))
+    held = [v for v in env_vars if os.environ.get(v)]
+    for url in urls:
+        if held and not is_provider_host(provider, url) and (backend, str(url)) not in _WARNED:
+            _WARNED.add((backend, str(url)))
+            log.warning("%s: $%s is not sent to %s (not %s's own API); if that server is a proxy that "
+                        "wants this key, set api_key_env: %s in the model's spec", backend, held[0], url,
+                        provider, held[0])
+    return DUMMY_KEY, env_vars[0]
 
 
 class SDKBackend(Backend):
@@ -43,8 +70,9 @@ class SDKBackend(Backend):
     def __init__(self, model: str, *, base_url: str | None = None, api_key_env: str | None = None,
                  timeout_s: float = 120.0, **options: Any):
         super().__init__(model, **options)
-        self._key, self.env_var = api_key(f"{self.provider}:{model}", (api_key_env,) if api_key_env else self.env_vars,
-                                          base_url)
+        self._key, self.env_var = api_key(f"{self.provider}:{model}", self.provider, self.env_vars, base_url,
+                                          api_key_env)
+        self.no_key = no_key_note(self._key, self.env_var, bool(api_key_env))
         self.base_url = base_url.rstrip("/") if isinstance(base_url, str) else None
         self.timeout_s = timeout_s
         self._client: Any = None
@@ -89,21 +117,51 @@ def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
 
 
 def status_error(backend: str, status: int, message: str, *, headers: Mapping[str, str] | None = None,
-                 env_var: str = "", model: str = "", url: str = "") -> Exception:
-    """The exception for an HTTP error status (returned, not raised, so callers `raise ... from`)."""
-    message = " ".join(str(message).split())[:300]
+                 env_var: str = "", model: str = "", url: str = "", no_key: str = "",
+                 retry_after: float | None = None) -> Exception:
+    """The exception for an HTTP error status (returned, not raised, so callers `raise ... from`).
+    Its text is scrubbed of keys (`secrets.scrub`): servers echo what they were sent. `no_key`:
+    why no key went to the server (`no_key_note`), which a 401 then says.
+    `retry_after`: a delay the body gave (Gemini's RetryInfo), used where no header gives one."""
+    message = secrets.scrub(" ".join(str(message).split())[:300])
+    wait = retry_after_s(headers)
+    wait = retry_after if wait is None else wait
     if status == 429:
-        return RetryableError(f"{backend}: rate limited (429): {message}", retry_after=retry_after_s(headers),
-                              status=429)
+        return RetryableError(f"{backend}: rate limited (429): {message}", retry_after=wait, status=429)
     if status >= 500 or status in (408, 409):
-        return RetryableError(f"{backend}: server error {status}: {message}", retry_after=retry_after_s(headers),
-                              status=status)
+        return RetryableError(f"{backend}: server error {status}: {message}", retry_after=wait, status=status)
+    if status in (401, 403) and no_key:
+        return BackendError(f"{backend}: authentication failed ({status}): no key was sent to {url}: {no_key}: "
+                            f"{message}")
     if status in (401, 403):
         return BackendError(f"{backend}: authentication failed ({status}): check the API key in "
                             f"${env_var}: {message}")
     if status == 404:
         return BackendError(f"{backend}: not found (404): model '{model}' or URL {url} does not exist: {message}")
     return BackendError(f"{backend}: request rejected ({status}): {message}")
+
+
+def no_key_note(key: str, env_var: str, explicit: bool) -> str:
+    """Why no key was sent ("" when one was), for a 401's message."""
+    if key != DUMMY_KEY:
+        return ""
+    if explicit:
+        return f"${env_var} (api_key_env) is not set"
+    return (f"${env_var} goes only to the provider's own API; set api_key_env in the model's spec to the "
+            f"environment variable holding this server's key")
+
+
+def retry_delay_s(body: Any) -> float | None:
+    """Seconds from a Google error body's `google.rpc.RetryInfo` detail ("retryDelay": "37s"),
+    the wait a Gemini 429 asks for (it sends no Retry-After header)."""
+    err = body.get("error", body) if isinstance(body, dict) else None
+    details = err.get("details") if isinstance(err, dict) else None
+    for d in details if isinstance(details, list) else ():
+        if isinstance(d, dict) and str(d.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)s\s*", str(d.get("retryDelay", "")))
+            if m:
+                return float(m.group(1))
+    return None
 
 
 def error_message(e: Any) -> str:

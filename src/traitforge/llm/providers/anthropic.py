@@ -8,10 +8,18 @@ signature, `sends_temperature`): SDK 2.x (API version 2026-10-21) has no samplin
 older SDKs (pyproject allows >=0.40) do. Never with extended thinking, which wants the default.
 top_p and seed are never sent.
 
-Extended thinking: `thinking_budget` (>= 1024) is sent as `thinking={"type": "enabled",
-"budget_tokens": B}` with `max_tokens` = the call's answer limit + B, so the budget always stays
-below max_tokens and the answer keeps its room. The reply's thinking blocks come before the text
-block; only text blocks make the reply. Their length is counted as thinking tokens (estimated).
+Thinking (https://platform.claude.com/docs/en/build-with-claude/extended-thinking and
+.../adaptive-thinking): `reasoning_effort` is adaptive thinking, `thinking={"type": "adaptive"}` with
+`output_config={"effort": E}`, the only form Claude 4.7 and later take (they answer the budget form
+with a 400); `thinking_budget` (>= 1024) is the budget form, `thinking={"type": "enabled",
+"budget_tokens": B}`, the only form of Claude 4.5 and earlier (deprecated on 4.6). Which model takes
+which: `MODEL_CAPS["anthropic"]` (the spec is checked against it when it loads). `max_tokens` is the
+call's answer limit + the thinking room, so the answer keeps its room. Only text blocks make the reply;
+thinking tokens come from `usage.output_tokens_details.thinking_tokens` (billed as output, already in
+`output_tokens`), estimated from the thinking text only where a server leaves that out.
+
+Outcomes: `stop_reason` "refusal" is a refusal (no text; the reason from `stop_details`), and
+"max_tokens" / "model_context_window_exceeded" a truncation (the text so far kept).
 """
 
 from __future__ import annotations
@@ -21,9 +29,14 @@ import inspect
 import json
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.base import Completion, GenerateParams, Message, Usage, split_system
+from traitforge.llm.base import OK, REFUSED, TRUNCATED_OUTCOME, Completion, GenerateParams, Message, Usage, split_system
 from traitforge.llm.errors import RetryableError
+from traitforge.llm.providers import model_caps
 from traitforge.llm.providers._http import SDKBackend, error_message, status_error
+
+# stop_reason -> outcome; every other stop reason is an answer ("ok").
+STOP_OUTCOMES = {"refusal": REFUSED, "max_tokens": TRUNCATED_OUTCOME,
+                 "model_context_window_exceeded": TRUNCATED_OUTCOME}
 
 
 class AnthropicBackend(SDKBackend):
@@ -47,9 +60,14 @@ class AnthropicBackend(SDKBackend):
         """The Messages API arguments for one call."""
         system, turns = split_system(messages)
         budget = self.options.get("thinking_budget")
+        effort = self.options.get("reasoning_effort")
         kw: dict[str, Any] = {"model": self.model, "messages": turns,
                               "max_tokens": params.max_tokens + self.thinking_room()}
-        if budget:
+        if effort is not None:
+            if "adaptive" in model_caps(self.provider, self.model).thinking:
+                kw["thinking"] = {"type": "adaptive"}
+            kw["output_config"] = {"effort": effort}
+        elif budget:
             kw["thinking"] = {"type": "enabled", "budget_tokens": int(budget)}
             kw["max_tokens"] = max(kw["max_tokens"], params.max_tokens + int(budget))
         elif sends_temperature():
@@ -75,21 +93,56 @@ class AnthropicBackend(SDKBackend):
         except anthropic.APIConnectionError as e:
             raise RetryableError(f"{self.name}: connection to {url} failed: {e.__cause__ or e}") from None
         except anthropic.APIStatusError as e:
-            raise status_error(self.name, e.status_code, error_message(e), headers=e.response.headers,
-                               env_var=self.env_var, model=self.model, url=url) from None
+            raise self._status_error(e, url) from None
         except (anthropic.APIResponseValidationError, json.JSONDecodeError, ValueError) as e:
             raise RetryableError(f"{self.name}: malformed response from {url}: {e}") from None
         content = getattr(resp, "content", None)
         if not isinstance(content, list):
             raise RetryableError(f"{self.name}: malformed response from {url}: {str(resp)[:200]!r}")
-        text = "".join(getattr(b, "text", "") for b in content if getattr(b, "type", "") == "text")
-        thought = sum(len(getattr(b, "thinking", "") or "") for b in content if getattr(b, "type", "") == "thinking")
-        thinking = -(-thought // 4) + sum(getattr(b, "type", "") == "redacted_thinking" for b in content)
-        u = resp.usage
-        return Completion(texts=[text], usage=Usage(u.input_tokens or 0, u.output_tokens or 0, thinking) if u else Usage(),
-                          finish_reasons=[resp.stop_reason or ""], headers=raw.headers)
+        outcome, reason = read_outcome(resp)
+        text = "" if outcome == REFUSED else "".join(
+            getattr(b, "text", "") for b in content if getattr(b, "type", "") == "text")
+        return Completion(texts=[text], usage=read_usage(resp), finish_reasons=[resp.stop_reason or ""],
+                          outcomes=[outcome], reasons=[reason], headers=raw.headers)
+
+    def _status_error(self, e: Any, url: str) -> Exception:
+        message = error_message(e)
+        if e.status_code == 400 and "thinking.type" in message:
+            # e.g. '"thinking.type.enabled" is not supported for this model': say which option fits.
+            use = "reasoning_effort (adaptive thinking)" if "enabled" in message else "thinking_budget"
+            message = f"{message} (this model's thinking is set with {use} in the model's spec)"
+        return status_error(self.name, e.status_code, message, headers=e.response.headers,
+                            env_var=self.env_var, model=self.model, url=url, no_key=self.no_key)
 
 
+def read_outcome(resp: Any) -> tuple[str, str]:
+    """(outcome, reason) of a Message: a refusal's reason is its stop_details (category and
+    explanation) where the API gives them, else the stop reason itself."""
+    stop = getattr(resp, "stop_reason", None) or ""
+    outcome = STOP_OUTCOMES.get(stop, OK)
+    details = getattr(resp, "stop_details", None)
+    if outcome == REFUSED and details is not None:
+        said = [str(x) for x in (getattr(details, "category", None), getattr(details, "explanation", None)) if x]
+        return outcome, f"refusal: {': '.join(said)}" if said else stop
+    return outcome, stop if outcome != OK else ""
+
+
+def read_usage(resp: Any) -> Usage:
+    """Usage of a Message. Thinking tokens from `usage.output_tokens_details.thinking_tokens` (the
+    raw thinking, not the shorter summary returned); where a server leaves that out but sent
+    thinking blocks, estimated from their text (about 4 characters a token) and marked estimated."""
+    u = getattr(resp, "usage", None)
+    if u is None:
+        return Usage()
+    details = getattr(u, "output_tokens_details", None)
+    thinking = getattr(details, "thinking_tokens", None) if details is not None else None
+    estimated = False
+    if thinking is None:
+        blocks = [b for b in resp.content if getattr(b, "type", "") in ("thinking", "redacted_thinking")]
+        chars = sum(len(getattr(b, "thinking", "") or "") for b in blocks)
+        thinking = -(-chars // 4) + sum(getattr(b, "type", "") == "redacted_thinking" for b in blocks)
+        estimated = bool(blocks)
+    return Usage(u.input_tokens or 0, u.output_tokens or 0, int(thinking), estimated)
 
 
 @functools.cache

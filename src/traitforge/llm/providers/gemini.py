@@ -10,6 +10,13 @@ Thinking: `thinking_budget` (-1 dynamic, 0 off, N tokens) or `thinking_level` (G
 `thinking_config`; the output limit is the call's answer limit plus the thinking room, since thoughts
 count against `max_output_tokens`. `usage_metadata.thoughts_token_count` is read (and billed as
 output), so a reply that finished MAX_TOKENS with no parts is asked again with more room by the client.
+Parts marked `thought: true` (thought summaries) are never part of the reply.
+
+Outcomes: a candidate that finished for a safety reason (SAFETY, RECITATION, BLOCKLIST,
+PROHIBITED_CONTENT, SPII, the IMAGE_* ones, MODEL_ARMOR: the SDK's FinishReason enum) is blocked, with
+no text; a prompt blocked before any candidate (`prompt_feedback.block_reason`) is blocked too, every
+time, so it is an outcome and not a retry. MAX_TOKENS is a truncation. A 429's wait comes from the
+body's `google.rpc.RetryInfo` ("retryDelay": "37s"), the API sending no Retry-After header.
 """
 
 from __future__ import annotations
@@ -18,9 +25,14 @@ import asyncio
 import json
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.base import Completion, GenerateParams, Message, Usage
-from traitforge.llm.errors import BackendError, RetryableError
-from traitforge.llm.providers._http import SDKBackend, status_error
+from traitforge.llm.base import BLOCKED, OK, TRUNCATED_OUTCOME, Completion, GenerateParams, Message, Usage
+from traitforge.llm.errors import RetryableError
+from traitforge.llm.providers._http import SDKBackend, retry_delay_s, status_error
+
+# Finish reasons of google.genai.types.FinishReason that mean the content was withheld for safety,
+# recitation or policy: the candidate is blocked (any text it has is cut, not an answer).
+BLOCKED_FINISH = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
+                            "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR"})
 
 
 def _transport_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
@@ -94,47 +106,78 @@ class GeminiBackend(SDKBackend):
         except errors.APIError as e:
             headers = getattr(getattr(e, "response", None), "headers", None)
             raise status_error(self.name, int(e.code or 0), e.message or str(e), headers=headers,
-                               env_var=self.env_var, model=self.model, url=url) from None
+                               env_var=self.env_var, model=self.model, url=url, no_key=self.no_key,
+                               retry_after=retry_delay_s(getattr(e, "details", None))) from None
         except timeouts:
             raise RetryableError(f"{self.name}: {url} timed out after {self.timeout_s:g}s") from None
         except transport as e:
             raise RetryableError(f"{self.name}: connection to {url} failed: {e}") from None
         except (json.JSONDecodeError, ValueError) as e:
             raise RetryableError(f"{self.name}: malformed response from {url}: {e}") from None
-        if not getattr(resp, "candidates", None):
-            feedback = getattr(resp, "prompt_feedback", None)
-            reason = getattr(feedback, "block_reason", None) if feedback is not None else None
-            if reason:
-                # A blocked prompt is blocked every time: say so instead of retrying.
-                raise BackendError(f"{self.name}: prompt blocked by the API ({getattr(reason, 'value', reason)})")
+        if not getattr(resp, "candidates", None) and prompt_block(resp) is None:
             raise RetryableError(f"{self.name}: response from {url} had no candidates")
         return resp
 
     async def generate(self, messages: Sequence[Message], params: GenerateParams) -> Completion:
-        responses = [await self._request(messages, params, params.n, params.seed)]
-        missing = params.n - len(responses[0].candidates)
+        first = await self._request(messages, params, params.n, params.seed)
+        blocked = prompt_block(first)
+        if blocked is not None:
+            # A blocked prompt is blocked every time: every sample is that outcome, not a retry.
+            return Completion(texts=[""] * params.n, usage=read_usage(first), finish_reasons=[""] * params.n,
+                              outcomes=[BLOCKED] * params.n, reasons=[blocked] * params.n,
+                              headers=_headers(first))
+        responses = [first]
+        missing = params.n - len(first.candidates)
         if missing > 0:
             responses += await asyncio.gather(*(
                 self._request(messages, params, 1, None if params.seed is None else params.seed + k)
                 for k in range(1, missing + 1)))
         texts: list[str] = []
-        reasons: list[str] = []
+        finish: list[str] = []
+        outcomes: list[str] = []
         usage = Usage()
         headers = None
         for r in responses:
-            headers = getattr(getattr(r, "sdk_http_response", None), "headers", None) or headers
-            for cand in r.candidates[: params.n - len(texts)]:
-                parts = (cand.content.parts or []) if cand.content else []
-                texts.append("".join(p.text for p in parts if getattr(p, "text", None)))
+            headers = _headers(r) or headers
+            for cand in (r.candidates or [])[: params.n - len(texts)]:
                 reason = cand.finish_reason
-                reasons.append(str(getattr(reason, "value", reason) or ""))
-            meta = r.usage_metadata
-            if meta is not None:
-                thoughts = getattr(meta, "thoughts_token_count", None) or 0
-                usage = usage + Usage(meta.prompt_token_count or 0, (meta.candidates_token_count or 0) + thoughts,
-                                      thoughts)
-        return Completion(texts=texts, usage=usage, finish_reasons=reasons, headers=headers)
+                reason = str(getattr(reason, "value", reason) or "")
+                outcome = BLOCKED if reason in BLOCKED_FINISH else TRUNCATED_OUTCOME if reason == "MAX_TOKENS" else OK
+                texts.append("" if outcome == BLOCKED else candidate_text(cand))
+                finish.append(reason)
+                outcomes.append(outcome)
+            usage = usage + read_usage(r)
+        return Completion(texts=texts, usage=usage, finish_reasons=finish, outcomes=outcomes, headers=headers)
 
+
+def _headers(resp: Any) -> Any:
+    return getattr(getattr(resp, "sdk_http_response", None), "headers", None)
+
+
+def candidate_text(cand: Any) -> str:
+    """The reply: the candidate's text parts, leaving out thought summaries (`thought: true`)."""
+    parts = (cand.content.parts or []) if cand.content else []
+    return "".join(p.text for p in parts if getattr(p, "text", None) and not getattr(p, "thought", None))
+
+
+def prompt_block(resp: Any) -> str | None:
+    """Why the prompt was blocked ("prompt blocked: SAFETY: ..."), or None when it was not."""
+    feedback = getattr(resp, "prompt_feedback", None)
+    reason = getattr(feedback, "block_reason", None) if feedback is not None else None
+    if not reason:
+        return None
+    said = getattr(feedback, "block_reason_message", None)
+    return f"prompt blocked: {getattr(reason, 'value', reason)}" + (f": {said}" if said else "")
+
+
+def read_usage(resp: Any) -> Usage:
+    """Usage of a response: thinking (`thoughts_token_count`) is billed as output, so it is in
+    output_tokens as well as reasoning_tokens."""
+    meta = getattr(resp, "usage_metadata", None)
+    if meta is None:
+        return Usage()
+    thoughts = getattr(meta, "thoughts_token_count", None) or 0
+    return Usage(meta.prompt_token_count or 0, (meta.candidates_token_count or 0) + thoughts, thoughts)
 
 
 def request_parts(messages: Sequence[Message], params: GenerateParams, n: int = 1,

@@ -8,10 +8,20 @@ avoids the dead server). Retries are the client's job, so the SDK's own are off 
 Responses are read raw (`with_raw_response`) so their rate-limit headers reach the client's limiter.
 
 Reasoning models: `reasoning_effort` (spec option) is sent as such, without `temperature` or
-`top_p` (OpenAI's reasoning models reject them); a server that answers 400 naming `temperature` or
-`top_p` gets the request again without them (remembered per server). The output limit is the
-call's answer limit plus the model's thinking room; `usage.completion_tokens_details.reasoning_tokens`
-is read so the client can ask again with more room when the thinking used it all up.
+`top_p`; models the table (`MODEL_CAPS["openai"]`) knows take no sampling parameters never get them,
+and a server that answers 400 naming `temperature` or `top_p` gets the request again without them
+(remembered with `providers.learn`, so the batch encoders know it too). Likewise `n`: a model that
+rejects an explicit n (the table, or a 400 naming it) gets n separate calls, seeds offset. The output
+limit is `max_completion_tokens` on OpenAI's own host (`hosts.is_provider_host`; compatible servers
+know `max_tokens`): the call's answer limit plus the model's thinking room;
+`usage.completion_tokens_details.reasoning_tokens` is read so the client can ask again with more room
+when the thinking used it all up.
+
+Outcomes: `finish_reason` "content_filter" is a block, and `message.refusal` with no content a
+refusal (its text the reason); both have no text. "length" is a truncation.
+
+Keys: `OPENAI_API_KEY` goes only to OpenAI's own host; any other base_url gets the key named by
+`api_key_env`, or none (`_http.api_key`).
 """
 
 from __future__ import annotations
@@ -19,13 +29,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.base import Backend, Completion, GenerateParams, Message, Usage
+from traitforge.llm.base import (BLOCKED, NOT_ANSWERS, OK, REFUSED, TRUNCATED_OUTCOME, Backend, Completion, GenerateParams,
+                                 Message, Usage)
 from traitforge.llm.errors import RetryableError
-from traitforge.llm.providers._http import api_key, error_message, status_error
+from traitforge.llm.hosts import is_provider_host
+from traitforge.llm.providers import learn, model_caps
+from traitforge.llm.providers._http import api_key, error_message, no_key_note, status_error
 
 OPENAI_URL = "https://api.openai.com/v1"
 
@@ -60,8 +74,8 @@ class OpenAIBackend(Backend):
         urls: list[str | None] = list(base_url) if isinstance(base_url, (list, tuple)) else [base_url]
         if not urls:
             urls = [None]
-        self.env_var = api_key_env or "OPENAI_API_KEY"
-        self._key, _ = api_key(f"openai:{model}", (self.env_var,), base_url)
+        self._key, self.env_var = api_key(f"openai:{model}", "openai", ("OPENAI_API_KEY",), base_url, api_key_env)
+        self.no_key = no_key_note(self._key, self.env_var, bool(api_key_env))
         self.timeout_s = timeout_s
         self.dead_for_s = dead_for_s
         self.dead_after = dead_after
@@ -106,15 +120,17 @@ class OpenAIBackend(Backend):
     def _kwargs(self, messages: Sequence[Message], params: GenerateParams, n: int,
                 seed: int | None, server: _Server) -> dict[str, Any]:
         kw: dict[str, Any] = {"model": self.model, "messages": [m.to_dict() for m in messages]}
+        caps = model_caps(self.provider, self.model)
         effort = self.options.get("reasoning_effort")
-        sampling = server.sampling and effort in (None, "none")
+        sampling = server.sampling and caps.sampling and effort in (None, "none")
         if sampling:
             kw["temperature"] = params.temperature
         if effort is not None:
             kw["reasoning_effort"] = effort
         # OpenAI's newer models only take max_completion_tokens; compatible servers know max_tokens.
-        kw["max_completion_tokens" if server.url is None else "max_tokens"] = params.max_tokens + self.thinking_room()
-        if n > 1:
+        limit = caps.token_limit if is_provider_host(self.provider, server.url) else "max_tokens"
+        kw[limit] = params.max_tokens + self.thinking_room()
+        if n > 1 and caps.takes_n:  # "newer models reject an explicit n" (the SDK's own docs)
             kw["n"] = n
         if params.stop:
             kw["stop"] = list(params.stop)
@@ -162,10 +178,16 @@ class OpenAIBackend(Backend):
                     continue
                 if server.sampling and e.status_code == 400 and _rejects_sampling(error_message(e)):
                     server.sampling = False  # a reasoning model: ask again without temperature / top_p
+                    learn(self.provider, self.model, sampling=False)
+                    tried.discard(self.servers.index(server))
+                    continue
+                if n > 1 and e.status_code == 400 and model_caps(self.provider, self.model).takes_n \
+                        and _rejects_n(e):
+                    learn(self.provider, self.model, takes_n=False)  # ask once; `generate` makes up the rest
                     tried.discard(self.servers.index(server))
                     continue
                 err = status_error(self.name, e.status_code, error_message(e), headers=e.response.headers,
-                                   env_var=self.env_var, model=self.model, url=url)
+                                   env_var=self.env_var, model=self.model, url=url, no_key=self.no_key)
                 if e.status_code >= 500:
                     self._failed(server)  # and the request moves to the next server, if any
                     last = err
@@ -208,17 +230,23 @@ class OpenAIBackend(Backend):
         responses = [got[k][0] for k in sorted(got) if k <= max(missing, 0)]
         headers = got[max(k for k in got if k <= max(missing, 0))][1]  # the latest word on the rate limits
         texts: list[str] = []
+        finish: list[str] = []
+        outcomes: list[str] = []
         reasons: list[str] = []
         usage = Usage()
         for r in responses:
             for choice in r.choices[: params.n - len(texts)]:
-                texts.append(choice.message.content or "")
-                reasons.append(choice.finish_reason or "")
+                outcome, reason = choice_outcome(choice)
+                texts.append("" if outcome in NOT_ANSWERS else choice.message.content or "")
+                finish.append(choice.finish_reason or "")
+                outcomes.append(outcome)
+                reasons.append(reason)
             if r.usage is not None:
                 details = getattr(r.usage, "completion_tokens_details", None)
                 usage = usage + Usage(r.usage.prompt_tokens or 0, r.usage.completion_tokens or 0,
                                       getattr(details, "reasoning_tokens", None) or 0)
-        return Completion(texts=texts, usage=usage, finish_reasons=reasons, headers=headers)
+        return Completion(texts=texts, usage=usage, finish_reasons=finish, outcomes=outcomes, reasons=reasons,
+                          headers=headers)
 
     async def aclose(self) -> None:
         if self._loop is not None and self._loop is asyncio.get_running_loop():
@@ -226,6 +254,30 @@ class OpenAIBackend(Backend):
                 await s.client.close()
         self._loop = None
 
+
+
+def choice_outcome(choice: Any) -> tuple[str, str]:
+    """(outcome, reason) of one choice: a content filter is a block, a `message.refusal` with no
+    content a refusal (its text the reason); "length" a truncation; otherwise "ok"."""
+    if choice.finish_reason == "content_filter":
+        return BLOCKED, "content_filter"
+    message = getattr(choice, "message", None)
+    refusal = getattr(message, "refusal", None)
+    if refusal and not getattr(message, "content", None):
+        return REFUSED, str(refusal)
+    if choice.finish_reason == "length":
+        return TRUNCATED_OUTCOME, "length"
+    return OK, ""
+
+
+def _rejects_n(e: Any) -> bool:
+    """A 400 about `n`: the error's `param` is "n", or its message names 'n' as unsupported."""
+    body = getattr(e, "body", None)
+    err = body.get("error", body) if isinstance(body, dict) else None
+    if isinstance(err, dict) and err.get("param") == "n":
+        return True
+    m = error_message(e).casefold()
+    return bool(re.search(r"['\"`]n['\"`]", m)) and ("unsupported" in m or "not supported" in m or "only" in m)
 
 
 def _rejects_sampling(message: str) -> bool:
