@@ -260,7 +260,9 @@ def main() -> None:
         e.show()
         sys.exit(2)
     except TraitforgeError as e:
-        click.echo(f"traitforge: error: {e}", err=True)
+        from traitforge.llm.secrets import scrub
+
+        click.echo(f"traitforge: error: {scrub(str(e))}", err=True)  # a server may echo the key it got
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("traitforge: interrupted; everything written so far is kept, re-run to resume", err=True)
