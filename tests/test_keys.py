@@ -17,7 +17,6 @@ from traitforge.llm.providers import _http
 from traitforge.llm.providers.anthropic import AnthropicBackend
 from traitforge.llm.providers.gemini import GeminiBackend
 from traitforge.llm.providers.openai_compat import OpenAIBackend
-from traitforge.llm.secrets import scrub
 
 KEYS = {"OPENAI_API_KEY": "sk-proj-envkey0123456789abcdefOPENAI",
         "ANTHROPIC_API_KEY": "sk-ant-api03-envkey0123456789abcdefANTH",
@@ -32,7 +31,7 @@ def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
     for var, value in KEYS.items():
         monkeypatch.setenv(var, value)
-    _http._WARNED.clear()
+    getattr(_http, "_WARNED", set()).clear()  # one warning per server and process
 
 
 def backend(provider: str, url: str, **kw: Any) -> Any:
@@ -120,6 +119,8 @@ def test_a_server_error_echoing_the_key_is_scrubbed(provider, monkeypatch):
 
 
 def test_scrub_replaces_key_values_and_key_shaped_tokens():
+    from traitforge.llm.secrets import scrub
+
     text = (f"key {KEYS['OPENAI_API_KEY']} and {KEYS['GEMINI_API_KEY']}; a stray sk-abcdefghijklmnopqrstu; "
             "Incorrect API key provided: sk-proj-****.")
     out = scrub(text)
