@@ -5,7 +5,7 @@ JSON output uses the client's instruction + validation path. SDK retries are off
 Responses are read raw (`with_raw_response`) so the `anthropic-ratelimit-*` headers reach the limiter.
 Temperature is sent only where the installed SDK's `messages.create` takes it (checked on its
 signature, `sends_temperature`): SDK 2.x (API version 2026-10-21) has no sampling parameters at all,
-older SDKs (pyproject allows >=0.40) do. Never with extended thinking, which wants the default.
+older SDKs did (kept for an older install). Never with thinking, which wants the default.
 top_p and seed are never sent.
 
 Thinking (https://platform.claude.com/docs/en/build-with-claude/extended-thinking and
