@@ -226,7 +226,8 @@ def test_anthropic_budget_thinking_rejected_by_the_model_names_the_option_to_use
 
 @pytest.mark.parametrize("model, option, message", [
     ("anthropic:claude-opus-4-7", {"thinking_budget": 2048}, "does not take budget thinking; set reasoning_effort"),
-    ("anthropic:claude-sonnet-4-5", {"reasoning_effort": "high"}, "does not take adaptive thinking; set thinking_budget"),
+    ("anthropic:claude-sonnet-4-5", {"reasoning_effort": "high"},
+     "does not take adaptive thinking; set thinking_budget"),
     ("anthropic:claude-opus-4-6", {"reasoning_effort": "low", "thinking_budget": 2048}, "not both"),
     ("gemini:gemini-2.5-pro", {"thinking_level": "low"}, "does not take level thinking"),
 ])

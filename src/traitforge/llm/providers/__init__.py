@@ -109,7 +109,8 @@ MODEL_CAPS: dict[str, tuple[tuple[str, ModelCaps], ...]] = {
     # Claude 4.5 and earlier; Claude Mythos Preview takes both.
     "anthropic": (
         (r"^claude-(opus|sonnet)-4-6|^claude-mythos-preview", _CLAUDE.replace(thinking=("adaptive", "budget"))),
-        (r"^claude-3|^claude-(opus|sonnet|haiku)-4(-[0-5])?($|-\d{8}$|-latest$)", _CLAUDE.replace(thinking=("budget",))),
+        (r"^claude-3|^claude-(opus|sonnet|haiku)-4(-[0-5])?($|-\d{8}$|-latest$)",
+         _CLAUDE.replace(thinking=("budget",))),
         (r"^claude-", _CLAUDE.replace(thinking=("adaptive",))),  # 4.7 and later
         (r"", _CLAUDE.replace(thinking=("adaptive", "budget"))),  # a name we do not know (a proxy's alias)
     ),

@@ -34,8 +34,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.base import (BLOCKED, NOT_ANSWERS, OK, REFUSED, TRUNCATED_OUTCOME, Backend, Completion, GenerateParams,
-                                 Message, Usage)
+from traitforge.llm.base import (BLOCKED, NOT_ANSWERS, OK, REFUSED, TRUNCATED_OUTCOME, Backend, Completion,
+                                 GenerateParams, Message, Usage)
 from traitforge.llm.errors import RetryableError
 from traitforge.llm.hosts import is_provider_host
 from traitforge.llm.providers import learn, model_caps
