@@ -55,16 +55,30 @@ def sent_headers(server: ReplayServer) -> str:
     return " ".join(f"{k}={v}" for c in server.requests for k, v in c.headers.items())
 
 
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
-def test_an_env_key_never_goes_to_someone_elses_server(provider, caplog):
+def test_an_env_key_never_goes_to_someone_elses_server(provider):
     path, name = ROUTES[provider]
-    with ReplayServer() as server, caplog.at_level(logging.WARNING, logger="traitforge.llm.keys"):
-        server.route("POST", path, Reply.of(name))
-        assert ask(backend(provider, server.url)).texts[0]
-        assert ask(backend(provider, server.url)).texts[0]  # a second backend: still one warning
-        headers = sent_headers(server)
+    seen = _Records()  # on the logger itself: the CLI turns propagation to the root off
+    logging.getLogger("traitforge.llm.keys").addHandler(seen)
+    try:
+        with ReplayServer() as server:
+            server.route("POST", path, Reply.of(name))
+            assert ask(backend(provider, server.url)).texts[0]
+            assert ask(backend(provider, server.url)).texts[0]  # a second backend: still one warning
+            headers = sent_headers(server)
+    finally:
+        logging.getLogger("traitforge.llm.keys").removeHandler(seen)
     assert not any(key in headers for key in KEYS.values())
-    warnings = [r.getMessage() for r in caplog.records]
+    warnings = [r.getMessage() for r in seen.records]
     assert len(warnings) == 1 and "api_key_env" in warnings[0] and server.url in warnings[0]
 
 
@@ -138,6 +152,7 @@ def test_the_cli_error_line_is_scrubbed(monkeypatch, capsys):
         raise TraitforgeError(f"openai:gpt-4o: request rejected (400): key {KEYS['OPENAI_API_KEY']} is odd")
 
     monkeypatch.setattr(cli.cli, "main", boom)
+    monkeypatch.setattr("traitforge.logs.quiet_screen", lambda: None)  # leaves the test run's logging alone
     with pytest.raises(SystemExit) as exit_:
         cli.main()
     err = capsys.readouterr().err
