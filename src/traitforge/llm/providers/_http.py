@@ -3,7 +3,7 @@ and HTTP status -> error class.
 
 Every provider maps its SDK's failures the same way, so the client's retry logic sees one story:
 429/408/409/5xx/timeouts/dropped connections are RetryableError; everything else is a BackendError
-with a message that says what to fix.
+with a message that says what to fix, scrubbed of keys (`llm.secrets.scrub`).
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def api_key(backend: str, provider: str, env_vars: tuple[str, ...], base_url: An
 
 
 class SDKBackend(Backend):
-    """A provider reached through one official SDK client: the key looked up once (`env_vars` in
-    order, or `api_key_env`), an optional base_url, and the client made by `make_client` anew on
+    """A provider reached through one official SDK client: the key looked up once by the key rule
+    (`api_key`: `env_vars` in order for the provider's own host, else `api_key_env`), an optional base_url, and the client made by `make_client` anew on
     each event loop (an SDK's connection pool belongs to the loop that made it; a new asyncio.run
     gets a new client) and closed by `close_client` only on its own loop."""
 
