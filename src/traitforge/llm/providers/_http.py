@@ -62,9 +62,9 @@ def api_key(backend: str, provider: str, env_vars: tuple[str, ...], base_url: An
 class SDKBackend(Backend):
     """A provider reached through one official SDK client: the key looked up once by the key rule
     (`api_key`: `env_vars` in order for the provider's own host, else `api_key_env`), an optional
-    base_url, and the client made by `make_client` anew on
-    each event loop (an SDK's connection pool belongs to the loop that made it; a new asyncio.run
-    gets a new client) and closed by `close_client` only on its own loop."""
+    base_url, and the client made by `make_client` anew on each event loop (an SDK's connection pool
+    belongs to the loop that made it; a new asyncio.run gets a new client) and closed by
+    `close_client` only on its own loop."""
 
     env_vars: tuple[str, ...] = ()
 
