@@ -117,6 +117,8 @@ MODEL_CAPS: dict[str, tuple[tuple[str, ModelCaps], ...]] = {
     # Gemini 3: thinking_level (thinking_budget still taken), and temperature 1.0: Google's Gemini 3
     # guide (https://ai.google.dev/gemini-api/docs/gemini-3) says to keep its default of 1.0, lower
     # values risking loops or degraded reasoning. The client's default where the spec sets none.
+    # Thinking levels are for Gemini 3 and later, budgets for Gemini 2.5
+    # (https://ai.google.dev/gemini-api/docs/thinking, https://firebase.google.com/docs/ai-logic/thinking).
     "gemini": (
         (r"^gemini-3", ModelCaps(thinking=("level", "budget"), default_temperature=1.0)),
         (r"^gemini-(2|flash|pro)", ModelCaps(thinking=("budget",))),  # 2.x (and the -latest aliases)
