@@ -12,7 +12,7 @@ import asyncio
 import email.utils
 import os
 import time
-from typing import Any, Mapping
+from typing import Any, AsyncGenerator, Awaitable, Callable, Mapping
 
 from traitforge.llm.base import Backend
 from traitforge.llm.errors import BackendError, MissingAPIKey, RetryableError
@@ -32,6 +32,27 @@ def api_key(backend: str, env_vars: tuple[str, ...], base_url: Any) -> tuple[str
     raise MissingAPIKey(backend, " or ".join(env_vars))
 
 
+def closing_with_loop(close: Callable[[], Awaitable[Any]]) -> AsyncGenerator[None, None]:
+    """Arrange for `close()` to run inside the running event loop before that loop ends, whoever
+    ends it: an SDK client's connection pool belongs to the loop that opened it, and one left open
+    is closed by the garbage collector on whatever loop runs then ("Task exception was never
+    retrieved ... AsyncClient.aclose() ... Event loop is closed"). The returned async generator,
+    started here, is registered with the loop, and asyncio.run (loop.shutdown_asyncgens) finalises
+    it, running `close()`; `await guard.aclose()` runs it earlier (once)."""
+    async def guard() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await close()
+
+    g = guard()
+    try:
+        g.asend(None).send(None)  # its first step, synchronously: registers it with the running loop
+    except StopIteration:
+        pass
+    return g
+
+
 class SDKBackend(Backend):
     """A provider reached through one official SDK client: the key looked up once (`env_vars` in
     order, or `api_key_env`), an optional base_url, and the client made by `make_client` anew on
@@ -49,6 +70,7 @@ class SDKBackend(Backend):
         self.timeout_s = timeout_s
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
 
     def make_client(self) -> Any:
         raise NotImplementedError
@@ -59,13 +81,15 @@ class SDKBackend(Backend):
     def _get_client(self) -> Any:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            self._client, self._loop = self.make_client(), loop
+            client = self._client = self.make_client()
+            self._loop = loop
+            self._closer = closing_with_loop(lambda: self.close_client(client))
         return self._client
 
     async def aclose(self) -> None:
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self.close_client(self._client)
-        self._client = self._loop = None
+        if self._closer is not None and self._loop is asyncio.get_running_loop():
+            await self._closer.aclose()
+        self._client = self._loop = self._closer = None
 
 
 def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
