@@ -210,3 +210,51 @@ class _Collect(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.into.append(record.getMessage() + (f" {record.exc_info[1]!r}" if record.exc_info else ""))
+
+
+def test_every_sdk_client_closes_inside_its_own_loop_when_the_loop_ends(monkeypatch):
+    """Live backends (OpenAI, Anthropic, Gemini) and batch providers alike: a client made in a plain
+    asyncio.run is closed by that loop's shutdown, in that loop; an explicit aclose closes it once."""
+    from traitforge.llm.batch.anthropic import AnthropicBatch
+    from traitforge.llm.batch.gemini import GeminiBatch
+    from traitforge.llm.batch.openai import OpenAIBatch
+    from traitforge.llm.providers import _http
+    from traitforge.llm.registry import make_llm
+
+    closed: list = []
+    real = _http.closing_with_loop
+
+    def spy(close):
+        async def recorded():
+            closed.append(asyncio.get_running_loop())
+            await close()
+        return real(recorded)
+
+    monkeypatch.setattr(_http, "closing_with_loop", spy)
+    for mod in ("traitforge.llm.providers.openai_compat", "traitforge.llm.batch.base"):
+        monkeypatch.setattr(f"{mod}.closing_with_loop", spy)
+    url = "http://127.0.0.1:9"  # never called
+    backends = [make_llm(ModelSpec(model=f"{p}:m", base_url=url)).backend for p in ("openai", "anthropic", "gemini")]
+    providers = [cls(b) for cls, b in zip((OpenAIBatch, AnthropicBatch, GeminiBatch), backends)]
+    opened = [(b, b._ensure_clients if hasattr(b, "_ensure_clients") else b._get_client) for b in backends]
+    opened += [(p, p._sdk) for p in providers]
+    for owner, make in opened:
+        closed.clear()
+
+        async def use() -> asyncio.AbstractEventLoop:
+            make()
+            return asyncio.get_running_loop()
+        loop = asyncio.run(use())  # ends without closing: its shutdown closes the client
+        assert closed == [loop], owner
+
+        closed.clear()
+
+        async def use_and_close() -> asyncio.AbstractEventLoop:
+            make()
+            await owner.aclose()
+            await owner.aclose()
+            return asyncio.get_running_loop()
+        loop = asyncio.run(use_and_close())
+        assert closed == [loop], owner  # once, in its loop, not again at shutdown
+    openai_client = backends[0].servers[0].client
+    assert openai_client.is_closed()
