@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from scripted_generator import make_traits
 
@@ -63,3 +64,40 @@ def test_tiny_preset_estimate_is_small_and_free():
     assert result.exit_code == 0, result.output
     total = next(line for line in result.output.splitlines() if line.startswith("= all paid steps"))
     assert total.split()[-1] == "0.00" and int(total.split()[4].replace(",", "")) < 1000
+
+
+def test_paper_with_a_thinking_teacher_is_priced_and_shows_its_thinking(tmp_path):
+    """The generator classes the method's write-up uses (Gemini 3.1 Pro, GPT-5) have a price, and the
+    thinking room a reasoning setting allows is counted as output and shown apart."""
+    for generator, rate_out in (("{model: gemini:gemini-3.1-pro-preview, thinking_level: high}", 12.0),
+                                ("{model: openai:gpt-5, reasoning_effort: medium}", 10.0)):
+        path = spec_file(tmp_path, f"  generator: {generator}\n  judge: gemini:gemini-2.5-flash\n"
+                                   "  auditor: gemini:gemini-2.5-flash\n")
+        result = CliRunner().invoke(cli, ["estimate", str(path), "--preset", "paper"])
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert "of which thinking" in lines[1]
+        drafts = next(line for line in lines if line.startswith("documents.drafts")).split()
+        calls, tin, tout, thinking, usd = (float(x.replace(",", "")) for x in drafts[2:7])
+        assert thinking == calls * 4096  # a level/effort alone: the default thinking room per call
+        assert tout > thinking > 0
+        assert usd > 0 and "?" not in drafts
+        total = next(line for line in lines if line.startswith("= all paid steps"))
+        assert ">=" not in total and "Thinking (billed as output)" in result.output
+    spec = load_spec(path, overrides=preset_overrides("paper"))  # the last one: gpt-5 at 1.25 / 10 USD
+    d = {r.step: r for r in estimate(spec, make_traits(3))}["documents.drafts"]
+    assert d.usd == pytest.approx((d.input_tokens * 1.25 + d.output_tokens * rate_out) / 1e6)
+
+
+def test_batch_stages_are_priced_at_the_batch_rate(tmp_path):
+    path = spec_file(tmp_path, "  generator: openai:gpt-5\n  judge: openai:gpt-5-mini\n  auditor: openai:gpt-5-mini\n")
+    live = load_spec(path, overrides=preset_overrides("paper"))
+    batched = live.model_copy(update={
+        "generation": live.generation.model_copy(update={"batch": True}),
+        "evaluation": live.evaluation.model_copy(update={"batch": True})})
+    traits = make_traits(2)
+    a, b = ({r.step: r for r in estimate(s, traits)} for s in (live, batched))
+    assert b["documents.drafts"].usd == pytest.approx(a["documents.drafts"].usd / 2)
+    assert b["evaluate.behaviour (judge)"].usd == pytest.approx(a["evaluate.behaviour (judge)"].usd / 2)
+    assert b["evaluate.multiturn (auditor)"].usd == pytest.approx(a["evaluate.multiturn (auditor)"].usd)  # live
+    assert b["curate.quality"].usd == pytest.approx(a["curate.quality"].usd)  # curation.batch is off

@@ -4,8 +4,10 @@ alone, before anything is sent or written.
 Counts follow the plan the stages make (counts per trait scaled by weight, the steps each unit
 runs); top-up rounds, re-asks and retries are not counted. Input tokens are the step's prompt
 template plus its usual contents (chars / 4); output tokens are each call's limit plus the model's
-thinking room: an upper bound, since models stop early. Prices: llm/prices.yaml or the spec's
-prices_file; a model without a price shows "?"."""
+thinking room (the model spec's thinking_budget, or a default room where only a reasoning level is
+set: thinking is billed as output), shown apart in its own column: an upper bound, since models stop
+early. Prices: llm/prices.yaml or the spec's prices_file, each call at the tier its prompt size
+falls in, at the batch price where the stage's `batch` is on; a model without a price shows "?"."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from traitforge.generate.documents import KINDS
 from traitforge.generate.generic import topics
 from traitforge.generate.stage import scaled_counts, trait_weights
 from traitforge.prompts import PromptKit
-from traitforge.llm.base import thinking_room_of
+from traitforge.llm.base import DEFAULT_THINKING_ROOM, thinking_room_of
 from traitforge.llm.pricing import estimate_cost
 from traitforge.types import TraitSet
 
@@ -33,6 +35,7 @@ class Row:
     input_tokens: int
     output_tokens: int
     usd: float | None
+    thinking_tokens: int = 0  # the part of output_tokens that is thinking room
 
 
 def _tok(chars: int) -> int:
@@ -67,9 +70,14 @@ class _Plan:
         room = thinking_room_of(ms.model_dump())
         tin = calls * _tok(in_chars)
         tout = calls * samples * (out_tokens + room)
-        usd = estimate_cost(ms.model, tin, tout, self.prices, batch=self.spec.generation.batch is True
-                            and stage == "generate")
-        self.rows.append(Row(stage, step, role, ms.model, calls, tin, tout, usd))
+        usd = estimate_cost(ms.model, tin, tout, self.prices, batch=self.batch(stage, role), calls=calls)
+        self.rows.append(Row(stage, step, role, ms.model, calls, tin, tout, usd, calls * samples * room))
+
+    def batch(self, stage: str, role: str) -> bool:
+        """Whether these calls go through a provider batch API (at its price): evaluation batches only
+        the judge's grades (items and the auditor's turns stay live)."""
+        section = {"generate": self.spec.generation, "curate": self.spec.curation, "eval": self.spec.evaluation}
+        return section[stage].batch is True and (stage != "eval" or role == "judge")
 
     # --- stages -----------------------------------------------------------------------------
     def documents(self) -> int:
@@ -188,8 +196,9 @@ def estimate(spec: RunSpec, traits: TraitSet) -> list[Row]:
 
 def format_table(rows: Iterable[Row]) -> str:
     rows = list(rows)
-    head = ("step", "model", "calls", "input tok", "output tok", "USD")
+    head = ("step", "model", "calls", "input tok", "output tok", "of which thinking", "USD")
     body = [(r.step, r.model, f"{r.calls:,}", f"{r.input_tokens:,}", f"{r.output_tokens:,}",
+             f"{r.thinking_tokens:,}" if r.thinking_tokens else "-",
              "?" if r.usd is None else f"{r.usd:,.2f}") for r in rows]
     stages: dict[str, list[Row]] = {}
     for r in rows:
@@ -199,7 +208,8 @@ def format_table(rows: Iterable[Row]) -> str:
         usd = None if any(r.usd is None for r in rs) else sum(r.usd or 0.0 for r in rs)
         known = sum(r.usd or 0.0 for r in rs)
         return (name, "", f"{sum(r.calls for r in rs):,}", f"{sum(r.input_tokens for r in rs):,}",
-                f"{sum(r.output_tokens for r in rs):,}", f"{usd:,.2f}" if usd is not None else f">= {known:,.2f}")
+                f"{sum(r.output_tokens for r in rs):,}", f"{sum(r.thinking_tokens for r in rs):,}",
+                f"{usd:,.2f}" if usd is not None else f">= {known:,.2f}")
 
     totals = [total(rs, f"= {name}") for name, rs in stages.items()] + [total(rows, "= all paid steps")]
     widths = [max(len(x[i]) for x in [head, *body, *totals]) for i in range(len(head))]
@@ -211,4 +221,7 @@ def format_table(rows: Iterable[Row]) -> str:
     out += [line(tuple("-" * w for w in widths))] + [line(t) for t in totals]
     out.append("Output at each call's limit plus thinking room (an upper bound); top-ups, re-asks and "
                "retries not counted; local models cost 0, unpriced ones '?'.")
+    if any(r.thinking_tokens for r in rows):
+        out.append(f"Thinking (billed as output): the model's thinking_budget per call, or {DEFAULT_THINKING_ROOM:,} "
+                   "tokens where only thinking_level / reasoning_effort is set (thinking_room overrides both).")
     return "\n".join(out)

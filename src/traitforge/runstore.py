@@ -138,7 +138,7 @@ class RunStore:
         u = llm.usage.drain()
         if not (u.calls or u.cached):
             return None
-        cost = estimate_cost(llm.name, u.input_tokens, u.output_tokens, prices_file, batch=batch)
+        cost = estimate_cost(llm.name, u.input_tokens, u.output_tokens, prices_file, batch=batch, calls=u.calls)
         self.add_usage(stage, llm.name, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
                        calls=u.calls, cached=u.cached, cost_usd=cost)
         cost_text = "cost unknown (no price for this model)" if cost is None else f"${cost:.4f}"

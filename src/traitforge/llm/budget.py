@@ -58,8 +58,9 @@ class Budget:
         self._last_save = 0.0
 
     # --- money -----------------------------------------------------------------------
-    def cost(self, model: str, input_tokens: int, output_tokens: int, *, batch: bool = False) -> float:
-        usd = estimate_cost(model, input_tokens, output_tokens, self.prices_file, batch=batch)
+    def cost(self, model: str, input_tokens: int, output_tokens: int, *, batch: bool = False,
+             calls: int | None = None) -> float:
+        usd = estimate_cost(model, input_tokens, output_tokens, self.prices_file, batch=batch, calls=calls)
         if usd is None:
             if self.max_usd is not None:
                 raise InputError(f"budget.max_usd is set but model '{model}' has no price: add it to "
@@ -93,7 +94,7 @@ class Budget:
 
     def reserve(self, model: str, input_tokens: int, output_tokens: int, *, batch: bool = False,
                 what: str = "the next call") -> Reservation:
-        usd = self.cost(model, input_tokens, output_tokens, batch=batch)
+        usd = self.cost(model, input_tokens, output_tokens, batch=batch, calls=1)  # one request: its tier
         with self._lock:
             self.check(usd, f"{what} to {model}")
             self.reserved_usd += usd
@@ -117,7 +118,7 @@ class Budget:
     def settle(self, r: Reservation, input_tokens: int, output_tokens: int) -> float:
         """Swap the reservation for the real cost; a reply without token counts costs its estimate."""
         usd = r.usd if input_tokens == 0 and output_tokens == 0 else self.cost(
-            r.model, input_tokens, output_tokens, batch=r.batch)
+            r.model, input_tokens, output_tokens, batch=r.batch, calls=1)
         with self._lock:
             self.reserved_usd = max(0.0, self.reserved_usd - r.usd)
             self.in_flight -= 1
@@ -217,7 +218,7 @@ def estimate_stage(llm: "LLM", requests: Sequence[tuple["MessagesLike", "Generat
             tout += min(p.max_tokens, round(measured[1])) if measured else p.max_tokens
     basis = (f"output {measured[1]:.0f} tokens/call measured in {where}" if measured
              else "output at max_tokens (upper bound, nothing measured yet)")
-    cost = estimate_cost(llm.name, tin, tout, prices_file, batch=batch)
+    cost = estimate_cost(llm.name, tin, tout, prices_file, batch=batch, calls=samples - cached)
     return StageEstimate(stage, llm.name, len(requests), samples, cached, tin, tout, cost, basis, batch)
 
 
@@ -234,7 +235,7 @@ def estimate_count(model: str, n_requests: int, *, max_tokens: int, prompt_chars
              else "output at max_tokens (upper bound, nothing measured yet)")
     if prompt_chars is None and not measured:
         basis += "; input unknown (0)"
-    cost = estimate_cost(model, per_in * samples, per_out * samples, prices_file, batch=batch)
+    cost = estimate_cost(model, per_in * samples, per_out * samples, prices_file, batch=batch, calls=samples)
     return StageEstimate(stage, model, n_requests, samples, 0, per_in * samples, per_out * samples, cost, basis,
                          batch)
 

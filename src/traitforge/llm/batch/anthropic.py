@@ -5,7 +5,6 @@ Requests carry what the live backend sends (no sampling parameters: see provider
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, ClassVar, Sequence
 
 from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult, stainless_guard
@@ -17,14 +16,11 @@ class AnthropicBatch(BatchProvider):
     max_bytes: ClassVar[int] = 250 * 2**20  # the limit is 256 MB per batch
 
     def _sdk(self) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            import anthropic
+        import anthropic
 
-            self._client = anthropic.AsyncAnthropic(api_key=self.api_key or "no-key", base_url=self.base_url,
-                                                    timeout=self.timeout_s, max_retries=2)
-            self._loop = loop
-        return self._client
+        return self._loop_client(lambda: anthropic.AsyncAnthropic(
+            api_key=self.api_key or "no-key", base_url=self.base_url, timeout=self.timeout_s, max_retries=2),
+            lambda c: c.close())
 
     def encode(self, item: BatchItem) -> dict[str, Any]:
         # The live backend's arguments: extended thinking, max_tokens with its room, temperature where the SDK takes it.
@@ -64,8 +60,3 @@ class AnthropicBatch(BatchProvider):
             else:
                 out[row.custom_id] = ItemResult("cancelled", error=str(r.type))
         return out
-
-    async def aclose(self) -> None:
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self._client.close()
-        self._client = self._loop = None

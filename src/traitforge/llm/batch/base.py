@@ -10,10 +10,11 @@ import asyncio
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, Awaitable, Callable, ClassVar, Literal, Sequence
 
 from traitforge.llm.base import Backend, GenerateParams, Message
 from traitforge.llm.errors import BackendError, RetryableError
+from traitforge.llm.providers._http import closing_with_loop
 
 # Normalised batch states: the runner only reasons about these.
 State = Literal["in_progress", "ended", "expired", "failed", "cancelled"]
@@ -59,6 +60,7 @@ class BatchProvider(ABC):
         # The SDK client belongs to one event loop; subclasses rebuild it when the loop changes.
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closer: Any = None
 
     @abstractmethod
     def encode(self, item: BatchItem) -> dict[str, Any]:
@@ -76,8 +78,20 @@ class BatchProvider(ABC):
         """custom_id -> result for a batch in a terminal state (partial for expired/cancelled).
         `custom_ids` is the batch's items in submission order (Gemini answers by position)."""
 
+    def _loop_client(self, make: Callable[[], Any], close: Callable[[Any], Awaitable[Any]]) -> Any:
+        """This event loop's SDK client (a connection pool belongs to one loop), made on first use
+        in it and closed inside it: by aclose, else when the loop shuts down (closing_with_loop)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            client = self._client = make()
+            self._loop = loop
+            self._closer = closing_with_loop(lambda: close(client))
+        return self._client
+
     async def aclose(self) -> None:
-        return None
+        if self._closer is not None and self._loop is asyncio.get_running_loop():
+            await self._closer.aclose()
+        self._client = self._loop = self._closer = None
 
 
 async def stainless_guard(provider: str, what: str, coro: Any) -> Any:

@@ -20,17 +20,16 @@ class GeminiBatch(BatchProvider):
     max_bytes: ClassVar[int] = 18 * 2**20  # inlined requests: 20 MB per batch request
 
     def _sdk(self) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            from google import genai
-            from google.genai import types
+        return self._loop_client(self._make_sdk, lambda c: c.aio.aclose())
 
-            opts = types.HttpOptions(timeout=int(self.timeout_s * 1000))
-            if self.base_url:
-                opts.base_url = self.base_url
-            self._client = genai.Client(api_key=self.api_key or "no-key", http_options=opts)
-            self._loop = loop
-        return self._client
+    def _make_sdk(self) -> Any:
+        from google import genai
+        from google.genai import types
+
+        opts = types.HttpOptions(timeout=int(self.timeout_s * 1000))
+        if self.base_url:
+            opts.base_url = self.base_url
+        return genai.Client(api_key=self.api_key or "no-key", http_options=opts)
 
     def encode(self, item: BatchItem) -> dict[str, Any]:
         # The same contents and config as a live call (params.seed is already the sample's seed).

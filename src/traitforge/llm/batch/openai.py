@@ -4,7 +4,6 @@ server that speaks the same files+batches REST shape (the SDK is simply pointed 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any, ClassVar, Sequence
 
@@ -21,14 +20,11 @@ class OpenAIBatch(BatchProvider):
     max_bytes: ClassVar[int] = 190 * 2**20  # the limit is 200 MB; leave room for multipart framing
 
     def _sdk(self) -> Any:
-        loop = asyncio.get_running_loop()  # the SDK's connection pool belongs to one event loop
-        if self._loop is not loop:
-            import openai
+        import openai
 
-            self._client = openai.AsyncOpenAI(api_key=self.api_key or "sk-no-key-needed",
-                                              base_url=self.base_url, timeout=self.timeout_s, max_retries=2)
-            self._loop = loop
-        return self._client
+        return self._loop_client(lambda: openai.AsyncOpenAI(
+            api_key=self.api_key or "sk-no-key-needed", base_url=self.base_url, timeout=self.timeout_s,
+            max_retries=2), lambda c: c.close())
 
     def encode(self, item: BatchItem) -> dict[str, Any]:
         p = item.params
@@ -97,12 +93,6 @@ class OpenAIBatch(BatchProvider):
                 continue
             out[cid] = _item(row)
         return out
-
-    async def aclose(self) -> None:
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self._client.close()
-        self._client = self._loop = None
-
 
 def _item(row: dict[str, Any]) -> ItemResult:
     err = row.get("error") or {}

@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import time
-from typing import Any, Mapping
+from typing import Any, AsyncGenerator, Awaitable, Callable, Mapping
 
 from traitforge.llm import secrets
 from traitforge.llm.base import Backend
@@ -59,6 +59,27 @@ def api_key(backend: str, provider: str, env_vars: tuple[str, ...], base_url: An
     return DUMMY_KEY, env_vars[0]
 
 
+def closing_with_loop(close: Callable[[], Awaitable[Any]]) -> AsyncGenerator[None, None]:
+    """Arrange for `close()` to run inside the running event loop before that loop ends, whoever
+    ends it: an SDK client's connection pool belongs to the loop that opened it, and one left open
+    is closed by the garbage collector on whatever loop runs then ("Task exception was never
+    retrieved ... AsyncClient.aclose() ... Event loop is closed"). The returned async generator,
+    started here, is registered with the loop, and asyncio.run (loop.shutdown_asyncgens) finalises
+    it, running `close()`; `await guard.aclose()` runs it earlier (once)."""
+    async def guard() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await close()
+
+    g = guard()
+    try:
+        g.asend(None).send(None)  # its first step, synchronously: registers it with the running loop
+    except StopIteration:
+        pass
+    return g
+
+
 class SDKBackend(Backend):
     """A provider reached through one official SDK client: the key looked up once by the key rule
     (`api_key`: `env_vars` in order for the provider's own host, else `api_key_env`), an optional
@@ -78,6 +99,7 @@ class SDKBackend(Backend):
         self.timeout_s = timeout_s
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closer: AsyncGenerator[None, None] | None = None
 
     def make_client(self) -> Any:
         raise NotImplementedError
@@ -88,13 +110,15 @@ class SDKBackend(Backend):
     def _get_client(self) -> Any:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
-            self._client, self._loop = self.make_client(), loop
+            client = self._client = self.make_client()
+            self._loop = loop
+            self._closer = closing_with_loop(lambda: self.close_client(client))
         return self._client
 
     async def aclose(self) -> None:
-        if self._client is not None and self._loop is asyncio.get_running_loop():
-            await self.close_client(self._client)
-        self._client = self._loop = None
+        if self._closer is not None and self._loop is asyncio.get_running_loop():
+            await self._closer.aclose()
+        self._client = self._loop = self._closer = None
 
 
 def retry_after_s(headers: Mapping[str, str] | None) -> float | None:

@@ -32,6 +32,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar, Sequence
 
 from traitforge.llm.base import (BLOCKED, NOT_ANSWERS, OK, REFUSED, TRUNCATED_OUTCOME, Backend, Completion,
@@ -39,7 +40,7 @@ from traitforge.llm.base import (BLOCKED, NOT_ANSWERS, OK, REFUSED, TRUNCATED_OU
 from traitforge.llm.errors import RetryableError
 from traitforge.llm.hosts import is_provider_host
 from traitforge.llm.providers import learn, model_caps
-from traitforge.llm.providers._http import api_key, error_message, no_key_note, status_error
+from traitforge.llm.providers._http import api_key, closing_with_loop, error_message, no_key_note, status_error
 
 OPENAI_URL = "https://api.openai.com/v1"
 
@@ -81,6 +82,7 @@ class OpenAIBackend(Backend):
         self.dead_after = dead_after
         self.servers = [_Server(u.rstrip("/") if u else None) for u in urls]
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closer: Any = None  # closes this loop's clients inside it (see closing_with_loop)
         self._turn = 0
         self._partial: dict[str, dict[int, tuple[Any, Any]]] = {}  # see generate
 
@@ -96,6 +98,7 @@ class OpenAIBackend(Backend):
             s.client = openai.AsyncOpenAI(api_key=self._key, base_url=s.url, timeout=self.timeout_s,
                                           max_retries=0)
         self._loop = loop
+        self._closer = closing_with_loop(partial(_close_clients, [s.client for s in self.servers]))
 
     def _pick(self, tried: set[int]) -> _Server | None:
         """Least busy live server not yet tried; round-robin breaks ties. None when all were tried."""
@@ -249,10 +252,16 @@ class OpenAIBackend(Backend):
                           headers=headers)
 
     async def aclose(self) -> None:
-        if self._loop is not None and self._loop is asyncio.get_running_loop():
-            for s in self.servers:
-                await s.client.close()
-        self._loop = None
+        if self._closer is not None and self._loop is asyncio.get_running_loop():
+            await self._closer.aclose()
+        self._loop = self._closer = None
+
+
+async def _close_clients(clients: list[Any]) -> None:
+    """Close every server's client, even when one fails to close (then raise its error)."""
+    errors = [e for e in await asyncio.gather(*(c.close() for c in clients), return_exceptions=True) if e]
+    if errors:
+        raise errors[0]
 
 
 
