@@ -140,7 +140,8 @@ def _discard(tmp: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _replace(tmp: Path, path: Path) -> None:
+def replace_file(tmp: Path, path: Path) -> None:
+    """os.replace, an error naming `path` (the temp file is removed)."""
     try:
         os.replace(tmp, path)
     except OSError as e:
@@ -160,7 +161,7 @@ def write_jsonl(path: str | Path, rows: Iterable[BaseModel | dict[str, Any]]) ->
     except BaseException as e:
         _discard(tmp)
         raise _named(e, path, always=True) if isinstance(e, OSError) else e
-    _replace(tmp, path)
+    replace_file(tmp, path)
     return n
 
 
@@ -176,4 +177,4 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     except BaseException as e:
         _discard(tmp)
         raise _named(e, path, always=True) if isinstance(e, OSError) else e
-    _replace(tmp, path)
+    replace_file(tmp, path)
