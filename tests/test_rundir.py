@@ -76,6 +76,7 @@ def test_a_copied_run_resumed_writes_only_to_the_copy(tmp_path):
     run = scripted(open_run(spec))
     stage_generate(run, "documents")
     original = tmp_path / "src" / "run"
+    run.cache.close()  # this test's process lets the original go before copying it
     del run
     copy = tmp_path / "copy"
     shutil.copytree(original, copy)
@@ -113,6 +114,27 @@ def test_a_moved_run_opens_without_the_files_it_was_made_from(tmp_path):
     assert inputs["traits"]["path"] == str(tmp_path / "src" / "traits.md")  # where it came from
     for rec in (inputs["traits"], inputs["probes"]):
         assert hashlib.sha256((root / rec["copy"]).read_bytes()).hexdigest() == rec["sha256"]
+
+
+def test_a_copy_of_a_run_made_before_spec_copies_also_writes_only_to_itself(tmp_path):
+    """A run made before runs kept their spec (its manifest names the spec file only): its copy reads
+    that spec but works in the copy, and gets its own spec copy from then on."""
+    spec = make_spec(tmp_path / "src")
+    open_run(spec).cache.close()  # this test's process lets the original go before copying it
+    original = tmp_path / "src" / "run"
+    shutil.rmtree(original / "inputs")
+    (original / "spec.yaml").unlink()
+    m = json.loads((original / "manifest.json").read_text())
+    del m["spec"]
+    (original / "manifest.json").write_text(json.dumps(m))
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    before = tree(original)
+    run = open_run(copy)
+    assert run.store.root.resolve() == copy.resolve() and (copy / "spec.yaml").is_file()
+    run.store.set_counts("generate", rows=1)
+    assert tree(original) == before
+    assert json.loads((copy / "manifest.json").read_text())["spec_path"] == str(spec.resolve())
 
 
 # --- one process per run ---------------------------------------------------------------------
