@@ -277,6 +277,10 @@ def main() -> None:
     except sqlite3.OperationalError as e:  # the LLM cache on a read-only or full disk
         click.echo(f"traitforge: error: the LLM cache (cache.sqlite): {e}; everything written so far is kept", err=True)
         sys.exit(2)
+    except sqlite3.DatabaseError as e:  # damage found past the check made when the cache opened
+        click.echo(f"traitforge: error: the LLM cache (cache.sqlite): {e}; move it aside and run again "
+                   "(rows on disk are kept; calls not yet in them are made again)", err=True)
+        sys.exit(2)
 
 
 def os_error_line(e: OSError) -> str:
