@@ -311,3 +311,16 @@ def test_a_trait_id_over_the_length_limit_is_one_line_naming_the_trait(tmp_path)
     md.write_text(f"- **{'Verylongword' * 3} {'Otherlongword' * 3} {'Thirdlongword' * 3}**: The model is careful.\n")
     (t,) = load_traits(md).traits
     assert len(t.id) <= 64 and t.id.startswith("verylongword")
+
+
+def test_a_users_own_spec_yaml_in_the_run_directory_is_never_overwritten(tmp_path):
+    """The run keeps its spec copy in RUN/spec.yaml; a spec of the user's own there (output_dir: .)
+    is one line, before the directory is touched, and a folder holding a spec but no run is no run."""
+    spec = make_spec(tmp_path)
+    text = spec.read_text().replace("output_dir: run", "output_dir: .")
+    spec.write_text(text)
+    with pytest.raises(InputError, match=r"spec.yaml: a spec of your own is where the run keeps its spec copy"):
+        open_run(spec)
+    assert spec.read_text() == text and not (tmp_path / "manifest.json").exists()
+    with pytest.raises(InputError, match=r"not a run directory \(no manifest.json\)"):
+        open_run(tmp_path)

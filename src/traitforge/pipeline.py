@@ -23,7 +23,7 @@ from traitforge.llm.cache import LLMCache
 from traitforge.logs import log_to_run
 from traitforge.prompts import PACKAGE, PromptKit
 from traitforge.llm.client import LLM
-from traitforge.rundir import lock_run, snapshot_spec
+from traitforge.rundir import check_copy_place, is_spec_copy, lock_run, snapshot_spec
 from traitforge.runstore import SPEC_COPY, RunStore, file_sha256
 from traitforge.traits import load_traits
 from traitforge.types import TraitSet
@@ -268,11 +268,11 @@ def resolve_spec_path(target: str | Path) -> Path:
     for a run made before it kept one, the spec its manifest names."""
     p = Path(target)
     if p.is_dir():
-        if (p / SPEC_COPY).is_file():
-            return p / SPEC_COPY
         manifest = p / "manifest.json"
         if not manifest.is_file():
             raise InputError(f"{p}: not a run directory (no manifest.json) and not a spec file")
+        if is_spec_copy(p / SPEC_COPY):
+            return p / SPEC_COPY
         spec_path = RunStore(p).manifest.get("spec_path")  # a corrupt manifest: one line
         if not spec_path or not Path(spec_path).is_file():
             raise InputError(f"{manifest}: the run's spec file {spec_path!r} is gone; pass the spec instead")
@@ -288,7 +288,7 @@ def open_run(target: str | Path, preset: str | None = None) -> Run:
     target = Path(target)
     spec_path = resolve_spec_path(target)
     given_dir = target.is_dir()
-    if preset is None and given_dir and spec_path.parent != target:  # a run from before its spec copy
+    if preset is None and given_dir and spec_path.resolve() != (target / SPEC_COPY).resolve():  # made before spec copies
         preset = RunStore(target).manifest.get("preset")
     spec = load_spec(spec_path, overrides=preset_overrides(preset))
     if given_dir:
@@ -297,7 +297,9 @@ def open_run(target: str | Path, preset: str | None = None) -> Run:
     check_files(spec, spec_path)  # and a malformed one, with its file and line
     traits = load_traits(spec.resolve(spec.traits), spec.model_name, spec.organisation)
     _check_probe_traits(spec, spec_path, traits)
+    PromptKit(spec.prompts_folder)  # an override with an unknown name or variable fails here, at open
     root = spec.output_path
+    check_copy_place(root)
     store = RunStore(root)
     store.lock = lock_run(root)  # held while the store lives (and at most until the process ends)
     rebuilt = store.recover()  # a corrupt manifest: moved aside and rebuilt from the run's files
@@ -321,7 +323,7 @@ def open_run(target: str | Path, preset: str | None = None) -> Run:
                                 "ids": [t.id for t in traits.traits]}
     store.record_inputs(spec.model_dump(mode="json"),
                         {"spec": {"path": origin, "copy": SPEC_COPY, "sha256": file_sha256(copy)}, **copies})
-    kit = PromptKit(spec.prompts_folder)  # an override with an unknown name or variable fails here, at open
+    kit = PromptKit(spec.prompts_folder)  # the copies of the overrides checked above
     return Run(spec=spec, store=store, traits=traits, cache=open_cache(store, spec.cache_file(store.root)),
                prompts=kit)
 

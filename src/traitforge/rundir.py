@@ -22,11 +22,12 @@ import yaml
 from filelock import FileLock, Timeout
 
 from traitforge.config import RunSpec, probe_file_path
-from traitforge.errors import TraitforgeError
+from traitforge.errors import InputError, TraitforgeError
 from traitforge.jsonl import replace_file, temp_path
 from traitforge.runstore import SPEC_COPY, file_sha256
 
 INPUTS = "inputs"
+SPEC_HEADER = "# The spec this run was made with"  # tells the run's copy from a user's own spec.yaml
 LOCK_FILE = ".traitforge.lock"
 OWNER_FILE = ".traitforge.lock.owner"  # who holds the lock: "pid on host, since ..."
 
@@ -57,6 +58,15 @@ def lock_run(root: Path) -> FileLock:
 
 
 # --- the spec copy ---------------------------------------------------------------------------
+
+
+def is_spec_copy(path: Path) -> bool:
+    """Whether `path` is a run's spec copy (written by snapshot_spec), not a user's spec."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().startswith(SPEC_HEADER)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _copy_file(src: Path, dest: Path) -> None:
@@ -143,6 +153,15 @@ def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
     data[last] = value
 
 
+def check_copy_place(root: Path) -> Path:
+    """Where the run's spec copy goes (RUN/spec.yaml); a user's own spec there is never overwritten."""
+    path = root / SPEC_COPY
+    if path.exists() and not is_spec_copy(path):
+        raise InputError(f"{path}: a spec of your own is where the run keeps its spec copy; give the run an "
+                         "output_dir of its own")
+    return path
+
+
 def snapshot_spec(spec: RunSpec, root: Path, previous: dict[str, Any] | None = None) -> tuple[Path, dict[str, dict[str, Any]]]:
     """Write RUN/spec.yaml: `spec` (presets merged) with output_dir "." and every file it names copied
     into RUN/inputs/ and named there by a relative path; model and eval-set folders by absolute path.
@@ -188,10 +207,10 @@ def snapshot_spec(spec: RunSpec, root: Path, previous: dict[str, Any] | None = N
         provider, _, model = ms["model"].partition(":")
         if provider == "local" and model != EMBEDDED_NAME and not Path(model).expanduser().is_absolute():
             ms["model"] = f"local:{spec.resolve(model).resolve()}"  # type: ignore[union-attr]
-    text = ("# The spec this run was made with (presets merged); its files are copied into inputs/.\n"
+    text = (f"{SPEC_HEADER} (presets merged); its files are copied into inputs/.\n"
             "# Commands given this directory read it; edit the original spec and pass it to change the run.\n"
             + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    path = root / SPEC_COPY
+    path = check_copy_place(root)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         tmp = temp_path(path)
         try:
