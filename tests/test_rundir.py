@@ -221,10 +221,13 @@ def test_a_corrupt_manifest_is_one_line_for_status_and_rebuilt_by_the_next_comma
     root = tmp_path / "run"
     open_run(spec)
     # What the run's files say: a trained checkpoint and a generation step's unit marks.
-    (root / "checkpoints" / "sft").mkdir(parents=True)
-    (root / "checkpoints" / "sft" / "config.json").write_text("{}")
-    (root / "train" / "sft").mkdir(parents=True)
-    (root / "train" / "sft" / "fingerprint.txt").write_text("abc123\n")
+    for name, trained_after in (("sft", True), ("midtrain", False)):  # midtrain: retraining began, then a kill
+        (root / "checkpoints" / name).mkdir(parents=True)
+        (root / "checkpoints" / name / "config.json").write_text("{}")
+        (root / "train" / name).mkdir(parents=True)
+        (root / "train" / name / "fingerprint.txt").write_text("abc123\n")
+        os.utime(root / "checkpoints" / name / "config.json", (1e9, 2e9 if trained_after else 1e9))
+        os.utime(root / "train" / name / "fingerprint.txt", (1e9, 1.5e9))
     (root / "generated").mkdir()
     (root / "generated" / "units_done.jsonl").write_text('{"step": "documents.claims", "unit": "u", "rows": 1}\n')
     (root / "manifest.json").write_text('{"stages": {"x": ')  # torn by hand
@@ -235,6 +238,7 @@ def test_a_corrupt_manifest_is_one_line_for_status_and_rebuilt_by_the_next_comma
     run = open_run(root)
     m = run.store.manifest
     assert m["stages"]["train.sft"]["status"] == "done" and m["stages"]["train.sft"]["fingerprint"] == "abc123"
+    assert "train.midtrain" not in m["stages"]  # trained again after that checkpoint: not trusted
     assert m["stages"]["documents.claims"]["unit_marks"] is True
     assert m["spec"] == "spec.yaml" and m["inputs"]["traits"]["sha256"]
     assert len(list(root.glob("manifest.json.corrupt-*"))) == 1

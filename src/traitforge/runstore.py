@@ -152,7 +152,9 @@ class RunStore:
         stages: dict[str, Any] = {}
         for fp_file in sorted((self.root / "train").glob("*/fingerprint.txt")):
             name = fp_file.parent.name
-            if (self.root / "checkpoints" / name / "config.json").is_file():
+            config = self.root / "checkpoints" / name / "config.json"
+            # written when training under that fingerprint began; a checkpoint older than it is another's
+            if config.is_file() and config.stat().st_mtime >= fp_file.stat().st_mtime:
                 stages[f"train.{name}"] = {"status": "done", "fingerprint": fp_file.read_text().strip(),
                                            "rebuilt": True}
         from traitforge.jsonl import iter_jsonl_dicts
