@@ -328,3 +328,23 @@ def test_a_users_own_spec_yaml_in_the_run_directory_is_never_overwritten(tmp_pat
     assert spec.read_text() == text and not (tmp_path / "manifest.json").exists()
     with pytest.raises(InputError, match=r"not a run directory \(no manifest.json\)"):
         open_run(tmp_path)
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap (bwrap) for a small tmpfs")
+@pytest.mark.parametrize("size", [4096, 12288, 16384, 28672])
+def test_a_full_disk_at_any_point_of_opening_a_run_is_one_line(tmp_path, size):
+    """The run directory on a tmpfs of `size` bytes: whichever write finds the disk full (an input
+    copy, the spec copy, the manifest, the cache), the command says so in one line naming the path."""
+    spec = make_spec(tmp_path)
+    spec.write_text(spec.read_text().replace("output_dir: run", "output_dir: full/run"))
+    (tmp_path / "full").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(TESTS.parent / "src")}
+    r = subprocess.run(["bwrap", "--bind", "/", "/", "--dev", "/dev", "--size", str(size), "--tmpfs",
+                        str(tmp_path / "full"), sys.executable, "-m", "traitforge.cli", "export", str(spec),
+                        "--format", "openai"], capture_output=True, text=True, env=env, timeout=120)
+    if "bwrap:" in r.stderr and r.returncode != 2:
+        pytest.skip(f"bwrap cannot make a mount here: {r.stderr.strip()[:200]}")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr[-2000:]
+    assert lines[0].startswith(f"traitforge: error: {tmp_path / 'full' / 'run'}/"), lines[0]
+    assert "No space left on device" in lines[0] or "disk is full" in lines[0] or "disk I/O error" in lines[0]

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -18,7 +19,7 @@ from typing import Any, Callable, Coroutine, Iterator, TypeVar
 import yaml
 
 from traitforge.config import Models, ModelSpec, RunSpec, check_files, check_paths, load_spec
-from traitforge.errors import InputError
+from traitforge.errors import InputError, TraitforgeError
 from traitforge.llm.cache import LLMCache
 from traitforge.logs import log_to_run
 from traitforge.prompts import PACKAGE, PromptKit
@@ -331,7 +332,10 @@ def open_run(target: str | Path, preset: str | None = None) -> Run:
 def open_cache(store: RunStore, path: Path) -> LLMCache:
     """The run's LLM cache; one that is not a readable database is moved aside (the run goes on with
     an empty one) and the user told in one line what that costs."""
-    cache = LLMCache(path)
+    try:
+        cache = LLMCache(path)
+    except sqlite3.OperationalError as e:  # a read-only or full disk: the path, in one line
+        raise TraitforgeError(f"{path}: {e}; everything written before is kept") from None
     if cache.moved_aside is not None:
         calls = sum(u.get("calls", 0) for models in store.manifest["usage"].values() for u in models.values())
         cost = store.total_cost() if calls else 0.0

@@ -79,10 +79,10 @@ def _copy_file(src: Path, dest: Path) -> None:
     tmp = temp_path(dest)
     try:
         shutil.copyfile(src, tmp)
-    except OSError:
+    except OSError as e:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise
+        raise OSError(e.errno, e.strerror, str(dest)) from None
     replace_file(tmp, dest)
 
 
