@@ -137,6 +137,24 @@ def test_a_copy_of_a_run_made_before_spec_copies_also_writes_only_to_itself(tmp_
     assert json.loads((copy / "manifest.json").read_text())["spec_path"] == str(spec.resolve())
 
 
+def test_the_training_launcher_reads_a_moved_runs_own_spec_copy(tmp_path):
+    """`python -m traitforge.train.launch RUN` (accelerate) rebuilds the spec from the manifest: for a
+    moved run its paths resolve inside the run, not against the spec it was made from."""
+    from traitforge.runstore import RunStore
+    from traitforge.train.launch import spec_from_run
+
+    spec = make_spec(tmp_path / "src", "training: {sft: {mix_file: mix.jsonl, mix_ratio: 0.2}}\n")
+    (tmp_path / "src" / "mix.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    open_run(spec).cache.close()
+    shutil.move(tmp_path / "src" / "run", tmp_path / "moved")
+    shutil.rmtree(tmp_path / "src")
+    got = spec_from_run(RunStore(tmp_path / "moved"))
+    root = (tmp_path / "moved").resolve()
+    assert got.output_path.resolve() == root
+    assert got.mix_path(got.training.sft).resolve() == root / "inputs/training.sft.mix_file/mix.jsonl"
+    assert got.mix_path(got.training.sft).is_file()
+
+
 # --- one process per run ---------------------------------------------------------------------
 
 
