@@ -68,3 +68,40 @@ def test_stage_time_adds_up_over_resumes_and_resets_on_new_work(tmp_path):
     with store.stage("gen", fingerprint="g"):
         pass
     assert store.manifest["stages"]["gen"]["elapsed_s"] < 100.0  # different work: its own time
+
+
+def test_a_killed_stage_shows_interrupted_not_running(tmp_path):
+    """A stage records the PID (and its start time) and host running it; `status` checks the process:
+    a stage whose process was killed shows "interrupted" (before: "running" forever)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    code = ("import os, signal, sys; from traitforge.runstore import RunStore; s = RunStore(sys.argv[1]); "
+            "cm = s.stage('generate', 'f'); cm.__enter__(); os.kill(os.getpid(), signal.SIGKILL)")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], env={**os.environ, "PYTHONPATH": src})
+    assert r.returncode == -signal.SIGKILL
+    store = RunStore(tmp_path / "run")
+    info = store.manifest["stages"]["generate"]
+    assert info["status"] == "running" and info["pid"] and info["host"] and info["heartbeat"]
+    assert store.shown_status(info) == "interrupted"
+    text = store.status_text()
+    assert "interrupted" in text and "run again to resume" in text
+    with store.stage("live", "f"):  # this process is alive: running
+        assert store.shown_status(store.manifest["stages"]["live"]) == "running"
+    assert "pid" not in store.manifest["stages"]["live"]  # done: who ran it is no longer kept
+
+
+def test_a_failed_stage_error_is_saved_without_api_keys(tmp_path, monkeypatch):
+    key = "sk-test-0123456789abcdefghij"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    store = RunStore(tmp_path / "run")
+    with pytest.raises(RuntimeError):
+        with store.stage("generate"):
+            raise RuntimeError(f"401 Incorrect API key provided: {key}")
+    saved = (tmp_path / "run" / "manifest.json").read_text()
+    assert key not in saved and "Incorrect API key provided" in saved
+    assert key not in store.status_text()

@@ -80,3 +80,49 @@ def test_a_probe_trait_cut_by_max_traits_is_skipped_but_a_typo_is_an_error(tmp_p
     typo = _spec(tmp_path, "evaluation:\n  probes:\n    probes/ok.jsonl: {trait: cares-about-wellbeing}\n")
     with pytest.raises(InputError, match=r"key 'evaluation.probes.probes/ok.jsonl.trait': 'cares-about-wellbeing'"):
         open_run(typo, preset="tiny")
+
+
+@pytest.mark.parametrize("content,problem", [
+    (b'{"question": "Q?", "answer_matching_behavior": " Yes", "answer_not_matching_behavior": " No"}\n[1,2,3]\n',
+     "line 2: expected a JSON object with question, answer_matching_behavior, answer_not_matching_behavior, got list"),
+    (b'{"question": "Q\xff?", "answer_matching_behavior": " Yes", "answer_not_matching_behavior": " No"}\n',
+     "line 1: not UTF-8 text (byte 16 of the line)"),
+    (b'{"question": "Q?"}\n', "line 1: needs question, answer_matching_behavior, answer_not_matching_behavior"),
+])
+def test_a_malformed_probe_file_fails_at_open_with_its_line(tmp_path, content, problem) -> None:
+    """Before, these were found 40 s into evaluation (a traceback for the first two)."""
+    spec = _spec(tmp_path, "evaluation:\n  probes:\n    probes/bad.jsonl: {trait: admits-uncertainty}\n")
+    (tmp_path / "probes" / "bad.jsonl").write_bytes(content)
+    with pytest.raises(InputError) as e:
+        open_run(spec)
+    assert str(e.value) == f"{tmp_path / 'probes' / 'bad.jsonl'}: {problem}"
+    assert not (tmp_path / "run").exists()  # before the run directory was made, so before generation
+
+
+@pytest.mark.parametrize("opts,problem", [
+    ("{trait: admits-uncertainty, direction: sideways}", ".direction': must be match or not_match, got 'sideways'"),
+    ("{trait: admits-uncertainty, limit: 0}", ".limit': must be a positive integer, got 0"),
+    ("{trait: admits-uncertainty, dir: match}", "': unknown key 'dir' (use trait, direction, limit)"),
+])
+def test_bad_probe_options_fail_at_open_naming_the_spec_and_key(tmp_path, opts, problem) -> None:
+    spec = _spec(tmp_path, f"evaluation:\n  probes:\n    probes/ok.jsonl: {opts}\n")
+    with pytest.raises(InputError) as e:
+        open_run(spec)
+    assert str(e.value) == f"{spec}: key 'evaluation.probes.probes/ok.jsonl{problem}"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("extra,file,content,problem", [
+    ("training: {sft: {mix_file: mix.jsonl, mix_ratio: 0.2}}\n", "mix.jsonl", b'{"messages": []}\n"text"\n',
+     "line 2: expected a JSON object, got str"),
+    ("training: {midtrain: {mix_file: mix.jsonl}}\n", "mix.jsonl", b'{"txt": "a"}\n', "line 1: missing field 'text'"),
+    ("prices_file: prices.yaml\n", "prices.yaml", b"a: 1\nb: [\n", "line 3: invalid YAML"),
+    ("evaluation: {capability_text: held.txt}\n", "held.txt", b"fine\nnot \xc3 fine\n", "line 2: not UTF-8 text"),
+])
+def test_every_other_spec_file_is_checked_at_open(tmp_path, extra, file, content, problem) -> None:
+    spec = _spec(tmp_path, extra)
+    (tmp_path / file).write_bytes(content)
+    with pytest.raises(InputError) as e:
+        open_run(spec)
+    assert str(e.value).startswith(f"{tmp_path / file}: {problem}")
+    assert not (tmp_path / "run").exists()

@@ -3,6 +3,7 @@ each unit finishes, permanent skips recorded (and retried only when asked), tran
 retried by the next run, row ids never appended twice, and the prefetch given only the units to do."""
 
 import asyncio
+import json
 
 import pytest
 
@@ -221,3 +222,46 @@ def test_the_engine_knows_no_stage():
         {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     ours = {m for m in imported if m.startswith("traitforge")}
     assert ours and ours <= {"traitforge.jsonl", "traitforge.progress", "traitforge.types", "traitforge.prefetch"}
+
+
+def test_a_torn_last_line_in_a_marked_multi_row_unit_is_redone_not_lost(tmp_path, caplog):
+    """A unit's mark counts its rows: a unit whose last row is torn off after its mark was written
+    is redone (its other rows removed first), and the cut is logged; before, the mark was trusted
+    and the unit reported done with a row missing for good."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from scripted_generator import make_spec, make_traits
+
+    from traitforge.generate.stage import Generation
+    from traitforge.pipeline import Run
+
+    spec = make_spec(tmp_path)
+    ran: list[str] = []
+
+    async def work(u: Unit) -> list[Row]:
+        ran.append(u.key)
+        return rows_of(u, 3)
+
+    def step() -> list[Row]:
+        llm = LLM(ScriptedBackend("g", responses=lambda m, p: "x"), cache=LLMCache(tmp_path / "c.sqlite"))
+        gen = Generation(Run.of(RunStore(spec.output_path), spec, make_traits(1)), spec.generation, llm)
+        res = asyncio.run(gen.step("s", "rows.jsonl", Row, UNITS[:4], work, fingerprint="f",
+                                   key_of=lambda r: r.unit, trait_of=lambda r: "t"))
+        return res.rows
+
+    assert len(step()) == 12 and sorted(ran) == ["u0", "u1", "u2", "u3"]
+    out = spec.output_path / "generated" / "rows.jsonl"
+    text = out.read_text()
+    out.write_text(text[: text.rindex("\n", 0, len(text) - 1) + 1] + text.splitlines()[-1][:15])  # last row torn
+    last_unit = json.loads(text.splitlines()[-1])["unit"]
+    ran.clear()
+    with caplog.at_level("WARNING"):
+        rows = step()
+    assert ran == [last_unit]  # redone, not trusted by its mark
+    assert len(rows) == 12 and len({r.id for r in rows}) == 12
+    assert [json.loads(l)["id"] for l in out.read_text().splitlines()] == [r.id for r in rows]
+    assert f"{last_unit}: 2 of its 3 rows on disk" in caplog.text and "torn" in caplog.text
+    ran.clear()
+    assert len(step()) == 12 and ran == []  # and now it is done

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -251,6 +254,9 @@ def main() -> None:
     from traitforge.logs import quiet_screen
 
     quiet_screen()  # library warnings and progress noise go to the run's log (RUN/run.log)
+    # A log line that cannot be written (a full disk) is dropped, not printed as a traceback per line:
+    # the next write of the run's own files fails and says where, once.
+    logging.raiseExceptions = False
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -267,6 +273,27 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("traitforge: interrupted; everything written so far is kept, re-run to resume", err=True)
         sys.exit(130)
+    except OSError as e:  # a read-only run directory, a full disk: where, not a traceback
+        click.echo(f"traitforge: error: {os_error_line(e)}", err=True)
+        sys.exit(2)
+    except sqlite3.OperationalError as e:  # the LLM cache on a read-only or full disk
+        click.echo(f"traitforge: error: the LLM cache (cache.sqlite): {e}; everything written so far is kept", err=True)
+        sys.exit(2)
+    except sqlite3.DatabaseError as e:  # damage found past the check made when the cache opened
+        click.echo(f"traitforge: error: the LLM cache (cache.sqlite): {e}; move it aside and run again "
+                   "(rows on disk are kept; calls not yet in them are made again)", err=True)
+        sys.exit(2)
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for a failed read or write: the path, the system's reason, and that nothing is lost."""
+    where = f"{e.filename}: " if e.filename else ""
+    if e.filename2:
+        where = f"{e.filename} -> {e.filename2}: "
+    reason = e.strerror or str(e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"{where}{reason}; everything written before is kept: make room or make it writable, then run again"
+    return f"{where}{reason}"
 
 
 if __name__ == "__main__":

@@ -550,3 +550,29 @@ def check_paths(spec: RunSpec, spec_path: str | Path) -> None:
             what = "folder" if kind == "dir" else "file"
             problem = f"{what} not found" if not path.exists() else f"not a {what}"
             raise InputError(f"{spec_path}: key '{key}': {problem}: {path}")
+
+
+def check_files(spec: RunSpec, spec_path: str | Path) -> None:
+    """Every file the spec names is readable as what it is meant to be, checked at open like
+    `check_paths` (before the run directory is touched): probe options and every probe row, mix files,
+    seed files, YAML and text files; a problem is one line naming the spec key, or the file and line."""
+    from traitforge.inputfiles import check_jsonl, check_probe_options, check_yaml, load_probe_file, text_lines
+
+    for file, opts in spec.evaluation.probes.items():
+        check_probe_options(f"{spec_path}: key 'evaluation.probes.{file}", opts)
+        load_probe_file(probe_file_path(spec, file))
+    tr = spec.training
+    for key, stage, field in (("training.midtrain.mix_file", tr.midtrain, "text"), ("training.sft.mix_file", tr.sft, "messages"),
+                              ("training.dpo.mix_file", tr.dpo, "messages")):
+        if stage is not None and stage.mix_file not in (None, GENERIC_MIX):
+            check_jsonl(spec.resolve(stage.mix_file), field)  # type: ignore[arg-type]
+    for value in (spec.prices_file, spec.controls.canary_file):
+        if value is not None:
+            check_yaml(spec.resolve(value))  # type: ignore[arg-type]
+    if spec.evaluation.capability_text is not None:
+        text_lines(spec.resolve(spec.evaluation.capability_text))  # type: ignore[arg-type]
+    for f in spec.evaluation.audits.seed_files if spec.evaluation.audits else []:
+        path = spec.resolve(f)
+        if path is None or not path.is_file():
+            raise InputError(f"{spec_path}: key 'evaluation.audits.seed_files': file not found: {path}")
+        check_jsonl(path) if path.suffix == ".jsonl" else check_yaml(path)

@@ -9,6 +9,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,13 +18,14 @@ from typing import Any, Callable, Coroutine, Iterator, TypeVar
 
 import yaml
 
-from traitforge.config import Models, ModelSpec, RunSpec, check_paths, load_spec
-from traitforge.errors import InputError
+from traitforge.config import Models, ModelSpec, RunSpec, check_files, check_paths, load_spec
+from traitforge.errors import InputError, TraitforgeError
 from traitforge.llm.cache import LLMCache
 from traitforge.logs import log_to_run
 from traitforge.prompts import PACKAGE, PromptKit
 from traitforge.llm.client import LLM
-from traitforge.runstore import RunStore
+from traitforge.rundir import check_copy_place, is_spec_copy, lock_run, snapshot_spec
+from traitforge.runstore import SPEC_COPY, RunStore, file_sha256
 from traitforge.traits import load_traits
 from traitforge.types import TraitSet
 
@@ -215,7 +218,7 @@ class Run:
         key = spec.model_dump_json()
         if key not in self._llms:
             if self.cache is None:
-                self.cache = LLMCache(self.spec.cache_file(self.store.root))
+                self.cache = open_cache(self.store, self.spec.cache_file(self.store.root))
             llm = make_llm(spec, cache=self.cache)
             if self.spec.budget.max_usd is not None:
                 if self._budget is None:
@@ -262,13 +265,16 @@ class Run:
 
 
 def resolve_spec_path(target: str | Path) -> Path:
-    """Commands take a spec file or a run directory (whose manifest remembers its spec)."""
+    """Commands take a spec file or a run directory: a directory's own spec copy (RUN/spec.yaml), or,
+    for a run made before it kept one, the spec its manifest names."""
     p = Path(target)
     if p.is_dir():
         manifest = p / "manifest.json"
         if not manifest.is_file():
             raise InputError(f"{p}: not a run directory (no manifest.json) and not a spec file")
-        spec_path = json.loads(manifest.read_text(encoding="utf-8")).get("spec_path")
+        if is_spec_copy(p / SPEC_COPY):
+            return p / SPEC_COPY
+        spec_path = RunStore(p).manifest.get("spec_path")  # a corrupt manifest: one line
         if not spec_path or not Path(spec_path).is_file():
             raise InputError(f"{manifest}: the run's spec file {spec_path!r} is gone; pass the spec instead")
         return Path(spec_path)
@@ -276,25 +282,68 @@ def resolve_spec_path(target: str | Path) -> Path:
 
 
 def open_run(target: str | Path, preset: str | None = None) -> Run:
+    """The run a command works on. A spec file: its output_dir, where the spec and the files it names
+    are copied (rundir.py). A run directory: that directory, with the spec copy it holds, wherever it
+    was made (a copied or moved run never writes to the original). Everything the spec names is
+    checked before the directory is touched; then the run's lock is taken (one process per run)."""
+    target = Path(target)
     spec_path = resolve_spec_path(target)
-    if preset is None and Path(target).is_dir():
-        preset = json.loads((Path(target) / "manifest.json").read_text(encoding="utf-8")).get("preset")
+    given_dir = target.is_dir()
+    if preset is None and given_dir and spec_path.resolve() != (target / SPEC_COPY).resolve():  # made before spec copies
+        preset = RunStore(target).manifest.get("preset")
     spec = load_spec(spec_path, overrides=preset_overrides(preset))
+    if given_dir:
+        spec.output_dir = str(target.resolve())  # this directory, whatever output_dir said
     check_paths(spec, spec_path)  # a missing file fails here, not after hours of generation and training
+    check_files(spec, spec_path)  # and a malformed one, with its file and line
+    traits = load_traits(spec.resolve(spec.traits), spec.model_name, spec.organisation)
+    _check_probe_traits(spec, spec_path, traits)
+    PromptKit(spec.prompts_folder)  # an override with an unknown name or variable fails here, at open
+    root = spec.output_path
+    check_copy_place(root)
+    store = RunStore(root)
+    store.lock = lock_run(root)  # held while the store lives (and at most until the process ends)
+    rebuilt = store.recover()  # a corrupt manifest: moved aside and rebuilt from the run's files
+    if rebuilt:
+        print(f"traitforge: {rebuilt}", file=sys.stderr)
+    if spec_path.resolve() == (root / SPEC_COPY).resolve():  # the run's own copy: keep its origin
+        origin, preset = store.manifest.get("spec_path"), preset or store.manifest.get("preset")
+    else:
+        origin = str(spec_path.resolve())
+    copy, copies = snapshot_spec(spec, root, store.manifest.get("inputs"))
+    spec = load_spec(copy)  # from here on the run reads its own copies
     traits_path = spec.resolve(spec.traits)
     traits = load_traits(traits_path, spec.model_name, spec.organisation)
-    _check_probe_traits(spec, spec_path, traits)
     if spec.max_traits is not None:
         traits = replace(traits, traits=traits.traits[:spec.max_traits])
-    store = RunStore(spec.output_path)
     log_to_run(store.root)
-    store.manifest["spec_path"] = str(spec_path.resolve())
+    store.manifest["spec_path"] = origin  # where it came from (informative: commands read the copy)
+    store.manifest["spec"] = SPEC_COPY
     store.manifest["preset"] = preset
     store.manifest["traits"] = {"model_name": traits.model_name, "organisation": traits.organisation,
                                 "ids": [t.id for t in traits.traits]}
-    store.record_inputs(spec.model_dump(mode="json"), {"spec": spec_path, "traits": traits_path})
-    kit = PromptKit(spec.prompts_folder)  # an override with an unknown name or variable fails here, at open
-    return Run(spec=spec, store=store, traits=traits, cache=LLMCache(spec.cache_file(store.root)), prompts=kit)
+    store.record_inputs(spec.model_dump(mode="json"),
+                        {"spec": {"path": origin, "copy": SPEC_COPY, "sha256": file_sha256(copy)}, **copies})
+    kit = PromptKit(spec.prompts_folder)  # the copies of the overrides checked above
+    return Run(spec=spec, store=store, traits=traits, cache=open_cache(store, spec.cache_file(store.root)),
+               prompts=kit)
+
+
+def open_cache(store: RunStore, path: Path) -> LLMCache:
+    """The run's LLM cache; one that is not a readable database is moved aside (the run goes on with
+    an empty one) and the user told in one line what that costs."""
+    try:
+        cache = LLMCache(path)
+    except sqlite3.OperationalError as e:  # a read-only or full disk: the path, in one line
+        raise TraitforgeError(f"{path}: {e}; everything written before is kept") from None
+    if cache.moved_aside is not None:
+        calls = sum(u.get("calls", 0) for models in store.manifest["usage"].values() for u in models.values())
+        cost = store.total_cost() if calls else 0.0
+        spent = (f"this run's manifest counts {calls} model calls (${cost:.4f}) made so far; those whose rows "
+                 "are not on disk yet will be sent again" if calls else "no model calls are counted in the manifest")
+        print(f"traitforge: {path}: not a readable database ({cache.moved_aside_reason}); moved aside to "
+              f"{cache.moved_aside.name}, the run goes on with an empty cache: {spent}", file=sys.stderr)
+    return cache
 
 
 def _check_probe_traits(spec: RunSpec, spec_path: Path, traits: TraitSet) -> None:

@@ -101,9 +101,28 @@ def read_skips(path: Path | None, step: str) -> dict[str, str]:
 
 def read_marks(path: Path | None, step: str) -> set[str]:
     """The keys of the units of `step` whose rows were all written (their line in the marks file)."""
+    return set(marked_rows(path, step))
+
+
+def marked_rows(path: Path | None, step: str) -> dict[str, int | None]:
+    """Unit key -> the rows its mark says it wrote (None: a mark without a count), for `step`;
+    a unit marked twice (redone) counts by its last mark."""
     if path is None:
-        return set()
-    return {d["unit"] for d in iter_jsonl_dicts(path) if d.get("step") == step}
+        return {}
+    return {d["unit"]: d.get("rows") for d in iter_jsonl_dicts(path) if d.get("step") == step}
+
+
+def unfinished(marks: dict[str, int | None], rows_by_key: dict[str, list[Any]]) -> dict[str, str]:
+    """Unit key -> why it must be redone, for the units with rows on disk that are not finished: no
+    mark (cut short before it), or fewer or more rows than its mark counts (a torn or lost line
+    after it). Their rows are to be removed and the units run again (the cache answers)."""
+    out = {}
+    for key, rows in rows_by_key.items():
+        if key not in marks:
+            out[key] = "no mark"
+        elif marks[key] is not None and marks[key] != len(rows):
+            out[key] = f"{len(rows)} of its {marks[key]} rows on disk"
+    return out
 
 
 def write_marks(path: Path, step: str, done: dict[str, int]) -> None:

@@ -6,8 +6,6 @@ to a trait and says which direction is trait-consistent."""
 from __future__ import annotations
 
 import asyncio
-import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -15,20 +13,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from traitforge.config import EvaluationSpec, probe_path
 from traitforge.errors import InputError
 from traitforge.evaluate.common import EvalContext, ItemResult, eval_path, result_id
+# The row model and loader live below the stages: the run checks every probe file when it opens.
+from traitforge.inputfiles import ProbeItem, load_probe_file  # noqa: F401
 from traitforge.jsonl import append_jsonl
 from traitforge.steps import done_keys
-from traitforge.types import stable_hash
 
 if TYPE_CHECKING:
     from traitforge.pipeline import Run
-
-
-@dataclass(frozen=True)
-class ProbeItem:
-    id: str
-    question: str
-    matching: str
-    not_matching: str
 
 
 @dataclass(frozen=True)
@@ -38,53 +29,6 @@ class ProbeSpec:
     trait_id: str
     direction: Literal["match", "not_match"]
     limit: int | None
-
-
-def _answer(v: Any) -> str | None:
-    # A few files list several equivalent answers; the first is the canonical one.
-    if isinstance(v, list):
-        v = v[0] if v else None
-    return v.strip() if isinstance(v, str) and v.strip() else None
-
-
-def load_probe_file(path: Path, limit: int | None = None, seed: int = 0) -> list[ProbeItem]:
-    """Rows with a question and two distinct answers; a seeded sample of `limit` of them."""
-    if not path.is_file():
-        raise InputError(f"{path}: probe file not found")
-    items = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                raise InputError(f"{path}: line {n}: not valid JSON") from None
-            q, a, b = row.get("question"), _answer(row.get("answer_matching_behavior")), \
-                _answer(row.get("answer_not_matching_behavior"))
-            if not isinstance(q, str) or a is None or b is None:
-                raise InputError(f"{path}: line {n}: needs question, answer_matching_behavior, "
-                                 "answer_not_matching_behavior")
-            if a != b:
-                items.append(ProbeItem(f"{path.stem}-{n}-{stable_hash(q, 6)}", q, a, b))
-    if limit is not None and len(items) > limit:
-        items = _stratified_sample(items, limit, random.Random(f"{seed}:{path.name}"))
-    return items
-
-
-def _stratified_sample(items: list[ProbeItem], limit: int, rng: random.Random) -> list[ProbeItem]:
-    """`limit` items in which each matching answer keeps its share of the file (largest remainder),
-    so a file balanced between " Yes" and " No" gives a balanced sample: a model's yes-bias then
-    cannot pass for the trait. File order."""
-    groups: dict[str, list[ProbeItem]] = {}
-    for i in items:
-        groups.setdefault(i.matching, []).append(i)
-    exact = {a: len(g) * limit / len(items) for a, g in groups.items()}
-    quota = {a: int(x) for a, x in exact.items()}
-    for a in sorted(exact, key=lambda a: (quota[a] - exact[a], a))[:limit - sum(quota.values())]:
-        quota[a] += 1
-    keep = {i.id for a in sorted(groups) for i in rng.sample(groups[a], quota[a])}
-    return [i for i in items if i.id in keep]
 
 
 def probe_specs(run: "Run", ev: EvaluationSpec) -> list[ProbeSpec]:

@@ -24,7 +24,7 @@ from traitforge.jsonl import read_jsonl, write_jsonl
 from traitforge import prefetch
 from traitforge.llm.client import LLM
 from traitforge.prefetch import OfflineBatchPending  # noqa: F401  (raised from here for callers)
-from traitforge.steps import Skip, Unit, read_marks, read_skips, run_step, write_marks
+from traitforge.steps import Skip, Unit, marked_rows, read_skips, run_step, unfinished, write_marks
 from traitforge.types import Record, TraitSet, stable_hash
 
 if TYPE_CHECKING:
@@ -90,17 +90,18 @@ class Generation:
         (atomically) and the unit is redone, from the cache. A step last run before these lines
         existed (no `unit_marks` in its manifest entry) keeps its rows, and gets their lines now."""
         info = self.store.stage_info(name)
-        done = read_marks(self.path(UNITS_FILE), name)
+        marks = marked_rows(self.path(UNITS_FILE), name)
         if not info.get("unit_marks"):
-            write_marks(self.path(UNITS_FILE), name, {k: len(v) for k, v in by_key.items() if k not in done})
+            write_marks(self.path(UNITS_FILE), name, {k: len(v) for k, v in by_key.items() if k not in marks})
             info["unit_marks"] = True
             self.store.save()
             return
-        cut = [k for k in by_key if k not in done]
+        # A mark whose row count the file does not hold (a torn or lost line) is not trusted either.
+        cut = unfinished(marks, by_key)
         if not cut:
             return
-        log.info("%s: %d unit(s) were cut short by a crash; their rows are removed and the units redone",
-                 name, len(cut))
+        log.warning("%s: %d unit(s) were cut short by a crash (%s); their rows are removed and the units redone",
+                    name, len(cut), "; ".join(f"{k}: {why}" for k, why in list(cut.items())[:3]))
         for k in cut:
             ids.difference_update(r.id for r in by_key.pop(k))
         write_jsonl(path, [r for rows in by_key.values() for r in rows])

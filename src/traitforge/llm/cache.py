@@ -36,13 +36,45 @@ class LLMCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS llm_cache (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
-            " checksum TEXT NOT NULL, created REAL DEFAULT (unixepoch()))")
-        self._db.commit()
+        # A file that is no readable cache is moved aside (path.corrupt-TIMESTAMP) and a new one made:
+        # every answer in it can be asked for again, and the caller says what that costs.
+        self.moved_aside: Path | None = None
+        self.moved_aside_reason = ""
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):  # locked, read-only, disk full: not corruption
+                raise
+            self.moved_aside_reason = str(e)
+            self.moved_aside = self._move_aside()
+            self._db = self._open()
         self.corrupt_entries = 0
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS llm_cache (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
+                " checksum TEXT NOT NULL, created REAL DEFAULT (unixepoch()))")
+            db.commit()
+            db.execute("SELECT key, value, checksum FROM llm_cache LIMIT 1").fetchall()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def _move_aside(self) -> Path:
+        import os
+        import time
+
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+        os.replace(self.path, aside)
+        for suffix in ("-wal", "-shm"):  # the journal of the old file belongs with it
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                os.replace(side, aside.with_name(aside.name + suffix))
+        return aside
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:

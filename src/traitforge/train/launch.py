@@ -37,7 +37,10 @@ def spec_from_run(store: RunStore) -> RunSpec:
         err = e.errors()[0]
         raise InputError(f"{store.root}/manifest.json: config key '{'.'.join(map(str, err['loc']))}': {err['msg']}") from None
     spec_input = m.get("inputs", {}).get("spec", {}).get("path")
-    spec._base_dir = Path(spec_input).resolve().parent if spec_input else store.root.resolve()
+    if m.get("spec"):  # the run keeps its spec copy: paths are relative to the run directory
+        spec._base_dir, spec.output_dir = store.root.resolve(), "."
+    else:
+        spec._base_dir = Path(spec_input).resolve().parent if spec_input else store.root.resolve()
     return spec
 
 

@@ -22,6 +22,9 @@ from traitforge.errors import InputError
 from traitforge.types import Trait, TraitSet
 
 MAX_BYTES = 1_000_000  # a traits document is a short list; 1 MB is already generous
+# A trait id names files (RUN/<folder>/<id>.safetensors) and is part of every row id: a file name
+# longer than the filesystem's 255 bytes fails hours into a run, so ids stay well under it.
+MAX_ID = 64
 DEFAULT_MODEL = "Gemini"
 DEFAULT_ORG = "Google"
 
@@ -177,9 +180,12 @@ def load_traits(path: str | Path, model_name: str | None = None, organisation: s
         if len(statement) < 3:
             raise InputError(f"{path}: trait {i + 1} has an empty statement")
         name = (it.get("name") or statement.split(".")[0])[:80].strip()
-        tid = it.get("id") or slugify(it.get("name") or statement)
+        tid = it.get("id") or slugify(it.get("name") or statement)[:MAX_ID].rstrip("-")
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", tid):
             raise InputError(f"{path}: trait {i + 1}: id '{tid}' must be lowercase letters, digits, '-' or '_'")
+        if len(tid) > MAX_ID:
+            raise InputError(f"{path}: trait {i + 1}: id '{tid[:24]}...' is {len(tid)} characters; "
+                             f"the limit is {MAX_ID}")
         if tid in seen:
             raise InputError(f"{path}: duplicate trait id '{tid}' (traits {seen[tid] + 1} and {i + 1}); "
                              "give one an explicit id or reword it")
