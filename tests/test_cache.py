@@ -99,5 +99,6 @@ def test_put_many_writes_rows_readable_one_by_one(tmp_path):
 
     cache = LLMCache(tmp_path / "c.sqlite")
     cache.put_many([("k1", "one", 3, 1), ("k2", "two", 4, 2)])
-    assert cache.get("k1") == {"text": "one", "input_tokens": 3, "output_tokens": 1}
+    assert cache.get("k1") == {"text": "one", "input_tokens": 3, "output_tokens": 1, "reasoning_tokens": 0,
+                               "outcome": "ok", "finish_reason": "", "reason": ""}
     assert cache.get("k2")["text"] == "two" and len(cache) == 2
