@@ -275,8 +275,12 @@ def normalise_checkpoints(checkpoints: dict[str, Any], models: dict[str, ModelSp
 
 
 def fingerprint_of(target: ModelSpec | LLM) -> Any:
-    """What identifies a target's outputs (never API keys)."""
-    return target.backend.cache_identity() if isinstance(target, LLM) else target.model_dump(exclude={"api_key_env"})
+    """What identifies a target's outputs (never API keys). The refusal options count only when set
+    (a spec written before they existed keeps its fingerprint)."""
+    if isinstance(target, LLM):
+        return target.backend.cache_identity()
+    d = target.model_dump(exclude={"api_key_env"})
+    return {k: v for k, v in d.items() if v is not None or k not in ("on_refusal", "refusal_retries", "fallback")}
 
 
 def clean_generated(text: str) -> str:
