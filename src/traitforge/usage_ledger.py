@@ -8,8 +8,8 @@ record past its counter's mark was never summarised (its step was killed): `unre
 those, the run's total cost adds them, and the next process folds them into the summary under
 their stage (`fold_interrupted`), so nothing is counted twice or lost.
 
-Free calls (local models, cost 0) are not written: the ledger is of what was paid for (or could
-have been: a model without a price is written, its cost unknown).
+Free calls (local and scripted models, cost 0) are not written: the ledger is of what was paid for
+(or could have been: an API model without a price is written, its cost unknown).
 """
 
 from __future__ import annotations
@@ -38,11 +38,19 @@ def sink_for(store: "RunStore", stage: Callable[[], str]) -> Sink:
     live = _live(store)
 
     def write(rec: CallRecord) -> None:
-        if rec.cached or rec.cost_usd == 0.0:
+        if rec.cached or not paid(rec):
             return
         live.add(rec.counter)
         append_jsonl(store.path(*LEDGER), [{**rec.to_dict(), "stage": stage()}])
     return write
+
+
+def paid(rec: CallRecord) -> bool:
+    """A call that cost money, or may have: priced above zero, or an API model without a price.
+    Local and scripted models are never paid for (unless a prices file gives one a price)."""
+    if rec.cost_usd is not None:
+        return rec.cost_usd > 0
+    return rec.model.partition(":")[0] not in ("local", "scripted")
 
 
 def _live(store: "RunStore") -> set[str]:

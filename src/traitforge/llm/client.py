@@ -313,7 +313,8 @@ class LLM:
         fut: asyncio.Future[list[Reply]] = asyncio.get_running_loop().create_future()
         self._inflight[flight] = fut
         try:
-            new = await self._fetch(msgs, p, missing, attempt)
+            # (attempt 0 is called as before: a test hook wraps `_fetch` with the old signature)
+            new = await (self._fetch(msgs, p, missing, attempt) if attempt else self._fetch(msgs, p, missing))
             fut.set_result(new)
             return new
         except BaseException as e:
