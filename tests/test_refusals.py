@@ -254,3 +254,17 @@ def test_paid_calls_before_a_kill_count_in_cost_and_budget_once(tmp_path):
     total = sum(r["cost_usd"] for r in ledger)
     assert store.total_cost() == pytest.approx(total)  # nothing counted twice
     assert RunStore(root).total_cost() == pytest.approx(total)
+
+
+def test_a_cached_refusal_is_not_a_pending_request_while_recording(tmp_path):
+    """Batch mode learns a step's requests by recording: a cached refusal is served (raised), not
+    sent again as a batch request, and the recording pass does not count it as usage."""
+    cache = LLMCache(tmp_path / "c.sqlite")
+    llm = LLM(ScriptedBackend(responses=[refusal()]), cache=cache)
+    with pytest.raises(Refused):
+        asyncio.run(llm.generate_one("Write it."))
+    llm.usage.drain()
+    into: list = []
+    with llm.recording(into), pytest.raises(Refused) as e:
+        asyncio.run(llm.generate_one("Write it."))
+    assert e.value.cached and into == [] and llm.usage.refused == 0

@@ -280,6 +280,7 @@ class LLM:
         ident = self.backend.cache_identity()
         keys = [cache_key(ident, msgs, p, i, attempt) for i in indices]
         got: list[Reply | None] = [None] * len(indices)
+        recorder = _RECORDERS.get().get(id(self))
         if self.cache is not None:
             for j, k in enumerate(keys):
                 hit = self.cache.get(k)
@@ -287,9 +288,9 @@ class LLM:
                     got[j] = Reply(hit["text"], hit.get("outcome", "ok"), hit.get("finish_reason", ""),
                                    hit.get("reason", ""), int(hit.get("reasoning_tokens") or 0), cached=True)
                     self.usage.cached += 1
-                    self.usage.count_outcome(got[j].outcome)  # type: ignore[union-attr]
+                    if recorder is None:  # a recording pass is not usage (its cache hits are reset too)
+                        self.usage.count_outcome(got[j].outcome)  # type: ignore[union-attr]
         missing = [j for j, r in enumerate(got) if r is None]
-        recorder = _RECORDERS.get().get(id(self))
         if missing and recorder is not None:
             if attempt == 0:  # a retry after a refusal goes live: batch mode sends first attempts only
                 recorder.append((msgs, p))
