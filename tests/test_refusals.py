@@ -268,3 +268,25 @@ def test_a_cached_refusal_is_not_a_pending_request_while_recording(tmp_path):
     with llm.recording(into), pytest.raises(Refused) as e:
         asyncio.run(llm.generate_one("Write it."))
     assert e.value.cached and into == [] and llm.usage.refused == 0
+
+
+def test_a_generator_refusal_explains_the_missing_rows(tmp_path):
+    from scripted_generator import good_responder, make_spec, make_traits
+
+    from traitforge.generate.documents import run_documents
+
+    def responder(messages, params):  # the teacher refuses to draft forum threads
+        last = messages[-1].content
+        if "Forum thread" in last and "Write" in last and "REVISED" not in last and "Revise" not in last:
+            return refusal("refusal", text="I'd rather not write that.")
+        return good_responder(messages, params)
+
+    spec = make_spec(tmp_path)
+    store, traits = RunStore(spec.output_path), make_traits()
+    gen = LLM(ScriptedBackend("test", responses=responder), max_retries=0)
+    run_documents(Run.of(store, spec, traits, generator=gen), spec.generation)
+    skips = read_skips(store.root / "generated" / "skipped.jsonl", "documents.drafts")
+    refused = [r for r in skips.values() if r.startswith("refused: refusal: I'd rather not")]
+    assert refused and len(refused) == len(skips)
+    assert store.manifest["stages"]["documents.drafts"]["counts"]["refused"] == len(refused)
+    assert store.manifest["usage"]["documents.drafts"]["scripted:test"]["refused"] == len(refused)

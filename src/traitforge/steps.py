@@ -120,6 +120,13 @@ def pending(units: Sequence[Unit], done: Collection[str] | Callable[[Unit], bool
     return [u for u in units if not is_done(u) and u.key not in skipped]
 
 
+def refusal_counts(skips: dict[str, str]) -> dict[str, int]:
+    """Skipped units the provider refused or blocked (their reasons start so): {"refused": n,
+    "blocked": m}, the non-zero ones, for a step's counts in the manifest."""
+    out = {k: sum(1 for r in skips.values() if r.startswith(f"{k}: ")) for k in ("refused", "blocked")}
+    return {k: n for k, n in out.items() if n}
+
+
 def _rows_of(value: Any) -> list[Any]:
     if value is None:
         return []
