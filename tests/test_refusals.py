@@ -240,6 +240,10 @@ def test_paid_calls_before_a_kill_count_in_cost_and_budget_once(tmp_path):
     assert store.manifest["usage"] == {} and store.total_cost() == pytest.approx(paid)
     assert Budget(100.0, store=store, prices_file=str(prices)).spent_usd == pytest.approx(paid)
 
+    with open(root / "usage" / "calls.jsonl", "a") as f:  # a line torn by a kill mid-write
+        f.write('{"model": "scripted:paid", "cost')
+    assert RunStore(root).total_cost() == pytest.approx(paid)
+
     # The next process: its own calls go through a stage; the killed ones are folded in, once.
     spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(root), "prices_file": str(prices)})
     llm = LLM(ScriptedBackend(model="paid", responses=lambda m, p: "four words of answer"))

@@ -14,11 +14,12 @@ Free calls (local and scripted models, cost 0) are not written: the ledger is of
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from traitforge.jsonl import append_jsonl, iter_jsonl_dicts
+from traitforge.jsonl import _repair_tail, iter_jsonl_dicts
 from traitforge.llm.record import CallRecord, Sink
 
 if TYPE_CHECKING:
@@ -37,11 +38,23 @@ def sink_for(store: "RunStore", stage: Callable[[], str]) -> Sink:
     """A client's sink writing to the run's ledger; `stage()` names the stage running now."""
     live = _live(store)
 
+    path = ledger_path(store)
+    repaired = False
+
     def write(rec: CallRecord) -> None:
+        nonlocal repaired
         if rec.cached or not paid(rec):
             return
         live.add(rec.counter)
-        append_jsonl(store.path(*LEDGER), [{**rec.to_dict(), "stage": stage()}])
+        if not repaired:  # a torn last line left by a kill is cut before the first append
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                _repair_tail(path)
+            repaired = True
+        # One line per call, written when the call completes: a killed process keeps every line it
+        # wrote (the OS has it); no fsync per call, which would stall the event loop of a busy stage.
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({**rec.to_dict(), "stage": stage()}, ensure_ascii=False) + "\n")
     return write
 
 
