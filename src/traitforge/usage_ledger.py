@@ -94,7 +94,9 @@ def unrecorded(store: "RunStore") -> list[dict[str, Any]]:
 
 def fold_interrupted(store: "RunStore") -> int:
     """Add the records of counters of earlier processes that no summary covers to manifest["usage"]
-    under their stage, and mark them covered. Returns how many calls were folded in."""
+    under their stage ("interrupted" when none was running), counted as `interrupted_calls`, and mark
+    them covered. Such calls are a killed step's (or a preview's, whose summary went to RUN/preview:
+    the run's budget paid for them too). Returns how many calls were folded in."""
     live = _live(store)
     orphans = [r for r in unrecorded(store) if r.get("counter") not in live]
     if not orphans:
