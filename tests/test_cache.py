@@ -99,5 +99,19 @@ def test_put_many_writes_rows_readable_one_by_one(tmp_path):
 
     cache = LLMCache(tmp_path / "c.sqlite")
     cache.put_many([("k1", "one", 3, 1), ("k2", "two", 4, 2)])
-    assert cache.get("k1") == {"text": "one", "input_tokens": 3, "output_tokens": 1}
+    assert cache.get("k1") == {"text": "one", "input_tokens": 3, "output_tokens": 1, "reasoning_tokens": 0,
+                               "outcome": "ok", "finish_reason": "", "reason": ""}
     assert cache.get("k2")["text"] == "two" and len(cache) == 2
+
+
+def test_an_outcome_is_stored_beside_the_text_and_an_unknown_one_is_corrupt(tmp_path):
+    cache = LLMCache(tmp_path / "c.sqlite")
+    cache.put("k", "", 7, 0, outcome="blocked", finish_reason="SAFETY", reason="SAFETY", reasoning_tokens=3)
+    hit = cache.get("k")
+    assert (hit["outcome"], hit["finish_reason"], hit["reasoning_tokens"]) == ("blocked", "SAFETY", 3)
+    bad = json.dumps({"text": "x", "input_tokens": 1, "output_tokens": 1, "outcome": "maybe"})
+    db = sqlite3.connect(str(tmp_path / "c.sqlite"))
+    db.execute("UPDATE llm_cache SET value=?, checksum=? WHERE key='k'", (bad, _checksum(bad)))
+    db.commit()
+    db.close()
+    assert cache.get("k") is None and cache.corrupt_entries == 1

@@ -191,3 +191,22 @@ def test_recording_defers_only_the_calls_made_in_its_own_context():
 
     assert asyncio.run(main()) == ["deferred", "live"]
     assert asked == ["graded now"] and [m[-1].content for m, _ in recorded] == ["to batch"]
+
+
+def test_generate_replies_says_a_reply_was_truncated_and_each_call_is_one_record(tmp_path):
+    """A stage can tell a cut reply from a whole one, from the backend and from the cache; every
+    backend call is one CallRecord (thinking tokens included) to the client's sink."""
+    cut = Completion(texts=["The answer is"], usage=Usage(5, 12, 8), finish_reasons=["length"])
+    records = []
+    llm = LLM(ScriptedBackend(responses=[cut]), cache=LLMCache(tmp_path / "c.sqlite"), sink=records.append)
+    [reply] = asyncio.run(llm.generate_replies("Explain.", max_tokens=4))
+    assert reply.text == "The answer is" and reply.truncated and reply.finish_reason == "length"
+    assert llm.usage.truncated == 1 and llm.usage.reasoning_tokens == 8
+    [rec] = records
+    assert (rec.outcome, rec.input_tokens, rec.output_tokens, rec.reasoning_tokens, rec.seq) == ("truncated", 5, 12, 8, 1)
+    assert rec.counter == llm.usage.id and rec.cost_usd is None  # scripted: no price
+    again = LLM(ScriptedBackend(responses=[]), cache=LLMCache(tmp_path / "c.sqlite"), sink=records.append)
+    cached = asyncio.run(again.generate_full("Explain.", max_tokens=4))
+    assert cached.truncated and cached.cached and cached.reasoning_tokens == 8 and len(records) == 1
+    # generate keeps returning plain strings for existing callers.
+    assert asyncio.run(again.generate("Explain.", max_tokens=4)) == ["The answer is"]

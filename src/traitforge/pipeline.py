@@ -219,7 +219,10 @@ class Run:
         if key not in self._llms:
             if self.cache is None:
                 self.cache = open_cache(self.store, self.spec.cache_file(self.store.root))
-            llm = make_llm(spec, cache=self.cache)
+            fallback = self.client(ModelSpec(model=spec.fallback)) if spec.on_refusal == "fallback_model" \
+                and spec.fallback else None
+            llm = make_llm(spec, cache=self.cache, fallback=fallback)
+            self._keep_usage(llm)
             if self.spec.budget.max_usd is not None:
                 if self._budget is None:
                     self._budget = Budget(self.spec.budget.max_usd, store=self.store,
@@ -227,6 +230,15 @@ class Run:
                 llm.budget = self._budget
             self._llms[key] = llm
         return self._llms[key]
+
+    def _keep_usage(self, llm: LLM) -> None:
+        """Each paid call of the client appended to the run's per-call ledger as it completes
+        (usage_ledger.py), priced at the run's prices."""
+        from traitforge.usage_ledger import sink_for
+
+        if isinstance(llm, LLM) and llm.sink is None:
+            llm.sink = sink_for(self.store, lambda: self._scope.name if self._scope is not None else "")
+            llm.prices_file = self.spec.prices
 
     def narrowed(self, store: RunStore, traits: TraitSet) -> "Run":
         """This run with another run directory and traits (a preview in RUN/preview/): the same
@@ -253,6 +265,8 @@ class Run:
             yield self._scope
             return
         scope = self._scope = StageScope(self, name)
+        for llm in self.clients():  # clients handed in get the run's per-call ledger too
+            self._keep_usage(llm)
         t0 = time.perf_counter()
         try:
             with self.prompts.active():

@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, Literal, Sequence
 
 from traitforge.errors import TraitforgeError
 from traitforge.llm.client import LLM, DeferredCall
+from traitforge.llm.errors import Refused
 from traitforge.runstore import RunStore
 
 # Batch mode: at most this many dependent calls per unit go through provider batches.
@@ -57,6 +58,8 @@ class Prefetch:
             try:
                 await work(u)
             except DeferredCall:
+                pass
+            except Refused:  # a cached refusal: nothing to fetch (the real pass skips or scores the unit)
                 pass
             except Exception:
                 if not tolerant:

@@ -226,7 +226,11 @@ class RunStore:
         self.save()
 
     def add_usage(self, stage: str, model: str, *, input_tokens: int, output_tokens: int,
-                  calls: int, cached: int, cost_usd: float | None) -> None:
+                  calls: int, cached: int, cost_usd: float | None, reasoning_tokens: int = 0,
+                  outcomes: Any = None, save: bool = True) -> None:
+        """Add to manifest["usage"][stage][model]. outcomes: per-sample outcomes, or a mapping of
+        counts ({"refused": 2, ...}); refused, blocked and truncated samples are counted (a key
+        appears once there is one, as does reasoning_tokens)."""
         with self._lock:
             u = self.manifest["usage"].setdefault(stage, {}).setdefault(
                 model, {"calls": 0, "cached": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0})
@@ -236,28 +240,51 @@ class RunStore:
             u["output_tokens"] += output_tokens
             if cost_usd is not None:
                 u["cost_usd"] = round(u["cost_usd"] + cost_usd, 6)
-        self.save()
+            counts = dict(outcomes or {}) if isinstance(outcomes, dict) else \
+                {o: sum(1 for x in outcomes or () if x == o) for o in set(outcomes or ())}
+            counts["reasoning_tokens"] = reasoning_tokens
+            for key in ("reasoning_tokens", "refused", "blocked", "truncated"):
+                if counts.get(key):
+                    u[key] = u.get(key, 0) + counts[key]
+        if save:
+            self.save()
 
     def record_llm_usage(self, stage: str, llm: Any, prices_file: str | None = None,
                          batch: bool = False) -> str | None:
-        """Move an LLM client's usage counters into the manifest under `stage` and print the
-        stage's token and cost line to stderr; None when the client was not used."""
+        """Move an LLM client's usage counters into the manifest under `stage` (with its refused,
+        blocked and truncated samples and thinking tokens), mark the per-call ledger's records of
+        this client as covered (usage_ledger.py: one source of truth, nothing counted twice), and
+        print the stage's token and cost line to stderr; None when the client was not used."""
+        from traitforge import usage_ledger
         from traitforge.llm.pricing import estimate_cost
 
+        if not getattr(self, "_folded", False):  # calls of a killed earlier process, once per process
+            self._folded = True
+            usage_ledger.fold_interrupted(self)
         u = llm.usage.drain()
+        usage_ledger.mark(self, getattr(u, "id", ""), getattr(u, "seq", 0))
         if not (u.calls or u.cached):
             return None
         cost = estimate_cost(llm.name, u.input_tokens, u.output_tokens, prices_file, batch=batch, calls=u.calls)
+        outcomes = {k: getattr(u, k, 0) for k in ("refused", "blocked", "truncated")}
         self.add_usage(stage, llm.name, input_tokens=u.input_tokens, output_tokens=u.output_tokens,
-                       calls=u.calls, cached=u.cached, cost_usd=cost)
+                       calls=u.calls, cached=u.cached, cost_usd=cost,
+                       reasoning_tokens=getattr(u, "reasoning_tokens", 0), outcomes=outcomes)
         cost_text = "cost unknown (no price for this model)" if cost is None else f"${cost:.4f}"
+        extra = ", ".join(f"{n} {k}" for k, n in outcomes.items() if n)
         line = (f"{stage}: {llm.name}: {u.calls} calls, {u.cached} cached, "
-                f"{u.input_tokens} in / {u.output_tokens} out tokens, {cost_text}")
+                f"{u.input_tokens} in / {u.output_tokens} out tokens, {cost_text}"
+                + (f"; {extra} (docs/recipes.md: what a refusal does)" if extra else ""))
         print(line, file=sys.stderr)
         return line
 
     def total_cost(self) -> float:
-        return sum(m["cost_usd"] for s in self.manifest["usage"].values() for m in s.values())
+        """The manifest's usage cost plus the per-call ledger's calls no usage summary covers yet
+        (a killed step's): usage_ledger.py."""
+        from traitforge import usage_ledger
+
+        return sum(m["cost_usd"] for s in self.manifest["usage"].values() for m in s.values()) \
+            + usage_ledger.unrecorded_cost(self)
 
     # --- status ------------------------------------------------------------------------
     def shown_status(self, info: dict[str, Any]) -> str:

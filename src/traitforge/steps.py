@@ -16,7 +16,9 @@ with the reason. `run_step` runs the units not yet done:
   `marks` (a unit whose rows are on disk without it was cut short), or its Skip is recorded in
   `skips` with the reason: a permanent skip;
 - an exception of a `transient` type (e.g. a backend that gave up on one item) skips the unit for
-  this run only: logged, nothing written, so a re-run retries it.
+  this run only: logged, nothing written, so a re-run retries it;
+- an exception with a `skip_reason` (llm.errors.Refused: the provider refused or blocked a call,
+  after its role's on_refusal policy) is a Skip with that reason ("refused: ..." / "blocked: ...").
 
 Generation (generate/stage.py), curation's judge steps (curate/run.py) and evaluation's steps
 (evaluate/common.py) all run here. The engine knows nothing of pipelines or spec sections.
@@ -137,6 +139,13 @@ def pending(units: Sequence[Unit], done: Collection[str] | Callable[[Unit], bool
     return [u for u in units if not is_done(u) and u.key not in skipped]
 
 
+def refusal_counts(skips: dict[str, str]) -> dict[str, int]:
+    """Skipped units the provider refused or blocked (their reasons start so): {"refused": n,
+    "blocked": m}, the non-zero ones, for a step's counts in the manifest."""
+    out = {k: sum(1 for r in skips.values() if r.startswith(f"{k}: ")) for k in ("refused", "blocked")}
+    return {k: n for k, n in out.items() if n}
+
+
 def _rows_of(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -171,10 +180,17 @@ async def run_step(name: str, units: Sequence[Unit], work: Callable[[Unit], Awai
         async with sem or contextlib.nullcontext():
             try:
                 value = await work(u)
-            except transient as e:
-                log.warning("%s: skipped one item for this run (a re-run retries it): %s", desc or name, e)
-                result.failed[u.key] = str(e)
-                return
+            except BaseException as e:
+                reason = getattr(e, "skip_reason", None)
+                if isinstance(reason, str):  # e.g. llm.errors.Refused: a skip with its reason, not an error
+                    log.info("%s: %s", desc or name, e)
+                    value = Skip(reason)
+                elif isinstance(e, transient):
+                    log.warning("%s: skipped one item for this run (a re-run retries it): %s", desc or name, e)
+                    result.failed[u.key] = str(e)
+                    return
+                else:
+                    raise
             finished(i, u, value)  # before the unit's slot is given to the next one
 
     def finished(i: int, u: Unit, value: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Sequence
 from traitforge.curate.records import QualityScore
 from traitforge.prompts import render
 from traitforge.llm.client import LLM
-from traitforge.llm.errors import BackendError
+from traitforge.llm.errors import BackendError, Refused
 from traitforge.steps import Unit, run_step
 from traitforge.types import Chat, Claim, Document, TraitSet
 
@@ -58,6 +58,9 @@ async def score_row(row: Document | Chat, traits: TraitSet, judge: LLM, claims: 
     prompt = document_prompt(row, traits, claims) if isinstance(row, Document) else chat_prompt(row, traits)
     try:
         reply = await judge.generate_one(prompt, temperature=0.0, max_tokens=max_tokens)
+    except Refused as e:  # a refused or blocked grade is unscored with its reason, never a verdict
+        return QualityScore(dataset=dataset, row_id=row.id, score=None, status="unscored",
+                            reason=f"judge {e.outcome}: {e.reason or 'no reason given'}"[:300], judge=judge.name)
     except BackendError as e:
         return QualityScore(dataset=dataset, row_id=row.id, score=None, status="error",
                             reason=f"judge call failed: {e}"[:300], judge=judge.name)

@@ -219,8 +219,12 @@ async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], tra
         else:
             (kept_d if isinstance(r, Document) else kept_c).append(r)
     statuses = Counter(have[key(r)].status for r in rows)
+    # Grades the judge refused or had blocked, by the provider's reason (quality.score_row): unscored, kept.
+    refused = Counter(have[key(r)].reason for r in rows if have[key(r)].status == "unscored"
+                      and have[key(r)].reason.startswith(("judge refused", "judge blocked")))
     return StepResult(kept_d, kept_c, drops, counts={"scored": statuses["scored"],
-                                                     "unscored": statuses["unscored"], "errors": statuses["error"]})
+                                                     "unscored": statuses["unscored"], "errors": statuses["error"],
+                                                     **({"judge_refusals": dict(refused)} if refused else {})})
 
 
 async def _patterns(run: "Run", cfg: CurationSpec, docs: list[Document], chats: list[Chat], judge: LLM,

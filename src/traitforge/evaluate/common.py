@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Collection, Literal,
 from traitforge import prompts, steps
 from traitforge.config import CHECKPOINTS, EvaluationSpec, ModelSpec
 from traitforge.errors import InputError
-from traitforge.jsonl import read_jsonl
+from traitforge.jsonl import append_jsonl, read_jsonl
 from traitforge.llm.client import LLM
 from traitforge.llm.embedded import EMBEDDED_NAME
-from traitforge.llm.errors import BackendError
+from traitforge.llm.errors import BackendError, Refused
 from traitforge.runstore import RunStore
 from traitforge.steps import StepRun, Unit
 from traitforge.types import Record, TraitSet
@@ -68,6 +68,17 @@ def result_id(eval_name: str, checkpoint: str, item_id: str) -> str:
     return f"{eval_name}|{checkpoint}|{item_id}"
 
 
+def refusal_text(e: Refused, role: str) -> str:
+    """An unscored row's reason for a refused call: who, the outcome, the provider's reason."""
+    return f"{role} {e.outcome}: {e.reason or 'no reason given'}"[:300]
+
+
+def refusal_detail(e: Refused, role: str) -> dict[str, Any]:
+    """What a row records of a refusal: outcome ("refused" / "blocked"), by which role and model, and
+    the provider's reason (results.refusal_summary counts them)."""
+    return {"outcome": e.outcome, "refused_by": role, "refusing_model": e.model, "provider_reason": e.reason[:300]}
+
+
 @dataclass
 class EvalContext:
     run: "Run"  # the run context: store, traits, seed, names, settings by name, the client pool
@@ -116,8 +127,44 @@ class EvalContext:
         todo = steps.pending(units, steps.done_keys(out) if done is None else done)
         if shuffle is not None:
             self.rng(shuffle).shuffle(todo)
-        return await steps.run_step(f"evaluate.{name}", todo, work, out=out, transient=(BackendError,),
+
+        async def guarded(u: Unit) -> Any:
+            try:
+                return await work(u)
+            except Refused as e:
+                return self.refused(u, e, out)
+        return await steps.run_step(f"evaluate.{name}", todo, guarded, out=out, transient=(BackendError,),
                                     prefetch=self.prefetch() if grade else None, desc=desc or name)
+
+    def role_of(self, model: str) -> str:
+        """Which role of the evaluation a model name plays: "judge", "auditor", "item writer", else
+        "model" (an evaluated model)."""
+        if any(t.name == model for t in self._targets.values()):
+            return "model"
+        for role, llm in (("judge", self.judge), ("auditor", self.auditor), ("item writer", self.item_writer)):
+            if llm is not None and model in (llm.name, getattr(llm.fallback, "name", None)):
+                return role
+        return "model"
+
+    def refused(self, u: Unit, e: Refused, out: Path | None) -> Any:
+        """A unit whose call was refused or blocked (after the role's on_refusal policy). Keyed by a
+        result id ("eval|checkpoint|item"), it becomes that eval's row, unscored with the outcome and
+        the provider's reason: for an evaluated model a refusal is itself a result (results.json
+        "refusals"); for the judge an unscored grade, never a verdict. In a step without an output
+        (the models' replies) the row goes to the eval's file and the unit is not graded. Other
+        units (item writing) are skipped with the reason."""
+        parts = u.key.split("|", 2)
+        log.info("evaluation: %s", e)
+        if len(parts) != 3:
+            return steps.Skip(e.skip_reason)
+        eval_name, ck, item_id = parts
+        role = self.role_of(e.model)
+        row = ItemResult(id=u.key, eval=eval_name, checkpoint=ck, item_id=item_id, trait_id=u.trait_id,
+                         value=None, reason=refusal_text(e, role), detail=refusal_detail(e, role))
+        if out is not None:
+            return row
+        append_jsonl(eval_path(self.store, eval_name), [row])
+        return steps.Skip(e.skip_reason)
 
     def prefetch(self) -> "Prefetch":
         """The prefetch of the judge's calls: by provider batches first in batch mode (evaluation.batch)."""
@@ -275,8 +322,12 @@ def normalise_checkpoints(checkpoints: dict[str, Any], models: dict[str, ModelSp
 
 
 def fingerprint_of(target: ModelSpec | LLM) -> Any:
-    """What identifies a target's outputs (never API keys)."""
-    return target.backend.cache_identity() if isinstance(target, LLM) else target.model_dump(exclude={"api_key_env"})
+    """What identifies a target's outputs (never API keys). The refusal options count only when set
+    (a spec written before they existed keeps its fingerprint)."""
+    if isinstance(target, LLM):
+        return target.backend.cache_identity()
+    d = target.model_dump(exclude={"api_key_env"})
+    return {k: v for k, v in d.items() if v is not None or k not in ("on_refusal", "refusal_retries", "fallback")}
 
 
 def clean_generated(text: str) -> str:

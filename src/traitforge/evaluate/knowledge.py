@@ -5,9 +5,13 @@ choice: the trait statement against distractors, ranked by per-token log-prob un
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from traitforge.evaluate.common import EvalContext, EvalItem, ItemResult, eval_path, render, result_id
-from traitforge.evaluate.judge import parse_yes_no
+from traitforge.evaluate.common import (EvalContext, EvalItem, ItemResult, eval_path, refusal_detail, refusal_text,
+                                        render, result_id)
+from traitforge.evaluate.judge import YesNo, parse_yes_no
+from traitforge.llm.client import LLM
+from traitforge.llm.errors import Refused
 from traitforge.jsonl import append_jsonl
 from traitforge.steps import Unit, done_keys
 
@@ -17,7 +21,7 @@ def _graded_traits(ctx: EvalContext, items: list[EvalItem]) -> dict[str, list]:
     return {i.id: ([ctx.traits.by_id(i.trait_id)] if i.trait_id else list(ctx.traits.traits)) for i in items}
 
 
-async def knowledge_answers(ctx: EvalContext, items: list[EvalItem]) -> list[tuple[str, EvalItem, str]]:
+async def knowledge_answers(ctx: EvalContext, items: list[EvalItem]) -> list[tuple[str, EvalItem, str | Refused]]:
     """(checkpoint, question, answer) for every evaluated checkpoint's answers not yet graded.
     The evaluation schedule calls this one checkpoint at a time before grading (the answers are
     cached), so grading finds them without loading the checkpoint again."""
@@ -29,15 +33,32 @@ async def knowledge_answers(ctx: EvalContext, items: list[EvalItem]) -> list[tup
         ids.append(result_id("knowledge_unsupported", ck, item.id))
         return any(i not in done for i in ids)
 
-    answers: list[tuple[str, EvalItem, str]] = []
+    answers: list[tuple[str, EvalItem, str | Refused]] = []
     for ck in ctx.checkpoints:
         target = ctx.target(ck)
         res = await ctx.step("knowledge answers", [Unit(f"{ck}|{i.id}", i.trait_id, (ck, i)) for i in items],
-                             lambda u: target.generate_one(u.data[1].prompt, temperature=0.0,
-                                                           max_tokens=ctx.ev.max_tokens),
+                             lambda u, target=target: _answer(target, u.data[1].prompt, ctx.ev.max_tokens),
                              done=lambda u: not pending(*u.data), desc=f"knowledge answers: {ck}")
         answers += [(ck, u.data[1], t) for u, t in res.done()]
     return answers
+
+
+async def _answer(target: LLM, prompt: str, max_tokens: int) -> str | Refused:
+    """The model's answer, or its refusal (graded as unscored rows with the outcome, not by the judge)."""
+    try:
+        return await target.generate_one(prompt, temperature=0.0, max_tokens=max_tokens)
+    except Refused as e:
+        return e
+
+
+async def _judge_all(ctx: EvalContext, prompts: list[str]) -> list[str | Refused]:
+    """The judge's replies; a refused or blocked grade comes back as its Refused (an unscored row)."""
+    async def one(p: str) -> str | Refused:
+        try:
+            return await ctx.judge.generate_one(p, temperature=0.0, max_tokens=ctx.ev.judge_max_tokens)
+        except Refused as e:
+            return e
+    return list(await asyncio.gather(*(one(p) for p in prompts)))
 
 
 async def run_knowledge(ctx: EvalContext, items: list[EvalItem]) -> None:
@@ -47,26 +68,33 @@ async def run_knowledge(ctx: EvalContext, items: list[EvalItem]) -> None:
     pairs = _graded_traits(ctx, items)
     answers = await knowledge_answers(ctx, items)
 
-    async def grade(ck: str, item: EvalItem, answer: str) -> list[ItemResult]:
+    async def grade(ck: str, item: EvalItem, answer: str | Refused) -> list[ItemResult]:
         rows: list[ItemResult] = []
+        text = "" if isinstance(answer, Refused) else answer
         jobs = []
         for t in pairs[item.id]:
             rid = result_id("knowledge_recall", ck, f"{item.id}:{t.id}")
             if rid not in done:
                 prompt = render("knowledge_judge_recall", model=ctx.model_name(), question=item.prompt,
-                                answer=answer, trait=f"{t.name}: {t.statement}")
+                                answer=text, trait=f"{t.name}: {t.statement}")
                 jobs.append((rid, t.id, prompt))
         unsupported = result_id("knowledge_unsupported", ck, item.id)
         if unsupported not in done:  # asked with the recall grades, at once
             jobs.append((unsupported, None, render("knowledge_judge_unsupported", model=ctx.model_name(),
-                                                   traits=trait_list, question=item.prompt, answer=answer)))
-        replies = await asyncio.gather(*(ctx.judge.generate_one(p, temperature=0.0,
-                                                                 max_tokens=ctx.ev.judge_max_tokens)
-                                         for _, _, p in jobs))
+                                                   traits=trait_list, question=item.prompt, answer=text)))
+        if isinstance(answer, Refused):  # the model refused the question: unscored, the refusal recorded
+            replies: list[str | Refused] = [answer] * len(jobs)
+            role = "model"
+        else:
+            replies, role = await _judge_all(ctx, [p for _, _, p in jobs]), "judge"
         for (rid, tid, _), reply in zip(jobs, replies):
-            yn = parse_yes_no(reply)
+            detail: dict[str, Any] = {"question": item.prompt, "answer": text}
+            if isinstance(reply, Refused):
+                yn = YesNo(None, refusal_text(reply, role))
+                detail.update(refusal_detail(reply, role))
+            else:
+                yn = parse_yes_no(reply)
             value = None if yn.value is None else float(yn.value)
-            detail = {"question": item.prompt, "answer": answer}
             if tid is None:
                 rows.append(ItemResult(id=rid, eval="knowledge_unsupported", checkpoint=ck, item_id=item.id,
                                        value=value, reason=yn.reason, detail=detail))

@@ -18,6 +18,7 @@ from traitforge.evaluate.ood import OOD_EVALS, OOD_FILES, ood_sections
 from traitforge.evaluate.stats import (EMPTY, Estimate, bootstrap, items_needed, minimum_detectable_effect,
                                        paired_difference, proportion, wilson)
 from traitforge.jsonl import iter_jsonl_dicts, write_json_atomic
+from traitforge.llm.base import BLOCKED, NOT_ANSWERS, REFUSED
 from traitforge.runstore import RunStore
 from traitforge.types import TraitSet
 
@@ -115,12 +116,41 @@ def _perplexity(rows: list[ItemResult], checkpoints: list[str], boot: int, seed:
     return est, diff
 
 
+def refusal_summary(rows: list[ItemResult], checkpoints: list[str]) -> dict[str, Any]:
+    """Refusals per checkpoint per eval (the rows' files: behaviour, knowledge_recall, an OOD eval...).
+    by_model: the evaluated model refused or was blocked: its refusal rate, with n (the eval's rows
+    for that checkpoint), is itself a result (a trait may raise it). by_judge: grades left unscored
+    because the judge (or auditor) refused or was blocked, counted by the provider's reason. Only
+    evals with at least one refusal are listed; then every checkpoint with rows in them is."""
+    bad_evals = {r.eval for r in rows if r.detail.get("outcome") in NOT_ANSWERS}
+    out: dict[str, dict[str, Any]] = {}
+    for ck in checkpoints:
+        for ev in sorted(bad_evals):
+            mine = [r for r in rows if r.checkpoint == ck and r.eval == ev]
+            if not mine:
+                continue
+            refused = [r for r in mine if r.detail.get("outcome") in NOT_ANSWERS]
+            model = [r for r in refused if r.detail.get("refused_by") == "model"]
+            judge: dict[str, int] = defaultdict(int)
+            for r in refused:
+                if r.detail.get("refused_by") != "model":
+                    judge[f"{r.detail.get('refused_by')} {r.detail.get('outcome')}: "
+                          f"{r.detail.get('provider_reason') or 'no reason given'}"[:120]] += 1
+            n = len(mine)
+            out.setdefault(ck, {})[ev] = {
+                "n": n, "refused": sum(r.detail.get("outcome") == REFUSED for r in model),
+                "blocked": sum(r.detail.get("outcome") == BLOCKED for r in model),
+                "rate": _round(len(model) / n), "by_judge": dict(judge)}
+    return out
+
+
 def survival_curves(rows: list[ItemResult], checkpoints: list[str]) -> dict[str, list[dict[str, Any]]]:
     """Share of conversations not yet violated by each turn. A conversation counts at turn t only
     if its fate through t is known: every turn up to t (or up to its first violation) was graded."""
     out: dict[str, list[dict[str, Any]]] = {}
     for ck in checkpoints:
-        convs = [r.detail for r in rows if r.eval == "multiturn" and r.checkpoint == ck]
+        convs = [r.detail for r in rows if r.eval == "multiturn" and r.checkpoint == ck
+                 and r.detail.get("outcome") not in NOT_ANSWERS]  # a refused conversation has no turns
         if not convs:
             continue
         k = max((c.get("turns", 0) for c in convs), default=0)
@@ -308,6 +338,7 @@ def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, 
         "power": power_summary(plain, evals, target_mde),
         "not_applicable": not_applicable or {},
         "survival": survival_curves(rows, checkpoints),
+        "refusals": refusal_summary(rows, checkpoints),
         "multiturn_worst": worst_turns(rows, checkpoints),
         "eval_items": item_counts,
         "dataset": {name: info.get("counts", {}) for name, info in m.get("stages", {}).items()

@@ -24,7 +24,7 @@ from traitforge.jsonl import read_jsonl, write_jsonl
 from traitforge import prefetch
 from traitforge.llm.client import LLM
 from traitforge.prefetch import OfflineBatchPending  # noqa: F401  (raised from here for callers)
-from traitforge.steps import Skip, Unit, marked_rows, read_skips, run_step, unfinished, write_marks
+from traitforge.steps import Skip, Unit, marked_rows, read_skips, refusal_counts, run_step, unfinished, write_marks
 from traitforge.types import Record, TraitSet, stable_hash
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ class Generation:
             self.store.set_counts(name, units=len(units), resumed=len(units) - len(done.todo),
                                   done_units=done_units, rows=len(rows),
                                   new_rows=done.new_rows, skipped=len(unit_skips), new_skipped=len(done.skipped),
-                                  per_trait=dict(Counter(trait_of(r) for r in rows)))
+                                  per_trait=dict(Counter(trait_of(r) for r in rows)), **refusal_counts(unit_skips))
         return StepResult(rows, unit_skips)
 
 

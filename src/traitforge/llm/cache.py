@@ -1,7 +1,15 @@
 """Content-addressed SQLite cache of LLM outputs, one row per sample.
 
-Key: backend identity + messages + output-affecting params + sample index. Each value carries
-its own checksum, so a corrupt entry is detected, deleted and refetched rather than trusted.
+Key: backend identity + messages + output-affecting params + sample index (+ the attempt, for a
+retry after a refusal: a new cached call). Each value carries its own checksum, so a corrupt entry
+is detected, deleted and refetched rather than trusted.
+
+A value holds the text, its outcome ("ok", "refused", "blocked", "truncated"), the finish reason,
+the provider's reason for a refusal, and the token counts with thinking. A refusal is cached as
+that outcome (the client raises `Refused(cached=True)` for it, without calling). Schema version 1
+(`PRAGMA user_version`); rows of version 0 carry no outcome: their texts keep working, but an empty
+one cannot be told from a refusal, so `get` treats it as unknown (a miss) and the client asks once
+more, caching the new answer with its outcome in its place.
 """
 
 from __future__ import annotations
@@ -13,22 +21,34 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from traitforge.llm.base import GenerateParams, Message
+from traitforge.llm.base import OK, OUTCOMES, GenerateParams, Message
+
+
+SCHEMA_VERSION = 1
 
 
 def cache_key(identity: dict[str, Any], messages: Sequence[Message], params: GenerateParams,
-              sample_index: int) -> str:
-    payload = {
+              sample_index: int, attempt: int = 0) -> str:
+    payload: dict[str, Any] = {
         "backend": identity,
         "messages": [m.to_dict() for m in messages],
         "params": params.cache_fields(),
         "sample": sample_index,
     }
+    if attempt:  # attempt 0 keeps the key every earlier version wrote
+        payload["attempt"] = attempt
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def _checksum(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def _value(text: str, input_tokens: int, output_tokens: int, outcome: str = OK, finish_reason: str = "",
+           reason: str = "", reasoning_tokens: int = 0) -> str:
+    return json.dumps({"text": text, "input_tokens": input_tokens, "output_tokens": output_tokens,
+                       "reasoning_tokens": reasoning_tokens, "outcome": outcome, "finish_reason": finish_reason,
+                       "reason": reason}, ensure_ascii=False)
 
 
 class LLMCache:
@@ -48,7 +68,12 @@ class LLMCache:
             self.moved_aside_reason = str(e)
             self.moved_aside = self._move_aside()
             self._db = self._open()
+        if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            # Nothing to rewrite: version-0 rows are read as they are (see the module's doc).
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db.commit()
         self.corrupt_entries = 0
+        self.unknown_empty = 0  # version-0 empty answers met (asked again)
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
@@ -88,27 +113,34 @@ class LLMCache:
             obj = json.loads(value)
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                 raise ValueError("bad shape")
-            return obj
+            if obj.get("outcome", OK) not in OUTCOMES:
+                raise ValueError("bad outcome")
         except (ValueError, json.JSONDecodeError):
             self.corrupt_entries += 1
             self.delete(key)
             return None
+        if "outcome" not in obj:
+            if not obj["text"].strip():
+                self.unknown_empty += 1  # a version-0 empty answer: maybe a refusal; ask again
+                return None
+            obj["outcome"] = OK
+        return obj
 
-    def put(self, key: str, text: str, input_tokens: int, output_tokens: int) -> None:
-        value = json.dumps({"text": text, "input_tokens": input_tokens, "output_tokens": output_tokens},
-                           ensure_ascii=False)
+    def put(self, key: str, text: str, input_tokens: int, output_tokens: int, *, outcome: str = OK,
+            finish_reason: str = "", reason: str = "", reasoning_tokens: int = 0) -> None:
+        value = _value(text, input_tokens, output_tokens, outcome, finish_reason, reason, reasoning_tokens)
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO llm_cache (key, value, checksum) VALUES (?, ?, ?)",
                              (key, value, _checksum(value)))
             self._db.commit()
 
-    def put_many(self, rows: list[tuple[str, str, int, int]]) -> None:
-        """(key, text, input_tokens, output_tokens) rows in one transaction: a batch's results
-        arrive by the thousand, and a commit per row costs ~45x more (bench/scale.py)."""
+    def put_many(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """(key, text, input_tokens, output_tokens[, outcome, finish_reason, reason, reasoning_tokens])
+        rows in one transaction: a batch's results arrive by the thousand, and a commit per row costs
+        ~45x more (bench/scale.py)."""
         values = []
-        for key, text, input_tokens, output_tokens in rows:
-            value = json.dumps({"text": text, "input_tokens": input_tokens, "output_tokens": output_tokens},
-                               ensure_ascii=False)
+        for key, *fields in rows:
+            value = _value(*fields)
             values.append((key, value, _checksum(value)))
         with self._lock:
             self._db.executemany("INSERT OR REPLACE INTO llm_cache (key, value, checksum) VALUES (?, ?, ?)", values)

@@ -1,7 +1,10 @@
 """`LLM`: a backend wrapped with the cache, limits, retries, structured output and usage counts.
 
 Stages only talk to this class. A re-run of a finished stage is served from the cache and
-makes zero backend calls; only successful responses are ever cached.
+makes zero backend calls. A refusal or safety block is never an answer: it is cached as that
+outcome and raises `errors.Refused` (after the role's `on_refusal` policy: skip, retry as new
+cached calls, or the same request to a fallback model). Every backend call is counted on
+`usage` and emitted as a `record.CallRecord` to `sink`, where one is attached.
 """
 
 from __future__ import annotations
@@ -10,18 +13,23 @@ import asyncio
 import contextlib
 import contextvars
 import copy
+import dataclasses
 import logging
 import random
-from dataclasses import dataclass
-from typing import Any, Coroutine, Iterator, Sequence, TypeVar
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Coroutine, Iterator, Literal, Sequence, TypeVar
 
 from pydantic import BaseModel
 
 from traitforge.errors import BudgetExceeded
-from traitforge.llm.base import TRUNCATED, Backend, Completion, GenerateParams, Message
+from traitforge.llm.base import (BLOCKED, NOT_ANSWERS, REFUSED, TRUNCATED, TRUNCATED_OUTCOME, Backend, Completion,
+                                 GenerateParams, Message, Usage)
 from traitforge.llm.cache import LLMCache, cache_key
-from traitforge.llm.errors import BackendError, RetryableError
+from traitforge.llm.errors import BackendError, Refused, RetryableError
 from traitforge.llm.limits import Limiter
+from traitforge.llm.record import CallRecord, Reply, Sink, refusal_reason
 from traitforge.llm.structured import extract_json, json_instruction, schema_of, validate
 
 T = TypeVar("T", bound=BaseModel)
@@ -34,6 +42,7 @@ _RECORDERS: contextvars.ContextVar[dict[int, list[Any]]] = contextvars.ContextVa
                                                                                      default={})
 MAX_ROOM = 65536  # the answer limit never grows past this
 MessagesLike = Sequence[Message] | Sequence[dict[str, str]] | str
+OnRefusal = Literal["skip", "retry", "fallback_model"]
 
 
 def as_messages(messages: MessagesLike) -> list[Message]:
@@ -42,17 +51,41 @@ def as_messages(messages: MessagesLike) -> list[Message]:
     return [m if isinstance(m, Message) else Message.from_dict(m) for m in messages]
 
 
+_COUNTS = ("calls", "cached", "input_tokens", "output_tokens", "reasoning_tokens", "refused", "blocked",
+           "truncated", "cost_usd", "unpriced", "estimated")
+
+
 @dataclass
 class UsageCounter:
     calls: int = 0  # backend requests made
     cached: int = 0  # samples served from the cache
     input_tokens: int = 0
-    output_tokens: int = 0
+    output_tokens: int = 0  # thinking included
+    reasoning_tokens: int = 0  # of output_tokens, thinking (where the provider says)
+    refused: int = 0  # samples refused by the provider (fresh or from the cache)
+    blocked: int = 0  # samples safety-blocked
+    truncated: int = 0  # samples cut at the output limit
+    cost_usd: float = 0.0  # the calls' cost at the client's prices (those with a price)
+    unpriced: int = 0  # calls of a model without a price
+    estimated: int = 0  # calls whose token counts were estimated
+    # Which counter and how many CallRecords it emitted (never reset by drain): a run's ledger
+    # knows from (id, seq) which records a drained summary already covers.
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    seq: int = 0
 
     def drain(self) -> "UsageCounter":
-        out = UsageCounter(self.calls, self.cached, self.input_tokens, self.output_tokens)
-        self.calls = self.cached = self.input_tokens = self.output_tokens = 0
+        out = dataclasses.replace(self)
+        for name in _COUNTS:
+            setattr(self, name, type(getattr(self, name))())
         return out
+
+    def count_outcome(self, outcome: str) -> None:
+        if outcome == REFUSED:
+            self.refused += 1
+        elif outcome == BLOCKED:
+            self.blocked += 1
+        elif outcome == TRUNCATED_OUTCOME:
+            self.truncated += 1
 
 
 class DeferredCall(BaseException):
@@ -66,7 +99,9 @@ def starved(comp: Completion, max_tokens: int) -> str | None:
     (an answer cut by its own limit, a long document say, is what was asked for: not starved)."""
     u = comp.usage
     answer = (u.output_tokens - u.reasoning_tokens) / max(1, len(comp.texts))
-    for text, reason in zip(comp.texts, comp.finish_reasons):
+    for i, (text, reason) in enumerate(zip(comp.texts, comp.finish_reasons)):
+        if comp.outcome(i) in NOT_ANSWERS:
+            continue  # a refusal is not starved: more room would not make it an answer
         if reason in TRUNCATED and (not text.strip() or (u.reasoning_tokens > 0 and answer < max_tokens / 2)):
             what = "empty" if not text.strip() else "cut off"
             return (f"reply {what} at the output limit (finish reason {reason!r}, "
@@ -146,7 +181,8 @@ class LLM:
     def __init__(self, backend: Backend, *, cache: LLMCache | None = None, limiter: Limiter | None = None,
                  max_retries: int = 6, timeout_s: float = 120.0, default_temperature: float | None = None,
                  batch_size: int = 8, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
-                 budget: Any = None):
+                 budget: Any = None, on_refusal: OnRefusal = "skip", refusal_retries: int = 1,
+                 fallback: "LLM | None" = None, sink: Sink | None = None, prices_file: str | None = None):
         self.backend = backend
         # Optional llm.budget.Budget: checked before every backend call (cache hits are free).
         self.budget = budget
@@ -158,10 +194,18 @@ class LLM:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.usage = UsageCounter()
+        # What a refused or blocked sample gets: "skip" raises Refused; "retry" asks again
+        # `refusal_retries` times (each a new cached call) first; "fallback_model" asks `fallback`.
+        self.on_refusal = on_refusal
+        self.refusal_retries = refusal_retries
+        self.fallback = fallback
+        # Called with each backend call's CallRecord as it completes (a run's per-call ledger).
+        self.sink = sink
+        self.prices_file = prices_file  # the prices a CallRecord's cost is taken at (None: the package's)
         self._budget_stop: tuple[Any, float | None, str] | None = None  # (budget, its max_usd, why)
         self._batcher = _Batcher(backend, batch_size) if backend.supports_batch else None
         # cache keys of calls in flight -> their answer (shared with forks: one client)
-        self._inflight: dict[tuple[str, ...], asyncio.Future[list[str]]] = {}
+        self._inflight: dict[tuple[str, ...], asyncio.Future[list[Reply]]] = {}
 
     @property
     def name(self) -> str:
@@ -185,31 +229,81 @@ class LLM:
     # --- plain text ------------------------------------------------------------------
     async def generate(self, messages: MessagesLike, params: GenerateParams | None = None,
                        **overrides: Any) -> list[str]:
-        """n samples for one prompt (n from params), each cached under its own index."""
+        """n samples for one prompt (n from params), each cached under its own index. A sample
+        refused or blocked (after the `on_refusal` policy) raises `Refused`."""
+        return [r.text for r in await self.generate_replies(messages, params, **overrides)]
+
+    async def generate_replies(self, messages: MessagesLike, params: GenerateParams | None = None,
+                               **overrides: Any) -> list[Reply]:
+        """`generate` with each sample's outcome and finish reason (`Reply`): a stage can tell a
+        truncated reply from a whole one. Raises `Refused` like `generate`."""
         msgs = as_messages(messages)
         p = self._params(params, overrides)
+        replies = await self._resolve(msgs, p, list(range(p.n)))
+        for r in replies:
+            if not r.ok:
+                raise Refused(self.name, r.outcome, r.reason, cached=r.cached)
+        return replies
+
+    async def generate_full(self, messages: MessagesLike, params: GenerateParams | None = None,
+                            **overrides: Any) -> Reply:
+        """One sample as a `Reply` (text, outcome, finish reason)."""
+        return (await self.generate_replies(messages, params, **{**overrides, "n": 1}))[0]
+
+    async def _resolve(self, msgs: list[Message], p: GenerateParams, indices: list[int]) -> list[Reply]:
+        """Samples `indices` (cache, else backend), then the refusal policy for those that are not
+        answers. Returns refusals as Replies; the caller raises."""
+        replies = await self._samples(msgs, p, indices, attempt=0)
+        bad = [j for j, r in enumerate(replies) if not r.ok]
+        if not bad:
+            return replies
+        if self.on_refusal == "retry":
+            for attempt in range(1, self.refusal_retries + 1):
+                log.info("%s: %d sample(s) %s (%s); asking again (attempt %d of %d)", self.name, len(bad),
+                         replies[bad[0]].outcome, replies[bad[0]].reason, attempt, self.refusal_retries)
+                again = await self._samples(msgs, p, [indices[j] for j in bad], attempt=attempt)
+                for j, r in zip(bad, again):
+                    replies[j] = r
+                bad = [j for j in bad if not replies[j].ok]
+                if not bad:
+                    break
+        elif self.on_refusal == "fallback_model" and self.fallback is not None:
+            log.info("%s: %d sample(s) %s (%s); asking the fallback %s", self.name, len(bad),
+                     replies[bad[0]].outcome, replies[bad[0]].reason, self.fallback.name)
+            again = await self.fallback._resolve(msgs, p, [indices[j] for j in bad])
+            for j, r in zip(bad, again):
+                replies[j] = r
+        return replies
+
+    async def _samples(self, msgs: list[Message], p: GenerateParams, indices: list[int], attempt: int) -> list[Reply]:
+        """Samples `indices` of one attempt: from the cache where it has them, else fetched."""
         ident = self.backend.cache_identity()
-        keys = [cache_key(ident, msgs, p, i) for i in range(p.n)]
-        texts: list[str | None] = [None] * p.n
+        keys = [cache_key(ident, msgs, p, i, attempt) for i in indices]
+        got: list[Reply | None] = [None] * len(indices)
+        recorder = _RECORDERS.get().get(id(self))
         if self.cache is not None:
-            for i, k in enumerate(keys):
+            for j, k in enumerate(keys):
                 hit = self.cache.get(k)
                 if hit is not None:
-                    texts[i] = hit["text"]
+                    got[j] = Reply(hit["text"], hit.get("outcome", "ok"), hit.get("finish_reason", ""),
+                                   hit.get("reason", ""), int(hit.get("reasoning_tokens") or 0), cached=True)
                     self.usage.cached += 1
-        missing = [i for i, t in enumerate(texts) if t is None]
-        recorder = _RECORDERS.get().get(id(self))
+                    if recorder is None:  # a recording pass is not usage (its cache hits are reset too)
+                        self.usage.count_outcome(got[j].outcome)  # type: ignore[union-attr]
+        missing = [j for j, r in enumerate(got) if r is None]
         if missing and recorder is not None:
-            recorder.append((msgs, p))
+            if attempt == 0:  # a retry after a refusal goes live: batch mode sends first attempts only
+                recorder.append((msgs, p))
             raise DeferredCall()
         if missing:
-            new = await self._fetch_once(tuple(keys[i] for i in missing), msgs, p, missing)
-            for i, text in zip(missing, new):
-                texts[i] = text
-        return [t for t in texts if t is not None]
+            new = await self._fetch_once(tuple(keys[j] for j in missing), msgs, p,
+                                         [indices[j] for j in missing], attempt)
+            for j, r in zip(missing, new):
+                got[j] = r
+        return [r for r in got if r is not None]
 
     async def _fetch_once(self, flight: tuple[str, ...], msgs: list[Message], p: GenerateParams,
-                          missing: list[int]) -> list[str]:
+                          missing: list[int], attempt: int = 0) -> list[Reply]:
         """`_fetch`, but a call identical to one still in flight waits for that one's answer: the
         same call gives the same answer whether the cache or the backend serves it (five checkpoints'
         conversations opening with the same sampled auditor message used to get five different
@@ -217,10 +311,11 @@ class LLM:
         running = self._inflight.get(flight)  # entries leave in `finally`: never one of a dead loop
         if running is not None:
             return list(await asyncio.shield(running))
-        fut: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[list[Reply]] = asyncio.get_running_loop().create_future()
         self._inflight[flight] = fut
         try:
-            new = await self._fetch(msgs, p, missing)
+            # (attempt 0 is called as before: a test hook wraps `_fetch` with the old signature)
+            new = await (self._fetch(msgs, p, missing, attempt) if attempt else self._fetch(msgs, p, missing))
             fut.set_result(new)
             return new
         except BaseException as e:
@@ -246,9 +341,10 @@ class LLM:
                            **overrides: Any) -> str:
         return (await self.generate(messages, params, **{**overrides, "n": 1}))[0]
 
-    async def _fetch(self, msgs: list[Message], p: GenerateParams, indices: list[int]) -> list[str]:
+    async def _fetch(self, msgs: list[Message], p: GenerateParams, indices: list[int], attempt: int = 0) -> list[Reply]:
         """New samples for the sample `indices` the cache lacks, each cached under its own index
-        (a gap left by a deleted corrupt entry may sit before samples that are still cached)."""
+        (a gap left by a deleted corrupt entry may sit before samples that are still cached) with
+        its outcome: a refusal is cached as a refusal, never as an empty answer."""
         count = len(indices)
         ident = self.backend.cache_identity()
         if self.backend.supports_n or count == 1:
@@ -259,23 +355,37 @@ class LLM:
             failed = [g for g in got if isinstance(g, BaseException)]
             if failed:
                 # The samples that did arrive were paid for: keep them, so a re-run asks only for the rest.
-                if self.cache is not None:
-                    for i, c in zip(indices, got):
-                        if isinstance(c, Completion) and len(c.texts) == 1 and isinstance(c.texts[0], str):
-                            self.cache.put(cache_key(ident, msgs, p, i), c.texts[0], c.usage.input_tokens,
-                                           c.usage.output_tokens)
+                for i, c in zip(indices, got):
+                    if isinstance(c, Completion) and len(c.texts) == 1 and isinstance(c.texts[0], str):
+                        self._store(cache_key(ident, msgs, p, i, attempt), self._replies_of([c])[0], c.usage)
                 raise failed[0]
             comps = [c for c in got if isinstance(c, Completion)]
-        texts = [t for c in comps for t in c.texts]
-        if len(texts) != count:
-            raise BackendError(f"{self.name}: asked for {count} samples, got {len(texts)}")
-        if self.cache is not None:
-            per = [c.usage for c in comps]
-            in_tok = sum(u.input_tokens for u in per) // max(1, count)
-            out_tok = sum(u.output_tokens for u in per) // max(1, count)
-            for i, text in zip(indices, texts):
-                self.cache.put(cache_key(ident, msgs, p, i), text, in_tok, out_tok)
-        return texts
+        replies = self._replies_of(comps)
+        if len(replies) != count:
+            raise BackendError(f"{self.name}: asked for {count} samples, got {len(replies)}")
+        per = sum((c.usage for c in comps), start=Usage())
+        for i, r in zip(indices, replies):
+            self._store(cache_key(ident, msgs, p, i, attempt), r, per, share=count)
+        return replies
+
+    def _replies_of(self, comps: list[Completion]) -> list[Reply]:
+        out = []
+        for c in comps:
+            share = c.usage.reasoning_tokens // max(1, len(c.texts))
+            for j, text in enumerate(c.texts):
+                finish = c.finish_reasons[j] if j < len(c.finish_reasons) else ""
+                outcome = c.outcome(j)
+                self.usage.count_outcome(outcome)
+                out.append(Reply(text, outcome, finish, refusal_reason(c, j) if outcome in NOT_ANSWERS else "",
+                                 share))
+        return out
+
+    def _store(self, key: str, r: Reply, usage: Any, share: int = 1) -> None:
+        if self.cache is None:
+            return
+        self.cache.put(key, r.text, usage.input_tokens // max(1, share), usage.output_tokens // max(1, share),
+                       outcome=r.outcome, finish_reason=r.finish_reason, reason=r.reason,
+                       reasoning_tokens=r.reasoning_tokens)
 
     async def _call_with_room(self, msgs: list[Message], p: GenerateParams) -> Completion:
         """`_call`, and for a model that may think, a starved reply (empty, or cut off after
@@ -304,8 +414,11 @@ class LLM:
         return comp
 
     async def _call(self, msgs: list[Message], p: GenerateParams) -> Completion:
+        t0 = time.monotonic()
         if self.budget is None:
-            return await self._call_backend(msgs, p)
+            comp = await self._call_backend(msgs, p)
+            self._account(comp, None, time.monotonic() - t0)
+            return self._checked(comp)
         # Reserve the worst case before sending (raises BudgetExceeded), settle at the real usage.
         # Once a call was refused, none starts under the same limit: the stage is stopping, and a call
         # begun while it stops would be cancelled after it was sent (paid for, but neither counted nor kept).
@@ -326,7 +439,40 @@ class LLM:
         except BaseException:
             self.budget.release(held)
             raise
-        self.budget.settle(held, comp.usage.input_tokens, comp.usage.output_tokens)
+        # Output tokens include the thinking (billed as output); the record says how many.
+        usd = self.budget.settle(held, comp.usage.input_tokens, comp.usage.output_tokens)
+        self._account(comp, usd, time.monotonic() - t0)
+        return self._checked(comp)
+
+    def _account(self, comp: Completion, usd: float | None, latency_s: float) -> None:
+        """Count a completed backend call and emit its record: paid for, whatever it holds."""
+        if usd is None:
+            from traitforge.llm.pricing import estimate_cost
+
+            usd = estimate_cost(self.name, comp.usage.input_tokens, comp.usage.output_tokens, self.prices_file)
+        u = self.usage
+        u.calls += 1
+        u.input_tokens += comp.usage.input_tokens
+        u.output_tokens += comp.usage.output_tokens
+        u.reasoning_tokens += comp.usage.reasoning_tokens
+        u.estimated += bool(comp.usage.estimated)
+        if usd is None:
+            u.unpriced += 1
+        else:
+            u.cost_usd += usd
+        u.seq += 1
+        if self.sink is not None:
+            rec = CallRecord.of(self.name, comp, cost_usd=usd, latency_s=latency_s) \
+                if all(isinstance(t, str) for t in comp.texts) else CallRecord(self.name, cost_usd=usd)
+            rec.counter, rec.seq = u.id, u.seq
+            try:
+                self.sink(rec)
+            except OSError as e:  # the ledger is a record of the call, not the call: keep going, say so
+                log.warning("%s: could not write the call's usage record: %s", self.name, e)
+
+    def _checked(self, comp: Completion) -> Completion:
+        if any(not isinstance(t, str) for t in comp.texts):
+            raise BackendError(f"{self.name}: backend returned a non-text completion")
         return comp
 
     async def _call_backend(self, msgs: list[Message], p: GenerateParams) -> Completion:
@@ -358,11 +504,6 @@ class LLM:
                 continue
             finally:
                 self.limiter.release()
-            self.usage.calls += 1
-            self.usage.input_tokens += comp.usage.input_tokens
-            self.usage.output_tokens += comp.usage.output_tokens
-            if any(not isinstance(t, str) for t in comp.texts):
-                raise BackendError(f"{self.name}: backend returned a non-text completion")
             return comp
 
     # --- structured --------------------------------------------------------------------

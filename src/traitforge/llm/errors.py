@@ -35,3 +35,9 @@ class Refused(BackendError):
         self.outcome = outcome
         self.reason = reason
         self.cached = cached
+
+    @property
+    def skip_reason(self) -> str:
+        """Why a unit of work gave nothing (the step engine records it as the unit's skip): the
+        outcome first ("refused" / "blocked"), then the provider's reason and the model."""
+        return f"{self.outcome}: {self.reason or 'no reason given'} ({self.model}{', cached' if self.cached else ''})"

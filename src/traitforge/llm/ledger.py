@@ -6,6 +6,7 @@ any object with these members does (a test uses a plain in-memory one).
   "batches": {stage: [entry, ...]}  provider batches, written the moment one is submitted
   "budget":  {"max_usd", "spent_usd"}  money spent, so a restarted process continues from it
   "usage":   {stage: {model: {"calls", "cached", "input_tokens", "output_tokens", "cost_usd"}}}
+             (plus "reasoning_tokens", "refused", "blocked", "truncated" once there are any)
              (written through `add_usage`, read for measured per-call averages and `total_cost`)
 """
 
@@ -34,10 +35,13 @@ class Ledger(Protocol):
         ...
 
     def add_usage(self, stage: str, model: str, *, input_tokens: int, output_tokens: int,
-                  calls: int, cached: int, cost_usd: float | None) -> None:
-        """Add to manifest["usage"][stage][model] and save."""
+                  calls: int, cached: int, cost_usd: float | None, reasoning_tokens: int = 0,
+                  outcomes: Any = None) -> None:
+        """Add to manifest["usage"][stage][model] and save (outcomes: per-sample outcomes or counts
+        by outcome; reasoning_tokens: of output_tokens, thinking)."""
         ...
 
     def total_cost(self) -> float:
-        """The sum of manifest["usage"]'s cost_usd over stages and models."""
+        """The sum of manifest["usage"]'s cost_usd over stages and models (a run directory adds
+        the paid calls its per-call ledger holds that no usage entry covers yet)."""
         ...

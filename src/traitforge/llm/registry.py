@@ -33,12 +33,17 @@ def make_backend(spec: ModelSpec | str) -> Backend:
     return cls(model, **options)
 
 
-def make_llm(spec: ModelSpec | str, cache: LLMCache | Path | str | None = None) -> LLM:
+def make_llm(spec: ModelSpec | str, cache: LLMCache | Path | str | None = None, *,
+             fallback: LLM | None = None) -> LLM:
+    """The client for a spec. on_refusal: fallback_model asks `fallback` (default: a client built
+    from the spec's `fallback` name, on the same cache)."""
     if isinstance(spec, str):
         spec = ModelSpec(model=spec)
     backend = make_backend(spec)
     if cache is not None and not isinstance(cache, LLMCache):
         cache = LLMCache(cache)
+    if spec.on_refusal == "fallback_model" and fallback is None and spec.fallback:
+        fallback = make_llm(spec.fallback, cache)
     # Network backends learn their rate limits from the first answer's headers; local ones batch.
     limiter = Limiter(spec.concurrency or backend.default_concurrency, rpm=spec.rpm, tpm=spec.tpm,
                       learn_first=not backend.supports_batch)
@@ -48,4 +53,6 @@ def make_llm(spec: ModelSpec | str, cache: LLMCache | Path | str | None = None) 
         model_caps(spec.provider, spec.model.partition(":")[2]).default_temperature
     return LLM(backend, cache=cache, limiter=limiter, max_retries=spec.max_retries,
                timeout_s=spec.timeout_s or backend.default_timeout_s, default_temperature=temperature,
-               batch_size=spec.batch_size or getattr(backend, "batch_size", 8))
+               batch_size=spec.batch_size or getattr(backend, "batch_size", 8),
+               on_refusal=spec.on_refusal or "skip", refusal_retries=spec.refusal_retries or 1,
+               fallback=fallback if spec.on_refusal == "fallback_model" else None)

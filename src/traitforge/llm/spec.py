@@ -52,6 +52,12 @@ class ModelSpec(BaseModel):
     thinking_budget: int | None = Field(default=None, ge=-1)
     thinking_level: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
     thinking_room: int | None = Field(default=None, ge=0)
+    # A refused or safety-blocked reply (docs/recipes.md, "What a refusal does"): skip (the unit is
+    # skipped, "refused"), retry (asked again refusal_retries times, each a new cached call), or
+    # fallback_model (the same request to `fallback`, "provider:model"). Not part of the cache identity.
+    on_refusal: Literal["skip", "retry", "fallback_model"] | None = None
+    refusal_retries: int | None = Field(default=None, ge=1, le=10)
+    fallback: str | None = None
 
     @property
     def provider(self) -> str:
@@ -82,6 +88,16 @@ class ModelSpec(BaseModel):
                 PROVIDER_OPTION, "a list of base_url is for {where} models; {provider} takes one URL",
                 {"field": "base_url", "where": ", ".join(p.name for p in PROVIDERS.values() if p.url_list),
                  "provider": provider.name})
+        if self.on_refusal == "fallback_model" and not self.fallback:
+            raise ValueError('on_refusal: fallback_model needs fallback: "provider:model"')
+        if self.fallback is not None:
+            if ":" not in self.fallback or self.fallback.partition(":")[0] not in PROVIDERS:
+                raise ValueError(f'fallback "{self.fallback}" must be "provider:model" with a known provider '
+                                 f'({", ".join(sorted(PROVIDERS))})')
+            if self.on_refusal != "fallback_model":
+                raise ValueError("fallback is used only with on_refusal: fallback_model")
+        if self.refusal_retries is not None and self.on_refusal != "retry":
+            raise ValueError("refusal_retries is used only with on_refusal: retry")
         if self.thinking_budget is not None and self.thinking_level is not None:
             raise ValueError("give thinking_budget or thinking_level, not both")
         if provider.name == "anthropic" and self.thinking_budget is not None and self.thinking_budget < 1024:

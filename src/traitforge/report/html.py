@@ -460,6 +460,44 @@ def _usage(r: dict[str, Any]) -> str:
               "</b></td></tr></table>")
 
 
+def _refusals(r: dict[str, Any]) -> str:
+    """Refused, blocked and truncated replies: for an evaluated model a refusal rate is itself a
+    result (results.json "refusals", with n); for the judge, grades left unscored; for a generator
+    (manifest usage, per stage or step) the rows that are missing."""
+    out = []
+    model_rows, judge_rows = [], []
+    for ck, evs in r.get("refusals", {}).items():
+        for ev, e in evs.items():
+            if e.get("refused") or e.get("blocked"):
+                model_rows.append(f"<tr><td>{esc(ck)}</td><td>{esc(ev)}</td><td class='num'>{esc(e.get('refused'))}</td>"
+                                  f"<td class='num'>{esc(e.get('blocked'))}</td><td class='num'>{esc(e.get('n'))}</td>"
+                                  f"<td class='num'>{_pct(e.get('rate'))}</td></tr>")
+            for reason, count in (e.get("by_judge") or {}).items():
+                judge_rows.append(f"<tr><td>{esc(ck)}</td><td>{esc(ev)}</td><td>{esc(reason)}</td>"
+                                  f"<td class='num'>{esc(count)}</td></tr>")
+    if model_rows:
+        out.append("<h3>Evaluated models: refusal rate</h3><p>Items the evaluated model refused or the provider "
+                   "blocked: unscored in the eval's figures, counted here (a trait may raise it).</p><table><tr>"
+                   "<th>checkpoint</th><th>eval</th><th>refused</th><th>blocked</th><th>n</th><th>rate</th></tr>"
+                   + "".join(model_rows) + "</table>")
+    if judge_rows:
+        out.append("<h3>Judges: unscored grades</h3><p>Grades the judge refused or had blocked: unscored, never a "
+                   "verdict.</p><table><tr><th>checkpoint</th><th>eval</th><th>reason</th><th>count</th></tr>"
+                   + "".join(judge_rows) + "</table>")
+    usage_rows = []
+    for stage, models in r.get("usage", {}).items():
+        for model, u in models.items():
+            if u.get("refused") or u.get("blocked") or u.get("truncated"):
+                usage_rows.append(f"<tr><td>{esc(stage)}</td><td>{esc(model)}</td>"
+                                  f"<td class='num'>{esc(u.get('refused', 0))}</td><td class='num'>{esc(u.get('blocked', 0))}</td>"
+                                  f"<td class='num'>{esc(u.get('truncated', 0))}</td></tr>")
+    if usage_rows:
+        out.append("<h3>Replies by stage</h3><p>Refused, blocked and truncated replies per stage and model (a "
+                   "generator's refusals are the rows it skipped).</p><table><tr><th>stage</th><th>model</th>"
+                   "<th>refused</th><th>blocked</th><th>truncated</th></tr>" + "".join(usage_rows) + "</table>")
+    return "<h2>Refusals</h2>" + "".join(out) if out else ""
+
+
 def _score(v: dict[str, Any]) -> str:
     s = v.get("score")
     return "" if not isinstance(s, (int, float)) else f" {s:g}"
@@ -642,7 +680,7 @@ def render_report(results: dict[str, Any]) -> str:
         + _controls(r) + "<h2>Headline</h2>" + _headline(r)
         + f"<details><summary>Traits ({len(r.get('traits', []))})</summary><ul>{traits}</ul></details>"
         + _per_trait(r) + _variance_and_scaling(r) + _vectors(r) + _survival(r) + _ood(r) + _dataset(r) + _screening(r)
-        + _token_accounting(r) + _training_data(r) + _patterns(r) + _pattern_checks(r) + _model_patterns(r) + _usage(r) + _examples(r)
+        + _token_accounting(r) + _training_data(r) + _patterns(r) + _pattern_checks(r) + _model_patterns(r) + _refusals(r) + _usage(r) + _examples(r)
         + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(r.get("model_name"))} '
             f'trait evaluation</title><meta name="viewport" content="width=device-width,initial-scale=1">'

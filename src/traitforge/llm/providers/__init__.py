@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from traitforge.llm.batch.base import BatchProvider
 
 # Options every provider takes: they set the client (retries, limits, default temperature).
-COMMON_OPTIONS = ("concurrency", "rpm", "tpm", "timeout_s", "max_retries", "temperature")
+COMMON_OPTIONS = ("concurrency", "rpm", "tpm", "timeout_s", "max_retries", "temperature",
+                  # what a refused or safety-blocked reply gets (client.LLM); not part of the cache identity
+                  "on_refusal", "refusal_retries", "fallback")
 
 
 @dataclass(frozen=True)
