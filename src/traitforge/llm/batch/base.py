@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Sequence
 
-from traitforge.llm.base import Backend, GenerateParams, Message
+from traitforge.llm.base import OK, Backend, GenerateParams, Message
 from traitforge.llm.errors import BackendError, RetryableError
 
 # Normalised batch states: the runner only reasons about these.
@@ -32,8 +32,18 @@ class ItemResult:
     kind: Literal["succeeded", "errored", "expired", "cancelled"]
     text: str | None = None
     input_tokens: int = 0
-    output_tokens: int = 0
+    output_tokens: int = 0  # everything billed as output, thinking included
     error: str = ""
+    # A "succeeded" item the provider answered (and bills) may still be no answer: refused or
+    # blocked (llm.base.OUTCOMES), with the provider's own finish reason.
+    outcome: str = OK
+    finish_reason: str = ""
+    reasoning_tokens: int = 0  # of output_tokens, those spent thinking
+
+    @property
+    def billed(self) -> bool:
+        """The provider answered, so it charges for it, whatever the answer was."""
+        return self.kind == "succeeded"
 
 
 @dataclass
@@ -75,6 +85,16 @@ class BatchProvider(ABC):
     async def results(self, batch_id: str, custom_ids: Sequence[str]) -> dict[str, ItemResult]:
         """custom_id -> result for a batch in a terminal state (partial for expired/cancelled).
         `custom_ids` is the batch's items in submission order (Gemini answers by position)."""
+
+    @abstractmethod
+    def output_limit(self, encoded: dict[str, Any]) -> int:
+        """The output tokens (thinking included) an encoded request allows: what a budget must
+        reserve for it, as a live call of the same request reserves."""
+
+    def relearn(self, errors: Sequence[str]) -> bool:
+        """Every item of a batch errored with these messages: learn what the model rejects (as a
+        live call learns from its 400) and say whether sending the items again could now work."""
+        return False
 
     async def aclose(self) -> None:
         return None

@@ -47,7 +47,7 @@ def import_results(llm: LLM, path: str | Path) -> dict[str, int]:
     if not path.is_file():
         raise InputError(f"{path}: batch results file not found")
     counts = {"imported": 0, "errored": 0}
-    rows: list[tuple[str, str, int, int]] = []
+    rows: list[tuple[str, str, int, int, dict[str, Any]]] = []
     for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not raw.strip():
             continue
@@ -60,7 +60,10 @@ def import_results(llm: LLM, path: str | Path) -> dict[str, int]:
             raise InputError(f"{path}: line {lineno}: no custom_id (not a batch output file?)")
         res = _item(row)
         if res.kind == "succeeded" and res.text is not None:
-            rows.append((cid, res.text, res.input_tokens, res.output_tokens))
+            # A refusal or a filtered reply goes in as that outcome, never as an empty answer.
+            rows.append((cid, res.text, res.input_tokens, res.output_tokens,
+                         {"outcome": res.outcome, "finish_reason": res.finish_reason,
+                          "reasoning_tokens": res.reasoning_tokens}))
             counts["imported"] += 1
         else:
             counts["errored"] += 1

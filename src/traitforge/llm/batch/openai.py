@@ -8,7 +8,11 @@ import asyncio
 import json
 from typing import Any, ClassVar, Sequence
 
+from traitforge.llm.base import BLOCKED, OK, REFUSED, TRUNCATED, TRUNCATED_OUTCOME
 from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult, stainless_guard
+from traitforge.llm.hosts import is_provider_host
+from traitforge.llm.providers import learn, model_caps
+from traitforge.llm.providers.openai_compat import _rejects_sampling
 
 _STATES = {"validating": "in_progress", "in_progress": "in_progress", "finalizing": "in_progress",
            "cancelling": "in_progress", "completed": "ended", "expired": "expired", "failed": "failed",
@@ -32,17 +36,19 @@ class OpenAIBatch(BatchProvider):
 
     def encode(self, item: BatchItem) -> dict[str, Any]:
         p = item.params
+        caps = model_caps("openai", self.model)  # the shared table, with what live 400s taught
         body: dict[str, Any] = {"model": self.model, "messages": [m.to_dict() for m in item.messages]}
         # As the live backend: reasoning_effort without sampling parameters, room for the thinking.
+        # A reasoning model rejects temperature/top_p even when no effort is set.
         effort = self.backend.options.get("reasoning_effort")
-        sampling = effort in (None, "none")
+        sampling = caps.sampling and effort in (None, "none")
         if sampling:
             body["temperature"] = p.temperature
         if effort is not None:
             body["reasoning_effort"] = effort
-        # As the live backend: api.openai.com wants max_completion_tokens, compatible servers max_tokens.
-        body["max_completion_tokens" if self.base_url is None else "max_tokens"] = (
-            p.max_tokens + self.backend.thinking_room())
+        # The provider's own host (however it is spelled) takes the table's name; compatible servers max_tokens.
+        limit = caps.token_limit if is_provider_host("openai", self.base_url) else "max_tokens"
+        body[limit] = p.max_tokens + self.backend.thinking_room()
         if p.stop:
             body["stop"] = list(p.stop)
         if p.seed is not None:
@@ -53,6 +59,17 @@ class OpenAIBatch(BatchProvider):
             body["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "reply", "schema": p.json_schema, "strict": False}}
         return {"custom_id": item.custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
+
+    def output_limit(self, encoded: dict[str, Any]) -> int:
+        body = encoded["body"]
+        return int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+
+    def relearn(self, errors: Sequence[str]) -> bool:
+        # The live backend's test for "this model takes no temperature / top_p" (one test, shared).
+        if errors and all(_rejects_sampling(e) for e in errors) and model_caps("openai", self.model).sampling:
+            learn("openai", self.model, sampling=False)
+            return True
+        return False
 
     async def _guard(self, what: str, coro: Any) -> Any:
         return await stainless_guard("openai", what, coro)
@@ -116,12 +133,21 @@ def _item(row: dict[str, Any]) -> ItemResult:
     status = resp.get("status_code") if isinstance(resp, dict) else None
     if status == 200 and isinstance(body, dict):
         try:
-            text = body["choices"][0]["message"]["content"]
+            message = body["choices"][0]["message"]
+            reason = str(body["choices"][0].get("finish_reason") or "")
+            text = message.get("content")
             usage = body.get("usage") or {}
-            if isinstance(text, str):
-                return ItemResult("succeeded", text, int(usage.get("prompt_tokens") or 0),
-                                  int(usage.get("completion_tokens") or 0))
-        except (KeyError, IndexError, TypeError, ValueError):
+            details = usage.get("completion_tokens_details") or {}
+            refusal = message.get("refusal")
+            if isinstance(text, str) or text is None and (refusal or reason == "content_filter"):
+                # A refusal or a filtered reply is billed like any answer, but it is no answer.
+                outcome = (REFUSED if refusal else BLOCKED if reason == "content_filter"
+                           else TRUNCATED_OUTCOME if reason in TRUNCATED else OK)
+                return ItemResult("succeeded", text or "", int(usage.get("prompt_tokens") or 0),
+                                  int(usage.get("completion_tokens") or 0),
+                                  error=str(refusal or "")[:300], outcome=outcome, finish_reason=reason,
+                                  reasoning_tokens=int(details.get("reasoning_tokens") or 0))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
             pass
         return ItemResult("errored", error="malformed response body")
     msg = ""
