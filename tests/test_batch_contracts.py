@@ -57,7 +57,7 @@ def _validate(name: str) -> int:
         return len([FileObject.model_validate(b)])
     if name == "batch_openai_output.json":
         return len([ChatCompletion.model_validate(x["response"]["body"]) for x in b.values() if x["response"]])
-    if name == "batch_openai_output_400_sampling.json":
+    if name.startswith("batch_openai_output_400_"):
         return len([ErrorObject.model_validate(b["response"]["body"]["error"])])
     if name.startswith("batch_anthropic_batch"):
         return len([MessageBatch.model_validate(b)])
@@ -300,6 +300,18 @@ def test_a_batch_rejected_for_sampling_is_learned_and_resubmitted_not_run_live(t
     assert report.succeeded == 3 and report.retried_live == 0 and not live
     assert not providers.model_caps("openai", "my-tuned-reasoner").sampling  # live calls now know it too
     assert [e["reason"] for e in store.manifest["batches"]["gen"]] == ["new", "relearned"]
+
+
+def test_a_proxy_batch_rejected_for_max_tokens_is_resubmitted_with_max_completion_tokens(tmp_path):
+    rejected = body("batch_openai_output_400_token_limit.json")
+    with ReplayServer() as srv:
+        openai_routes(srv, [[rejected], [body("batch_openai_output.json")["answer"]]])
+        llm = llm_for("openai:gpt-4o-mini", srv, tmp_path, suffix="/v1")  # a server in front of OpenAI
+        report = run(llm, RunStore(tmp_path / "run"), reqs_(2))
+        first, second = (_uploaded_lines(c) for c in srv.calls(r"^/v1/files$"))
+    assert all("max_tokens" in x["body"] for x in first)
+    assert all(x["body"].get("max_completion_tokens") == 512 and "max_tokens" not in x["body"] for x in second)
+    assert report.succeeded == 2 and report.retried_live == 0
 
 
 # --- 4. refused / blocked items: carried as their outcome, and charged --------------------------

@@ -24,6 +24,8 @@ class OpenAIBatch(BatchProvider):
     max_requests: ClassVar[int] = 50_000  # per input file
     max_bytes: ClassVar[int] = 190 * 2**20  # the limit is 200 MB; leave room for multipart framing
 
+    _token_limit: str | None = None  # the output-limit name a rejected batch taught this encoder
+
     def _sdk(self) -> Any:
         loop = asyncio.get_running_loop()  # the SDK's connection pool belongs to one event loop
         if self._loop is not loop:
@@ -47,7 +49,7 @@ class OpenAIBatch(BatchProvider):
         if effort is not None:
             body["reasoning_effort"] = effort
         # The provider's own host (however it is spelled) takes the table's name; compatible servers max_tokens.
-        limit = caps.token_limit if is_provider_host("openai", self.base_url) else "max_tokens"
+        limit = self._token_limit or (caps.token_limit if is_provider_host("openai", self.base_url) else "max_tokens")
         body[limit] = p.max_tokens + self.backend.thinking_room()
         if p.stop:
             body["stop"] = list(p.stop)
@@ -65,9 +67,16 @@ class OpenAIBatch(BatchProvider):
         return int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
 
     def relearn(self, errors: Sequence[str]) -> bool:
+        if not errors:
+            return False
         # The live backend's test for "this model takes no temperature / top_p" (one test, shared).
-        if errors and all(_rejects_sampling(e) for e in errors) and model_caps("openai", self.model).sampling:
+        if all(_rejects_sampling(e) for e in errors) and model_caps("openai", self.model).sampling:
             learn("openai", self.model, sampling=False)
+            return True
+        # A server in front of OpenAI's API that passes max_tokens on to a model wanting the other name.
+        if all(_rejects_max_tokens(e) for e in errors) and self._token_limit is None:
+            self._token_limit = "max_completion_tokens"
+            learn("openai", self.model, token_limit="max_completion_tokens")
             return True
         return False
 
@@ -119,6 +128,13 @@ class OpenAIBatch(BatchProvider):
         if self._client is not None and self._loop is asyncio.get_running_loop():
             await self._client.close()
         self._client = self._loop = None
+
+
+def _rejects_max_tokens(message: str) -> bool:
+    """A 400 saying the model takes max_completion_tokens, not max_tokens ("Unsupported parameter:
+    'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.")."""
+    m = message.casefold()
+    return "'max_tokens'" in m and "max_completion_tokens" in m and ("unsupported" in m or "not supported" in m)
 
 
 def _item(row: dict[str, Any]) -> ItemResult:

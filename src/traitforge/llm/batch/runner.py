@@ -7,7 +7,11 @@ its id, before any polling; a restarted runner re-attaches to batches not yet co
 of submitting again.
 Items that error inside a batch are retried live through the client (or, when many, once in a
 smaller batch); items a batch did not reach before it expired are resubmitted once, then reported
-and left to the stage's live calls. Cost: the price table at batch (half) price.
+and left to the stage's live calls. A batch whose every item was rejected for a request parameter
+the model does not take (sampling on a reasoning model) is sent once more without it, the lesson
+shared with live calls through the model table. Refused or blocked items are cached as that outcome
+and charged like every reply the provider made. Cost: the price table at batch (half) price; the
+estimate reserved for a batch counts the output limit each request allows, thinking room included.
 """
 
 from __future__ import annotations
