@@ -419,3 +419,17 @@ def test_a_batch_job_error_from_the_sdk_type_is_read_first():
     err = types.JobError(code=8, message="Resource exhausted", details=["quota: batch tokens"])
     assert job_error(err) == "8: Resource exhausted (quota: batch tokens)"
     assert job_error(None) == ""
+
+
+def test_offline_import_of_a_documented_output_file_keeps_refusals_as_refusals(tmp_path):
+    from traitforge.llm.batch.offline import import_results
+
+    out = body("batch_openai_output.json")
+    lines = [dict(out["answer"], custom_id="a"), dict(out["refusal"], custom_id="r"), dict(out["expired"], custom_id="x")]
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    llm = make_llm(ModelSpec(model="openai:gpt-4o-mini", base_url="http://127.0.0.1:9/v1"), cache=tmp_path / "c.sqlite")
+    assert import_results(llm, path) == {"imported": 2, "errored": 1}
+    assert llm.cache.get("a")["outcome"] == OK and llm.cache.get("a")["text"] == "Hello."
+    assert llm.cache.get("r")["outcome"] == REFUSED and llm.cache.get("r")["text"] == ""
+    assert llm.cache.get("x") is None
