@@ -138,7 +138,8 @@ def anthropic_routes(srv: ReplayServer, results: list[dict]) -> None:
     srv.route("GET", r"^/v1/messages/batches/[^/]+/results$", results_)
 
 
-def gemini_routes(srv: ReplayServer, responses: list[dict] | None = None, final: str = "batch_gemini_job_succeeded.json"):
+def gemini_routes(srv: ReplayServer, responses: list[dict] | None = None,
+                  final: str = "batch_gemini_job_succeeded.json") -> None:
     def create(cap):
         return Reply(200, body("batch_gemini_job_pending.json"))
 
@@ -250,7 +251,8 @@ def test_a_thinking_batch_cannot_overshoot_budget_max_usd(tmp_path):
         budget = Budget(per_item * 3.5, store=store)
         with pytest.raises(BudgetExceeded, match="were not submitted"):
             run(llm, store, reqs, budget=budget)
-    assert sum(len(c.body["batch"]["inputConfig"]["requests"]["requests"]) for c in srv.calls(":batchGenerateContent$")) == 3
+    sent = [c.body["batch"]["inputConfig"]["requests"]["requests"] for c in srv.calls(":batchGenerateContent$")]
+    assert sum(map(len, sent)) == 3
     assert budget.spent_usd <= budget.max_usd
 
 
@@ -425,7 +427,8 @@ def test_offline_import_of_a_documented_output_file_keeps_refusals_as_refusals(t
     from traitforge.llm.batch.offline import import_results
 
     out = body("batch_openai_output.json")
-    lines = [dict(out["answer"], custom_id="a"), dict(out["refusal"], custom_id="r"), dict(out["expired"], custom_id="x")]
+    lines = [dict(out["answer"], custom_id="a"), dict(out["refusal"], custom_id="r"),
+             dict(out["expired"], custom_id="x")]
     path = tmp_path / "results.jsonl"
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     llm = make_llm(ModelSpec(model="openai:gpt-4o-mini", base_url="http://127.0.0.1:9/v1"), cache=tmp_path / "c.sqlite")
