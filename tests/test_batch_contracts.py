@@ -398,6 +398,25 @@ def test_gemini_batch_safety_blocks_are_cached_as_blocked_and_charged(tmp_path):
     assert u["calls"] == 3 and u["output_tokens"] == (12 + 8000) + 300 + 0
 
 
+def test_a_thinking_starved_empty_batch_reply_is_charged_and_asked_again_live(tmp_path):
+    inl = body("batch_gemini_inlined_responses.json")
+    with ReplayServer() as srv:
+        gemini_routes(srv, [inl["starved"]])
+        answer = copy.deepcopy(inl["thinking"]["response"])  # the live re-ask's reply (thoughts not included)
+        answer["candidates"][0]["content"]["parts"] = answer["candidates"][0]["content"]["parts"][1:]
+        srv.route("POST", r":generateContent$", Reply(200, answer))
+        llm = llm_for("gemini:gemini-2.5-pro", srv, tmp_path, thinking_budget=8192)
+        store = RunStore(tmp_path / "run")
+        reqs = reqs_(1)
+        report = run(llm, store, reqs)
+        live = srv.calls(r":generateContent$")
+    # The thought summary is never taken for the answer; the provider billed the thinking, so do we.
+    assert cached(llm, reqs)[0]["text"] == "The answer is 42." and len(live) >= 1
+    assert report.retried_live == 1
+    batch_cost = store.manifest["batches"]["gen"][0]["cost_usd"]
+    assert batch_cost == pytest.approx(estimate_cost(llm.name, 8, 8704, batch=True), abs=1e-6) and batch_cost > 0
+
+
 # --- 5. a failed Gemini job says why ----------------------------------------------------------------
 
 def test_a_failed_gemini_batch_job_reports_the_operations_error(tmp_path):
