@@ -446,12 +446,14 @@ def test_offline_import_of_a_documented_output_file_keeps_refusals_as_refusals(t
     from traitforge.llm.batch.offline import import_results
 
     out = body("batch_openai_output.json")
+    empty = copy.deepcopy(out["answer"])
+    empty["response"]["body"]["choices"][0]["message"]["content"] = ""
     lines = [dict(out["answer"], custom_id="a"), dict(out["refusal"], custom_id="r"),
-             dict(out["expired"], custom_id="x")]
+             dict(out["expired"], custom_id="x"), dict(empty, custom_id="e")]
     path = tmp_path / "results.jsonl"
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     llm = make_llm(ModelSpec(model="openai:gpt-4o-mini", base_url="http://127.0.0.1:9/v1"), cache=tmp_path / "c.sqlite")
-    assert import_results(llm, path) == {"imported": 2, "errored": 1}
+    assert import_results(llm, path) == {"imported": 2, "errored": 2}
     assert llm.cache.get("a")["outcome"] == OK and llm.cache.get("a")["text"] == "Hello."
     assert llm.cache.get("r")["outcome"] == REFUSED and llm.cache.get("r")["text"] == ""
-    assert llm.cache.get("x") is None
+    assert llm.cache.get("x") is None and llm.cache.get("e") is None  # an empty reply is asked again live

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from traitforge.errors import InputError
 from traitforge.llm.batch.openai import OpenAIBatch, _item
 from traitforge.llm.client import LLM, as_messages
-from traitforge.llm.base import GenerateParams
+from traitforge.llm.base import NOT_ANSWERS, GenerateParams
 from traitforge.llm.cache import cache_key
 from traitforge.llm.batch.base import BatchItem
 
@@ -59,8 +59,9 @@ def import_results(llm: LLM, path: str | Path) -> dict[str, int]:
         if not isinstance(cid, str):
             raise InputError(f"{path}: line {lineno}: no custom_id (not a batch output file?)")
         res = _item(row)
-        if res.kind == "succeeded" and res.text is not None:
-            # A refusal or a filtered reply goes in as that outcome, never as an empty answer.
+        # A refusal or a filtered reply goes in as that outcome; an empty reply not at all (a live
+        # call asks again), never as an empty answer.
+        if res.kind == "succeeded" and (res.outcome in NOT_ANSWERS or (res.text or "").strip()):
             rows.append((cid, res.text, res.input_tokens, res.output_tokens,
                          {"outcome": res.outcome, "finish_reason": res.finish_reason,
                           "reasoning_tokens": res.reasoning_tokens}))

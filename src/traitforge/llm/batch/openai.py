@@ -155,8 +155,8 @@ def _item(row: dict[str, Any]) -> ItemResult:
             usage = body.get("usage") or {}
             details = usage.get("completion_tokens_details") or {}
             refusal = message.get("refusal")
-            if isinstance(text, str) or text is None and (refusal or reason == "content_filter"):
-                # A refusal or a filtered reply is billed like any answer, but it is no answer.
+            if isinstance(text, str) or text is None:
+                # A refusal, a filtered or an empty reply is billed like any answer, but it is no answer.
                 outcome = (REFUSED if refusal else BLOCKED if reason == "content_filter"
                            else TRUNCATED_OUTCOME if reason in TRUNCATED else OK)
                 return ItemResult("succeeded", text or "", int(usage.get("prompt_tokens") or 0),
