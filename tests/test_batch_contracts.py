@@ -331,6 +331,7 @@ def test_openai_batch_refusals_and_filtered_replies_are_cached_as_such_and_charg
     assert [c.get("outcome") for c in got] == [OK, REFUSED, BLOCKED]
     assert got[0]["text"] == "Hello." and got[0]["reasoning_tokens"] == 128
     assert got[2]["finish_reason"] == "content_filter"
+    assert got[1]["reason"] == "I'm sorry, but I can't help with that." and got[1]["text"] == ""  # never an answer
     assert report.refused == 2 and not live  # not asked again live: the stage's own policy decides
     u = store.manifest["usage"]["gen"]["openai:gpt-4o-mini"]
     assert u["calls"] == 3 and u["output_tokens"] == 130 + 12 + 40

@@ -31,10 +31,13 @@ def _checksum(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
-def _value(text: str, input_tokens: int, output_tokens: int, extra: dict[str, Any]) -> str:
-    # The outcome fields are stored only when given, so a plain answer's value is as before.
+def _value(text: str, input_tokens: int, output_tokens: int, *outcome_fields: Any) -> str:
+    """The stored JSON; the outcome fields (outcome, finish_reason, reason, reasoning_tokens) only
+    when given, so a plain answer's value is as before."""
     obj: dict[str, Any] = {"text": text, "input_tokens": input_tokens, "output_tokens": output_tokens}
-    obj.update({k: v for k, v in extra.items() if v is not None})
+    if outcome_fields:
+        outcome, finish_reason, reason, reasoning_tokens = outcome_fields
+        obj.update(reasoning_tokens=reasoning_tokens, outcome=outcome, finish_reason=finish_reason, reason=reason)
     return json.dumps(obj, ensure_ascii=False)
 
 
@@ -70,21 +73,21 @@ class LLMCache:
             return None
 
     def put(self, key: str, text: str, input_tokens: int, output_tokens: int, *, outcome: str | None = None,
-            finish_reason: str | None = None, reasoning_tokens: int | None = None) -> None:
-        value = _value(text, input_tokens, output_tokens,
-                       {"outcome": outcome, "finish_reason": finish_reason, "reasoning_tokens": reasoning_tokens})
+            finish_reason: str = "", reason: str = "", reasoning_tokens: int = 0) -> None:
+        extra = () if outcome is None else (outcome, finish_reason, reason, reasoning_tokens)
+        value = _value(text, input_tokens, output_tokens, *extra)
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO llm_cache (key, value, checksum) VALUES (?, ?, ?)",
                              (key, value, _checksum(value)))
             self._db.commit()
 
     def put_many(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """(key, text, input_tokens, output_tokens[, {outcome, finish_reason, reasoning_tokens}]) rows
-        in one transaction: a batch's results arrive by the thousand, and a commit per row costs
+        """(key, text, input_tokens, output_tokens[, outcome, finish_reason, reason, reasoning_tokens])
+        rows in one transaction: a batch's results arrive by the thousand, and a commit per row costs
         ~45x more (bench/scale.py)."""
         values = []
-        for key, text, input_tokens, output_tokens, *extra in rows:
-            value = _value(text, input_tokens, output_tokens, extra[0] if extra else {})
+        for key, *fields in rows:
+            value = _value(*fields)
             values.append((key, value, _checksum(value)))
         with self._lock:
             self._db.executemany("INSERT OR REPLACE INTO llm_cache (key, value, checksum) VALUES (?, ?, ?)", values)

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Sequence
 
-from traitforge.llm.base import OK, Backend, GenerateParams, Message
+from traitforge.llm.base import NOT_ANSWERS, OK, Backend, GenerateParams, Message
 from traitforge.llm.errors import BackendError, RetryableError
 
 # Normalised batch states: the runner only reasons about these.
@@ -44,6 +44,13 @@ class ItemResult:
     def billed(self) -> bool:
         """The provider answered, so it charges for it, whatever the answer was."""
         return self.kind == "succeeded"
+
+    def cache_row(self, key: str) -> tuple[str, str, int, int, str, str, str, int]:
+        """Its LLMCache.put_many row: (key, text, input, output, outcome, finish reason, the
+        provider's reason for a refusal or block, thinking tokens)."""
+        reason = self.error if self.outcome in NOT_ANSWERS else ""
+        return (key, self.text or "", self.input_tokens, self.output_tokens, self.outcome, self.finish_reason,
+                reason, self.reasoning_tokens)
 
 
 @dataclass

@@ -47,7 +47,7 @@ def import_results(llm: LLM, path: str | Path) -> dict[str, int]:
     if not path.is_file():
         raise InputError(f"{path}: batch results file not found")
     counts = {"imported": 0, "errored": 0}
-    rows: list[tuple[str, str, int, int, dict[str, Any]]] = []
+    rows: list[tuple[str, str, int, int, str, str, str, int]] = []
     for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not raw.strip():
             continue
@@ -62,9 +62,7 @@ def import_results(llm: LLM, path: str | Path) -> dict[str, int]:
         # A refusal or a filtered reply goes in as that outcome; an empty reply not at all (a live
         # call asks again), never as an empty answer.
         if res.kind == "succeeded" and (res.outcome in NOT_ANSWERS or (res.text or "").strip()):
-            rows.append((cid, res.text, res.input_tokens, res.output_tokens,
-                         {"outcome": res.outcome, "finish_reason": res.finish_reason,
-                          "reasoning_tokens": res.reasoning_tokens}))
+            rows.append(res.cache_row(cid))
             counts["imported"] += 1
         else:
             counts["errored"] += 1

@@ -280,7 +280,7 @@ class BatchRunner:
         ok = refused = billed = tin = tout = 0
         errored: list[str] = []
         unreached: list[str] = []
-        rows: list[tuple[str, str, int, int, dict[str, Any]]] = []
+        rows: list[tuple[str, str, int, int, str, str, str, int]] = []
         for k in keys:
             r: ItemResult | None = results.get(k)
             if r is not None and r.billed:
@@ -288,15 +288,14 @@ class BatchRunner:
                 billed += 1
                 tin += r.input_tokens
                 tout += r.output_tokens
-                info = {"outcome": r.outcome, "finish_reason": r.finish_reason, "reasoning_tokens": r.reasoning_tokens}
                 if r.outcome in NOT_ANSWERS:
                     # No answer, but an answer to this request under this policy: cached as that outcome,
                     # so the stage's own call applies its refusal policy instead of paying again.
-                    rows.append((k, r.text or "", r.input_tokens, r.output_tokens, info))
+                    rows.append(r.cache_row(k))
                     ok += 1
                     refused += 1
                 elif r.text is not None and r.text.strip():
-                    rows.append((k, r.text, r.input_tokens, r.output_tokens, info))
+                    rows.append(r.cache_row(k))
                     ok += 1
                 else:
                     # An empty reply (a thinking model that spent its output limit thinking) is left to a
