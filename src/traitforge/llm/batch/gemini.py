@@ -139,4 +139,6 @@ def response_result(resp: Any) -> ItemResult:
     fr = cands[0].finish_reason
     reason = str(getattr(fr, "value", fr) or "")
     outcome = BLOCKED if reason in BLOCKING else TRUNCATED_OUTCOME if reason == "MAX_TOKENS" else OK
-    return ItemResult("succeeded", text, tin, tout, outcome=outcome, finish_reason=reason, reasoning_tokens=thoughts)
+    # Any text of a withheld candidate is cut, not an answer.
+    return ItemResult("succeeded", "" if outcome == BLOCKED else text, tin, tout, outcome=outcome,
+                      finish_reason=reason, error=reason if outcome == BLOCKED else "", reasoning_tokens=thoughts)

@@ -157,11 +157,12 @@ def _item(row: dict[str, Any]) -> ItemResult:
             refusal = message.get("refusal")
             if isinstance(text, str) or text is None:
                 # A refusal, a filtered or an empty reply is billed like any answer, but it is no answer.
-                outcome = (REFUSED if refusal else BLOCKED if reason == "content_filter"
+                # The live backend's reading of a choice (a content filter first, a refusal without content).
+                outcome = (BLOCKED if reason == "content_filter" else REFUSED if refusal and not text
                            else TRUNCATED_OUTCOME if reason in TRUNCATED else OK)
                 return ItemResult("succeeded", text or "", int(usage.get("prompt_tokens") or 0),
                                   int(usage.get("completion_tokens") or 0),
-                                  error=str(refusal or "")[:300], outcome=outcome, finish_reason=reason,
+                                  error=str(refusal or reason)[:300] if outcome != OK else "", outcome=outcome, finish_reason=reason,
                                   reasoning_tokens=int(details.get("reasoning_tokens") or 0))
         except (KeyError, IndexError, TypeError, ValueError, AttributeError):
             pass
