@@ -226,7 +226,7 @@ def test_batch_estimate_includes_the_thinking_room_a_live_call_reserves(tmp_path
 @pytest.mark.parametrize("model,options,room", [
     ("openai:o4-mini", {"reasoning_effort": "high"}, 4096),
     ("anthropic:claude-haiku-4-5", {"thinking_budget": 2048}, 2048),
-    ("gemini:gemini-2.5-pro", {"thinking_level": "high"}, 4096),
+    ("gemini:gemini-3-flash-preview", {"thinking_level": "high"}, 4096),
 ])
 def test_every_encoder_output_limit_is_the_answer_limit_plus_the_thinking_room(model, options, room, tmp_path):
     from traitforge.llm.batch.runner import batch_provider
