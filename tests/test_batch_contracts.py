@@ -223,6 +223,16 @@ def test_batch_estimate_includes_the_thinking_room_a_live_call_reserves(tmp_path
     assert entry["estimate_usd"] > 10 * budget.cost(llm.name, tin, 3 * 512, batch=True)
 
 
+def test_the_estimate_printed_before_a_batch_round_counts_the_thinking_room(tmp_path):
+    from traitforge.llm.budget import estimate_stage
+
+    llm = make_llm(ModelSpec(model="gemini:gemini-2.5-pro", base_url="http://127.0.0.1:9", thinking_budget=8192),
+                   cache=tmp_path / "c.sqlite")
+    est = estimate_stage(llm, reqs_(3), stage="gen", batch=True)
+    assert est.output_tokens == 3 * (512 + 8192)
+    assert est.cost_usd == pytest.approx(estimate_cost(llm.name, est.input_tokens, 3 * 8704, batch=True))
+
+
 @pytest.mark.parametrize("model,options,room", [
     ("openai:o4-mini", {"reasoning_effort": "high"}, 4096),
     ("anthropic:claude-haiku-4-5", {"thinking_budget": 2048}, 2048),
