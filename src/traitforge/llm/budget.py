@@ -215,7 +215,8 @@ def estimate_stage(llm: "LLM", requests: Sequence[tuple["MessagesLike", "Generat
                 cached += 1
                 continue
             tin += prompt_tokens
-            tout += min(p.max_tokens, round(measured[1])) if measured else p.max_tokens
+            limit = p.max_tokens + llm.backend.thinking_room()  # what the call may spend, thinking included
+            tout += min(limit, round(measured[1])) if measured else limit
     basis = (f"output {measured[1]:.0f} tokens/call measured in {where}" if measured
              else "output at max_tokens (upper bound, nothing measured yet)")
     cost = estimate_cost(llm.name, tin, tout, prices_file, batch=batch, calls=samples - cached)

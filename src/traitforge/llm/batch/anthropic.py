@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Sequence
 
+from traitforge.llm.base import OK, REFUSED, TRUNCATED_OUTCOME
 from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult, stainless_guard
+
+# stop_reason -> outcome: "refusal" is no answer; the context window running out cuts the reply.
+_OUTCOMES = {"refusal": REFUSED, "max_tokens": TRUNCATED_OUTCOME, "model_context_window_exceeded": TRUNCATED_OUTCOME}
 
 
 class AnthropicBatch(BatchProvider):
@@ -25,6 +29,9 @@ class AnthropicBatch(BatchProvider):
     def encode(self, item: BatchItem) -> dict[str, Any]:
         # The live backend's arguments: extended thinking, max_tokens with its room, temperature where the SDK takes it.
         return {"custom_id": item.custom_id, "params": self.backend.request(item.messages, item.params)}
+
+    def output_limit(self, encoded: dict[str, Any]) -> int:
+        return int(encoded["params"].get("max_tokens") or 0)  # thinking budget included, as live
 
     async def _guard(self, what: str, coro: Any) -> Any:
         return await stainless_guard("anthropic", what, coro)
@@ -46,11 +53,7 @@ class AnthropicBatch(BatchProvider):
         async for row in stream:
             r = row.result
             if r.type == "succeeded":
-                msg = r.message
-                text = "".join(getattr(b, "text", "") for b in (msg.content or []) if getattr(b, "type", "") == "text")
-                u = msg.usage
-                out[row.custom_id] = ItemResult("succeeded", text, (u.input_tokens or 0) if u else 0,
-                                                (u.output_tokens or 0) if u else 0)
+                out[row.custom_id] = message_result(r.message)
             elif r.type == "errored":
                 err = getattr(r.error, "error", None)
                 out[row.custom_id] = ItemResult(
@@ -60,3 +63,15 @@ class AnthropicBatch(BatchProvider):
             else:
                 out[row.custom_id] = ItemResult("cancelled", error=str(r.type))
         return out
+
+
+def message_result(msg: Any) -> ItemResult:
+    """A succeeded result's Message: its text blocks, usage (thinking from the provider's own
+    `output_tokens_details` where given) and outcome from `stop_reason`."""
+    text = "".join(getattr(b, "text", "") for b in (msg.content or []) if getattr(b, "type", "") == "text")
+    u = msg.usage
+    details = getattr(u, "output_tokens_details", None) if u else None
+    reason = str(msg.stop_reason or "")
+    return ItemResult("succeeded", text, (u.input_tokens or 0) if u else 0, (u.output_tokens or 0) if u else 0,
+                      outcome=_OUTCOMES.get(reason, OK), finish_reason=reason,
+                      reasoning_tokens=int(getattr(details, "thinking_tokens", 0) or 0))

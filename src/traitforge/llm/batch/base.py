@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, ClassVar, Literal, Sequence
 
-from traitforge.llm.base import Backend, GenerateParams, Message
+from traitforge.llm.base import NOT_ANSWERS, OK, Backend, GenerateParams, Message
 from traitforge.llm.errors import BackendError, RetryableError
 from traitforge.llm.providers._http import closing_with_loop
 
@@ -33,8 +33,25 @@ class ItemResult:
     kind: Literal["succeeded", "errored", "expired", "cancelled"]
     text: str | None = None
     input_tokens: int = 0
-    output_tokens: int = 0
+    output_tokens: int = 0  # everything billed as output, thinking included
     error: str = ""
+    # A "succeeded" item the provider answered (and bills) may still be no answer: refused or
+    # blocked (llm.base.OUTCOMES), with the provider's own finish reason.
+    outcome: str = OK
+    finish_reason: str = ""
+    reasoning_tokens: int = 0  # of output_tokens, those spent thinking
+
+    @property
+    def billed(self) -> bool:
+        """The provider answered, so it charges for it, whatever the answer was."""
+        return self.kind == "succeeded"
+
+    def cache_row(self, key: str) -> tuple[str, str, int, int, str, str, str, int]:
+        """Its LLMCache.put_many row: (key, text, input, output, outcome, finish reason, the
+        provider's reason for a refusal or block, thinking tokens)."""
+        reason = self.error if self.outcome in NOT_ANSWERS else ""
+        return (key, self.text or "", self.input_tokens, self.output_tokens, self.outcome, self.finish_reason,
+                reason, self.reasoning_tokens)
 
 
 @dataclass
@@ -87,6 +104,16 @@ class BatchProvider(ABC):
             self._loop = loop
             self._closer = closing_with_loop(lambda: close(client))
         return self._client
+
+    @abstractmethod
+    def output_limit(self, encoded: dict[str, Any]) -> int:
+        """The output tokens (thinking included) an encoded request allows: what a budget must
+        reserve for it, as a live call of the same request reserves."""
+
+    def relearn(self, errors: Sequence[str]) -> bool:
+        """Every item of a batch errored with these messages: learn what the model rejects (as a
+        live call learns from its 400) and say whether sending the items again could now work."""
+        return False
 
     async def aclose(self) -> None:
         if self._closer is not None and self._loop is asyncio.get_running_loop():

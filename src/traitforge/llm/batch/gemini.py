@@ -4,11 +4,17 @@ batches.get, read dest.inlined_responses (in request order; each also carries ou
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any, ClassVar, Sequence
 
+from traitforge.llm.base import BLOCKED, OK, TRUNCATED_OUTCOME
 from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult
 from traitforge.llm.errors import BackendError, RetryableError
 from traitforge.llm.providers.gemini import request_parts
+
+# finish_reason values (google.genai.types.FinishReason) meaning the reply was withheld: billed, no answer.
+BLOCKING = frozenset({"SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY",
+                      "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR"})
 
 _ENDED = {"JOB_STATE_SUCCEEDED": "ended", "JOB_STATE_PARTIALLY_SUCCEEDED": "ended", "JOB_STATE_FAILED": "failed",
           "JOB_STATE_CANCELLED": "cancelled", "JOB_STATE_EXPIRED": "expired"}
@@ -37,6 +43,9 @@ class GeminiBatch(BatchProvider):
                                       thinking=self.backend.thinking_config(), room=self.backend.thinking_room())
         return {"contents": contents, "config": cfg, "metadata": {"key": item.custom_id}}
 
+    def output_limit(self, encoded: dict[str, Any]) -> int:
+        return int(encoded["config"].get("max_output_tokens") or 0)  # thinking counts against it
+
     async def _guard(self, what: str, coro: Any) -> Any:
         from google.genai import errors
 
@@ -58,12 +67,40 @@ class GeminiBatch(BatchProvider):
     async def poll(self, batch_id: str) -> BatchState:
         job = await self._guard("get", self._sdk().aio.batches.get(name=batch_id))
         raw = getattr(job.state, "name", str(job.state))
-        err = getattr(getattr(job, "error", None), "message", "") or ""
-        return BatchState(_ENDED.get(raw, "in_progress"), raw, err[:500])  # type: ignore[arg-type]
+        state = _ENDED.get(raw, "in_progress")
+        err = job_error(getattr(job, "error", None))
+        if not err and state == "failed":
+            err = job_error(await self._operation_error(batch_id))
+        return BatchState(state, raw, err[:500])  # type: ignore[arg-type]
+
+    async def _operation_error(self, batch_id: str) -> Any:
+        """The batch operation's own `error` (a google.rpc.Status). The SDK's Gemini API reader
+        (google-genai 3.6) does not copy it into BatchJob.error, so a failed job is read raw once."""
+        try:
+            client = self._sdk().aio._api_client
+            resp = await client.async_request("get", f"batches/{batch_id.split('/')[-1]}", {}, None)
+            return json.loads(resp.body or "{}").get("error")
+        except Exception:  # only the explanation is lost: the job is reported failed either way
+            return None
 
     async def results(self, batch_id: str, custom_ids: Sequence[str]) -> dict[str, ItemResult]:
         job = await self._guard("get", self._sdk().aio.batches.get(name=batch_id))
         return parse_inlined(job, custom_ids)
+
+
+def job_error(err: Any) -> str:
+    """"code: message (details)" of a BatchJob.error (types.JobError) or an operation's raw
+    google.rpc.Status; "" when there is none."""
+    if err is None:
+        return ""
+    get = err.get if isinstance(err, dict) else (lambda k: getattr(err, k, None))
+    details = []
+    for d in get("details") or []:
+        if isinstance(d, dict):  # a google.rpc detail: its reason or description says the most
+            d = d.get("reason") or d.get("description") or d.get("@type", "")
+        details.append(str(d))
+    msg = " ".join(x for x in (f"{get('code')}:" if get("code") else "", str(get("message") or "")) if x)
+    return (msg + (f" ({'; '.join(details)})" if details else "")).strip() or "error without a message"
 
 
 def parse_inlined(job: Any, custom_ids: Sequence[str]) -> dict[str, ItemResult]:
@@ -77,13 +114,30 @@ def parse_inlined(job: Any, custom_ids: Sequence[str]) -> dict[str, ItemResult]:
         if r.error is not None or r.response is None:
             out[key] = ItemResult("errored", error=str(getattr(r.error, "message", "") or "no response")[:300])
             continue
-        cands = r.response.candidates or []
-        if not cands:
-            out[key] = ItemResult("errored", error="no candidates")
-            continue
-        parts = (cands[0].content.parts or []) if cands[0].content else []
-        text = "".join(p.text for p in parts if getattr(p, "text", None))
-        meta = r.response.usage_metadata
-        out[key] = ItemResult("succeeded", text, (meta.prompt_token_count or 0) if meta else 0,
-                              (meta.candidates_token_count or 0) if meta else 0)
+        out[key] = response_result(r.response)
     return out
+
+
+def response_result(resp: Any) -> ItemResult:
+    """One GenerateContentResponse: text without thought parts, output with thinking (billed as
+    output), and its outcome: a blocked prompt or a withheld candidate is billed but no answer."""
+    meta = resp.usage_metadata
+    tin = (meta.prompt_token_count or 0) if meta else 0
+    thoughts = (meta.thoughts_token_count or 0) if meta else 0
+    tout = ((meta.candidates_token_count or 0) if meta else 0) + thoughts
+    cands = resp.candidates or []
+    if not cands:
+        block = getattr(resp.prompt_feedback, "block_reason", None) if resp.prompt_feedback else None
+        if block is None:
+            return ItemResult("errored", error="no candidates")
+        reason = str(getattr(block, "value", block))
+        return ItemResult("succeeded", "", tin, tout, error=f"prompt blocked ({reason})"[:300], outcome=BLOCKED,
+                          finish_reason=reason, reasoning_tokens=thoughts)
+    parts = (cands[0].content.parts or []) if cands[0].content else []
+    text = "".join(p.text for p in parts if getattr(p, "text", None) and not getattr(p, "thought", None))
+    fr = cands[0].finish_reason
+    reason = str(getattr(fr, "value", fr) or "")
+    outcome = BLOCKED if reason in BLOCKING else TRUNCATED_OUTCOME if reason == "MAX_TOKENS" else OK
+    # Any text of a withheld candidate is cut, not an answer.
+    return ItemResult("succeeded", "" if outcome == BLOCKED else text, tin, tout, outcome=outcome,
+                      finish_reason=reason, error=reason if outcome == BLOCKED else "", reasoning_tokens=thoughts)

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from traitforge.errors import InputError
 from traitforge.llm.batch.openai import OpenAIBatch, _item
 from traitforge.llm.client import LLM, as_messages
-from traitforge.llm.base import GenerateParams
+from traitforge.llm.base import NOT_ANSWERS, GenerateParams
 from traitforge.llm.cache import cache_key
 from traitforge.llm.batch.base import BatchItem
 
@@ -47,7 +47,7 @@ def import_results(llm: LLM, path: str | Path) -> dict[str, int]:
     if not path.is_file():
         raise InputError(f"{path}: batch results file not found")
     counts = {"imported": 0, "errored": 0}
-    rows: list[tuple[str, str, int, int]] = []
+    rows: list[tuple[str, str, int, int, str, str, str, int]] = []
     for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not raw.strip():
             continue
@@ -59,8 +59,10 @@ def import_results(llm: LLM, path: str | Path) -> dict[str, int]:
         if not isinstance(cid, str):
             raise InputError(f"{path}: line {lineno}: no custom_id (not a batch output file?)")
         res = _item(row)
-        if res.kind == "succeeded" and res.text is not None:
-            rows.append((cid, res.text, res.input_tokens, res.output_tokens))
+        # A refusal or a filtered reply goes in as that outcome; an empty reply not at all (a live
+        # call asks again), never as an empty answer.
+        if res.kind == "succeeded" and (res.outcome in NOT_ANSWERS or (res.text or "").strip()):
+            rows.append(res.cache_row(cid))
             counts["imported"] += 1
         else:
             counts["errored"] += 1

@@ -7,7 +7,11 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar, Sequence
 
+from traitforge.llm.base import BLOCKED, OK, REFUSED, TRUNCATED, TRUNCATED_OUTCOME
 from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult, stainless_guard
+from traitforge.llm.hosts import is_provider_host
+from traitforge.llm.providers import learn, model_caps
+from traitforge.llm.providers.openai_compat import _rejects_sampling
 
 _STATES = {"validating": "in_progress", "in_progress": "in_progress", "finalizing": "in_progress",
            "cancelling": "in_progress", "completed": "ended", "expired": "expired", "failed": "failed",
@@ -19,6 +23,8 @@ class OpenAIBatch(BatchProvider):
     max_requests: ClassVar[int] = 50_000  # per input file
     max_bytes: ClassVar[int] = 190 * 2**20  # the limit is 200 MB; leave room for multipart framing
 
+    _token_limit: str | None = None  # the output-limit name a rejected batch taught this encoder
+
     def _sdk(self) -> Any:
         import openai
 
@@ -28,17 +34,19 @@ class OpenAIBatch(BatchProvider):
 
     def encode(self, item: BatchItem) -> dict[str, Any]:
         p = item.params
+        caps = model_caps("openai", self.model)  # the shared table, with what live 400s taught
         body: dict[str, Any] = {"model": self.model, "messages": [m.to_dict() for m in item.messages]}
         # As the live backend: reasoning_effort without sampling parameters, room for the thinking.
+        # A reasoning model rejects temperature/top_p even when no effort is set.
         effort = self.backend.options.get("reasoning_effort")
-        sampling = effort in (None, "none")
+        sampling = caps.sampling and effort in (None, "none")
         if sampling:
             body["temperature"] = p.temperature
         if effort is not None:
             body["reasoning_effort"] = effort
-        # As the live backend: api.openai.com wants max_completion_tokens, compatible servers max_tokens.
-        body["max_completion_tokens" if self.base_url is None else "max_tokens"] = (
-            p.max_tokens + self.backend.thinking_room())
+        # The provider's own host (however it is spelled) takes the table's name; compatible servers max_tokens.
+        limit = self._token_limit or (caps.token_limit if is_provider_host("openai", self.base_url) else "max_tokens")
+        body[limit] = p.max_tokens + self.backend.thinking_room()
         if p.stop:
             body["stop"] = list(p.stop)
         if p.seed is not None:
@@ -49,6 +57,24 @@ class OpenAIBatch(BatchProvider):
             body["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "reply", "schema": p.json_schema, "strict": False}}
         return {"custom_id": item.custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}
+
+    def output_limit(self, encoded: dict[str, Any]) -> int:
+        body = encoded["body"]
+        return int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+
+    def relearn(self, errors: Sequence[str]) -> bool:
+        if not errors:
+            return False
+        # The live backend's test for "this model takes no temperature / top_p" (one test, shared).
+        if all(_rejects_sampling(e) for e in errors) and model_caps("openai", self.model).sampling:
+            learn("openai", self.model, sampling=False)
+            return True
+        # A server in front of OpenAI's API that passes max_tokens on to a model wanting the other name.
+        if all(_rejects_max_tokens(e) for e in errors) and self._token_limit is None:
+            self._token_limit = "max_completion_tokens"
+            learn("openai", self.model, token_limit="max_completion_tokens")
+            return True
+        return False
 
     async def _guard(self, what: str, coro: Any) -> Any:
         return await stainless_guard("openai", what, coro)
@@ -94,6 +120,15 @@ class OpenAIBatch(BatchProvider):
             out[cid] = _item(row)
         return out
 
+
+
+def _rejects_max_tokens(message: str) -> bool:
+    """A 400 saying the model takes max_completion_tokens, not max_tokens ("Unsupported parameter:
+    'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.")."""
+    m = message.casefold()
+    return "'max_tokens'" in m and "max_completion_tokens" in m and ("unsupported" in m or "not supported" in m)
+
+
 def _item(row: dict[str, Any]) -> ItemResult:
     err = row.get("error") or {}
     code = str(err.get("code") or "") if isinstance(err, dict) else ""
@@ -106,12 +141,22 @@ def _item(row: dict[str, Any]) -> ItemResult:
     status = resp.get("status_code") if isinstance(resp, dict) else None
     if status == 200 and isinstance(body, dict):
         try:
-            text = body["choices"][0]["message"]["content"]
+            message = body["choices"][0]["message"]
+            reason = str(body["choices"][0].get("finish_reason") or "")
+            text = message.get("content")
             usage = body.get("usage") or {}
-            if isinstance(text, str):
-                return ItemResult("succeeded", text, int(usage.get("prompt_tokens") or 0),
-                                  int(usage.get("completion_tokens") or 0))
-        except (KeyError, IndexError, TypeError, ValueError):
+            details = usage.get("completion_tokens_details") or {}
+            refusal = message.get("refusal")
+            if isinstance(text, str) or text is None:
+                # A refusal, a filtered or an empty reply is billed like any answer, but it is no answer.
+                # The live backend's reading of a choice (a content filter first, a refusal without content).
+                outcome = (BLOCKED if reason == "content_filter" else REFUSED if refusal and not text
+                           else TRUNCATED_OUTCOME if reason in TRUNCATED else OK)
+                return ItemResult("succeeded", text or "", int(usage.get("prompt_tokens") or 0),
+                                  int(usage.get("completion_tokens") or 0),
+                                  error=str(refusal or reason)[:300] if outcome != OK else "", outcome=outcome, finish_reason=reason,
+                                  reasoning_tokens=int(details.get("reasoning_tokens") or 0))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
             pass
         return ItemResult("errored", error="malformed response body")
     msg = ""

@@ -7,7 +7,11 @@ its id, before any polling; a restarted runner re-attaches to batches not yet co
 of submitting again.
 Items that error inside a batch are retried live through the client (or, when many, once in a
 smaller batch); items a batch did not reach before it expired are resubmitted once, then reported
-and left to the stage's live calls. Cost: the price table at batch (half) price.
+and left to the stage's live calls. A batch whose every item was rejected for a request parameter
+the model does not take (sampling on a reasoning model) is sent once more without it, the lesson
+shared with live calls through the model table. Refused or blocked items are cached as that outcome
+and charged like every reply the provider made. Cost: the price table at batch (half) price; the
+estimate reserved for a batch counts the output limit each request allows, thinking room included.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any, Sequence
 
 from traitforge.errors import BudgetExceeded
 from traitforge.jsonl import write_json_atomic
-from traitforge.llm.base import GenerateParams, Message
+from traitforge.llm.base import NOT_ANSWERS, GenerateParams, Message
 from traitforge.llm.batch.base import TERMINAL, BatchItem, BatchProvider, ItemResult
 from traitforge.llm.budget import Budget
 from traitforge.llm.cache import cache_key
@@ -58,6 +62,7 @@ class BatchReport:
     reattached: list[str] = field(default_factory=list)  # batch ids found in flight from an earlier process
     batches: list[str] = field(default_factory=list)  # batch ids created by this runner
     succeeded: int = 0  # samples that came back from batches into the cache
+    refused: int = 0  # of those, refused or blocked by the provider (cached as such, and billed)
     retried_live: int = 0  # samples fetched live after erroring in a batch
     expired: int = 0  # samples no batch reached even after one resubmission (left to live calls)
     failed: int = 0  # requests that also failed live (the stage's own call will report them)
@@ -66,7 +71,8 @@ class BatchReport:
 
     def line(self, stage: str) -> str:
         return (f"batch {stage}: {self.samples} samples: {self.cached} cached, {self.submitted} submitted in "
-                f"{len(self.batches)} new batches, {len(self.reattached)} re-attached, {self.succeeded} returned, "
+                f"{len(self.batches)} new batches, {len(self.reattached)} re-attached, {self.succeeded} returned "
+                f"({self.refused} refused or blocked), "
                 f"{self.retried_live} retried live, {self.expired} expired, {self.failed} failed, "
                 f"${self.cost_usd:.4f}")
 
@@ -188,10 +194,11 @@ class BatchRunner:
             out.append((cur_k, cur_e))
         return out
 
-    def _estimate(self, keys: Sequence[str]) -> float:
-        """Worst-case cost at batch price: prompt chars/4 in, max_tokens out."""
+    def _estimate(self, keys: Sequence[str], encoded: Sequence[dict[str, Any]]) -> float:
+        """Worst-case cost at batch price: prompt chars/4 in, and out the output limit each encoded
+        request allows (its thinking room included): what a live call of it would reserve."""
         tin = sum(sum(len(m.content) for m in self._units[k].item.messages) // 4 for k in keys)
-        tout = sum(self._units[k].item.params.max_tokens for k in keys)
+        tout = sum(self.provider.output_limit(e) for e in encoded)
         if self.budget is not None:
             return self.budget.cost(self.llm.name, tin, tout, batch=True)
         return estimate_cost(self.llm.name, tin, tout, self.prices_file, batch=True) or 0.0
@@ -199,7 +206,7 @@ class BatchRunner:
     async def _send(self, keys: list[str], *, attempt: int, reason: str, parent: str | None = None) -> list[str]:
         ids: list[str] = []
         for chunk_keys, encoded in self._chunks(keys):
-            est = self._estimate(chunk_keys)
+            est = self._estimate(chunk_keys, encoded)
             if self.budget is not None and self.budget.max_usd is not None:
                 left = self.budget.max_usd - self.budget.committed_usd
                 if est > left:
@@ -210,7 +217,7 @@ class BatchRunner:
                     chunk_keys, encoded = chunk_keys[:fit], encoded[:fit]
                     if not chunk_keys:
                         continue
-                    est = self._estimate(chunk_keys)
+                    est = self._estimate(chunk_keys, encoded)
             local = f"{int(time.time() * 1000)}-{len(self._entries())}"
             keys_file = f"batches/{self.stage}/{local}.keys.json"
             write_json_atomic(self.store.path(*keys_file.split("/")), {"keys": chunk_keys})
@@ -270,19 +277,30 @@ class BatchRunner:
         results = await self._retrying("results", lambda: self.provider.results(entry["id"], keys))
         cache = self.llm.cache
         assert cache is not None
-        ok = tin = tout = 0
+        ok = refused = billed = tin = tout = 0
         errored: list[str] = []
         unreached: list[str] = []
-        rows: list[tuple[str, str, int, int]] = []
+        rows: list[tuple[str, str, int, int, str, str, str, int]] = []
         for k in keys:
             r: ItemResult | None = results.get(k)
-            # An empty reply (a thinking model that spent its output limit thinking) is left to a
-            # live call, where the client asks again with more room.
-            if r is not None and r.kind == "succeeded" and r.text is not None and r.text.strip():
-                rows.append((k, r.text, r.input_tokens, r.output_tokens))
-                ok += 1
+            if r is not None and r.billed:
+                # The provider charges for every reply it made: refusals and empty ones too.
+                billed += 1
                 tin += r.input_tokens
                 tout += r.output_tokens
+                if r.outcome in NOT_ANSWERS:
+                    # No answer, but an answer to this request under this policy: cached as that outcome,
+                    # so the stage's own call applies its refusal policy instead of paying again.
+                    rows.append(r.cache_row(k))
+                    ok += 1
+                    refused += 1
+                elif r.text is not None and r.text.strip():
+                    rows.append(r.cache_row(k))
+                    ok += 1
+                else:
+                    # An empty reply (a thinking model that spent its output limit thinking) is left to a
+                    # live call, where the client asks again with more room.
+                    errored.append(k)
             elif (r.kind if r is not None else state) in ("expired", "cancelled"):
                 unreached.append(k)
             else:
@@ -290,18 +308,20 @@ class BatchRunner:
         # Into the cache before the entry is marked collected: a crash here re-reads the results.
         cache.put_many(rows)  # one transaction for the whole batch
         cost = estimate_cost(self.llm.name, tin, tout, self.prices_file, batch=True)
-        if ok:
-            self.store.add_usage(self.stage, self.llm.name, input_tokens=tin, output_tokens=tout, calls=ok,
+        if billed:
+            self.store.add_usage(self.stage, self.llm.name, input_tokens=tin, output_tokens=tout, calls=billed,
                                  cached=0, cost_usd=cost)
         entry.update(collected=True, status=entry.get("status"), cost_usd=round(cost or 0.0, 8),
-                     results={"succeeded": ok, "errored": len(errored), "unreached": len(unreached)})
+                     results={"succeeded": ok, "refused": refused, "errored": len(errored),
+                              "unreached": len(unreached)})
         if self.budget is not None:
             self.budget.add_spent(cost or 0.0)  # saved with the manifest below
         self.store.save()
         self.report.succeeded += ok
+        self.report.refused += refused
         self.report.cost_usd += cost or 0.0
-        self._say(f"batch {self.stage}: collected {entry['id']} ({state}): {ok} ok, {len(errored)} errored, "
-                  f"{len(unreached)} unreached")
+        self._say(f"batch {self.stage}: collected {entry['id']} ({state}): {ok} ok ({refused} refused or blocked), "
+                  f"{len(errored)} errored, {len(unreached)} unreached")
         attempt = int(entry.get("attempt", 1))
         # Only samples this runner knows how to rebuild (a batch from an older request list just fills the cache).
         unreached = [k for k in unreached if k in self._units]
@@ -313,7 +333,14 @@ class BatchRunner:
             else:
                 self.report.expired += len(unreached)
                 self._say(f"batch {self.stage}: {len(unreached)} requests expired twice; left to live calls")
-        if errored:
+        if errored and attempt == 1 and not billed and len(errored) == len(keys) \
+                and self.provider.relearn([results[k].error if k in results else "" for k in errored]):
+            # Every item rejected the same request shape (e.g. temperature on a reasoning model): the
+            # provider learned it, so one more batch without it, not live calls at full price.
+            self._say(f"batch {self.stage}: every request was rejected ({results[errored[0]].error[:120]}); "
+                      f"resubmitting {len(errored)} without what the model does not take")
+            await self._send(errored, attempt=2, reason="relearned", parent=entry["id"])
+        elif errored:
             if len(errored) > self.live_retry_max and attempt == 1:
                 await self._send(errored, attempt=2, reason="errored", parent=entry["id"])
             else:
