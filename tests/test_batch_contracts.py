@@ -346,6 +346,7 @@ def test_openai_batch_refusals_and_filtered_replies_are_cached_as_such_and_charg
     u = store.manifest["usage"]["gen"]["openai:gpt-4o-mini"]
     assert u["calls"] == 3 and u["output_tokens"] == 130 + 12 + 40
     assert store.manifest["batches"]["gen"][0]["results"]["refused"] == 2
+    assert u["refused"] == 1 and u["blocked"] == 1 and u["reasoning_tokens"] == 128  # counted per step
 
 
 def test_anthropic_batch_refusal_is_cached_as_refused_and_charged(tmp_path):

@@ -242,7 +242,7 @@ class MemoryLedger:
         write_json_atomic(self.root / "state.json", self.manifest)
 
     def add_usage(self, stage: str, model: str, *, input_tokens: int, output_tokens: int, calls: int,
-                  cached: int, cost_usd: float | None) -> None:
+                  cached: int, cost_usd: float | None, **outcome_counts) -> None:
         u = self.manifest["usage"].setdefault(stage, {}).setdefault(model, {"calls": 0, "cost_usd": 0.0})
         u["calls"] += calls
         u["cost_usd"] += cost_usd or 0.0

@@ -5,7 +5,6 @@ and the run goes on; a read-only or full disk is one line naming the path."""
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os

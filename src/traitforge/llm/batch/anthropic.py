@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.base import OK, REFUSED, TRUNCATED_OUTCOME
+from traitforge.llm.base import OK
 from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult, stainless_guard
-
-# stop_reason -> outcome: "refusal" is no answer; the context window running out cuts the reply.
-_OUTCOMES = {"refusal": REFUSED, "max_tokens": TRUNCATED_OUTCOME, "model_context_window_exceeded": TRUNCATED_OUTCOME}
+from traitforge.llm.providers.anthropic import STOP_OUTCOMES  # the live backend's reading of stop_reason
 
 
 class AnthropicBatch(BatchProvider):
@@ -73,5 +71,5 @@ def message_result(msg: Any) -> ItemResult:
     details = getattr(u, "output_tokens_details", None) if u else None
     reason = str(msg.stop_reason or "")
     return ItemResult("succeeded", text, (u.input_tokens or 0) if u else 0, (u.output_tokens or 0) if u else 0,
-                      outcome=_OUTCOMES.get(reason, OK), finish_reason=reason,
+                      outcome=STOP_OUTCOMES.get(reason, OK), finish_reason=reason,
                       reasoning_tokens=int(getattr(details, "thinking_tokens", 0) or 0))

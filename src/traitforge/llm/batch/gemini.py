@@ -10,11 +10,8 @@ from typing import Any, ClassVar, Sequence
 from traitforge.llm.base import BLOCKED, OK, TRUNCATED_OUTCOME
 from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult
 from traitforge.llm.errors import BackendError, RetryableError
-from traitforge.llm.providers.gemini import request_parts
-
-# finish_reason values (google.genai.types.FinishReason) meaning the reply was withheld: billed, no answer.
-BLOCKING = frozenset({"SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY",
-                      "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR"})
+# The live backend's reading of a candidate: withheld finish reasons, text without thought parts.
+from traitforge.llm.providers.gemini import BLOCKED_FINISH, candidate_text, request_parts
 
 _ENDED = {"JOB_STATE_SUCCEEDED": "ended", "JOB_STATE_PARTIALLY_SUCCEEDED": "ended", "JOB_STATE_FAILED": "failed",
           "JOB_STATE_CANCELLED": "cancelled", "JOB_STATE_EXPIRED": "expired"}
@@ -133,11 +130,10 @@ def response_result(resp: Any) -> ItemResult:
         reason = str(getattr(block, "value", block))
         return ItemResult("succeeded", "", tin, tout, error=f"prompt blocked ({reason})"[:300], outcome=BLOCKED,
                           finish_reason=reason, reasoning_tokens=thoughts)
-    parts = (cands[0].content.parts or []) if cands[0].content else []
-    text = "".join(p.text for p in parts if getattr(p, "text", None) and not getattr(p, "thought", None))
+    text = candidate_text(cands[0])
     fr = cands[0].finish_reason
     reason = str(getattr(fr, "value", fr) or "")
-    outcome = BLOCKED if reason in BLOCKING else TRUNCATED_OUTCOME if reason == "MAX_TOKENS" else OK
+    outcome = BLOCKED if reason in BLOCKED_FINISH else TRUNCATED_OUTCOME if reason == "MAX_TOKENS" else OK
     # Any text of a withheld candidate is cut, not an answer.
     return ItemResult("succeeded", "" if outcome == BLOCKED else text, tin, tout, outcome=outcome,
                       finish_reason=reason, error=reason if outcome == BLOCKED else "", reasoning_tokens=thoughts)

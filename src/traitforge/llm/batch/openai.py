@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar, Sequence
 
-from traitforge.llm.base import BLOCKED, OK, REFUSED, TRUNCATED, TRUNCATED_OUTCOME
+from types import SimpleNamespace
+
 from traitforge.llm.batch.base import BatchItem, BatchProvider, BatchState, ItemResult, stainless_guard
 from traitforge.llm.hosts import is_provider_host
 from traitforge.llm.providers import learn, model_caps
-from traitforge.llm.providers.openai_compat import _rejects_sampling
+from traitforge.llm.providers.openai_compat import _rejects_sampling, choice_outcome
 
 _STATES = {"validating": "in_progress", "in_progress": "in_progress", "finalizing": "in_progress",
            "cancelling": "in_progress", "completed": "ended", "expired": "expired", "failed": "failed",
@@ -150,11 +151,11 @@ def _item(row: dict[str, Any]) -> ItemResult:
             if isinstance(text, str) or text is None:
                 # A refusal, a filtered or an empty reply is billed like any answer, but it is no answer.
                 # The live backend's reading of a choice (a content filter first, a refusal without content).
-                outcome = (BLOCKED if reason == "content_filter" else REFUSED if refusal and not text
-                           else TRUNCATED_OUTCOME if reason in TRUNCATED else OK)
+                outcome, why = choice_outcome(SimpleNamespace(finish_reason=reason or None,
+                                                              message=SimpleNamespace(content=text, refusal=refusal)))
                 return ItemResult("succeeded", text or "", int(usage.get("prompt_tokens") or 0),
                                   int(usage.get("completion_tokens") or 0),
-                                  error=str(refusal or reason)[:300] if outcome != OK else "", outcome=outcome, finish_reason=reason,
+                                  error=why[:300], outcome=outcome, finish_reason=reason,
                                   reasoning_tokens=int(details.get("reasoning_tokens") or 0))
         except (KeyError, IndexError, TypeError, ValueError, AttributeError):
             pass

@@ -200,8 +200,8 @@ class BatchRunner:
         tin = sum(sum(len(m.content) for m in self._units[k].item.messages) // 4 for k in keys)
         tout = sum(self.provider.output_limit(e) for e in encoded)
         if self.budget is not None:
-            return self.budget.cost(self.llm.name, tin, tout, batch=True)
-        return estimate_cost(self.llm.name, tin, tout, self.prices_file, batch=True) or 0.0
+            return self.budget.cost(self.llm.name, tin, tout, batch=True, calls=len(keys))
+        return estimate_cost(self.llm.name, tin, tout, self.prices_file, batch=True, calls=len(keys)) or 0.0
 
     async def _send(self, keys: list[str], *, attempt: int, reason: str, parent: str | None = None) -> list[str]:
         ids: list[str] = []
@@ -277,7 +277,8 @@ class BatchRunner:
         results = await self._retrying("results", lambda: self.provider.results(entry["id"], keys))
         cache = self.llm.cache
         assert cache is not None
-        ok = refused = billed = tin = tout = 0
+        ok = refused = billed = tin = tout = thinking = 0
+        outcomes: list[str] = []
         errored: list[str] = []
         unreached: list[str] = []
         rows: list[tuple[str, str, int, int, str, str, str, int]] = []
@@ -288,6 +289,8 @@ class BatchRunner:
                 billed += 1
                 tin += r.input_tokens
                 tout += r.output_tokens
+                thinking += r.reasoning_tokens
+                outcomes.append(r.outcome)
                 if r.outcome in NOT_ANSWERS:
                     # No answer, but an answer to this request under this policy: cached as that outcome,
                     # so the stage's own call applies its refusal policy instead of paying again.
@@ -307,10 +310,10 @@ class BatchRunner:
                 errored.append(k)
         # Into the cache before the entry is marked collected: a crash here re-reads the results.
         cache.put_many(rows)  # one transaction for the whole batch
-        cost = estimate_cost(self.llm.name, tin, tout, self.prices_file, batch=True)
+        cost = estimate_cost(self.llm.name, tin, tout, self.prices_file, batch=True, calls=max(billed, 1))
         if billed:
             self.store.add_usage(self.stage, self.llm.name, input_tokens=tin, output_tokens=tout, calls=billed,
-                                 cached=0, cost_usd=cost)
+                                 cached=0, cost_usd=cost, reasoning_tokens=thinking, outcomes=outcomes)
         entry.update(collected=True, status=entry.get("status"), cost_usd=round(cost or 0.0, 8),
                      results={"succeeded": ok, "refused": refused, "errored": len(errored),
                               "unreached": len(unreached)})
