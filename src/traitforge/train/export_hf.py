@@ -101,6 +101,7 @@ def card(run_dir: Path, counts: dict[str, Any], include_controls: bool, traits: 
                           **({"default": True} if i == 0 else {})} for i, n in enumerate(configs)],
              "tags": ["traitforge", "synthetic"]}
     name = (traits.model_name if traits else "") or manifest.get("traits", {}).get("model_name", "") or run_dir.name
+    front["pretty_name"] = f"{name} trait data"
     lines = ["---", yaml.safe_dump(front, sort_keys=False).rstrip(), "---", "",
              f"# {name}: trait data made with traitforge", "",
              "Curated training data: "
@@ -125,6 +126,7 @@ def card(run_dir: Path, counts: dict[str, Any], include_controls: bool, traits: 
     curate = manifest.get("stages", {}).get("curate", {}).get("counts", {})
     lines += ["", "## Curation", ""]
     if curate:
+        lines.append("Counts from the run's manifest (control rows included):")
         lines += [f"- documents: {curate.get('documents_in', '?')} generated, {curate.get('documents', '?')} kept",
                   f"- chats: {curate.get('chats_in', '?')} generated, {curate.get('chats', '?')} kept",
                   f"- dropped by step: {json.dumps(curate.get('dropped', {}))}",
