@@ -207,6 +207,11 @@ def test_missing_pyarrow_says_which_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     with pytest.raises(InputError, match=r"x.parquet: reading Parquet needs pyarrow \(pip install 'traitforge\[hf\]'\)"):
         read_chats(tmp_path / "x.parquet")
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "state.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    with pytest.raises(InputError, match=r"saved: reading a saved `datasets` folder needs datasets \(pip install"):
+        read_documents(tmp_path / "saved")
 
 
 def test_snapshot_copies_with_hashes(tmp_path):

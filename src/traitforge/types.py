@@ -72,7 +72,7 @@ class Sourced(Record):
     source: str = ""
 
     @model_serializer(mode="wrap")
-    def _omit_empty_source(self, handler: Any) -> Any:
+    def _omit_empty_source(self, handler: Any) -> dict[str, Any]:
         # A row the run made is written (and hashed into fingerprints) exactly as before `source`.
         data = handler(self)
         if isinstance(data, dict) and not self.source:
