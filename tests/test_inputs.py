@@ -119,7 +119,7 @@ def test_documents_from_text_folder_and_jsonl(tmp_path):
     docs, report = read_documents(folder)
     assert sorted(d.source for d in docs) == ["import:a.txt", "import:sub/b.md"]
     assert all(d.trait_ids == [] for d in docs) and report.untagged == 2
-    assert report.dropped == {"not UTF-8": 1, "unsupported file type": 1}
+    assert report.dropped == {"not UTF-8": 1, "file not read": 1}
     assert report.examples["not UTF-8"] == ["c.md (byte 3)"]
     path = _jsonl(tmp_path / "docs.jsonl", [{"text": "One.", "tags": "honest"}, {"text": "Two.", "tags": ["honest", "kind"]},
                                           {"body": "no text"}, {"text": "One.", "tags": "honest"}])
@@ -129,6 +129,15 @@ def test_documents_from_text_folder_and_jsonl(tmp_path):
     assert report.examples["duplicate"] == ["docs.jsonl:4 (of docs.jsonl:1)"]
     for d in docs:
         assert Document.model_validate(d.model_dump()) == d
+    # a folder of data files (as downloaded from the Hub): its README.md is no document, and is reported
+    hub = tmp_path / "hub"
+    (hub / "data").mkdir(parents=True)
+    (hub / "README.md").write_text("---\nconfigs: []\n---\n# A dataset card")
+    (hub / ".gitattributes").write_text("*.parquet filter=lfs")
+    path.rename(hub / "data" / "train.jsonl")
+    docs, report = read_documents(hub, trait_field="tags")
+    assert [d.source for d in docs] == ["import:data/train.jsonl:1", "import:data/train.jsonl:2"]
+    assert report.examples["file not read"] == ["README.md (beside data files)"]
 
 
 def test_bad_rows_are_counted_with_file_and_line(tmp_path):

@@ -3,7 +3,8 @@
 
 Containers: JSONL (`.jsonl`, or `.json` holding JSONL or one JSON array), Parquet (`.parquet`,
 pyarrow), a folder written by `datasets.save_to_disk` (a Dataset or a DatasetDict), .txt/.md
-text files (one document each), and a folder holding any of these (walked in name order)."""
+text files (one document each), and a folder of these (walked in name order: its data files, or
+when it has none its text files; every other file is reported as not read)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from traitforge.errors import InputError
 
 JSONL_SUFFIXES = (".jsonl", ".json")
 TEXT_SUFFIXES = (".txt", ".md")
-SUFFIXES = (*JSONL_SUFFIXES, ".parquet", *TEXT_SUFFIXES)
+DATA_SUFFIXES = (*JSONL_SUFFIXES, ".parquet")
+SUFFIXES = (*DATA_SUFFIXES, *TEXT_SUFFIXES)
 EXTRA = "pip install 'traitforge[hf]'"
 
 
@@ -35,9 +37,13 @@ def is_saved_dataset(path: Path) -> bool:
 
 
 def files_of(path: Path) -> tuple[list[Path], list[Path]]:
-    """(files to read, files left out for their type) under a folder, in name order."""
+    """(files to read, files not read) under a folder, in name order; hidden files are ignored.
+    A folder holding data files (.jsonl, .json, .parquet) is read for those only (its README.md is
+    no document); a folder without any is read for its .txt/.md files."""
     found = sorted(p for p in path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts))
-    return [p for p in found if p.suffix.lower() in SUFFIXES], [p for p in found if p.suffix.lower() not in SUFFIXES]
+    data = [p for p in found if p.suffix.lower() in DATA_SUFFIXES]
+    read = data or [p for p in found if p.suffix.lower() in TEXT_SUFFIXES]
+    return read, [p for p in found if p not in read]
 
 
 def iter_rows(path: Path, container: str | None = None) -> Iterator[RawRow]:
@@ -54,7 +60,8 @@ def iter_rows(path: Path, container: str | None = None) -> Iterator[RawRow]:
         if not files:
             raise InputError(f"{path}: no {', '.join(SUFFIXES)} files in this folder")
         for p in other:
-            yield RawRow(str(p.relative_to(path)), None, "unsupported file type", p.suffix or "no suffix")
+            why = "beside data files" if p.suffix.lower() in TEXT_SUFFIXES else (p.suffix or "no suffix")
+            yield RawRow(str(p.relative_to(path)), None, "file not read", why)
         for p in files:
             yield from _file_rows(p, str(p.relative_to(path)), container)
         return
