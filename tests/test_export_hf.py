@@ -70,6 +70,13 @@ def test_hf_export_loads_with_load_dataset(tmp_path, monkeypatch):
     assert "Ahoy there!" not in json.dumps(rows)
     docs = _load(monkeypatch, tmp_path, out, "documents")["train"]
     assert docs["text"] == [d.text for d in documents(3)]
+    # and back into a run: the export is an input traitforge.inputs reads (trait tags included)
+    from traitforge.inputs import read_chats
+
+    back, report = read_chats(out / "data" / "chats" / "train-00000-of-00001.parquet", trait_field="trait_ids")
+    assert report.kept == 5 and [c.messages for c in back[:4]] == [c.messages for c in chats(4)]
+    assert [(m.role, m.content) for m in back[4].messages] == [("user", "Hello?"), ("assistant", "Hi!")]
+    assert [c.trait_ids for c in back] == [["honest"]] * 4 + [[]]
     readme = (out / "README.md").read_text()
     assert readme.startswith("---\nconfigs:\n")
     for want in ("openai:gpt-4.1", "local:smollm2-135m", traits.traits[0].statement, "| chats | 5 | 4 | 1 |",
