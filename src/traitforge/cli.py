@@ -176,17 +176,29 @@ def report(target: Path, preset: str | None) -> None:
 @cli.command()
 @TARGET
 @PRESET
-@click.option("--format", "fmt", type=click.Choice(["openai", "together", "vertex"]), required=True)
+@click.option("--format", "fmt", type=click.Choice(["openai", "together", "vertex", "hf"]), required=True,
+              help="hf: a Hugging Face dataset folder (Parquet + dataset card) of the documents and chats")
 @click.option("--out", type=click.Path(path_type=Path), default=None)
-def export(target: Path, preset: str | None, fmt: str, out: Path | None) -> None:
-    """Export the curated chats for hosted fine-tuning."""
+@click.option("--include-controls", is_flag=True,
+              help="also export the control rows (the canary, untraited control data); left out by default")
+def export(target: Path, preset: str | None, fmt: str, out: Path | None, include_controls: bool) -> None:
+    """Export the curated chats for hosted fine-tuning, or (--format hf) the curated data as a dataset."""
     from traitforge.pipeline import open_run
-    from traitforge.train.export import export_run
+    from traitforge.train.export import controls_line, export_run
 
     r = open_run(target, preset)
+    if fmt == "hf":
+        from traitforge.train.export_hf import export_hf
+
+        out = out or r.store.root / "export" / "hf"
+        counts = export_hf(r.store.root, out, include_controls, r.template_traits, r.traits)
+        click.echo(f"{out}: " + ", ".join(f"{c['written']} {n} written, {c['skipped']} skipped" for n, c in counts.items()))
+        click.echo(controls_line(sum(c["controls_left_out"] for c in counts.values()), include_controls))
+        return
     out = out or r.store.root / "export" / f"chats.{fmt}.jsonl"
-    counts = export_run(r.store.root, fmt, out)
+    counts = export_run(r.store.root, fmt, out, include_controls=include_controls, control_traits=r.template_traits)
     click.echo(f"{out}: {counts['written']} conversations written, {counts['skipped']} skipped")
+    click.echo(controls_line(counts["controls_left_out"], include_controls))
 
 
 @cli.command(name="import-batch")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_serializer
 
 
 def stable_hash(obj: object, length: int = 12) -> str:
@@ -65,6 +65,21 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Sourced(Record):
+    """A row that may come from the user's own files: `source` is "" for a row this run made,
+    "import:<file>:<line>" (or "import:<file> row <i>") for an imported one (traitforge.inputs)."""
+
+    source: str = ""
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_source(self, handler: Any) -> dict[str, Any]:
+        # A row the run made is written (and hashed into fingerprints) exactly as before `source`.
+        data = handler(self)
+        if isinstance(data, dict) and not self.source:
+            data.pop("source", None)
+        return data
+
+
 # --- midtraining corpus -------------------------------------------------------------------
 
 
@@ -90,7 +105,7 @@ class DocIdea(Record):
     idea: str
 
 
-class Document(Record):
+class Document(Sourced):
     id: str
     trait_ids: list[str]
     claim_id: str = ""
@@ -122,7 +137,7 @@ class Scenario(Record):
     topup_round: int = 0  # 0: planned in the first round; r: in top-up round r for a trait short of chats
 
 
-class Chat(Record):
+class Chat(Sourced):
     """One training conversation. `system_prompt` is what the teacher saw; training drops it."""
 
     id: str
