@@ -245,24 +245,32 @@ def prepare_train_dir(job: StageJob, fingerprint: str) -> None:
 
 
 def last_checkpoint(job: StageJob) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete Trainer checkpoint to resume from (resume.py); incomplete newer ones are
+    removed by the main process, which every process waits for."""
+    from traitforge.train.resume import usable_checkpoint
 
-    if not job.trainer_dir.is_dir():
-        return None
-    return get_last_checkpoint(str(job.trainer_dir))
+    found = usable_checkpoint(job.trainer_dir, job.name, remove=is_main_process())
+    wait_for_everyone()
+    return str(found) if found else None
 
 
 def train_and_save(trainer: Any, job: StageJob, cfg: TrainingSpec) -> dict[str, Any]:
-    """Train (resuming from the last Trainer checkpoint if any), then write the merged checkpoint."""
+    """Train (resuming from the last complete Trainer checkpoint if any), then write the merged checkpoint."""
+    from traitforge.train.identity import recorded
+    from traitforge.train.resume import earlier_losses
+
     resume = last_checkpoint(job)
     if resume:
         log.info("%s: resuming from %s", job.name, resume)
+    # Read before training: the checkpoint is deleted at the end unless kept.
+    start, before = earlier_losses(Path(resume) if resume else None)
     result = trainer.train(resume_from_checkpoint=resume)
     final = job.train_dir / "final"
     trainer.save_model(str(final))  # gathers FSDP/DeepSpeed shards; LoRA: the adapter only
     wait_for_everyone()
+    identity = None
     if is_main_process():
-        export_checkpoint(final, job, cfg)
+        identity = recorded(export_checkpoint(final, job, cfg))
         if not cfg.keep_trainer_checkpoints:
             # Only needed to resume; a full fine-tune's optimizer state is twice the model's size.
             for ckpt in job.trainer_dir.glob("checkpoint-*"):
@@ -271,9 +279,15 @@ def train_and_save(trainer: Any, job: StageJob, cfg: TrainingSpec) -> dict[str, 
             shutil.rmtree(final, ignore_errors=True)  # a copy of the exported checkpoint
     wait_for_everyone()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"steps": trainer.state.global_step, "world_size": trainer.args.world_size,  # processes that trained
-            "train_loss": round(float(result.training_loss), 6),
-            "final_loss": losses[-1] if losses else None, "resumed_from": Path(resume).name if resume else None}
+    steps = trainer.state.global_step
+    train_loss = float(result.training_loss)
+    if resume and before is not None and steps > start:
+        # The Trainer's figure averages the resumed steps only; add the steps before the resume.
+        train_loss = (before + train_loss * (steps - start)) / steps
+    return {"steps": steps, "world_size": trainer.args.world_size,  # processes that trained
+            "train_loss": round(train_loss, 6),
+            "final_loss": losses[-1] if losses else None, "resumed_from": Path(resume).name if resume else None,
+            **({"identity": identity} if identity else {})}
 
 
 def export_checkpoint(final: Path, job: StageJob, cfg: TrainingSpec) -> Path:
@@ -293,6 +307,10 @@ def export_checkpoint(final: Path, job: StageJob, cfg: TrainingSpec) -> Path:
         model = AutoModelForCausalLM.from_pretrained(str(final))
     model.save_pretrained(str(tmp))
     load_tokenizer(job.init_path).save_pretrained(str(tmp))
+    # Its content identity, hashed once here (identity.json): evaluation rows name the version they scored.
+    from traitforge.train.identity import checkpoint_identity
+
+    checkpoint_identity(tmp)
     shutil.rmtree(job.out_dir, ignore_errors=True)
     job.out_dir.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, job.out_dir)
