@@ -319,13 +319,17 @@ def model_identity(target: ModelSpec | LLM) -> Any:
     """What a model's answers depend on: for local weights their content identity (a checkpoint
     retrained in place is another model), for any other model its cache identity."""
     from traitforge.llm.embedded import resolve_model_path
-    from traitforge.train.identity import checkpoint_identity
+    from traitforge.train.identity import checkpoint_identity, weights_problem
 
     provider, model = provider_model(target)
     if provider != "local":
         return fingerprint_of(target)
+    path = resolve_model_path(model).resolve()
+    problem = weights_problem(path)
+    if problem:  # before any model call, not a traceback when it loads
+        raise InputError(f"{problem}: train it again (traitforge train) or point to a complete checkpoint")
     rest = {} if isinstance(target, LLM) else target.model_dump(exclude={"api_key_env", "model"})
-    return {"local": checkpoint_identity(resolve_model_path(model).resolve()), **rest}
+    return {"local": checkpoint_identity(path), **rest}
 
 
 def eval_settings(ev: EvaluationSpec, judge: LLM, auditor: LLM) -> dict[str, Any]:
