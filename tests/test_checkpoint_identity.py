@@ -307,3 +307,52 @@ def test_evaluating_a_checkpoint_whose_weights_would_not_load_is_one_line(tmp_pa
     with pytest.raises(InputError) as e:
         _evaluate(tmp_path / "run", two)
     assert "\n" not in str(e.value) and str(two["sft"]) in str(e.value) and "train it again" in str(e.value)
+
+
+def test_retrain_then_eval_evaluates_exactly_the_changed_checkpoints(tmp_path, monkeypatch, caplog) -> None:
+    """The lead's sequence: change training.sft.learning_rate, train, evaluate: sft, midtrain_sft and
+    control (trained with the sft settings) are trained and evaluated again; midtrain and base are not."""
+    import torch
+    from _train_fixtures import make_tiny_run
+
+    from traitforge.config import EvaluationSpec
+    from traitforge.pipeline import checkpoints_for_eval
+    from traitforge.train import run_training
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        store, spec = make_tiny_run(tmp_path, {"midtrain": {"max_steps": 2}, "sft": {"max_steps": 2}})
+        spec = spec.model_copy(update={"evaluation": EvaluationSpec.model_validate(TINY_EVAL)})
+        judge = LLM(ScriptedBackend(model="judge", responses=judge_responder))
+
+        def train_and_evaluate(spec: RunSpec) -> dict[str, int]:
+            run = Run.of(store, spec, TRAITS, judge=judge, auditor=judge)
+            run_training(run, spec.training)
+            cks = checkpoints_for_eval(run)
+            for p in cks.values():
+                local_hf.unload_model(Path(p))
+            loads = Loads(monkeypatch)
+            run_evaluation(run, spec.evaluation, cks)
+            return loads.n
+
+        first = train_and_evaluate(spec)
+        assert first == {"tiny-base": 1, "midtrain": 1, "sft": 1, "midtrain_sft": 1, "control": 1}
+        rows = _rows(store)
+        res1 = json.loads(store.path("results.json").read_text())
+
+        sft = spec.training.sft.model_copy(update={"learning_rate": spec.training.sft.learning_rate / 2})
+        changed = spec.model_copy(update={"training": spec.training.model_copy(update={"sft": sft})})
+        with caplog.at_level(logging.INFO, logger="traitforge.train"):
+            second = train_and_evaluate(changed)
+    finally:
+        torch.set_num_threads(threads)
+    assert "midtrain: done already, skipping" in caplog.text
+    assert second == {"sft": 1, "midtrain_sft": 1, "control": 1}  # model loads (calls) per checkpoint
+    after = _rows(store)
+    res2 = json.loads(store.path("results.json").read_text())
+    for ck in ("base", "midtrain"):
+        assert after[ck] == rows[ck] and res2["identities"][ck] == res1["identities"][ck]
+    for ck in ("sft", "midtrain_sft", "control"):
+        assert len(after[ck]) == len(rows[ck]) and res2["identities"][ck] != res1["identities"][ck]
+        assert {d["identity"] for d in after[ck]} == {res2["identities"][ck]}
