@@ -356,3 +356,25 @@ def test_retrain_then_eval_evaluates_exactly_the_changed_checkpoints(tmp_path, m
     for ck in ("sft", "midtrain_sft", "control"):
         assert len(after[ck]) == len(rows[ck]) and res2["identities"][ck] != res1["identities"][ck]
         assert {d["identity"] for d in after[ck]} == {res2["identities"][ck]}
+
+
+def test_the_local_models_cache_key_follows_the_content_not_the_clock(tmp_path) -> None:
+    """Retrained in place within the same second, same size: the LLM cache must not answer with
+    the old weights' replies."""
+    import os
+
+    from traitforge.llm.providers.local_hf import LocalHFBackend
+
+    ck = tiny_checkpoint(tmp_path / "ck")
+    ident.checkpoint_identity(ck)
+    before = LocalHFBackend(str(ck)).cache_identity()
+    assert before["content"] == ident.recorded(ck)
+    f = ck / "model.safetensors"
+    st = f.stat()
+    _perturb(ck)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # same second
+    assert f.stat().st_size == st.st_size
+    assert LocalHFBackend(str(ck)).cache_identity() != before  # identity.json no longer describes it
+    ident.checkpoint_identity(ck)  # as evaluation does before any call
+    after = LocalHFBackend(str(ck)).cache_identity()
+    assert after["content"] != before["content"] and after["weights"] == before["weights"]

@@ -121,6 +121,8 @@ def test_train_loss_after_a_resume_covers_every_step(tmp_path):
                    if "loss" in r]
     assert len(step_losses) == 6  # logged every step: train_loss is their mean
     assert counts["train_loss"] == pytest.approx(sum(step_losses) / 6, rel=1e-5)
+    summary = [r for r in read_metrics(tmp_path / "a" / "run" / "train" / "sft" / "metrics.jsonl") if r.get("summary")]
+    assert summary[-1]["train_loss"] == pytest.approx(counts["train_loss"], rel=1e-6)
     assert counts["train_loss"] != pytest.approx(sum(step_losses[4:]) / 2, rel=1e-3)  # not the resumed steps only
 
 

@@ -192,6 +192,7 @@ def _metrics_callback_cls() -> type:
 
         def __init__(self, path: Path):
             self.path = path
+            self.earlier: tuple[int, float | None] = (0, None)  # set on a resume: (its step, its losses' sum)
             self._t = time.perf_counter()
             self._tokens = 0
 
@@ -209,7 +210,10 @@ def _metrics_callback_cls() -> type:
                            tokens_seen=tokens, tokens_per_s=round((tokens - self._tokens) / dt, 2))
                 self._t, self._tokens = now, tokens
             elif "train_runtime" in logs:
-                row.update(summary=True, train_loss=logs.get("train_loss"), runtime_s=logs["train_runtime"],
+                loss = logs.get("train_loss")
+                if loss is not None:
+                    loss = whole_run_loss(float(loss), state.global_step, *self.earlier)
+                row.update(summary=True, train_loss=loss, runtime_s=logs["train_runtime"],
                            steps_per_s=logs.get("train_steps_per_second"))
             else:
                 row.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
@@ -218,6 +222,14 @@ def _metrics_callback_cls() -> type:
                 f.write(json.dumps(row) + "\n")
 
     return MetricsCallback
+
+
+def whole_run_loss(trainer_loss: float, steps: int, start: int, before: float | None) -> float:
+    """The Trainer's train_loss averages the steps this process ran; after a resume from step
+    `start`, add the steps before it (`before`: the sum of their losses, resume.earlier_losses)."""
+    if before is None or not 0 < start < steps:
+        return trainer_loss
+    return (before + trainer_loss * (steps - start)) / steps
 
 
 def metrics_callback(job: StageJob) -> Any:
@@ -264,6 +276,9 @@ def train_and_save(trainer: Any, job: StageJob, cfg: TrainingSpec) -> dict[str, 
         log.info("%s: resuming from %s", job.name, resume)
     # Read before training: the checkpoint is deleted at the end unless kept.
     start, before = earlier_losses(Path(resume) if resume else None)
+    for cb in trainer.callback_handler.callbacks:
+        if hasattr(cb, "earlier"):  # MetricsCallback: its summary row's train_loss covers every step too
+            cb.earlier = (start, before)
     result = trainer.train(resume_from_checkpoint=resume)
     final = job.train_dir / "final"
     trainer.save_model(str(final))  # gathers FSDP/DeepSpeed shards; LoRA: the adapter only
@@ -280,10 +295,7 @@ def train_and_save(trainer: Any, job: StageJob, cfg: TrainingSpec) -> dict[str, 
     wait_for_everyone()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     steps = trainer.state.global_step
-    train_loss = float(result.training_loss)
-    if resume and before is not None and steps > start:
-        # The Trainer's figure averages the resumed steps only; add the steps before the resume.
-        train_loss = (before + train_loss * (steps - start)) / steps
+    train_loss = whole_run_loss(float(result.training_loss), steps, start, before)
     return {"steps": steps, "world_size": trainer.args.world_size,  # processes that trained
             "train_loss": round(train_loss, 6),
             "final_loss": losses[-1] if losses else None, "resumed_from": Path(resume).name if resume else None,
