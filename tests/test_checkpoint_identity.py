@@ -378,3 +378,18 @@ def test_the_local_models_cache_key_follows_the_content_not_the_clock(tmp_path) 
     ident.checkpoint_identity(ck)  # as evaluation does before any call
     after = LocalHFBackend(str(ck)).cache_identity()
     assert after["content"] != before["content"] and after["weights"] == before["weights"]
+
+
+def test_an_api_models_identity_is_its_cache_identity() -> None:
+    from traitforge.config import ModelSpec
+    from traitforge.evaluate.common import row_identity
+
+    settings = {"max_tokens": 8}
+    spec = ModelSpec(model="openai:gpt-4o-mini")
+    same = [spec.model_copy(update={"concurrency": 4, "rpm": 60.0, "api_key_env": "OTHER_KEY"})]
+    other = [spec.model_copy(update={"model": "openai:gpt-4o"}), spec.model_copy(update={"reasoning_effort": "low"}),
+             spec.model_copy(update={"temperature": 0.7})]
+    ident = row_identity(spec, settings)
+    assert all(row_identity(s, settings) == ident for s in same)  # how it is called, not what answers
+    assert len({ident} | {row_identity(s, settings) for s in other}) == 4
+    assert row_identity(spec, {"max_tokens": 12}) != ident

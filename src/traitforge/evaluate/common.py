@@ -317,19 +317,24 @@ def fingerprint_of(target: ModelSpec | LLM) -> Any:
 
 def model_identity(target: ModelSpec | LLM) -> Any:
     """What a model's answers depend on: for local weights their content identity (a checkpoint
-    retrained in place is another model), for any other model its cache identity."""
+    retrained in place is another model), for any other model its cache identity (provider, model,
+    the reasoning options set); a spec's temperature besides."""
+    from traitforge.llm.base import REASONING_OPTIONS
     from traitforge.llm.embedded import resolve_model_path
     from traitforge.train.identity import checkpoint_identity, weights_problem
 
     provider, model = provider_model(target)
+    extra = {} if isinstance(target, LLM) or target.temperature is None else {"temperature": target.temperature}
     if provider != "local":
-        return fingerprint_of(target)
+        if isinstance(target, LLM):
+            return {**target.backend.cache_identity(), **extra}
+        options = {k: getattr(target, k) for k in REASONING_OPTIONS if getattr(target, k, None) is not None}
+        return {"provider": provider, "model": model, **options, **extra}
     path = resolve_model_path(model).resolve()
     problem = weights_problem(path)
     if problem:  # before any model call, not a traceback when it loads
         raise InputError(f"{problem}: train it again (traitforge train) or point to a complete checkpoint")
-    rest = {} if isinstance(target, LLM) else target.model_dump(exclude={"api_key_env", "model"})
-    return {"local": checkpoint_identity(path), **rest}
+    return {"local": checkpoint_identity(path), **extra}
 
 
 def eval_settings(ev: EvaluationSpec, judge: LLM, auditor: LLM) -> dict[str, Any]:
@@ -339,7 +344,7 @@ def eval_settings(ev: EvaluationSpec, judge: LLM, auditor: LLM) -> dict[str, Any
     return {"max_tokens": ev.max_tokens, "judge_max_tokens": ev.judge_max_tokens,
             "auditor_tokens": ev.auditor_tokens, "multiturn_turns": ev.multiturn_turns,
             "capability_window": ev.capability_window, "capability_max_tokens": ev.capability_max_tokens,
-            "judge": fingerprint_of(judge), "auditor": fingerprint_of(auditor)}
+            "judge": model_identity(judge), "auditor": model_identity(auditor)}
 
 
 def row_identity(target: ModelSpec | LLM, settings: dict[str, Any]) -> str:
