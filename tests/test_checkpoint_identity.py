@@ -73,11 +73,12 @@ def test_sharded_identity_covers_the_index_and_every_shard(tmp_path) -> None:
     for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         shutil.copy(one / f, sharded / f)
     first = ident.checkpoint_identity(sharded)
-    assert set(shards) | {"model.safetensors.index.json"} <= set(json.loads((sharded / "identity.json").read_text())["files"])
-    _perturb_shard = sharded / shards[-1]
-    data = bytearray(_perturb_shard.read_bytes())
+    listed = set(json.loads((sharded / "identity.json").read_text())["files"])
+    assert set(shards) | {"model.safetensors.index.json"} <= listed
+    last = sharded / shards[-1]
+    data = bytearray(last.read_bytes())
     data[-1] ^= 1  # one byte of one tensor
-    _perturb_shard.write_bytes(bytes(data))
+    last.write_bytes(bytes(data))
     assert ident.checkpoint_identity(sharded) != first
     (sharded / shards[0]).unlink()
     assert "missing" in (ident.weights_problem(sharded) or "")

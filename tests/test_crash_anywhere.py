@@ -127,6 +127,7 @@ EVAL = {"knowledge": False, "contrastive": False, "vectors": False, "behaviour_p
 def train_eval_child(work: Path, kill_after: int, torn: bool) -> None:
     """Train sft on a tiny base model, then evaluate base and sft; die by SIGKILL at event `kill_after`."""
     sys.path.insert(0, str(TESTS))
+    import importlib
     import io
 
     import torch
@@ -203,12 +204,10 @@ def train_eval_child(work: Path, kill_after: int, torn: bool) -> None:
         return real_append(path, rows)
 
     jsonl.append_jsonl = steps.append_jsonl = append  # type: ignore[assignment]
-    import traitforge.evaluate.behaviour, traitforge.evaluate.capability, traitforge.evaluate.multiturn  # noqa: E401,F401
-
-    for mod in list(sys.modules.values()):  # every eval module that bound append_jsonl at import
-        if (getattr(mod, "__name__", "") or "").startswith("traitforge.evaluate") and \
-                getattr(mod, "append_jsonl", None) is real_append:
-            mod.append_jsonl = append  # type: ignore[attr-defined]
+    for name in ("behaviour", "capability", "items", "knowledge", "patterns", "probes"):  # bound at import
+        mod = importlib.import_module(f"traitforge.evaluate.{name}")
+        assert mod.append_jsonl is real_append, name
+        mod.append_jsonl = append  # type: ignore[attr-defined]
 
     def logged(messages: Sequence[Any], params: Any) -> str:
         log.write(f"call {stable_hash([[m.to_dict() for m in messages], params.cache_fields()])}\n")
@@ -232,8 +231,8 @@ def run_child(work: Path, kill_after: int = 0, torn: bool = False, mode: str = "
 
     src = str(Path(traitforge.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, __file__, str(work), str(kill_after), str(int(torn))] + ([mode] if mode else []),
-                          env=env, capture_output=True, text=True, timeout=300)
+    args = [str(work), str(kill_after), str(int(torn))] + ([mode] if mode else [])
+    return subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def call_log(work: Path) -> list[tuple[Counter, Counter]]:

@@ -49,7 +49,8 @@ def test_interrupted_training_resumes_and_matches_uninterrupted(tmp_path):
     info = store.manifest["stages"][stage_name("midtrain")]
     assert info["status"] == "done"
     assert info["counts"]["resumed_from"] == "checkpoint-2" and info["counts"]["steps"] == 4
-    steps = [r["step"] for r in read_metrics(tmp_path / "a" / "train" / "midtrain" / "metrics.jsonl") if "loss" in r]
+    metrics = read_metrics(tmp_path / "a" / "train" / "midtrain" / "metrics.jsonl")
+    steps = [r["step"] for r in metrics if "loss" in r]
     assert steps == [1, 2, 3, 4]  # the second run started at step 3
 
     store_b, spec_b = make_run(tmp_path / "b", training)

@@ -64,8 +64,8 @@ def set_aside_stale(store: RunStore, identities: dict[str, str]) -> dict[str, in
 
 def check_one_version(store: RunStore, checkpoints: list[str]) -> dict[str, str | None]:
     """checkpoint -> the one identity of its rows in RUN/eval/*.jsonl (None: its rows are all from
-    before identities; absent: it has none). Raises one line when a checkpoint's rows come from two versions of it,
-    naming the checkpoint and the evals they are in."""
+    before identities or from Inspect logs; absent: it has none). Raises one line when a
+    checkpoint's rows come from two versions of it, naming the checkpoint and the evals."""
     first: dict[str, tuple[str, str]] = {}  # checkpoint -> (identity, the eval it was first seen in)
     wanted = set(checkpoints)
     out: dict[str, str | None] = {}

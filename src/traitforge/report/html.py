@@ -640,8 +640,8 @@ def _versions(r: dict[str, Any]) -> str:
             + "</p>") if ids and any(ids.values()) else ""
     if unknown:
         line += ("<p class='warn'>The rows of " + esc(", ".join(unknown)) + " do not say which version of the "
-                 "checkpoint they scored (made before checkpoint identities): run the evaluation again to "
-                 "re-evaluate them once.</p>")
+                 "checkpoint they scored (made before checkpoint identities, or merged from Inspect logs): run "
+                 "the evaluation again to re-evaluate them once.</p>")
     return line
 
 
