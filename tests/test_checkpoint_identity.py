@@ -323,7 +323,7 @@ def test_retrain_then_eval_evaluates_exactly_the_changed_checkpoints(tmp_path, m
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        store, spec = make_tiny_run(tmp_path, {"midtrain": {"max_steps": 2}, "sft": {"max_steps": 2}})
+        store, spec = make_tiny_run(tmp_path, {"midtrain": {"max_steps": 1}, "sft": {"max_steps": 1}})
         spec = spec.model_copy(update={"evaluation": EvaluationSpec.model_validate(TINY_EVAL)})
         judge = LLM(ScriptedBackend(model="judge", responses=judge_responder))
 
