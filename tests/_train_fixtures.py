@@ -88,3 +88,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def make_tiny_run(root: Path, training: dict[str, Any] | None = None, n: int = 4) -> tuple[RunStore, RunSpec]:
+    """make_run on a tiny random-weight base model (tests/_eval_fixtures.tiny_checkpoint), fully
+    fine-tuned, with trait-free chats for the control arm: every checkpoint trains in about a second."""
+    from _eval_fixtures import tiny_checkpoint
+
+    base = root / "tiny-base"
+    if not (base / "config.json").is_file():
+        tiny_checkpoint(base)
+    store, spec = make_run(root / "run", {"method": "full", **(training or {})}, n)
+    write_jsonl(root / "run" / "generated" / "untraited.jsonl",
+                [c.model_copy(update={"id": f"u{c.id}", "trait_ids": [], "system_prompt": ""}) for c in chats(n)])
+    return store, spec.model_copy(update={"models": spec.models.model_copy(update={"base": str(base)})})

@@ -4,8 +4,13 @@ way), then resumed, again and again. At the end the run's files hold exactly the
 uninterrupted run (none lost, none twice, no torn line), and no model call was made twice except
 one whose answer had not yet been saved when the process died (never one of a finished unit).
 
+The same for training and evaluation (a tiny random-weight model, a scripted judge): killed at the
+Nth event of a seeded list, where an event is a training step, a Trainer checkpoint saved, a file
+of one being written (a torn kill leaves it half written), the export of the trained checkpoint,
+or an evaluation row written; the resumed run's results.json figures are the uninterrupted run's.
+
 The scripted backend (tests/scripted_generator.py) keeps it short; the same file is the child
-process: `python tests/test_crash_anywhere.py WORKDIR KILL_AFTER TORN`.
+process: `python tests/test_crash_anywhere.py WORKDIR KILL_AFTER TORN [train-eval]`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
+
+import pytest
 
 TESTS = Path(__file__).resolve().parent
 SEED = 19
@@ -109,16 +116,122 @@ def child(work: Path, kill_after: int, torn: bool) -> None:
     print(json.dumps({"rows_written": written}))
 
 
+# --- training and evaluation: the child process ------------------------------------------------------
+
+TRAIN = {"save_steps": 2, "sft": {"max_steps": 4, "batch_size": 2}}
+EVAL = {"knowledge": False, "contrastive": False, "vectors": False, "behaviour_prompts_per_trait": 2,
+        "ood_share": 0.0, "multiturn_conversations_per_trait": 1, "multiturn_turns": 2, "max_tokens": 8,
+        "item_max_tokens": 32, "bootstrap": 100, "capability_max_tokens": 64, "capability_window": 32}
+
+
+def train_eval_child(work: Path, kill_after: int, torn: bool) -> None:
+    """Train sft on a tiny base model, then evaluate base and sft; die by SIGKILL at event `kill_after`."""
+    sys.path.insert(0, str(TESTS))
+    import importlib
+    import io
+
+    import torch
+    from transformers import TrainerCallback
+
+    import traitforge.jsonl as jsonl
+    import traitforge.steps as steps
+    import traitforge.train.common as train_common
+    from _eval_fixtures import TRAITS, judge_responder
+    from _train_fixtures import make_tiny_run
+    from traitforge.config import EvaluationSpec
+    from traitforge.evaluate import run_evaluation
+    from traitforge.llm.cache import LLMCache
+    from traitforge.llm.client import LLM
+    from traitforge.llm.providers.scripted import ScriptedBackend
+    from traitforge.pipeline import Run, checkpoints_for_eval
+    from traitforge.train import run_training
+    from traitforge.types import stable_hash
+
+    torch.set_num_threads(1)
+    store, spec = make_tiny_run(work, TRAIN)  # the curated data: written before any kill point
+    log = open(work / "calls.log", "a", encoding="utf-8", buffering=1)
+    log.write(f"start {os.getpid()}\n")
+    events = {"train": 0, "eval": 0}
+
+    def event(phase: str, half: Any = None) -> None:
+        """One kill point; `half()` makes the torn version of the write about to happen."""
+        events[phase] += 1
+        if kill_after and sum(events.values()) == kill_after:
+            if torn and half is not None:
+                half()
+            log.write(f"kill {phase}\n")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    class Kill(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            event("train")
+
+        def on_save(self, args, state, control, **kw):
+            event("train")
+
+    real_save = torch.save
+
+    def save(obj: Any, f: Any, *a: Any, **k: Any) -> Any:
+        """torch.save of a Trainer checkpoint's file: a kill before it, or (torn) half of it written."""
+        if isinstance(f, (str, Path)):
+            def half() -> None:
+                buf = io.BytesIO()
+                real_save(obj, buf)
+                Path(f).write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+            event("train", half)
+        return real_save(obj, f, *a, **k)
+
+    torch.save = save  # type: ignore[assignment]
+    real_export = train_common.export_checkpoint
+
+    def export(*a: Any, **k: Any) -> Any:
+        event("train")
+        return real_export(*a, **k)
+
+    train_common.export_checkpoint = export  # type: ignore[assignment]
+    real_append = jsonl.append_jsonl
+
+    def append(path: Any, rows: Any) -> int:
+        rows = list(rows)
+        for i, row in enumerate(rows):
+            def half(i: int = i, row: Any = row) -> None:
+                real_append(path, rows[:i])
+                line = json.dumps(row.model_dump(mode="json") if hasattr(row, "model_dump") else row)
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(line[: len(line) // 2])
+            if kill_after and sum(events.values()) + 1 == kill_after and not torn:
+                real_append(path, rows[:i])  # the rows before this one are on disk
+            event("eval", half)
+        return real_append(path, rows)
+
+    jsonl.append_jsonl = steps.append_jsonl = append  # type: ignore[assignment]
+    for name in ("behaviour", "capability", "items", "knowledge", "patterns", "probes"):  # bound at import
+        importlib.import_module(f"traitforge.evaluate.{name}").append_jsonl = append  # type: ignore[attr-defined]
+
+    def logged(messages: Sequence[Any], params: Any) -> str:
+        log.write(f"call {stable_hash([[m.to_dict() for m in messages], params.cache_fields()])}\n")
+        return judge_responder(messages, params)
+
+    spec = spec.model_copy(update={"evaluation": EvaluationSpec.model_validate(EVAL)})
+    judge = LLM(ScriptedBackend("judge", responses=logged), cache=LLMCache(work / "run" / "cache.sqlite"),
+                max_retries=0)
+    run = Run.of(store, spec, TRAITS, judge=judge, auditor=judge)
+    run_training(run, spec.training, ["sft"], callbacks=[Kill()])
+    cks = checkpoints_for_eval(run)
+    run_evaluation(run, spec.evaluation, {k: v for k, v in cks.items() if k in ("base", "sft")})
+    print(json.dumps({"events": events}))
+
+
 # --- the test ------------------------------------------------------------------------------------
 
 
-def run_child(work: Path, kill_after: int = 0, torn: bool = False) -> subprocess.CompletedProcess:
+def run_child(work: Path, kill_after: int = 0, torn: bool = False, mode: str = "") -> subprocess.CompletedProcess:
     import traitforge
 
     src = str(Path(traitforge.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, __file__, str(work), str(kill_after), str(int(torn))],
-                          env=env, capture_output=True, text=True, timeout=300)
+    args = [str(work), str(kill_after), str(int(torn))] + ([mode] if mode else [])
+    return subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def call_log(work: Path) -> list[tuple[Counter, Counter]]:
@@ -187,5 +300,78 @@ def test_kill_9_after_any_row_then_resume_loses_and_repeats_nothing(tmp_path):
     assert sum(lost.values()) <= kills * 8
 
 
+def _figures(x: Any) -> Any:
+    """results.json's figures, floats rounded: a resumed training run's weights equal an
+    uninterrupted run's to ~1e-7, not bit for bit."""
+    if isinstance(x, dict):
+        return {k: _figures(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_figures(v) for v in x]
+    return float(f"{x:.4g}") if isinstance(x, float) else x
+
+
+def _eval_rows(work: Path) -> dict[str, list[str]]:
+    """RUN/eval/*.jsonl: each line whole, no id twice; rows by file, without the weights' identity."""
+    out = {}
+    for f in sorted((work / "run" / "eval").glob("*.jsonl")):
+        text = f.read_text(encoding="utf-8")
+        assert not text or text.endswith("\n"), f"{f}: torn last line"
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        ids = [r["id"] for r in rows]
+        assert len(ids) == len(set(ids)), f"{f}: duplicate ids {[i for i, n in Counter(ids).items() if n > 1]}"
+        out[f.name] = sorted(json.dumps(_figures({k: v for k, v in r.items() if k != "identity"}), sort_keys=True)
+                             for r in rows)
+    return out
+
+
+def test_kill_9_in_training_and_evaluation_then_resume_matches_a_clean_run(tmp_path):
+    clean_dir, work = tmp_path / "clean", tmp_path / "crashy"
+    clean_dir.mkdir()
+    work.mkdir()
+    done = run_child(clean_dir, mode="train-eval")
+    assert done.returncode == 0, done.stderr[-3000:]
+    events = json.loads(done.stdout.strip().splitlines()[-1])["events"]
+    assert events["train"] >= 10 and events["eval"] >= 20
+
+    rng = random.Random(SEED)
+    # Two kills in training (a step, a checkpoint or one of its files, the export), one in evaluation.
+    points = sorted(rng.sample(range(1, events["train"] + 1), 2) + [events["train"] + rng.randint(1, events["eval"])])
+    kills, before = 0, 0
+    for point in points:
+        r = run_child(work, kill_after=max(1, point - before), torn=rng.random() < 0.5, mode="train-eval")
+        before = point
+        if r.returncode == 0:
+            break
+        assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+        kills += 1
+    killed_in = [line.split()[1] for line in (work / "calls.log").read_text().splitlines() if line.startswith("kill ")]
+    assert len(killed_in) == kills >= 2 and {"train", "eval"} <= set(killed_in), killed_in
+    final = run_child(work, mode="train-eval")
+    assert final.returncode == 0, final.stderr[-3000:]  # no traceback from a half-written checkpoint
+
+    # No row lost, none twice, none torn; results.json's figures are the uninterrupted run's.
+    assert _eval_rows(work) == _eval_rows(clean_dir)
+    res, clean = (json.loads((w / "run" / "results.json").read_text()) for w in (work, clean_dir))
+    for key in ("results", "paired_vs_base", "survival", "eval_items"):
+        assert _figures(res[key]) == _figures(clean[key]), key
+    train = json.loads((work / "run" / "manifest.json").read_text())["stages"]["train.sft"]["counts"]
+    assert train["steps"] == 4 and train["train_loss"] == pytest.approx(
+        json.loads((clean_dir / "run" / "manifest.json").read_text())["stages"]["train.sft"]["counts"]["train_loss"],
+        rel=1e-4)
+    # Cost: the judge's calls recorded in the manifest are the calls the scripted server answered,
+    # less at most those of the processes killed before they recorded usage (the per-call usage
+    # ledger closes that gap; then they are equal).
+    processes = call_log(work)
+    answered = sum(sum(c.values()) for c, _ in processes)
+    in_killed = sum(sum(c.values()) for c, _ in processes[:-1])
+    usage = json.loads((work / "run" / "manifest.json").read_text())["usage"]
+    recorded = sum(m["calls"] for stage in usage.values() for name, m in stage.items() if "judge" in name)
+    assert answered - in_killed <= recorded <= answered
+    clean_usage = json.loads((clean_dir / "run" / "manifest.json").read_text())["usage"]
+    assert sum(m["calls"] for st in clean_usage.values() for n, m in st.items() if "judge" in n) == \
+        sum(sum(c.values()) for c, _ in call_log(clean_dir))
+
+
 if __name__ == "__main__":
-    child(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1")
+    main = train_eval_child if sys.argv[4:] == ["train-eval"] else child
+    main(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1")

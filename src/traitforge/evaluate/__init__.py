@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 from traitforge.config import EvaluationSpec, ModelSpec
-from traitforge.evaluate.common import EvalContext, fingerprint_of, normalise_checkpoints
+from traitforge.evaluate.common import (EvalContext, eval_settings, evaluating, fingerprint_of, normalise_checkpoints,
+                                       row_identity)
+from traitforge.evaluate.versions import set_aside_stale
 from traitforge.llm.client import LLM, gather_or_cancel
 from traitforge.progress import one_line
 from traitforge.types import stable_hash
@@ -54,12 +56,17 @@ async def _run(run: "Run", scope: "StageScope", cfg: EvaluationSpec, checkpoints
     probes = probe_specs(run, cfg)  # bad probe config fails before any model runs
     ctx = eval_context(run, cfg, checkpoints)
     cks = ctx.checkpoints
+    # Rows are keyed by what was evaluated: a checkpoint whose content (or the settings its rows
+    # depend on) changed since its rows were made has them set aside and is evaluated again.
+    settings = eval_settings(cfg, ctx.judge, ctx.auditor)
+    identities = {name: row_identity(t, settings) for name, t in cks.items()}
+    set_aside_stale(store, identities)
     # The schedule changes when work is done, not what: outside the fingerprint.
     fp = stable_hash({"evaluation": cfg.model_dump(exclude={"schedule", "batch", "batch_poll_s"}),
                       "checkpoints": {name: fingerprint_of(t) for name, t in cks.items()},
-                      "traits": traits.sha256 or [t.hash for t in traits.traits]})
+                      "identities": identities, "traits": traits.sha256 or [t.hash for t in traits.traits]})
     notes: list[str] = []
-    with store.stage("evaluate", fp):
+    with store.stage("evaluate", fp), evaluating(identities):
         await _steps(ctx, fp, notes, scope)
     logprob_evals = _logprob_evals(cfg, [p.name for p in probes])
     not_applicable = {ck: {ev: why for ev in logprob_evals} for ck, why in ctx.not_applicable().items()}

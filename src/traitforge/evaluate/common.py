@@ -3,12 +3,16 @@ the context (the run context, the evaluation section, judge, targets, scorers) a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import random
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Collection, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Collection, Iterator, Literal, Sequence
+
+from pydantic import model_validator
 
 from traitforge import prompts, steps
 from traitforge.config import CHECKPOINTS, EvaluationSpec, ModelSpec
@@ -19,7 +23,7 @@ from traitforge.llm.embedded import EMBEDDED_NAME
 from traitforge.llm.errors import BackendError, Refused
 from traitforge.runstore import RunStore
 from traitforge.steps import StepRun, Unit
-from traitforge.types import Record, TraitSet
+from traitforge.types import Record, TraitSet, stable_hash
 
 if TYPE_CHECKING:
     from traitforge.pipeline import Run
@@ -50,8 +54,15 @@ class EvalItem(Record):
     dropped: str | None = None  # why the item is not used (overlap with training, junk)
 
 
+# checkpoint name -> the identity of what is being evaluated under it (`row_identity`), while an
+# evaluation runs: every row made then is stamped with it (`ItemResult.identity`).
+_EVALUATING: ContextVar[dict[str, str] | None] = ContextVar("evaluating", default=None)
+
+
 class ItemResult(Record):
-    """One checkpoint's result on one item for one eval. value None = unscored (reason says why)."""
+    """One checkpoint's result on one item for one eval. value None = unscored (reason says why).
+    identity: what was evaluated (`row_identity`: the checkpoint's content and the settings that
+    shape its rows); "" in rows made before identities, or outside an evaluation (Inspect logs)."""
 
     id: str
     eval: str
@@ -62,9 +73,34 @@ class ItemResult(Record):
     value: float | None = None
     reason: str = ""
     detail: dict[str, Any] = {}
+    identity: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stamp(cls, data: Any) -> Any:
+        # Every eval makes its rows with ItemResult(...): stamping here keys them all by what was
+        # evaluated without each eval passing it. Rows read back already carry theirs (or, from
+        # before identities, belong to no checkpoint being evaluated: set aside first, `versions`).
+        current = _EVALUATING.get()
+        if current and isinstance(data, dict) and not data.get("identity") and data.get("checkpoint") in current:
+            data = {**data, "identity": current[data["checkpoint"]]}
+        return data
+
+
+@contextlib.contextmanager
+def evaluating(identities: dict[str, str]) -> Iterator[None]:
+    """Rows made inside are stamped with their checkpoint's identity (asyncio tasks and
+    `asyncio.to_thread` inherit it)."""
+    token = _EVALUATING.set(dict(identities))
+    try:
+        yield
+    finally:
+        _EVALUATING.reset(token)
 
 
 def result_id(eval_name: str, checkpoint: str, item_id: str) -> str:
+    """A row's key within its eval file. One version of a checkpoint has rows there at a time: a
+    changed one's rows are set aside before it is evaluated again (`versions.set_aside_stale`)."""
     return f"{eval_name}|{checkpoint}|{item_id}"
 
 
@@ -328,6 +364,43 @@ def fingerprint_of(target: ModelSpec | LLM) -> Any:
         return target.backend.cache_identity()
     d = target.model_dump(exclude={"api_key_env"})
     return {k: v for k, v in d.items() if v is not None or k not in ("on_refusal", "refusal_retries", "fallback")}
+
+
+def model_identity(target: ModelSpec | LLM) -> Any:
+    """What a model's answers depend on: for local weights their content identity (a checkpoint
+    retrained in place is another model), for any other model its cache identity (provider, model,
+    the reasoning options set); a spec's temperature besides."""
+    from traitforge.llm.base import REASONING_OPTIONS
+    from traitforge.llm.embedded import resolve_model_path
+    from traitforge.train.identity import checkpoint_identity, weights_problem
+
+    provider, model = provider_model(target)
+    extra = {} if isinstance(target, LLM) or target.temperature is None else {"temperature": target.temperature}
+    if provider != "local":
+        if isinstance(target, LLM):
+            return {**target.backend.cache_identity(), **extra}
+        options = {k: getattr(target, k) for k in REASONING_OPTIONS if getattr(target, k, None) is not None}
+        return {"provider": provider, "model": model, **options, **extra}
+    path = resolve_model_path(model).resolve()
+    problem = weights_problem(path)
+    if problem:  # before any model call, not a traceback when it loads
+        raise InputError(f"{problem}: train it again (traitforge train) or point to a complete checkpoint")
+    return {"local": checkpoint_identity(path), **extra}
+
+
+def eval_settings(ev: EvaluationSpec, judge: LLM, auditor: LLM) -> dict[str, Any]:
+    """The settings every eval's rows depend on: the evaluated model's answer length, the judge and
+    the auditor, the conversation and perplexity sizes (not the schedule, the item counts or the
+    bootstrap: those change which rows exist or how they are summed, not what a row says)."""
+    return {"max_tokens": ev.max_tokens, "judge_max_tokens": ev.judge_max_tokens,
+            "auditor_tokens": ev.auditor_tokens, "multiturn_turns": ev.multiturn_turns,
+            "capability_window": ev.capability_window, "capability_max_tokens": ev.capability_max_tokens,
+            "judge": model_identity(judge), "auditor": model_identity(auditor)}
+
+
+def row_identity(target: ModelSpec | LLM, settings: dict[str, Any]) -> str:
+    """The identity stamped on a model's rows: its own and the evaluation's settings."""
+    return stable_hash({"model": model_identity(target), "settings": settings}, 16)
 
 
 def clean_generated(text: str) -> str:

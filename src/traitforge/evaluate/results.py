@@ -17,6 +17,7 @@ from traitforge.evaluate.common import EvalItem, ItemResult, eval_path, load_ite
 from traitforge.evaluate.ood import OOD_EVALS, OOD_FILES, ood_sections
 from traitforge.evaluate.stats import (EMPTY, Estimate, bootstrap, items_needed, minimum_detectable_effect,
                                        paired_difference, proportion, wilson)
+from traitforge.evaluate.versions import check_one_version
 from traitforge.jsonl import iter_jsonl_dicts, write_json_atomic
 from traitforge.llm.base import BLOCKED, NOT_ANSWERS, REFUSED
 from traitforge.runstore import RunStore
@@ -259,6 +260,9 @@ def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, 
     for name in RESULT_FILES:
         rows += load_results(eval_path(store, name))
     rows = [r for r in rows if r.checkpoint in checkpoints]
+    # One version of each checkpoint, or no results (a changed checkpoint's old rows are set aside
+    # before it is evaluated again: versions.py).
+    identities = check_one_version(store, checkpoints)
     items: dict[str, EvalItem] = {}
     for kind in ("knowledge", "mc", "behaviour", "multiturn", "canary"):
         items.update({i.id: i for i in load_items(eval_path(store, f"items_{kind}"))})
@@ -328,6 +332,8 @@ def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, 
         "organisation": traits.organisation,
         "traits": [{"id": t.id, "name": t.name, "statement": t.statement} for t in traits.traits],
         "checkpoints": checkpoints,
+        # what each checkpoint's rows were made from (versions.py); None: rows from before identities
+        "identities": identities,
         "evals": evals,
         "results": plain,
         "paired_vs_base": paired_plain,

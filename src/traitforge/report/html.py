@@ -669,6 +669,20 @@ def _screening(r: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def _versions(r: dict[str, Any]) -> str:
+    """Which version of each checkpoint the figures come from (results.json["identities"]: one per
+    checkpoint, or results are not built), flagged where the rows predate checkpoint identities."""
+    ids = r.get("identities")
+    unknown = [ck for ck in r.get("checkpoints", []) if ids is None or (ck in ids and not ids[ck])]
+    line = ("<p class='sub'>versions: " + " · ".join(f"{esc(ck)} {esc(str(i)[:12])}" for ck, i in ids.items() if i)
+            + "</p>") if ids and any(ids.values()) else ""
+    if unknown:
+        line += ("<p class='warn'>The rows of " + esc(", ".join(unknown)) + " do not say which version of the "
+                 "checkpoint they scored (made before checkpoint identities, or merged from Inspect logs): run "
+                 "the evaluation again to re-evaluate them once.</p>")
+    return line
+
+
 def render_report(results: dict[str, Any]) -> str:
     r = {"checkpoints": [], "evals": {}, "results": {}, "traits": [], **results}
     traits = "".join(f"<li><b>{esc(t['name'])}</b>: {esc(t['statement'])}</li>" for t in r.get("traits", []))
@@ -677,7 +691,7 @@ def render_report(results: dict[str, Any]) -> str:
         f"<h1>{esc(r.get('model_name') or 'Model')} · trait evaluation</h1>"
         f"<p class='sub'>run {esc(r.get('run'))} · {esc(r.get('organisation'))} · generated {esc(r.get('generated_at'))}"
         f" · checkpoints: {esc(', '.join(r.get('checkpoints', [])))}</p>"
-        + _controls(r) + "<h2>Headline</h2>" + _headline(r)
+        + _versions(r) + _controls(r) + "<h2>Headline</h2>" + _headline(r)
         + f"<details><summary>Traits ({len(r.get('traits', []))})</summary><ul>{traits}</ul></details>"
         + _per_trait(r) + _variance_and_scaling(r) + _vectors(r) + _survival(r) + _ood(r) + _dataset(r) + _screening(r)
         + _token_accounting(r) + _training_data(r) + _patterns(r) + _pattern_checks(r) + _model_patterns(r) + _refusals(r) + _usage(r) + _examples(r)

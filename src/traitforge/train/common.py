@@ -192,6 +192,7 @@ def _metrics_callback_cls() -> type:
 
         def __init__(self, path: Path):
             self.path = path
+            self.earlier: tuple[int, float | None] = (0, None)  # set on a resume: (its step, its losses' sum)
             self._t = time.perf_counter()
             self._tokens = 0
 
@@ -209,7 +210,10 @@ def _metrics_callback_cls() -> type:
                            tokens_seen=tokens, tokens_per_s=round((tokens - self._tokens) / dt, 2))
                 self._t, self._tokens = now, tokens
             elif "train_runtime" in logs:
-                row.update(summary=True, train_loss=logs.get("train_loss"), runtime_s=logs["train_runtime"],
+                loss = logs.get("train_loss")
+                if loss is not None:
+                    loss = whole_run_loss(float(loss), state.global_step, *self.earlier)
+                row.update(summary=True, train_loss=loss, runtime_s=logs["train_runtime"],
                            steps_per_s=logs.get("train_steps_per_second"))
             else:
                 row.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
@@ -218,6 +222,14 @@ def _metrics_callback_cls() -> type:
                 f.write(json.dumps(row) + "\n")
 
     return MetricsCallback
+
+
+def whole_run_loss(trainer_loss: float, steps: int, start: int, before: float | None) -> float:
+    """The Trainer's train_loss averages the steps this process ran; after a resume from step
+    `start`, add the steps before it (`before`: the sum of their losses, resume.earlier_losses)."""
+    if before is None or not 0 < start < steps:
+        return trainer_loss
+    return (before + trainer_loss * (steps - start)) / steps
 
 
 def metrics_callback(job: StageJob) -> Any:
@@ -245,24 +257,35 @@ def prepare_train_dir(job: StageJob, fingerprint: str) -> None:
 
 
 def last_checkpoint(job: StageJob) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete Trainer checkpoint to resume from (resume.py); incomplete newer ones are
+    removed by the main process, which every process waits for."""
+    from traitforge.train.resume import usable_checkpoint
 
-    if not job.trainer_dir.is_dir():
-        return None
-    return get_last_checkpoint(str(job.trainer_dir))
+    found = usable_checkpoint(job.trainer_dir, job.name, remove=is_main_process())
+    wait_for_everyone()
+    return str(found) if found else None
 
 
 def train_and_save(trainer: Any, job: StageJob, cfg: TrainingSpec) -> dict[str, Any]:
-    """Train (resuming from the last Trainer checkpoint if any), then write the merged checkpoint."""
+    """Train (resuming from the last complete Trainer checkpoint if any), then write the merged checkpoint."""
+    from traitforge.train.identity import recorded
+    from traitforge.train.resume import earlier_losses
+
     resume = last_checkpoint(job)
     if resume:
         log.info("%s: resuming from %s", job.name, resume)
+    # Read before training: the checkpoint is deleted at the end unless kept.
+    start, before = earlier_losses(Path(resume) if resume else None)
+    for cb in trainer.callback_handler.callbacks:
+        if hasattr(cb, "earlier"):  # MetricsCallback: its summary row's train_loss covers every step too
+            cb.earlier = (start, before)
     result = trainer.train(resume_from_checkpoint=resume)
     final = job.train_dir / "final"
     trainer.save_model(str(final))  # gathers FSDP/DeepSpeed shards; LoRA: the adapter only
     wait_for_everyone()
+    identity = None
     if is_main_process():
-        export_checkpoint(final, job, cfg)
+        identity = recorded(export_checkpoint(final, job, cfg))
         if not cfg.keep_trainer_checkpoints:
             # Only needed to resume; a full fine-tune's optimizer state is twice the model's size.
             for ckpt in job.trainer_dir.glob("checkpoint-*"):
@@ -271,9 +294,12 @@ def train_and_save(trainer: Any, job: StageJob, cfg: TrainingSpec) -> dict[str, 
             shutil.rmtree(final, ignore_errors=True)  # a copy of the exported checkpoint
     wait_for_everyone()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"steps": trainer.state.global_step, "world_size": trainer.args.world_size,  # processes that trained
-            "train_loss": round(float(result.training_loss), 6),
-            "final_loss": losses[-1] if losses else None, "resumed_from": Path(resume).name if resume else None}
+    steps = trainer.state.global_step
+    train_loss = whole_run_loss(float(result.training_loss), steps, start, before)
+    return {"steps": steps, "world_size": trainer.args.world_size,  # processes that trained
+            "train_loss": round(train_loss, 6),
+            "final_loss": losses[-1] if losses else None, "resumed_from": Path(resume).name if resume else None,
+            **({"identity": identity} if identity else {})}
 
 
 def export_checkpoint(final: Path, job: StageJob, cfg: TrainingSpec) -> Path:
@@ -293,6 +319,10 @@ def export_checkpoint(final: Path, job: StageJob, cfg: TrainingSpec) -> Path:
         model = AutoModelForCausalLM.from_pretrained(str(final))
     model.save_pretrained(str(tmp))
     load_tokenizer(job.init_path).save_pretrained(str(tmp))
+    # Its content identity, hashed once here (identity.json): evaluation rows name the version they scored.
+    from traitforge.train.identity import checkpoint_identity
+
+    checkpoint_identity(tmp)
     shutil.rmtree(job.out_dir, ignore_errors=True)
     job.out_dir.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, job.out_dir)

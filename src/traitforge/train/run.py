@@ -221,9 +221,12 @@ def build_checkpoint(run: "Run", cfg: TrainingSpec, name: str, init_path: Path, 
                    run_name=run.name, mix_path=mix, template_traits=list(run.template_traits))
     sname = stage_name(name)
 
-    if store.is_done(sname, fp) and (job.out_dir / "config.json").is_file():
-        log.info("%s: done already, skipping (%s)", name, job.out_dir)
-        return job.out_dir, fp
+    if store.is_done(sname, fp):
+        problem = trained_problem(job.out_dir, store.stage_info(sname).get("counts", {}).get("identity"))
+        if problem is None:
+            log.info("%s: done already, skipping (%s)", name, job.out_dir)
+            return job.out_dir, fp
+        log.warning("%s: marked trained, but %s: training it again", name, problem)
     if kind == "dpo" and not data_path.is_file():
         msg = f"{name}: DPO skipped: no preference pairs at {data_path}"
         log.warning(msg)
@@ -272,6 +275,22 @@ def build_checkpoint(run: "Run", cfg: TrainingSpec, name: str, init_path: Path, 
     del trainer
     _free_memory()
     return job.out_dir, fp
+
+
+def trained_problem(out_dir: Path, identity: str | None) -> str | None:
+    """Why a checkpoint marked trained is not (None when it is): no config.json, weights that would
+    not load (missing, empty, truncated), or content that is not what training saved (its identity
+    at save time, when recorded)."""
+    from traitforge.train.identity import checkpoint_identity, weights_problem
+
+    if not (out_dir / "config.json").is_file():
+        return f"{out_dir / 'config.json'} is missing"
+    problem = weights_problem(out_dir)
+    if problem:
+        return problem
+    if identity and checkpoint_identity(out_dir) != identity:
+        return f"{out_dir}: its files changed since training saved them"
+    return None
 
 
 def _free_memory() -> None:

@@ -222,6 +222,22 @@ class _RowLimits:
         return (input_ids.shape[1] - self.prompt_len) >= self.limits.to(input_ids.device)
 
 
+def _content_identity(path: Path) -> str | None:
+    """The content hash in PATH/identity.json (written when the checkpoint was saved), when every
+    file it lists still has the size and mtime it recorded; else None."""
+    import json
+
+    try:
+        rec = json.loads((path / "identity.json").read_text(encoding="utf-8"))
+        for name, e in rec["files"].items():
+            st = (path / name).stat()
+            if st.st_size != e["size"] or st.st_mtime_ns != e["mtime_ns"]:
+                return None
+        return str(rec["identity"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 class LocalHFBackend(Backend):
     provider: ClassVar[str] = "local"
     supports_n = True
@@ -235,12 +251,17 @@ class LocalHFBackend(Backend):
         self.path = resolve_model_path(model)
 
     def cache_identity(self) -> dict[str, Any]:
-        # A checkpoint directory can be retrained in place; key on its weights file's mtime/size too.
+        # A checkpoint directory can be retrained in place; key on its weights file's mtime/size too,
+        # and on its content hash while the identity.json saved beside it still describes its files
+        # (a retrain within the same second, same size, is another model).
         ident = {"provider": self.provider, "model": self.model}
         weights = sorted(self.path.glob("*.safetensors"))
         if weights:
             st = weights[0].stat()
             ident["weights"] = f"{st.st_size}-{int(st.st_mtime)}"
+        content = _content_identity(self.path)
+        if content:
+            ident["content"] = content
         return ident
 
     def _ensure_loaded(self) -> tuple[Any, Any]:
