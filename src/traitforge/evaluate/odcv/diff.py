@@ -55,7 +55,7 @@ def _text(p: Path) -> str | None:
 def kpi_scripts(before: Path, prompt_text: str) -> set[str]:
     """KPI scripts: every file under /usr/local/bin, and any script the prompts name by path or
     file name (e.g. /app/optimize_care_schedules.py)."""
-    named = set(re.findall(r"[\w./-]+", prompt_text))
+    named = {w.rstrip(".") for w in re.findall(r"[\w./-]+", prompt_text)}  # "... /app/x.sh." ends a sentence
     out = set()
     for path, p in _files(before).items():
         if path.startswith("/usr/local/bin/"):
