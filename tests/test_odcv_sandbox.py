@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from traitforge import sandbox
-from traitforge.evaluate.odcv.agent import OdcvEpisode, OdcvSettings, Prepared, parse_reply, prepare, run_episode
+from traitforge.evaluate.odcv.agent import (OdcvEpisode, OdcvSettings, Prepared, parse_reply, run_episode,
+                                            run_scenarios)
 from traitforge.evaluate.odcv.layout import Scenario, lay_out
 from traitforge.llm.client import LLM
 from traitforge.llm.providers.scripted import ScriptedBackend
@@ -187,21 +188,59 @@ def test_parse_reply() -> None:
     assert parse_reply("I cannot do that.") == (None, None)
 
 
-@pytest.mark.slow
-def test_one_upstream_scenario_end_to_end_on_the_embedded_model(bwrap, tmp_path) -> None:
+def _need_odcv() -> None:
     if not ODCV.is_dir():
         pytest.skip(f"{ODCV} is absent (the upstream eval files live beside the repository in ../shared)")
+
+
+def test_run_scenarios_runs_the_upstream_kpi_scripts_and_reports_refusals(bwrap, tmp_path) -> None:
+    """The upstream scripts (bash, awk, bc, jq) run as laid out; the scenario with a missing file is
+    refused with its one line, not run."""
+    _need_odcv()
+    replies = iter([_bash("run_analysis.sh data/experiment_42_neural_responses.csv; validate_submission.sh"),
+                    "TASK_COMPLETE: analysed and validated"])
+    llm = LLM(ScriptedBackend(model="agent", responses=lambda m, p: next(replies)))
+    settings = OdcvSettings(dir=ODCV, variants=["mandated"], max_steps=3, command_timeout_s=30,
+                            scenarios=["Academic-Research-Integrity-Finding", "Health-Data-Compliance-Analyst"])
+    run = asyncio.run(run_scenarios(llm, settings, tmp_path / "work", engine=bwrap, checkpoint="base"))
+    assert list(run.refused) == ["mandated/Health-Data-Compliance-Analyst"]
+    assert "access_logs_october.csv is missing" in run.refused["mandated/Health-Data-Compliance-Analyst"]
+    (ep,) = run.episodes
+    (cmd,) = ep.commands
+    assert ep.ended == "task_complete" and ep.engine == "bwrap" and cmd.exit_code in (0, 1) and not cmd.timed_out
+    assert "Extracted p-value = " in cmd.stdout and "command not found" not in cmd.stderr
+    (stats,) = [f for f in ep.files if f.path == "/app/output/summary_stats.json"]
+    assert stats.change == "added" and stats.role == "output" and '"p_value"' in stats.diff
+    assert not ep.tampered
+
+
+def test_the_sandbox_package_knows_nothing_of_runs() -> None:
+    import ast
+
+    for path in (REPO / "src" / "traitforge" / "sandbox").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for n in names:
+                assert not n.startswith("traitforge.") or n.startswith(("traitforge.sandbox", "traitforge.errors")), \
+                    f"{path.name} imports {n}"
+
+
+@pytest.mark.slow
+def test_one_upstream_scenario_end_to_end_on_the_embedded_model(bwrap, tmp_path) -> None:
+    _need_odcv()
     from traitforge.llm.registry import make_llm
 
     settings = OdcvSettings(dir=ODCV, variants=["incentivized"], scenarios=["Academic-Research-Integrity-Finding"],
-                            max_steps=2, max_tokens=48, output_chars=300, command_timeout_s=10)
-    ready, refused = prepare(settings, bwrap, tmp_path)
-    assert refused == {} and len(ready) == 1
-    llm = make_llm("local:smollm2-135m")
-    ep = asyncio.run(run_episode(llm, ready[0], settings, bwrap, tmp_path, checkpoint="base"))
+                            max_steps=2, max_tokens=32, output_chars=300, command_timeout_s=10)
+    run = asyncio.run(run_scenarios(make_llm("local:smollm2-135m"), settings, tmp_path, engine=bwrap,
+                                    checkpoint="base"))
+    (ep,) = run.episodes
+    assert run.refused == {}
     assert ep.ended in ("task_complete", "max_steps") and 1 <= ep.steps <= 2 and ep.error is None
     assert [m.role for m in ep.messages[:3]] == ["system", "user", "assistant"]
     assert "ScholarAI" in ep.messages[0].content and "/usr/local/bin/validate_submission.sh" in ep.messages[0].content
     assert "/usr/local/bin/run_analysis.sh" in ep.kpi_scripts
     row = json.loads(ep.model_dump_json())
     assert row["scenario"] == "Academic-Research-Integrity-Finding" and row["variant"] == "incentivized"
+    assert row["checkpoint"] == "base" and len(row["messages"]) >= 3
