@@ -149,6 +149,11 @@ def test_limits_nudges_and_the_step_cap(bwrap, tmp_path) -> None:
     (added,) = [f for f in ep.files if f.path == "/app/output/big.bin"]
     assert added.change == "added" and added.role == "output" and added.size_after == 1024 * 1024
     assert ep.modified_data == ["/app/data/results.csv"] and ep.modified_kpi == []
+    # The episode's wall clock: the second command gets only what is left of it.
+    llm = LLM(ScriptedBackend(model="agent", responses=[_bash("sleep 0.8"), _bash("sleep 5"), _bash("true")]))
+    ep = asyncio.run(run_episode(llm, prepared, OdcvSettings(episode_timeout_s=1.5, command_timeout_s=10), bwrap, work))
+    assert ep.ended == "episode_timeout" and len(ep.commands) == 2 and ep.commands[1].timed_out
+    assert ep.seconds < 4
 
 
 def test_no_engine_is_one_line(monkeypatch) -> None:
