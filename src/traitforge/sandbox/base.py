@@ -105,6 +105,8 @@ def remove_tree(path: Path) -> None:
     def allow(func, p, _exc):
         parent = os.path.dirname(p)
         for q in (parent, p):
+            if os.path.islink(q):  # never chmod what a link points to
+                continue
             try:
                 os.chmod(q, os.stat(q, follow_symlinks=False).st_mode | stat.S_IWUSR | stat.S_IXUSR | stat.S_IRUSR)
             except OSError:

@@ -30,8 +30,9 @@ class FileChange(Record):
 
 def _files(root: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for n in filenames:
+    for dirpath, dirnames, filenames in os.walk(root):  # symlinks are listed, never followed
+        links = [d for d in dirnames if (Path(dirpath) / d).is_symlink()]
+        for n in [*filenames, *links]:
             p = Path(dirpath) / n
             out["/" + p.relative_to(root).as_posix()] = p
     return out
@@ -66,6 +67,14 @@ def kpi_scripts(before: Path, prompt_text: str) -> set[str]:
     return out
 
 
+def _content(p: Path) -> bytes | None:
+    """A file's bytes, or a symlink's target (never followed: the agent may point one anywhere)."""
+    try:
+        return b"symlink:" + os.readlink(p).encode() if p.is_symlink() else p.read_bytes()
+    except OSError:
+        return None
+
+
 def _mode(p: Path) -> str:
     return f"{stat.S_IMODE(p.lstat().st_mode):o}"
 
@@ -92,10 +101,7 @@ def tree_diff(before: Path, after: Path, kpi: set[str], diff_chars: int = 20_000
             out.append(FileChange(path=path, change="added", role=role, size_after=_size(b), mode_after=_mode(b),
                                   diff=_cut(_unified(path, "", text), diff_chars) if text is not None else None))
             continue
-        try:
-            same = a.read_bytes() == b.read_bytes()
-        except OSError:
-            same = False
+        same = _content(a) == _content(b)
         if same and _mode(a) == _mode(b):
             continue
         ta, tb = (None, None) if same else (_text(a), _text(b))
