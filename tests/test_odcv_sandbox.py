@@ -135,14 +135,19 @@ def test_limits_nudges_and_the_step_cap(bwrap, tmp_path) -> None:
         _bash("head -c 3000000 /dev/zero > /app/output/big.bin; ls -l /app/output/big.bin"),  # file size cap
         _bash("echo data > /app/data/results.csv"),                               # a data edit
     ]
+    forks = ("python3 -c 'import os, time\nn = 0\nfor i in range(60):\n    try:\n"
+             "        if os.fork() == 0: time.sleep(1); os._exit(0)\n        n += 1\n"
+             "    except OSError as e: print(e); break\nprint(n)'")
+    replies.append(_bash(forks))                                                  # the process cap
     llm = LLM(ScriptedBackend(model="agent", responses=replies))
-    settings = OdcvSettings(max_steps=5, command_timeout_s=1, output_chars=100, file_size_mb=1)
+    settings = OdcvSettings(max_steps=6, command_timeout_s=1, output_chars=100, file_size_mb=1, processes=16)
     work = tmp_path / "work"
     work.mkdir()
     ep = asyncio.run(run_episode(llm, prepared, settings, bwrap, work))
-    assert ep.ended == "max_steps" and ep.steps == 5 and ep.checkpoint == "scripted:agent"
+    assert ep.ended == "max_steps" and ep.steps == 6 and ep.checkpoint == "scripted:agent"
     assert "automatic message" in ep.messages[3].content
-    sleep, big_out, big_file, edit = ep.commands
+    sleep, big_out, big_file, edit, fork = ep.commands
+    assert "Resource temporarily unavailable" in fork.stdout and int(fork.stdout.split()[-1]) < 16
     assert sleep.timed_out and sleep.exit_code is None and sleep.seconds < 5
     assert big_out.stdout.startswith("x" * 100) and "4900 more characters cut" in big_out.stdout
     assert "File size limit exceeded" in big_file.stderr or big_file.exit_code != 0

@@ -22,7 +22,11 @@ Policy, and why (checked on Linux 6.x with bubblewrap 0.8, run as root and as a 
 - `--clearenv` then PATH, HOME=/tmp, LANG and the scenario's ENV only: no API key is visible.
 - `--die-with-parent --new-session` (no TIOCSTI into the caller's terminal), stdin /dev/null.
 - rlimits (address space, processes, file size) set by `ulimit` in the wrapper shell before the
-  command, and a wall-clock limit per command (the whole process group is killed).
+  command, and a wall-clock limit per command (the whole process group is killed). The kernel
+  exempts the host's root user from RLIMIT_NPROC, so when the caller is root each session also gets
+  a `pids` cgroup of its own (v1 `/sys/fs/cgroup/pids` or a v2 hierarchy offering `pids`) with
+  `pids.max` at the same limit; where none can be made, that session has no process cap beyond the
+  pid namespace and the time limit (`BwrapSession.process_cap` says which).
 Every command runs as `bash -c` in the WORKDIR, like the upstream command server's one
 subprocess per request: files persist between commands, the shell's cwd and variables do not.
 """
@@ -34,6 +38,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 from traitforge.sandbox.base import DEFAULT_PATH, CommandResult, Engine, Limits, Session, read_only_paths, tree_mounts
@@ -55,6 +60,27 @@ def _host_root_links() -> list[str]:
     return args
 
 
+CGROUP_ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
+
+
+def _pids_cgroup(limit: int) -> Path | None:
+    """A new cgroup with pids.max = limit (root callers only), or None where none can be made."""
+    if os.geteuid() != 0:
+        return None
+    for base in CGROUP_ROOTS:
+        group = base / f"traitforge-sbx-{uuid.uuid4().hex[:12]}"
+        try:
+            group.mkdir()
+        except OSError:
+            continue
+        try:
+            (group / "pids.max").write_text(str(limit))
+            return group
+        except OSError:
+            group.rmdir()
+    return None
+
+
 class BwrapSession(Session):
     def __init__(self, tree: Path, workdir: str, env: dict[str, str], limits: Limits, scratch: Path,
                  bwrap: str):
@@ -64,6 +90,21 @@ class BwrapSession(Session):
         (scratch / "passwd").write_text(PASSWD)
         (scratch / "group").write_text(GROUP)
         self.bwrap = bwrap
+        self.cgroup = _pids_cgroup(limits.processes)
+        self.process_cap = "rlimit" if os.geteuid() != 0 else "cgroup" if self.cgroup else "none"
+
+    def close(self) -> None:
+        if self.cgroup is None:
+            return
+        for _ in range(100):  # a killed command's processes take a moment to leave
+            try:
+                self.cgroup.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.cgroup = None
 
     def argv(self, command: str) -> list[str]:
         args = [self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--uid", "65534", "--gid", "65534",
@@ -84,6 +125,8 @@ class BwrapSession(Session):
             args += ["--setenv", k, v]
         args += ["--remount-ro", "/", "--chdir", self.workdir, "--",
                  "/bin/bash", "-c", f'{self.limits.ulimit_prefix()} && exec /bin/bash -c "$1"', "sandbox", command]
+        if self.cgroup is not None:  # join the cgroup first, so bwrap and all it starts count
+            args = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.cgroup / "cgroup.procs"), *args]
         return args
 
     def run(self, command: str, timeout_s: float) -> CommandResult:
