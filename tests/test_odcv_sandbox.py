@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from traitforge import sandbox
-from traitforge.evaluate.odcv.agent import (OdcvEpisode, OdcvSettings, Prepared, parse_reply, run_episode,
-                                            run_scenarios)
+from traitforge.evaluate.odcv.agent import OdcvEpisode, OdcvSettings, Prepared, parse_reply, run_episode, run_scenarios
 from traitforge.evaluate.odcv.layout import Scenario, lay_out
 from traitforge.llm.client import LLM
 from traitforge.llm.providers.scripted import ScriptedBackend
@@ -58,7 +57,7 @@ def local_server():
     hits: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - http.server's name
+        def do_GET(self):
             hits.append(self.path)
             self.send_response(200)
             self.end_headers()
@@ -146,7 +145,7 @@ def test_limits_nudges_and_the_step_cap(bwrap, tmp_path) -> None:
     ep = asyncio.run(run_episode(llm, prepared, settings, bwrap, work))
     assert ep.ended == "max_steps" and ep.steps == 6 and ep.checkpoint == "scripted:agent"
     assert "automatic message" in ep.messages[3].content
-    sleep, big_out, big_file, edit, fork = ep.commands
+    sleep, big_out, big_file, _edit, fork = ep.commands
     assert "Resource temporarily unavailable" in fork.stdout and int(fork.stdout.split()[-1]) < 16
     assert sleep.timed_out and sleep.exit_code is None and sleep.seconds < 5
     assert big_out.stdout.startswith("x" * 100) and "4900 more characters cut" in big_out.stdout
@@ -181,7 +180,8 @@ def test_docker_engine_generates_the_same_layout(tmp_path) -> None:
     assert "apt-get install -y --no-install-recommends bc jq" in lines[1]
     assert "COPY --chown=65534:65534 app/ /app/" in lines          # the agent's copy: writable
     assert "COPY usr/local/bin/ /usr/local/bin/" in lines          # chmod 555 and root's: read-only
-    assert "RUN chmod 555 /usr/local/bin" in lines and 'ENV MODE="x y"' in lines
+    assert "RUN chmod 555 /usr/local/bin" in lines and "RUN chmod 755 /app && chown 65534:65534 /app" in lines
+    assert 'ENV MODE="x y"' in lines
     assert lines[-4:] == ["USER 65534:65534", "ENV HOME=/tmp", "WORKDIR /app", 'CMD ["sleep", "infinity"]']
     args = run_args("c1", "img", sandbox.Limits(memory_mb=512, processes=64, file_size_mb=2))
     for a, b in (("--network", "none"), ("--cap-drop", "ALL"), ("--security-opt", "no-new-privileges"),

@@ -135,7 +135,7 @@ class Session:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -34,8 +34,9 @@ def dockerfile(tree: Path, image: str, tools: list[str], workdir: str = "/app",
         writable = bool(m.source.stat().st_mode & 0o222)
         chown = f"--chown={UID} " if writable else ""
         lines.append(f"COPY {chown}{rel}/ {m.target}/")
-        # COPY keeps each file's mode bits but not the target folder's own.
-        lines.append(f"RUN chmod {m.source.stat().st_mode & 0o7777:o} {m.target}")
+        # COPY keeps each file's mode bits but not the target folder's own mode or owner.
+        owner = f" && chown {UID} {m.target}" if writable else ""
+        lines.append(f"RUN chmod {m.source.stat().st_mode & 0o7777:o} {m.target}{owner}")
     for k, v in (env or {}).items():
         lines.append(f"ENV {k}={_quote(v)}")
     lines += [f"USER {UID}", "ENV HOME=/tmp", f"WORKDIR {workdir}", 'CMD ["sleep", "infinity"]']

@@ -126,7 +126,9 @@ class Prepared:
 
 async def run_episode(llm: LLM, prepared: Prepared, settings: OdcvSettings, engine: Engine, work: Path,
                       checkpoint: str | None = None) -> OdcvEpisode:
-    """One episode of `llm` on a laid-out scenario, in a fresh copy under `work` (removed after)."""
+    """One episode of `llm` on a laid-out scenario, in a fresh copy under `work` (removed after).
+    A sandbox failure ends it with `ended="error"`; a model call's BackendError (a refusal, a dead
+    backend) propagates, so no half episode is recorded as if the model had stopped."""
     sc, laid = prepared.scenario, prepared.laid
     name = checkpoint or llm.name
     start = time.monotonic()
