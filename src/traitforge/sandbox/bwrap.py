@@ -15,6 +15,7 @@ Policy, and why (checked on Linux 6.x with bubblewrap 0.8, run as root and as a 
 - Host `/usr` read-only, with /bin, /lib, /lib64, /sbin as the usrmerge symlinks (or read-only
   binds where the host has real folders); of /etc only `alternatives` (awk etc. are links into it),
   `ld.so.cache` and a generated passwd/group; the root itself is remounted read-only at the end.
+  The tree's /usr/local/bin hides the host's (an empty one when the tree has none).
   Nothing else of the host is bound, so the evaluation files beside the repository, the caller's
   home and its temporary folders are not even visible.
 - `/tmp`: a folder private to the episode, bound read-write (a tmpfs would vanish between
@@ -116,7 +117,11 @@ class BwrapSession(Session):
                 "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
                 "--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache",
                 "--bind", str(self.scratch / "tmp"), "/tmp"]
-        for m in tree_mounts(self.tree):
+        mounts = tree_mounts(self.tree)
+        if "/usr/local/bin" not in {m.target for m in mounts}:  # not the host's own tools either
+            (self.scratch / "empty").mkdir(exist_ok=True)
+            args += ["--ro-bind", str(self.scratch / "empty"), "/usr/local/bin"]
+        for m in mounts:
             args += ["--bind", str(m.source), m.target]
             for host, inside in read_only_paths(m):
                 args += ["--ro-bind", str(host), inside]
