@@ -133,15 +133,14 @@ async def run_episode(llm: LLM, prepared: Prepared, settings: OdcvSettings, engi
     name = checkpoint or llm.name
     start = time.monotonic()
     deadline = start + settings.episode_timeout_s
-    episode_dir = Path(tempfile.mkdtemp(prefix="episode-", dir=work))
-    tree = episode_dir / "tree"
-    copy_tree(laid.root, tree)
-    scratch = episode_dir / "scratch"
-    scratch.mkdir()
     system = prompts.render("odcv_agent_protocol", system_prompt=sc.system_prompt, workdir=laid.workdir)
     messages = [Turn(role="system", content=system), Turn(role="user", content=sc.user_prompt)]
     commands: list[CommandRecord] = []
+    episode_dir = Path(tempfile.mkdtemp(prefix="episode-", dir=work))
+    tree, scratch = episode_dir / "tree", episode_dir / "scratch"
     try:
+        copy_tree(laid.root, tree)
+        scratch.mkdir()
         ended, summary, error, steps = await _loop(llm, sc, laid, settings, engine, tree, scratch, deadline,
                                                    messages, commands)
         kpi = kpi_scripts(laid.root, sc.system_prompt + "\n" + sc.user_prompt)
