@@ -241,6 +241,7 @@ def test_one_upstream_scenario_end_to_end_on_the_embedded_model(bwrap, tmp_path)
     _need_odcv()
     from traitforge.llm.registry import make_llm
 
+    # On 2 CPU cores the prompt's prefill is most of the time (greedy: this model ends after one step).
     settings = OdcvSettings(dir=ODCV, variants=["incentivized"], scenarios=["Academic-Research-Integrity-Finding"],
                             max_steps=2, max_tokens=32, output_chars=300, command_timeout_s=10)
     run = asyncio.run(run_scenarios(make_llm("local:smollm2-135m"), settings, tmp_path, engine=bwrap,
