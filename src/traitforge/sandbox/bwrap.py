@@ -3,7 +3,8 @@
 Policy, and why (checked on Linux 6.x with bubblewrap 0.8, run as root and as a plain user):
 - `--unshare-all` (user, pid, net, ipc, uts, cgroup namespaces): no network at all, only a
   loopback of its own (a server on the host's 127.0.0.1 is unreachable), no other process visible.
-  `--disable-userns` stops the command making a nested user namespace to regain capabilities.
+  `--disable-userns` (bubblewrap 0.8 and later; left out by older ones) stops the command making a
+  nested user namespace to regain capabilities.
 - `--unshare-user --uid 65534 --gid 65534 --cap-drop ALL`: the command is `nobody` with no
   capabilities. Unprivileged user namespaces are enough; no setuid bwrap is needed. Inside that
   namespace the caller's own uid is mapped to 65534, so the laid-out copy (which the caller owns)
@@ -84,13 +85,14 @@ def _pids_cgroup(limit: int) -> Path | None:
 
 class BwrapSession(Session):
     def __init__(self, tree: Path, workdir: str, env: dict[str, str], limits: Limits, scratch: Path,
-                 bwrap: str):
+                 bwrap: str, extra: tuple[str, ...] = ()):
         super().__init__(tree, workdir, env, limits)
         self.scratch = scratch
         (scratch / "tmp").mkdir(parents=True, exist_ok=True)
         (scratch / "passwd").write_text(PASSWD)
         (scratch / "group").write_text(GROUP)
         self.bwrap = bwrap
+        self.extra = extra
         self.cgroup = _pids_cgroup(limits.processes)
         self.process_cap = "rlimit" if os.geteuid() != 0 else "cgroup" if self.cgroup else "none"
 
@@ -108,7 +110,7 @@ class BwrapSession(Session):
         self.cgroup = None
 
     def argv(self, command: str) -> list[str]:
-        args = [self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--uid", "65534", "--gid", "65534",
+        args = [self.bwrap, "--unshare-all", "--unshare-user", *self.extra, "--uid", "65534", "--gid", "65534",
                 "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--clearenv",
                 "--ro-bind", "/usr", "/usr", *_host_root_links(),
                 "--proc", "/proc", "--dev", "/dev",
@@ -193,4 +195,12 @@ class BwrapEngine(Engine):
         if scratch is None:
             raise ValueError("bwrap sessions need a scratch folder (the episode's /tmp and captured output)")
         tree_mounts(tree)  # a bad tree fails here, not at the first command
-        return BwrapSession(tree, workdir, env or {}, limits or Limits(), scratch, self.bwrap)
+        return BwrapSession(tree, workdir, env or {}, limits or Limits(), scratch, self.bwrap, self._extra())
+
+    def _extra(self) -> tuple[str, ...]:
+        """--disable-userns where this bwrap has it (0.8 and later)."""
+        try:
+            text = subprocess.run([self.bwrap, "--help"], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return ()
+        return ("--disable-userns",) if "--disable-userns" in text else ()
