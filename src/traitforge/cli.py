@@ -235,7 +235,7 @@ def evals() -> None:
 
 
 @evals.command(name="fetch")
-@click.argument("name", type=click.Choice(["agentic-misalignment", "ai-psychosis"]))
+@click.argument("name", type=click.Choice(["agentic-misalignment", "ai-psychosis", "odcv-bench"]))
 @click.argument("directory", type=click.Path(path_type=Path))
 def evals_fetch(name: str, directory: Path) -> None:
     """Download NAME at its pinned upstream commit into DIRECTORY and check its layout."""

@@ -1,6 +1,7 @@
 """`traitforge evals fetch NAME DIR`: download an external evaluation set at a pinned upstream
 commit into DIR (network at the user's side) and check its layout. traitforge ships none of
-their text; a spec then names DIR (evaluation.agentic_misalignment.dir, evaluation.delusion.dir)."""
+their text; a spec then names DIR (evaluation.agentic_misalignment.dir, evaluation.delusion.dir,
+evaluation.odcv.dir)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ class Source:
     def check(self) -> Callable[[Path], list[str]]:
         if self.spec_field == "agentic_misalignment":
             from traitforge.evaluate.agentic_misalignment import check_layout
+        elif self.spec_field == "odcv":
+            from traitforge.evaluate.odcv.layout import check_layout
         else:
             from traitforge.evaluate.delusion import check_layout
         return check_layout
@@ -37,6 +40,7 @@ SOURCES = {
     "agentic-misalignment": Source("anthropic-experimental/agentic-misalignment",
                                    "ea0630e1a3eaae7f9f9740fd2703229d3854ccda", "agentic_misalignment"),
     "ai-psychosis": Source("tim-hua-01/ai-psychosis", "b6593b38b18edf0b9267784c1f3e9357c6a6be6e", "delusion"),
+    "odcv-bench": Source("McGill-DMaS/ODCV-Bench", "7353f1cf4b2579a3a8a5b8a5061d7c7d41f60668", "odcv"),
 }
 
 
