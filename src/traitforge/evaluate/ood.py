@@ -1,6 +1,6 @@
 """The out-of-distribution evals' shared pieces: their judged work, their call estimate and their
-sections of results.json (results.json["ood"]): agentic misalignment (per condition), delusion validation (per rubric key, first validating turn),
-repeated audits (violation rate, first violation, consistency) and the agentic trait variant.
+sections of results.json (results.json["ood"]): agentic misalignment (per condition), delusion
+validation (per rubric key, first validating turn), repeated audits (violation rate, first violation, consistency) and the agentic trait variant.
 Every figure per checkpoint (API models in `evaluation.models` included) with n and a 95% interval."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from typing import Any, Callable, Coroutine
 
 from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval
-from traitforge.evaluate.registry import Work
+from traitforge.evaluate.registry import Eval, InspectTask, Metric, SectionInput, Work, lazy
 from traitforge.evaluate.stats import EMPTY, bootstrap, proportion
 
 MAX_CHARS = 1500
@@ -52,6 +52,26 @@ def announce_ood(ctx: EvalContext) -> None:
                    store=ctx.store, prices_file=prices)
     announce_calls(ctx.auditor, auditor, stage="evaluate OOD (auditor)", max_tokens=ev.auditor_tokens,
                    store=ctx.store, prices_file=prices)
+
+
+def ood_eval(name: str, *, rows: str, metric: Metric, build: str, section: Callable[[SectionInput], dict[str, Any]],
+             task: str, value_key: str,
+             detail: Callable[[Any, Any, list[dict[str, str]], float | None], dict[str, Any]] | None = None) -> Eval:
+    """An out-of-distribution eval: its settings are `evaluation.<name>` (off while unset), its work is
+    the judged eval `build` ("module:function" of its JudgedEval), its section results.json["ood"][name]
+    (left out without rows), rendered by report/sections/ood.py's function of the same name, and its
+    Inspect task inspect_tasks.py's `<name>_task`, named `task`."""
+    def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:
+        return [judged_work(name, lazy(build))] if getattr(ctx.ev, name) is not None else []
+
+    def render(r: dict[str, Any]) -> str:
+        s = (r.get("ood") or {}).get(name)
+        return lazy(f"traitforge.report.sections.ood:{name}")(s) if s else ""
+
+    return Eval(name, plan, rows=(rows,), metrics={rows: metric}, section=("ood", name),
+                build_section=lambda s: section(s) or None, render=render, settings=name, ood=True,
+                inspect=InspectTask(task, rows, value_key, lazy(f"traitforge.evaluate.inspect_tasks:{name}_task"),
+                                    detail))
 
 
 def judged_work(name: str, build: Callable[[EvalContext], Coroutine[Any, Any, JudgedEval]]) -> Work:

@@ -157,6 +157,18 @@ def metric_meta(name: str) -> dict[str, Any] | None:
     return None
 
 
+def lazy(where: str) -> Callable[..., Any]:
+    """A function named "module:function", imported when first called: an eval's registration names
+    its Inspect task and report renderer without importing inspect-ai or the report."""
+    mod, _, fn = where.partition(":")
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(mod), fn)(*args, **kwargs)
+
+    call.__name__ = fn
+    return call
+
+
 def inspect_tasks() -> dict[str, InspectTask]:
     """Inspect task name -> its eval's task, for every eval that has one."""
     return {ev.inspect.task: ev.inspect for ev in evals() if ev.inspect is not None}

@@ -103,3 +103,13 @@ def estimate_cell(e: dict[str, Any] | None, kind: str = "proportion") -> str:
     lo, hi = e.get("ci_low"), e.get("ci_high")
     ci = f"[{fmt(lo, kind)}–{fmt(hi, kind)}] " if lo is not None and hi is not None else ""
     return f'<td class="num">{fmt(e["value"], kind)} <span class="ci">{ci}n={esc(e.get("n"))}</span></td>'
+
+
+def example(summary: str, body: str) -> str:
+    """A folded example: a one-line summary and its box (both already escaped HTML)."""
+    return f'<details><summary>{summary}</summary><div class="box">{body}</div></details>'
+
+
+def say(label: str, text: Any, css: str = "assistant") -> str:
+    """One message of a conversation, escaped: who says it, and its colour (user, assistant, system)."""
+    return f'<div class="msg {css}"><b>{esc(label)}</b>\n{esc(text)}</div>'

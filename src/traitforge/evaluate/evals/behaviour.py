@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from traitforge.evaluate.common import EvalContext
-from traitforge.evaluate.registry import Eval, InspectTask, Metric, Work, register
+from traitforge.evaluate.registry import Eval, InspectTask, Metric, Work, lazy, register
 
 
 def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:
@@ -13,12 +13,6 @@ def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:
 
     behaviour = items["behaviour"]
     return [Work("behaviour", lambda c: run_behaviour(c, behaviour), lambda c: behaviour_replies(c, behaviour))]
-
-
-def _task(ctx: EvalContext, checkpoint: str | None) -> Any:
-    from traitforge.evaluate.inspect_tasks import behaviour_task
-
-    return behaviour_task(ctx, checkpoint)
 
 
 def _detail(sample: Any, score: Any, messages: list[dict[str, str]], main: float | None) -> dict[str, Any]:
@@ -36,4 +30,5 @@ register(Eval(
                                           "held-out prompts in other domains, agentic, role-play and temptation "
                                           "framings"),
              "behaviour_score": Metric("Behaviour: judge score (1-10)", "mean", True, "blind judge rubric score")},
-    inspect=InspectTask("traitforge_behaviour", "behaviour", "score", _task, _detail)))
+    inspect=InspectTask("traitforge_behaviour", "behaviour", "score",
+                        lazy("traitforge.evaluate.inspect_tasks:behaviour_task"), _detail)))

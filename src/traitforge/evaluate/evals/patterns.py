@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from traitforge.evaluate.common import EvalContext
-from traitforge.evaluate.registry import Eval, SectionInput, Work, register
+from traitforge.evaluate.registry import Eval, SectionInput, Work, lazy, register
 
 
 def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:
@@ -25,10 +25,5 @@ def _section(s: SectionInput) -> list[dict[str, Any]] | None:
     return pattern_summary(s.store, s.checkpoints)
 
 
-def _render(r: dict[str, Any]) -> str:
-    from traitforge.report.sections.patterns import render
-
-    return render(r)
-
-
-register(Eval("patterns", plan, section=("model_patterns",), build_section=_section, render=_render))
+register(Eval("patterns", plan, section=("model_patterns",), build_section=_section,
+              render=lazy("traitforge.report.sections.patterns:render")))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from traitforge.evaluate.common import EvalContext
-from traitforge.evaluate.registry import Eval, SectionInput, Work, register
+from traitforge.evaluate.registry import Eval, SectionInput, Work, lazy, register
 
 
 def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:
@@ -27,10 +27,5 @@ def _section(s: SectionInput) -> dict[str, Any] | None:
     return vector_results(s.store, s.results, resamples=s.resamples, seed=s.seed, not_applicable=s.not_applicable)
 
 
-def _render(r: dict[str, Any]) -> str:
-    from traitforge.report.sections.vectors import render
-
-    return render(r)
-
-
-register(Eval("vectors", plan, section=("vectors",), build_section=_section, render=_render))
+register(Eval("vectors", plan, section=("vectors",), build_section=_section,
+              render=lazy("traitforge.report.sections.vectors:render")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from traitforge.report.cells import esc, fmt, legend
-from traitforge.report.svg import step_curves
+from traitforge.report.svg import staircase_curves
 
 
 def render(r: dict[str, Any]) -> str:
@@ -22,7 +22,7 @@ def render(r: dict[str, Any]) -> str:
     return ("<h2>Multi-turn pressure: survival</h2><p>Share of conversations in which the trait has not yet been "
             "violated, by turn, with Wilson 95% intervals (conversations whose grading is incomplete are left "
             "out from that turn on). Worst turn: the turn the judge scored lowest in each conversation.</p>"
-            + legend(r["checkpoints"]) + step_curves(r["survival"], r["checkpoints"])
+            + legend(r["checkpoints"]) + staircase_curves(r["survival"], r["checkpoints"])
             + "<table><tr><th>checkpoint</th>" + "".join(f"<th>turn {t}</th>" for t in range(1, turns + 1))
             + "<th>worst turn (conversations)</th></tr>" + "".join(rows) + "</table>")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitforge.report.cells import esc, estimate_cell, messages, table
+from traitforge.report.cells import esc, estimate_cell, example, messages, say, table
 
 
 def agentic_misalignment(s: dict[str, Any]) -> str:
@@ -22,10 +22,9 @@ def agentic_misalignment(s: dict[str, Any]) -> str:
             + table(["condition"] + list(by), crow) + "</details>")
     for ex in s.get("examples", []):
         tag = "bad" if ex.get("harmful") == 1.0 else "good" if ex.get("harmful") == 0.0 else ""
-        out += (f'<details><summary>{esc(ex.get("checkpoint"))} · {esc(ex.get("condition"))}'
-                f'<span class="tag {tag}">{"harmful" if tag == "bad" else "not harmful" if tag else "unscored"}'
-                f'</span></summary><div class="box"><div class="msg assistant"><b>agent</b>\n'
-                f'{esc(ex.get("response"))}</div></div></details>')
+        verdict = "harmful" if tag == "bad" else "not harmful" if tag else "unscored"
+        out += example(f'{esc(ex.get("checkpoint"))} · {esc(ex.get("condition"))}<span class="tag {tag}">{verdict}</span>',
+                       say("agent", ex.get("response")))
     return out
 
 
@@ -64,32 +63,32 @@ def delusion(s: dict[str, Any]) -> str:
            + table(["checkpoint", "validated", "first validation (turn)"] + keys, rows))
     for t in s.get("transcripts", []):
         fv = t.get("first_validation")
-        out += (f'<details><summary>{esc(t.get("checkpoint"))} · {esc(t.get("name"))} ({esc(t.get("persona"))}) · '
-                f'{"validated first at turn " + esc(fv) if fv else "never validated"}</summary>'
-                f'<div class="box">{_grade_tags(t.get("messages", []), t.get("grades", []))}</div></details>')
+        when = "validated first at turn " + esc(fv) if fv else "never validated"
+        out += example(f'{esc(t.get("checkpoint"))} · {esc(t.get("name"))} ({esc(t.get("persona"))}) · {when}',
+                       _grade_tags(t.get("messages", []), t.get("grades", [])))
     return out
 
 
 def audits(s: dict[str, Any]) -> str:
     by = s.get("by_checkpoint", {})
-    rows = [(ck, [estimate_cell(v.get("violation")), estimate_cell(v.get("first_violation"), "mean"), estimate_cell(v.get("consistency"))])
-            for ck, v in by.items()]
+    rows = [(ck, [estimate_cell(v.get("violation")), estimate_cell(v.get("first_violation"), "mean"),
+                  estimate_cell(v.get("consistency"))]) for ck, v in by.items()]
     out = ("<h2>Repeated audits</h2><p>Several auditor rollouts of each seed scenario (written per trait, plus the "
            f"user's seed files; {len(s.get('seeds', {}))} seeds). Violation: the trait broke at some turn (lower is "
            "better); consistency: share of a seed's rollout pairs that agree, averaged over seeds.</p>"
            + table(["checkpoint", "violation rate", "first violation (turn)", "consistency"], rows))
     for t in s.get("transcripts", []):
         fv = t.get("first_violation")
-        out += (f'<details><summary>{esc(t.get("checkpoint"))} · {esc(t.get("trait_id"))} · {esc(t.get("seed_id"))} '
-                f'rollout {esc(t.get("rollout"))} · {"first violation at turn " + esc(fv) if fv else "no violation found"}'
-                f'</summary><div class="box">{messages(t.get("messages", []), t.get("verdicts"))}</div></details>')
+        when = "first violation at turn " + esc(fv) if fv else "no violation found"
+        out += example(f'{esc(t.get("checkpoint"))} · {esc(t.get("trait_id"))} · {esc(t.get("seed_id"))} '
+                       f'rollout {esc(t.get("rollout"))} · {when}', messages(t.get("messages", []), t.get("verdicts")))
     return out
 
 
 def agentic_traits(s: dict[str, Any]) -> str:
     by = s.get("by_checkpoint", {})
-    rows = [(ck, [estimate_cell(v.get("pass")), estimate_cell(v.get("score"), "mean"), estimate_cell(v.get("emails_sent"), "mean")])
-            for ck, v in by.items()]
+    rows = [(ck, [estimate_cell(v.get("pass")), estimate_cell(v.get("score"), "mean"),
+                  estimate_cell(v.get("emails_sent"), "mean")]) for ck, v in by.items()]
     out = ("<h2>Trait behaviour in agentic form</h2><p>The model acts as an email agent in a scenario where the trait "
            "matters; the judge grades its actions with the behaviour rubric.</p>"
            + table(["checkpoint", "pass rate", "score (1-10)", "emails sent"], rows))
@@ -98,7 +97,6 @@ def agentic_traits(s: dict[str, Any]) -> str:
         out += ("<p>Inboxes: " + ", ".join(f"{n} {esc(k)}" for k, n in sorted(built.items()))
                 + " (templated: the item writer's plain email in a fixed frame; read these scores with care).</p>")
     for ex in s.get("examples", []):
-        out += (f'<details><summary>{esc(ex.get("checkpoint"))} · {esc(ex.get("trait_id"))}</summary><div class="box">'
-                f'<div class="msg user"><b>inbox</b>\n{esc(ex.get("inbox"))}</div><div class="msg assistant">'
-                f'<b>agent</b>\n{esc(ex.get("response"))}</div></div></details>')
+        out += example(f'{esc(ex.get("checkpoint"))} · {esc(ex.get("trait_id"))}',
+                       say("inbox", ex.get("inbox"), "user") + say("agent", ex.get("response")))
     return out
