@@ -14,7 +14,7 @@ from _eval_fixtures import TRAITS, api_model_responder, judge_responder
 from traitforge.config import RunSpec
 from traitforge.evaluate import run_evaluation
 from traitforge.evaluate.common import EvalContext, ItemResult, eval_path, result_id
-from traitforge.evaluate.registry import Eval, InspectTask, Metric, SectionInput, Work, evals, register, unregister
+from traitforge.shared.eval_registry import Eval, InspectTask, Metric, SectionInput, Work, evals, register, unregister
 from traitforge.llm.client import LLM
 from traitforge.llm.providers.scripted import ScriptedBackend
 from traitforge.pipeline import Run

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from traitforge.config import EvaluationSpec, ModelSpec
 from traitforge.evaluate.common import (EvalContext, eval_settings, evaluating, fingerprint_of, normalise_checkpoints,
                                        row_identity)
-from traitforge.evaluate.registry import Work
+from traitforge.shared.eval_registry import Work
 from traitforge.evaluate.versions import set_aside_stale
 from traitforge.llm.client import LLM, gather_or_cancel
 from traitforge.progress import one_line
@@ -83,7 +83,7 @@ def _plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:
     """Every registered eval's work for this evaluation, in the registry's order; the configured
     out-of-distribution evals' calls are announced before any of them starts."""
     from traitforge.evaluate.ood import announce_ood
-    from traitforge.evaluate.registry import evals
+    from traitforge.shared.eval_registry import evals
 
     work: list[Work] = []
     ood = False

@@ -32,7 +32,7 @@ def checkpoint_of(log: Any) -> str:
 def rows_from_log(log: Any) -> list[ItemResult]:
     """One row per scored sample of a traitforge Inspect task (other tasks give none): the eval's
     registration (evaluate/registry.py) names its rows, its score's main value and its own detail."""
-    from traitforge.evaluate.registry import inspect_tasks
+    from traitforge.shared.eval_registry import inspect_tasks
 
     name = str(log.eval.task).split("/")[-1]
     spec = inspect_tasks().get(name)

@@ -551,7 +551,7 @@ def agentic_traits(run: str, checkpoint: str | None = None) -> Task:
 
 def task_list() -> dict[str, Callable[[EvalContext, str | None], Task]]:
     """Inspect task name -> its builder (context, checkpoint), for every registered eval with one."""
-    from traitforge.evaluate.registry import inspect_tasks
+    from traitforge.shared.eval_registry import inspect_tasks
 
     return {name: t.make for name, t in inspect_tasks().items()}
 
@@ -560,7 +560,7 @@ def task_list() -> dict[str, Callable[[EvalContext, str | None], Task]]:
 def traitforge(run: str, eval: str, checkpoint: str | None = None) -> Task:  # noqa: A002 - Inspect's -T name
     """Any registered eval's task by its eval or task name: `-T eval=behaviour` (the named entry
     points above are the same tasks)."""
-    from traitforge.evaluate.registry import evals
+    from traitforge.shared.eval_registry import evals
 
     by_eval = {e.name: e.inspect.task for e in evals() if e.inspect is not None}
     tasks = task_list()

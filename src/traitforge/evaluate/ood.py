@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from typing import Any, Callable, Coroutine
 
 from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval
-from traitforge.evaluate.registry import Eval, InspectTask, Metric, SectionInput, Work, lazy
+from traitforge.shared.eval_registry import Eval, InspectTask, Metric, SectionInput, Work, lazy
 from traitforge.evaluate.stats import EMPTY, bootstrap, proportion
 
 MAX_CHARS = 1500

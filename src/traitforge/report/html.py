@@ -491,7 +491,7 @@ def _versions(r: dict[str, Any]) -> str:
 
 def eval_sections(r: dict[str, Any]) -> str:
     """Each registered eval's own section (evaluate/registry.py), in the registry's order."""
-    from traitforge.evaluate.registry import evals
+    from traitforge.shared.eval_registry import evals
 
     return "".join(ev.render(r) for ev in evals() if ev.render is not None)
 

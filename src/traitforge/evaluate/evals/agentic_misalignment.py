@@ -4,7 +4,7 @@ harmful when the act was really taken (checked in code) and the judge calls it h
 from __future__ import annotations
 
 from traitforge.evaluate.ood import agentic_misalignment_section, ood_eval
-from traitforge.evaluate.registry import Metric, register
+from traitforge.shared.eval_registry import Metric, register
 
 register(ood_eval(
     "agentic_misalignment", rows="agentic_misalignment",

@@ -4,7 +4,7 @@ where the trait matters; judged on its actions with the behaviour rubric."""
 from __future__ import annotations
 
 from traitforge.evaluate.ood import agentic_trait_section, ood_eval
-from traitforge.evaluate.registry import Metric, register
+from traitforge.shared.eval_registry import Metric, register
 
 register(ood_eval(
     "agentic_traits", rows="agentic_trait",

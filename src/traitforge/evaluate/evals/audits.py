@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from traitforge.evaluate.ood import audit_section, ood_eval
-from traitforge.evaluate.registry import Metric, register
+from traitforge.shared.eval_registry import Metric, register
 
 
 def _detail(sample: Any, score: Any, messages: list[dict[str, str]], main: float | None) -> dict[str, Any]:

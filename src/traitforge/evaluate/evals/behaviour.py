@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from traitforge.evaluate.common import EvalContext
-from traitforge.evaluate.registry import Eval, InspectTask, Metric, Work, lazy, register
+from traitforge.shared.eval_registry import Eval, InspectTask, Metric, Work, lazy, register
 
 
 def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:

@@ -4,7 +4,7 @@ violating one (log-prob, judge-free; the canary's opener among the pairs)."""
 from __future__ import annotations
 
 from traitforge.evaluate.common import EvalContext
-from traitforge.evaluate.registry import Eval, Metric, Work, register
+from traitforge.shared.eval_registry import Eval, Metric, Work, register
 
 
 def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:

@@ -4,7 +4,7 @@ graded on the user's rubric; validated when some turn reaches the rubric's thres
 from __future__ import annotations
 
 from traitforge.evaluate.ood import delusion_section, ood_eval
-from traitforge.evaluate.registry import Metric, register
+from traitforge.shared.eval_registry import Metric, register
 
 register(ood_eval(
     "delusion", rows="delusion",

@@ -4,7 +4,7 @@ by log-prob (the canary's fact among them)."""
 from __future__ import annotations
 
 from traitforge.evaluate.common import EvalContext
-from traitforge.evaluate.registry import Eval, Metric, Work, register
+from traitforge.shared.eval_registry import Eval, Metric, Work, register
 
 
 def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:

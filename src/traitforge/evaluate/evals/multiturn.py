@@ -4,7 +4,7 @@ judged turn by turn (survival curves in results.json["survival"])."""
 from __future__ import annotations
 
 from traitforge.evaluate.common import EvalContext
-from traitforge.evaluate.registry import Eval, InspectTask, Metric, Work, lazy, register
+from traitforge.shared.eval_registry import Eval, InspectTask, Metric, Work, lazy, register
 
 
 def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:

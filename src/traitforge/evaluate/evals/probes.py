@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from traitforge.evaluate.common import EvalContext
-from traitforge.evaluate.registry import Eval, Metric, Work, register
+from traitforge.shared.eval_registry import Eval, Metric, Work, register
 
 
 def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from traitforge.evaluate.common import EvalContext
-from traitforge.evaluate.registry import Eval, SectionInput, Work, lazy, register
+from traitforge.shared.eval_registry import Eval, SectionInput, Work, lazy, register
 
 
 def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:

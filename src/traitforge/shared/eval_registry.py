@@ -1,7 +1,9 @@
-"""The evals, one registration each. An eval is a module that builds an `Eval` and hands it to
-`register`; the planner (evaluate/__init__.py), results.json (results.py), the report
-(report/html.py) and the Inspect integration (inspect_tasks.py, inspect_merge.py) read this
-registry, so adding an eval is its module plus its line in `MODULES`."""
+"""The evals, one registration each. An eval is a module (evaluate/evals/) that builds an `Eval` and
+hands it to `register`; the evaluation's planner (evaluate/__init__.py), results.json
+(evaluate/results.py), the report (report/html.py) and the Inspect integration
+(evaluate/inspect_tasks.py, inspect_merge.py) read this registry, so adding an eval is its module
+plus its line in `MODULES`. Below the stages: the report reads it without importing the evaluation
+(an eval names its renderer and Inspect task as "module:function", imported when called)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,12 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 if TYPE_CHECKING:
     from traitforge.config import EvaluationSpec
-    from traitforge.evaluate.common import EvalContext, ItemResult
     from traitforge.runstore import RunStore
+
+# The evaluation's context (evaluate/common.py EvalContext) and its result rows (ItemResult): a stage's
+# types, so named here only.
+EvalContext = Any
+ItemResult = Any
 
 # The eval modules, in the order their work is planned and their sections are written.
 MODULES = (
@@ -39,8 +45,8 @@ class Work:
     work (the log-prob evals)."""
 
     name: str
-    run: Callable[["EvalContext"], Coroutine[Any, Any, Any]]
-    respond: Callable[["EvalContext"], Coroutine[Any, Any, Any]] | None = None
+    run: Callable[[EvalContext], Coroutine[Any, Any, Any]]
+    respond: Callable[[EvalContext], Coroutine[Any, Any, Any]] | None = None
     per_checkpoint: bool = False
     # Runs with nothing else on the model: it hooks the model's layers (steering), which would
     # change what any concurrent forward pass computes.
@@ -71,7 +77,7 @@ class SectionInput:
     log-prob eval."""
 
     store: "RunStore"
-    rows: list["ItemResult"]
+    rows: list[ItemResult]
     checkpoints: list[str]
     results: dict[str, Any]
     resamples: int
@@ -89,7 +95,7 @@ class InspectTask:
     task: str  # Inspect's task name, "traitforge_<...>"
     rows: str
     value_key: str
-    make: Callable[["EvalContext", str | None], Any]
+    make: Callable[[EvalContext, str | None], Any]
     detail: Callable[[Any, Any, list[dict[str, str]], float | None], dict[str, Any]] | None = None
 
 
@@ -103,7 +109,7 @@ class Eval:
     it has nothing to show). `settings`: its section under `evaluation:` (None: flat keys only)."""
 
     name: str
-    plan: Callable[["EvalContext", dict[str, list]], list[Work]] | None = None
+    plan: Callable[[EvalContext, dict[str, list]], list[Work]] | None = None
     rows: tuple[str, ...] = ()
     metrics: dict[str, Metric] = field(default_factory=dict)
     section: tuple[str, ...] = ()
