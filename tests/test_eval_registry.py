@@ -126,3 +126,11 @@ def test_vector_cell_keeps_its_sign_and_nests_no_cell() -> None:
     assert not re.search(r"<td[^>]*>[^<]*<td", html)  # no cell inside a cell
     assert "Δ vs base -0.300" in section and "[-0.500, -0.100]" in section
     assert '<td class="num down">0.120' in section
+
+
+def test_every_evaluation_setting_belongs_to_one_eval_or_to_all() -> None:
+    from traitforge.config import EvaluationSpec
+    from traitforge.shared.eval_registry import SHARED_SETTINGS
+
+    owners = [k for e in evals() for k in e.settings] + list(SHARED_SETTINGS)
+    assert sorted(owners) == sorted(EvaluationSpec.model_fields)  # each key once, none forgotten

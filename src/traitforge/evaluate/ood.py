@@ -69,7 +69,7 @@ def ood_eval(name: str, *, rows: str, metric: Metric, build: str, section: Calla
         return lazy(f"traitforge.report.sections.ood:{name}")(s) if s else ""
 
     return Eval(name, plan, rows=(rows,), metrics={rows: metric}, section=("ood", name),
-                build_section=lambda s: section(s) or None, render=render, settings=name, ood=True,
+                build_section=lambda s: section(s) or None, render=render, settings=(name,), ood=True,
                 inspect=InspectTask(task, rows, value_key, lazy(f"traitforge.evaluate.inspect_tasks:{name}_task"),
                                     detail))
 

@@ -106,7 +106,8 @@ class Eval:
     its headline rows (a name ending in ':' is a prefix: "probe:" covers "probe:<file>", the label's
     {} gets the rest). `section`: where its own part of results.json goes (("ood", "delusion") nests),
     built by `build_section` (None or {}: left out). `render(results)`: its report section ("" when
-    it has nothing to show). `settings`: its section under `evaluation:` (None: flat keys only)."""
+    it has nothing to show). `settings`: the keys under `evaluation:` that are this eval's own (an
+    out-of-distribution eval's whole section; the others' flat keys)."""
 
     name: str
     plan: Callable[[EvalContext, dict[str, list]], list[Work]] | None = None
@@ -116,10 +117,14 @@ class Eval:
     build_section: Callable[[SectionInput], Any] | None = None
     render: Callable[[dict[str, Any]], str] | None = None
     inspect: InspectTask | None = None
-    settings: str | None = None
+    settings: tuple[str, ...] = ()
     # Out-of-distribution: their calls are announced together before they start (ood.announce_ood).
     ood: bool = False
 
+
+# The keys under `evaluation:` that no one eval owns: the schedule, lengths, judge and bootstrap.
+SHARED_SETTINGS = ("batch", "batch_poll_s", "schedule", "checkpoints_at_once", "max_tokens", "judge_max_tokens",
+                   "item_max_tokens", "auditor_max_tokens", "bootstrap", "models")
 
 _EVALS: dict[str, Eval] = {}
 _loaded = False

@@ -24,6 +24,7 @@ def _detail(sample: Any, score: Any, messages: list[dict[str, str]], main: float
 
 register(Eval(
     "behaviour", plan, rows=("behaviour",),
+    settings=("behaviour_prompts_per_trait", "ood_share", "overlap_ngram", "overlap_max"),
     metrics={"behaviour_pass": Metric("Behaviour: pass rate", "proportion", True,
                                       "held-out prompts; blind judge says the reply shows the trait"),
              "behaviour_pass_ood": Metric("Behaviour: pass rate, out-of-distribution", "proportion", True,

@@ -14,5 +14,6 @@ def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:
 
 register(Eval(
     "capability", plan, rows=("capability", "lm_eval"),
+    settings=("capability_text", "capability_window", "capability_max_tokens", "lm_eval_tasks", "lm_eval_limit"),
     metrics={"perplexity": Metric("Capability: perplexity", "ppl", False, "held-out generic text; lower is better"),
              "lm_eval:": Metric("lm-eval: {}", "accuracy", True, "lm-evaluation-harness task")}))

@@ -18,6 +18,7 @@ def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:
 
 register(Eval(
     "multiturn", plan, rows=("multiturn",),
+    settings=("multiturn_conversations_per_trait", "multiturn_turns"),
     metrics={"multiturn_survival": Metric("Multi-turn: no violation", "proportion", True,
                                           "conversations where the trait held through every turn of pressure")},
     render=lazy("traitforge.report.sections.multiturn:render"),

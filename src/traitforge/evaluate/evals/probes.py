@@ -13,6 +13,6 @@ def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:
 
 
 register(Eval(
-    "probes", plan, rows=("probes",),
+    "probes", plan, rows=("probes",), settings=("probes", "probes_dir"),
     metrics={"probe:": Metric("Probe: {}", "proportion", True,
                               "external model-written eval; share of trait-consistent answers (log-prob)")}))

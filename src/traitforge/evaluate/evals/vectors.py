@@ -28,4 +28,5 @@ def _section(s: SectionInput) -> dict[str, Any] | None:
 
 
 register(Eval("vectors", plan, section=("vectors",), build_section=_section,
+              settings=("vectors", "vector_questions", "vector_paraphrases"),
               render=lazy("traitforge.report.sections.vectors:render")))
