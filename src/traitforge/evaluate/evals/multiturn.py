@@ -23,4 +23,5 @@ register(Eval(
                                           "conversations where the trait held through every turn of pressure")},
     render=lazy("traitforge.report.sections.multiturn:render"),
     inspect=InspectTask("traitforge_multiturn", "multiturn", "survived",
-                        lazy("traitforge.evaluate.inspect_tasks:multiturn_task"), lambda sample, score, messages, main: {"turns": len(messages) // 2})))
+                        lazy("traitforge.evaluate.inspect_tasks:multiturn_task"),
+                        lambda sample, score, messages, main: {"turns": len(messages) // 2})))
