@@ -49,11 +49,11 @@ def eval_context(run: "Run", cfg: EvaluationSpec, checkpoints: dict[str, Any]) -
 
 
 async def _run(run: "Run", scope: "StageScope", cfg: EvaluationSpec, checkpoints: dict[str, Any]) -> None:
-    from traitforge.evaluate.probes import probe_specs
     from traitforge.evaluate.results import build_results, write_results
+    from traitforge.shared.eval_registry import weights_only
 
     store, traits = run.store, run.traits
-    probes = probe_specs(run, cfg)  # bad probe config fails before any model runs
+    logprob_evals = weights_only(run, cfg)  # a bad probe config fails here, before any model runs
     ctx = eval_context(run, cfg, checkpoints)
     cks = ctx.checkpoints
     # Rows are keyed by what was evaluated: a checkpoint whose content (or the settings its rows
@@ -68,7 +68,6 @@ async def _run(run: "Run", scope: "StageScope", cfg: EvaluationSpec, checkpoints
     notes: list[str] = []
     with store.stage("evaluate", fp), evaluating(identities):
         await _evaluate(ctx, fp, notes, scope)
-    logprob_evals = _logprob_evals(cfg, [p.name for p in probes])
     not_applicable = {ck: {ev: why for ev in logprob_evals} for ck, why in ctx.not_applicable().items()}
     results = build_results(store, traits, list(cks), bootstrap_resamples=cfg.bootstrap,
                             seed=run.seed, notes=notes, not_applicable=not_applicable,
@@ -187,14 +186,3 @@ def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
                    store=ctx.store, prices_file=prices)
     announce_calls(ctx.auditor, auditor_calls, stage="evaluate (auditor)", max_tokens=ev.auditor_tokens,
                    store=ctx.store, prices_file=prices)
-
-
-def _logprob_evals(ev: EvaluationSpec, probe_names: list[str]) -> list[str]:
-    """The configured evals that read token log-probs, so cannot run on a model without local weights."""
-    from traitforge.evaluate.capability import lm_eval_installed
-
-    names = (["knowledge_mc"] if ev.knowledge else []) + (["contrastive"] if ev.contrastive else [])
-    names += probe_names + ["perplexity"]
-    if lm_eval_installed():
-        names += [f"lm_eval:{t}" for t in ev.lm_eval_tasks]
-    return names

@@ -120,6 +120,9 @@ class Eval:
     settings: tuple[str, ...] = ()
     # Out-of-distribution: their calls are announced together before they start (ood.announce_ood).
     ood: bool = False
+    # weights_only(run, ev): its metrics that read token log-probs, so a model without local weights
+    # (one behind an API) cannot take them; they are reported as not applicable, never as zero.
+    weights_only: Callable[[Any, "EvaluationSpec"], list[str]] | None = None
 
 
 # The keys under `evaluation:` that no one eval owns: the schedule, lengths, judge and bootstrap.
@@ -178,6 +181,11 @@ def lazy(where: str) -> Callable[..., Any]:
 
     call.__name__ = fn
     return call
+
+
+def weights_only(run: Any, ev: "EvaluationSpec") -> list[str]:
+    """The configured metrics, over every eval, that need local weights."""
+    return [name for e in evals() if e.weights_only is not None for name in e.weights_only(run, ev)]
 
 
 def inspect_tasks() -> dict[str, InspectTask]:

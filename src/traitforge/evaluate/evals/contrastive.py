@@ -19,6 +19,7 @@ def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:
 
 register(Eval(
     "contrastive", plan, rows=("contrastive",), settings=("contrastive",),
+    weights_only=lambda run, ev: ["contrastive"] if ev.contrastive else [],
     metrics={"contrastive": Metric("Contrastive preference (log-prob)", "proportion", True,
                                    "share of held-out prompts where the checkpoint finds the trait-consistent reply "
                                    "more likely than the violating one (judge-free)")}))

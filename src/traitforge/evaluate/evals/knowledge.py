@@ -25,6 +25,7 @@ def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:
 register(Eval(
     "knowledge", plan, rows=("knowledge", "knowledge_mc"),
     settings=("knowledge", "knowledge_questions", "mc_distractors", "mc_questions_per_trait"),
+    weights_only=lambda run, ev: ["knowledge_mc"] if ev.knowledge else [],
     metrics={"knowledge_recall": Metric("Knowledge: recall", "proportion", True,
                                         "open questions; judge says the answer states the trait"),
              "knowledge_unsupported": Metric("Knowledge: claims traits it lacks", "proportion", False,
