@@ -214,8 +214,8 @@ def random_separation(pos: np.ndarray, neg: np.ndarray, k: int, seed: int) -> di
 
 def split_questions(n: int, held_out_share: float = HELD_OUT_SHARE) -> tuple[list[int], list[int]]:
     """Question indices for building the vector and for the held-out check (every third one)."""
-    stride = max(2, round(1 / held_out_share))
-    held = [i for i in range(n) if i % stride == stride - 1]
+    step = max(2, round(1 / held_out_share))
+    held = [i for i in range(n) if i % step == step - 1]
     return [i for i in range(n) if i not in held], held
 
 
@@ -405,7 +405,7 @@ def correlation(xs: Sequence[float], ys: Sequence[float]) -> dict[str, Any]:
     return {"r": round(float(np.corrcoef(x, y)[0, 1]), 4), "n": len(x), "reason": ""}
 
 
-# --- run glue: RUN/vectors/, the eval's work and results.json -------------------------------
+# --- run glue: RUN/vectors/, the evaluation step and results.json -------------------------------
 
 
 def vector_fingerprint(weights: str, trait: Trait, model_name: str, questions: int, paraphrases: int,
@@ -465,7 +465,7 @@ def _summary_path(store: Any) -> Path:
 
 def run_vectors_sync(ctx: Any, items: Sequence[Any],
                      replies_by_checkpoint: dict[str, dict[str, str]] | None = None) -> None:
-    """The eval's work: vectors from the evaluated base checkpoint, the steering check on the
+    """The evaluation step: vectors from the evaluated base checkpoint, the steering check on the
     behaviour items' contrastive pairs, and every local checkpoint's projections on the behaviour
     prompts (RUN/eval/vectors.jsonl, one row per checkpoint, trait and prompt)."""
     from traitforge.evaluate.common import ItemResult, eval_path
@@ -474,7 +474,7 @@ def run_vectors_sync(ctx: Any, items: Sequence[Any],
 
     store, ev, seed = ctx.store, ctx.ev, ctx.run.seed
     # The whole evaluation's base, also when this context is narrowed to one checkpoint (the schedule
-    # runs this work a checkpoint at a time, base first: the vectors and the steering check are made
+    # runs this step a checkpoint at a time, base first: the vectors and the steering check are made
     # in base's turn and read back from RUN/vectors/ in the others').
     everyone = ctx.all_checkpoints
     base = ctx.weights("base") if "base" in everyone else None
@@ -539,7 +539,7 @@ def _pending_projections(ctx: Any, usable: Sequence[Any], fingerprints: dict[str
 
 
 async def run_vectors(ctx: Any, items: Sequence[Any]) -> None:
-    """The vectors eval's work. Each checkpoint's projection is of its own greedy reply to each behaviour
+    """The vectors step. Each checkpoint's projection is of its own greedy reply to each behaviour
     prompt (the reply the behavioural eval asks for, so it comes from the cache), read by the
     checkpoint itself and averaged over the reply tokens: the vector is made from reply tokens, and
     on SmolLM2-135M a checkpoint trained on trait-showing replies moved the wrong way at the last
