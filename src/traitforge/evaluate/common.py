@@ -270,7 +270,7 @@ class EvalContext:
 
 @dataclass
 class JudgedEval:
-    """An eval whose judge grades what the evaluated models did, in two steps: every unit not yet a
+    """An eval whose judge grades what the evaluated models did, in two phases: every unit not yet a
     row of `out` is answered (`respond`: the models' reply or transcript, cached; no judge call),
     then each answer is graded (`grade`: unit, answer -> its rows; the judge's calls only), blind
     and shuffled, with grade=True: by provider batches first in batch mode (evaluation.batch), the
