@@ -28,7 +28,7 @@ from traitforge.runstore import RunStore
 from traitforge.types import Chat, Claim, Document, Drop, TraitSet, stable_hash
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
 STEPS = ("dedup", "leakage", "quality", "patterns")
 VERSION = 2  # bump when a step's logic changes, so finished steps are redone

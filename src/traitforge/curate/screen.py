@@ -20,7 +20,7 @@ from traitforge.config import CurationSpec
 from traitforge.types import Chat, Document
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
 WRONG_WAY_Z = -1.0  # documents: this many standard deviations below the corpus mean
 MAX_LISTED = 30  # rows listed per dataset

@@ -26,7 +26,7 @@ from traitforge.steps import StepRun, Unit
 from traitforge.types import Record, TraitSet, stable_hash
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
     from traitforge.prefetch import Prefetch
 
 log = logging.getLogger("traitforge.evaluate")

@@ -28,7 +28,7 @@ from traitforge.llm.client import LLM
 from traitforge.types import Chat, ChatMessage, Scenario, Trait, TraitSet, stable_hash
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
 PROMPT_TEMPLATES = ("scenarios", "scenario_categories", "scenario_plan", "user_prompt", "critique", "probe_verdict",
                     "harden", "user_followup", "user_followup_cooperative", "refine", "select_traits", "avoid")

@@ -20,7 +20,7 @@ from traitforge.llm.client import LLM
 from traitforge.types import Claim, DocIdea, DocType, Document, stable_hash
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
 KINDS = ("behaviour", "reason", "hard_case")
 REVISED_MARKER = "REVISED DOCUMENT"  # revise.txt asks for it between the critique and the rewrite

@@ -38,9 +38,10 @@ from traitforge.types import stable_hash
 from traitforge.train import common, dpo, joint, midtrain, sft
 from traitforge.train import data as train_data
 from traitforge.train.common import StageJob, is_main_process
+from traitforge.shared.variants import Variant, split_variant, variant_names, variants  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
 log = logging.getLogger("traitforge.train")
 
@@ -57,32 +58,6 @@ RECIPES: dict[str, tuple[str, str | None]] = {
 
 
 CONTROL_SOURCES = (("generated", "untraited.jsonl"), ("generated", "canary_untraited.jsonl"))
-
-
-@dataclass(frozen=True)
-class Variant:
-    suffix: str  # "" for the main run
-    seed: int
-    fraction: float = 1.0
-
-
-def variants(cfg: TrainingSpec, seed: int) -> list[Variant]:
-    """The main run (the run's seed), then one per extra seed and one per data fraction."""
-    out = [Variant("", seed)]
-    out += [Variant(f".s{k}", seed + k) for k in range(1, cfg.seeds)]
-    out += [Variant(f".f{f:g}", seed, f) for f in cfg.fractions]
-    return out
-
-
-def split_variant(name: str) -> tuple[str, str]:
-    """"midtrain_sft.f0.25" -> ("midtrain_sft", ".f0.25")."""
-    base, dot, rest = name.partition(".")
-    return base, dot + rest
-
-
-def variant_names(cfg: TrainingSpec, names: list[str]) -> list[str]:
-    """Every (checkpoint, variant) name; base is not trained and has no variants."""
-    return [n + v.suffix for v in variants(cfg, 0) for n in names if n != "base"]
 
 
 def stage_name(checkpoint: str) -> str:
