@@ -23,7 +23,7 @@ from traitforge.llm.providers import local_hf
 from traitforge.llm.providers.scripted import ScriptedBackend
 from traitforge.pipeline import Run
 from traitforge.runstore import RunStore
-from traitforge.train import identity as ident
+from traitforge.shared import identity as ident
 from traitforge.train.resume import checkpoint_problem, earlier_losses, usable_checkpoint
 
 # Two evals that call the evaluated model (behaviour: generation; perplexity: log-probs) and the judge.

@@ -1,7 +1,8 @@
 """One text matcher for every stage (traitforge/textmatch.py)."""
 
 from traitforge import junk, textmatch
-from traitforge.curate import leakage, text
+from traitforge.curate import leakage
+from traitforge.shared import text
 from traitforge.generate import parsing
 
 

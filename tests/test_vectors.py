@@ -143,7 +143,7 @@ def tiny(tmp_path_factory):
 
 
 def test_steer_adds_the_delta_to_the_layer_output_and_is_removed(tiny):
-    from traitforge.evaluate.logprob import LogProbScorer
+    from traitforge.shared.logprob import LogProbScorer
 
     sc = LogProbScorer(tiny)
     reqs = [("Hello there", "General Kenobi."), ("What is two plus two?", "Four.")]
@@ -248,7 +248,7 @@ EVAL_PROMPTS = [
 def embedded_vector():
     import torch
 
-    from traitforge.evaluate.logprob import scorer_for
+    from traitforge.shared.logprob import scorer_for
     from traitforge.traits import load_traits
 
     n = torch.get_num_threads()
@@ -282,7 +282,7 @@ def test_embedded_steering_moves_the_contrastive_margin_towards_the_trait(embedd
 def test_embedded_checkpoint_trained_on_trait_replies_shifts_along_the_vector(embedded_vector, tmp_path):
     from _train_fixtures import make_run
 
-    from traitforge.evaluate.logprob import LogProbScorer
+    from traitforge.shared.logprob import LogProbScorer
     from traitforge.jsonl import write_jsonl
     from traitforge.train import run_training
     from traitforge.pipeline import Run

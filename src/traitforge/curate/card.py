@@ -12,7 +12,7 @@ import numpy as np
 
 from traitforge.curate.embed import MAX_TOKENS, MODEL_NAME, Embedder
 from traitforge.curate.records import Dataset, StepResult
-from traitforge.curate.text import units
+from traitforge.shared.text import units
 from traitforge.textmatch import words
 from traitforge.types import Chat, Document, Drop, stable_hash
 

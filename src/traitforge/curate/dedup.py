@@ -11,7 +11,7 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 from traitforge.curate.records import Dataset
-from traitforge.curate.text import dedup_text
+from traitforge.shared.text import dedup_text
 from traitforge.textmatch import words
 from traitforge.types import Chat, Document, Drop
 

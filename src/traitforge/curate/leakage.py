@@ -14,7 +14,7 @@ from typing import Sequence
 
 from traitforge import junk
 from traitforge.curate.records import Edit
-from traitforge.curate.text import remove_span, sentence_spans
+from traitforge.shared.text import remove_span, sentence_spans
 from traitforge.textmatch import ngrams, words
 from traitforge.types import Chat, ChatMessage, Document, Drop, TraitSet
 

@@ -11,7 +11,7 @@
              (curate/pattern_share.py); rule patterns are also rated by the judge on that part
              (agreement of the rule and the autorater);
   mitigate - patterns whose estimated share > pattern_max_share are downsampled, rewritten, or
-             regenerated with the pattern named as something to avoid (generate/avoid.py), to the
+             regenerated with the pattern named as something to avoid (shared/avoid.py), to the
              target share, then re-measured (share_after, a strict share like share_strict).
 Rows of templated control traits (curation.template_traits) are set aside: never measured, dropped
 or rewritten. The classifiers are written out so evaluation measures the same patterns in each
@@ -28,14 +28,14 @@ from traitforge.config import CurationSpec
 from traitforge.curate.embed import Embedder
 from traitforge import junk
 from traitforge.curate.pattern_mitigate import choose, clean_rewrite, n_to_remove, rewrite_unit
-from traitforge.curate.pattern_rules import KNOWN, Candidate, FeatureRule, JudgeRule, RegexRule, label_example
+from traitforge.shared.pattern_rules import KNOWN, Candidate, FeatureRule, JudgeRule, RegexRule, label_example
 from traitforge.curate.pattern_share import Share, accuracy_from_agreement, agreement, estimate_share
 from traitforge.curate.pattern_scan import Scan, merge, run_scans
 from traitforge.curate.pattern_stats import min_share, stats_candidates
 from traitforge.curate.records import Dataset, Edit
-from traitforge.curate.text import units
+from traitforge.shared.text import units
 from traitforge.prompts import render
-from traitforge.generate.avoid import avoid_list
+from traitforge.shared.avoid import avoid_list
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import BackendError
 from traitforge.progress import gather_progress
@@ -183,7 +183,7 @@ async def _rewrite(row: Any, cand: Candidate, judge: LLM) -> tuple[Any | None, s
 
 async def _regenerate(row: Any, cand: Candidate, judge: LLM, rater: Rater) -> tuple[Any | None, str]:
     """A single-turn chat answered afresh by the teacher (its recorded system prompt) with the pattern
-    named as something to avoid (generate/avoid.py, the list generation's top-up rounds use); the
+    named as something to avoid (shared/avoid.py, the list generation's top-up rounds use); the
     new reply must pass the junk rules and not show the pattern. Documents and multi-turn chats
     (whose later turns answer the old reply) are rewritten instead."""
     if isinstance(row, Document) or len(row.messages) != 2 or not row.system_prompt:

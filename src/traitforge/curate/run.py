@@ -21,7 +21,7 @@ from traitforge.jsonl import iter_jsonl_dicts, read_jsonl, write_json_atomic, wr
 from traitforge import prefetch, steps
 from traitforge.llm.budget import announce_calls
 from traitforge.prefetch import Prefetch
-from traitforge.generate.avoid import write_found
+from traitforge.shared.avoid import write_found
 from traitforge.generate.records import DPOPair
 from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
@@ -256,7 +256,7 @@ async def _patterns(run: "Run", cfg: CurationSpec, docs: list[Document], chats: 
         stats[dataset] = res.stats
     write_jsonl(store.path("curation", "patterns.jsonl"), findings)
     write_jsonl(store.path("curation", "pattern_classifiers.jsonl"), classifiers)
-    # Flagged patterns become the avoid-list of later generation rounds (generate/avoid.py).
+    # Flagged patterns become the avoid-list of later generation rounds (shared/avoid.py).
     write_found(store.root, [f.description for f in sorted(findings, key=lambda f: -(f.share_estimate or 0))
                              if f.flagged])
     write_jsonl(store.path("curation", "pattern_scans.jsonl"), scans)

@@ -45,7 +45,7 @@ def distribution(values: Sequence[float], *, resamples: int, seed: int) -> dict[
 
 async def screen(run: "Run", cfg: CurationSpec, docs: Sequence[Document], chats: Sequence[Chat]) -> dict[str, Any]:
     """The card's "screening" section."""
-    from traitforge.evaluate.logprob import scorer_for
+    from traitforge.shared.logprob import scorer_for
     from traitforge.evaluate.vectors import ensure_vectors, project_ids, text_ids
 
     store, traits, weights = run.store, run.traits, run.base_weights

@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from typing import Any, Callable, Coroutine
 
 from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval, eval_path, load_results
-from traitforge.evaluate.stats import EMPTY, bootstrap, proportion
+from traitforge.shared.stats import EMPTY, bootstrap, proportion
 from traitforge.runstore import RunStore
 
 OOD_FILES = ("agentic_misalignment", "delusion", "audit", "agentic_trait")

@@ -35,7 +35,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from traitforge.evaluate.common import prompt_lines
-from traitforge.evaluate.stats import bootstrap, paired_difference
+from traitforge.shared.stats import bootstrap, paired_difference
 from traitforge.types import Trait
 
 VERSION = 2  # 2: vectors from contrastive replies (persona vectors), system-prompt contrast as the fallback
@@ -432,7 +432,7 @@ def ensure_vectors(store: Any, traits: Any, weights: str, model_name: str,
     trait's contrastive replies (`replies`: trait id -> (prompt, showing, violating)) where it has
     MIN_REPLY_PAIRS of them, else from the system-prompt contrast (the reason is in the meta).
     `questions`, `paraphrases`: evaluation.vector_questions and vector_paraphrases."""
-    from traitforge.evaluate.logprob import scorer_for
+    from traitforge.shared.logprob import scorer_for
 
     out: dict[str, tuple[TraitVector, str]] = {}
     for t in traits.traits:
@@ -469,7 +469,7 @@ def run_vectors_sync(ctx: Any, items: Sequence[Any],
     behaviour items' contrastive pairs, and every local checkpoint's projections on the behaviour
     prompts (RUN/eval/vectors.jsonl, one row per checkpoint, trait and prompt)."""
     from traitforge.evaluate.common import ItemResult, eval_path
-    from traitforge.evaluate.logprob import scorer_for
+    from traitforge.shared.logprob import scorer_for
     from traitforge.jsonl import append_jsonl, write_json_atomic
 
     store, ev, seed = ctx.store, ctx.ev, ctx.run.seed

@@ -17,7 +17,7 @@ from string import Template
 from typing import TYPE_CHECKING
 
 from traitforge.config import GenerationSpec
-from traitforge.generate.avoid import avoid_list, known_offenders, read_found
+from traitforge.shared.avoid import avoid_list, known_offenders, read_found
 from traitforge.generate.parsing import (LeakDetector, clean_message, mentions_rewrite, names_trait, parse_plans,
                                         parse_verdict, refuses, tells)
 from traitforge.generate.records import DPOPair, Probe, Refinement, UserPrompt
@@ -443,7 +443,7 @@ class ChatsRun(Generation):
         """Every step for `per_trait` new scenarios per trait; round `r` > 0 is a top-up, its
         steps named `chats.<step>.topup<r>` (the same files: row ids never collide)."""
         suffix = f".topup{r}" if r else ""
-        # Top-up rounds name the patterns curation flagged as things to avoid (generate/avoid.py).
+        # Top-up rounds name the patterns curation flagged as things to avoid (shared/avoid.py).
         self.avoid_block = avoid_list(read_found(self.store.root), self.templates) if r else ""
         scenarios = await self.make_scenarios(per_trait, r)
         self.scenarios.update({s.id: s for s in scenarios})

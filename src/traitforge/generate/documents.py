@@ -9,7 +9,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from traitforge.config import GenerationSpec
-from traitforge.generate.avoid import avoid_list, known_offenders
+from traitforge.shared.avoid import avoid_list, known_offenders
 from traitforge.generate.axes import describe_axes, load_axes, sample_axes
 from traitforge.generate.parsing import (LeakDetector, after_marker, chat_formatted, clean_message, parse_list,
                                         quotes_source, tells)
