@@ -22,11 +22,11 @@ from typing import Any, Sequence
 from traitforge import junk
 from traitforge.curate.leakage import TraitQuotes
 from traitforge.curate.records import PairDrop
-from traitforge.generate.records import DPOPair
+from traitforge.shared.dpo_pairs import DPOPair
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import BackendError
 from traitforge.progress import gather_progress
-from traitforge.train.data import curated_dpo_pairs
+from traitforge.shared.dpo_pairs import curated_dpo_pairs
 from traitforge.types import Chat, ChatMessage, TraitSet
 
 MIN_CHARS = 20

@@ -22,7 +22,7 @@ from traitforge import prefetch, steps
 from traitforge.llm.budget import announce_calls
 from traitforge.prefetch import Prefetch
 from traitforge.shared.avoid import write_found
-from traitforge.generate.records import DPOPair
+from traitforge.shared.dpo_pairs import DPOPair
 from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, Claim, Document, Drop, TraitSet, stable_hash

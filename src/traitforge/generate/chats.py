@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from traitforge.config import GenerationSpec
 from traitforge.shared.avoid import avoid_list, known_offenders, read_found
-from traitforge.generate.parsing import (LeakDetector, clean_message, mentions_rewrite, names_trait, parse_plans,
+from traitforge.shared.leaks import LeakDetector
+from traitforge.generate.parsing import (clean_message, mentions_rewrite, names_trait, parse_plans,
                                         parse_verdict, refuses, tells)
 from traitforge.generate.records import DPOPair, Probe, Refinement, UserPrompt
 from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from dataclasses import dataclass
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
