@@ -1,4 +1,4 @@
-"""Screening the curated data with the trait vectors (evaluate/vectors.py), for the dataset card.
+"""Screening the curated data with the trait vectors (shared/vectors.py), for the dataset card.
 
 Chats: the first assistant reply's mean activation projected on each trait vector, minus the
 projection of the base model's own greedy reply to the same user turn: how far the row pushes the
@@ -33,7 +33,7 @@ def _first_turn(chat: Chat) -> tuple[str, str] | None:
 
 
 def distribution(values: Sequence[float], *, resamples: int, seed: int) -> dict[str, Any]:
-    from traitforge.evaluate.vectors import mean_ci
+    from traitforge.shared.vectors import mean_ci
 
     a = np.asarray(values, dtype=float)
     if not len(a):
@@ -46,7 +46,7 @@ def distribution(values: Sequence[float], *, resamples: int, seed: int) -> dict[
 async def screen(run: "Run", cfg: CurationSpec, docs: Sequence[Document], chats: Sequence[Chat]) -> dict[str, Any]:
     """The card's "screening" section."""
     from traitforge.shared.logprob import scorer_for
-    from traitforge.evaluate.vectors import ensure_vectors, project_ids, text_ids
+    from traitforge.shared.vectors import ensure_vectors, project_ids, text_ids
 
     store, traits, weights = run.store, run.traits, run.base_weights
     questions, paraphrases = run.vector_settings
