@@ -21,7 +21,7 @@ STAGES = ("generate", "curate", "train", "evaluate", "report")
 def stage_generate(run: Run, what: str = "all") -> None:
     from traitforge.generate import run_generation
 
-    run_generation(run, run.spec.generation, what)
+    run_generation(run, run.spec.generation, run.spec.controls, what)
 
 
 def stage_curate(run: Run) -> None:

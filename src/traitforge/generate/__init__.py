@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from traitforge.config import GenerationSpec
+from traitforge.config import ControlsSpec, GenerationSpec
 
 if TYPE_CHECKING:
     from traitforge.runcontext import Run
 
 
-def run_generation(run: "Run", cfg: GenerationSpec, what: str = "all") -> None:
+def run_generation(run: "Run", cfg: GenerationSpec, controls: ControlsSpec, what: str = "all") -> None:
     """The generation stage: documents and chats (what="documents"/"chats": one of them), the generic
-    mix, then the controls' data."""
+    mix, then the controls' data (the controls section: the data generation writes for them)."""
     from traitforge.generate.chats import ChatsRun
     from traitforge.generate.documents import DocumentsRun
     from traitforge.llm.client import gather_or_cancel
@@ -35,17 +35,17 @@ def run_generation(run: "Run", cfg: GenerationSpec, what: str = "all") -> None:
 
             st.run(generic(run, cfg, run.llm("generator")))
         if what == "all":
-            run_controls(run, cfg)
+            run_controls(run, cfg, controls)
 
 
-def run_controls(run: "Run", cfg: GenerationSpec) -> None:
+def run_controls(run: "Run", cfg: GenerationSpec, controls: ControlsSpec) -> None:
     """The controls' data: the canary's templated rows, and the control arm's untraited answers to
     the chats' prompts (docs/controls.md)."""
     from traitforge.generate.canary import run_canary
     from traitforge.generate.untraited import untraited
 
     with run.stage("generate") as st:
-        if run.spec.controls.canary:
-            run_canary(run, run.spec.controls)
+        if controls.canary:
+            run_canary(run, controls)
         if run.control_arm:
             st.run(untraited(run, cfg, run.llm("generator")))
