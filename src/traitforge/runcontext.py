@@ -167,33 +167,6 @@ class Run:
         base = self.spec.models.base
         return base if base == EMBEDDED_NAME else str(Path(self.spec.resolve(base) or base).expanduser().resolve())
 
-    @property
-    def chat_max_tokens(self) -> int:
-        """generation.chats.max_tokens: curation's on-policy rejected replies are as long as the chats'."""
-        return self.spec.generation.chats.max_tokens
-
-    @property
-    def bootstrap_resamples(self) -> int:
-        """evaluation.bootstrap: curation's screening intervals are computed like the evaluation's."""
-        return self.spec.evaluation.bootstrap
-
-    @property
-    def vector_settings(self) -> tuple[int, int]:
-        """(evaluation.vector_questions, evaluation.vector_paraphrases): curation's screening builds
-        its trait vectors the way the evaluation does."""
-        ev = self.spec.evaluation
-        return ev.vector_questions, ev.vector_paraphrases
-
-    @property
-    def control_arm(self) -> bool:
-        """The run trains the control arm (generation writes its untraited answers)."""
-        return "control" in self.spec.training.checkpoints
-
-    @property
-    def template_traits(self) -> list[str]:
-        """curation.template_traits: training leaves these traits' templated rows out of the mixes."""
-        return self.spec.curation.template_traits
-
     def llm(self, role: str) -> LLM:
         """The LLM for a role (generator, refiner, judge, auditor, item_writer, and student: the base
         model as a `local:` model). An unset refiner is the generator."""

@@ -62,7 +62,7 @@ async def _dpo(run: "Run", cfg: CurationSpec, chats: list[Chat]) -> None:
         return
     student = run.llm("student") if cfg.dpo_rejected == "student" else None
     pairs, drops, counts = await curate_pairs(read_jsonl(cands_path, DPOPair), chats, run.traits, cfg.leakage_ngram,
-                                              cfg.leakage_overlap, student, run.chat_max_tokens, run.seed)
+                                              cfg.leakage_overlap, student, cfg.chat_max_tokens, run.seed)
     write_jsonl(store.path("curated", "dpo_pairs.jsonl"), pairs)
     write_jsonl(store.path("curation", "dpo_drops.jsonl"), drops)
     store.set_counts("curate", dpo=counts)

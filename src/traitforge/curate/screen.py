@@ -49,7 +49,7 @@ async def screen(run: "Run", cfg: CurationSpec, docs: Sequence[Document], chats:
     from traitforge.shared.vectors import ensure_vectors, project_ids, text_ids
 
     store, traits, weights = run.store, run.traits, run.base_weights
-    questions, paraphrases = run.vector_settings
+    questions, paraphrases = cfg.vector_settings
     # Before the evaluation writes contrastive replies: the system-prompt contrast, kept apart from
     # the evaluation's vectors (RUN/vectors/screening/).
     vectors = await asyncio.to_thread(ensure_vectors, store, traits, weights, run.model_name, None,
@@ -58,7 +58,7 @@ async def screen(run: "Run", cfg: CurationSpec, docs: Sequence[Document], chats:
     order = [t.id for t in traits.traits]
     tvs = [vectors[t][0] for t in order]
     scorer = scorer_for(weights)
-    boot = dict(resamples=run.bootstrap_resamples, seed=run.seed)
+    boot = dict(resamples=cfg.bootstrap_resamples, seed=run.seed)
     out: dict[str, Any] = {"base": weights, "traits": order,
                            "layers": {t: vectors[t][0].layer for t in order}, "datasets": {}}
 

@@ -47,5 +47,5 @@ def run_controls(run: "Run", cfg: GenerationSpec, controls: ControlsSpec) -> Non
     with run.stage("generate") as st:
         if controls.canary:
             run_canary(run, controls)
-        if run.control_arm:
+        if cfg.control_arm:
             st.run(untraited(run, cfg, run.llm("generator")))

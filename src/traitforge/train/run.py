@@ -179,9 +179,9 @@ def build_checkpoint(run: "Run", cfg: TrainingSpec, name: str, init_path: Path, 
     data_path = {"midtrain": docs_path, "sft": chats_path, "joint": chats_path,
                  "dpo": dpo.pairs_path(store.root)}[kind]
     ratio = cfg.docs_to_chats
-    cut = train_data.ratio_cut(docs_path, chats_path, ratio, run.template_traits) if ratio else None
+    cut = train_data.ratio_cut(docs_path, chats_path, ratio, cfg.template_traits) if ratio else None
     if base_name == "control":  # deterministic and written atomically, so every process may write it
-        data_path = control_data(store, name, variant.seed, cut, run.template_traits)
+        data_path = control_data(store, name, variant.seed, cut, cfg.template_traits)
         cut = None  # trait-free rows: matched to the cut chats above, not cut again
     # DPO keeps the pairs whose chat survived curation, so the curated chats are its input too; joint
     # trains on the documents as well; the ratio reads both files.
@@ -192,7 +192,7 @@ def build_checkpoint(run: "Run", cfg: TrainingSpec, name: str, init_path: Path, 
     job = StageJob(name=name, kind=kind, init_path=init_path, stage=stage,  # type: ignore[arg-type]
                    train_dir=store.root / "train" / name, out_dir=store.root / "checkpoints" / name,
                    callbacks=list(callbacks or []), seed=variant.seed, fraction=variant.fraction, cut=cut,
-                   run_name=run.name, mix_path=mix, template_traits=list(run.template_traits))
+                   run_name=run.name, mix_path=mix, template_traits=list(cfg.template_traits))
     sname = stage_name(name)
 
     if store.is_done(sname, fp):
