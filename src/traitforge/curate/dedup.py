@@ -1,4 +1,4 @@
-"""Step 1: exact duplicates (hash of the normalised text) and near duplicates (MinHash LSH over
+"""Pass 1: exact duplicates (hash of the normalised text) and near duplicates (MinHash LSH over
 word shingles, datasketch's MinHash and index), within one dataset. The first occurrence is kept;
 later ones are dropped with `duplicate_of` naming the kept row."""
 

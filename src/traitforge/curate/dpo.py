@@ -1,4 +1,4 @@
-"""The last curation step: DPO preference pairs, built from the curated chats only.
+"""The last curation pass: DPO preference pairs, built from the curated chats only.
 
 Generation records, per chat, a candidate pair (RUN/generated/dpo_pairs.jsonl; its rejected side is
 the generator's plain answer without the traits). Here each candidate whose chat survived curation

@@ -1,4 +1,4 @@
-"""Step 4: pattern collapse, as the method's write-up describes it, per dataset:
+"""Pass 4: pattern collapse, as the method's write-up describes it, per dataset:
   rules    - the cheap first pass: statistics (shared openers/closers, n-grams, structure) and the
              known offenders, exact regex/feature classifiers counted over every row;
   scan     - the judge names recurring patterns in random batches;
