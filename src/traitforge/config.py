@@ -393,7 +393,7 @@ class EvaluationSpec(Section):
     # Python's documentation topics, is ~113k tokens for the embedded tokenizer).
     capability_max_tokens: int | None = Field(default=None, ge=16)
     # Trait vectors in the residual stream (local weights only): projection shift per checkpoint,
-    # steering check, and curated-data screening (shared/vectors.py, docs/evaluation.md).
+    # steering check, and curated-data screening (evaluate/vectors.py, docs/evaluation.md).
     vectors: bool = True
     vector_questions: int = Field(default=12, ge=3)  # neutral questions (data/vector_questions.jsonl)
     vector_paraphrases: int = Field(default=4, ge=1)  # system-prompt paraphrases per side
