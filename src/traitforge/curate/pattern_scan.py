@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from traitforge.curate.embed import Embedder
-from traitforge.curate.pattern_rules import (Candidate, JudgeRule, RegexRule, phrase_regex,
+from traitforge.shared.pattern_rules import (Candidate, JudgeRule, RegexRule, phrase_regex,
                                              same_phrase_pattern, strict_matches)
 from traitforge.curate.pattern_stats import Example
-from traitforge.curate.text import STOPWORDS
+from traitforge.shared.text import STOPWORDS
 from traitforge.textmatch import words
 from traitforge.prompts import render
 from traitforge.llm.client import LLM

@@ -10,9 +10,9 @@ from collections import Counter
 from typing import Sequence
 
 from traitforge.curate.frequent import frequent_items
-from traitforge.curate.pattern_rules import (Candidate, FeatureRule, RegexRule, label_example, phrase_regex,
+from traitforge.shared.pattern_rules import (Candidate, FeatureRule, RegexRule, label_example, phrase_regex,
                                              same_phrase_pattern, strict_matches)
-from traitforge.curate.text import STOPWORDS, edge_sentence
+from traitforge.shared.text import STOPWORDS, edge_sentence
 from traitforge.textmatch import ngrams, words
 from traitforge.types import TraitSet
 

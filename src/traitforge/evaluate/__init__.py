@@ -19,7 +19,7 @@ from traitforge.progress import one_line
 from traitforge.types import stable_hash
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run, StageScope
+    from traitforge.runcontext import Run, StageScope
 
 __all__ = ["run_evaluation"]
 log = logging.getLogger("traitforge.evaluate")

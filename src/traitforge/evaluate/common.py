@@ -26,7 +26,7 @@ from traitforge.steps import StepRun, Unit
 from traitforge.types import Record, TraitSet, stable_hash
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
     from traitforge.prefetch import Prefetch
 
 log = logging.getLogger("traitforge.evaluate")
@@ -232,7 +232,7 @@ class EvalContext:
                 for n in self.checkpoints if not self.weights(n)}
 
     def scorer(self, name: str):  # noqa: ANN201 - LogProbScorer, imported lazily (torch)
-        from traitforge.evaluate.logprob import scorer_for
+        from traitforge.shared.logprob import scorer_for
 
         weights = self.weights(name)
         if weights is None:
@@ -372,7 +372,7 @@ def model_identity(target: ModelSpec | LLM) -> Any:
     the reasoning options set); a spec's temperature besides."""
     from traitforge.llm.base import REASONING_OPTIONS
     from traitforge.llm.embedded import resolve_model_path
-    from traitforge.train.identity import checkpoint_identity, weights_problem
+    from traitforge.shared.identity import checkpoint_identity, weights_problem
 
     provider, model = provider_model(target)
     extra = {} if isinstance(target, LLM) or target.temperature is None else {"temperature": target.temperature}

@@ -10,7 +10,7 @@ from typing import Any, Callable, Coroutine
 
 from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval
 from traitforge.shared.eval_registry import Eval, InspectTask, Metric, SectionInput, Work, lazy
-from traitforge.evaluate.stats import EMPTY, bootstrap, proportion
+from traitforge.shared.stats import EMPTY, bootstrap, proportion
 
 MAX_CHARS = 1500
 MAX_TRANSCRIPTS = 6

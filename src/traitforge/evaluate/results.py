@@ -15,7 +15,7 @@ import numpy as np
 
 from traitforge.evaluate.common import EvalItem, ItemResult, eval_path, load_items, load_results
 from traitforge.shared.eval_registry import SectionInput, evals as registered_evals, metric_meta, row_files
-from traitforge.evaluate.stats import (EMPTY, Estimate, bootstrap, items_needed, minimum_detectable_effect,
+from traitforge.shared.stats import (EMPTY, Estimate, bootstrap, items_needed, minimum_detectable_effect,
                                        paired_difference, proportion, wilson)
 from traitforge.evaluate.versions import check_one_version
 from traitforge.jsonl import iter_jsonl_dicts, write_json_atomic

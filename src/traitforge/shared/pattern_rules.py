@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from traitforge.curate.text import sentences
+from traitforge.shared.text import sentences
 
 Scope = Literal["opener", "closer", "anywhere"]
 
