@@ -114,7 +114,7 @@ def similarity(rows: Sequence[Row], seed: int, embedder: Embedder | None,
 def profile(dataset: Dataset, rows: Sequence[Row], seed: int, embedder: Embedder | None,
             cache: dict[str, np.ndarray]) -> dict[str, Any]:
     """One dataset at one point: a document's text, or a chat's assistant replies (what training
-    learns from), measured in words (curate.text.words)."""
+    learns from), measured in words (shared.text.words)."""
     vocab: dict[str, int] = {}
     token_ids, lengths = [], []
     for r in rows:
