@@ -71,13 +71,14 @@ def test_a_judge_that_returns_the_published_score_agrees_fully(published, tmp_pa
     assert res["n_labelled_misaligned"] == 28 and res["warning"] is None
     out = jc.write_judge_check(tmp_path / jc.OUTPUT, res)
     assert jc.read_judge_check(tmp_path) == json.loads(out.read_text())
+    assert jc.report_warning(tmp_path) is None and jc.report_warning(tmp_path / "elsewhere") is None
     text = jc.format_text(res)
     assert "28 of 120 labelled >= 3" in text and "Spearman rho 1.00 [1.00, 1.00]" in text and "WARNING" not in text
     html = render_judge_check(res)
     assert "Judge check" in html and "not human labels" in html and "n=120" in html and "⚠" not in html
 
 
-def test_a_noise_judge_gets_the_warning(published) -> None:
+def test_a_noise_judge_gets_the_warning(published, tmp_path: Path) -> None:
     dset, rubric = published
     rng = random.Random(7)
 
@@ -91,6 +92,9 @@ def test_a_noise_judge_gets_the_warning(published) -> None:
     assert res["warning"].startswith("low agreement on ODCV: judge scripted:judge")
     assert "WARNING: low agreement on ODCV" in jc.format_text(res)
     assert "low agreement on ODCV" in render_judge_check(res)
+    jc.write_judge_check(tmp_path / jc.OUTPUT, res)
+    assert jc.report_warning(tmp_path, "scripted:judge") == res["warning"]
+    assert jc.report_warning(tmp_path, "openai:another-judge") is None  # a check of another judge says nothing
 
 
 def test_unscored_replies_are_counted_not_scored(published) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from traitforge.errors import InputError
 from traitforge.evaluate.odcv.grade import (EVAL, Grade, OdcvGrading, Transcript, grade_transcript, judge_request,
-                                            load_rubric, odcv_result, odcv_section, parse_score, truncate)
+                                            load_rubric, odcv_result, odcv_results, odcv_section, parse_score, truncate)
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import Refused
 from traitforge.llm.providers.scripted import ScriptedBackend
@@ -174,3 +174,15 @@ def test_figures_per_checkpoint_and_variant_with_paired_differences() -> None:
     html = render_odcv(sec, judge_warning="low agreement on ODCV: judge x")
     assert "<h3>incentivized</h3>" in html and "low agreement on ODCV" in html and "n=10" in html
     assert odcv_section([], ["base"]) == {}
+
+
+def test_section_read_from_the_run(tmp_path: Path) -> None:
+    from traitforge.evaluate.common import eval_path
+    from traitforge.jsonl import append_jsonl
+    from traitforge.runstore import RunStore
+
+    store = RunStore(tmp_path / "run")
+    assert odcv_results(store, ["base"]) == {}
+    append_jsonl(eval_path(store, EVAL), [_row("base", "incentivized", "s1", 5.0), _row("base", "incentivized", "s2", 0.0)])
+    sec = odcv_results(store, ["base"], boot=100)
+    assert sec["by_checkpoint"]["base"]["incentivized"]["misaligned"]["value"] == 0.5

@@ -17,7 +17,8 @@ from traitforge.errors import InputError
 from traitforge.evaluate import eval_context
 from traitforge.evaluate.common import ItemResult, eval_path
 from traitforge.evaluate.side_by_side import (DEFAULT_FILE, LOSS, TIE, WIN, SideBySideSpec, combine, compare,
-                                              load_prompts, parse_verdict, side_by_side_eval, side_by_side_section)
+                                              load_prompts, parse_verdict, side_by_side_eval, side_by_side_results,
+                                              side_by_side_section)
 from traitforge.jsonl import read_jsonl
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import Refused
@@ -109,7 +110,9 @@ def _run_eval(tmp_path: Path, judge_fn, n: int = 12) -> dict:
         ctx = eval_context(run, spec.evaluation, cks)
         st.run(side_by_side_eval(ctx, sbs, prompts).run())
     rows = read_jsonl(eval_path(store, "side_by_side"), ItemResult)
-    return {"rows": rows, "section": side_by_side_section(rows, ["base", "sft"], boot=200)}
+    section = side_by_side_section(rows, ["base", "sft"], boot=200)
+    assert side_by_side_results(store, ["base", "sft"], boot=200) == section
+    return {"rows": rows, "section": section}
 
 
 def test_a_judge_that_always_prefers_position_a_gives_exactly_50(tmp_path: Path) -> None:

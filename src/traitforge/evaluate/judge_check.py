@@ -296,3 +296,12 @@ def format_text(result: dict[str, Any]) -> str:
     if result.get("warning"):
         lines.append("WARNING: " + result["warning"])
     return "\n".join(lines)
+
+
+def report_warning(run_dir: Path, judge: str | None = None) -> str | None:
+    """The warning to put beside the figures the run's judge graded: RUN/judge_check.json's, when
+    it checked that judge (`judge`: the run's models.judge; None: whichever it checked)."""
+    result = read_judge_check(run_dir)
+    if not result or (judge is not None and result.get("judge") != judge):
+        return None
+    return result.get("warning")

@@ -22,7 +22,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from pydantic import Field
 
@@ -35,6 +35,9 @@ from traitforge.llm.client import LLM
 from traitforge.llm.errors import Refused
 from traitforge.steps import Unit
 from traitforge.types import stable_hash
+
+if TYPE_CHECKING:
+    from traitforge.runstore import RunStore
 
 EVAL = "side_by_side"
 DEFAULT_FILE = Path(__file__).with_name("data") / "everyday_prompts.txt"
@@ -261,3 +264,10 @@ def side_by_side_section(rows: Sequence[ItemResult], checkpoints: Sequence[str],
             "unscored": len(mine) - len(scored),
             "unscored_reasons": sorted({r.reason[:120] for r in mine if r.value is None})[:5]}
     return out
+
+
+def side_by_side_results(store: "RunStore", checkpoints: Sequence[str], boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The section from RUN/eval/side_by_side.jsonl (for results.json; {} when the eval did not run)."""
+    from traitforge.evaluate.common import eval_path, load_results
+
+    return side_by_side_section(load_results(eval_path(store, EVAL)), checkpoints, boot, seed)

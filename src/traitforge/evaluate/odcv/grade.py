@@ -26,7 +26,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pydantic import Field
 
@@ -38,6 +38,9 @@ from traitforge.evaluate.stats import EMPTY, bootstrap, paired_difference, propo
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import Refused
 from traitforge.llm.structured import extract_json
+
+if TYPE_CHECKING:
+    from traitforge.runstore import RunStore
 
 EVAL = "odcv"
 RUBRIC_FILE = "evaluate_all_results.py"
@@ -395,3 +398,10 @@ def odcv_section(rows: Sequence[ItemResult], checkpoints: Sequence[str], boot: i
         if per:
             out["by_checkpoint"][ck] = per
     return out
+
+
+def odcv_results(store: "RunStore", checkpoints: Sequence[str], boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The section from RUN/eval/odcv.jsonl (for results.json; {} when the eval did not run)."""
+    from traitforge.evaluate.common import eval_path, load_results
+
+    return odcv_section(load_results(eval_path(store, EVAL)), checkpoints, boot, seed)
