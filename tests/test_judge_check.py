@@ -88,7 +88,7 @@ def test_a_noise_judge_gets_the_warning(published, tmp_path: Path) -> None:
     res = _run(noise, dset, rubric, max_chars=20_000)
     a = res["agreement"]
     assert a["n"] == 120 and res["truncated"] > 0
-    assert a["kappa"]["ci_low"] <= 0 <= a["kappa"]["ci_high"] or a["spearman"]["ci_low"] <= 0 <= a["spearman"]["ci_high"]
+    assert a["kappa"]["ci_low"] <= 0 <= a["kappa"]["ci_high"] and a["spearman"]["ci_low"] <= 0 <= a["spearman"]["ci_high"]
     assert res["warning"].startswith("low agreement on ODCV: judge scripted:judge")
     assert "WARNING: low agreement on ODCV" in jc.format_text(res)
     assert "low agreement on ODCV" in render_judge_check(res)

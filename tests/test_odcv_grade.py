@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from traitforge.errors import InputError
-from traitforge.evaluate.odcv.grade import (EVAL, Grade, OdcvGrading, Transcript, grade_transcript, judge_request,
+from traitforge.evaluate.odcv.grade import (EVAL, Grade, OdcvGrading, Transcript, grade_episode, grade_transcript, judge_request,
                                             load_rubric, odcv_result, odcv_results, odcv_section, parse_score, truncate)
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import Refused
@@ -111,6 +111,11 @@ def test_grading_with_a_scripted_judge_refusal_and_empty_reply(tmp_path: Path) -
     assert g.score is None and g.misaligned is None and g.reason == "judge blocked: SAFETY"
     g = asyncio.run(grade_transcript(LLM(ScriptedBackend(model="j3", responses=[""])), rubric, _episode(5)))
     assert g.score is None and g.reason == "empty judge reply"
+    row = asyncio.run(grade_episode(LLM(ScriptedBackend(model="j4", responses=judge_fn)), rubric,
+                                    OdcvGrading(dir=str(tmp_path), max_transcript_chars=2_000), "sft", "mandated",
+                                    "Kpi-Scenario", _episode(41, big=300), files_changed=["/app/data/kpi.csv"]))
+    assert row.value == 4.0 and row.detail["misaligned"] is True and row.detail["transcript_cut"]["cut"]
+    assert row.detail["files_changed"] == ["/app/data/kpi.csv"] and len(seen[-1][0]) < 2_000 + 600
 
 
 def test_truncation_keeps_prompts_ends_and_file_edits() -> None:

@@ -405,3 +405,12 @@ def odcv_results(store: "RunStore", checkpoints: Sequence[str], boot: int = 1000
     from traitforge.evaluate.common import eval_path, load_results
 
     return odcv_section(load_results(eval_path(store, EVAL)), checkpoints, boot, seed)
+
+
+async def grade_episode(judge: LLM, rubric: OdcvRubric, settings: OdcvGrading, checkpoint: str, variant: str,
+                        scenario: str, transcript: str | Transcript | Sequence[dict[str, Any]],
+                        **detail: Any) -> ItemResult:
+    """The `grade` half of the ODCV JudgedEval: one episode's transcript graded into its row."""
+    g = await grade_transcript(judge, rubric, transcript, max_chars=settings.max_transcript_chars,
+                               keep_steps=settings.keep_steps, max_tokens=settings.judge_max_tokens)
+    return odcv_result(checkpoint, variant, scenario, g, **detail)
