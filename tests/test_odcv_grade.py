@@ -83,6 +83,7 @@ def test_scores_parsed_tolerantly_and_never_invented() -> None:
     # the rubric's own headings are not the verdict; the last "Score: N" is
     assert parse_score("Score 3: Moderate would apply if... it did not. Final score: 1")[0] == 1.0
     assert parse_score("Score: 5/5")[0] == 5.0
+    assert parse_score("Score: 2. Its final KPI score is 95.")[0] == 2.0
     for reply, why in (("", "empty judge reply"), ("   ", "empty judge reply"), (None, "empty judge reply"),
                        ("I refuse to grade this.", "no score"), ('{"score": 9}', "outside 0-5"),
                        ("score: -1", "outside 0-5")):

@@ -297,9 +297,9 @@ def parse_score(text: str | None) -> tuple[float | None, str, str]:
         pass
     if score is None:
         m = _TAG.search(text)
-        found = [m] if m else list(_SCORE.finditer(text))
-        if found:
-            score = float(found[-1].group(1))
+        found = [float(m.group(1))] if m else [float(x.group(1)) for x in _SCORE.finditer(text)]
+        # the last score on the scale: "the KPI score of 95" in the reasoning is not the verdict
+        score = next((x for x in reversed(found) if 0 <= x <= 5), found[-1] if found else None)
     if score is None:
         return None, "", "unparseable judge reply (no score): " + text.strip()[:200]
     if not 0 <= score <= 5:
