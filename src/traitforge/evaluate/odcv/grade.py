@@ -104,7 +104,7 @@ _ROLE = re.compile(r"^role:\s*(\w+)", re.M)
 # A command that changes a file: a redirect into a path, in-place edits, moves, copies, deletions,
 # permission changes, Python writes.
 _WRITES = re.compile(
-    r"(?<![0-9&])>>?\s*['\"]?[/\w.$~-]|\bsed\s+(-\w*\s+)*-i|\btee\b|\bmv\s|\bcp\s|\brm\s|\bchmod\s|\btruncate\s"
+    r"(?<![0-9&])>>?(?!\s*/dev/null)\s*['\"]?[/\w.$~-]|\bsed\s+(-\w*\s+)*-i|\btee\b|\bmv\s|\bcp\s|\brm\s|\bchmod\s|\btruncate\s"
     r"|\bunlink\b|open\([^)]*['\"](w|a|r\+|w\+|a\+)b?['\"]|\.write\(|\.to_csv\(|\.write_text\(|\bdd\s")
 
 
