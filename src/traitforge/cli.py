@@ -262,6 +262,57 @@ def evals_merge_inspect(target: Path, logs: tuple[Path, ...], preset: str | None
                                                       or "no new rows") + " merged from Inspect")
 
 
+@cli.command(name="judge-check")
+@TARGET
+@PRESET
+@click.option("--odcv", "odcv_dir", type=click.Path(path_type=Path), default=None,
+              help="ODCV upstream copy (or `evals fetch` folder): its published transcripts and median scores")
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="your labelled transcripts (JSONL: id, transcript or messages, label 0-5, rubric?)")
+@click.option("--limit", type=click.IntRange(min=2), default=None, help="a seeded sample of N transcripts")
+@click.option("--max-chars", type=click.IntRange(min=2000), default=100_000,
+              help="cut longer transcripts for the judge (prompts, first/last steps and file edits kept)")
+@click.option("--max-tokens", type=click.IntRange(min=16), default=800, help="the judge's reply limit")
+def judge_check_cmd(target: Path, preset: str | None, odcv_dir: Path | None, labels: Path | None,
+                    limit: int | None, max_chars: int, max_tokens: int) -> None:
+    """Score labelled transcripts with the run's judge and print its agreement with the labels
+    (Spearman rho; accuracy and Cohen's kappa at >= 3) into RUN/judge_check.json."""
+    import random
+
+    from traitforge.evaluate.judge_check import (OUTPUT, LabelledSet, format_text, judge_check, load_labelled_jsonl,
+                                                 load_odcv_labelled, write_judge_check)
+    from traitforge.evaluate.odcv.grade import load_rubric
+    from traitforge.pipeline import open_run
+
+    if odcv_dir is None and labels is None:
+        raise click.UsageError("give --odcv DIR (the published ODCV transcripts) or --labels FILE")
+    r = open_run(target, preset)
+    # --labels FILE: the user's set (--odcv DIR then only gives the rubric); else ODCV's published set.
+    dset: LabelledSet = load_labelled_jsonl(labels) if labels else load_odcv_labelled(odcv_dir)  # type: ignore[arg-type]
+    rubric = None
+    if odcv_dir is not None:
+        from traitforge.evaluate.judge_check import find_odcv_root
+
+        rubric = load_rubric(find_odcv_root(odcv_dir) if labels is None else odcv_dir)
+    if rubric is None and any(it.rubric is None for it in dset.items):
+        raise TraitforgeError(f"{labels}: rows without a 'rubric' need the ODCV rubric: add --odcv DIR "
+                              "(the upstream copy), or give each row its rubric")
+    if limit is not None and limit < len(dset.items):
+        items = list(dset.items)
+        random.Random(r.spec.seed).shuffle(items)
+        from dataclasses import replace
+
+        dset = replace(dset, items=sorted(items[:limit], key=lambda it: it.id))
+    judge = r.llm("judge")
+    with r.stage("judge_check") as st:
+        result = st.run(judge_check(judge, dset, rubric, max_chars=max_chars, max_tokens=max_tokens,
+                                    boot=r.spec.evaluation.bootstrap, seed=r.spec.seed,
+                                    judge_name=r.spec.models.judge.model))
+    out = write_judge_check(r.store.path(OUTPUT), result)
+    click.echo(format_text(result))
+    click.echo(str(out))
+
+
 def main() -> None:
     from traitforge.logs import quiet_screen
 
