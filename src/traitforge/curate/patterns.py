@@ -29,8 +29,8 @@ from traitforge.curate.embed import Embedder
 from traitforge import junk
 from traitforge.curate.pattern_mitigate import choose, clean_rewrite, n_to_remove, rewrite_unit
 from traitforge.curate.pattern_rules import KNOWN, Candidate, FeatureRule, JudgeRule, RegexRule, label_example
-from traitforge.curate.pattern_share import Share, accuracy_from_agreement, agreement, estimate_share
-from traitforge.curate.pattern_scan import Scan, merge, run_scans
+from traitforge.curate.pattern_share import Share, accuracy_from_agreement, agreement, estimate_share, is_flagged
+from traitforge.curate.pattern_scan import SCAN_CHARS, Scan, fit, merge, run_scans, transcript
 from traitforge.curate.pattern_stats import min_share, stats_candidates
 from traitforge.curate.records import Dataset, Edit
 from traitforge.curate.text import units
@@ -45,17 +45,37 @@ from traitforge.types import ChatMessage, Document, Drop, PatternFinding, TraitS
 if TYPE_CHECKING:
     from traitforge.prefetch import Prefetch
 
-JUDGE_CHARS = 4000
-JUDGE_MAX_TOKENS = 128  # a one-word answer, with room for a model that thinks first
+JUDGE_CHARS = 6000  # longer examples keep their start and end (openers, closers), the middle cut
+JUDGE_MAX_TOKENS = 160  # a short reason, then the verdict
 REGENERATE_MAX_TOKENS = 900
 MAX_RULE_CHECKS = 5  # rule patterns also rated by the judge on the check sample
-_ANSWER = re.compile(r"\b(yes|partly|partially|somewhat|no)\b", re.I)
-_VALUE = {"yes": 1.0, "partly": 0.5, "partially": 0.5, "somewhat": 0.5, "no": 0.0}
+_VALUE = {"strict": 1.0, "yes": 1.0, "broad": 0.5, "partly": 0.5, "partially": 0.5, "somewhat": 0.5, "no": 0.0}
+_WORD = r"(strict|broad|yes|partly|partially|somewhat|no)"
+_VERDICT_TAG = re.compile(r"<verdict>\W*" + _WORD + r"\b", re.I)
+_VERDICT_LINE = re.compile(r"(?:^|\n)\W*(?:verdict|answer)\W*" + _WORD + r"\b", re.I)
+_ONE_WORD = re.compile(r"^\W*" + _WORD + r"\b", re.I)
 
 
 def parse_yes_no(reply: str) -> float | None:
-    m = _ANSWER.search(reply[:200])
+    """The verdict, tolerantly: a <verdict> tag, a "Verdict:" line, or a reply that starts with the
+    verdict word (a one-word answer). STRICT/YES 1, BROAD/PARTLY 0.5, NO 0; anything else None
+    (unscored, counted): a reason's own "no" is never read as the verdict."""
+    for rx in (_VERDICT_TAG, _VERDICT_LINE):
+        found = rx.findall(reply)
+        if found:
+            return _VALUE[found[-1].lower()]
+    m = _ONE_WORD.match(reply[:200])
     return _VALUE[m.group(1).lower()] if m else None
+
+
+def snippets(rule: JudgeRule) -> str:
+    """The definition's examples for the autorater: quotes that show the pattern and quotes that do not."""
+    out = ""
+    if rule.positives:
+        out += "Snippets that show it:\n" + "\n".join(f'- "{q}"' for q in rule.positives) + "\n"
+    if rule.negatives:
+        out += "Snippets that do not:\n" + "\n".join(f'- "{q}"' for q in rule.negatives) + "\n"
+    return out
 
 
 @dataclass
@@ -67,6 +87,8 @@ class DatasetPatterns:
     scans: list[Scan] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     classifiers: list[dict[str, Any]] = field(default_factory=list)
+    labels: dict[str, dict[str, float | None]] = field(default_factory=dict)  # pattern -> row id -> label (rows rated)
+    broad: dict[str, Share] = field(default_factory=dict)  # pattern -> its broad share (STRICT or BROAD)
 
 
 class Rater:
@@ -90,8 +112,8 @@ class Rater:
         """(the label, None when unreadable; the failed call's reason, else ""). No side effects:
         the prefetch runs it more than once."""
         assert isinstance(cand.rule, JudgeRule)
-        prompt = render("pattern_judge", question=cand.rule.question,
-                        text="\n\n".join(us)[:JUDGE_CHARS])
+        prompt = render("pattern_judge", question=cand.rule.question, snippets=snippets(cand.rule),
+                        text=fit("\n\n".join(us), JUDGE_CHARS))
         try:
             if rep == 0:
                 reply = await self.judge.generate_one(prompt, temperature=0.0, max_tokens=self.max_tokens)
@@ -211,7 +233,8 @@ def _sample(rows: Sequence[Any], k: int, seed: int, dataset: str) -> list[Any]:
 
 
 async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge: LLM, cfg: CurationSpec,
-                      seed: int, embedder: Embedder | None, prefetch: Prefetch | None = None) -> DatasetPatterns:
+                      seed: int, embedder: Embedder | None, prefetch: Prefetch | None = None,
+                      scan_chars: int = SCAN_CHARS) -> DatasetPatterns:
     """Scan -> cluster -> autorate over a sample (share with CI, corrected for the judge's noise) ->
     mitigate, for one dataset. Exact rules (statistics, known offenders) are the cheap first pass
     and are counted over every row. prefetch: curation's (the quality step's), for the scans and
@@ -226,7 +249,8 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
     kind = "document" if dataset == "documents" else "chat-assistant reply"
     stats, res.stats = stats_candidates(examples, traits, cfg.pattern_max_share)
     res.stats["template_rows_exempt"] = len(templated)
-    res.scans = await run_scans(examples, kind, judge, cfg.pattern_scans, cfg.scan_batch, seed, prefetch)
+    res.scans = await run_scans(examples, kind, judge, cfg.pattern_scans, cfg.scan_batch, seed, prefetch,
+                                texts={r.id: transcript(r) for r in rows}, chars=scan_chars)
     floor = min_share(len(examples), cfg.pattern_max_share)
     cands = merge(res.scans, stats, known_candidates(dataset), examples, floor, cfg.pattern_max_judged, embedder)
 
@@ -247,13 +271,16 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
             agree, n_agree = agreement({r.id: first[r.id] for r in check}, await rater.labels(c, check, rep=1))
             acc = accuracy_from_agreement(agree)
             before[c.id] = shares(first)
+            res.labels[c.id] = first
             checks[c.id] = {"self_agreement": None if agree is None else round(agree, 4), "self_agreement_n": n_agree}
         else:
-            acc = None
-            before[c.id] = shares(await rater.labels(c, rows))
+            acc, n_agree = None, 0
+            res.labels[c.id] = await rater.labels(c, rows)
+            before[c.id] = shares(res.labels[c.id])
         broad, strict, n = before[c.id]
-        est[c.id] = estimate_share(round(strict * n), n, acc)
-    flagged = [c for c in cands if est[c.id].estimate > cfg.pattern_max_share]
+        est[c.id] = estimate_share(round(strict * n), n, acc, n_agree)
+        res.broad[c.id] = estimate_share(round(broad * n), n, acc, n_agree)
+    flagged = [c for c in cands if is_flagged(est[c.id], cfg.pattern_max_share)]
     flagged.sort(key=lambda c: -est[c.id].estimate)
     # The rules and the autorater against each other, where both apply: the flagged rule patterns
     # (and the known offenders) rated by the judge on the check sample.
@@ -373,7 +400,8 @@ def classifier_spec(dataset: str, c: Candidate, flagged: bool) -> dict[str, Any]
     out: dict[str, Any] = {"dataset": dataset, "pattern_id": c.id, "description": c.description,
                            "source": c.source, "flagged": flagged}
     if isinstance(c.rule, JudgeRule):
-        return {**out, "kind": "judge", "question": c.rule.question}
+        return {**out, "kind": "judge", "question": c.rule.question, "positives": list(c.rule.positives),
+                "negatives": list(c.rule.negatives)}
     if isinstance(c.rule, RegexRule):
         return {**out, "kind": "regex", "strict": c.rule.strict, "broad": c.rule.broad, "scope": c.rule.scope}
     return {**out, "kind": "feature", "feature": c.rule.feature}
@@ -382,7 +410,8 @@ def classifier_spec(dataset: str, c: Candidate, flagged: bool) -> dict[str, Any]
 def candidate_from_spec(spec: dict[str, Any]) -> Candidate:
     """The inverse of classifier_spec."""
     kind = spec["kind"]
-    rule: Any = (JudgeRule(spec["question"]) if kind == "judge" else
+    rule: Any = (JudgeRule(spec["question"], tuple(spec.get("positives", ())), tuple(spec.get("negatives", ())))
+                 if kind == "judge" else
                  RegexRule(spec["strict"], spec["broad"], spec["scope"]) if kind == "regex" else
                  FeatureRule(spec["feature"]))
     return Candidate(spec["pattern_id"], spec["description"], spec.get("source", "stats"), rule)
