@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Sequence
 
 from traitforge.curate.frequent import frequent_items
+from traitforge.curate.pattern_share import FINDING_FLOOR
 from traitforge.curate.pattern_rules import (Candidate, FeatureRule, RegexRule, label_example, lead_segments,
                                              phrase_regex, same_phrase_pattern, strict_matches)
 from traitforge.curate.text import STOPWORDS, edge_sentence
@@ -29,8 +30,9 @@ STRUCTURE = {"bullets": "uses bulleted or numbered lists", "headings": "uses sec
 
 
 def min_share(n: int, max_share: float) -> float:
-    """Below this, an item is too rare to be worth a classifier."""
-    return max(3 / max(n, 1), max_share / 2)
+    """Below this, an item is too rare to be worth a classifier: the finding floor (5%; a pattern
+    above it is reported), or half the flag line when that is lower."""
+    return max(3 / max(n, 1), min(max_share / 2, FINDING_FLOOR))
 
 
 def topic_words(traits: TraitSet) -> set[str]:
