@@ -208,16 +208,17 @@ def export(target: Path, preset: str | None, fmt: str, out: Path | None, include
 @click.option("--mitigate", type=click.Choice(["downsample", "rewrite"]), is_flag=False, flag_value="downsample",
               default=None, help="also write OUT/mitigated.jsonl (flagged patterns downsampled or rewritten)")
 @click.option("--compare", type=click.Path(path_type=Path), default=None, help="a second corpus, measured beside")
-@click.option("--scans", type=int, default=12, show_default=True, help="the judge's scans of whole transcripts")
-@click.option("--sample", type=int, default=300, show_default=True, help="rows the judge rates per pattern")
+@click.option("--scans", type=int, default=None, help="the judge's scans of whole transcripts [12; 3 embedded]")
+@click.option("--sample", type=int, default=None, help="rows the judge rates per pattern [300; 80 embedded]")
 @click.option("--seed", type=int, default=0)
 def patterns(files: tuple[Path, ...], judge: str, out: Path, mitigate: str | None, compare: Path | None,
-             scans: int, sample: int, seed: int) -> None:
+             scans: int | None, sample: int | None, seed: int) -> None:
     """Find over-represented patterns in any chat or document file (no run spec): shares with 95%
     intervals, OUT/patterns.json and OUT/patterns.html."""
     from traitforge.patterns_tool import Settings, run_tool
 
-    settings = Settings(scans=scans, sample=sample, check_sample=min(100, sample), mitigate=mitigate, seed=seed)
+    settings = Settings.for_judge(judge, scans=scans, sample=sample, check_sample=sample and min(100, sample),
+                                  mitigate=mitigate, seed=seed)
     text, _ = run_tool(list(files), judge, out, settings, compare)
     click.echo(text)
 

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from traitforge.config import CurationSpec
 from traitforge.curate.embed import Embedder
-from traitforge.curate.pattern_scan import SCAN_CHARS
+from traitforge.curate.pattern_scan import SCAN_CHARS, SCAN_MAX_TOKENS
 from traitforge.curate.pattern_share import FINDING_FLOOR
 from traitforge.curate.patterns import DatasetPatterns, run_dataset
 from traitforge.curate.text import units
@@ -29,7 +29,8 @@ from traitforge.inputs import read_chats, read_documents
 from traitforge.llm.client import LLM
 from traitforge.types import Chat, Document, TraitSet
 
-DEFAULT_JUDGE = "local:smollm2-135m"
+EMBEDDED = "smollm2-135m"
+DEFAULT_JUDGE = f"local:{EMBEDDED}"
 EXAMPLES = 3  # example rows shown per pattern
 EXAMPLE_CHARS = 600
 MAX_IDS = 2000  # matching row ids kept per pattern in patterns.json (the count is always whole)
@@ -43,6 +44,7 @@ class Settings:
     scans: int = 12
     scan_batch: int = 24
     scan_chars: int = SCAN_CHARS
+    scan_max_tokens: int = SCAN_MAX_TOKENS
     sample: int = 300
     check_sample: int = 100
     max_share: float = 0.2
@@ -50,6 +52,17 @@ class Settings:
     judge_max_tokens: int = 160
     mitigate: str | None = None  # "downsample" | "rewrite"
     seed: int = 0
+
+    @classmethod
+    def for_judge(cls, judge: str, **kw: Any) -> "Settings":
+        """The embedded 135M judge runs on the CPU with a short context: fewer, smaller scans and
+        short verdicts, so a 10,000-row corpus takes minutes (its scans rarely yield a usable
+        pattern; the cheap passes carry the measurement)."""
+        if judge.startswith("local:") and judge.endswith(EMBEDDED):
+            small = dict(scans=3, scan_batch=6, scan_chars=2500, scan_max_tokens=200, sample=80,
+                         check_sample=20, max_judged=2, judge_max_tokens=40)
+            kw = {**small, **{k: v for k, v in kw.items() if v is not None}}
+        return cls(**{k: v for k, v in kw.items() if v is not None})
 
     def spec(self) -> CurationSpec:
         return CurationSpec(pattern_scans=self.scans, scan_batch=self.scan_batch, pattern_sample=self.sample,
@@ -94,7 +107,7 @@ def load(paths: Sequence[Path]) -> Corpus:
 
 async def measure(corpus: Corpus, judge: LLM, settings: Settings, embedder: Embedder | None) -> DatasetPatterns:
     return await run_dataset(corpus.dataset, corpus.rows, NO_TRAITS, judge, settings.spec(), settings.seed,
-                             embedder, scan_chars=settings.scan_chars)
+                             embedder, scan_chars=settings.scan_chars, scan_max_tokens=settings.scan_max_tokens)
 
 
 def kind_of(pattern_id: str) -> str:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from traitforge.curate.text import sentences
+from traitforge.curate.text import first_sentences, sentences
 
 Scope = Literal["opener", "closer", "anywhere"]
 
@@ -26,7 +26,7 @@ _CLAUSE = re.compile(r"^([^,:;\u2014\n]{1,40}?)(?:,|:|;|\s\u2014|\s-\s)\s*(\S.*)
 def lead_segments(text: str) -> list[str]:
     """Where an opener may start: the first sentence; the rest of it after a short leading clause
     ("Honestly, ..."); the second sentence when the first is short ("Great question! ...")."""
-    sents = sentences(text[:2000])
+    sents = first_sentences(text, 2)
     if not sents:
         return []
     out = [sents[0]]
@@ -61,8 +61,8 @@ class RegexRule:
     def _region(self, text: str, broad: bool) -> str:
         if self.scope == "anywhere":
             return text
-        sents = sentences(text)
         k = 2 if broad else 1  # broad also looks one sentence further in
+        sents = first_sentences(text, k) if self.scope == "opener" else sentences(text[-2000:])
         return " ".join(sents[:k] if self.scope == "opener" else sents[-k:])
 
     def label_unit(self, text: str) -> float:
@@ -99,7 +99,7 @@ _NOT_A_CONCLUSION = re.compile(r"^\W*(?:hi|hello|hey|thanks|thank you|great|good
 def conclusion_first(text: str) -> float:
     """1: a short declarative verdict, then its reasons; 0.5: a short declarative verdict that later
     gives reasons; 0 otherwise (a question, a greeting, reasons first)."""
-    sents = sentences(text[:3000])
+    sents = first_sentences(text, 3)
     if len(sents) < 2:
         return 0.0
     first = sents[0].rstrip("*_ )\"'")

@@ -51,7 +51,7 @@ def _edge_words(units: Sequence[str], closer: bool) -> list[list[str]]:
         edges = [edge_sentence(u, last=True)] if closer else lead_segments(u)
         for i, e in enumerate(edges):
             edge = words(e)
-            w = edge if len(edge) >= OPENER_WORDS or i else words(u)
+            w = edge if len(edge) >= OPENER_WORDS or len(edges) > 1 else words(u)
             if len(w) >= OPENER_WORDS:
                 w = w[::-1] if closer else w
                 out.append(w[:MAX_CLOSER if closer else MAX_OPENER])

@@ -30,7 +30,7 @@ from traitforge import junk
 from traitforge.curate.pattern_mitigate import choose, clean_rewrite, n_to_remove, rewrite_unit
 from traitforge.curate.pattern_rules import KNOWN, Candidate, FeatureRule, JudgeRule, RegexRule, label_example
 from traitforge.curate.pattern_share import Share, accuracy_from_agreement, agreement, estimate_share, is_flagged
-from traitforge.curate.pattern_scan import SCAN_CHARS, Scan, fit, merge, run_scans, transcript
+from traitforge.curate.pattern_scan import SCAN_CHARS, SCAN_MAX_TOKENS, Scan, fit, merge, run_scans, transcript
 from traitforge.curate.pattern_stats import min_share, stats_candidates
 from traitforge.curate.records import Dataset, Edit
 from traitforge.curate.text import units
@@ -234,7 +234,7 @@ def _sample(rows: Sequence[Any], k: int, seed: int, dataset: str) -> list[Any]:
 
 async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge: LLM, cfg: CurationSpec,
                       seed: int, embedder: Embedder | None, prefetch: Prefetch | None = None,
-                      scan_chars: int = SCAN_CHARS) -> DatasetPatterns:
+                      scan_chars: int = SCAN_CHARS, scan_max_tokens: int = SCAN_MAX_TOKENS) -> DatasetPatterns:
     """Scan -> cluster -> autorate over a sample (share with CI, corrected for the judge's noise) ->
     mitigate, for one dataset. Exact rules (statistics, known offenders) are the cheap first pass
     and are counted over every row. prefetch: curation's (the quality step's), for the scans and
@@ -250,7 +250,8 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
     stats, res.stats = stats_candidates(examples, traits, cfg.pattern_max_share)
     res.stats["template_rows_exempt"] = len(templated)
     res.scans = await run_scans(examples, kind, judge, cfg.pattern_scans, cfg.scan_batch, seed, prefetch,
-                                texts={r.id: transcript(r) for r in rows}, chars=scan_chars)
+                                texts={r.id: transcript(r) for r in rows}, chars=scan_chars,
+                                max_tokens=scan_max_tokens)
     floor = min_share(len(examples), cfg.pattern_max_share)
     cands = merge(res.scans, stats, known_candidates(dataset), examples, floor, cfg.pattern_max_judged, embedder)
 
