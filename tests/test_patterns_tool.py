@@ -24,7 +24,7 @@ CLOSER = "Hope that clears things up!"
 REASONS = ["That's because", "This is because", "The reason is that", "Here's why:", "Because",
            "The main reason is that", "It's because", "For one,"]
 SHARES = {"opener": 0.31, "closer": 0.19, "bold": 0.07, "bluf": 0.26, "marathon": 0.4}
-SETTINGS = dict(scans=6, scan_batch=10, sample=200, check_sample=80)
+SETTINGS = dict(scans=4, scan_batch=10, sample=150, check_sample=50)
 
 
 def _words(rng: random.Random, k: int) -> str:
@@ -96,6 +96,7 @@ def test_injected_patterns_are_found_with_intervals_that_cover_their_shares():
         # The ones over the line are flagged; the 7% one is a finding, not flagged.
         assert found(pats, "opener")["flagged"] and found(pats, "marathon")["flagged"]
         assert not found(pats, "bold")["flagged"]
+    print("covered in 20 corpora:", covered)
     assert all(c >= 18 for c in covered.values()), covered
 
 
