@@ -208,8 +208,8 @@ def export(target: Path, preset: str | None, fmt: str, out: Path | None, include
 @click.option("--mitigate", type=click.Choice(["downsample", "rewrite"]), is_flag=False, flag_value="downsample",
               default=None, help="also write OUT/mitigated.jsonl (flagged patterns downsampled or rewritten)")
 @click.option("--compare", type=click.Path(path_type=Path), default=None, help="a second corpus, measured beside")
-@click.option("--scans", type=int, default=None, help="the judge's scans of whole transcripts [12; 3 embedded]")
-@click.option("--sample", type=int, default=None, help="rows the judge rates per pattern [300; 80 embedded]")
+@click.option("--scans", type=int, default=None, help="the judge's scans of whole transcripts [12; 2 embedded]")
+@click.option("--sample", type=int, default=None, help="rows the judge rates per pattern [300; 40 embedded]")
 @click.option("--seed", type=int, default=0)
 def patterns(files: tuple[Path, ...], judge: str, out: Path, mitigate: str | None, compare: Path | None,
              scans: int | None, sample: int | None, seed: int) -> None:

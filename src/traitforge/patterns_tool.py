@@ -59,8 +59,8 @@ class Settings:
         short verdicts, so a 10,000-row corpus takes minutes (its scans rarely yield a usable
         pattern; the cheap passes carry the measurement)."""
         if judge.startswith("local:") and judge.endswith(EMBEDDED):
-            small = dict(scans=3, scan_batch=6, scan_chars=2500, scan_max_tokens=200, sample=80,
-                         check_sample=20, max_judged=2, judge_max_tokens=40)
+            small = dict(scans=2, scan_batch=4, scan_chars=1500, scan_max_tokens=120, sample=40,
+                         check_sample=10, max_judged=1, judge_max_tokens=24)
             kw = {**small, **{k: v for k, v in kw.items() if v is not None}}
         return cls(**{k: v for k, v in kw.items() if v is not None})
 
