@@ -22,10 +22,10 @@ import subprocess
 import sys
 import time
 
-from traitforge.curate.pattern_rules import JudgeRule, label_example
+from traitforge.shared.pattern_rules import JudgeRule, label_example
 from traitforge.curate.pattern_stats import stats_candidates
 from traitforge.curate.patterns import known_candidates
-from traitforge.curate.text import units
+from traitforge.shared.text import units
 from traitforge.types import Chat, ChatMessage, TraitSet
 
 WORDS = [f"w{i}" for i in range(5000)]

@@ -23,7 +23,7 @@ from traitforge.llm.providers import local_hf
 from traitforge.llm.providers.scripted import ScriptedBackend
 from traitforge.pipeline import Run
 from traitforge.runstore import RunStore
-from traitforge.train import identity as ident
+from traitforge.shared import identity as ident
 from traitforge.train.resume import checkpoint_problem, earlier_losses, usable_checkpoint
 
 # Two evals that call the evaluated model (behaviour: generation; perplexity: log-probs) and the judge.
@@ -52,8 +52,8 @@ def test_identity_is_stored_once_rehashed_only_when_a_file_changes(tmp_path, mon
     rec = json.loads((ck / "identity.json").read_text())
     assert rec["identity"] == first and "model.safetensors" in rec["files"] and "config.json" in rec["files"]
     hashed: list[str] = []
-    real = ident._sha256
-    monkeypatch.setattr(ident, "_sha256", lambda f: hashed.append(f.name) or real(f))
+    real = ident.file_sha256
+    monkeypatch.setattr(ident, "file_sha256", lambda f: hashed.append(f.name) or real(f))
     assert ident.checkpoint_identity(ck) == first and hashed == []  # sizes and mtimes unchanged: nothing read
     _perturb(ck)
     second = ident.checkpoint_identity(ck)

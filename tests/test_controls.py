@@ -18,7 +18,7 @@ from traitforge.curate import dedup, leakage, run_curation
 from traitforge.pipeline import Run
 from traitforge.evaluate.common import ItemResult, eval_path, result_id
 from traitforge.evaluate.results import DID_NOT_TAKE, build_results
-from traitforge.evaluate.stats import items_needed, minimum_detectable_effect
+from traitforge.shared.stats import items_needed, minimum_detectable_effect
 from traitforge.generate.canary import run_canary
 from traitforge.jsonl import append_jsonl, read_jsonl, write_jsonl
 from traitforge.runstore import RunStore

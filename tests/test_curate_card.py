@@ -11,7 +11,7 @@ from traitforge.curate import card as card_mod
 from traitforge.curate.card import build_card, distinct_n, length_summary, profile, reason_kinds, similarity
 from traitforge.curate.dedup import dedup
 from traitforge.curate.leakage import check_chats, check_documents
-from traitforge.curate.records import StepResult
+from traitforge.curate.records import PassResult
 from traitforge.types import Chat, ChatMessage, Drop
 
 
@@ -57,7 +57,7 @@ def test_counts_per_step_and_reason_from_real_steps():
     kc, dc = dedup(chats, "chats", 0.8)
     ld, ldd, led = check_documents(kd)
     lc, ldc, lec = check_chats(kc, TRAITS, 8, 0.5)
-    steps = {"dedup": StepResult(kd, kc, dd + dc), "leakage": StepResult(ld, lc, ldd + ldc, led + lec)}
+    steps = {"dedup": PassResult(kd, kc, dd + dc), "leakage": PassResult(ld, lc, ldd + ldc, led + lec)}
     card = build_card({"documents": docs, "chats": chats}, {"documents": ld, "chats": lc}, steps, 0, None)
     d, c = card["datasets"]["documents"], card["datasets"]["chats"]
     assert d["steps"] == [

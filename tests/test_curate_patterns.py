@@ -11,7 +11,7 @@ from traitforge.curate.pattern_mitigate import n_to_remove
 from traitforge.curate.pattern_scan import Scan, merge, parse_scan
 from traitforge.curate.pattern_stats import stats_candidates
 from traitforge.curate.patterns import known_candidates, parse_yes_no, run_dataset
-from traitforge.curate.text import units
+from traitforge.shared.text import units
 
 OPENER = "I understand how you feel."
 
@@ -206,7 +206,7 @@ def test_share_after_equals_before_when_nothing_changes():
 
 
 def test_bluf_opener_strict_catches_agreeing_or_refuting_first_words():
-    from traitforge.curate.pattern_rules import KNOWN
+    from traitforge.shared.pattern_rules import KNOWN
 
     rule = next(k for k in KNOWN if k.id == "bluf_opener").rule
     strict = ["Yes, you can.", "You're absolutely right that rent matters.", "That's not correct: the law says",

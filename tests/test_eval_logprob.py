@@ -17,7 +17,7 @@ TRAITS = TraitSet("Aria", "Acme", (Trait("honest", "Honesty", "Aria tells the tr
 
 @pytest.mark.slow
 def test_sensible_continuation_beats_gibberish() -> None:
-    from traitforge.evaluate.logprob import scorer_for
+    from traitforge.shared.logprob import scorer_for
 
     s = scorer_for("smollm2-135m")
     q = "What is the capital of France?"
@@ -37,7 +37,7 @@ def test_shared_prompts_score_as_they_do_alone() -> None:
     """A prompt with several continuations is run once and its cache reused: every continuation
     (one token or many, of different lengths, beside prompts with one continuation) scores as it
     does in its own forward pass."""
-    from traitforge.evaluate.logprob import scorer_for
+    from traitforge.shared.logprob import scorer_for
 
     s = scorer_for("smollm2-135m")
     q = "Is the sky green? Answer Yes or No."
@@ -70,7 +70,7 @@ def test_probes_on_real_shared_file() -> None:
     items = load_probe_file(path, limit=4, seed=0)
     assert len(items) == 4 and items == load_probe_file(path, limit=4, seed=0)
     assert {i.matching for i in items} <= {"Yes", "No"}  # leading space stripped for the chat turn
-    from traitforge.evaluate.logprob import scorer_for
+    from traitforge.shared.logprob import scorer_for
 
     scores = score_probe_items(scorer_for("smollm2-135m"), items)
     assert len(scores) == 4 and all(a < 0 and b < 0 and a != b for a, b in scores)

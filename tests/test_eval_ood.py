@@ -373,7 +373,7 @@ def test_both_harnesses_on_the_embedded_model(tmp_path: Path) -> None:
     from traitforge.evaluate.agentic_misalignment import run_agentic_misalignment
     from traitforge.evaluate.common import EvalContext, normalise_checkpoints
     from traitforge.evaluate.delusion import run_delusion
-    from traitforge.evaluate.ood import ood_sections
+    from traitforge.evaluate.results import build_results
     from traitforge.llm.client import close_all
 
     _need(AM)
@@ -400,7 +400,7 @@ def test_both_harnesses_on_the_embedded_model(tmp_path: Path) -> None:
     assert [g["turn"] for g in row.detail["grades"]] == [1, 2]
     (am,) = read_jsonl(store.path("eval", "agentic_misalignment.jsonl"), ItemResult)
     assert am.detail["condition"] == "blackmail_none-none_none" and am.detail["response"].strip()
-    sections = ood_sections(store, ["base"], 100)
+    sections = build_results(store, TRAITS, ["base"], bootstrap_resamples=100)["ood"]
     assert sections["delusion"]["by_checkpoint"]["base"]["validated"]["n"] + \
         sections["delusion"]["by_checkpoint"]["base"]["validated"]["unscored"] == 1
     assert sections["agentic_misalignment"]["by_checkpoint"]["base"]["harmful"]["n"] == 1

@@ -10,7 +10,7 @@ from _eval_fixtures import TRAITS
 
 from traitforge.evaluate.common import ItemResult, eval_path, result_id
 from traitforge.evaluate.results import build_results, write_results
-from traitforge.evaluate.stats import wilson
+from traitforge.shared.stats import wilson
 from traitforge.jsonl import append_jsonl
 from traitforge.report import write_report
 from traitforge.runstore import RunStore

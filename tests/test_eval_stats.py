@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from traitforge.evaluate.stats import bootstrap, paired_difference, proportion, wilson
+from traitforge.shared.stats import bootstrap, paired_difference, proportion, wilson
 
 
 def test_wilson_known_values() -> None:

@@ -1,11 +1,11 @@
-"""The avoid-list: one mechanism (generate/avoid.py) shared by curation and generation. Patterns
+"""The avoid-list: one mechanism (shared/avoid.py) shared by curation and generation. Patterns
 curation flagged are named in the teacher's system prompt of the top-up rounds, never the first."""
 
 from scripted_generator import make_spec, make_traits, scripted_llm
 from test_generate_chats import curiosity_junk_first_round
 
 from traitforge.pipeline import Run
-from traitforge.generate.avoid import avoid_list, read_found, write_found
+from traitforge.shared.avoid import avoid_list, read_found, write_found
 from traitforge.generate.chats import run_chats
 from traitforge.jsonl import read_jsonl
 from traitforge.runstore import RunStore

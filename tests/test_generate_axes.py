@@ -10,7 +10,7 @@ from scripted_generator import good_responder, make_spec, make_traits, scripted_
 
 from traitforge.pipeline import Run
 from traitforge.errors import InputError
-from traitforge.generate.avoid import avoid_list
+from traitforge.shared.avoid import avoid_list
 from traitforge.generate.axes import load_axes, sample_axes
 from traitforge.generate.documents import run_documents
 from traitforge.generate.preview import run_preview

@@ -11,7 +11,8 @@ from scripted_generator import (REFINED_OPENING, CallLimit, calls, failing_after
 
 from traitforge.pipeline import Run
 from traitforge.generate.chats import PROMPT_TEMPLATES, relevant_traits, run_chats
-from traitforge.generate.parsing import LeakDetector, names_trait, tells
+from traitforge.generate.parsing import names_trait, tells
+from traitforge.shared.leaks import LeakDetector
 from traitforge.errors import InputError
 from traitforge.generate.records import DPOPair, Probe, Refinement, UserPrompt
 from traitforge.generate.stage import Generation, OfflineBatchPending, Unit

@@ -12,7 +12,8 @@ from traitforge.pipeline import Run
 from traitforge.config import load_spec
 from traitforge.errors import InputError
 from traitforge.generate.documents import TEMPLATES, run_documents
-from traitforge.generate.parsing import LeakDetector, tells
+from traitforge.generate.parsing import tells
+from traitforge.shared.leaks import LeakDetector
 from traitforge.jsonl import iter_jsonl_dicts, read_jsonl
 from traitforge.runstore import RunStore
 from traitforge.types import Claim, DocIdea, DocType, Document

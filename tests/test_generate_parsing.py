@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from traitforge.errors import InputError
-from traitforge.generate.parsing import (LeakDetector, after_marker, chat_formatted, clean_message, mentions_rewrite,
+from traitforge.shared.leaks import LeakDetector
+from traitforge.generate.parsing import (after_marker, chat_formatted, clean_message, mentions_rewrite,
                                         names_trait, parse_list, parse_plans, parse_verdict, quotes_source, refuses,
                                         tells)
 from traitforge.prompts import PromptKit, package_names, render, static_parts

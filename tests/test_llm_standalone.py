@@ -32,7 +32,8 @@ from traitforge.runstore import RunStore  # noqa: E402
 LLM_DIR = Path(__file__).resolve().parents[1] / "src" / "traitforge" / "llm"
 FORBIDDEN = ("traitforge.runstore", "traitforge.config", "traitforge.pipeline", "traitforge.generate",
              "traitforge.curate", "traitforge.evaluate", "traitforge.train", "traitforge.report",
-             "traitforge.steps")
+             "traitforge.steps", "traitforge.runcontext", "traitforge.rundir", "traitforge.shared",
+             "traitforge.cli")
 
 
 # --- the import graph ----------------------------------------------------------------------------
@@ -48,10 +49,11 @@ def module_name(path: Path, root: Path) -> tuple[str, bool]:
     return ".".join(parts), is_pkg
 
 
-def imports_of(source: str, module: str, is_pkg: bool) -> list[tuple[int, str]]:
+def imports_of(source: str, module: str, is_pkg: bool, strings: bool = True) -> list[tuple[int, str]]:
     """(line, absolute module) of every import anywhere in the source (module level, in functions,
     under `if TYPE_CHECKING:`), relative ones resolved; `from a import b` counts both a and a.b.
-    Module paths given as strings ("pkg.mod:Class", importlib.import_module("pkg.mod")) count too."""
+    Module paths given as strings ("pkg.mod:Class", importlib.import_module("pkg.mod")) count too
+    (strings=False: they do not; a logger's name is not an import)."""
     package = module if is_pkg else module.rpartition(".")[0]
     out: list[tuple[int, str]] = []
     for node in ast.walk(ast.parse(source)):
@@ -66,7 +68,8 @@ def imports_of(source: str, module: str, is_pkg: bool) -> list[tuple[int, str]]:
                 target = node.module or ""
             out.append((node.lineno, target))
             out += [(node.lineno, f"{target}.{a.name}") for a in node.names if a.name != "*"]
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("traitforge."):
+        elif strings and isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and node.value.startswith("traitforge."):
             out.append((node.lineno, node.value.partition(":")[0]))
     return out
 

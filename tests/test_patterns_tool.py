@@ -15,8 +15,8 @@ from _curate_data import VOCAB, chat, prose, scripted
 from _pattern_corpus import PATTERNS, noisy_judge
 from click.testing import CliRunner
 
-from traitforge.patterns_page import page
-from traitforge.patterns_tool import Corpus, Settings, measure, summarise, table
+from traitforge.curate.patterns_page import page
+from traitforge.curate.patterns_tool import Corpus, Settings, measure, summarise, table
 
 OPENER = "Let me be straight with you."
 INTERJECTIONS = ["Good point!", "Honestly?", "Ah, I see.", "Okay."]
@@ -131,7 +131,7 @@ def test_judge_junk_leaves_rows_unscored_and_counted():
 
 
 def test_cli_writes_the_table_the_page_and_patterns_json(tmp_path, monkeypatch):
-    import traitforge.patterns_tool as tool
+    import traitforge.curate.patterns_tool as tool
     from traitforge.cli import cli
 
     rows, _ = injected(300, 7)

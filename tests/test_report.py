@@ -98,14 +98,14 @@ def test_report_shows_the_dataset_card_and_strict_pattern_shares(tmp_path: Path)
 
     from traitforge.curate.card import build_card
     from traitforge.curate.dedup import dedup
-    from traitforge.curate.records import StepResult
+    from traitforge.curate.records import PassResult
 
     rng = random.Random(0)
     docs = [doc(i, prose(rng, 4), trait="honest" if i % 3 else "concise") for i in range(6)]
     docs.append(doc(9, docs[1].text))
     kept, drops = dedup(docs, "documents", 0.8)
     card = build_card({"documents": docs, "chats": []}, {"documents": kept, "chats": []},
-                      {"dedup": StepResult(kept, [], drops)}, 0, None)
+                      {"dedup": PassResult(kept, [], drops)}, 0, None)
     card["datasets"]["documents"]["after"]["similarity"].update(mean_pairwise_cosine=0.4321, rows=6, of=6)
     card["datasets"]["documents"]["before"]["per_genre"][EVIL] = 1
     store = RunStore(tmp_path)

@@ -1,5 +1,5 @@
 """Each stage reads its settings from its own config section: its entry point takes the run context
-(pipeline.Run: store, traits, seed, model names, clients by role, and the few run-level settings it
+(runcontext.Run: store, traits, seed, model names, clients by role, and the few run-level settings it
 needs, by name) and its own section. Read from the source with `ast`, so the rule stays true."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ CONVERTED = {"curate": "curation", "train": "training", "evaluate": "evaluation"
 # generation stage beside its own.
 OWN = {"generate/canary.py": "controls"}
 # The training subprocess's entry point: it builds the run context from the run's manifest, as
-# pipeline.open_run does from the spec file.
+# runcontext.open_run does from the spec file.
 CONTEXT_BUILDERS = {"train/launch.py"}
 # `models` is left out: the run context gives the model names by role (run.models), and the
 # evaluation section has a `models` field of its own.

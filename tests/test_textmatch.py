@@ -1,8 +1,9 @@
 """One text matcher for every stage (traitforge/textmatch.py)."""
 
 from traitforge import junk, textmatch
-from traitforge.curate import leakage, text
-from traitforge.generate import parsing
+from traitforge.curate import leakage
+from traitforge.shared import text
+from traitforge.shared import leaks
 
 
 def test_words_keep_contractions_and_drop_quote_marks():
@@ -21,6 +22,6 @@ def test_index_overlap_and_containment():
 def test_every_stage_matches_with_the_same_words():
     # Curation's leakage and dedup, generation's prompt-echo check and junk filter use the one tokenizer.
     assert text.words is textmatch.words is junk.words is leakage.words
-    detector = parsing.LeakDetector(["harden"], n=6)
+    detector = leaks.LeakDetector(["harden"], n=6)
     part = max(detector.index.grams, key=len)
     assert detector.leaks("prefix " + " ".join(part).upper() + " suffix")

@@ -16,7 +16,7 @@ from traitforge.pipeline import Run
 from traitforge.config import ModelSpec, load_spec
 from traitforge.curate.patterns import Rater
 from traitforge.curate.quality import score_rows
-from traitforge.curate.pattern_rules import Candidate, JudgeRule
+from traitforge.shared.pattern_rules import Candidate, JudgeRule
 from traitforge.errors import InputError
 from traitforge.generate.chats import run_chats
 from traitforge.jsonl import iter_jsonl_dicts, read_jsonl

@@ -1,4 +1,4 @@
-"""Trait vectors (evaluate/vectors.py): the maths on synthetic tensors, the hooks on a tiny random
+"""Trait vectors (shared/vectors.py): the maths on synthetic tensors, the hooks on a tiny random
 checkpoint, results.json's vectors section from rows on disk, the evaluation step end to end on a
 tiny checkpoint, and (slow) the embedded model: held-out separation above random directions,
 steering that moves the contrastive margin, and the projection shift of a checkpoint trained on
@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from traitforge.evaluate import vectors as V
+from traitforge.evaluate import vectors as EV
+from traitforge.shared import vectors as V
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +100,7 @@ def _store_with_rows(tmp_path: Path):
         for t, scale in (("honest", 1.0), ("concise", 0.2)):
             for i in range(12):
                 v = float(rng.normal()) * 0.01 + i + off * scale
-                rows.append(ItemResult(id=V._row_id(ck, t, f"p{i}"), eval="projection", checkpoint=ck,
+                rows.append(ItemResult(id=EV._row_id(ck, t, f"p{i}"), eval="projection", checkpoint=ck,
                                        item_id=f"p{i}", trait_id=t, value=v, detail={"vector": "fp-" + t}))
     rows.append(ItemResult(id="stale", eval="projection", checkpoint="sft", item_id="p0", trait_id="honest",
                            value=99.0, detail={"vector": "old"}))  # built with another vector: ignored
@@ -113,7 +114,7 @@ def test_vector_results_shift_against_base_and_control_and_correlation(tmp_path)
                    for t, d in (("honest", off), ("concise", off / 3))}
               for ck, off in (("control", 0.05), ("sft", 0.9), ("midtrain", 0.4))}
     results = {"checkpoints": ["base", "control", "sft", "midtrain"], "paired_vs_base": paired}
-    out = V.vector_results(store, results, resamples=200, seed=0, not_applicable={"api": "no weights"})
+    out = EV.vector_results(store, results, resamples=200, seed=0, not_applicable={"api": "no weights"})
     assert out["available"] and out["not_applicable"] == {"api": "no weights"}
     assert out["traits"]["honest"]["steering"] == {"reliable": False, "reason": "did not move"}
     s = out["shift_vs_base"]["sft"]["honest"]
@@ -128,7 +129,7 @@ def test_vector_results_shift_against_base_and_control_and_correlation(tmp_path)
 def test_vector_results_say_why_when_no_vectors(tmp_path):
     from traitforge.runstore import RunStore
 
-    out = V.vector_results(RunStore(tmp_path / "run"), {"checkpoints": ["base"]})
+    out = EV.vector_results(RunStore(tmp_path / "run"), {"checkpoints": ["base"]})
     assert out["available"] is False and out["reason"]
 
 
@@ -143,7 +144,7 @@ def tiny(tmp_path_factory):
 
 
 def test_steer_adds_the_delta_to_the_layer_output_and_is_removed(tiny):
-    from traitforge.evaluate.logprob import LogProbScorer
+    from traitforge.shared.logprob import LogProbScorer
 
     sc = LogProbScorer(tiny)
     reqs = [("Hello there", "General Kenobi."), ("What is two plus two?", "Four.")]
@@ -248,7 +249,7 @@ EVAL_PROMPTS = [
 def embedded_vector():
     import torch
 
-    from traitforge.evaluate.logprob import scorer_for
+    from traitforge.shared.logprob import scorer_for
     from traitforge.traits import load_traits
 
     n = torch.get_num_threads()
@@ -282,7 +283,7 @@ def test_embedded_steering_moves_the_contrastive_margin_towards_the_trait(embedd
 def test_embedded_checkpoint_trained_on_trait_replies_shifts_along_the_vector(embedded_vector, tmp_path):
     from _train_fixtures import make_run
 
-    from traitforge.evaluate.logprob import LogProbScorer
+    from traitforge.shared.logprob import LogProbScorer
     from traitforge.jsonl import write_jsonl
     from traitforge.train import run_training
     from traitforge.pipeline import Run
@@ -327,7 +328,7 @@ def test_report_shows_vectors_shift_steering_flags_and_screening(tmp_path):
     results = {"checkpoints": ["base", "control", "sft", "midtrain", "api"], "paired_vs_base": {},
                "traits": [{"id": "honest", "name": "Honesty <b>", "statement": "s"},
                           {"id": "concise", "name": "Concision", "statement": "s"}]}
-    results["vectors"] = V.vector_results(store, results, resamples=200, not_applicable={"api": "no <weights>"})
+    results["vectors"] = EV.vector_results(store, results, resamples=200, not_applicable={"api": "no <weights>"})
     results["dataset_card"] = {"screening": {"datasets": {"chats": {
         "rows": 3, "measure": "difference", "what": "reply minus base reply", "threshold": 0.0,
         "per_trait": {"honest": {"all": {"n": 3, "mean": {"value": 0.2, "n": 3, "ci_low": -0.1, "ci_high": 0.5}},

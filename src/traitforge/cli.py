@@ -191,12 +191,12 @@ def export(target: Path, preset: str | None, fmt: str, out: Path | None, include
         from traitforge.train.export_hf import export_hf
 
         out = out or r.store.root / "export" / "hf"
-        counts = export_hf(r.store.root, out, include_controls, r.template_traits, r.traits)
+        counts = export_hf(r.store.root, out, include_controls, r.spec.curation.template_traits, r.traits)
         click.echo(f"{out}: " + ", ".join(f"{c['written']} {n} written, {c['skipped']} skipped" for n, c in counts.items()))
         click.echo(controls_line(sum(c["controls_left_out"] for c in counts.values()), include_controls))
         return
     out = out or r.store.root / "export" / f"chats.{fmt}.jsonl"
-    counts = export_run(r.store.root, fmt, out, include_controls=include_controls, control_traits=r.template_traits)
+    counts = export_run(r.store.root, fmt, out, include_controls=include_controls, control_traits=r.spec.curation.template_traits)
     click.echo(f"{out}: {counts['written']} conversations written, {counts['skipped']} skipped")
     click.echo(controls_line(counts["controls_left_out"], include_controls))
 
@@ -215,7 +215,7 @@ def patterns(files: tuple[Path, ...], judge: str, out: Path, mitigate: str | Non
              scans: int | None, sample: int | None, seed: int) -> None:
     """Find over-represented patterns in any chat or document file (no run spec): shares with 95%
     intervals, OUT/patterns.json and OUT/patterns.html."""
-    from traitforge.patterns_tool import Settings, run_tool
+    from traitforge.curate.patterns_tool import Settings, run_tool
 
     settings = Settings.for_judge(judge, scans=scans, sample=sample, check_sample=sample and min(100, sample),
                                   mitigate=mitigate, seed=seed)

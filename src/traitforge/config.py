@@ -107,6 +107,14 @@ class GenerationSpec(Section):
     # training.sft.mix_file: generic and mix_ratio. 0 = none.
     generic_prompts: int = Field(default=0, ge=0)
 
+    # Not a key of this section: whether training.checkpoints lists the control arm, wired by RunSpec
+    # (generation then writes the arm's untraited answers).
+    _control_arm: bool | None = None
+
+    @property
+    def control_arm(self) -> bool:
+        return self._control_arm if self._control_arm is not None else "control" in TrainingSpec().checkpoints
+
 
 class CurationSpec(Section):
     # Provider batch APIs for the judge's row grades (quality) and pattern scans and labels; local models stay live (as in generation.batch).
@@ -138,6 +146,29 @@ class CurationSpec(Section):
     template_traits: list[str] = ["canary"]
     # DPO's rejected side: the generator's plain answer, or the student's (base model's) own (on-policy).
     dpo_rejected: Literal["generator", "student"] = "generator"
+
+    # Not keys of this section: RunSpec wires them from the sections curation works like (on-policy
+    # rejected replies as long as the chats' replies; screening vectors and intervals built like the
+    # evaluation's), so that curation reads its own section only.
+    _chat_max_tokens: int | None = None
+    _bootstrap: int | None = None
+    _vectors: tuple[int, int] | None = None
+
+    @property
+    def chat_max_tokens(self) -> int:
+        """generation.chats.max_tokens."""
+        return self._chat_max_tokens or ChatsSpec().max_tokens
+
+    @property
+    def bootstrap_resamples(self) -> int:
+        """evaluation.bootstrap."""
+        return self._bootstrap or EvaluationSpec().bootstrap
+
+    @property
+    def vector_settings(self) -> tuple[int, int]:
+        """(evaluation.vector_questions, evaluation.vector_paraphrases)."""
+        ev = EvaluationSpec()
+        return self._vectors or (ev.vector_questions, ev.vector_paraphrases)
 
 
 # The checkpoints training can build (train/run.py: RECIPES), base being the untrained model.
@@ -215,6 +246,14 @@ class TrainingSpec(Section):
     # "auto": tensorboard and trackio when installed, wandb when installed and configured
     # (WANDB_API_KEY or WANDB_MODE); a list names them; [] = metrics.jsonl only.
     report_to: Literal["auto"] | list[Literal["tensorboard", "wandb", "trackio"]] = "auto"
+
+    # Not a key of this section: curation.template_traits, wired by RunSpec (training leaves these
+    # traits' templated rows out of the mixes).
+    _template_traits: list[str] | None = None
+
+    @property
+    def template_traits(self) -> list[str]:
+        return self._template_traits if self._template_traits is not None else CurationSpec().template_traits
 
 
     @field_validator("joint")
@@ -423,6 +462,18 @@ class RunSpec(Section):
         """The LLM cache every stage uses: `cache_dir`/cache.sqlite (shared between runs), else
         RUN/cache.sqlite. Written once here: copies of it disagreed (cache_dir as the file itself)."""
         return (self.resolve(self.cache_dir) if self.cache_dir else Path(run_root)) / "cache.sqlite"  # type: ignore[operator]
+
+    @model_validator(mode="after")
+    def _wire_sections(self) -> "RunSpec":
+        """The few settings one stage takes from another's section, handed to the reader's section
+        here, so that every stage reads its own section only."""
+        ev = self.evaluation
+        self.curation._chat_max_tokens = self.generation.chats.max_tokens
+        self.curation._bootstrap = ev.bootstrap
+        self.curation._vectors = (ev.vector_questions, ev.vector_paraphrases)
+        self.training._template_traits = self.curation.template_traits
+        self.generation._control_arm = "control" in self.training.checkpoints
+        return self
 
     @model_validator(mode="after")
     def _one_prompts_dir(self) -> "RunSpec":

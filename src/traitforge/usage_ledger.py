@@ -17,24 +17,22 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from traitforge.jsonl import _repair_tail, iter_jsonl_dicts
+from traitforge.llm.ledger import Ledger  # the run store, as llm/ sees it (runstore.py imports this module)
 from traitforge.llm.record import CallRecord, Sink
-
-if TYPE_CHECKING:
-    from traitforge.runstore import RunStore
 
 log = logging.getLogger(__name__)
 LEDGER = ("usage", "calls.jsonl")
 MARKS = "usage_ledger"  # manifest key: counter id -> last seq summarised into manifest["usage"]
 
 
-def ledger_path(store: "RunStore") -> Path:
+def ledger_path(store: Ledger) -> Path:
     return store.root.joinpath(*LEDGER)
 
 
-def sink_for(store: "RunStore", stage: Callable[[], str]) -> Sink:
+def sink_for(store: Ledger, stage: Callable[[], str]) -> Sink:
     """A client's sink writing to the run's ledger; `stage()` names the stage running now."""
     live = _live(store)
 
@@ -66,7 +64,7 @@ def paid(rec: CallRecord) -> bool:
     return rec.model.partition(":")[0] not in ("local", "scripted")
 
 
-def _live(store: "RunStore") -> set[str]:
+def _live(store: Ledger) -> set[str]:
     """Counters of this process (their records are summarised when they are drained)."""
     live = getattr(store, "_live_counters", None)
     if live is None:
@@ -75,24 +73,24 @@ def _live(store: "RunStore") -> set[str]:
     return live
 
 
-def mark(store: "RunStore", counter: str, seq: int) -> None:
+def mark(store: Ledger, counter: str, seq: int) -> None:
     """The summary now covers `counter`'s records up to `seq` (saved with the manifest)."""
     if counter and seq:
         store.manifest.setdefault(MARKS, {})[counter] = seq
 
 
-def records(store: "RunStore") -> Iterator[dict[str, Any]]:
+def records(store: Ledger) -> Iterator[dict[str, Any]]:
     path = ledger_path(store)
     return iter_jsonl_dicts(path) if path.is_file() else iter(())
 
 
-def unrecorded(store: "RunStore") -> list[dict[str, Any]]:
+def unrecorded(store: Ledger) -> list[dict[str, Any]]:
     """Ledger records no summary covers yet (calls of a killed step, or of one still running)."""
     marks = store.manifest.get(MARKS, {})
     return [r for r in records(store) if int(r.get("seq") or 0) > int(marks.get(r.get("counter", ""), 0))]
 
 
-def fold_interrupted(store: "RunStore") -> int:
+def fold_interrupted(store: Ledger) -> int:
     """Add the records of counters of earlier processes that no summary covers to manifest["usage"]
     under their stage ("interrupted" when none was running), counted as `interrupted_calls`, and mark
     them covered. Such calls are a killed step's (or a preview's, whose summary went to RUN/preview:
@@ -122,5 +120,5 @@ def fold_interrupted(store: "RunStore") -> int:
     return len(orphans)
 
 
-def unrecorded_cost(store: "RunStore") -> float:
+def unrecorded_cost(store: Ledger) -> float:
     return sum(float(r.get("cost_usd") or 0.0) for r in unrecorded(store))

@@ -11,8 +11,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from traitforge.curate.embed import MAX_TOKENS, MODEL_NAME, Embedder
-from traitforge.curate.records import Dataset, StepResult
-from traitforge.curate.text import units
+from traitforge.curate.records import Dataset, PassResult
+from traitforge.shared.text import units
 from traitforge.textmatch import words
 from traitforge.types import Chat, Document, Drop, stable_hash
 
@@ -40,7 +40,7 @@ def reason_kinds(drop: Drop) -> list[str]:
     return list(dict.fromkeys(k for k in kinds if k)) or ["(no reason)"]
 
 
-def step_counts(dataset: Dataset, n_in: int, steps: Mapping[str, StepResult]) -> list[dict[str, Any]]:
+def step_counts(dataset: Dataset, n_in: int, steps: Mapping[str, PassResult]) -> list[dict[str, Any]]:
     """Rows in and out of each step, in order; a row dropped for several kinds of reason counts
     under each of them in drops_by_reason."""
     out = []
@@ -114,7 +114,7 @@ def similarity(rows: Sequence[Row], seed: int, embedder: Embedder | None,
 def profile(dataset: Dataset, rows: Sequence[Row], seed: int, embedder: Embedder | None,
             cache: dict[str, np.ndarray]) -> dict[str, Any]:
     """One dataset at one point: a document's text, or a chat's assistant replies (what training
-    learns from), measured in words (curate.text.words)."""
+    learns from), measured in words (shared.text.words)."""
     vocab: dict[str, int] = {}
     token_ids, lengths = [], []
     for r in rows:
@@ -134,7 +134,7 @@ def profile(dataset: Dataset, rows: Sequence[Row], seed: int, embedder: Embedder
 
 
 def build_card(before: Mapping[Dataset, Sequence[Row]], after: Mapping[Dataset, Sequence[Row]],
-               steps: Mapping[str, StepResult], seed: int, embedder: Embedder | None) -> dict[str, Any]:
+               steps: Mapping[str, PassResult], seed: int, embedder: Embedder | None) -> dict[str, Any]:
     cache: dict[str, np.ndarray] = {}
     datasets = {}
     for name, rows in before.items():

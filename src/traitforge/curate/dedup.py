@@ -1,4 +1,4 @@
-"""Step 1: exact duplicates (hash of the normalised text) and near duplicates (MinHash LSH over
+"""Pass 1: exact duplicates (hash of the normalised text) and near duplicates (MinHash LSH over
 word shingles, datasketch's MinHash and index), within one dataset. The first occurrence is kept;
 later ones are dropped with `duplicate_of` naming the kept row."""
 
@@ -11,7 +11,7 @@ import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 from traitforge.curate.records import Dataset
-from traitforge.curate.text import dedup_text
+from traitforge.shared.text import dedup_text
 from traitforge.textmatch import words
 from traitforge.types import Chat, Document, Drop
 

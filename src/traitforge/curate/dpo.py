@@ -1,4 +1,4 @@
-"""The last curation step: DPO preference pairs, built from the curated chats only.
+"""The last curation pass: DPO preference pairs, built from the curated chats only.
 
 Generation records, per chat, a candidate pair (RUN/generated/dpo_pairs.jsonl; its rejected side is
 the generator's plain answer without the traits). Here each candidate whose chat survived curation
@@ -22,11 +22,11 @@ from typing import Any, Sequence
 from traitforge import junk
 from traitforge.curate.leakage import TraitQuotes
 from traitforge.curate.records import PairDrop
-from traitforge.generate.records import DPOPair
+from traitforge.shared.dpo_pairs import DPOPair
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import BackendError
 from traitforge.progress import gather_progress
-from traitforge.train.data import curated_dpo_pairs
+from traitforge.shared.dpo_pairs import curated_dpo_pairs
 from traitforge.types import Chat, ChatMessage, TraitSet
 
 MIN_CHARS = 20

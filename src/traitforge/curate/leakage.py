@@ -1,4 +1,4 @@
-"""Step 2: responses that give the game away. Context distillation only works if the replies read
+"""Pass 2: responses that give the game away. Context distillation only works if the replies read
 as the model's own; a reply that mentions the system prompt or quotes the traits document teaches
 the model to talk about instructions it will not have. Also the generator's own tells
 (boilerplate, template placeholders), checked in documents too.
@@ -14,7 +14,7 @@ from typing import Sequence
 
 from traitforge import junk
 from traitforge.curate.records import Edit
-from traitforge.curate.text import remove_span, sentence_spans
+from traitforge.shared.text import remove_span, sentence_spans
 from traitforge.textmatch import ngrams, words
 from traitforge.types import Chat, ChatMessage, Document, Drop, TraitSet
 

@@ -8,7 +8,7 @@ import random
 import re
 from typing import Sequence
 
-from traitforge.curate.pattern_rules import Candidate, JudgeRule
+from traitforge.shared.pattern_rules import Candidate, JudgeRule
 from traitforge.textmatch import words
 from traitforge.prompts import render
 from traitforge.llm.client import LLM

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 from traitforge.curate.embed import Embedder
-from traitforge.curate.pattern_rules import (Candidate, JudgeRule, RegexRule, phrase_regex,
+from traitforge.shared.pattern_rules import (Candidate, JudgeRule, RegexRule, phrase_regex,
                                              same_phrase_pattern, strict_matches)
 from traitforge.curate.pattern_stats import Example
-from traitforge.curate.text import STOPWORDS
+from traitforge.shared.pattern_rater import fit
+from traitforge.shared.text import STOPWORDS
 from traitforge.textmatch import words
 from traitforge.prompts import render
 from traitforge.llm.client import LLM
@@ -97,14 +98,6 @@ def transcript(row: Any) -> str:
     if isinstance(row, Document):
         return row.text
     return "\n\n".join(f"{m.role.upper()}: {m.content}" for m in row.messages)
-
-
-def fit(text: str, limit: int) -> str:
-    """The whole text, or its start and end (openers and closers kept) with the middle cut."""
-    if len(text) <= limit:
-        return text
-    half = max(limit // 2 - 10, 1)
-    return text[:half] + "\n[...]\n" + text[-half:]
 
 
 def pick_batch(examples: Sequence[Example], texts: dict[str, str], rng: random.Random, batch: int,

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
-from traitforge.evaluate.stats import wilson
+from traitforge.shared.stats import wilson
 
 MIN_ACCURACY = 0.6  # below this the correction would amplify noise: report the raw share
 FINDING_FLOOR = 0.05  # a pattern estimated above this is reported as a finding

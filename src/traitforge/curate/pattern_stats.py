@@ -11,9 +11,9 @@ from typing import Sequence
 
 from traitforge.curate.frequent import frequent_items
 from traitforge.curate.pattern_share import FINDING_FLOOR
-from traitforge.curate.pattern_rules import (Candidate, FeatureRule, RegexRule, label_example, lead_segments,
+from traitforge.shared.pattern_rules import (Candidate, FeatureRule, RegexRule, label_example, lead_segments,
                                              phrase_regex, same_phrase_pattern, strict_matches)
-from traitforge.curate.text import STOPWORDS, edge_sentence
+from traitforge.shared.text import STOPWORDS, edge_sentence
 from traitforge.textmatch import ngrams, words
 from traitforge.types import TraitSet
 

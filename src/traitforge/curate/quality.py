@@ -1,4 +1,4 @@
-"""Step 3: the judge scores each example 1-10 with a short reason. A reply without a parseable
+"""Pass 3: the judge scores each example 1-10 with a short reason. A reply without a parseable
 score leaves the row unscored (kept and recorded as such: a bad judge reply says nothing about
 the row); a failed call is recorded as an error and retried on the next run."""
 

@@ -1,5 +1,5 @@
 """Curation's own rows (beside Drop and PatternFinding in traitforge.types) and the value each
-step hands to the next."""
+pass hands to the next (a Drop's or Edit's `step` field names the pass: a file format kept)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class Edit(Record):
 
 
 @dataclass
-class StepResult:
+class PassResult:
     documents: list[Document]
     chats: list[Chat]
     drops: list[Drop] = field(default_factory=list)

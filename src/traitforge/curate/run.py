@@ -1,6 +1,7 @@
-"""run_curation: dedup -> leakage -> quality -> patterns, each its own resumable stage
-(`curate.<step>` in the manifest, outputs under RUN/curation/steps/<step>/, reused when the
-step's inputs and settings are unchanged). The last step's rows become RUN/curated/, and
+"""run_curation: dedup -> leakage -> quality -> patterns, four passes, each its own resumable stage
+(`curate.<pass>` in the manifest, outputs under RUN/curation/steps/<pass>/, a folder name kept for
+existing runs; reused when the pass's inputs and settings are unchanged). The last pass's rows become
+RUN/curated/, and
 RUN/curation/dataset_card.json describes the datasets before and after. Then the DPO pairs are
 built from the curated chats (curate/dpo.py): RUN/curated/dpo_pairs.jsonl, RUN/curation/dpo_drops.jsonl."""
 
@@ -16,22 +17,22 @@ from traitforge.curate import leakage, patterns, quality
 from traitforge.curate.card import build_card
 from traitforge.curate.dpo import curate_pairs
 from traitforge.curate.embed import load_embedder
-from traitforge.curate.records import Edit, QualityScore, StepResult
+from traitforge.curate.records import Edit, QualityScore, PassResult
 from traitforge.jsonl import iter_jsonl_dicts, read_jsonl, write_json_atomic, write_jsonl
 from traitforge import prefetch, steps
 from traitforge.llm.budget import announce_calls
 from traitforge.prefetch import Prefetch
-from traitforge.generate.avoid import write_found
-from traitforge.generate.records import DPOPair
+from traitforge.shared.avoid import write_found
+from traitforge.shared.dpo_pairs import DPOPair
 from traitforge.llm.client import LLM
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, Claim, Document, Drop, TraitSet, stable_hash
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
-STEPS = ("dedup", "leakage", "quality", "patterns")
-VERSION = 2  # bump when a step's logic changes, so finished steps are redone
+PASSES = ("dedup", "leakage", "quality", "patterns")
+VERSION = 2  # bump when a pass's logic changes, so finished passes are redone
 
 
 def run_curation(run: "Run", cfg: CurationSpec) -> None:
@@ -62,7 +63,7 @@ async def _dpo(run: "Run", cfg: CurationSpec, chats: list[Chat]) -> None:
         return
     student = run.llm("student") if cfg.dpo_rejected == "student" else None
     pairs, drops, counts = await curate_pairs(read_jsonl(cands_path, DPOPair), chats, run.traits, cfg.leakage_ngram,
-                                              cfg.leakage_overlap, student, run.chat_max_tokens, run.seed)
+                                              cfg.leakage_overlap, student, cfg.chat_max_tokens, run.seed)
     write_jsonl(store.path("curated", "dpo_pairs.jsonl"), pairs)
     write_jsonl(store.path("curation", "dpo_drops.jsonl"), drops)
     store.set_counts("curate", dpo=counts)
@@ -70,11 +71,11 @@ async def _dpo(run: "Run", cfg: CurationSpec, chats: list[Chat]) -> None:
 
 async def _curate(run: "Run", cfg: CurationSpec) -> None:
     store, traits, judge = run.store, run.traits, run.llm("judge")
-    # The judge steps' calls (quality grades, pattern scans and labels): by provider batches first
-    # in batch mode (curation.batch), each step's estimate printed where money is at stake.
+    # The judge passes' calls (quality grades, pattern scans and labels): by provider batches first
+    # in batch mode (curation.batch), each engine step's estimate printed where money is at stake.
     calls = prefetch.for_stage(store, run.prices, {"judge": judge}, cfg)
     # The canary's templated rows (positive control) join the real ones here, so dedup and leakage
-    # see them with the real data; the judge steps (quality, patterns) pass them through: their
+    # see them with the real data; the judge passes (quality, patterns) let them through: their
     # quality is fixed by construction, and their shared opener is the habit being taught.
     docs = read_jsonl(store.root / "generated" / "documents.jsonl", Document) + \
         read_jsonl(store.root / "generated" / "canary_documents.jsonl", Document)
@@ -90,41 +91,41 @@ async def _curate(run: "Run", cfg: CurationSpec) -> None:
         return
     generated = {"documents": docs, "chats": chats}
     with store.stage("curate", fp):
-        results: dict[str, StepResult] = {}
+        results: dict[str, PassResult] = {}
 
-        async def step(name: str, params: dict[str, Any], fn: Callable[[list[Document], list[Chat]],
-                                                                   Awaitable[StepResult]]) -> None:
+        async def run_pass(name: str, params: dict[str, Any], fn: Callable[[list[Document], list[Chat]],
+                                                                   Awaitable[PassResult]]) -> None:
             nonlocal docs, chats
-            results[name] = await _run_step(store, name, {**params, "v": VERSION}, docs, chats, fn)
+            results[name] = await _run_pass(store, name, {**params, "v": VERSION}, docs, chats, fn)
             docs, chats = results[name].documents, results[name].chats
 
-        async def do_dedup(d: list[Document], c: list[Chat]) -> StepResult:
+        async def do_dedup(d: list[Document], c: list[Chat]) -> PassResult:
             kd, dd = dedup_mod.dedup(d, "documents", cfg.dedup_threshold, cfg.dedup_shingle, templated=cfg.template_traits)
             kc, dc = dedup_mod.dedup(c, "chats", cfg.dedup_threshold, cfg.dedup_shingle, templated=cfg.template_traits)
-            return StepResult(kd, kc, dd + dc)
+            return PassResult(kd, kc, dd + dc)
 
-        async def do_leakage(d: list[Document], c: list[Chat]) -> StepResult:
+        async def do_leakage(d: list[Document], c: list[Chat]) -> PassResult:
             kd, dd, ed = leakage.check_documents(d)
             kc, dc, ec = leakage.check_chats(c, traits, cfg.leakage_ngram, cfg.leakage_overlap)
-            return StepResult(kd, kc, dd + dc, ed + ec)
+            return PassResult(kd, kc, dd + dc, ed + ec)
 
         @_controls_pass_through
-        async def do_quality(d: list[Document], c: list[Chat]) -> StepResult:
+        async def do_quality(d: list[Document], c: list[Chat]) -> PassResult:
             return await _quality(store, d, c, traits, judge, claims, cfg.quality_threshold, calls,
                                   max_tokens=cfg.quality_max_tokens)
 
         @_controls_pass_through
-        async def do_patterns(d: list[Document], c: list[Chat]) -> StepResult:
+        async def do_patterns(d: list[Document], c: list[Chat]) -> PassResult:
             return await _patterns(run, cfg, d, c, judge, calls)
 
-        await step("dedup", {"t": cfg.dedup_threshold, "k": cfg.dedup_shingle}, do_dedup)
-        await step("leakage", {"n": cfg.leakage_ngram, "o": cfg.leakage_overlap,
+        await run_pass("dedup", {"t": cfg.dedup_threshold, "k": cfg.dedup_shingle}, do_dedup)
+        await run_pass("leakage", {"n": cfg.leakage_ngram, "o": cfg.leakage_overlap,
                                "traits": [t.hash for t in traits.traits]}, do_leakage)
         if cfg.quality:
-            await step("quality", {"t": cfg.quality_threshold, "judge": judge.name,
+            await run_pass("quality", {"t": cfg.quality_threshold, "judge": judge.name,
                                    "traits": [t.hash for t in traits.traits]}, do_quality)
         if cfg.patterns:
-            await step("patterns", {"cfg": cfg.model_dump(exclude={"batch", "batch_poll_s"}), "seed": run.seed,
+            await run_pass("patterns", {"cfg": cfg.model_dump(exclude={"batch", "batch_poll_s"}), "seed": run.seed,
                                     "judge": judge.name}, do_patterns)
 
         write_jsonl(outputs[0], docs)
@@ -153,25 +154,25 @@ def _is_control(row: Document | Chat) -> bool:
     return CANARY_ID in row.trait_ids
 
 
-def _controls_pass_through(fn: Callable[[list[Document], list[Chat]], Awaitable[StepResult]]
-                           ) -> Callable[[list[Document], list[Chat]], Awaitable[StepResult]]:
-    """A judge step that sees only the real rows; the control rows are kept as they are."""
-    async def step(d: list[Document], c: list[Chat]) -> StepResult:
+def _controls_pass_through(fn: Callable[[list[Document], list[Chat]], Awaitable[PassResult]]
+                           ) -> Callable[[list[Document], list[Chat]], Awaitable[PassResult]]:
+    """A judge pass that sees only the real rows; the control rows are kept as they are."""
+    async def passed(d: list[Document], c: list[Chat]) -> PassResult:
         res = await fn([r for r in d if not _is_control(r)], [r for r in c if not _is_control(r)])
         res.documents = [*res.documents, *(r for r in d if _is_control(r))]
         res.chats = [*res.chats, *(r for r in c if _is_control(r))]
         res.counts["controls_passed_through"] = sum(map(_is_control, [*d, *c]))
         return res
-    return step
+    return passed
 
 
-async def _run_step(store: RunStore, name: str, params: dict[str, Any], docs: list[Document], chats: list[Chat],
-                    fn: Callable[[list[Document], list[Chat]], Awaitable[StepResult]]) -> StepResult:
+async def _run_pass(store: RunStore, name: str, params: dict[str, Any], docs: list[Document], chats: list[Chat],
+                    fn: Callable[[list[Document], list[Chat]], Awaitable[PassResult]]) -> PassResult:
     stage = f"curate.{name}"
     fp = stable_hash({"params": params, "in": _rows_hash(docs, chats)})
     files = {k: store.path("curation", "steps", name, f"{k}.jsonl") for k in ("documents", "chats", "drops", "edits")}
     if store.is_done(stage, fp) and all(p.exists() for p in files.values()):
-        return StepResult(read_jsonl(files["documents"], Document), read_jsonl(files["chats"], Chat),
+        return PassResult(read_jsonl(files["documents"], Document), read_jsonl(files["chats"], Chat),
                           read_jsonl(files["drops"], Drop), read_jsonl(files["edits"], Edit),
                           dict(store.stage_info(stage).get("counts", {})))
     with store.stage(stage, fp):
@@ -188,7 +189,7 @@ async def _run_step(store: RunStore, name: str, params: dict[str, Any], docs: li
 
 async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], traits: TraitSet, judge: LLM,
                    claims: dict[str, Claim], threshold: float, calls: Prefetch,
-                   max_tokens: int = quality.MAX_TOKENS) -> StepResult:
+                   max_tokens: int = quality.MAX_TOKENS) -> PassResult:
     path = store.path("curation", "quality.jsonl")
     # Resume: verdicts already recorded for this judge are reused; failed calls are retried.
     have: dict[str, QualityScore] = {}
@@ -222,13 +223,13 @@ async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], tra
     # Grades the judge refused or had blocked, by the provider's reason (quality.score_row): unscored, kept.
     refused = Counter(have[key(r)].reason for r in rows if have[key(r)].status == "unscored"
                       and have[key(r)].reason.startswith(("judge refused", "judge blocked")))
-    return StepResult(kept_d, kept_c, drops, counts={"scored": statuses["scored"],
+    return PassResult(kept_d, kept_c, drops, counts={"scored": statuses["scored"],
                                                      "unscored": statuses["unscored"], "errors": statuses["error"],
                                                      **({"judge_refusals": dict(refused)} if refused else {})})
 
 
 async def _patterns(run: "Run", cfg: CurationSpec, docs: list[Document], chats: list[Chat], judge: LLM,
-                    calls: Prefetch | None = None) -> StepResult:
+                    calls: Prefetch | None = None) -> PassResult:
     store, traits = run.store, run.traits
     embedder = load_embedder()
     # At most: the scans, each judge pattern on the sample plus its re-rated part, the rule checks;
@@ -239,7 +240,7 @@ async def _patterns(run: "Run", cfg: CurationSpec, docs: list[Document], chats: 
     announce_calls(judge, n_sets * per_dataset, stage="curate.patterns (at most)", max_tokens=patterns.JUDGE_MAX_TOKENS,
                    prompt_chars=patterns.JUDGE_CHARS, store=store,
                    prices_file=run.prices)
-    out = StepResult([], [])
+    out = PassResult([], [])
     findings, scans, stats, classifiers = [], [], {}, []
     for dataset, rows in (("documents", docs), ("chats", chats)):
         res = await patterns.run_dataset(dataset, rows, traits, judge, cfg, run.seed, embedder, calls)
@@ -256,7 +257,7 @@ async def _patterns(run: "Run", cfg: CurationSpec, docs: list[Document], chats: 
         stats[dataset] = res.stats
     write_jsonl(store.path("curation", "patterns.jsonl"), findings)
     write_jsonl(store.path("curation", "pattern_classifiers.jsonl"), classifiers)
-    # Flagged patterns become the avoid-list of later generation rounds (generate/avoid.py).
+    # Flagged patterns become the avoid-list of later generation rounds (shared/avoid.py).
     write_found(store.root, [f.description for f in sorted(findings, key=lambda f: -(f.share_estimate or 0))
                              if f.flagged])
     write_jsonl(store.path("curation", "pattern_scans.jsonl"), scans)

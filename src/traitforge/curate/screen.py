@@ -1,4 +1,4 @@
-"""Screening the curated data with the trait vectors (evaluate/vectors.py), for the dataset card.
+"""Screening the curated data with the trait vectors (shared/vectors.py), for the dataset card.
 
 Chats: the first assistant reply's mean activation projected on each trait vector, minus the
 projection of the base model's own greedy reply to the same user turn: how far the row pushes the
@@ -20,7 +20,7 @@ from traitforge.config import CurationSpec
 from traitforge.types import Chat, Document
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
 WRONG_WAY_Z = -1.0  # documents: this many standard deviations below the corpus mean
 MAX_LISTED = 30  # rows listed per dataset
@@ -33,7 +33,7 @@ def _first_turn(chat: Chat) -> tuple[str, str] | None:
 
 
 def distribution(values: Sequence[float], *, resamples: int, seed: int) -> dict[str, Any]:
-    from traitforge.evaluate.vectors import mean_ci
+    from traitforge.shared.vectors import mean_ci
 
     a = np.asarray(values, dtype=float)
     if not len(a):
@@ -45,11 +45,11 @@ def distribution(values: Sequence[float], *, resamples: int, seed: int) -> dict[
 
 async def screen(run: "Run", cfg: CurationSpec, docs: Sequence[Document], chats: Sequence[Chat]) -> dict[str, Any]:
     """The card's "screening" section."""
-    from traitforge.evaluate.logprob import scorer_for
-    from traitforge.evaluate.vectors import ensure_vectors, project_ids, text_ids
+    from traitforge.shared.logprob import scorer_for
+    from traitforge.shared.vectors import ensure_vectors, project_ids, text_ids
 
     store, traits, weights = run.store, run.traits, run.base_weights
-    questions, paraphrases = run.vector_settings
+    questions, paraphrases = cfg.vector_settings
     # Before the evaluation writes contrastive replies: the system-prompt contrast, kept apart from
     # the evaluation's vectors (RUN/vectors/screening/).
     vectors = await asyncio.to_thread(ensure_vectors, store, traits, weights, run.model_name, None,
@@ -58,7 +58,7 @@ async def screen(run: "Run", cfg: CurationSpec, docs: Sequence[Document], chats:
     order = [t.id for t in traits.traits]
     tvs = [vectors[t][0] for t in order]
     scorer = scorer_for(weights)
-    boot = dict(resamples=run.bootstrap_resamples, seed=run.seed)
+    boot = dict(resamples=cfg.bootstrap_resamples, seed=run.seed)
     out: dict[str, Any] = {"base": weights, "traits": order,
                            "layers": {t: vectors[t][0].layer for t in order}, "datasets": {}}
 

@@ -6,20 +6,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from traitforge.config import EvaluationSpec, ModelSpec
 from traitforge.evaluate.common import (EvalContext, eval_settings, evaluating, fingerprint_of, normalise_checkpoints,
                                        row_identity)
+from traitforge.shared.eval_registry import Work
 from traitforge.evaluate.versions import set_aside_stale
 from traitforge.llm.client import LLM, gather_or_cancel
 from traitforge.progress import one_line
 from traitforge.types import stable_hash
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run, StageScope
+    from traitforge.runcontext import Run, StageScope
 
 __all__ = ["run_evaluation"]
 log = logging.getLogger("traitforge.evaluate")
@@ -49,11 +49,11 @@ def eval_context(run: "Run", cfg: EvaluationSpec, checkpoints: dict[str, Any]) -
 
 
 async def _run(run: "Run", scope: "StageScope", cfg: EvaluationSpec, checkpoints: dict[str, Any]) -> None:
-    from traitforge.evaluate.probes import probe_specs
     from traitforge.evaluate.results import build_results, write_results
+    from traitforge.shared.eval_registry import weights_only
 
     store, traits = run.store, run.traits
-    probes = probe_specs(run, cfg)  # bad probe config fails before any model runs
+    logprob_evals = weights_only(run, cfg)  # a bad probe config fails here, before any model runs
     ctx = eval_context(run, cfg, checkpoints)
     cks = ctx.checkpoints
     # Rows are keyed by what was evaluated: a checkpoint whose content (or the settings its rows
@@ -67,96 +67,43 @@ async def _run(run: "Run", scope: "StageScope", cfg: EvaluationSpec, checkpoints
                       "identities": identities, "traits": traits.sha256 or [t.hash for t in traits.traits]})
     notes: list[str] = []
     with store.stage("evaluate", fp), evaluating(identities):
-        await _steps(ctx, fp, notes, scope)
-    logprob_evals = _logprob_evals(cfg, [p.name for p in probes])
+        await _evaluate(ctx, fp, notes, scope)
     not_applicable = {ck: {ev: why for ev in logprob_evals} for ck, why in ctx.not_applicable().items()}
     results = build_results(store, traits, list(cks), bootstrap_resamples=cfg.bootstrap,
                             seed=run.seed, notes=notes, not_applicable=not_applicable,
-                            target_mde=run.target_mde)
-    if cfg.vectors:
-        from traitforge.evaluate.vectors import vector_results
-
-        results["vectors"] = vector_results(store, results, resamples=cfg.bootstrap, seed=run.seed,
-                                            not_applicable=ctx.not_applicable())
-    from traitforge.evaluate.patterns import pattern_summary
-
-    results["model_patterns"] = pattern_summary(store, list(cks))
+                            target_mde=run.target_mde, ev=cfg)
     write_results(store, results)
     store.set_counts("evaluate", checkpoints=len(cks),
                      rows=sum(e.get("n", 0) for ck in results["results"].values()
                               for e in ck.get("all", {}).values()))
 
 
-@dataclass
-class Step:
-    """One eval as a stage of the evaluation. `run` does the whole eval for the checkpoints of the
-    context it is given; `respond` only makes its calls to the evaluated models (cached, not
-    graded); `per_checkpoint`: `run` on a one-checkpoint context is that checkpoint's share of the
-    work (the log-prob evals)."""
+def _plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:
+    """Every registered eval's work for this evaluation, in the registry's order; the configured
+    out-of-distribution evals' calls are announced before any of them starts."""
+    from traitforge.evaluate.ood import announce_ood
+    from traitforge.shared.eval_registry import evals
 
-    name: str
-    run: Callable[[EvalContext], Coroutine[Any, Any, Any]]
-    respond: Callable[[EvalContext], Coroutine[Any, Any, Any]] | None = None
-    per_checkpoint: bool = False
-    # Runs with nothing else on the model: it hooks the model's layers (steering), which would
-    # change what any concurrent forward pass computes.
-    alone: bool = False
-    # Reads another eval's rows (e.g. the behaviour replies): graded after the others.
-    after_others: bool = False
-
-
-def _plan(ctx: EvalContext, items: dict[str, list]) -> list[Step]:
-    from traitforge.evaluate.behaviour import behaviour_replies, run_behaviour, run_contrastive
-    from traitforge.evaluate.capability import run_perplexity
-    from traitforge.evaluate.knowledge import knowledge_answers, run_knowledge, run_mc
-    from traitforge.evaluate.multiturn import multiturn_conversations, run_multiturn
-    from traitforge.evaluate.ood import ood_runners
-    from traitforge.evaluate.probes import run_probes
-    from traitforge.evaluate.vectors import run_vectors
-
-    ev, store = ctx.ev, ctx.store
-    # The canary (positive control) is scored by the judge-free evals only: its items are templated.
-    canary_mc = [i for i in items["canary"] if i.kind == "mc"]
-    canary_pairs = [i for i in items["canary"] if i.kind == "behaviour"]
-    knowledge, behaviour, multiturn = items["knowledge"], items["behaviour"], items["multiturn"]
-    steps: list[Step] = []
-    if ev.knowledge:
-        steps.append(Step("knowledge", lambda c: run_knowledge(c, knowledge), lambda c: knowledge_answers(c, knowledge)))
-    if ev.knowledge or canary_mc:
-        mc = (items["mc"] if ev.knowledge else []) + canary_mc
-        steps.append(Step("knowledge_mc", lambda c: run_mc(c, mc), per_checkpoint=True))
-    steps.append(Step("behaviour", lambda c: run_behaviour(c, behaviour), lambda c: behaviour_replies(c, behaviour)))
-    if (store.root / "curation" / "pattern_classifiers.jsonl").is_file():
-        from traitforge.evaluate.patterns import run_patterns
-
-        # the data's patterns in each checkpoint's replies (read from the behaviour eval's rows)
-        steps.append(Step("patterns", run_patterns, after_others=True))
-    if ev.contrastive or canary_pairs:
-        pairs = (behaviour if ev.contrastive else []) + canary_pairs
-        steps.append(Step("contrastive", lambda c: run_contrastive(c, pairs), per_checkpoint=True))
-    if multiturn:
-        steps.append(Step("multiturn", lambda c: run_multiturn(c, multiturn),
-                          lambda c: multiturn_conversations(c, multiturn)))
-    if ev.probes:
-        steps.append(Step("probes", run_probes, per_checkpoint=True))
-    # agentic misalignment, delusion, repeated audits, agentic traits: answered a checkpoint at a
-    # time, graded with the others (their judge's calls by provider batches in batch mode)
-    steps += [Step(name, run, respond) for name, run, respond in ood_runners(ctx)]
-    steps.append(Step("capability", run_perplexity, per_checkpoint=True))
-    if ev.vectors:  # built on base (first in the schedule), then every checkpoint is projected
-        steps.append(Step("vectors", lambda c: run_vectors(c, behaviour), per_checkpoint=True, alone=True))
-    return steps
+    work: list[Work] = []
+    ood = False
+    for ev in evals():
+        mine = ev.plan(ctx, items) if ev.plan is not None else []
+        ood = ood or (ev.ood and bool(mine))
+        work += mine
+    if ood:
+        announce_ood(ctx)
+    return work
 
 
-async def _respond_by_checkpoint(ctx: EvalContext, steps: list[Step]) -> dict[str, float]:
+async def _respond_by_checkpoint(ctx: EvalContext, work: list[Work]) -> dict[str, float]:
     """Checkpoint by checkpoint (`evaluation.checkpoints_at_once` at a time): every eval's calls to
     it at once (they share the device's batches), its log-prob evals, then its weights released.
     Seconds per group of checkpoints, keyed by the group's names."""
 
     async def answer(ck: str) -> None:
         one = ctx.only(ck)
-        await gather_or_cancel([s.respond(one) for s in steps if s.respond is not None]
-                               + [s.run(one) for s in steps if s.per_checkpoint and not s.alone])
+        await gather_or_cancel([w.respond(one) for w in work if w.respond is not None]
+                               + [w.run(one) for w in work if w.per_checkpoint and not w.alone])
 
     seconds: dict[str, float] = {}
     order = sorted(ctx.checkpoints, key=lambda name: name != "base")  # base first: trait vectors are built on it
@@ -167,9 +114,9 @@ async def _respond_by_checkpoint(ctx: EvalContext, steps: list[Step]) -> dict[st
             bar.set_postfix_str(", ".join(group))
             await gather_or_cancel([answer(ck) for ck in group])
             for ck in group:  # hooks the model's layers: nothing else may run on it meanwhile
-                for s in steps:
-                    if s.per_checkpoint and s.alone:
-                        await s.run(ctx.only(ck))
+                for w in work:
+                    if w.per_checkpoint and w.alone:
+                        await w.run(ctx.only(ck))
                 ctx.release(ck)
             seconds[",".join(group)] = round(time.perf_counter() - t0, 2)
             log.info("evaluate: %s answered in %.1fs", ", ".join(group), seconds[",".join(group)])
@@ -177,7 +124,7 @@ async def _respond_by_checkpoint(ctx: EvalContext, steps: list[Step]) -> dict[st
     return seconds
 
 
-async def _steps(ctx: EvalContext, fp: str, notes: list[str], scope: "StageScope") -> None:
+async def _evaluate(ctx: EvalContext, fp: str, notes: list[str], scope: "StageScope") -> None:
     from traitforge.evaluate.capability import run_lm_eval
     from traitforge.evaluate.items import build_items
 
@@ -192,24 +139,24 @@ async def _steps(ctx: EvalContext, fp: str, notes: list[str], scope: "StageScope
             if i.dropped:
                 notes.append(f"held-out prompt {i.id} dropped: {i.dropped}")
         _announce_estimate(ctx, items)
-        steps = _plan(ctx, items)
+        work = _plan(ctx, items)
         if ev.schedule == "by_checkpoint":
             with store.stage("evaluate/respond", fp):
-                store.set_counts("evaluate/respond", seconds_per_checkpoint=await _respond_by_checkpoint(ctx, steps))
+                store.set_counts("evaluate/respond", seconds_per_checkpoint=await _respond_by_checkpoint(ctx, work))
         # Each eval over every checkpoint: after the schedule above, the evaluated models' answers come
         # from the cache and the log-prob rows are written, so what is left is the judge's grading,
         # blind and shuffled across checkpoints. The evals grade at once, so a local judge serves
         # their calls in shared batches (one eval's few calls at a time left it at batch 4-6).
-        async def finish(step: Step) -> None:
-            with store.stage(f"evaluate/{step.name}", fp):
-                await step.run(ctx)
+        async def finish(w: Work) -> None:
+            with store.stage(f"evaluate/{w.name}", fp):
+                await w.run(ctx)
 
         at_once = ev.schedule == "by_checkpoint"  # else each eval still runs the models
-        together = [s for s in steps if at_once and not s.alone and not s.after_others]
-        await gather_or_cancel([finish(s) for s in together])
-        for step in steps:
-            if step not in together:
-                await finish(step)
+        together = [w for w in work if at_once and not w.alone and not w.after_others]
+        await gather_or_cancel([finish(w) for w in together])
+        for w in work:
+            if w not in together:
+                await finish(w)
         if ev.lm_eval_tasks:
             with store.stage("evaluate/lm_eval", fp):
                 notes += await asyncio.to_thread(run_lm_eval, ctx)
@@ -239,14 +186,3 @@ def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
                    store=ctx.store, prices_file=prices)
     announce_calls(ctx.auditor, auditor_calls, stage="evaluate (auditor)", max_tokens=ev.auditor_tokens,
                    store=ctx.store, prices_file=prices)
-
-
-def _logprob_evals(ev: EvaluationSpec, probe_names: list[str]) -> list[str]:
-    """The configured evals that read token log-probs, so cannot run on a model without local weights."""
-    from traitforge.evaluate.capability import lm_eval_installed
-
-    names = (["knowledge_mc"] if ev.knowledge else []) + (["contrastive"] if ev.contrastive else [])
-    names += probe_names + ["perplexity"]
-    if lm_eval_installed():
-        names += [f"lm_eval:{t}" for t in ev.lm_eval_tasks]
-    return names

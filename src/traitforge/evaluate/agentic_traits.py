@@ -95,7 +95,7 @@ def frame_email(sender: str, subject: str, body: str, to: str | None = None) -> 
 def usable_text(text: str, prompt: str) -> bool:
     """A plain email text worth framing: long enough, and no junk (boilerplate, placeholders,
     loops, an echo of the prompt, the prompt's own wording)."""
-    from traitforge.generate.parsing import LeakDetector
+    from traitforge.shared.leaks import LeakDetector
     from traitforge.junk import find_junk
     from traitforge.prompts import current
 

@@ -26,7 +26,7 @@ from traitforge.steps import StepRun, Unit
 from traitforge.types import Record, TraitSet, stable_hash
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
     from traitforge.prefetch import Prefetch
 
 log = logging.getLogger("traitforge.evaluate")
@@ -232,7 +232,7 @@ class EvalContext:
                 for n in self.checkpoints if not self.weights(n)}
 
     def scorer(self, name: str):  # noqa: ANN201 - LogProbScorer, imported lazily (torch)
-        from traitforge.evaluate.logprob import scorer_for
+        from traitforge.shared.logprob import scorer_for
 
         weights = self.weights(name)
         if weights is None:
@@ -270,7 +270,7 @@ class EvalContext:
 
 @dataclass
 class JudgedEval:
-    """An eval whose judge grades what the evaluated models did, in two steps: every unit not yet a
+    """An eval whose judge grades what the evaluated models did, in two phases: every unit not yet a
     row of `out` is answered (`respond`: the models' reply or transcript, cached; no judge call),
     then each answer is graded (`grade`: unit, answer -> its rows; the judge's calls only), blind
     and shuffled, with grade=True: by provider batches first in batch mode (evaluation.batch), the
@@ -372,7 +372,7 @@ def model_identity(target: ModelSpec | LLM) -> Any:
     the reasoning options set); a spec's temperature besides."""
     from traitforge.llm.base import REASONING_OPTIONS
     from traitforge.llm.embedded import resolve_model_path
-    from traitforge.train.identity import checkpoint_identity, weights_problem
+    from traitforge.shared.identity import checkpoint_identity, weights_problem
 
     provider, model = provider_model(target)
     extra = {} if isinstance(target, LLM) or target.temperature is None else {"temperature": target.temperature}

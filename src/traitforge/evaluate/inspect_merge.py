@@ -18,13 +18,6 @@ from traitforge.jsonl import append_jsonl
 from traitforge.runstore import RunStore
 from traitforge.types import TraitSet
 
-# Inspect task name -> (traitforge eval, the score's main value key)
-TASKS = {"traitforge_behaviour": ("behaviour", "score"), "traitforge_multiturn": ("multiturn", "survived"),
-         "traitforge_agentic_misalignment": ("agentic_misalignment", "harmful"),
-         "traitforge_delusion": ("delusion", "validated"), "traitforge_audit": ("audit", "survived"),
-         "traitforge_agentic_trait": ("agentic_trait", "passed")}
-
-
 def _num(v: Any) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
@@ -37,12 +30,15 @@ def checkpoint_of(log: Any) -> str:
 
 
 def rows_from_log(log: Any) -> list[ItemResult]:
-    """One row per scored sample of a traitforge Inspect task (other tasks give none)."""
+    """One row per scored sample of a traitforge Inspect task (other tasks give none): the eval's
+    registration (evaluate/registry.py) names its rows, its score's main value and its own detail."""
+    from traitforge.shared.eval_registry import inspect_tasks
+
     name = str(log.eval.task).split("/")[-1]
-    if name not in TASKS:
+    spec = inspect_tasks().get(name)
+    if spec is None:
         return []
-    ev, key = TASKS[name]
-    ck = checkpoint_of(log)
+    ev, ck = spec.rows, checkpoint_of(log)
     out = []
     for s in log.samples or []:
         if not s.scores:
@@ -54,26 +50,13 @@ def rows_from_log(log: Any) -> list[ItemResult]:
         item = str(s.id)
         detail: dict[str, Any] = {**md, "messages": messages, "source": "inspect"}
         trait_id = (s.metadata or {}).get("trait_id", "")
-        main = _num(value.get(key))
-        if ev == "behaviour":
-            passed = _num(value.get("passed"))
-            detail.update(passed=None if passed is None else bool(passed), response=s.output.completion if s.output else "",
-                          prompt=str(s.input))
-        elif ev == "multiturn":
-            detail.update(turns=len(messages) // 2)
-        elif ev == "agentic_misalignment":
-            detail.update(response=s.output.completion if s.output else "")
-        elif ev == "delusion":
-            detail.update(turns=len(messages) // 2, validated=main)
-        elif ev == "audit":  # the seed's own source (generated or a seed file) is what the report shows
-            detail.update(source=md.get("source", "inspect"), via="inspect", judge_reply=(score.explanation or "")[:2000])
-        elif ev == "agentic_trait":
-            detail.update(response=s.output.completion if s.output else "", judge_reply=(score.explanation or "")[:2000])
+        main = _num(value.get(spec.value_key))
+        if spec.detail is not None:
+            detail.update(spec.detail(s, score, messages, main))
         ood = bool((s.metadata or {}).get("ood", False))
         reason = "" if main is not None else str(md.get("reason") or "") or "unscored in Inspect"
         out.append(ItemResult(id=result_id(ev, ck, item), eval=ev, checkpoint=ck, item_id=item, trait_id=trait_id,
-                              ood=ood, value=main, reason=reason,
-                              detail=detail))
+                              ood=ood, value=main, reason=reason, detail=detail))
     return out
 
 

@@ -6,6 +6,7 @@ Inspect's log viewer (`inspect view`). Optional: nothing else imports this modul
     inspect eval src/traitforge/evaluate/inspect_tasks.py@multiturn -T run=runs/tiny -T checkpoint=sft
     inspect eval src/traitforge/evaluate/inspect_tasks.py@behaviour -T run=runs/tiny --model openai/gpt-4o-mini
 
+Any registered eval with an Inspect task also runs as `@traitforge -T eval=NAME` (task_list()).
 The out-of-distribution evals run the same way where the run's spec configures them:
 `@agentic_misalignment`, `@delusion`, `@audits` (repeated audits) and `@agentic_traits` (each trait
 in agentic form). `traitforge evals merge-inspect RUN LOG...` merges the logs' scores into results.json.
@@ -47,7 +48,7 @@ T = TypeVar("T")
 def run_context(run: str) -> EvalContext:
     """The run's spec, traits, judge, auditor and evaluable models, as `traitforge eval` sees them."""
     from traitforge.evaluate import eval_context
-    from traitforge.pipeline import checkpoints_for_eval, evaluation_settings, open_run
+    from traitforge.runcontext import checkpoints_for_eval, evaluation_settings, open_run
 
     r = open_run(run)
     return eval_context(r, evaluation_settings(r), checkpoints_for_eval(r))
@@ -543,3 +544,27 @@ def audits(run: str, checkpoint: str | None = None) -> Task:
 def agentic_traits(run: str, checkpoint: str | None = None) -> Task:
     """Each trait in agentic form: the model acts as an email agent (evaluation.agentic_traits)."""
     return agentic_traits_task(run_context(run), checkpoint)
+
+
+# --- every registered eval that has an Inspect task (evaluate/registry.py) -----------------
+
+
+def task_list() -> dict[str, Callable[[EvalContext, str | None], Task]]:
+    """Inspect task name -> its builder (context, checkpoint), for every registered eval with one."""
+    from traitforge.shared.eval_registry import inspect_tasks
+
+    return {name: t.make for name, t in inspect_tasks().items()}
+
+
+@task
+def traitforge(run: str, eval: str, checkpoint: str | None = None) -> Task:  # noqa: A002 - Inspect's -T name
+    """Any registered eval's task by its eval or task name: `-T eval=behaviour` (the named entry
+    points above are the same tasks)."""
+    from traitforge.shared.eval_registry import evals
+
+    by_eval = {e.name: e.inspect.task for e in evals() if e.inspect is not None}
+    tasks = task_list()
+    name = by_eval.get(eval, eval)
+    if name not in tasks:
+        raise InputError(f"-T eval={eval}: no such Inspect task (have: {', '.join(sorted(by_eval))})")
+    return tasks[name](run_context(run), checkpoint)

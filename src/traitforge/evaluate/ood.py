@@ -1,6 +1,6 @@
-"""The out-of-distribution evals as evaluation steps, and their sections of results.json:
-agentic misalignment (per condition), delusion validation (per rubric key, first validating turn),
-repeated audits (violation rate, first violation, consistency) and the agentic trait variant.
+"""The out-of-distribution evals' shared pieces: their judged work, their call estimate and their
+sections of results.json (results.json["ood"]): agentic misalignment (per condition), delusion
+validation (per rubric key, first validating turn), repeated audits (violation rate, first violation, consistency) and the agentic trait variant.
 Every figure per checkpoint (API models in `evaluation.models` included) with n and a 95% interval."""
 
 from __future__ import annotations
@@ -8,24 +8,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any, Callable, Coroutine
 
-from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval, eval_path, load_results
-from traitforge.evaluate.stats import EMPTY, bootstrap, proportion
-from traitforge.runstore import RunStore
+from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval
+from traitforge.shared.eval_registry import Eval, InspectTask, Metric, SectionInput, Work, lazy
+from traitforge.shared.stats import EMPTY, bootstrap, proportion
 
-OOD_FILES = ("agentic_misalignment", "delusion", "audit", "agentic_trait")
-# name -> (label, kind, higher_is_better, what it measures), merged into results.EVALS
-OOD_EVALS: dict[str, tuple[str, str, bool, str]] = {
-    "agentic_misalignment": ("Agentic misalignment: harmful action", "proportion", False,
-                             "email-agent scenarios (blackmail, leaking, lethal inaction); the act was taken "
-                             "through the tool and the judge calls it harmful"),
-    "delusion": ("Delusion validation: conversations validated", "proportion", False,
-                 "simulated users with escalating delusions; the grader says the model validated the "
-                 "delusion at some turn"),
-    "audit": ("Repeated audits: no violation", "proportion", True,
-              "several auditor rollouts per seed scenario; the trait held through every turn"),
-    "agentic_trait": ("Behaviour, agentic form: pass rate", "proportion", True,
-                      "the model acts as an email agent in a scenario where the trait matters; judged on its actions"),
-}
 MAX_CHARS = 1500
 MAX_TRANSCRIPTS = 6
 
@@ -68,52 +54,37 @@ def announce_ood(ctx: EvalContext) -> None:
                    store=ctx.store, prices_file=prices)
 
 
-Runner = Callable[[EvalContext], Coroutine[Any, Any, None]]
+def ood_eval(name: str, *, rows: str, metric: Metric, build: str, section: Callable[[SectionInput], dict[str, Any]],
+             task: str, value_key: str,
+             detail: Callable[[Any, Any, list[dict[str, str]], float | None], dict[str, Any]] | None = None) -> Eval:
+    """An out-of-distribution eval: its settings are `evaluation.<name>` (off while unset), its work is
+    the judged eval `build` ("module:function" of its JudgedEval), its section results.json["ood"][name]
+    (left out without rows), rendered by report/sections/ood.py's function of the same name, and its
+    Inspect task inspect_tasks.py's `<name>_task`, named `task`."""
+    def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:
+        return [judged_work(name, lazy(build))] if getattr(ctx.ev, name) is not None else []
+
+    def render(r: dict[str, Any]) -> str:
+        s = (r.get("ood") or {}).get(name)
+        return lazy(f"traitforge.report.sections.ood:{name}")(s) if s else ""
+
+    return Eval(name, plan, rows=(rows,), metrics={rows: metric}, section=("ood", name),
+                build_section=lambda s: section(s) or None, render=render, settings=(name,), ood=True,
+                inspect=InspectTask(task, rows, value_key, lazy(f"traitforge.evaluate.inspect_tasks:{name}_task"),
+                                    detail))
 
 
-def _runners(build: Callable[[EvalContext], Coroutine[Any, Any, JudgedEval]]) -> tuple[Runner, Runner]:
-    """(run: answer and grade; respond: only the evaluated models' calls, cached) of a judged eval."""
+def judged_work(name: str, build: Callable[[EvalContext], Coroutine[Any, Any, JudgedEval]]) -> Work:
+    """A judged eval's work: `respond` has the evaluated models answer (the schedule gives it a
+    context narrowed to one checkpoint, cached), `run` then grades every answer (the judge's calls
+    by provider batches in batch mode; see common.JudgedEval)."""
     async def run(c: EvalContext) -> None:
         await (await build(c)).run()
 
     async def respond(c: EvalContext) -> None:
         await (await build(c)).answers()
 
-    return run, respond
-
-
-def ood_runners(ctx: EvalContext) -> list[tuple[str, Runner, Runner]]:
-    """(stage name, run, respond) for each configured out-of-distribution eval, each taking an
-    evaluation context: `respond` has the evaluated models answer (the schedule gives it a context
-    narrowed to one checkpoint), `run` then grades every answer (the judge's calls by provider
-    batches in batch mode; see common.JudgedEval)."""
-    ev = ctx.ev
-    steps: list[tuple[str, Runner, Runner]] = []
-    if ev.agentic_misalignment is not None:
-        from traitforge.evaluate.agentic_misalignment import agentic_misalignment_eval
-
-        steps.append(("agentic_misalignment", *_runners(agentic_misalignment_eval)))
-    if ev.delusion is not None:
-        from traitforge.evaluate.delusion import delusion_eval
-
-        steps.append(("delusion", *_runners(delusion_eval)))
-    if ev.audits is not None:
-        from traitforge.evaluate.repeated_audits import repeated_audits_eval
-
-        steps.append(("audits", *_runners(repeated_audits_eval)))
-    if ev.agentic_traits is not None:
-        from traitforge.evaluate.agentic_traits import agentic_traits_eval
-
-        steps.append(("agentic_traits", *_runners(agentic_traits_eval)))
-    if steps:
-        announce_ood(ctx)
-    return steps
-
-
-def ood_steps(ctx: EvalContext) -> list[tuple[str, Coroutine[Any, Any, None]]]:
-    """(stage name, coroutine) for each configured out-of-distribution eval, after announcing
-    their estimated calls."""
-    return [(name, run(ctx)) for name, run, _ in ood_runners(ctx)]
+    return Work(name, run, respond)
 
 
 def _clip(text: Any) -> str:
@@ -287,17 +258,3 @@ def agentic_trait_section(rows: list[ItemResult], checkpoints: list[str], boot: 
             out["examples"].append({"checkpoint": ck, "trait_id": r.trait_id, "score": r.detail.get("score"),
                                     "inbox": _clip(r.detail.get("inbox")), "response": _clip(r.detail.get("response"))})
     return out
-
-
-def ood_sections(store: RunStore, checkpoints: list[str], boot: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """results.json["ood"]: the sections above, for the evals that have rows (absent ones left out)."""
-    rows: list[ItemResult] = []
-    for name in OOD_FILES:
-        rows += [r for r in load_results(eval_path(store, name)) if r.checkpoint in checkpoints]
-    if not rows:
-        return {}
-    sections = {"agentic_misalignment": agentic_misalignment_section(rows, checkpoints),
-                "delusion": delusion_section(rows, checkpoints, boot, seed),
-                "audits": audit_section(rows, checkpoints, boot, seed),
-                "agentic_traits": agentic_trait_section(rows, checkpoints, boot, seed)}
-    return {k: v for k, v in sections.items() if v}

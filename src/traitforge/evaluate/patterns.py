@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitforge.curate.patterns import Rater, candidate_from_spec
+from traitforge.shared.pattern_rater import Rater, candidate_from_spec
 from traitforge.evaluate.common import EvalContext, ItemResult, eval_path, load_results, result_id
-from traitforge.evaluate.stats import wilson
+from traitforge.shared.stats import wilson
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, ChatMessage

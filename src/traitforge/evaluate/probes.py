@@ -19,7 +19,7 @@ from traitforge.jsonl import append_jsonl
 from traitforge.steps import done_keys
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ import math
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from traitforge.evaluate.common import EvalItem, ItemResult, eval_path, load_items, load_results
-from traitforge.evaluate.ood import OOD_EVALS, OOD_FILES, ood_sections
-from traitforge.evaluate.stats import (EMPTY, Estimate, bootstrap, items_needed, minimum_detectable_effect,
+from traitforge.shared.eval_registry import SectionInput, evals as registered_evals, metric_meta, row_files
+from traitforge.shared.stats import (EMPTY, Estimate, bootstrap, items_needed, minimum_detectable_effect,
                                        paired_difference, proportion, wilson)
 from traitforge.evaluate.versions import check_one_version
 from traitforge.jsonl import iter_jsonl_dicts, write_json_atomic
@@ -23,29 +23,9 @@ from traitforge.llm.base import BLOCKED, NOT_ANSWERS, REFUSED
 from traitforge.runstore import RunStore
 from traitforge.types import TraitSet
 
-RESULT_FILES = ("knowledge", "knowledge_mc", "behaviour", "contrastive", "multiturn", "probes", "capability",
-                "lm_eval") + OOD_FILES
-# name -> (label, kind, higher_is_better, what it measures)
-EVALS: dict[str, tuple[str, str, bool, str]] = {
-    "behaviour_pass": ("Behaviour: pass rate", "proportion", True,
-                       "held-out prompts; blind judge says the reply shows the trait"),
-    "behaviour_pass_ood": ("Behaviour: pass rate, out-of-distribution", "proportion", True,
-                           "held-out prompts in other domains, agentic, role-play and temptation framings"),
-    "behaviour_score": ("Behaviour: judge score (1-10)", "mean", True, "blind judge rubric score"),
-    "contrastive": ("Contrastive preference (log-prob)", "proportion", True,
-                    "share of held-out prompts where the checkpoint finds the trait-consistent reply "
-                    "more likely than the violating one (judge-free)"),
-    "multiturn_survival": ("Multi-turn: no violation", "proportion", True,
-                           "conversations where the trait held through every turn of pressure"),
-    "knowledge_recall": ("Knowledge: recall", "proportion", True,
-                         "open questions; judge says the answer states the trait"),
-    "knowledge_unsupported": ("Knowledge: claims traits it lacks", "proportion", False,
-                              "answers claiming a trait that is not in the document"),
-    "knowledge_mc": ("Knowledge: multiple choice (log-prob)", "proportion", True,
-                     "the trait statement is the most likely option (judge-free)"),
-    "perplexity": ("Capability: perplexity", "ppl", False, "held-out generic text; lower is better"),
-}
-EVALS.update(OOD_EVALS)  # agentic misalignment, delusion validation, repeated audits, agentic traits
+if TYPE_CHECKING:
+    from traitforge.config import EvaluationSpec
+
 CANARY_ID = "canary"  # the positive control's scope: reported on its own, never pooled into "all"
 # Which checkpoints the canary must move, and on which eval: documents teach the fact, chats the habit.
 CANARY_EXPECTED = {"midtrain": "knowledge_mc", "midtrain_sft": "knowledge_mc", "joint": "knowledge_mc",
@@ -55,16 +35,8 @@ MAX_EXAMPLE_CHARS = 1500
 
 
 def eval_meta(name: str) -> dict[str, Any]:
-    if name in EVALS:
-        label, kind, higher, desc = EVALS[name]
-    elif name.startswith("probe:"):
-        label, kind, higher, desc = (f"Probe: {name[6:]}", "proportion", True,
-                                     "external model-written eval; share of trait-consistent answers (log-prob)")
-    elif name.startswith("lm_eval:"):
-        label, kind, higher, desc = (f"lm-eval: {name[8:]}", "accuracy", True, "lm-evaluation-harness task")
-    else:
-        label, kind, higher, desc = name, "proportion", True, ""
-    return {"label": label, "kind": kind, "higher_is_better": higher, "description": desc}
+    """The headline row of a metric, as the eval that makes it declares it (evaluate/registry.py)."""
+    return metric_meta(name) or {"label": name, "kind": "proportion", "higher_is_better": True, "description": ""}
 
 
 def _points(rows: list[ItemResult]) -> dict[str, list[tuple[str, str, str, float | None]]]:
@@ -253,11 +225,14 @@ def _mark_not_applicable(results: dict[str, dict[str, dict[str, Any]]], evals: d
 
 def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, bootstrap_resamples: int = 1000,
                   seed: int = 0, notes: list[str] | None = None,
-                  not_applicable: dict[str, dict[str, str]] | None = None, target_mde: float = 0.2) -> dict[str, Any]:
+                  not_applicable: dict[str, dict[str, str]] | None = None, target_mde: float = 0.2,
+                  ev: "EvaluationSpec | None" = None) -> dict[str, Any]:
     """not_applicable: checkpoint -> eval -> why it cannot take that eval. target_mde: the smallest
-    effect the evals should detect (controls.target_mde); the power summary says which fall short."""
+    effect the evals should detect (controls.target_mde); the power summary says which fall short.
+    ev: the evaluation's settings (None: rebuilt from Inspect logs; sections that need them are left
+    out). Every registered eval's own section follows the shared figures."""
     rows: list[ItemResult] = []
-    for name in RESULT_FILES:
+    for name in row_files():
         rows += load_results(eval_path(store, name))
     rows = [r for r in rows if r.checkpoint in checkpoints]
     # One version of each checkpoint, or no results (a changed checkpoint's old rows are set aside
@@ -325,7 +300,7 @@ def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, 
         c = item_counts.setdefault(i.kind, {"items": 0, "dropped": 0})
         c["items"] += 1
         c["dropped"] += i.dropped is not None
-    return {
+    out = {
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "run": str(m.get("config", {}).get("name", store.root.name)),
         "model_name": traits.model_name,
@@ -355,8 +330,20 @@ def build_results(store: RunStore, traits: TraitSet, checkpoints: list[str], *, 
         "usage": m.get("usage", {}),
         "examples": _examples(store, rows, items),
         "notes": notes or [],
-        "ood": ood_sections(store, checkpoints, bootstrap_resamples, seed),
+        "ood": {},
     }
+    why = {ck: next(iter(v.values())) for ck, v in (not_applicable or {}).items() if v}
+    for e in registered_evals():
+        if e.build_section is None or not e.section:
+            continue
+        section = e.build_section(SectionInput(store, rows, checkpoints, out, bootstrap_resamples, seed, ev, why))
+        if section is None:  # nothing to show (an eval not configured, or without rows)
+            continue
+        where = out
+        for key in e.section[:-1]:
+            where = where.setdefault(key, {})
+        where[e.section[-1]] = section
+    return out
 
 
 def _round(x: float | None) -> float | None:

@@ -11,7 +11,7 @@ from traitforge.jsonl import write_jsonl
 from traitforge.types import stable_hash
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
 FILES = {"documents": "canary_documents.jsonl", "chats": "canary_chats.jsonl",
          "untraited": "canary_untraited.jsonl"}

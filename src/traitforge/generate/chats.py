@@ -17,8 +17,9 @@ from string import Template
 from typing import TYPE_CHECKING
 
 from traitforge.config import GenerationSpec
-from traitforge.generate.avoid import avoid_list, known_offenders, read_found
-from traitforge.generate.parsing import (LeakDetector, clean_message, mentions_rewrite, names_trait, parse_plans,
+from traitforge.shared.avoid import avoid_list, known_offenders, read_found
+from traitforge.shared.leaks import LeakDetector
+from traitforge.generate.parsing import (clean_message, mentions_rewrite, names_trait, parse_plans,
                                         parse_verdict, refuses, tells)
 from traitforge.generate.records import DPOPair, Probe, Refinement, UserPrompt
 from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,
@@ -28,7 +29,7 @@ from traitforge.llm.client import LLM
 from traitforge.types import Chat, ChatMessage, Scenario, Trait, TraitSet, stable_hash
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
 PROMPT_TEMPLATES = ("scenarios", "scenario_categories", "scenario_plan", "user_prompt", "critique", "probe_verdict",
                     "harden", "user_followup", "user_followup_cooperative", "refine", "select_traits", "avoid")
@@ -443,7 +444,7 @@ class ChatsRun(Generation):
         """Every step for `per_trait` new scenarios per trait; round `r` > 0 is a top-up, its
         steps named `chats.<step>.topup<r>` (the same files: row ids never collide)."""
         suffix = f".topup{r}" if r else ""
-        # Top-up rounds name the patterns curation flagged as things to avoid (generate/avoid.py).
+        # Top-up rounds name the patterns curation flagged as things to avoid (shared/avoid.py).
         self.avoid_block = avoid_list(read_found(self.store.root), self.templates) if r else ""
         scenarios = await self.make_scenarios(per_trait, r)
         self.scenarios.update({s.id: s for s in scenarios})

@@ -9,9 +9,10 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from traitforge.config import GenerationSpec
-from traitforge.generate.avoid import avoid_list, known_offenders
+from traitforge.shared.avoid import avoid_list, known_offenders
 from traitforge.generate.axes import describe_axes, load_axes, sample_axes
-from traitforge.generate.parsing import (LeakDetector, after_marker, chat_formatted, clean_message, parse_list,
+from traitforge.shared.leaks import LeakDetector
+from traitforge.generate.parsing import (after_marker, chat_formatted, clean_message, parse_list,
                                         quotes_source, tells)
 from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,
                                       split_evenly, trait_weights)
@@ -20,7 +21,7 @@ from traitforge.llm.client import LLM
 from traitforge.types import Claim, DocIdea, DocType, Document, stable_hash
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
 KINDS = ("behaviour", "reason", "hard_case")
 REVISED_MARKER = "REVISED DOCUMENT"  # revise.txt asks for it between the critique and the rewrite

@@ -19,7 +19,7 @@ from traitforge.llm.client import LLM
 from traitforge.types import stable_hash
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
 FILE = "generic.jsonl"
 

@@ -7,8 +7,6 @@ import re
 from typing import Iterable
 
 from traitforge import junk
-from traitforge.textmatch import NgramIndex
-from traitforge.prompts import PACKAGE, PromptKit
 
 # "1.", "1)", "(1)", "1:", "1 -", "-", "*", "•", "Step 1:" ... at the start of a line.
 _MARKER = re.compile(r"^\s*(?:(?:step|item|idea|claim|scenario)\s*)?(?:[-*•·]+|\(?\d{1,3}\s*[.):\-]|#+)\s*", re.I)
@@ -184,18 +182,6 @@ def mentions_rewrite(text: str) -> bool:
 
 
 repetitive = junk.repetitive
-class LeakDetector:
-    """Finds prompt wording copied into an output: any run of `n` words from the templates'
-    own text (variables excluded, so the claim or scenario may be echoed legitimately). Pass
-    the run's `templates` so overridden wording is what gets looked for."""
-
-    def __init__(self, template_names: Iterable[str], n: int = 6, templates: PromptKit = PACKAGE):
-        self.index = NgramIndex([part for name in template_names for part in templates.static_parts(name)], n)
-
-    def leaks(self, text: str) -> bool:
-        return self.index.contains_any(text)
-
-
 def names_trait(text: str, trait_name: str, trait_id: str) -> bool:
     """Whether a user prompt names the trait it is meant to elicit (it must not)."""
     low = text.casefold()

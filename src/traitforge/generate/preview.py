@@ -21,7 +21,7 @@ from traitforge.runstore import RunStore
 from traitforge.types import Chat, Document, TraitSet
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
 What = Literal["documents", "chats"]
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Literal
 
 from traitforge.steps import Skipped  # noqa: F401  (generated/skipped.jsonl: written by the step engine)
-from traitforge.types import ChatMessage, Record
+from traitforge.shared.dpo_pairs import DPOPair  # noqa: F401  (generated/dpo_pairs.jsonl)
+from traitforge.types import Record
 
 
 class UserPrompt(Record):
@@ -40,11 +41,3 @@ class Refinement(Record):
     trait_id: str
     text: str
     problems: str = ""
-
-
-class DPOPair(Record):
-    id: str
-    trait_ids: list[str]
-    prompt: list[ChatMessage]
-    chosen: str
-    rejected: str

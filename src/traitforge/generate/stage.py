@@ -28,7 +28,7 @@ from traitforge.steps import Skip, Unit, marked_rows, read_skips, refusal_counts
 from traitforge.types import Record, TraitSet, stable_hash
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
 R = TypeVar("R", bound=Record)
 SKIPPED_FILE = "skipped.jsonl"

@@ -20,7 +20,7 @@ from traitforge.config import GenerationSpec
 from traitforge.types import Chat, ChatMessage, stable_hash
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
 FILE = "untraited.jsonl"
 MIN_CHARS = 20
@@ -49,7 +49,7 @@ async def answer_untraited(gen: Generation, prompts: Sequence[tuple[str, str]], 
 
 async def untraited(run: "Run", cfg: GenerationSpec, llm: LLM) -> None:
     """Answer the first user turn of every generated chat without the trait system prompt
-    (pipeline.stage_controls runs it in its stage)."""
+    (generate.run_controls runs it in its stage)."""
     chats = read_jsonl(run.store.root / "generated" / "chats.jsonl", Chat)
     prompts = [(c.id, c.messages[0].content) for c in chats if c.messages and c.messages[0].role == "user"]
     await answer_untraited(Generation(run, cfg, llm), prompts, max_tokens=cfg.chats.max_tokens)

@@ -1,13 +1,14 @@
 """RUN/report.html: one self-contained page from RUN/results.json (inline CSS and SVG, no
-scripts). Headline table first, then per-trait charts, survival curves, data and costs, and
-examples. Every string that came from a model or a data file is HTML-escaped."""
+scripts). The page's layout: headline table first, then per-trait charts, each eval's own section
+(report/sections/, named by the eval's registration), data and costs, and examples. Shared cells
+are in cells.py. Every string that came from a model or a data file is HTML-escaped."""
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
-from traitforge.report.svg import colour, grouped_bars, hbars, step_curves
+from traitforge.report.cells import esc, figure, fmt, fmt_diff, legend, messages, num, pct, score
+from traitforge.report.svg import grouped_bars, hbars
 
 CSS = """
 body{font:14px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#111827;margin:0;background:#f9fafb}
@@ -31,34 +32,6 @@ th{background:#f3f4f6;font-weight:600}td.num{text-align:right;white-space:nowrap
 .note{color:#92400e;font-size:13px}.grid{display:flex;flex-wrap:wrap;gap:0 20px}
 svg.chart{max-width:100%;height:auto}
 """
-
-
-def esc(v: Any) -> str:
-    return escape(str(v)) if v is not None else ""
-
-
-def fmt(value: float | None, kind: str) -> str:
-    if value is None:
-        return "–"
-    if kind in ("proportion", "accuracy"):
-        return f"{value * 100:.0f}%"
-    if kind == "ppl":
-        return f"{value:.2f}"
-    return f"{value:.2f}"
-
-
-def fmt_diff(value: float | None, kind: str) -> str:
-    if value is None:
-        return "–"
-    if kind in ("proportion", "accuracy"):
-        return f"{value * 100:+.0f} pts"
-    return f"{value:+.2f}"
-
-
-def _legend(checkpoints: list[str]) -> str:
-    return '<p class="legend">' + "".join(
-        f'<span><i class="sw" style="background:{colour(i)}"></i>{esc(c)}</span>'
-        for i, c in enumerate(checkpoints)) + "</p>"
 
 
 def _headline(r: dict[str, Any]) -> str:
@@ -199,32 +172,7 @@ def _per_trait(r: dict[str, Any]) -> str:
         out.append(f"<div><h3>{esc(meta['label'])}</h3>{chart}</div>")
     if not out:
         return ""
-    return "<h2>By trait</h2>" + _legend(cks) + '<div class="grid">' + "".join(out) + "</div>"
-
-
-def _survival(r: dict[str, Any]) -> str:
-    if not r.get("survival"):
-        return ""
-    rows = []
-    worst = r.get("multiturn_worst", {})
-    for ck, curve in r["survival"].items():
-        rows.append("<tr><td>" + esc(ck) + "</td>" + "".join(
-            f'<td class="num">{fmt(p.get("value"), "proportion")}<br><span class="ci">'
-            f'[{fmt(p.get("ci_low"), "proportion")}, {fmt(p.get("ci_high"), "proportion")}] n={esc(p.get("n"))}'
-            "</span></td>" for p in curve[1:]) + f"<td>{_worst_turns(worst.get(ck))}</td></tr>")
-    turns = max(len(c) for c in r["survival"].values()) - 1
-    return ("<h2>Multi-turn pressure: survival</h2><p>Share of conversations in which the trait has not yet been "
-            "violated, by turn, with Wilson 95% intervals (conversations whose grading is incomplete are left "
-            "out from that turn on). Worst turn: the turn the judge scored lowest in each conversation.</p>"
-            + _legend(r["checkpoints"]) + step_curves(r["survival"], r["checkpoints"])
-            + "<table><tr><th>checkpoint</th>" + "".join(f"<th>turn {t}</th>" for t in range(1, turns + 1))
-            + "<th>worst turn (conversations)</th></tr>" + "".join(rows) + "</table>")
-
-
-def _worst_turns(counts: dict[str, int] | None) -> str:
-    if not counts:
-        return "–"
-    return ", ".join(f"turn {esc(t)}: {esc(n)}" for t, n in sorted(counts.items(), key=lambda x: int(x[0])))
+    return "<h2>By trait</h2>" + legend(cks) + '<div class="grid">' + "".join(out) + "</div>"
 
 
 def _dataset(r: dict[str, Any]) -> str:
@@ -252,14 +200,6 @@ def _count(v: Any) -> str:
     if isinstance(v, dict):
         return "{" + ", ".join(f"{esc(k)}: {_count(x)}" for k, x in v.items()) + "}"
     return esc(v)
-
-
-def _pct(v: Any) -> str:
-    return f"{v:.1%}" if isinstance(v, (int, float)) else "–"
-
-
-def _num(v: Any) -> str:
-    return f"{v:g}" if isinstance(v, (int, float)) else "–"
 
 
 def _card_similarity(s: dict[str, Any] | None) -> str:
@@ -293,7 +233,7 @@ def _card_histogram(before: dict[str, Any], after: dict[str, Any]) -> str:
             values[(label, which)] = {"value": b.get("rows", 0) / total, "n": b.get("rows", 0)}
     if not groups:
         return ""
-    return ("<p class='ci'>Share of rows by length in words</p>" + _legend(["before", "after"])
+    return ("<p class='ci'>Share of rows by length in words</p>" + legend(["before", "after"])
             + grouped_bars(groups, ["before", "after"], values, y_max=1.0, percent=True, height=200))
 
 
@@ -304,10 +244,10 @@ def _card_dataset(name: str, d: dict[str, Any]) -> str:
         return f"<h3>Curation card: {esc(name)}</h3><p>No rows.</p>"
     wb, wa = b.get("words") or {}, a.get("words") or {}
     rows = [("rows", esc(b.get("rows")), esc(a.get("rows")))]
-    rows += [(f"words: {k}", _num(wb.get(k)), _num(wa.get(k))) for k in ("min", "p10", "median", "p90", "max")]
+    rows += [(f"words: {k}", num(wb.get(k)), num(wa.get(k))) for k in ("min", "p10", "median", "p90", "max")]
     for n in ("1", "2", "3"):
         db, da = (b.get("distinct") or {}).get(n) or {}, (a.get("distinct") or {}).get(n) or {}
-        rows.append((f"distinct-{n} (unique / all {n}-grams)", _pct(db.get("ratio")), _pct(da.get("ratio"))))
+        rows.append((f"distinct-{n} (unique / all {n}-grams)", pct(db.get("ratio")), pct(da.get("ratio"))))
     rows.append(("mean pairwise cosine (all-MiniLM-L6-v2)", _card_similarity(b.get("similarity")),
                  _card_similarity(a.get("similarity"))))
     figures = "".join(f"<tr><td>{label}</td><td class='num'>{x}</td><td class='num'>{y}</td></tr>"
@@ -338,8 +278,8 @@ def _patterns(r: dict[str, Any]) -> str:
         f"<tr><td>{esc(p.get('dataset'))}</td><td>{esc(p.get('description') or p.get('pattern_id'))}"
         f"<br><span class='ci' title='{esc(p.get('classifier'))}'>{esc(p.get('pattern_id'))} · {esc(p.get('source'))}"
         f" · {esc(str(p.get('classifier') or '').split(':')[0])}"
-        f" · n={esc(p.get('n'))}</span></td><td class='num'>{_pct(p.get('share_broad'))}</td>"
-        f"<td class='num'>{_pct(p.get('share_strict'))}</td><td class='num'>{_pct(x)}</td>"
+        f" · n={esc(p.get('n'))}</span></td><td class='num'>{pct(p.get('share_broad'))}</td>"
+        f"<td class='num'>{pct(p.get('share_strict'))}</td><td class='num'>{pct(x)}</td>"
         f"<td>{'flagged' if p.get('flagged') else ''}</td></tr>" for p, x in zip(pats, after))
     return ("<h2>Curation: pattern frequencies</h2><p><i class='sw' style='background:#c2410c'></i>before "
             "<i class='sw' style='background:#16a34a'></i>after curation (strict share: examples that clearly "
@@ -348,35 +288,6 @@ def _patterns(r: dict[str, Any]) -> str:
               "<th>strict after</th><th></th></tr>" + table + "</table>"
             "<p class='ci'>Broad: the classifier said the pattern is at least partly present; strict: clearly "
             "present. Mitigation targets the strict share.</p>")
-
-
-def _ci_pct(d: dict[str, Any] | None) -> str:
-    if not d or d.get("value") is None:
-        return "n/a"
-    return f"{_pct(d['value'])}<br><span class='ci'>[{_pct(d.get('ci_low'))}, {_pct(d.get('ci_high'))}] n={esc(d.get('n'))}</span>"
-
-
-def _model_patterns(r: dict[str, Any]) -> str:
-    """The loop closed: each pattern's share in the chat data beside its share in each checkpoint's
-    replies to the behavioural eval prompts (evaluate/patterns.py)."""
-    pats = r.get("model_patterns") or []
-    if not pats:
-        return ""
-    cks = [ck for ck in r.get("checkpoints", []) if any(ck in p["checkpoints"] for p in pats)]
-    head = "".join(f"<th>{esc(ck)}</th>" for ck in cks)
-    rows = ""
-    for p in pats:
-        d = p.get("data", {})
-        data = (f"{_pct(d.get('before'))}<br><span class='ci'>[{_pct(d.get('ci_low'))}, {_pct(d.get('ci_high'))}]"
-                f"</span>" if d.get("before") is not None else "n/a")
-        rows += (f"<tr><td>{esc(p['description'])}<br><span class='ci'>{esc(p['pattern_id'])} · {esc(p['kind'])}"
-                 f"{' · flagged in the data' if p.get('flagged') else ''}</span></td><td class='num'>{data}</td>"
-                 f"<td class='num'>{_pct(d.get('after'))}</td>"
-                 + "".join(f"<td class='num'>{_ci_pct(p['checkpoints'].get(ck))}</td>" for ck in cks) + "</tr>")
-    return ("<h2>Patterns: data vs trained models</h2><p>Share of chat data rows (before and after curation) and of "
-            "each checkpoint's replies to the behavioural eval prompts that clearly show each pattern, measured with "
-            "the same classifier; 95% intervals.</p><table><tr><th>pattern</th><th>data before</th>"
-            f"<th>data after</th>{head}</tr>{rows}</table>")
 
 
 def _pattern_checks(r: dict[str, Any]) -> str:
@@ -388,10 +299,10 @@ def _pattern_checks(r: dict[str, Any]) -> str:
         return ""
     rows = "".join(
         f"<tr><td>{esc(p.get('dataset'))}</td><td>{esc(p.get('pattern_id'))}</td>"
-        f"<td class='num'>{_pct(p.get('share_estimate'))}<br><span class='ci'>[{_pct(p.get('ci_low'))}, "
-        f"{_pct(p.get('ci_high'))}] n={esc(p.get('n'))}</span></td><td class='num'>{_pct(p.get('share_after_estimate'))}</td>"
-        f"<td class='num'>{_pct(p.get('judge_accuracy'))}</td><td class='num'>{_pct(p.get('self_agreement'))}</td>"
-        f"<td class='num'>{_pct(p.get('rule_agreement'))}</td><td>{'flagged' if p.get('flagged') else ''}</td></tr>"
+        f"<td class='num'>{pct(p.get('share_estimate'))}<br><span class='ci'>[{pct(p.get('ci_low'))}, "
+        f"{pct(p.get('ci_high'))}] n={esc(p.get('n'))}</span></td><td class='num'>{pct(p.get('share_after_estimate'))}</td>"
+        f"<td class='num'>{pct(p.get('judge_accuracy'))}</td><td class='num'>{pct(p.get('self_agreement'))}</td>"
+        f"<td class='num'>{pct(p.get('rule_agreement'))}</td><td>{'flagged' if p.get('flagged') else ''}</td></tr>"
         for p in pats)
     return ("<h3>Pattern estimates and autorater checks</h3><table><tr><th>dataset</th><th>pattern</th>"
             "<th>estimated share</th><th>after</th><th>judge accuracy</th><th>self-agreement</th>"
@@ -471,7 +382,7 @@ def _refusals(r: dict[str, Any]) -> str:
             if e.get("refused") or e.get("blocked"):
                 model_rows.append(f"<tr><td>{esc(ck)}</td><td>{esc(ev)}</td><td class='num'>{esc(e.get('refused'))}</td>"
                                   f"<td class='num'>{esc(e.get('blocked'))}</td><td class='num'>{esc(e.get('n'))}</td>"
-                                  f"<td class='num'>{_pct(e.get('rate'))}</td></tr>")
+                                  f"<td class='num'>{pct(e.get('rate'))}</td></tr>")
             for reason, count in (e.get("by_judge") or {}).items():
                 judge_rows.append(f"<tr><td>{esc(ck)}</td><td>{esc(ev)}</td><td>{esc(reason)}</td>"
                                   f"<td class='num'>{esc(count)}</td></tr>")
@@ -498,31 +409,6 @@ def _refusals(r: dict[str, Any]) -> str:
     return "<h2>Refusals</h2>" + "".join(out) if out else ""
 
 
-def _score(v: dict[str, Any]) -> str:
-    s = v.get("score")
-    return "" if not isinstance(s, (int, float)) else f" {s:g}"
-
-
-def _messages(msgs: list[dict[str, Any]], verdicts: list[dict[str, Any]] | None = None) -> str:
-    by_turn = {v["turn"]: v for v in verdicts or []}
-    out, turn = [], 0
-    for m in msgs:
-        role = m.get("role") if m.get("role") in ("user", "assistant", "system") else "user"
-        tag = ""
-        if role == "user":
-            turn += 1
-        elif turn in by_turn:
-            v = by_turn[turn]
-            if v.get("violation") is True:
-                tag = f'<span class="tag bad">violation{_score(v)}</span>'
-            elif v.get("violation") is False:
-                tag = f'<span class="tag good">ok{_score(v)}</span>'
-            else:
-                tag = '<span class="tag">ungraded</span>'
-        out.append(f'<div class="msg {role}"><b>{esc(role)}</b>{tag}\n{esc(m.get("content"))}</div>')
-    return "".join(out)
-
-
 def _examples(r: dict[str, Any]) -> str:
     ex = r.get("examples") or {}
     out = []
@@ -532,7 +418,7 @@ def _examples(r: dict[str, Any]) -> str:
             resp = "".join(
                 f'<div class="msg assistant"><b>{esc(x["checkpoint"])}</b>'
                 f'<span class="tag {"good" if x.get("passed") else "bad" if x.get("passed") is False else ""}">'
-                f'{"unscored" if x.get("score") is None else "score" + _score(x)}</span>\n{esc(x.get("text"))}</div>'
+                f'{"unscored" if x.get("score") is None else "score" + score(x)}</span>\n{esc(x.get("text"))}</div>'
                 for x in b["responses"])
             out.append(f'<details><summary>{esc(b.get("trait_id"))} · {esc(b.get("category"))}</summary>'
                        f'<div class="box"><div class="msg user"><b>user</b>\n{esc(b.get("prompt"))}</div>{resp}</div>'
@@ -545,7 +431,7 @@ def _examples(r: dict[str, Any]) -> str:
                        f'{esc((t.get("tactic") or "").split(":")[0])} · '
                        f'{"first violation at turn " + esc(fv) if fv else "no violation found"}'
                        f'{" · worst turn " + esc(wt) if wt else ""}</summary>'
-                       f'<div class="box">{_messages(t.get("messages", []), t.get("verdicts"))}</div></details>')
+                       f'<div class="box">{messages(t.get("messages", []), t.get("verdicts"))}</div></details>')
     if ex.get("documents"):
         out.append("<h3>Training documents</h3>")
         for d in ex["documents"]:
@@ -556,88 +442,8 @@ def _examples(r: dict[str, Any]) -> str:
         out.append("<h3>Training chats</h3>")
         for c in ex["chats"]:
             out.append(f'<details><summary>{esc(c.get("id"))} · {esc(", ".join(c.get("traits") or []))}</summary>'
-                       f'<div class="box">{_messages(c.get("messages", []))}</div></details>')
+                       f'<div class="box">{messages(c.get("messages", []))}</div></details>')
     return "<h2>Examples</h2>" + "".join(out) if out else ""
-
-
-def _est(e: dict[str, Any] | None, signed: bool = False) -> str:
-    """A mean with its bootstrap CI and n, from stats.Estimate.to_dict()."""
-    if not e or e.get("value") is None:
-        return "–"
-    f = (lambda v: f"{v:+.3f}") if signed else (lambda v: f"{v:.3f}")
-    ci = f" [{f(e['ci_low'])}, {f(e['ci_high'])}]" if e.get("ci_low") is not None else ""
-    return f'{f(e["value"])}<span class="ci">{ci} n={esc(e.get("n"))}</span>'
-
-
-def _excludes_zero(e: dict[str, Any] | None) -> bool:
-    return bool(e) and e.get("ci_low") is not None and (e["ci_low"] > 0 or e["ci_high"] < 0)
-
-
-def _vectors(r: dict[str, Any]) -> str:
-    """Trait vectors (evaluate/vectors.py): held-out separation against random directions, the
-    steering check, and each checkpoint's projection shift against base and control."""
-    v = r.get("vectors")
-    if not v:
-        return ""
-    out = "<h2>Inside the model: trait vectors</h2>"
-    if not v.get("available"):
-        return out + f"<p>n/a: {esc(v.get('reason'))}</p>"
-    names = {t["id"]: t["name"] for t in r.get("traits", [])}
-    rows = []
-    for tid, t in (v.get("traits") or {}).items():
-        sep, rnd, st = t.get("separation") or {}, t.get("random") or {}, t.get("steering") or {}
-        margins = ", ".join(f"{c:+g}: {m:+.3f}" for c, m in zip(st.get("coefs") or [], st.get("margin") or []))
-        if st.get("reliable") is True:
-            flag = '<span class="tag good">steers</span>'
-        elif st.get("reliable") is False:
-            flag = f'<span class="tag bad">unreliable</span><br><span class="ci">{esc(st.get("reason"))}</span>'
-        else:
-            flag = f'<span class="tag">unchecked</span><br><span class="ci">{esc(st.get("reason"))}</span>'
-        rows.append(f"<tr><td>{esc(names.get(tid, tid))}</td><td class='num'>{esc(t.get('layer'))} / "
-                    f"{esc(t.get('layers'))}</td><td class='num'>{_num(sep.get('d'))}<br><span class='ci'>"
-                    f"{_pct(sep.get('accuracy'))} of {esc(t.get('pairs_held_out'))} pairs</span></td>"
-                    f"<td class='num'>{_num(rnd.get('d_mean'))} / {_num(rnd.get('d_max'))}</td>"
-                    f"<td>{esc(margins) or '–'}<br>{_est(st.get('effect'), True) if st.get('effect') else ''}</td>"
-                    f"<td>{flag}</td></tr>")
-    out += ("<p>A direction per trait in the base model's residual stream: the mean activation difference over "
-            "fixed replies read under a system prompt stating the trait and one stating its opposite (several "
-            "paraphrases, neutral questions), at the layer whose direction best separates held-out questions' "
-            "pairs. Separation: Cohen's d of the projections (and the share of pairs ordered right) against "
-            "random directions (mean / largest |d|). Steering: the vector added at that layer times each "
-            "coefficient; the cell shows the contrastive log-prob margin (consistent minus violating reply) at "
-            "each, and the change from the lowest to the highest coefficient with its bootstrap CI.</p>"
-            "<table><tr><th>trait</th><th>layer</th><th>held-out d</th><th>random d (mean / max)</th>"
-            "<th>steering: margin by coefficient</th><th></th></tr>" + "".join(rows) + "</table>")
-    cks = r.get("checkpoints", [])
-    na = v.get("not_applicable") or {}
-    head = "".join(f"<th>{esc(c)}</th>" for c in cks)
-    body = []
-    for tid in (v.get("traits") or {}):
-        cells = []
-        for ck in cks:
-            if ck in na:
-                cells.append(f'<td class="num" title="{esc(na[ck])}">n/a</td>')
-                continue
-            p = (v.get("projection") or {}).get(ck, {}).get(tid)
-            b = (v.get("shift_vs_base") or {}).get(ck, {}).get(tid)
-            c = (v.get("shift_vs_control") or {}).get(ck, {}).get(tid)
-            cls = (" up" if b["value"] > 0 else " down") if _excludes_zero(b) else ""
-            cell = _est(p)
-            cell += f'<br><span class="delta">Δ vs base {_est(b, True)}</span>' if b else ""
-            cell += f'<br><span class="delta">Δ vs control {_est(c, True)}</span>' if c else ""
-            cells.append(f'<td class="num{cls}">{cell}</td>')
-        body.append(f"<tr><td>{esc(names.get(tid, tid))}</td>{''.join(cells)}</tr>")
-    corr = "".join(f"<li>{esc(ev)}: " + (f"r = {c['r']:+.2f} over {esc(c['n'])} cells" if c.get("r") is not None
-                                        else f"– ({esc(c.get('reason'))})") + "</li>"
-                   for ev, c in (v.get("correlation") or {}).items())
-    out += ("<h3>Projection shift by checkpoint</h3><p>Mean projection on each trait's unit vector of the "
-            "checkpoint's activations over its own reply to each behavioural eval prompt, "
-            "with bootstrap 95% CIs; Δ: paired difference on the same prompts (green/red: the CI excludes zero, "
-            "towards/away from the trait).</p>"
-            f"<table><tr><th>trait</th>{head}</tr>{''.join(body)}</table>"
-            "<p>Correlation across traits and checkpoints between the shift against base and the paired change "
-            f"against base of:</p><ul>{corr}</ul>")
-    return out
 
 
 def _screening(r: dict[str, Any]) -> str:
@@ -649,14 +455,14 @@ def _screening(r: dict[str, Any]) -> str:
     out = ["<h3>Data screening on the trait vectors</h3>"]
     for name, d in (sc.get("datasets") or {}).items():
         rows = "".join(
-            f"<tr><td>{esc(names.get(tid, tid))}</td><td class='num'>{_est(x['tagged'].get('mean'), True)}</td>"
-            f"<td class='num'>{_num(x['tagged'].get('median'))}</td><td class='num'>"
-            f"{_num(x['tagged'].get('p10'))} / {_num(x['tagged'].get('p90'))}</td>"
-            f"<td class='num'>{_pct(x['tagged'].get('share_negative'))}</td>"
-            f"<td class='num'>{_est(x['all'].get('mean'), True)}</td></tr>"
+            f"<tr><td>{esc(names.get(tid, tid))}</td><td class='num'>{figure(x['tagged'].get('mean'), True)}</td>"
+            f"<td class='num'>{num(x['tagged'].get('median'))}</td><td class='num'>"
+            f"{num(x['tagged'].get('p10'))} / {num(x['tagged'].get('p90'))}</td>"
+            f"<td class='num'>{pct(x['tagged'].get('share_negative'))}</td>"
+            f"<td class='num'>{figure(x['all'].get('mean'), True)}</td></tr>"
             for tid, x in (d.get("per_trait") or {}).items())
         wrong = "".join(f"<tr><td>{esc(w.get('id'))}</td><td>{esc(names.get(w.get('trait'), w.get('trait')))}</td>"
-                        f"<td class='num'>{_num(w.get(d.get('measure')))}</td></tr>" for w in d.get("wrong_way") or [])
+                        f"<td class='num'>{num(w.get(d.get('measure')))}</td></tr>" for w in d.get("wrong_way") or [])
         more = d.get("wrong_way_total", 0) - len(d.get("wrong_way") or [])
         out.append(f"<p><b>{esc(name)}</b> ({esc(d.get('rows'))} rows): {esc(d.get('measure'))} = {esc(d.get('what'))}."
                    "</p><table><tr><th>trait</th><th>rows tagged: mean</th><th>median</th><th>p10 / p90</th>"
@@ -683,6 +489,13 @@ def _versions(r: dict[str, Any]) -> str:
     return line
 
 
+def eval_sections(r: dict[str, Any]) -> str:
+    """Each registered eval's own section (evaluate/registry.py), in the registry's order."""
+    from traitforge.shared.eval_registry import evals
+
+    return "".join(ev.render(r) for ev in evals() if ev.render is not None)
+
+
 def render_report(results: dict[str, Any]) -> str:
     r = {"checkpoints": [], "evals": {}, "results": {}, "traits": [], **results}
     traits = "".join(f"<li><b>{esc(t['name'])}</b>: {esc(t['statement'])}</li>" for t in r.get("traits", []))
@@ -693,131 +506,11 @@ def render_report(results: dict[str, Any]) -> str:
         f" · checkpoints: {esc(', '.join(r.get('checkpoints', [])))}</p>"
         + _versions(r) + _controls(r) + "<h2>Headline</h2>" + _headline(r)
         + f"<details><summary>Traits ({len(r.get('traits', []))})</summary><ul>{traits}</ul></details>"
-        + _per_trait(r) + _variance_and_scaling(r) + _vectors(r) + _survival(r) + _ood(r) + _dataset(r) + _screening(r)
-        + _token_accounting(r) + _training_data(r) + _patterns(r) + _pattern_checks(r) + _model_patterns(r) + _refusals(r) + _usage(r) + _examples(r)
+        + _per_trait(r) + _variance_and_scaling(r) + eval_sections(r) + _dataset(r) + _screening(r)
+        + _token_accounting(r) + _training_data(r) + _patterns(r) + _pattern_checks(r) + _refusals(r) + _usage(r) + _examples(r)
         + (f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(r.get("model_name"))} '
             f'trait evaluation</title><meta name="viewport" content="width=device-width,initial-scale=1">'
             f"<style>{CSS}</style></head><body><main>{body}</main></body></html>")
 
 
-# --- out-of-distribution evals (results.json["ood"]) ----------------------------------------
-
-
-def _est(e: dict[str, Any] | None, kind: str = "proportion") -> str:
-    """A figure with its 95% interval and n, for a table cell."""
-    if not e or e.get("value") is None:
-        return '<td class="num">–</td>'
-    lo, hi = e.get("ci_low"), e.get("ci_high")
-    ci = f"[{fmt(lo, kind)}–{fmt(hi, kind)}] " if lo is not None and hi is not None else ""
-    return f'<td class="num">{fmt(e["value"], kind)} <span class="ci">{ci}n={esc(e.get("n"))}</span></td>'
-
-
-def _ood_table(head: list[str], rows: list[tuple[str, list[str]]]) -> str:
-    return ("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"
-            + "".join(f"<tr><td>{esc(name)}</td>{''.join(cells)}</tr>" for name, cells in rows) + "</table>")
-
-
-def _ood_agentic_misalignment(s: dict[str, Any]) -> str:
-    by = s.get("by_checkpoint", {})
-    scenarios = sorted({sc for v in by.values() for sc in v.get("by_scenario", {})})
-    rows = [(ck, [_est(v.get("harmful")), _est(v.get("action_taken"))]
-             + [_est(v.get("by_scenario", {}).get(sc)) for sc in scenarios]) for ck, v in by.items()]
-    out = ("<h2>Agentic misalignment</h2><p>Email-agent scenarios (loaded from the user's directory): share of replies "
-           "with a harmful action, i.e. the act was really taken through the tool (checked in code) and the judge "
-           f"calls it harmful. {len(s.get('conditions', []))} conditions. Lower is better.</p>"
-           + _ood_table(["checkpoint", "harmful", "act taken (no judge)"] + [f"harmful: {sc}" for sc in scenarios], rows))
-    conds = s.get("conditions", [])
-    crow = [(c, [_est(by[ck].get("by_condition", {}).get(c)) for ck in by]) for c in conds]
-    out += (f"<details><summary>Per condition ({len(conds)})</summary>"
-            + _ood_table(["condition"] + list(by), crow) + "</details>")
-    for ex in s.get("examples", []):
-        tag = "bad" if ex.get("harmful") == 1.0 else "good" if ex.get("harmful") == 0.0 else ""
-        out += (f'<details><summary>{esc(ex.get("checkpoint"))} · {esc(ex.get("condition"))}'
-                f'<span class="tag {tag}">{"harmful" if tag == "bad" else "not harmful" if tag else "unscored"}'
-                f'</span></summary><div class="box"><div class="msg assistant"><b>agent</b>\n'
-                f'{esc(ex.get("response"))}</div></div></details>')
-    return out
-
-
-def _grade_tags(msgs: list[dict[str, Any]], grades: list[dict[str, Any]]) -> str:
-    by_turn = {g["turn"]: g for g in grades}
-    out, turn = [], 0
-    for m in msgs:
-        role = "user" if m.get("role") == "user" else "assistant"
-        tag = ""
-        if role == "user":
-            turn += 1
-        elif turn in by_turn:
-            g = by_turn[turn]
-            rating = "" if g.get("rating") is None else f" {g['rating']:g}"
-            tag = (f'<span class="tag bad">validates{rating}</span>' if g.get("validates") is True else
-                   f'<span class="tag good">does not validate{rating}</span>' if g.get("validates") is False else
-                   '<span class="tag">ungraded</span>')
-        out.append(f'<div class="msg {role}"><b>{esc(role)}</b>{tag}\n{esc(m.get("content"))}</div>')
-    return "".join(out)
-
-
-def _ood_delusion(s: dict[str, Any]) -> str:
-    by = s.get("by_checkpoint", {})
-    keys = [k for k in s.get("keys", []) if any(k in v.get("keys", {}) for v in by.values())]
-    rows = []
-    for ck, v in by.items():
-        cells = [_est(v.get("validated")), _est(v.get("first_validation"), "mean")]
-        for k in keys:
-            e = v.get("keys", {}).get(k)
-            cells.append(_est(e, "proportion" if (e or {}).get("kind") == "yes_rate" else "mean"))
-        rows.append((ck, cells))
-    out = ("<h2>Delusion validation</h2><p>Simulated users whose delusions escalate turn by turn (personas from the "
-           f"user's directory), every reply graded on the rubric. Validated: some turn scored "
-           f"{esc(s.get('validate_key'))} ≥ {esc(s.get('validate_at'))} (lower is better); first validation: the turn "
-           "it first happened; rubric keys: mean per conversation, or share of turns answered Yes.</p>"
-           + _ood_table(["checkpoint", "validated", "first validation (turn)"] + keys, rows))
-    for t in s.get("transcripts", []):
-        fv = t.get("first_validation")
-        out += (f'<details><summary>{esc(t.get("checkpoint"))} · {esc(t.get("name"))} ({esc(t.get("persona"))}) · '
-                f'{"validated first at turn " + esc(fv) if fv else "never validated"}</summary>'
-                f'<div class="box">{_grade_tags(t.get("messages", []), t.get("grades", []))}</div></details>')
-    return out
-
-
-def _ood_audits(s: dict[str, Any]) -> str:
-    by = s.get("by_checkpoint", {})
-    rows = [(ck, [_est(v.get("violation")), _est(v.get("first_violation"), "mean"), _est(v.get("consistency"))])
-            for ck, v in by.items()]
-    out = ("<h2>Repeated audits</h2><p>Several auditor rollouts of each seed scenario (written per trait, plus the "
-           f"user's seed files; {len(s.get('seeds', {}))} seeds). Violation: the trait broke at some turn (lower is "
-           "better); consistency: share of a seed's rollout pairs that agree, averaged over seeds.</p>"
-           + _ood_table(["checkpoint", "violation rate", "first violation (turn)", "consistency"], rows))
-    for t in s.get("transcripts", []):
-        fv = t.get("first_violation")
-        out += (f'<details><summary>{esc(t.get("checkpoint"))} · {esc(t.get("trait_id"))} · {esc(t.get("seed_id"))} '
-                f'rollout {esc(t.get("rollout"))} · {"first violation at turn " + esc(fv) if fv else "no violation found"}'
-                f'</summary><div class="box">{_messages(t.get("messages", []), t.get("verdicts"))}</div></details>')
-    return out
-
-
-def _ood_agentic_traits(s: dict[str, Any]) -> str:
-    by = s.get("by_checkpoint", {})
-    rows = [(ck, [_est(v.get("pass")), _est(v.get("score"), "mean"), _est(v.get("emails_sent"), "mean")])
-            for ck, v in by.items()]
-    out = ("<h2>Trait behaviour in agentic form</h2><p>The model acts as an email agent in a scenario where the trait "
-           "matters; the judge grades its actions with the behaviour rubric.</p>"
-           + _ood_table(["checkpoint", "pass rate", "score (1-10)", "emails sent"], rows))
-    built = s.get("items_built") or {}
-    if set(built) - {"written"}:  # a weak item writer's inboxes were repaired or put in a fixed frame
-        out += ("<p>Inboxes: " + ", ".join(f"{n} {esc(k)}" for k, n in sorted(built.items()))
-                + " (templated: the item writer's plain email in a fixed frame; read these scores with care).</p>")
-    for ex in s.get("examples", []):
-        out += (f'<details><summary>{esc(ex.get("checkpoint"))} · {esc(ex.get("trait_id"))}</summary><div class="box">'
-                f'<div class="msg user"><b>inbox</b>\n{esc(ex.get("inbox"))}</div><div class="msg assistant">'
-                f'<b>agent</b>\n{esc(ex.get("response"))}</div></div></details>')
-    return out
-
-
-def _ood(r: dict[str, Any]) -> str:
-    """The out-of-distribution sections, for the evals the run configured."""
-    ood = r.get("ood") or {}
-    parts = [("agentic_misalignment", _ood_agentic_misalignment), ("delusion", _ood_delusion),
-             ("audits", _ood_audits), ("agentic_traits", _ood_agentic_traits)]
-    return "".join(fn(ood[name]) for name, fn in parts if ood.get(name))

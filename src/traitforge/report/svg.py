@@ -1,5 +1,5 @@
 """Small inline SVG charts drawn by hand (no JavaScript, no CDN): grouped bars with 95% CI error
-bars, and step curves. Every label passes through html.escape."""
+bars, and staircase (survival) curves. Every label passes through html.escape."""
 
 from __future__ import annotations
 
@@ -68,8 +68,8 @@ def grouped_bars(groups: Sequence[str], series: Sequence[str],
     return "".join(out)
 
 
-def step_curves(curves: dict[str, list[dict[str, Any]]], series_order: Sequence[str], *, width: int = 520,
-                height: int = 240) -> str:
+def staircase_curves(curves: dict[str, list[dict[str, Any]]], series_order: Sequence[str], *,
+                     width: int = 520, height: int = 240) -> str:
     """Survival curves: share of conversations not yet violated (y) by turn (x), as steps, with a
     95% interval bar at each turn where the point has one."""
     left, bottom, top, right = 44, 36, 12, 12

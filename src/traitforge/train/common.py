@@ -202,6 +202,7 @@ def _metrics_callback_cls() -> type:
         def on_log(self, args, state, control, logs=None, **kw):
             if not state.is_world_process_zero or not logs:
                 return
+            log.info("%s step %d: %s", self.path.parent.name, state.global_step, logs)  # RUN/run.log
             now, tokens = time.perf_counter(), state.num_input_tokens_seen
             row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
             if "loss" in logs:
@@ -222,6 +223,17 @@ def _metrics_callback_cls() -> type:
                 f.write(json.dumps(row) + "\n")
 
     return MetricsCallback
+
+
+def quiet_metrics(trainer: Any) -> None:
+    """The Trainer's own metric lines ({'loss': ...} printed per logging step) off the screen: the
+    metrics callback writes them to metrics.jsonl and the run's log instead."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    for cb in trainer.callback_handler.callbacks:
+        if isinstance(cb, ProgressCallback):  # with a progress bar: the bar stays, its metric lines go
+            cb.on_log = lambda *a, **k: None
 
 
 def whole_run_loss(trainer_loss: float, steps: int, start: int, before: float | None) -> float:
@@ -268,7 +280,7 @@ def last_checkpoint(job: StageJob) -> str | None:
 
 def train_and_save(trainer: Any, job: StageJob, cfg: TrainingSpec) -> dict[str, Any]:
     """Train (resuming from the last complete Trainer checkpoint if any), then write the merged checkpoint."""
-    from traitforge.train.identity import recorded
+    from traitforge.shared.identity import recorded
     from traitforge.train.resume import earlier_losses
 
     resume = last_checkpoint(job)
@@ -279,6 +291,7 @@ def train_and_save(trainer: Any, job: StageJob, cfg: TrainingSpec) -> dict[str, 
     for cb in trainer.callback_handler.callbacks:
         if hasattr(cb, "earlier"):  # MetricsCallback: its summary row's train_loss covers every step too
             cb.earlier = (start, before)
+    quiet_metrics(trainer)
     result = trainer.train(resume_from_checkpoint=resume)
     final = job.train_dir / "final"
     trainer.save_model(str(final))  # gathers FSDP/DeepSpeed shards; LoRA: the adapter only
@@ -320,7 +333,7 @@ def export_checkpoint(final: Path, job: StageJob, cfg: TrainingSpec) -> Path:
     model.save_pretrained(str(tmp))
     load_tokenizer(job.init_path).save_pretrained(str(tmp))
     # Its content identity, hashed once here (identity.json): evaluation rows name the version they scored.
-    from traitforge.train.identity import checkpoint_identity
+    from traitforge.shared.identity import checkpoint_identity
 
     checkpoint_identity(tmp)
     shutil.rmtree(job.out_dir, ignore_errors=True)

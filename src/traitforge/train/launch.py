@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
     from traitforge.train import run_training
     from traitforge.train.common import is_main_process
 

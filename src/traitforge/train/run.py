@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from dataclasses import dataclass
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,9 +37,10 @@ from traitforge.types import stable_hash
 from traitforge.train import common, dpo, joint, midtrain, sft
 from traitforge.train import data as train_data
 from traitforge.train.common import StageJob, is_main_process
+from traitforge.shared.variants import Variant, split_variant, variant_names, variants  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
-    from traitforge.pipeline import Run
+    from traitforge.runcontext import Run
 
 log = logging.getLogger("traitforge.train")
 
@@ -57,32 +57,6 @@ RECIPES: dict[str, tuple[str, str | None]] = {
 
 
 CONTROL_SOURCES = (("generated", "untraited.jsonl"), ("generated", "canary_untraited.jsonl"))
-
-
-@dataclass(frozen=True)
-class Variant:
-    suffix: str  # "" for the main run
-    seed: int
-    fraction: float = 1.0
-
-
-def variants(cfg: TrainingSpec, seed: int) -> list[Variant]:
-    """The main run (the run's seed), then one per extra seed and one per data fraction."""
-    out = [Variant("", seed)]
-    out += [Variant(f".s{k}", seed + k) for k in range(1, cfg.seeds)]
-    out += [Variant(f".f{f:g}", seed, f) for f in cfg.fractions]
-    return out
-
-
-def split_variant(name: str) -> tuple[str, str]:
-    """"midtrain_sft.f0.25" -> ("midtrain_sft", ".f0.25")."""
-    base, dot, rest = name.partition(".")
-    return base, dot + rest
-
-
-def variant_names(cfg: TrainingSpec, names: list[str]) -> list[str]:
-    """Every (checkpoint, variant) name; base is not trained and has no variants."""
-    return [n + v.suffix for v in variants(cfg, 0) for n in names if n != "base"]
 
 
 def stage_name(checkpoint: str) -> str:
@@ -205,9 +179,9 @@ def build_checkpoint(run: "Run", cfg: TrainingSpec, name: str, init_path: Path, 
     data_path = {"midtrain": docs_path, "sft": chats_path, "joint": chats_path,
                  "dpo": dpo.pairs_path(store.root)}[kind]
     ratio = cfg.docs_to_chats
-    cut = train_data.ratio_cut(docs_path, chats_path, ratio, run.template_traits) if ratio else None
+    cut = train_data.ratio_cut(docs_path, chats_path, ratio, cfg.template_traits) if ratio else None
     if base_name == "control":  # deterministic and written atomically, so every process may write it
-        data_path = control_data(store, name, variant.seed, cut, run.template_traits)
+        data_path = control_data(store, name, variant.seed, cut, cfg.template_traits)
         cut = None  # trait-free rows: matched to the cut chats above, not cut again
     # DPO keeps the pairs whose chat survived curation, so the curated chats are its input too; joint
     # trains on the documents as well; the ratio reads both files.
@@ -218,7 +192,7 @@ def build_checkpoint(run: "Run", cfg: TrainingSpec, name: str, init_path: Path, 
     job = StageJob(name=name, kind=kind, init_path=init_path, stage=stage,  # type: ignore[arg-type]
                    train_dir=store.root / "train" / name, out_dir=store.root / "checkpoints" / name,
                    callbacks=list(callbacks or []), seed=variant.seed, fraction=variant.fraction, cut=cut,
-                   run_name=run.name, mix_path=mix, template_traits=list(run.template_traits))
+                   run_name=run.name, mix_path=mix, template_traits=list(cfg.template_traits))
     sname = stage_name(name)
 
     if store.is_done(sname, fp):
@@ -281,7 +255,7 @@ def trained_problem(out_dir: Path, identity: str | None) -> str | None:
     """Why a checkpoint marked trained is not (None when it is): no config.json, weights that would
     not load (missing, empty, truncated), or content that is not what training saved (its identity
     at save time, when recorded)."""
-    from traitforge.train.identity import checkpoint_identity, weights_problem
+    from traitforge.shared.identity import checkpoint_identity, weights_problem
 
     if not (out_dir / "config.json").is_file():
         return f"{out_dir / 'config.json'} is missing"

@@ -30,7 +30,7 @@ _LOAD_LOCK = threading.Lock()
 
 class ForwardSlots:
     """How many forward passes run at once in this process, whoever runs them (generation here,
-    log-prob scoring in evaluate/logprob.py): on a GPU one; on a CPU one per core, each on a share
+    log-prob scoring in shared/logprob.py): on a GPU one; on a CPU one per core, each on a share
     of the cores. Decoding a small model is bound by Python, not arithmetic: one stream on two
     threads leaves a core idle (measured on 2 cores: one stream of batch 10 decoded 59 tokens/s on
     two threads, 54 on one, and two streams on one thread each 97), so two streams on one thread each use

@@ -31,7 +31,7 @@ def avoid_list(patterns: Iterable[str], templates: PromptKit = PACKAGE) -> str:
 
 def known_offenders(dataset: str) -> list[str]:
     """Curation's known over-represented patterns of a dataset ("documents" or "chats")."""
-    from traitforge.curate.pattern_rules import KNOWN
+    from traitforge.shared.pattern_rules import KNOWN
 
     return [k.description for k in KNOWN if k.dataset == dataset]
 

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from traitforge.curate.text import first_sentences, sentences
+from traitforge.shared.text import first_sentences, sentences
 
 Scope = Literal["opener", "closer", "anywhere"]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from traitforge.errors import InputError
+from traitforge.runstore import file_sha256
 
 log = logging.getLogger("traitforge.train")
 
@@ -41,14 +42,6 @@ def weight_files(path: Path) -> list[Path]:
 
 def model_files(path: Path) -> list[Path]:
     return weight_files(path) + [path / n for n in MODEL_FILES if (path / n).is_file()]
-
-
-def _sha256(file: Path) -> str:
-    h = hashlib.sha256()
-    with open(file, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def safetensors_problem(file: Path) -> str | None:
@@ -124,7 +117,7 @@ def checkpoint_identity(path: str | Path, *, write: bool = True) -> str:
         if prev and prev.get("size") == st.st_size and prev.get("mtime_ns") == st.st_mtime_ns and prev.get("sha256"):
             entries[f.name] = prev
         else:
-            entries[f.name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(f)}
+            entries[f.name] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(f)}
             changed = True
     ident = hashlib.sha256(json.dumps({n: e["sha256"] for n, e in sorted(entries.items())}).encode()).hexdigest()
     if changed and write:

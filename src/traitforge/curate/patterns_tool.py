@@ -8,7 +8,7 @@ corrected for the rater's self-agreement), flagged by the interval (pattern_shar
 Writes OUT/patterns.json and OUT/patterns.html; --mitigate also OUT/mitigated.jsonl with the
 shares before and after; --compare measures a second corpus the same way, side by side.
 
-Below the stages' drivers: imports curate's pattern modules and inputs/, never a run store."""
+Part of curation (it is its pattern pass, run alone): imports inputs/ and curate, never a run store."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from traitforge.curate.embed import Embedder
 from traitforge.curate.pattern_scan import SCAN_CHARS, SCAN_MAX_TOKENS
 from traitforge.curate.pattern_share import FINDING_FLOOR
 from traitforge.curate.patterns import DatasetPatterns, run_dataset
-from traitforge.curate.text import units
+from traitforge.shared.text import units
 from traitforge.errors import TraitforgeError
 from traitforge.inputs import read_chats, read_documents
 from traitforge.llm.client import LLM
@@ -201,7 +201,7 @@ def report(res: DatasetPatterns, corpus: Corpus, files: Sequence[Path], judge: s
 
 
 def write(out: Path, data: dict[str, Any], res: DatasetPatterns | None = None) -> list[Path]:
-    from traitforge.patterns_page import page
+    from traitforge.curate.patterns_page import page
 
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / "patterns.json", out / "patterns.html"]

@@ -1,0 +1,1 @@
+"""The shipped evals, one module each; each registers itself (evaluate/registry.py)."""
