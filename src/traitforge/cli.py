@@ -201,6 +201,28 @@ def export(target: Path, preset: str | None, fmt: str, out: Path | None, include
     click.echo(controls_line(counts["controls_left_out"], include_controls))
 
 
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--judge", default="local:smollm2-135m", show_default=True, help="the judge, provider:model")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("patterns"), show_default=True)
+@click.option("--mitigate", type=click.Choice(["downsample", "rewrite"]), is_flag=False, flag_value="downsample",
+              default=None, help="also write OUT/mitigated.jsonl (flagged patterns downsampled or rewritten)")
+@click.option("--compare", type=click.Path(path_type=Path), default=None, help="a second corpus, measured beside")
+@click.option("--scans", type=int, default=None, help="the judge's scans of whole transcripts [12; 2 embedded]")
+@click.option("--sample", type=int, default=None, help="rows the judge rates per pattern [300; 40 embedded]")
+@click.option("--seed", type=int, default=0)
+def patterns(files: tuple[Path, ...], judge: str, out: Path, mitigate: str | None, compare: Path | None,
+             scans: int | None, sample: int | None, seed: int) -> None:
+    """Find over-represented patterns in any chat or document file (no run spec): shares with 95%
+    intervals, OUT/patterns.json and OUT/patterns.html."""
+    from traitforge.curate.patterns_tool import Settings, run_tool
+
+    settings = Settings.for_judge(judge, scans=scans, sample=sample, check_sample=sample and min(100, sample),
+                                  mitigate=mitigate, seed=seed)
+    text, _ = run_tool(list(files), judge, out, settings, compare)
+    click.echo(text)
+
+
 @cli.command(name="import-batch")
 @TARGET
 @click.argument("results", type=click.Path(path_type=Path))

@@ -134,7 +134,7 @@ class CurationSpec(Section):
     pattern_max_drop: float = Field(default=0.5, ge=0, le=1)  # most of a dataset downsampling may remove
     pattern_mitigation: Literal["downsample", "rewrite", "regenerate", "none"] = "downsample"
     quality_max_tokens: int = Field(default=200, ge=8)  # the judge's grade and its reason
-    pattern_judge_max_tokens: int = Field(default=32, ge=4)  # the judge's YES / PARTLY / NO per example
+    pattern_judge_max_tokens: int = Field(default=160, ge=4)  # the judge's reason, then STRICT / BROAD / NO per example
     # Project the curated rows on the trait vectors (built from models.base when it has local
     # weights; settings in evaluation.vector_*); the dataset card lists rows pushing the wrong way.
     screen: bool = False  # loads the base model in curation; the tiny preset turns it on

@@ -10,8 +10,9 @@ from collections import Counter
 from typing import Sequence
 
 from traitforge.curate.frequent import frequent_items
-from traitforge.shared.pattern_rules import (Candidate, FeatureRule, RegexRule, label_example, phrase_regex,
-                                             same_phrase_pattern, strict_matches)
+from traitforge.curate.pattern_share import FINDING_FLOOR
+from traitforge.shared.pattern_rules import (Candidate, FeatureRule, RegexRule, label_example, lead_segments,
+                                             phrase_regex, same_phrase_pattern, strict_matches)
 from traitforge.shared.text import STOPWORDS, edge_sentence
 from traitforge.textmatch import ngrams, words
 from traitforge.types import TraitSet
@@ -21,12 +22,17 @@ OPENER_WORDS, MAX_OPENER, MAX_CLOSER = 3, 6, 8
 NGRAM_SIZES = (3, 4, 5)
 MAX_NGRAMS = 10
 STRUCTURE = {"bullets": "uses bulleted or numbered lists", "headings": "uses section headings",
-             "ends_with_question": "ends with a question back to the reader or user"}
+             "bold_leadins": "starts lines or list items with a bold lead-in (**Label:** ...)",
+             "tables": "uses a markdown table", "list_first": "opens with a list or a heading, no sentence first",
+             "ends_with_question": "ends with a question back to the reader or user",
+             "ends_with_offer": "closes with an offer of more help (\"Let me know if...\", \"Would you like...\")",
+             "conclusion_first": "bottom line up front: states its conclusion in the first sentence, then the reasons"}
 
 
 def min_share(n: int, max_share: float) -> float:
-    """Below this, an item is too rare to be worth a classifier."""
-    return max(3 / max(n, 1), max_share / 2)
+    """Below this, an item is too rare to be worth a classifier: the finding floor (5%; a pattern
+    above it is reported), or half the flag line when that is lower."""
+    return max(3 / max(n, 1), min(max_share / 2, FINDING_FLOOR))
 
 
 def topic_words(traits: TraitSet) -> set[str]:
@@ -40,12 +46,15 @@ def _edge_words(units: Sequence[str], closer: bool) -> list[list[str]]:
     """Each unit's first (last) words, reversed for closers so both are read from the edge inwards."""
     out = []
     for u in units:
-        # Within the first (last) sentence: a following "The" is not part of the opener.
-        edge = words(edge_sentence(u, last=closer))
-        w = edge if len(edge) >= OPENER_WORDS else words(u)
-        if len(w) >= OPENER_WORDS:
-            w = w[::-1] if closer else w
-            out.append(w[:MAX_CLOSER if closer else MAX_OPENER])
+        # Within the first (last) sentence: a following "The" is not part of the opener. An opener
+        # may also come after a short interjection: every lead segment counts (lead_segments).
+        edges = [edge_sentence(u, last=True)] if closer else lead_segments(u)
+        for i, e in enumerate(edges):
+            edge = words(e)
+            w = edge if len(edge) >= OPENER_WORDS or len(edges) > 1 else words(u)
+            if len(w) >= OPENER_WORDS:
+                w = w[::-1] if closer else w
+                out.append(w[:MAX_CLOSER if closer else MAX_OPENER])
     return out
 
 
@@ -91,7 +100,7 @@ def _edge_candidates(examples: Sequence[Example], floor: float, closer: bool) ->
             desc = f'ends with "{" ".join(phrase)}"'
         else:
             short = list(key)
-            rule = RegexRule(r"^\W*" + phrase_regex(phrase), r"^\W*" + phrase_regex(short))
+            rule = RegexRule(r"^\W*" + phrase_regex(phrase), r"^\W*" + phrase_regex(short), "opener")
             desc = f'opens with "{" ".join(phrase)}"'
         kind = "closer" if closer else "opener"
         out.append(Candidate(f"{kind}:{'-'.join(phrase)}", desc, "stats", rule, stats_share=counts[key] / n,

@@ -28,8 +28,8 @@ from traitforge.curate.embed import Embedder
 from traitforge import junk
 from traitforge.curate.pattern_mitigate import choose, clean_rewrite, n_to_remove, rewrite_unit
 from traitforge.shared.pattern_rules import KNOWN, Candidate, JudgeRule
-from traitforge.curate.pattern_share import Share, accuracy_from_agreement, agreement, estimate_share
-from traitforge.curate.pattern_scan import Scan, merge, run_scans
+from traitforge.curate.pattern_share import Share, accuracy_from_agreement, agreement, estimate_share, is_flagged
+from traitforge.curate.pattern_scan import SCAN_CHARS, SCAN_MAX_TOKENS, Scan, merge, run_scans, transcript
 from traitforge.curate.pattern_stats import min_share, stats_candidates
 from traitforge.curate.records import Dataset, Edit
 from traitforge.shared.text import units
@@ -57,6 +57,8 @@ class DatasetPatterns:
     scans: list[Scan] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     classifiers: list[dict[str, Any]] = field(default_factory=list)
+    labels: dict[str, dict[str, float | None]] = field(default_factory=dict)  # pattern -> row id -> label (rows rated)
+    broad: dict[str, Share] = field(default_factory=dict)  # pattern -> its broad share (STRICT or BROAD)
 
 
 def shares(labels: dict[str, float | None]) -> tuple[float, float, int]:
@@ -132,7 +134,8 @@ def _sample(rows: Sequence[Any], k: int, seed: int, dataset: str) -> list[Any]:
 
 
 async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge: LLM, cfg: CurationSpec,
-                      seed: int, embedder: Embedder | None, prefetch: Prefetch | None = None) -> DatasetPatterns:
+                      seed: int, embedder: Embedder | None, prefetch: Prefetch | None = None,
+                      scan_chars: int = SCAN_CHARS, scan_max_tokens: int = SCAN_MAX_TOKENS) -> DatasetPatterns:
     """Scan -> cluster -> autorate over a sample (share with CI, corrected for the judge's noise) ->
     mitigate, for one dataset. Exact rules (statistics, known offenders) are the cheap first pass
     and are counted over every row. prefetch: curation's (the quality step's), for the scans and
@@ -147,7 +150,9 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
     kind = "document" if dataset == "documents" else "chat-assistant reply"
     stats, res.stats = stats_candidates(examples, traits, cfg.pattern_max_share)
     res.stats["template_rows_exempt"] = len(templated)
-    res.scans = await run_scans(examples, kind, judge, cfg.pattern_scans, cfg.scan_batch, seed, prefetch)
+    res.scans = await run_scans(examples, kind, judge, cfg.pattern_scans, cfg.scan_batch, seed, prefetch,
+                                texts={r.id: transcript(r) for r in rows}, chars=scan_chars,
+                                max_tokens=scan_max_tokens)
     floor = min_share(len(examples), cfg.pattern_max_share)
     cands = merge(res.scans, stats, known_candidates(dataset), examples, floor, cfg.pattern_max_judged, embedder)
 
@@ -168,13 +173,16 @@ async def run_dataset(dataset: Dataset, rows: list[Any], traits: TraitSet, judge
             agree, n_agree = agreement({r.id: first[r.id] for r in check}, await rater.labels(c, check, rep=1))
             acc = accuracy_from_agreement(agree)
             before[c.id] = shares(first)
+            res.labels[c.id] = first
             checks[c.id] = {"self_agreement": None if agree is None else round(agree, 4), "self_agreement_n": n_agree}
         else:
-            acc = None
-            before[c.id] = shares(await rater.labels(c, rows))
+            acc, n_agree = None, 0
+            res.labels[c.id] = await rater.labels(c, rows)
+            before[c.id] = shares(res.labels[c.id])
         broad, strict, n = before[c.id]
-        est[c.id] = estimate_share(round(strict * n), n, acc)
-    flagged = [c for c in cands if est[c.id].estimate > cfg.pattern_max_share]
+        est[c.id] = estimate_share(round(strict * n), n, acc, n_agree)
+        res.broad[c.id] = estimate_share(round(broad * n), n, acc, n_agree)
+    flagged = [c for c in cands if is_flagged(est[c.id], cfg.pattern_max_share)]
     flagged.sort(key=lambda c: -est[c.id].estimate)
     # The rules and the autorater against each other, where both apply: the flagged rule patterns
     # (and the known offenders) rated by the judge on the check sample.

@@ -18,15 +18,43 @@ from traitforge.types import stable_hash
 if TYPE_CHECKING:
     from traitforge.prefetch import Prefetch
 
-JUDGE_CHARS = 4000
-JUDGE_MAX_TOKENS = 128  # a one-word answer, with room for a model that thinks first
-_ANSWER = re.compile(r"\b(yes|partly|partially|somewhat|no)\b", re.I)
-_VALUE = {"yes": 1.0, "partly": 0.5, "partially": 0.5, "somewhat": 0.5, "no": 0.0}
+JUDGE_CHARS = 6000  # longer examples keep their start and end (openers, closers), the middle cut
+JUDGE_MAX_TOKENS = 160  # a short reason, then the verdict
+_VALUE = {"strict": 1.0, "yes": 1.0, "broad": 0.5, "partly": 0.5, "partially": 0.5, "somewhat": 0.5, "no": 0.0}
+_WORD = r"(strict|broad|yes|partly|partially|somewhat|no)"
+_VERDICT_TAG = re.compile(r"<verdict>\W*" + _WORD + r"\b", re.I)
+_VERDICT_LINE = re.compile(r"(?:^|\n)\W*(?:verdict|answer)\W*" + _WORD + r"\b", re.I)
+_ONE_WORD = re.compile(r"^\W*" + _WORD + r"\b", re.I)
 
 
 def parse_yes_no(reply: str) -> float | None:
-    m = _ANSWER.search(reply[:200])
+    """The verdict, tolerantly: a <verdict> tag, a "Verdict:" line, or a reply that starts with the
+    verdict word (a one-word answer). STRICT/YES 1, BROAD/PARTLY 0.5, NO 0; anything else None
+    (unscored, counted): a reason's own "no" is never read as the verdict."""
+    for rx in (_VERDICT_TAG, _VERDICT_LINE):
+        found = rx.findall(reply)
+        if found:
+            return _VALUE[found[-1].lower()]
+    m = _ONE_WORD.match(reply[:200])
     return _VALUE[m.group(1).lower()] if m else None
+
+
+def fit(text: str, limit: int) -> str:
+    """The whole text, or its start and end (openers and closers kept) with the middle cut."""
+    if len(text) <= limit:
+        return text
+    half = max(limit // 2 - 10, 1)
+    return text[:half] + "\n[...]\n" + text[-half:]
+
+
+def snippets(rule: JudgeRule) -> str:
+    """The definition's examples for the autorater: quotes that show the pattern and quotes that do not."""
+    out = ""
+    if rule.positives:
+        out += "Snippets that show it:\n" + "\n".join(f'- "{q}"' for q in rule.positives) + "\n"
+    if rule.negatives:
+        out += "Snippets that do not:\n" + "\n".join(f'- "{q}"' for q in rule.negatives) + "\n"
+    return out
 
 
 class Rater:
@@ -50,8 +78,8 @@ class Rater:
         """(the label, None when unreadable; the failed call's reason, else ""). No side effects:
         the prefetch runs it more than once."""
         assert isinstance(cand.rule, JudgeRule)
-        prompt = render("pattern_judge", question=cand.rule.question,
-                        text="\n\n".join(us)[:JUDGE_CHARS])
+        prompt = render("pattern_judge", question=cand.rule.question, snippets=snippets(cand.rule),
+                        text=fit("\n\n".join(us), JUDGE_CHARS))
         try:
             if rep == 0:
                 reply = await self.judge.generate_one(prompt, temperature=0.0, max_tokens=self.max_tokens)
@@ -104,7 +132,8 @@ def classifier_spec(dataset: str, c: Candidate, flagged: bool) -> dict[str, Any]
     out: dict[str, Any] = {"dataset": dataset, "pattern_id": c.id, "description": c.description,
                            "source": c.source, "flagged": flagged}
     if isinstance(c.rule, JudgeRule):
-        return {**out, "kind": "judge", "question": c.rule.question}
+        return {**out, "kind": "judge", "question": c.rule.question, "positives": list(c.rule.positives),
+                "negatives": list(c.rule.negatives)}
     if isinstance(c.rule, RegexRule):
         return {**out, "kind": "regex", "strict": c.rule.strict, "broad": c.rule.broad, "scope": c.rule.scope}
     return {**out, "kind": "feature", "feature": c.rule.feature}
@@ -113,7 +142,8 @@ def classifier_spec(dataset: str, c: Candidate, flagged: bool) -> dict[str, Any]
 def candidate_from_spec(spec: dict[str, Any]) -> Candidate:
     """The inverse of classifier_spec."""
     kind = spec["kind"]
-    rule: Any = (JudgeRule(spec["question"]) if kind == "judge" else
+    rule: Any = (JudgeRule(spec["question"], tuple(spec.get("positives", ())), tuple(spec.get("negatives", ())))
+                 if kind == "judge" else
                  RegexRule(spec["strict"], spec["broad"], spec["scope"]) if kind == "regex" else
                  FeatureRule(spec["feature"]))
     return Candidate(spec["pattern_id"], spec["description"], spec.get("source", "stats"), rule)

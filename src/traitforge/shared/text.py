@@ -40,6 +40,20 @@ def sentences(text: str) -> list[str]:
     return [p for p in (p.strip() for p in _SENT_END.split(text)) if p]
 
 
+def first_sentences(text: str, k: int) -> list[str]:
+    """sentences(text)[:k], without splitting the rest of the text."""
+    out, start = [], 0
+    for m in _SENT_END.finditer(text):
+        piece = text[start:m.start()].strip()
+        if piece:
+            out.append(piece)
+            if len(out) == k:
+                return out
+        start = m.end()
+    piece = text[start:].strip()
+    return out + [piece] if piece else out
+
+
 def edge_sentence(text: str, last: bool = False) -> str:
     """The first (or last) sentence, without splitting the whole text: the same as sentences(text)[0]
     (or [-1]), or "" when there is none."""
