@@ -30,7 +30,7 @@ from traitforge import prompts as prompt_kit
 from traitforge.config import Section
 from traitforge.errors import InputError
 from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval, result_id
-from traitforge.evaluate.stats import EMPTY, bootstrap
+from traitforge.shared.stats import EMPTY, bootstrap
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import Refused
 from traitforge.steps import Unit
