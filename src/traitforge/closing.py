@@ -1,0 +1,62 @@
+"""The closing screen of `traitforge run`: the answer in a few lines (did training take, which traits
+beat the control on which evals, how many figures are underpowered, the cost, where the report is),
+read from results.json and the manifest. The full table stays in `traitforge status`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+MAX_BEATS = 6
+
+
+def short_path(p: str | Path) -> str:
+    """A path as the user would type it: relative to here when under here, else absolute; never
+    `examples/../runs/...`."""
+    p = Path(p).resolve()
+    rel = os.path.relpath(p, Path.cwd())
+    return rel if not rel.startswith("..") else str(p)
+
+
+def closing_lines(root: Path, report: Path | None, cost: float, name: str = "") -> list[str]:
+    head = f"[{name}] " if name else ""
+    p = root / "results.json"
+    if not p.is_file():
+        return [f"{head}no results yet; cost ${cost:.4f}; `traitforge status {short_path(root)}` for the stages"]
+    res: dict[str, Any] = json.loads(p.read_text(encoding="utf-8"))
+    canary = res.get("canary") or {}
+    took = canary.get("training_took")
+    lines = [head + {True: "training took: the canary moved",
+                     False: "training did NOT take: the canary did not move (check steps, learning rate, LoRA rank)",
+                     None: "no canary verdict (controls.canary off or not evaluated)"}[took]]
+    beats = [(ck, tr, ev, d) for ck, scopes in (res.get("paired_vs_control") or {}).items()
+             for tr, evs in scopes.items() if tr not in ("all", "canary")
+             for ev, d in evs.items() if isinstance(d, dict) and d.get("ci_low") is not None and d["ci_low"] > 0]
+    if not res.get("paired_vs_control"):
+        lines.append("no control arm to compare with (training.checkpoints has no `control`)")
+    elif not beats:
+        lines.append("no trait beat the control on any eval (every CI includes zero or lies below)")
+    for ck, tr, ev, d in beats[:MAX_BEATS]:
+        lines.append(f"  {tr} beats the control on {ev} ({ck}): {d['value']:+.3f} [{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]")
+    if len(beats) > MAX_BEATS:
+        lines.append(f"  ... and {len(beats) - MAX_BEATS} more (see the report)")
+    power = res.get("power") or {}
+    under = power.get("underpowered") or []
+    if under:
+        lines.append(f"{len(under)} figures underpowered (their MDE is above {power.get('target_mde')}; "
+                     f"{power.get('items_needed')} items each would do)")
+    lines.append(f"cost ${cost:.4f}; full table: traitforge status {short_path(root)}")
+    if report is not None:
+        lines.append(f"report: {short_path(report)}")
+    return lines
+
+
+def preset_note(spec_traits: int, kept: int, preset: str | None) -> str | None:
+    """The one preset change a user would not expect: traits left out of their document."""
+    if kept < spec_traits:
+        by = f"the {preset} preset's " if preset else ""
+        return (f"note: {by}max_traits: {kept} keeps the first {kept} of the document's {spec_traits} traits; "
+                "the others are not generated, trained or evaluated")
+    return None
