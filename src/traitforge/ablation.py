@@ -58,7 +58,7 @@ def stage_key(run: Run, stage: str) -> str:
     the run's name or directories) and the content of every input file."""
     data = run.spec.model_dump(mode="json")
     keep = {k: v for k, v in data.items() if k not in NOT_SETTINGS}
-    keep["training.checkpoints"] = data["training"]["checkpoints"]  # the control arm's data is generated
+    keep["control_arm"] = "control" in data["training"]["checkpoints"]  # its untraited data is generated
     ev = data["evaluation"]
     if stage in ("curate", "train"):
         keep["curation"] = data["curation"]

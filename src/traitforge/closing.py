@@ -31,9 +31,7 @@ def closing_lines(root: Path, report: Path | None, cost: float, name: str = "") 
     lines = [head + {True: "training took: the canary moved",
                      False: "training did NOT take: the canary did not move (check steps, learning rate, LoRA rank)",
                      None: "no canary verdict (controls.canary off or not evaluated)"}[took]]
-    beats = [(ck, tr, ev, d) for ck, scopes in (res.get("paired_vs_control") or {}).items()
-             for tr, evs in scopes.items() if tr not in ("all", "canary")
-             for ev, d in evs.items() if isinstance(d, dict) and d.get("ci_low") is not None and d["ci_low"] > 0]
+    beats = beats_control(res)
     if not res.get("paired_vs_control"):
         lines.append("no control arm to compare with (training.checkpoints has no `control`)")
     elif not beats:
@@ -51,6 +49,22 @@ def closing_lines(root: Path, report: Path | None, cost: float, name: str = "") 
     if report is not None:
         lines.append(f"report: {short_path(report)}")
     return lines
+
+
+def beats_control(res: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(checkpoint, trait, eval, difference) where a trait's checkpoint beat the control arm: the
+    paired CI excludes zero in the eval's better direction."""
+    out = []
+    for ck, scopes in (res.get("paired_vs_control") or {}).items():
+        for tr, evs in scopes.items():
+            if tr in ("all", "canary"):
+                continue
+            for ev, d in evs.items():
+                up = (res.get("evals") or {}).get(ev, {}).get("higher_is_better", True)
+                if isinstance(d, dict) and d.get("ci_low") is not None and d.get("ci_high") is not None \
+                        and (d["ci_low"] > 0 if up else d["ci_high"] < 0):
+                    out.append((ck, tr, ev, d))
+    return out
 
 
 def preset_note(spec_traits: int, kept: int, preset: str | None) -> str | None:

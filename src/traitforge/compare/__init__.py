@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from traitforge.closing import beats_control
 from traitforge.compare.paired import excludes_zero, holm, paired
 from traitforge.errors import InputError, TraitforgeError
 from traitforge.jsonl import iter_jsonl_dicts, write_json_atomic
@@ -65,9 +66,7 @@ def _verdicts(root: Path) -> dict[str, Any]:
     res = json.loads(p.read_text(encoding="utf-8"))
     canary = res.get("canary") or {}
     beats = [{"checkpoint": ck, "trait": tr, "eval": ev, "diff": d.get("value"), "ci_low": d.get("ci_low"),
-              "ci_high": d.get("ci_high")}
-             for ck, scopes in (res.get("paired_vs_control") or {}).items() for tr, evs in scopes.items()
-             for ev, d in evs.items() if isinstance(d, dict) and (d.get("ci_low") or 0) > 0 and tr not in ("all", "canary")]
+              "ci_high": d.get("ci_high")} for ck, tr, ev, d in beats_control(res)]
     return {"canary": canary.get("training_took"), "beats_control": beats, "seed_spread": res.get("seed_spread") or {}}
 
 
