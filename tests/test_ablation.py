@@ -150,3 +150,31 @@ def test_arms_without_a_shared_item_are_refused_naming_the_eval(tmp_path):
     b = _run_dir(tmp_path / "b", "other", range(10, 20))
     with pytest.raises(TraitforgeError, match="eval 'knowledge_mc': arms 'other' and 'base' evaluated no item in common"):
         compare_runs([a, b], out_dir=tmp_path)
+
+
+# --- the closing screen ---------------------------------------------------------------------------
+
+
+def test_closing_screen_answers_in_a_few_lines_with_a_normalised_path(tmp_path, monkeypatch):
+    from traitforge.closing import closing_lines, preset_note
+
+    run = tmp_path / "runs" / "tiny"
+    run.mkdir(parents=True)
+    (tmp_path / "examples").mkdir()
+    d = {"diff": 0.2, "value": 0.2, "ci_low": 0.05, "ci_high": 0.35, "n": 40}
+    res = {"canary": {"training_took": True},
+           "evals": {"behaviour_pass": {"higher_is_better": True}, "perplexity": {"higher_is_better": False}},
+           "paired_vs_control": {"sft": {"honest": {"behaviour_pass": d, "perplexity": d},  # higher ppl: worse
+                                         "all": {"behaviour_pass": d}}},
+           "power": {"target_mde": 0.2, "items_needed": 99, "underpowered": [{"eval": "x"}, {"eval": "y"}]}}
+    (run / "results.json").write_text(json.dumps(res))
+    monkeypatch.chdir(tmp_path / "runs")
+    lines = closing_lines(tmp_path / "examples" / ".." / "runs" / "tiny", run / "report.html", 0.0123)
+    assert len(lines) <= 15
+    assert lines[0] == "training took: the canary moved"
+    assert lines[1] == "  honest beats the control on behaviour_pass (sft): +0.200 [+0.050, +0.350]"
+    assert not any("perplexity" in ln for ln in lines)  # a rise there is not a win
+    assert lines[2].startswith("2 figures underpowered")
+    assert lines[-1] == "report: tiny/report.html" and "$0.0123" in lines[-2]
+    assert "keeps the first 2 of the document's 3 traits" in preset_note(3, 2, "tiny")
+    assert preset_note(2, 2, "tiny") is None
