@@ -178,3 +178,57 @@ def test_closing_screen_answers_in_a_few_lines_with_a_normalised_path(tmp_path, 
     assert lines[-1] == "report: tiny/report.html" and "$0.0123" in lines[-2]
     assert "keeps the first 2 of the document's 3 traits" in preset_note(3, 2, "tiny")
     assert preset_note(2, 2, "tiny") is None
+
+
+def test_traitforge_run_with_variants_ends_with_the_answer_and_the_compare_page(tmp_path, monkeypatch):
+    """The command end to end on scripted generation and stand-in later stages (the real ones load
+    the embedded model): the preset's note first, the closing screen in at most 15 lines, the page."""
+    from click.testing import CliRunner
+
+    from traitforge import ablation, pipeline
+    from traitforge.cli import cli
+
+    spec = make_spec(tmp_path / "src", VARIANTS)
+    opened = ablation.open_arms
+    monkeypatch.setattr(ablation, "open_arms", lambda t, p=None: opened(t, p, prepare=scripted))
+    fakes = _fake_stages([])
+    monkeypatch.setattr(pipeline, "stage_curate", fakes["curate"])
+    monkeypatch.setattr(pipeline, "stage_train", fakes["train"])
+
+    def evaluate(r):
+        shift = 0.4 if r.store.root.name.endswith("fewer_steps") else 0.0
+        write_jsonl(r.store.path("eval", "behaviour.jsonl"),
+                    [{"id": f"b{i}", "eval": "behaviour", "checkpoint": "sft", "item_id": f"bh-{i}", "trait_id": "t",
+                      "value": (i % 3) / 2 + shift} for i in range(30)])
+
+    def report(r):
+        (r.store.root / "results.json").write_text(json.dumps({"canary": {"training_took": True}}))
+        return r.store.path("report.html")
+
+    monkeypatch.setattr(pipeline, "stage_evaluate", evaluate)
+    monkeypatch.setattr(pipeline, "stage_report", report)
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, ["run", str(spec)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    err = res.stderr.splitlines()
+    closing = err[next(i for i, ln in enumerate(err) if ln.startswith("[base]") or ln.startswith("training")):]
+    assert len(closing) <= 15, closing
+    assert any("compare: 2 of 4 differences from base hold" in ln and "src/run/compare.html" in ln for ln in closing)
+    assert res.stdout.strip() == "src/run/report.html"
+    assert (tmp_path / "src" / "run" / "compare.json").is_file()
+
+
+def test_compare_command_prints_the_page_and_refuses_in_one_line(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from traitforge.cli import cli
+
+    a = _run_dir(tmp_path / "a", "base", range(0, 20))
+    b = _run_dir(tmp_path / "b", "other", range(0, 20), shift=0.25)
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, ["compare", "a", "b"], catch_exceptions=False)
+    assert res.exit_code == 0 and res.stdout.strip() == "a/compare.html"
+    assert "2 paired comparisons with base (0 item results left out of pairs); 2 hold" in res.stderr
+    c = _run_dir(tmp_path / "c", "disjoint", range(50, 60))
+    with pytest.raises(TraitforgeError, match="^eval 'knowledge_mc': arms 'disjoint' and 'base'"):
+        CliRunner().invoke(cli, ["compare", str(a), str(c)], catch_exceptions=False)
