@@ -232,3 +232,15 @@ def test_compare_command_prints_the_page_and_refuses_in_one_line(tmp_path, monke
     c = _run_dir(tmp_path / "c", "disjoint", range(50, 60))
     with pytest.raises(TraitforgeError, match="^eval 'knowledge_mc': arms 'disjoint' and 'base'"):
         CliRunner().invoke(cli, ["compare", str(a), str(c)], catch_exceptions=False)
+
+
+def test_an_arm_opened_alone_takes_the_base_runs_lock_that_covers_the_shared_cache(tmp_path):
+    from test_rundir import in_subprocess
+
+    spec = make_spec(tmp_path / "src", VARIANTS)
+    arms = open_arms(spec, prepare=scripted)  # this process holds the base's lock and the arms'
+    arm = arms["fewer_steps"].store.root
+    arms["fewer_steps"].store.lock.release(force=True)  # the arm itself free: only the base's lock is in the way
+    p = in_subprocess("import sys; from traitforge.runcontext import open_run; open_run(sys.argv[1])", str(arm))
+    assert p.returncode != 0 and "in use by another traitforge process" in p.stderr
+    assert str(arms["base"].store.root.resolve()) in p.stderr

@@ -294,6 +294,9 @@ def open_run(target: str | Path, preset: str | None = None, variant: str | None 
     check_copy_place(root)
     store = RunStore(root)
     store.lock = lock_run(root)  # held while the store lives (and at most until the process ends)
+    cache_home = spec.resolve(spec.cache_dir) if spec.cache_dir else None
+    if cache_home is not None and cache_home.resolve() != root.resolve() and (cache_home / "manifest.json").is_file():
+        lock_run(cache_home)  # an ablation arm: the base run's lock covers the cache the arms share
     rebuilt = store.recover()  # a corrupt manifest: moved aside and rebuilt from the run's files
     if rebuilt:
         print(f"traitforge: {rebuilt}", file=sys.stderr)

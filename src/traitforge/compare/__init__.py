@@ -62,12 +62,13 @@ def _verdicts(root: Path) -> dict[str, Any]:
     """The canary's and the control's verdicts from the arm's results.json."""
     p = root / "results.json"
     if not p.is_file():
-        return {"canary": None, "beats_control": [], "seed_spread": {}}
+        return {"canary": None, "beats_control": [], "seed_spread": {}, "scaling": {}}
     res = json.loads(p.read_text(encoding="utf-8"))
     canary = res.get("canary") or {}
     beats = [{"checkpoint": ck, "trait": tr, "eval": ev, "diff": d.get("value"), "ci_low": d.get("ci_low"),
               "ci_high": d.get("ci_high")} for ck, tr, ev, d in beats_control(res)]
-    return {"canary": canary.get("training_took"), "beats_control": beats, "seed_spread": res.get("seed_spread") or {}}
+    return {"canary": canary.get("training_took"), "beats_control": beats, "seed_spread": res.get("seed_spread") or {},
+            "scaling": res.get("scaling") or {}}
 
 
 def compare_runs(targets: list[Path], reference: str | None = None, out_dir: Path | None = None,

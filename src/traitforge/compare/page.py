@@ -68,6 +68,19 @@ def render(data: dict[str, Any]) -> str:
                                    f"</td><td>{s['seeds']}</td><td>{_f(s['mean'])}</td><td>{_f(s['sd'])}</td>"
                                    f"<td>{_f(s['min'])}</td><td>{_f(s['max'])}</td></tr>")
         out.append("</table>")
+    scaling = {n: a["scaling"] for n, a in data["arms"].items() if a.get("scaling")}
+    if scaling:
+        out.append("<h2>Data scaling</h2><table><tr><th>arm</th><th>checkpoint</th><th>trait</th><th>eval</th>"
+                   "<th>value by fraction of the data [95% CI]</th></tr>")
+        for n, sc in scaling.items():
+            for ck, scopes in sc.items():
+                for tr, evs in scopes.items():
+                    for ev, pts in evs.items():
+                        cells = "; ".join(f"{p['fraction']:g}: {_f(p.get('value'))} [{_f(p.get('ci_low'))}, "
+                                          f"{_f(p.get('ci_high'))}]" for p in pts)
+                        out.append(f"<tr><td>{escape(n)}</td><td>{escape(ck)}</td><td>{escape(tr)}</td>"
+                                   f"<td>{escape(ev)}</td><td>{cells}</td></tr>")
+        out.append("</table>")
     out.append("</body></html>")
     return "\n".join(out)
 
