@@ -244,3 +244,26 @@ def test_an_arm_opened_alone_takes_the_base_runs_lock_that_covers_the_shared_cac
     p = in_subprocess("import sys; from traitforge.runcontext import open_run; open_run(sys.argv[1])", str(arm))
     assert p.returncode != 0 and "in use by another traitforge process" in p.stderr
     assert str(arms["base"].store.root.resolve()) in p.stderr
+
+
+def test_eval_items_are_built_once_against_every_arms_training_chats(tmp_path):
+    from types import SimpleNamespace
+
+    from traitforge.ablation import _prepare_items
+    from traitforge.evaluate.items import training_user_turns
+
+    def arm(name: str, turns: list[str]):
+        store = SimpleNamespace(root=tmp_path / name, path=lambda *p, _r=tmp_path / name: (_r.joinpath(*p).parent.mkdir(
+            parents=True, exist_ok=True), _r.joinpath(*p))[1])
+        write_jsonl(store.path("curated", "chats.jsonl"),
+                    [{"messages": [{"role": "user", "content": t}, {"role": "assistant", "content": "ok"}]} for t in turns])
+        return SimpleNamespace(store=store)
+
+    arms = {"base": arm("run", ["shared turn", "base only"]), "v": arm("run@v", ["shared turn", "variant only"])}
+    _prepare_items(arms, "base")
+    turns = training_user_turns(SimpleNamespace(store=arms["base"].store))
+    assert {"shared turn", "base only", "variant only"} <= set(turns)  # the base filters against both arms
+    write_jsonl(arms["base"].store.path("eval", "items_behaviour.jsonl"), [{"id": "bh-x-0"}])
+    _prepare_items(arms, "v")
+    assert (tmp_path / "run@v" / "eval" / "items_behaviour.jsonl").read_bytes() == \
+        (tmp_path / "run" / "eval" / "items_behaviour.jsonl").read_bytes()
