@@ -211,8 +211,10 @@ def test_traitforge_run_with_variants_ends_with_the_answer_and_the_compare_page(
     res = CliRunner().invoke(cli, ["run", str(spec)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     err = res.stderr.splitlines()
-    closing = err[next(i for i, ln in enumerate(err) if ln.startswith("[base]") or ln.startswith("training")):]
+    closing = err[next(i for i, ln in enumerate(err) if ln.startswith("[base]")):]
     assert len(closing) <= 15, closing
+    assert closing[0] == "[base] training took; beats the control: 0; 0 underpowered; $0.0000; src/run/report.html"
+    assert closing[1].startswith("[fewer_steps] training took;") and closing[1].endswith("src/run@fewer_steps/report.html")
     assert any("compare: 2 of 4 differences from base hold" in ln and "src/run/compare.html" in ln for ln in closing)
     assert res.stdout.strip() == "src/run/report.html"
     assert (tmp_path / "src" / "run" / "compare.json").is_file()
@@ -224,7 +226,7 @@ def test_compare_command_prints_the_page_and_refuses_in_one_line(tmp_path, monke
     from traitforge.cli import cli
 
     a = _run_dir(tmp_path / "a", "base", range(0, 20))
-    b = _run_dir(tmp_path / "b", "other", range(0, 20), shift=0.25)
+    _run_dir(tmp_path / "b", "other", range(0, 20), shift=0.25)
     monkeypatch.chdir(tmp_path)
     res = CliRunner().invoke(cli, ["compare", "a", "b"], catch_exceptions=False)
     assert res.exit_code == 0 and res.stdout.strip() == "a/compare.html"
@@ -267,3 +269,13 @@ def test_eval_items_are_built_once_against_every_arms_training_chats(tmp_path):
     _prepare_items(arms, "v")
     assert (tmp_path / "run@v" / "eval" / "items_behaviour.jsonl").read_bytes() == \
         (tmp_path / "run" / "eval" / "items_behaviour.jsonl").read_bytes()
+
+
+def test_a_spec_without_variants_runs_as_before_with_no_arm_bookkeeping(tmp_path):
+    spec = make_spec(tmp_path / "src")
+    arms = open_arms(spec, prepare=scripted)
+    logged: list[str] = []
+    run_arms(arms, until="generate", log=logged.append)
+    assert logged == ["== generate"]
+    m = arms["base"].store.manifest
+    assert "arm" not in m and "arms" not in m and arms_lines(m) == []

@@ -127,8 +127,9 @@ def run_arms(arms: dict[str, Run], until: str | None = None, log: Callable[[str]
         for name, r in arms.items():
             if stage == "evaluate" and len(arms) > 1:
                 _prepare_items(arms, name)
-            key = stage_key(r, stage) if stage in OUTPUTS else ""
-            if (stage, key) in made:
+            shareable = stage in OUTPUTS and len(arms) > 1
+            key = stage_key(r, stage) if shareable else ""
+            if shareable and (stage, key) in made:
                 src_name, entries = made[(stage, key)]
                 shares = r.store.manifest.get("arm", {}).get("shares", {}).get(stage, {})
                 if shares.get("key") != key:
@@ -138,7 +139,7 @@ def run_arms(arms: dict[str, Run], until: str | None = None, log: Callable[[str]
             log(f"== {stage}" + (f" [{name}]" if len(arms) > 1 else ""))
             before = json.loads(json.dumps(r.store.manifest["stages"]))
             out[name] = fns[stage](r)
-            if stage in OUTPUTS:
+            if shareable:
                 r.store.manifest.setdefault("arm", {}).setdefault("shares", {}).pop(stage, None)
                 kept = r.store.manifest.setdefault("arm", {}).setdefault("entries", {})
                 kept[stage] = sorted(set(_entries(r, before)) | set(kept.get(stage, [])))
@@ -169,7 +170,7 @@ def arms_lines(manifest: dict[str, Any]) -> list[str]:
     for name, root in (manifest.get("arms") or {}).items():
         lines.append(f"arm {name}: {root}")
     arm = manifest.get("arm")
-    if arm and arm.get("name") != BASE:
+    if arm and arm.get("name") not in (None, BASE):
         shares = arm.get("shares", {})
         what = ", ".join(f"{s} (from {v['from']})" for s, v in shares.items()) or "nothing"
         lines.append(f"arm {arm['name']} of {arm.get('base')}: shares {what}")

@@ -86,7 +86,7 @@ def estimate(target: Path, preset: str | None) -> None:
 def run(target: Path, preset: str | None, until: str | None) -> None:
     """Run every stage in order, skipping what is done; print the report's path."""
     from traitforge.ablation import open_arms, run_arms
-    from traitforge.closing import closing_lines, preset_note, short_path
+    from traitforge.closing import arm_line, closing_lines, preset_note, short_path
     from traitforge.traits import load_traits
 
     arms = open_arms(target, preset)
@@ -96,10 +96,12 @@ def run(target: Path, preset: str | None, until: str | None) -> None:
     if note:
         click.echo(note, err=True)
     reports = run_arms(arms, until=until, log=lambda m: click.echo(m, err=True))
-    for name, arm in arms.items():
+    if len(arms) == 1:
+        report = reports.get("base") if until in (None, "report") else None
+        click.echo("\n".join(closing_lines(r.store.root, report, r.store.total_cost())), err=True)
+    for name, arm in arms.items() if len(arms) > 1 else ():  # an ablation: one line per arm, then the page
         report = reports.get(name) if until in (None, "report") else None
-        lines = closing_lines(arm.store.root, report, arm.store.total_cost(), name if len(arms) > 1 else "")
-        click.echo("\n".join(lines), err=True)
+        click.echo(arm_line(arm.store.root, report, arm.store.total_cost(), name), err=True)
     if len(arms) > 1 and until in (None, "report"):
         from traitforge.compare import compare_runs
 

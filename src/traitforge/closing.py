@@ -51,6 +51,21 @@ def closing_lines(root: Path, report: Path | None, cost: float, name: str = "") 
     return lines
 
 
+def arm_line(root: Path, report: Path | None, cost: float, name: str) -> str:
+    """One arm of an ablation in one line (the compare page has the rest)."""
+    p = root / "results.json"
+    if not p.is_file():
+        return f"[{name}] no results yet; ${cost:.4f}"
+    res: dict[str, Any] = json.loads(p.read_text(encoding="utf-8"))
+    took = {True: "training took", False: "training did NOT take", None: "no canary verdict"}[
+        (res.get("canary") or {}).get("training_took")]
+    beats = beats_control(res)
+    shown = ", ".join(f"{tr} on {ev} {d['value']:+.2f}" for _, tr, ev, d in beats[:2]) + (", ..." if len(beats) > 2 else "")
+    under = len((res.get("power") or {}).get("underpowered") or [])
+    return (f"[{name}] {took}; beats the control: {len(beats)}{f' ({shown})' if beats else ''}; "
+            f"{under} underpowered; ${cost:.4f}" + (f"; {short_path(report)}" if report is not None else ""))
+
+
 def beats_control(res: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
     """(checkpoint, trait, eval, difference) where a trait's checkpoint beat the control arm: the
     paired CI excludes zero in the eval's better direction."""
