@@ -78,7 +78,9 @@ def test_arms_share_generation_and_curation_and_only_a_training_variant_retrains
     assert arms["short_answers"].store.manifest["arm"]["shares"]["train"]["from"] == "base"
     assert [a for s, a in ran if s == "evaluate"] == ["run", "run@fewer_steps", "run@short_answers"]
     assert any("shares generate (from base), curate (from base)" in ln for ln in arms_lines(arms["fewer_steps"].store.manifest))
-    assert len(arms_lines(arms["base"].store.manifest)) == 3
+    listed = arms_lines(arms["base"].store.manifest)
+    assert len(listed) == 3 and listed[0] == f"arm base: {root}"
+    assert listed[2].endswith("shares generate (from base), curate (from base), train (from base)")
 
 
 def test_a_bad_variant_is_one_line_naming_it_and_the_key(tmp_path):

@@ -168,7 +168,12 @@ def arms_lines(manifest: dict[str, Any]) -> list[str]:
     """`traitforge status`'s lines on arms: the base lists its arms; an arm says what it shares."""
     lines = []
     for name, root in (manifest.get("arms") or {}).items():
-        lines.append(f"arm {name}: {root}")
+        try:
+            shares = json.loads((Path(root) / "manifest.json").read_text(encoding="utf-8")).get("arm", {}).get("shares", {})
+        except (OSError, ValueError):
+            shares = {}
+        what = ", ".join(f"{s} (from {v['from']})" for s, v in shares.items())
+        lines.append(f"arm {name}: {root}" + (f"; shares {what}" if what else ""))
     arm = manifest.get("arm")
     if arm and arm.get("name") not in (None, BASE):
         shares = arm.get("shares", {})
