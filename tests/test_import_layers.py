@@ -21,7 +21,7 @@ from test_llm_standalone import imports_of  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "traitforge"
 STAGES = ("generate", "curate", "train", "evaluate", "report")
-COMMANDS = ("cli", "pipeline", "estimate", "__main__")
+COMMANDS = ("cli", "pipeline", "estimate", "__main__", "ablation", "compare")
 LAYERS = {"base": 0, "shared": 1, "runcontext": 2, "stage": 3, "commands": 4}
 
 

@@ -205,3 +205,75 @@ def test_report_shows_the_out_of_distribution_sections(tmp_path: Path) -> None:
     assert "consistency" in au and "AUDIT-REPLY" in au and "first violation at turn 1" in au
     # Model text in these sections is text, not markup.
     assert "&lt;script&gt;document.title='PWNED'&lt;/script&gt;" in am
+
+
+# --- at a glance: 1300 px without horizontal scrolling, the forest plot present --------------------
+
+FIVE = ("base", "midtrain", "sft", "midtrain_sft", "control")
+
+
+def _scroll_width(tmp: Path, page: Path) -> tuple[int, str]:
+    """The page's document.scrollWidth at a 1300 px window (a copy of the page with one script that
+    writes it into the title), and the rendered DOM."""
+    probe = tmp / f"probe-{page.name}"
+    probe.write_text(page.read_text(encoding="utf-8").replace(
+        "</body>", "<script>document.title='W'+document.documentElement.scrollWidth</script></body>"),
+        encoding="utf-8")
+    dom = _run(tmp, probe.as_uri(), "--dump-dom")
+    m = re.match(r"W(\d+)$", _title(dom).strip())
+    assert m, _title(dom)
+    return int(m.group(1)), dom
+
+
+def _wide_results() -> dict:
+    """Five checkpoints, every cell with its CI, both deltas and its MDE: the table that used to cut
+    off the control column; with per-trait differences against the control and the funnel's counts."""
+    r = results()
+    r["checkpoints"] = list(FIVE)
+    est = {"value": 0.61, "n": 120, "ci_low": 0.52, "ci_high": 0.69, "unscored": 3, "mde": 0.18}
+    r["results"] = {ck: {t: {"behaviour_pass": est, "contrastive": est} for t in ("honest", "concise", "all")}
+                    for ck in FIVE}
+    d = {"diff": 0.21, "value": 0.21, "n": 120, "ci_low": 0.08, "ci_high": 0.33}
+    r["paired_vs_base"] = {ck: {t: {"behaviour_pass": d, "contrastive": d} for t in ("honest", "concise", "all")}
+                           for ck in FIVE[1:]}
+    r["paired_vs_control"] = {ck: {t: {"behaviour_pass": d, "contrastive": {**d, "ci_low": -0.1}}
+                                   for t in ("honest", "concise", "all")} for ck in FIVE[1:4]}
+    r["dataset"]["documents.balance"] = {"planned": {"honest": 8, "concise": 8}, "per_trait": {"honest": 7, "concise": 5}}
+    r["dataset_card"] = {"datasets": {"documents": {
+        "before": {"rows": 12, "per_trait": {"honest": 7, "concise": 5}},
+        "after": {"rows": 9, "per_trait": {"honest": 6, "concise": 3}},
+        "steps": [{"step": "dedup", "rows_in": 12, "rows_out": 9, "dropped": 3, "drops_by_reason": {"near duplicate": 3}}]}}}
+    return r
+
+
+def test_run_report_fits_1300px_with_the_forest_plot_and_funnel_at_a_glance(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text(json.dumps(_wide_results()))
+    page = write_report(RunStore(tmp_path))
+    width, dom = _scroll_width(tmp_path, page)
+    assert width <= 1300, f"the report scrolls sideways at 1300 px: scrollWidth {width}"
+    forest = re.search(r'<svg class="forest".*?</svg>', dom, re.S)
+    assert forest and len(re.findall(r"<circle", forest.group(0))) == 4  # 2 traits x 2 evals vs the control
+    assert dom.index('class="forest"') < dom.index("<h2>Headline</h2>")  # at the top
+    assert "planned → generated → kept" in dom and "near duplicate 3" in dom
+    assert "<th>control</th>" in dom
+
+
+def test_compare_page_fits_1300px_with_its_forest_plot(tmp_path: Path) -> None:
+    from traitforge.compare import compare_runs
+    from traitforge.jsonl import write_jsonl
+
+    roots = []
+    for name, shift in (("base", 0.0), ("a_variant_with_a_rather_long_name", 0.3)):
+        root = tmp_path / name
+        root.mkdir()
+        (root / "manifest.json").write_text(json.dumps({"stages": {}, "usage": {}, "arm": {"name": name}}))
+        write_jsonl(root / "eval" / "behaviour.jsonl",
+                    [{"id": f"r{ck}{i}", "eval": "behaviour", "checkpoint": ck, "item_id": f"bh-{t}-{i}",
+                      "trait_id": t, "value": (i % 5) / 4 + shift}
+                     for ck in FIVE for t in ("honest-under-pressure", "admits-uncertainty") for i in range(12)])
+        roots.append(root)
+    data = compare_runs(roots, out_dir=tmp_path, resamples=100)
+    width, dom = _scroll_width(tmp_path, Path(data["paths"]["html"]))
+    assert width <= 1300, f"the compare page scrolls sideways at 1300 px: scrollWidth {width}"
+    forest = re.search(r'<svg class="forest".*?</svg>', dom, re.S)
+    assert forest and len(re.findall(r"<circle", forest.group(0))) == data["n_comparisons"] == 15

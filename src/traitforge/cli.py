@@ -85,13 +85,32 @@ def estimate(target: Path, preset: str | None) -> None:
 @click.option("--until", type=click.Choice(["generate", "curate", "train", "evaluate", "report"]))
 def run(target: Path, preset: str | None, until: str | None) -> None:
     """Run every stage in order, skipping what is done; print the report's path."""
-    from traitforge.pipeline import open_run, run_all
+    from traitforge.ablation import open_arms, run_arms
+    from traitforge.closing import arm_line, closing_lines, preset_note, short_path
+    from traitforge.traits import load_traits
 
-    r = open_run(target, preset)
-    report = run_all(r, until=until, log=lambda m: click.echo(m, err=True))
-    click.echo(r.store.status_text(), err=True)
-    if report is not None:
-        click.echo(str(report))
+    arms = open_arms(target, preset)
+    r = arms["base"]
+    whole = load_traits(r.spec.resolve(r.spec.traits), r.spec.model_name, r.spec.organisation)
+    note = preset_note(len(whole.traits), len(r.traits.traits), r.store.manifest.get("preset"))
+    if note:
+        click.echo(note, err=True)
+    reports = run_arms(arms, until=until, log=lambda m: click.echo(m, err=True))
+    if len(arms) == 1:
+        report = reports.get("base") if until in (None, "report") else None
+        click.echo("\n".join(closing_lines(r.store.root, report, r.store.total_cost())), err=True)
+    for name, arm in arms.items() if len(arms) > 1 else ():  # an ablation: one line per arm, then the page
+        report = reports.get(name) if until in (None, "report") else None
+        click.echo(arm_line(arm.store.root, report, arm.store.total_cost(), name), err=True)
+    if len(arms) > 1 and until in (None, "report"):
+        from traitforge.compare import compare_runs
+
+        data = compare_runs([r.store.root], resamples=r.spec.evaluation.bootstrap, seed=r.spec.seed)
+        n = sum(c["differs"] for c in data["comparisons"])
+        click.echo(f"compare: {n} of {data['n_comparisons']} differences from {data['reference']} hold after "
+                   f"{data['adjustment']}'s adjustment; {short_path(data['paths']['html'])}", err=True)
+    if reports.get("base") is not None and until in (None, "report"):
+        click.echo(short_path(reports["base"]))
 
 
 WHAT = {"docs": "documents", "documents": "documents", "chats": "chats", "all": "all"}
@@ -245,10 +264,31 @@ def status(run_dir: Path) -> None:
     """Show where a run stands: stages, counts, timings, tokens and cost."""
     from traitforge.runstore import RunStore
 
+    from traitforge.ablation import arms_lines
+
     store = RunStore(run_dir)
     if not store.exists:
         raise TraitforgeError(f"{run_dir}: not a run directory (no manifest.json)")
     click.echo(store.status_text())
+    for line in arms_lines(store.manifest):
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--reference", default=None, help="the arm the others are compared with (default: the first, the base)")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="folder for compare.html and compare.json")
+def compare(runs: tuple[Path, ...], reference: str | None, out: Path | None) -> None:
+    """Compare runs or arms on the items they share: compare.html and compare.json (a run with
+    variants stands for all its arms)."""
+    from traitforge.closing import short_path
+    from traitforge.compare import compare_runs
+
+    data = compare_runs(list(runs), reference, out)
+    n = sum(c["differs"] for c in data["comparisons"])
+    click.echo(f"{data['n_comparisons']} paired comparisons with {data['reference']} ({data['left_out_items']} item "
+               f"results left out of pairs); {n} hold after {data['adjustment']}'s adjustment", err=True)
+    click.echo(short_path(data["paths"]["html"]))
 
 
 @cli.group()

@@ -5,6 +5,7 @@ Each stage owns one section class below. Paths inside the spec are relative to t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
@@ -444,6 +445,9 @@ class RunSpec(Section):
     # of the same name, in any stage: generation, curation's judge, evaluation's judges and item writers
     # (traitforge.prompts; the names are the files under src/traitforge/*/prompts/).
     prompts_dir: str | None = None
+    # Arms of an ablation: NAME -> a partial spec merged over this one (ablation.py); each arm runs
+    # in its own run directory (default <output_dir>@NAME) and shares what it has in common.
+    variants: dict[str, dict[str, Any]] = {}
 
     # Where the spec lives; paths are resolved against it. Not a YAML key.
     _base_dir: Path = Path(".")
@@ -510,7 +514,9 @@ def _first_error(path: Path, err: ValidationError) -> str:
     return f"{path}: key '{loc}': {e['msg']} (got {e.get('input')!r})"
 
 
-def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> RunSpec:
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None, variant: str | None = None) -> RunSpec:
+    """The spec at `path` (a preset's `overrides` merged over it); with `variant`, that arm of it:
+    the variant's overrides merged over the base, in <output_dir>@NAME, its cache the base's."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: run spec not found")
@@ -531,7 +537,45 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> RunS
     except ValidationError as e:
         raise InputError(_first_error(path, e)) from None
     spec._base_dir = path.resolve().parent
-    return spec
+    for name in spec.variants:  # every arm checked now, with one line naming the variant and key
+        arm = _validate(path, variant_data(path, data, name), f"variant '{name}': ")
+        arm._base_dir = spec._base_dir
+    if variant is None:
+        return spec
+    if variant not in spec.variants:
+        raise InputError(f"{path}: no variant '{variant}' (variants: {', '.join(spec.variants) or 'none'})")
+    merged = variant_data(path, data, variant)
+    if "output_dir" not in spec.variants[variant]:
+        merged["output_dir"] = f"{spec.output_path.resolve()}@{variant}"
+    if spec.cache_dir is None and "cache_dir" not in spec.variants[variant]:
+        merged["cache_dir"] = str(spec.output_path.resolve())  # one LLM cache for every arm: the base's
+    arm = _validate(path, merged, f"variant '{variant}': ")
+    arm._base_dir = spec._base_dir
+    return arm
+
+
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def variant_data(path: Path, data: dict[str, Any], name: str) -> dict[str, Any]:
+    """The base spec's data with variant `name`'s overrides merged over it (no `variants` key)."""
+    over = (data.get("variants") or {})[name]
+    if not VARIANT_NAME.match(name):
+        raise InputError(f"{path}: variant '{name}': a name of letters, digits, '.', '_' and '-' only")
+    if "variants" in over:
+        raise InputError(f"{path}: variant '{name}': key 'variants': a variant cannot have variants")
+    base = {k: v for k, v in data.items() if k != "variants"}
+    if "output_dir" in over and over["output_dir"] == base.get("output_dir", "runs/run"):
+        raise InputError(f"{path}: variant '{name}': key 'output_dir': the base run's own directory")
+    return _deep_merge(base, over)
+
+
+def _validate(path: Path, data: dict[str, Any], what: str = "") -> RunSpec:
+    try:
+        return RunSpec.model_validate(data)
+    except ValidationError as e:
+        line = _first_error(path, e)
+        raise InputError(line.replace(f"{path}: ", f"{path}: {what}", 1)) from None
 
 
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -271,18 +271,19 @@ def resolve_spec_path(target: str | Path) -> Path:
     return p
 
 
-def open_run(target: str | Path, preset: str | None = None) -> Run:
+def open_run(target: str | Path, preset: str | None = None, variant: str | None = None) -> Run:
     """The run a command works on. A spec file: its output_dir, where the spec and the files it names
     are copied (rundir.py). A run directory: that directory, with the spec copy it holds, wherever it
     was made (a copied or moved run never writes to the original). Everything the spec names is
-    checked before the directory is touched; then the run's lock is taken (one process per run)."""
+    checked before the directory is touched; then the run's lock is taken (one process per run).
+    `variant`: that arm of the spec (config.load_spec), in its own directory (ablation.py)."""
     target = Path(target)
     spec_path = resolve_spec_path(target)
     given_dir = target.is_dir()
     if preset is None and given_dir and spec_path.resolve() != (target / SPEC_COPY).resolve():  # made before spec copies
         preset = RunStore(target).manifest.get("preset")
-    spec = load_spec(spec_path, overrides=preset_overrides(preset))
-    if given_dir:
+    spec = load_spec(spec_path, overrides=preset_overrides(preset), variant=variant)
+    if given_dir and variant is None:
         spec.output_dir = str(target.resolve())  # this directory, whatever output_dir said
     check_paths(spec, spec_path)  # a missing file fails here, not after hours of generation and training
     check_files(spec, spec_path)  # and a malformed one, with its file and line
@@ -293,6 +294,9 @@ def open_run(target: str | Path, preset: str | None = None) -> Run:
     check_copy_place(root)
     store = RunStore(root)
     store.lock = lock_run(root)  # held while the store lives (and at most until the process ends)
+    cache_home = spec.resolve(spec.cache_dir) if spec.cache_dir else None
+    if cache_home is not None and cache_home.resolve() != root.resolve() and (cache_home / "manifest.json").is_file():
+        lock_run(cache_home)  # an ablation arm: the base run's lock covers the cache the arms share
     rebuilt = store.recover()  # a corrupt manifest: moved aside and rebuilt from the run's files
     if rebuilt:
         print(f"traitforge: {rebuilt}", file=sys.stderr)

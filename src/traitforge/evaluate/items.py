@@ -103,7 +103,10 @@ async def mc_items(ctx: EvalContext) -> list[EvalItem]:
 
 
 def training_user_turns(ctx: EvalContext) -> list[str]:
-    out = []
+    # An ablation's first arm also reads every arm's turns (eval/arms_user_turns.jsonl, ablation.py):
+    # the items it writes serve all arms, so they must overlap none of their training chats.
+    out = [r["content"] for r in iter_jsonl_dicts(ctx.store.root / "eval" / "arms_user_turns.jsonl")
+           if isinstance(r.get("content"), str)]
     for part in (("generated", "chats.jsonl"), ("curated", "chats.jsonl")):
         for row in iter_jsonl_dicts(ctx.store.root.joinpath(*part)):
             for m in row.get("messages") or []:

@@ -9,10 +9,14 @@ from typing import Any
 
 from traitforge.report.cells import esc, figure, fmt, fmt_diff, legend, messages, num, pct, score
 from traitforge.report.svg import grouped_bars, hbars
+from traitforge.shared.forest import forest_svg
+
+# The checkpoint the forest plot at the top shows: the last trained one present, in this order.
+FOREST_CHECKPOINTS = ("midtrain_sft", "joint", "sft", "midtrain")
 
 CSS = """
 body{font:14px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#111827;margin:0;background:#f9fafb}
-main{max-width:1000px;margin:0 auto;padding:28px 24px 60px}
+main{max-width:1180px;margin:0 auto;padding:28px 24px 60px}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:34px 0 10px;border-bottom:1px solid #e5e7eb;padding-bottom:4px}
 h3{font-size:15px;margin:18px 0 6px}.sub{color:#6b7280;margin:0 0 18px}
 table{border-collapse:collapse;width:100%;background:#fff;margin:6px 0 10px}
@@ -31,6 +35,9 @@ th{background:#f3f4f6;font-weight:600}td.num{text-align:right;white-space:nowrap
 .bad{background:#fecaca}.good{background:#bbf7d0}details{margin:6px 0}summary{cursor:pointer;font-weight:600}
 .note{color:#92400e;font-size:13px}.grid{display:flex;flex-wrap:wrap;gap:0 20px}
 svg.chart{max-width:100%;height:auto}
+/* the headline fits a 1300 px window: fixed columns, figures wrap inside their cell */
+table.headline{table-layout:fixed;font-size:13px}table.headline td.num{white-space:normal;overflow-wrap:anywhere}
+table.headline th{overflow-wrap:anywhere}svg.forest{max-width:100%;height:auto}
 """
 
 
@@ -76,13 +83,44 @@ def _headline(r: dict[str, Any]) -> str:
                     f'<span class="ci">{esc(meta["description"])}</span></td>{"".join(cells)}</tr>')
     if not rows:
         return "<p>No results yet.</p>"
-    return (f"<table><tr><th>Evaluation (all traits)</th>{head}</tr>{''.join(rows)}</table>"
+    first = max(22, 100 - 15 * len(cks))  # the label column; the checkpoints share the rest
+    cols = f'<colgroup><col style="width:{first}%">' + f'<col style="width:{(100 - first) / max(1, len(cks)):.1f}%">' * len(cks) + "</colgroup>"
+    return (f"<table class='headline'>{cols}<tr><th>Evaluation (all traits)</th>{head}</tr>{''.join(rows)}</table>"
             '<p class="ci">Each cell: value, 95% CI (Wilson for shares, bootstrap for means), n; n/a: the '
             'model cannot take that eval (log-prob evals need local weights, an API model has none). '
             'Δ: paired difference against base (and against the control arm, trained on as much trait-free '
             'data) on the same items with a bootstrap 95% CI; green/red when the interval against base '
             'excludes zero in the better/worse direction. "detects ≥": the smallest difference between two '
             'checkpoints that this n finds with 80% power (5% two-sided test, worst case for shares).</p>')
+
+
+def _forest(r: dict[str, Any]) -> str:
+    """At the top: each trait's paired difference against the control arm (and against base) on every
+    eval, for the last trained checkpoint, as a forest plot: what the traits did, at a glance."""
+    ck = next((c for c in FOREST_CHECKPOINTS if c in r.get("checkpoints", [])), None)
+    if ck is None:
+        return ""
+    out = []
+    for ref, table in (("control", r.get("paired_vs_control") or {}), ("base", r.get("paired_vs_base") or {})):
+        rows = []
+        for t in r.get("traits", []):
+            for ev, d in (table.get(ck, {}).get(t["id"]) or {}).items():
+                if not isinstance(d, dict) or d.get("diff") is None:
+                    continue
+                meta = r.get("evals", {}).get(ev, {})
+                up = meta.get("higher_is_better", True)
+                lo, hi = d.get("ci_low"), d.get("ci_high")
+                strong = lo is not None and hi is not None and (lo > 0 if up else hi < 0)
+                rows.append({"label": f"{t.get('name') or t['id']} · {meta.get('label', ev)}", "diff": d["diff"],
+                             "ci_low": lo, "ci_high": hi, "strong": strong})
+        if rows:
+            out.append(f"<h3>{esc(ck)} minus {esc(ref)}, per trait</h3>"
+                       + forest_svg(rows, f"{ck} minus {ref}: paired difference per trait and eval, 95% CI"))
+    if not out:
+        return ""
+    return ("<h2>What the traits did</h2>" + "".join(out)
+            + '<p class="ci">Each row: the paired difference on the same items with its bootstrap 95% CI; green '
+            "where the interval excludes zero in the eval's better direction.</p>")
 
 
 def _controls(r: dict[str, Any]) -> str:
@@ -185,7 +223,7 @@ def _dataset(r: dict[str, Any]) -> str:
                     f"<td class='num'>{'' if t is None else f'{t:.0f}s'}</td><td>{flat}</td></tr>")
     items = "".join(f"<tr><td>{esc(k)}</td><td class='num'>{esc(v['items'])}</td><td class='num'>"
                     f"{esc(v['dropped'])}</td></tr>" for k, v in r.get("eval_items", {}).items())
-    out = "<h2>Dataset card</h2>"
+    out = "<h2>Dataset card</h2>" + _funnels(r)
     out += ("<table><tr><th>stage</th><th>status</th><th>time</th><th>counts</th></tr>" + "".join(rows)
             + "</table>") if rows else "<p>No pipeline stages recorded in the manifest.</p>"
     out += "".join(_card_dataset(name, d) for name, d in (r.get("dataset_card") or {}).get("datasets", {}).items())
@@ -193,6 +231,47 @@ def _dataset(r: dict[str, Any]) -> str:
         out += ("<h3>Evaluation items</h3><table><tr><th>kind</th><th>items</th><th>dropped (overlap/junk)</th></tr>"
                 + items + "</table>")
     return out
+
+
+def _funnels(r: dict[str, Any]) -> str:
+    """Per dataset and trait: planned -> generated -> kept after curation, as bars and a table, with
+    the reasons curation dropped rows (by step)."""
+    card = (r.get("dataset_card") or {}).get("datasets") or {}
+    out = []
+    for name in ("documents", "chats"):
+        bal = (r.get("dataset") or {}).get(f"{name}.balance") or {}
+        planned, made = bal.get("planned") or {}, bal.get("per_trait") or {}
+        d = card.get(name) or {}
+        before, after = (d.get("before") or {}).get("per_trait") or {}, (d.get("after") or {}).get("per_trait") or {}
+        traits = [t["id"] for t in r.get("traits", []) if t["id"] in {**planned, **made, **before, **after}]
+        if not traits:
+            continue
+        steps = [("planned", planned), ("generated", made or before), ("kept", after)]
+        top = max([1] + [v for _, c in steps for v in c.values() if isinstance(v, (int, float))])
+        colours = ("#93c5fd", "#3b82f6", "#16a34a")
+        bars, y = [], 4
+        for tid in traits:
+            bars.append(f'<text class="lbl" x="0" y="{y + 12}">{esc(tid[:28])}</text>')
+            for (label, counts), colour in zip(steps, colours):
+                v = counts.get(tid, 0) or 0
+                w = 600 * v / top
+                bars.append(f'<rect x="200" y="{y}" width="{w:.1f}" height="14" fill="{colour}"><title>{esc(tid)}: '
+                            f'{label} {v}</title></rect><text class="ax" x="{204 + w:.1f}" y="{y + 11}">{label} {v}</text>')
+                y += 16
+            y += 8
+        svg = (f'<svg class="chart" role="img" width="880" height="{y}" viewBox="0 0 880 {y}" '
+               f'xmlns="http://www.w3.org/2000/svg"><title>{esc(name)}: planned, generated, kept per trait</title>'
+               + "".join(bars) + "</svg>")
+        rows = "".join(f"<tr><td>{esc(tid)}</td>" + "".join(f"<td class='num'>{esc(c.get(tid, 0))}</td>" for _, c in steps)
+                       + f"<td class='num'>{pct((after.get(tid, 0) or 0) / planned[tid]) if planned.get(tid) else '–'}</td></tr>"
+                       for tid in traits)
+        reasons = "; ".join(f"{esc(s.get('step'))}: " + ", ".join(f"{esc(k)} {esc(v)}" for k, v in (s.get("drops_by_reason") or {}).items())
+                            for s in d.get("steps") or [] if s.get("drops_by_reason"))
+        out.append(f"<h3>{esc(name.capitalize())}: planned → generated → kept</h3>{svg}"
+                   "<table><tr><th>trait</th><th>planned</th><th>generated</th><th>kept after curation</th>"
+                   f"<th>kept / planned</th></tr>{rows}</table>"
+                   + (f"<p class='ci'>Dropped by curation: {reasons}.</p>" if reasons else ""))
+    return "".join(out)
 
 
 def _count(v: Any) -> str:
@@ -504,7 +583,7 @@ def render_report(results: dict[str, Any]) -> str:
         f"<h1>{esc(r.get('model_name') or 'Model')} · trait evaluation</h1>"
         f"<p class='sub'>run {esc(r.get('run'))} · {esc(r.get('organisation'))} · generated {esc(r.get('generated_at'))}"
         f" · checkpoints: {esc(', '.join(r.get('checkpoints', [])))}</p>"
-        + _versions(r) + _controls(r) + "<h2>Headline</h2>" + _headline(r)
+        + _versions(r) + _controls(r) + _forest(r) + "<h2>Headline</h2>" + _headline(r)
         + f"<details><summary>Traits ({len(r.get('traits', []))})</summary><ul>{traits}</ul></details>"
         + _per_trait(r) + _variance_and_scaling(r) + eval_sections(r) + _dataset(r) + _screening(r)
         + _token_accounting(r) + _training_data(r) + _patterns(r) + _pattern_checks(r) + _refusals(r) + _usage(r) + _examples(r)
