@@ -34,7 +34,7 @@ from traitforge import prompts
 from traitforge.config import Section
 from traitforge.errors import InputError
 from traitforge.evaluate.common import ItemResult, result_id
-from traitforge.evaluate.stats import EMPTY, bootstrap, paired_difference, proportion
+from traitforge.shared.stats import EMPTY, bootstrap, paired_difference, proportion
 from traitforge.llm.client import LLM
 from traitforge.llm.errors import Refused
 from traitforge.llm.structured import extract_json
