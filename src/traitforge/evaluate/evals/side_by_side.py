@@ -44,6 +44,6 @@ def _render(r: dict[str, Any]) -> str:
 register(Eval(
     "side_by_side", plan, rows=("side_by_side",), section=("capability", "side_by_side"), build_section=_section,
     render=_render, settings=("capability",),
-    metrics={"side_by_side": Metric("Capability: side-by-side win rate", "proportion", True,
+    metrics={"side_by_side": Metric("Capability: side-by-side win rate (tie = half)", "mean", True,
                                     "held-out everyday prompts, judged blind in both orders against the reference "
                                     "checkpoint (base); 50% = unchanged")}))
