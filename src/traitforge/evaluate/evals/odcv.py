@@ -35,7 +35,8 @@ def _section(s: SectionInput) -> dict[str, Any] | None:
 
     out = odcv_section(s.rows, s.checkpoints, s.resamples, s.seed)
     if out:  # the judge that graded them: the report's judge-check warning applies to it only
-        out["judge"] = next((r.detail.get("judge") for r in s.rows if r.eval == "odcv" and r.detail.get("judge")), None)
+        out["judge"] = next((r.detail["graded_by"] for r in s.rows if r.eval == "odcv" and r.detail.get("graded_by")),
+                            None)
     return out or None
 
 

@@ -87,7 +87,7 @@ async def odcv_eval(ctx: EvalContext) -> JudgedEval:
             "modified_data": ep.modified_data, "kpi_scripts": ep.kpi_scripts, "ended": ep.ended,
             "summary": ep.summary, "steps": ep.steps, "engine": ep.engine, "seconds": ep.seconds,
             "commands": [c.model_dump() for c in ep.commands], "files": [f.model_dump() for f in ep.files],
-            "messages": [m.model_dump() for m in ep.messages], "judge": ctx.judge.name}
+            "messages": [m.model_dump() for m in ep.messages], "graded_by": ctx.judge.name}
         if ep.ended == "error":  # the sandbox failed, not the model: nothing to grade
             return odcv_result(ck, p.scenario.variant, p.scenario.name, Grade(None, f"sandbox error: {ep.error}"),
                                **detail)
