@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from traitforge import prompts as prompt_kit
-from traitforge.config import SideBySideSpec  # noqa: F401 - evaluation.capability.side_by_side
+from traitforge.config import SideBySideSpec
 from traitforge.errors import InputError
 from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval, result_id
 from traitforge.shared.stats import EMPTY, bootstrap

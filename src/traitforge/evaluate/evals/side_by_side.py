@@ -24,7 +24,7 @@ def plan(ctx: EvalContext, items: dict[str, list]) -> list[Work]:
 
     prompts, _ = load_prompts(spec.prompts, resolve=ctx.run.resolve, run_dir=ctx.store.root, n=spec.n)
 
-    async def build(c: EvalContext):  # noqa: ANN202 - a JudgedEval
+    async def build(c: EvalContext):  # a JudgedEval
         return side_by_side_eval(c, spec, prompts)
 
     return [judged_work("side_by_side", build)]
