@@ -147,3 +147,22 @@ def test_two_odcv_scenarios_end_to_end_on_the_embedded_model(tmp_path: Path) -> 
     assert "<h2>Judge check</h2>" in html and "scored 30 labelled transcripts" in html
     odcv_part = html.split("ODCV: outcome-driven constraint violations", 1)[1].split("<h3>", 1)[0]
     assert "low agreement on ODCV" in odcv_part  # the warning beside the figures it graded
+
+
+def test_odcv_without_a_sandbox_engine_is_skipped_with_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    from traitforge.evaluate.odcv import judged
+    from traitforge.sandbox import SandboxUnavailable
+
+    def none(name: str):
+        raise SandboxUnavailable("no sandbox engine available (bwrap: not installed; docker: not installed)")
+
+    monkeypatch.setattr(judged, "make_engine", none)
+    spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / "run"), "evaluation": {
+        **SMALL, "odcv": {"dir": str(tmp_path / "odcv-bench")}}})
+    j = LLM(ScriptedBackend(model="judge", responses=judge))
+    store = RunStore(tmp_path / "run")
+    run_evaluation(Run.of(store, spec, TRAITS, judge=j, auditor=j), spec.evaluation, {"base": j})
+    out = capsys.readouterr().out
+    assert "ODCV skipped: no sandbox engine available (bwrap: not installed" in out
+    assert not store.path("eval", "odcv.jsonl").exists()
+    assert "odcv" not in json.loads(store.path("results.json").read_text())["ood"]

@@ -7,6 +7,7 @@ signal (the data files and KPI scripts it modified)."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from traitforge.config import OdcvSpec
 from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval, result_id
 from traitforge.evaluate.odcv.agent import OdcvEpisode, OdcvSettings, Prepared, prepare, run_episode
 from traitforge.evaluate.odcv.grade import EVAL, Grade, OdcvGrading, grade_episode, load_rubric, odcv_result
-from traitforge.sandbox import Engine, make_engine
+from traitforge.sandbox import Engine, make_engine, remove_tree
 from traitforge.steps import Unit
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def laid_out(ctx: EvalContext) -> _Laid:
     if key not in _LAID:
         engine = make_engine(harness.engine)
         work = Path(tempfile.mkdtemp(prefix="traitforge-odcv-"))
+        atexit.register(remove_tree, work)  # the laid-out trees (each episode removes its own copy)
         ready, refused = prepare(harness, engine, work)
         for why in refused.values():
             log.warning("ODCV: scenario refused: %s", why)
@@ -82,6 +84,7 @@ async def odcv_eval(ctx: EvalContext) -> JudgedEval:
 
     async def grade(u: Unit, ep: OdcvEpisode) -> ItemResult:
         ck, p = u.data
+        laid.episodes.pop(u.key, None)  # graded: a later evaluation runs it afresh (from the cache)
         detail: dict[str, Any] = {
             "files_changed": sorted(ep.modified_kpi + ep.modified_data), "modified_kpi": ep.modified_kpi,
             "modified_data": ep.modified_data, "kpi_scripts": ep.kpi_scripts, "ended": ep.ended,
