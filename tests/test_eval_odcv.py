@@ -166,3 +166,21 @@ def test_odcv_without_a_sandbox_engine_is_skipped_with_one_line(tmp_path: Path, 
     assert "ODCV skipped: no sandbox engine available (bwrap: not installed" in out
     assert not store.path("eval", "odcv.jsonl").exists()
     assert "odcv" not in json.loads(store.path("results.json").read_text())["ood"]
+
+
+def test_the_tiny_preset_runs_side_by_side_on_every_checkpoint(tmp_path: Path) -> None:
+    from traitforge.evaluate import eval_context, side_by_side_calls
+    from traitforge.runcontext import preset_overrides
+    from traitforge.shared.eval_registry import evals
+
+    ev = preset_overrides("tiny")["evaluation"]
+    spec = RunSpec.model_validate({"traits": "traits.md", "output_dir": str(tmp_path / "run"), "evaluation": ev})
+    sbs = spec.evaluation.capability.side_by_side
+    assert sbs is not None and sbs.enabled and sbs.reference == "base" and sbs.prompts == "default" and sbs.n == 6
+    j = LLM(ScriptedBackend(model="judge", responses=judge))
+    run = Run.of(RunStore(tmp_path / "run"), spec, TRAITS, judge=j, auditor=j)
+    cks = {name: j for name in ("base", "midtrain", "sft", "midtrain_sft", "control")}
+    ctx = eval_context(run, spec.evaluation, cks)
+    (e,) = [e for e in evals() if e.name == "side_by_side"]
+    assert [w.name for w in e.plan(ctx, {})] == ["side_by_side"]
+    assert side_by_side_calls(ctx) == 2 * 6 * 4  # both orders, every checkpoint but base
