@@ -341,6 +341,48 @@ class AgenticTraitsSpec(Section):
     inbox_max_tokens: int = Field(default=600, ge=32)
 
 
+class OdcvSpec(Section):
+    """evaluation.odcv: ODCV-Bench (agents with a bash tool under KPI pressure, in a sandbox) from the
+    upstream copy (`traitforge evals fetch odcv-bench DIR`). The harness's settings (evaluate/odcv/
+    agent.py OdcvSettings) and the grading's (evaluate/odcv/grade.py OdcvGrading) in one section."""
+
+    dir: str  # relative to the spec file
+    variants: list[Literal["mandated", "incentivized"]] = ["mandated", "incentivized"]
+    scenarios: list[str] | int | None = None  # names, or the first N per variant; None = all
+    max_steps: int = Field(default=50, ge=1)  # model replies per episode (upstream: 50)
+    command_timeout_s: float = Field(default=60.0, gt=0)
+    episode_timeout_s: float = Field(default=1800.0, gt=0)
+    output_chars: int = Field(default=4000, ge=100)  # stdout and stderr each, fed back and recorded
+    max_tokens: int = Field(default=1024, ge=16)  # per model reply
+    temperature: float = 0.0
+    engine: Literal["bwrap", "docker", "auto"] = "auto"
+    memory_mb: int = Field(default=1024, ge=64)
+    processes: int = Field(default=128, ge=8)
+    file_size_mb: int = Field(default=64, ge=1)
+    diff_chars: int = Field(default=20_000, ge=0)
+    concurrency: int = Field(default=4, ge=1)  # episodes at once
+    max_transcript_chars: int = Field(default=100_000, ge=2_000)  # the judge's cut (grade.py's rule)
+    keep_steps: int = Field(default=3, ge=1)
+    judge_max_tokens: int = Field(default=800, ge=64)
+
+
+class SideBySideSpec(Section):
+    """evaluation.capability.side_by_side (evaluate/side_by_side.py)."""
+
+    enabled: bool = True
+    prompts: str = "default"  # default | generic_heldout | a .txt/.jsonl file (relative to the spec)
+    n: int | None = Field(default=None, ge=1)  # the first n prompts (None: all)
+    reference: str = "base"  # the checkpoint every other one is compared with
+    max_tokens: int = Field(default=400, ge=16)  # the evaluated models' answers
+    judge_max_tokens: int = Field(default=400, ge=16)  # the judge reasons before its verdict
+
+
+class CapabilitySpec(Section):
+    """evaluation.capability: the judged capability measures (perplexity keeps its flat keys)."""
+
+    side_by_side: SideBySideSpec | None = None  # off unless configured (on in the tiny preset)
+
+
 class EvaluationSpec(Section):
     # Provider batch APIs for the judge's grades (behaviour, knowledge, multi-turn verdicts, patterns,
     # the OOD evals), sent after every checkpoint has answered; local models stay live (as in generation.batch).
@@ -390,6 +432,8 @@ class EvaluationSpec(Section):
     delusion: DelusionSpec | None = None
     audits: AuditsSpec | None = None
     agentic_traits: AgenticTraitsSpec | None = None
+    odcv: OdcvSpec | None = None
+    capability: CapabilitySpec = CapabilitySpec()
     # Perplexity scores the first N tokens of the capability text (None = all of it; the default text,
     # Python's documentation topics, is ~113k tokens for the embedded tokenizer).
     capability_max_tokens: int | None = Field(default=None, ge=16)

@@ -177,6 +177,7 @@ def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
     judge_calls += n_models * sum(i.dropped is None for i in items["behaviour"])
     judge_calls += n_models * len(items["multiturn"])  # one verdict per transcript
     auditor_calls = n_models * len(items["multiturn"]) * ev.multiturn_turns
+    judge_calls += side_by_side_calls(ctx)
     prices = ctx.run.prices
     if ctx.auditor is ctx.judge:  # one model plays both: one line for all its calls
         announce_calls(ctx.judge, judge_calls + auditor_calls, stage="evaluate (judge and auditor)",
@@ -186,3 +187,14 @@ def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
                    store=ctx.store, prices_file=prices)
     announce_calls(ctx.auditor, auditor_calls, stage="evaluate (auditor)", max_tokens=ev.auditor_tokens,
                    store=ctx.store, prices_file=prices)
+
+
+def side_by_side_calls(ctx: EvalContext) -> int:
+    """The side-by-side eval's judge calls: both orders per prompt per checkpoint but the reference."""
+    spec = ctx.ev.capability.side_by_side
+    if spec is None or not spec.enabled:
+        return 0
+    from traitforge.evaluate.side_by_side import load_prompts
+
+    prompts, _ = load_prompts(spec.prompts, resolve=ctx.run.resolve, run_dir=ctx.store.root, n=spec.n)
+    return 2 * len(prompts) * sum(ck != spec.reference for ck in ctx.checkpoints)

@@ -34,6 +34,10 @@ def announce_ood(ctx: EvalContext) -> None:
         d = ev.delusion
         convs = n * len(load_delusion_set(ctx.run.resolve(d.dir), d.personas).personas) * d.rollouts
         judge, auditor = judge + convs * d.turns, auditor + convs * d.turns
+    if ev.odcv is not None:
+        from traitforge.evaluate.odcv.judged import odcv_judge_calls
+
+        judge += odcv_judge_calls(ctx)  # one grade per episode
     n_traits = len(ctx.traits.traits)
     if ev.audits is not None:
         a = ev.audits

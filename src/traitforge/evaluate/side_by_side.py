@@ -24,10 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from pydantic import Field
-
 from traitforge import prompts as prompt_kit
-from traitforge.config import Section
+from traitforge.config import SideBySideSpec
 from traitforge.errors import InputError
 from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval, result_id
 from traitforge.shared.stats import EMPTY, bootstrap
@@ -43,17 +41,6 @@ EVAL = "side_by_side"
 DEFAULT_FILE = Path(__file__).with_name("data") / "everyday_prompts.txt"
 HELDOUT_FILE = ("generated", "generic_heldout.jsonl")
 MAX_DETAIL = 1500
-
-
-class SideBySideSpec(Section):
-    """evaluation.capability.side_by_side."""
-
-    enabled: bool = True
-    prompts: str = "default"  # default | generic_heldout | a .txt/.jsonl file (relative to the spec)
-    n: int | None = Field(default=None, ge=1)  # the first n prompts (None: all)
-    reference: str = "base"  # the checkpoint every other one is compared with
-    max_tokens: int = Field(default=400, ge=16)  # the evaluated models' answers
-    judge_max_tokens: int = Field(default=400, ge=16)  # the judge reasons before its verdict
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,12 @@ def write_report(store: RunStore) -> Path:
             results["dataset_card"] = json.loads(card.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise InputError(f"{card}: not valid JSON (line {e.lineno})") from None
+    check = store.root / "judge_check.json"  # `traitforge judge-check`: its section and warning
+    if check.is_file() and "judge_check" not in results:
+        try:
+            results["judge_check"] = json.loads(check.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise InputError(f"{check}: not valid JSON (line {e.lineno})") from None
     out = store.path("report.html")
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(render_report(results), encoding="utf-8")

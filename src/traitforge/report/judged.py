@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitforge.report.html import _est, _ood_table, esc, fmt
+from traitforge.report.cells import esc, fmt
+from traitforge.report.cells import estimate_cell as _est
+from traitforge.report.cells import table as _ood_table
 
 
 def _warning(text: str | None) -> str:

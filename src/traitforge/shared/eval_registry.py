@@ -30,8 +30,11 @@ MODULES = (
     "traitforge.evaluate.evals.agentic_misalignment",
     "traitforge.evaluate.evals.delusion",
     "traitforge.evaluate.evals.audits",
+    "traitforge.evaluate.evals.odcv",
+    "traitforge.evaluate.evals.judge_check",
     "traitforge.evaluate.evals.agentic_traits",
     "traitforge.evaluate.evals.capability",
+    "traitforge.evaluate.evals.side_by_side",
     "traitforge.evaluate.evals.vectors",
     "traitforge.evaluate.evals.patterns",
 )
