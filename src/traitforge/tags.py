@@ -20,6 +20,13 @@ def tag(text: str, name: str) -> str | None:
     return found[-1].strip() if found else None
 
 
+def tags(text: str, name: str) -> list[str]:
+    """The contents of every complete `<name>...</name>`, in order, stripped and non-empty (an
+    unclosed last one, cut by the token limit, is left out)."""
+    found = re.findall(rf"<\s*{name}\s*>(.*?)<\s*/\s*{name}\s*>", text, re.I | re.S)
+    return [f.strip() for f in found if f.strip()]
+
+
 def has_empty_tag(text: str, name: str) -> bool:
     """Whether the text holds `<name/>` (or `<name></name>`): e.g. refine's keep exit."""
     return bool(re.search(rf"<\s*{name}\s*/\s*>|<\s*{name}\s*>\s*<\s*/\s*{name}\s*>", text, re.I))
