@@ -201,7 +201,7 @@ async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], tra
     # One judge call per row, each verdict appended as it comes: by provider batches first in batch
     # mode (curation.batch); the live calls' estimate is printed where money is at stake.
     new = await steps.run_step("curate.quality", [steps.Unit(key(r), data=r) for r in rows],
-                               lambda u: quality.score_row(u.data, traits, judge, claims, max_tokens),
+                               lambda u: quality.score_row(u.data, traits, judge, claims, max_tokens, threshold),
                                done=have, out=path, prefetch=calls, desc="curate: quality")
     for u, q in new.done():
         have[u.key] = q
@@ -222,8 +222,13 @@ async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], tra
     # Grades the judge refused or had blocked, by the provider's reason (quality.score_row): unscored, kept.
     refused = Counter(have[key(r)].reason for r in rows if have[key(r)].status == "unscored"
                       and have[key(r)].reason.startswith(("judge refused", "judge blocked")))
+    # Why rows went unscored, by reason (e.g. a small judge cut at max_tokens before its grade).
+    unscored_why = Counter(have[key(r)].reason.split(":")[0] for r in rows if have[key(r)].status == "unscored")
     return StepResult(kept_d, kept_c, drops, counts={"scored": statuses["scored"],
                                                      "unscored": statuses["unscored"], "errors": statuses["error"],
+                                                     **({"unscored_reasons": dict(unscored_why)} if unscored_why else {}),
+                                                     "overplayed": sum(have[key(r)].reason.startswith("OVERPLAYED")
+                                                                       for r in rows),
                                                      **({"judge_refusals": dict(refused)} if refused else {})})
 
 
