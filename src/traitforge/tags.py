@@ -33,9 +33,12 @@ def has_empty_tag(text: str, name: str) -> bool:
 
 
 def after_reasoning(text: str) -> str:
-    """What follows the reasoning block (all of the text when there is none or it is unclosed)."""
+    """What follows the reasoning block: all of the text when there is none; nothing when it was
+    opened and never closed (a reply cut mid-reasoning has no verdict yet)."""
     m = re.search(r"<\s*/\s*reasoning\s*>", text, re.I)
-    return text[m.end():] if m else text
+    if m:
+        return text[m.end():]
+    return "" if re.search(r"<\s*reasoning\s*>", text, re.I) else text
 
 
 def verdict(text: str, choices: Iterable[str]) -> str | None:

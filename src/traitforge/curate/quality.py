@@ -31,7 +31,8 @@ _REASON = re.compile(r"^\W*reason\W{0,4}:?\s*(.+)$", re.I | re.M)
 def parse_score(reply: str) -> tuple[float | None, str]:
     """(score, reason) from a judge reply; score None when there is no valid "SCORE: n" (or
     <score>n</score>). The reason: the <reasoning> block, a REASON: line, or the rest of the reply."""
-    scores = [float(m.group(1)) for m in _SCORE.finditer(reply)] + [float(m.group(1)) for m in _TAG_SCORE.finditer(reply)]
+    rest = tags.after_reasoning(reply)  # a score quoted in the reasoning is not the grade
+    scores = [float(m.group(1)) for m in _SCORE.finditer(rest)] + [float(m.group(1)) for m in _TAG_SCORE.finditer(rest)]
     scores = [s for s in scores if 1 <= s <= 10]
     m = _REASON.search(reply)
     tagged = tags.tag(reply, "reasoning")
