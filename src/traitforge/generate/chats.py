@@ -38,6 +38,9 @@ PROMPT_TEMPLATES = ("scenarios", "scenario_categories", "scenario_plan", "user_p
 EXTRA_SCENARIOS = 2
 EARLIER_SHOWN = 12  # earlier scenarios of the same trait and category fed back to a top-up round
 USER_STYLE_AXES = ("persona", "length", "register", "messiness")
+# The over-application guard (scenario_categories.txt): the trait should NOT change the answer, so a
+# plain answer that already does well is the point, not a reason to harden, and no preference pair.
+RESTRAINT = "restraint"
 _STOP = {"about", "their", "there", "which", "would", "should", "being", "other", "these", "those", "without",
          "where", "while", "model", "users", "always", "never", "things"}
 
@@ -288,14 +291,14 @@ class ChatsRun(Generation):
             if verdict is None:  # unknown whether the prompt is too easy: not worth a teacher's answer
                 return Skip(f"probe verdict unparsed: {judged[:160]!r}")
             hardened = False
-            if verdict in ("shows", "generic"):
+            sc = self.scenarios[p.scenario_id]
+            if verdict in ("shows", "generic") and sc.category != RESTRAINT:
                 # The plain model already does this (or says nothing): a harder version that makes
                 # the answer engage with the scenario's details, probed again, or the prompt goes.
                 def usable(reply: str) -> list[str]:
                     new = clean_message(reply, "message")
                     return [new] if new != text and not self.user_prompt_problems(new, trait) else []
 
-                sc = self.scenarios[p.scenario_id]
                 harden = self.render("harden", prompt=text, scenario=sc.description, trait=self.short_trait(trait),
                                      details=self.harden_details(p.id))
                 items, raw = await self.sample_items(harden, usable, max_tokens=self.gen.list_max_tokens)
@@ -516,7 +519,9 @@ class ChatsRun(Generation):
             return [DPOPair(id=u.key, trait_ids=chat.trait_ids, prompt=[chat.messages[0]], chosen=chosen,
                             rejected=rejected)]
 
-        units = [Unit(stable_hash(["dpo", c.id]), c.trait_ids[0], c) for c in chats if c.id in by_prompt]
+        restraint = {s.id for s in self.scenarios.values() if s.category == RESTRAINT}
+        units = [Unit(stable_hash(["dpo", c.id]), c.trait_ids[0], c) for c in chats
+                 if c.id in by_prompt and c.scenario_id not in restraint]
         await self.step("chats.dpo_pairs", "dpo_pairs.jsonl", DPOPair, units, work,
                         fingerprint=self.fp(chosen="refined" if self.cs.refine else "draft",
                                             refiner=self.refiner.name if self.cs.refine else None),
