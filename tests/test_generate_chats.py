@@ -546,3 +546,28 @@ def test_a_situation_without_a_plan_is_still_a_scenario(tmp_path):
     asked = [m[-1].content for m, _ in llm.backend.calls if "Write the first message" in m[-1].content]
     assert asked and not any("How the trait should show" in a or "Why the trait matters" in a for a in asked)
     assert len(rows(store, "chats.jsonl")) == 4
+
+
+def test_refine_keep_exit_returns_the_draft_byte_identical(tmp_path):
+    """A scripted refiner (control flow, not the prompt's quality): <keep/> keeps the draft as it
+    is, byte for byte; a rewrite is read from its <reply> tag, the commentary around it left out."""
+    def keep(messages, params):
+        if REFINE_MARK in messages[-1].content:
+            return "<keep/>"
+        return good_responder(messages, params)
+
+    store, _ = run(tmp_path / "keep", keep)
+    drafts = {c["id"]: c["messages"][1]["content"] for c in rows(store, "responses.jsonl")}
+    chats = rows(store, "chats.jsonl")
+    assert len(chats) == 4 and all(c["messages"][1]["content"] == drafts[c["id"]] for c in chats)
+    assert all(r["unchanged"] and r["text"] == drafts[r["id"]] for r in rows(store, "refined.jsonl"))
+    assert store.manifest["stages"]["chats.refine"]["counts"]["kept_as_is"] == 4
+
+    def tagged(messages, params):
+        if REFINE_MARK in messages[-1].content:
+            return f"The draft hedges too much.\n<reply>{REFINED_OPENING} Check the lease first.</reply>\nDone."
+        return good_responder(messages, params)
+
+    store, _ = run(tmp_path / "tagged", tagged)
+    first = [c["messages"][1]["content"] for c in rows(store, "chats.jsonl")]
+    assert first and all(t == f"{REFINED_OPENING} Check the lease first." for t in first)
