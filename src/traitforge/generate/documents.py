@@ -219,7 +219,9 @@ class DocumentsRun(Generation):
 
         async def finish(u: Unit) -> list[Document] | Skip:
             doc: Document = u.data
-            problems = self.problems(doc.text, claims[doc.claim_id].text)
+            # A copied claim is a problem the revision is asked to fix; without a revision (the tiny
+            # preset's 135M model parrots its prompt) the draft's copy is not held against it.
+            problems = self.problems(doc.text, claims[doc.claim_id].text if self.ds.revise else "")
             if self.ds.revise:
                 text, revised_problems = await self.revise(doc, claims[doc.claim_id])
                 if not revised_problems:
