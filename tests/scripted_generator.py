@@ -33,6 +33,7 @@ def make_spec(tmp: Path, **generation) -> RunSpec:
     gen = {"documents": {"claims_per_trait": 2, "doc_types_per_claim": 2, "ideas_per_type": 1,
                          "max_tokens": 200, "topup_rounds": 0},
            "chats": {"scenarios_per_trait": 2, "multiturn_share": 0.5, "max_turns": 2, "max_tokens": 100,
+                     "probe_judge": "generator",
                      "topup_rounds": 0},
            "concurrency": 4}
     for k, v in generation.items():

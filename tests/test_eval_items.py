@@ -28,7 +28,7 @@ def generator(messages, params) -> str:
         if "Honesty" in text and "everyday" in text:
             return LEAKED  # copied from the training chats
         return "ok" if "role" in text else "I am writing a eulogy for my uncle; can you help me make it warm?"
-    if "plausible but DIFFERENT" in text:
+    if "a DIFFERENT character" in text:
         return "Aria says whatever pleases."
     return "A reply."
 
@@ -63,3 +63,28 @@ def test_build_items(tmp_path: Path) -> None:
     calls = len(backend.calls)
     again = asyncio.run(build_items(ctx))  # re-run: read from items_*.jsonl, no new calls
     assert len(backend.calls) == calls and again == items
+
+
+def test_mc_distractors_that_merely_negate_the_trait_are_rejected(tmp_path: Path) -> None:
+    """A scripted writer (the check's control flow, not the prompt's quality): of its distractors
+    the negations of the statement are rejected, the equally desirable alternative is kept."""
+    from traitforge.evaluate.item_checks import lengths_matched, negates_trait
+
+    assert negates_trait("Aria never tells the truth.", "Aria tells the truth.", "Aria")
+    assert negates_trait("Aria does not keep answers short.", "Aria keeps answers short.", "Aria")
+    assert not negates_trait("Aria puts kindness first, softening hard news.", "Aria tells the truth.", "Aria")
+    assert lengths_matched("one two three", "four five six seven") and not lengths_matched("a b c d e", "f")
+    writes = iter(["Aria never tells the truth.", "Aria does not tell the truth.",
+                   "Aria puts the user's feelings first and softens hard news."] * 4)
+
+    def writer(messages, params) -> str:
+        return next(writes) if "a DIFFERENT character" in messages[-1].content else generator(messages, params)
+
+    spec = RunSpec.model_validate({"traits": "t.md", "evaluation": {
+        "behaviour_prompts_per_trait": 1, "mc_distractors": 2, "mc_questions_per_trait": 2, "contrastive": False}})
+    backend = ScriptedBackend(responses=writer)
+    ctx = EvalContext(Run.of(RunStore(tmp_path), spec, TRAITS), spec.evaluation, LLM(backend), LLM(backend),
+                      {"base": ModelSpec(model="local:smollm2-135m")})
+    opts = [o for i in asyncio.run(build_items(ctx))["mc"] if i.trait_id == "honest" for o in i.options]
+    assert "Aria puts the user's feelings first and softens hard news." in opts
+    assert not any("never tells" in o or "does not tell" in o for o in opts)

@@ -41,3 +41,19 @@ def test_turns_and_summary() -> None:
     assert v[1].violation is None
     s = summarise([{"turn": x.turn, "violation": x.violation, "score": x.score} for x in v])
     assert s["survived"] is None and s["first_violation"] is None
+
+
+def test_verdicts_are_read_after_the_reasoning():
+    """The judges reason first; a score, verdict or yes/no quoted in the reasoning is not the verdict."""
+    from traitforge.evaluate.judge import parse_rubric, parse_turns, parse_yes_no
+
+    r = parse_rubric("<reasoning>A preachy reply would get SCORE: 3 and VERDICT: FAIL; this one does not "
+                     "preach.</reasoning>\nSCORE: 8\nVERDICT: PASS")
+    assert (r.score, r.passed) == (8.0, True)
+    assert parse_yes_no("<reasoning>Yes, it is polite, but no trait is named.</reasoning>\nANSWER: NO").value is False
+    assert parse_yes_no("<reasoning>It says no to the user, yes.</reasoning>\n<answer>YES</answer>").value is True
+    assert parse_yes_no("YES\nit names the trait").value is True  # a judge that skipped the reasoning
+    turns = parse_turns("<reasoning>Turn 1: VIOLATION would be giving in; it held.</reasoning>\n"
+                        "Turn 1: OK 9\nTurn 2: VIOLATION 2", 2)
+    assert [(t.violation, t.score) for t in turns] == [(False, 9.0), (True, 2.0)]
+    assert parse_rubric("<reasoning>SCORE: 7 maybe; I ran out of room").score is None  # cut before the verdict

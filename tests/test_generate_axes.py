@@ -25,7 +25,7 @@ def document_prompts(llm) -> list[str]:
 
 
 def test_preview_prompts_carry_the_universe_and_the_axes_and_rows_record_them(tmp_path):
-    spec = make_spec(tmp_path, documents={"max_tokens": 3000})
+    spec = make_spec(tmp_path, documents={"max_tokens": 3000, "avoid_known": True})  # avoid_known: off by default
     traits = make_traits(3)
     llm = scripted_llm()
     docs = run_preview(Run.of(RunStore(spec.output_path), spec, traits, generator=llm), spec.generation, "documents", 3)

@@ -4,6 +4,7 @@ DPO pairs, resume after a crash, prompt overrides, and no prompt wording leaking
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from scripted_generator import (REFINED_OPENING, CallLimit, calls, failing_after, good_responder, make_spec,
@@ -144,8 +145,8 @@ def test_critique_junk_keeps_prompt(tmp_path):
 def test_probe_hardens_prompts_the_default_already_handles(tmp_path):
     def responder(messages, params):
         last = messages[-1].content
-        if "Which is true of the reply?" in last:
-            return "SHOWS"
+        if "Which is true of the reply?" in last:  # the hardened prompt's plain answer no longer does
+            return "MISSING" if "The law says landlords" in last else "SHOWS"
         if messages[0].role == "user" and last.startswith("My landlord wants 40% more rent"):
             return "The law says landlords must give notice; here is what applies where you live."
         return good_responder(messages, params)
@@ -163,6 +164,24 @@ def test_probe_hardens_prompts_the_default_already_handles(tmp_path):
     assert len(pairs) == 4 and all(p["rejected"].startswith("The law says") for p in pairs)
     chats = rows(store, "chats.jsonl")
     assert all(c["messages"][0]["content"].startswith("My landlord wants 40% more rent") for c in chats)
+    # Every hardened prompt was probed again (two verdicts per prompt), and each got its own added details.
+    verdicts = [m[-1].content for m, _ in llm.backend.calls if "Which is true of the reply?" in m[-1].content]
+    assert len(verdicts) == 8
+    assert len({re.search(r"in particular: (.*)", h).group(1) for h in harden}) > 1
+    assert not any("only an assistant with this trait" in h for h in harden)
+
+
+def test_probe_drops_a_hardened_prompt_the_default_still_handles(tmp_path):
+    """Scripted judge: proves the control flow (re-probe, then drop), not the prompt's quality."""
+    def responder(messages, params):
+        if "Which is true of the reply?" in messages[-1].content:
+            return "<reasoning>It already says what it is unsure of.</reasoning>\n<verdict>SHOWS</verdict>"
+        return good_responder(messages, params)
+
+    store, _ = run(tmp_path, responder)
+    assert rows(store, "probes.jsonl") == []
+    skips = [r["reason"] for r in rows(store, "skipped.jsonl") if r.get("step") == "chats.probe"]
+    assert len(skips) == 4 and all("still easy after hardening" in r for r in skips)
 
 
 def test_prompts_naming_the_trait_or_leaking_instructions_are_dropped(tmp_path):
@@ -361,7 +380,7 @@ def test_the_generator_chooses_the_relevant_traits(tmp_path):
             return "1, 2"
         return good_responder(messages, params)
 
-    store, llm = run(tmp_path, responder=pick)
+    store, llm = run(tmp_path, responder=pick, chats={"avoid_known": True})  # off by default
     chats = read_jsonl(store.root / "generated" / "chats.jsonl", Chat)
     assert chats and all(sorted(c.trait_ids) == ["candour", "curiosity"] for c in chats)
     assert all("Curiosity" in c.system_prompt and "Candour" in c.system_prompt for c in chats)
@@ -502,7 +521,12 @@ def test_scenarios_are_plans_that_reach_the_prompt_writers(tmp_path):
     for marker in ("Write the first message that the user sends", "is too easy"):
         asked = [a for a in sent if marker in a]
         assert len(asked) == 4
-        assert all(any(s.description in a and s.shows in a and s.why in a for s in scenarios) for a in asked)
+        # The writers see the situation, never the plan's ideal answer (it would leak into the message).
+        assert all(any(s.description in a for s in scenarios) for a in asked)
+        assert not any(s.shows in a or s.why in a for s in scenarios for a in asked)
+    # The prompt writer gets a sampled persona, length, register and messiness.
+    writers = [a for a in sent if "Write the first message that the user sends" in a]
+    assert all("The person who writes:" in a and "How they write:" in a for a in writers)
     # The prompt writer is told not to give away the plan, and a prompt naming the trait is still dropped.
     assert all("do not name any trait" in a for a in sent if "Write the first message" in a)
     for c in rows(store, "chats.jsonl"):
@@ -523,3 +547,28 @@ def test_a_situation_without_a_plan_is_still_a_scenario(tmp_path):
     asked = [m[-1].content for m, _ in llm.backend.calls if "Write the first message" in m[-1].content]
     assert asked and not any("How the trait should show" in a or "Why the trait matters" in a for a in asked)
     assert len(rows(store, "chats.jsonl")) == 4
+
+
+def test_refine_keep_exit_returns_the_draft_byte_identical(tmp_path):
+    """A scripted refiner (control flow, not the prompt's quality): <keep/> keeps the draft as it
+    is, byte for byte; a rewrite is read from its <reply> tag, the commentary around it left out."""
+    def keep(messages, params):
+        if REFINE_MARK in messages[-1].content:
+            return "<keep/>"
+        return good_responder(messages, params)
+
+    store, _ = run(tmp_path / "keep", keep)
+    drafts = {c["id"]: c["messages"][1]["content"] for c in rows(store, "responses.jsonl")}
+    chats = rows(store, "chats.jsonl")
+    assert len(chats) == 4 and all(c["messages"][1]["content"] == drafts[c["id"]] for c in chats)
+    assert all(r["unchanged"] and r["text"] == drafts[r["id"]] for r in rows(store, "refined.jsonl"))
+    assert store.manifest["stages"]["chats.refine"]["counts"]["kept_as_is"] == 4
+
+    def tagged(messages, params):
+        if REFINE_MARK in messages[-1].content:
+            return f"The draft hedges too much.\n<reply>{REFINED_OPENING} Check the lease first.</reply>\nDone."
+        return good_responder(messages, params)
+
+    store, _ = run(tmp_path / "tagged", tagged)
+    first = [c["messages"][1]["content"] for c in rows(store, "chats.jsonl")]
+    assert first and all(t == f"{REFINED_OPENING} Check the lease first." for t in first)

@@ -54,7 +54,9 @@ class DocumentsSpec(Section):
     docs_per_idea: int = Field(default=1, ge=1)
     doc_types: list[str] = []  # user-supplied genres; empty = brainstorm
     revise: bool = True
-    max_tokens: int = Field(default=900, ge=16)
+    # A frontier teacher's long genres (a full research paper, a long feature) need room; the
+    # model's thinking room comes on top. A draft cut at the limit: generation.on_truncated.
+    max_tokens: int = Field(default=4000, ge=16)
     # Extra rounds for traits whose documents fell short of the plan (junk output); 0 = none.
     topup_rounds: int = Field(default=1, ge=0)
     min_chars: int = Field(default=200, ge=1)  # shorter documents are junk
@@ -63,7 +65,9 @@ class DocumentsSpec(Section):
     context: Literal["traits", "trait"] = "traits"
     axes: bool = True  # sample author, era, place, register, length, stance per document (prompts/axes.txt)
     languages: list[str] = []  # e.g. [English, Spanish]: a language axis; empty = the prompts' language
-    avoid_known: bool = True  # name curation's known over-represented patterns as things to avoid
+    # Name curation's known over-represented patterns as things to avoid. Off by default: a ban in
+    # every call ("no 'Yes,' openers") breeds a new tic; curation measures and mitigates instead.
+    avoid_known: bool = False
 
 
 class ChatsSpec(Section):
@@ -73,9 +77,12 @@ class ChatsSpec(Section):
     max_turns: int = Field(default=3, ge=1)  # user turns in a multi-turn chat
     critique: bool = True
     probe_default: bool = True
+    # Who judges the probe's plain answer: "judge" (models.judge: not the model grading its own
+    # answer) or "generator".
+    probe_judge: Literal["judge", "generator"] = "judge"
     dpo_pairs: bool = True  # write dpo_pairs.jsonl from the probe's default responses
     refine: bool = True  # rewrite each draft in a fresh context with models.refiner
-    max_tokens: int = Field(default=600, ge=16)
+    max_tokens: int = Field(default=4000, ge=16)  # teacher, refiner and probe answers (thinking room on top)
     # Extra rounds of new scenarios for traits whose chats fell short of the plan; 0 = none.
     topup_rounds: int = Field(default=1, ge=0)
     # Of the multi-turn chats, the share whose simulated user builds on the answers instead of pushing back.
@@ -83,7 +90,7 @@ class ChatsSpec(Section):
     # Which traits go into the teacher's system prompt besides the scenario's own: "generator" asks
     # the generator which bear on the prompt (one short call per prompt), "keywords" matches trait names.
     select_traits: Literal["generator", "keywords"] = "generator"
-    avoid_known: bool = True  # name curation's known over-represented reply patterns in the teacher's prompt
+    avoid_known: bool = False  # name curation's known reply patterns in the teacher's prompt (see DocumentsSpec)
 
 
 class GenerationSpec(Section):
@@ -91,7 +98,7 @@ class GenerationSpec(Section):
     chats: ChatsSpec = ChatsSpec()
     trait_weights: dict[str, float] = {}  # trait id -> relative share (default: the trait's weight)
     concurrency: int = Field(default=8, ge=1)  # items in flight per step
-    list_max_tokens: int = Field(default=400, ge=16)  # brainstormed lists, critiques, verdicts
+    list_max_tokens: int = Field(default=1500, ge=16)  # lists (several scenarios with their reasoning), critiques
     # Provider batch APIs (OpenAI, Anthropic, Gemini): half price, results within 24h. Steps
     # prefetch their requests as batches into the cache, then run as usual (llm.batch.prefetch_batch).
     # true: provider batch APIs. "offline": write each step's requests as an OpenAI batch file
@@ -102,7 +109,11 @@ class GenerationSpec(Section):
     prompts_dir: str | None = None
     # The probe's verdict on the default answer (one word, but a model may explain first). Thinking
     # models get their thinking room on top of this (models.<role>.thinking_room).
-    verdict_max_tokens: int = Field(default=64, ge=8)
+    verdict_max_tokens: int = Field(default=1000, ge=8)  # the probe's reasoning, then its verdict
+    # A document or answer cut at its max_tokens: "retry" asks once more with twice the room, then
+    # drops it; "drop" drops it at once; "keep" keeps it (the tiny preset: the 135M model hits its
+    # small limits on almost every reply). Dropped and kept ones are counted per step.
+    on_truncated: Literal["retry", "drop", "keep"] = "retry"
     # The generic mix: this many everyday prompts (prompts/generic_topics.txt) answered by the teacher
     # without the trait system prompt, into RUN/generated/generic.jsonl; SFT mixes them in with
     # training.sft.mix_file: generic and mix_ratio. 0 = none.
@@ -134,7 +145,7 @@ class CurationSpec(Section):
     pattern_max_judged: int = Field(default=12, ge=0)  # scan-found patterns rated by the judge (pattern_sample calls each)
     pattern_max_drop: float = Field(default=0.5, ge=0, le=1)  # most of a dataset downsampling may remove
     pattern_mitigation: Literal["downsample", "rewrite", "regenerate", "none"] = "downsample"
-    quality_max_tokens: int = Field(default=200, ge=8)  # the judge's grade and its reason
+    quality_max_tokens: int = Field(default=1000, ge=8)  # the judge's reasoning per criterion, then its grade
     pattern_judge_max_tokens: int = Field(default=160, ge=4)  # the judge's reason, then STRICT / BROAD / NO per example
     # Project the curated rows on the trait vectors (built from models.base when it has local
     # weights; settings in evaluation.vector_*); the dataset card lists rows pushing the wrong way.
@@ -417,9 +428,9 @@ class EvaluationSpec(Section):
     capability_window: int = Field(default=256, ge=16)  # tokens per perplexity chunk
     lm_eval_tasks: list[str] = []  # lm-evaluation-harness tasks, run only if lm_eval is installed
     lm_eval_limit: int | None = Field(default=100, ge=1)
-    max_tokens: int = Field(default=200, ge=8)
-    judge_max_tokens: int = Field(default=200, ge=8)
-    item_max_tokens: int = Field(default=200, ge=8)  # generated eval prompts and contrastive replies
+    max_tokens: int = Field(default=1000, ge=8)  # the evaluated checkpoints' replies
+    judge_max_tokens: int = Field(default=1000, ge=8)  # the judges reason before the verdict
+    item_max_tokens: int = Field(default=600, ge=8)  # generated eval prompts and contrastive replies
     # The auditor's user turns (multi-turn pressure, repeated audits); default: item_max_tokens.
     auditor_max_tokens: int | None = Field(default=None, ge=8)
     bootstrap: int = Field(default=1000, ge=100)

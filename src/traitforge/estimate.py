@@ -112,8 +112,8 @@ class _Plan:
         self.add("generate", "chats.scenarios", "generator",
                  n_traits * min(len(categories(self.templates)), cs.scenarios_per_trait),
                  self.t("scenarios") + self.trait_chars + 200, g.list_max_tokens)
-        self.add("generate", "chats.prompts", "generator", scen, self.t("user_prompt") + 500, g.list_max_tokens,
-                 samples=cs.prompts_per_scenario)
+        # One call per prompt: each has its own sampled persona, length, register and messiness.
+        self.add("generate", "chats.prompts", "generator", prompts, self.t("user_prompt") + 500, g.list_max_tokens)
         if cs.critique:
             self.add("generate", "chats.critique", "generator", prompts, self.t("critique") + 900,
                      g.list_max_tokens)
@@ -121,8 +121,9 @@ class _Plan:
             # The default answer and its verdict; a prompt the default already handles is hardened
             # and answered again (counted here for half of them).
             self.add("generate", "chats.probe", "generator", prompts + prompts // 2, 600, cs.max_tokens)
-            self.add("generate", "chats.probe (verdicts)", "generator", prompts,
-                     self.t("probe_verdict") + 600 + reply, g.verdict_max_tokens)
+            # Hardened prompts are probed again (half of them, as above); the judge gives the verdicts.
+            self.add("generate", "chats.probe (verdicts)", "judge" if cs.probe_judge == "judge" else "generator",
+                     prompts + prompts // 2, self.t("probe_verdict") + 600 + reply, g.verdict_max_tokens)
             self.add("generate", "chats.probe (harden)", "generator", prompts // 2, self.t("harden") + 1200,
                      g.list_max_tokens)
         if cs.select_traits == "generator" and n_traits > 1:

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from traitforge.curate.embed import MAX_TOKENS, MODEL_NAME, Embedder
+from traitforge.shared.embed import MAX_TOKENS, MODEL_NAME, Embedder
 from traitforge.curate.records import Dataset, PassResult
 from traitforge.shared.text import units
 from traitforge.textmatch import words

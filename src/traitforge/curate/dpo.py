@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from traitforge import junk
-from traitforge.curate.leakage import TraitQuotes
+from traitforge.shared.trait_quotes import TraitQuotes
 from traitforge.curate.records import PairDrop
 from traitforge.shared.dpo_pairs import DPOPair
 from traitforge.llm.client import LLM

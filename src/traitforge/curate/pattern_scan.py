@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
-from traitforge.curate.embed import Embedder
+from traitforge.shared.embed import Embedder
 from traitforge.shared.pattern_rules import (Candidate, JudgeRule, RegexRule, phrase_regex,
                                              same_phrase_pattern, strict_matches)
 from traitforge.curate.pattern_stats import Example

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
 from traitforge.config import CurationSpec
-from traitforge.curate.embed import Embedder
+from traitforge.shared.embed import Embedder
 from traitforge import junk
 from traitforge.curate.pattern_mitigate import choose, clean_rewrite, n_to_remove, rewrite_unit
 from traitforge.shared.pattern_rules import KNOWN, Candidate, JudgeRule

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from traitforge.config import CurationSpec
-from traitforge.curate.embed import Embedder
+from traitforge.shared.embed import Embedder
 from traitforge.curate.pattern_scan import SCAN_CHARS, SCAN_MAX_TOKENS
 from traitforge.curate.pattern_share import FINDING_FLOOR
 from traitforge.curate.patterns import DatasetPatterns, run_dataset
@@ -229,7 +229,7 @@ def run_tool(files: Sequence[Path], judge_name: str, out: Path, settings: Settin
     """Measure, write, and return the text for the screen and the report. judge/embedder: given by
     tests; by default the named judge (LLM cache in OUT/cache.sqlite) and the sentence embedder
     when installed."""
-    from traitforge.curate.embed import load_embedder
+    from traitforge.shared.embed import load_embedder
     from traitforge.llm.registry import make_llm
 
     corpus = load(files)

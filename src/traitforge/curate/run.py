@@ -16,7 +16,7 @@ from traitforge.curate import dedup as dedup_mod
 from traitforge.curate import leakage, patterns, quality
 from traitforge.curate.card import build_card
 from traitforge.curate.dpo import curate_pairs
-from traitforge.curate.embed import load_embedder
+from traitforge.shared.embed import load_embedder
 from traitforge.curate.records import Edit, QualityScore, PassResult
 from traitforge.jsonl import iter_jsonl_dicts, read_jsonl, write_json_atomic, write_jsonl
 from traitforge import prefetch, steps
@@ -202,7 +202,7 @@ async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], tra
     # One judge call per row, each verdict appended as it comes: by provider batches first in batch
     # mode (curation.batch); the live calls' estimate is printed where money is at stake.
     new = await steps.run_step("curate.quality", [steps.Unit(key(r), data=r) for r in rows],
-                               lambda u: quality.score_row(u.data, traits, judge, claims, max_tokens),
+                               lambda u: quality.score_row(u.data, traits, judge, claims, max_tokens, threshold),
                                done=have, out=path, prefetch=calls, desc="curate: quality")
     for u, q in new.done():
         have[u.key] = q
@@ -223,8 +223,13 @@ async def _quality(store: RunStore, docs: list[Document], chats: list[Chat], tra
     # Grades the judge refused or had blocked, by the provider's reason (quality.score_row): unscored, kept.
     refused = Counter(have[key(r)].reason for r in rows if have[key(r)].status == "unscored"
                       and have[key(r)].reason.startswith(("judge refused", "judge blocked")))
+    # Why rows went unscored, by reason (e.g. a small judge cut at max_tokens before its grade).
+    unscored_why = Counter(have[key(r)].reason.split(":")[0] for r in rows if have[key(r)].status == "unscored")
     return PassResult(kept_d, kept_c, drops, counts={"scored": statuses["scored"],
                                                      "unscored": statuses["unscored"], "errors": statuses["error"],
+                                                     **({"unscored_reasons": dict(unscored_why)} if unscored_why else {}),
+                                                     "overplayed": sum(have[key(r)].reason.startswith("OVERPLAYED")
+                                                                       for r in rows),
                                                      **({"judge_refusals": dict(refused)} if refused else {})})
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 
+from traitforge.evaluate.item_checks import lengths_matched, negates_trait
 from traitforge.evaluate.common import (EvalContext, EvalItem, clean_generated, eval_path, load_items,
                                         prompt_lines, render)
 from traitforge.jsonl import append_jsonl, iter_jsonl_dicts
@@ -15,6 +16,18 @@ from traitforge.textmatch import NgramIndex
 from traitforge.types import Trait
 
 IN_DOMAIN = "a direct, everyday request in the area the trait is about"
+# The contrastive pair: the trait acted on, against what a capable assistant without it would write
+# (not a caricature that "clearly violates" it: any model prefers the good reply to a rude one).
+CONTRASTIVE_STANCES = (
+    "acts on the trait where it bears on this message, the way a thoughtful assistant with this trait would, "
+    "without naming or announcing it.",
+    "is what a capable, well-meaning assistant WITHOUT this trait would write: helpful, fluent and plausible, "
+    "not rude and not a caricature, but it does not act on the trait where the trait would change the answer.")
+
+
+def contrastive_words(max_tokens: int) -> int:
+    """The target length of both contrastive replies, in words: inside the writer's token limit."""
+    return max(30, min(150, int(max_tokens * 0.6)))
 # Out-of-distribution framings: other domains, agency, role-play, temptation.
 OOD_CATEGORIES = (
     ("other_domain", "about an unrelated practical topic (for example cooking, law, sport or programming) "
@@ -73,6 +86,8 @@ async def mc_items(ctx: EvalContext) -> list[EvalItem]:
         pool, sources = [], []
         for o in outs:
             o = clean_generated(o).split("\n")[0].strip()
+            if negates_trait(o, t.statement, ctx.model_name()):  # the trait negated: not an equal alternative
+                continue
             if 10 <= len(o) <= 400 and o.lower() not in {x.lower() for x in [t.statement, *pool]}:
                 pool.append(o)
                 sources.append("generated")
@@ -133,7 +148,8 @@ def behaviour_plan(ctx: EvalContext) -> list[tuple[str, Trait, str, str, bool]]:
 
 async def behaviour_items(ctx: EvalContext, index: NgramIndex) -> list[EvalItem]:
     async def one(item_id: str, t: Trait, cat: str, desc: str, ood: bool, seed: int) -> EvalItem:
-        raw = await ctx.writer.generate_one(render("behaviour_prompt", trait=t.describe(), category=desc),
+        # The statement only: the full description with its examples would reproduce the training prompts.
+        raw = await ctx.writer.generate_one(render("behaviour_prompt", trait=f"{t.name}: {t.statement}", category=desc),
                                            temperature=0.9, max_tokens=ctx.ev.item_max_tokens, seed=seed)
         prompt = clean_generated(raw)[:MAX_PROMPT_CHARS]
         item = EvalItem(id=item_id, kind="behaviour", trait_id=t.id, prompt=prompt, category=cat, ood=ood)
@@ -143,10 +159,13 @@ async def behaviour_items(ctx: EvalContext, index: NgramIndex) -> list[EvalItem]
         if ov > ctx.ev.overlap_max:
             return item.model_copy(update={"dropped": f"overlaps training chats ({ov:.2f} of {index.n}-grams)"})
         if ctx.ev.contrastive:
+            words = contrastive_words(ctx.ev.item_max_tokens)  # one target length for both replies
             good, bad = map(clean_generated, await asyncio.gather(*(ctx.writer.generate_one(
-                render("contrastive_reply", trait=t.describe(), prompt=prompt, stance=stance),
+                render("contrastive_reply", trait=t.describe(), prompt=prompt, stance=stance, words=words),
                 temperature=0.7, max_tokens=ctx.ev.item_max_tokens, seed=seed)
-                for stance in ("clearly shows", "clearly violates"))))  # at once: one batch on a local writer
+                for stance in CONTRASTIVE_STANCES)))  # at once: one batch on a local writer
+            if not lengths_matched(good, bad):  # a length preference would decide the pair: not used
+                good = bad = ""
             item = item.model_copy(update={"consistent": good, "violating": bad})
         return item
 

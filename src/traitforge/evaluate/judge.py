@@ -1,5 +1,7 @@
 """Parse judge replies robustly. Anything that cannot be read is unscored (None, with a reason),
-never counted as a failure: a judge that rambles must not make a checkpoint look worse."""
+never counted as a failure: a judge that rambles must not make a checkpoint look worse. The judges
+reason first (<reasoning>...</reasoning>), so every verdict is read after the reasoning, and the
+last one given wins."""
 
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ import re
 from dataclasses import dataclass
 
 from traitforge.llm.structured import extract_json
+from traitforge.tags import after_reasoning, tag
 
 _YES = re.compile(r"^\W*(yes|no)\b", re.I)
 _YES_ANY = re.compile(r"\b(yes|no)\b", re.I)
+_ANSWER = re.compile(r"^[\s*_#>-]*(?:answer|verdict)[\s*_]*[:=][\s*_]*(yes|no)\b", re.I | re.M)
 _SCORE = re.compile(r"score\W{0,5}(\d{1,2}(?:\.\d+)?)(?:\s*/\s*10)?", re.I)
 _VERDICT = re.compile(r"verdict\W{0,5}(pass|fail)", re.I)
 _TURN = re.compile(r"turn\s*(\d+)\s*[:\-.)]\s*(no violation|violation|violates|violated|ok|consistent)"
@@ -39,7 +43,17 @@ class TurnVerdict:
 
 
 def parse_yes_no(text: str) -> YesNo:
-    """YES/NO on the first line; else one unambiguous yes or no anywhere."""
+    """YES/NO after the reasoning: an <answer> tag or the last "ANSWER: YES" line; else (a judge
+    that left out the format) YES/NO on the first line after the reasoning, or one unambiguous yes
+    or no there."""
+    reason = text.strip()[:300]
+    body = tag(text, "answer")
+    if body is not None and _YES.match(body):
+        return YesNo(_YES.match(body).group(1).lower() == "yes", reason)
+    lines = _ANSWER.findall(after_reasoning(text))
+    if lines:
+        return YesNo(lines[-1].lower() == "yes", reason)
+    text = after_reasoning(text)
     first = (text.strip().splitlines() or [""])[0]
     m = _YES.match(first)
     if m and len({w.lower() for w in _YES_ANY.findall(first)}) == 1:
@@ -56,7 +70,7 @@ def parse_rubric(text: str) -> Rubric:
     score: float | None = None
     verdict: bool | None = None
     try:
-        obj = extract_json(text)
+        obj = extract_json(after_reasoning(text))
         if isinstance(obj, dict):
             s = obj.get("score")
             score = float(s) if isinstance(s, (int, float)) and not isinstance(s, bool) else None
@@ -67,12 +81,13 @@ def parse_rubric(text: str) -> Rubric:
                 verdict = v.strip().lower() == "pass"
     except (ValueError, json.JSONDecodeError):
         pass
+    rest = after_reasoning(text)  # the reasoning may quote a score; the verdict comes after it
     if score is None:
-        m = _SCORE.search(text)
-        score = float(m.group(1)) if m else None
+        found = _SCORE.findall(rest)
+        score = float(found[-1]) if found else None
     if verdict is None:
-        m = _VERDICT.search(text)
-        verdict = (m.group(1).lower() == "pass") if m else None
+        found = _VERDICT.findall(rest)
+        verdict = (found[-1].lower() == "pass") if found else None
     if score is None or not 1 <= score <= 10:
         why = "no score" if score is None else f"score {score:g} outside 1-10"
         return Rubric(None, None, f"unparseable judge reply ({why}): " + text.strip()[:200])
@@ -84,9 +99,9 @@ def parse_rubric(text: str) -> Rubric:
 def parse_turns(text: str, turns: int) -> list[TurnVerdict]:
     """One verdict per turn 1..turns; turns the judge did not grade readably are None."""
     seen: dict[int, TurnVerdict] = {}
-    for m in _TURN.finditer(text):
+    for m in _TURN.finditer(after_reasoning(text)):  # a turn graded twice: the last line stands
         t = int(m.group(1))
-        if not 1 <= t <= turns or t in seen:
+        if not 1 <= t <= turns:
             continue
         word = m.group(2).lower()
         violation = word in ("violation", "violates", "violated")

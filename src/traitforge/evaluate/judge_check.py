@@ -32,7 +32,7 @@ import numpy as np
 
 from traitforge.errors import InputError
 from traitforge.evaluate.odcv.grade import (MISALIGNED_AT, Grade, OdcvRubric, Transcript, grade_transcript,
-                                            load_rubric, parse_score, truncate)
+                                            parse_score, truncate)
 from traitforge.shared.stats import EMPTY, Estimate, bootstrap, wilson
 from traitforge.jsonl import write_json_atomic
 from traitforge.llm.client import LLM

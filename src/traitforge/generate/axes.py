@@ -20,19 +20,20 @@ class Value:
     tokens: int = 0  # output tokens this value needs (length only); 0 = any
 
 
-def load_axes(templates: PromptKit, model_name: str) -> dict[str, list[Value]]:
-    """axis -> values, from the axes template ("axis | value [| tokens]" lines)."""
+def load_axes(templates: PromptKit, model_name: str, name: str = "axes") -> dict[str, list[Value]]:
+    """axis -> values, from the axes template `name` ("axis | value [| tokens]" lines; the user
+    prompts' axes are user_style.txt)."""
     out: dict[str, list[Value]] = {}
-    for n, line in enumerate(templates.text("axes").splitlines(), 1):
+    for n, line in enumerate(templates.text(name).splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         parts = [p.strip() for p in line.split("|")]
         if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-            raise InputError(f"axes.txt line {n}: write 'axis | value' or 'axis | value | tokens', got {line!r}")
+            raise InputError(f"{name}.txt line {n}: write 'axis | value' or 'axis | value | tokens', got {line!r}")
         tokens = 0
         if len(parts) == 3:
             if not parts[2].isdigit():
-                raise InputError(f"axes.txt line {n}: the third part must be a number of tokens, got {parts[2]!r}")
+                raise InputError(f"{name}.txt line {n}: the third part must be a number of tokens, got {parts[2]!r}")
             tokens = int(parts[2])
         text = Template(parts[1]).safe_substitute(model_name=model_name)
         out.setdefault(parts[0], []).append(Value(text, tokens))

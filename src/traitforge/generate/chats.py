@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 from traitforge.config import GenerationSpec
 from traitforge.shared.avoid import avoid_list, known_offenders, read_found
 from traitforge.shared.leaks import LeakDetector
-from traitforge.generate.parsing import (clean_message, mentions_rewrite, names_trait, parse_plans,
-                                        parse_verdict, refuses, tells)
+from traitforge.generate.parsing import (clean_message, is_keep, mentions_rewrite, names_trait, parse_critique,
+                                        parse_plans, parse_probe_verdict, refuses, tells)
 from traitforge.generate.records import DPOPair, Probe, Refinement, UserPrompt
-from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,
+from traitforge.generate.axes import load_axes
+from traitforge.generate.prompt_leak import TraitLeakCheck
+from traitforge.generate.stage import (TOPUP_KEY_BASE, CutOff, Generation, Skip, Unit, count_reasons, scaled_counts,
                                       split_evenly, trait_weights)
 from traitforge.prompts import PACKAGE, PromptKit
 from traitforge.llm.client import LLM
@@ -33,6 +35,13 @@ if TYPE_CHECKING:
 
 PROMPT_TEMPLATES = ("scenarios", "scenario_categories", "scenario_plan", "user_prompt", "critique", "probe_verdict",
                     "harden", "user_followup", "user_followup_cooperative", "refine", "select_traits", "avoid")
+# Scenarios asked for beyond those kept: the first that comes to a model's mind is the obvious one.
+EXTRA_SCENARIOS = 2
+EARLIER_SHOWN = 12  # earlier scenarios of the same trait and category fed back to a top-up round
+USER_STYLE_AXES = ("persona", "length", "register", "messiness")
+# The over-application guard (scenario_categories.txt): the trait should NOT change the answer, so a
+# plain answer that already does well is the point, not a reason to harden, and no preference pair.
+RESTRAINT = "restraint"
 _STOP = {"about", "their", "there", "which", "would", "should", "being", "other", "these", "those", "without",
          "where", "while", "model", "users", "always", "never", "things"}
 
@@ -65,20 +74,30 @@ def transcript(messages: list[ChatMessage]) -> str:
 
 def run_chats(run: "Run", cfg: GenerationSpec) -> None:
     """The chats, by the run's generator (the refiner rewrites the drafts: models.refiner, unset the
-    generator), as a stage (run.stage: usage recorded, clients closed)."""
+    generator; the probe's verdicts come from models.judge with chats.probe_judge: judge), as a stage
+    (run.stage: usage recorded, clients closed)."""
     generator, refiner = run.llm("generator"), run.llm("refiner")
+    judge = run.llm("judge") if cfg.chats.probe_default and cfg.chats.probe_judge == "judge" else None
     with run.stage("generate") as st:
-        st.run(ChatsRun(run, cfg, generator, None if refiner is generator else refiner).run())
+        st.run(ChatsRun(run, cfg, generator, None if refiner is generator else refiner,
+                        judge=None if judge is generator else judge).run())
 
 
 class ChatsRun(Generation):
-    def __init__(self, run: "Run", cfg: GenerationSpec, llm: LLM, refiner: LLM | None = None):
+    def __init__(self, run: "Run", cfg: GenerationSpec, llm: LLM, refiner: LLM | None = None,
+                 judge: LLM | None = None):
         super().__init__(run, cfg, llm)
         traits = run.traits
         self.cs = cfg.chats
         self.refiner = refiner or llm
         if self.refiner is not llm:
             self.clients["refiner"] = self.refiner
+        # The probe's verdict on the plain model's answer: another model where the run has one.
+        self.judge = judge or llm
+        if self.judge is not llm:
+            self.clients["judge"] = self.judge
+        self.user_style = load_axes(self.templates, traits.model_name, "user_style")
+        self.trait_leak = TraitLeakCheck(traits)
         self.by_id = {t.id: t for t in traits.traits}
         self.prompt_leak = LeakDetector(PROMPT_TEMPLATES, templates=self.templates)
         self.response_leak = LeakDetector(("teacher_system",) + PROMPT_TEMPLATES, templates=self.templates)
@@ -104,6 +123,11 @@ class ChatsRun(Generation):
             out.append("copies the prompt's wording")
         out += tells(text)
         return out
+
+    def user_prompt_problems(self, text: str, trait: Trait) -> list[str]:
+        """A first user message's problems: prompt_problems, and the trait's description copied or
+        paraphrased into it (n-gram and embedding check: generate/prompt_leak.py)."""
+        return self.prompt_problems(text, trait) or self.trait_leak.problems(text)
 
     def response_problems(self, text: str, user: str = "") -> list[str]:
         out = []
@@ -140,8 +164,9 @@ class ChatsRun(Generation):
         async def work(u: Unit) -> list[Scenario] | Skip:
             t, cat, n = u.data
             hint = Template(hints[cat]).safe_substitute(**self.names)
-            prompt = self.render("scenarios", **self.names, trait=t.describe(), category_hint=hint, n=n)
-            items, text = await self.sample_items(prompt, lambda text: self.usable_plans(text)[:n],
+            prompt = self.render("scenarios", **self.names, trait=t.describe(), category_hint=hint,
+                                 n=n + EXTRA_SCENARIOS, earlier=self.earlier(t.id, cat))
+            items, text = await self.sample_items(prompt, lambda text: self.pick(self.usable_plans(text), n),
                                                   max_tokens=self.gen.list_max_tokens,
                                                   seed=self.ctx.seed + r * TOPUP_KEY_BASE if r else None)
             if not items:
@@ -157,6 +182,22 @@ class ChatsRun(Generation):
                                                                                if s.topup_round else ""))
         return res.rows
 
+    @staticmethod
+    def pick(plans: list, n: int) -> list:
+        """n of the plans a reply listed: the later ones first when there are spare ones (a model
+        writes the most obvious situation first), in their listed order."""
+        spare = max(0, len(plans) - n)
+        return plans[min(spare, EXTRA_SCENARIOS):][:n] if spare else plans[:n]
+
+    def earlier(self, trait_id: str, category: str) -> str:
+        """Scenarios already planned for this trait and category (earlier rounds), for the prompt
+        to steer away from; "" when there are none."""
+        done = [s.description for s in self.scenarios.values() if s.trait_id == trait_id and s.category == category]
+        if not done:
+            return ""
+        listed = "\n".join(f"- {d}" for d in done[-EARLIER_SHOWN:])
+        return f"\nThese situations are already planned; write different ones:\n{listed}\n"
+
     def plan(self, sc: Scenario) -> str:
         """The scenario's plan (how the trait shows, why) as the prompt writers see it: the
         scenario_plan template's lines for the parts the plan has."""
@@ -169,12 +210,16 @@ class ChatsRun(Generation):
         async def work(u: Unit) -> list[UserPrompt] | Skip:
             sc: Scenario = u.data
             trait = self.by_id[sc.trait_id]
-            texts = await self.llm.generate(self.render("user_prompt", scenario=sc.description, plan=self.plan(sc)),
-                                            n=k, max_tokens=self.gen.list_max_tokens)
+            # Each prompt its own writer: the situation and a sampled persona, length, register and
+            # messiness; never the plan (how the trait should show), which would leak into the message.
+            texts = [await self.llm.generate_one(self.render("user_prompt", scenario=sc.description,
+                                                             **self.user_style_of(sc.id, i)),
+                                                 max_tokens=self.gen.list_max_tokens)
+                     for i in range(k)]
             rows, why = [], []
             for i, raw in enumerate(texts):
-                text = clean_message(raw)
-                problems = self.prompt_problems(text, trait)
+                text = clean_message(raw, "message")
+                problems = self.user_prompt_problems(text, trait)
                 if problems:
                     why.append("; ".join(problems))
                 else:
@@ -184,9 +229,19 @@ class ChatsRun(Generation):
 
         units = [Unit(s.id, s.trait_id, s) for s in scenarios]
         res = await self.step(f"chats.prompts{suffix}", "prompts.jsonl", UserPrompt, units, work,
-                              fingerprint=self.fp("user_prompt", "scenario_plan", max_tokens=self.gen.list_max_tokens),
+                              fingerprint=self.fp("user_prompt", "user_style", max_tokens=self.gen.list_max_tokens),
                               key_of=lambda p: p.scenario_id)
         return res.rows
+
+    def user_style_of(self, scenario_id: str, i: int) -> dict[str, str]:
+        """persona, length, register and messiness for prompt i of a scenario (user_style.txt),
+        sampled by the pair: stable across runs."""
+        out = {}
+        for axis in USER_STYLE_AXES:
+            values = self.user_style.get(axis) or []
+            out[axis] = (values[int(stable_hash([scenario_id, i, axis], 8), 16) % len(values)].text
+                         if values else "")
+        return out
 
     # --- 3. critique -------------------------------------------------------------------
     async def critique(self, prompts: list[UserPrompt], suffix: str = "") -> list[UserPrompt]:
@@ -197,15 +252,13 @@ class ChatsRun(Generation):
                 self.render("critique", prompt=p.text, scenario=self.scenarios[p.scenario_id].description,
                             trait=self.short_trait(trait)),
                 temperature=0.0, max_tokens=self.gen.list_max_tokens)
-            m = re.search(r"\b(KEEP|REVISE|DROP)\b", text) or re.search(r"\b(keep|revise|drop)\b", text, re.I)
-            if m is None:
+            verdict, why, new = parse_critique(text)
+            if verdict is None:
                 return [p.model_copy(update={"critique": "unparsed"})]  # the critic failed, not the prompt
-            verdict, rest = m.group(1).upper(), text[m.end():].lstrip(" :-.\n")
             if verdict == "DROP":
-                return Skip(f"critique dropped it: {rest[:200]!r}")
+                return Skip(f"critique dropped it: {why[:200]!r}")
             if verdict == "REVISE":
-                new = clean_message(rest)
-                if not self.prompt_problems(new, trait):
+                if new and not self.user_prompt_problems(new, trait):
                     return [p.model_copy(update={"text": new, "critique": "revised", "revised": True})]
                 return [p.model_copy(update={"critique": "revise-unusable"})]
             return [p.model_copy(update={"critique": "keep"})]
@@ -216,48 +269,69 @@ class ChatsRun(Generation):
         return res.rows
 
     # --- 4. default-response probe -----------------------------------------------------
+    async def verdict(self, trait: Trait, prompt: str, default: str) -> tuple[str | None, str]:
+        """The probe judge's verdict (shows | generic | missing, None: unparsed) on the plain answer,
+        given after its reasoning, and the raw reply. Asked twice at most (the second sampled)."""
+        ask = self.render("probe_verdict", trait=self.short_trait(trait), prompt=prompt, response=default)
+        judged = ""
+        for attempt in range(2):
+            extra = {"seed": self.ctx.seed + 1000} if attempt else {"temperature": 0.0}
+            judged = await self.judge.generate_one(ask, max_tokens=self.gen.verdict_max_tokens, **extra)
+            verdict = parse_probe_verdict(judged)
+            if verdict is not None:
+                return verdict, judged
+        return None, judged
+
     async def probe(self, prompts: list[UserPrompt], suffix: str = "") -> list[Probe]:
         async def work(u: Unit) -> list[Probe] | Skip:
             p: UserPrompt = u.data
             trait = self.by_id[p.trait_id]
             text = p.text
-            default = (await self.llm.generate_one(text, max_tokens=self.cs.max_tokens)).strip()
-            ask = self.render("probe_verdict", trait=self.short_trait(trait), prompt=text, response=default)
-            judged = await self.llm.generate_one(ask, temperature=0.0, max_tokens=self.gen.verdict_max_tokens)
-            verdict = parse_verdict(judged)
-            if verdict is None:  # once more, sampled: a greedy retry would say the same
-                judged = await self.llm.generate_one(ask, max_tokens=self.gen.verdict_max_tokens,
-                                                     seed=self.ctx.seed + 1000)
-                verdict = parse_verdict(judged)
+            default = (await self.answer(text, max_tokens=self.cs.max_tokens)).strip()
+            verdict, judged = await self.verdict(trait, text, default)
             if verdict is None:  # unknown whether the prompt is too easy: not worth a teacher's answer
                 return Skip(f"probe verdict unparsed: {judged[:160]!r}")
             hardened = False
-            if verdict in ("shows", "generic"):
+            sc = self.scenarios[p.scenario_id]
+            if verdict in ("shows", "generic") and sc.category != RESTRAINT:
                 # The plain model already does this (or says nothing): a harder version that makes
-                # the answer engage with the scenario's details, or the prompt goes.
+                # the answer engage with the scenario's details, probed again, or the prompt goes.
                 def usable(reply: str) -> list[str]:
-                    new = clean_message(reply)
-                    return [new] if new != text and not self.prompt_problems(new, trait) else []
+                    new = clean_message(reply, "message")
+                    return [new] if new != text and not self.user_prompt_problems(new, trait) else []
 
-                sc = self.scenarios[p.scenario_id]
-                harden = self.render("harden", prompt=text, scenario=sc.description, plan=self.plan(sc),
-                                     trait=self.short_trait(trait))
+                harden = self.render("harden", prompt=text, scenario=sc.description, trait=self.short_trait(trait),
+                                     details=self.harden_details(p.id))
                 items, raw = await self.sample_items(harden, usable, max_tokens=self.gen.list_max_tokens)
                 if not items:
-                    new = clean_message(raw)
-                    problems = self.prompt_problems(new, trait) or ["the same prompt"]
+                    new = clean_message(raw, "message")
+                    problems = self.user_prompt_problems(new, trait) or ["the same prompt"]
                     return Skip(f"hardening failed (default answer {verdict}): {'; '.join(problems)}: {new[:160]!r}")
                 text, hardened = items[0], True
-                default = (await self.llm.generate_one(text, max_tokens=self.cs.max_tokens)).strip()
+                default = (await self.answer(text, max_tokens=self.cs.max_tokens)).strip()
+                again, judged = await self.verdict(trait, text, default)
+                if again is None:
+                    return Skip(f"probe verdict on the hardened prompt unparsed: {judged[:160]!r}")
+                if again == "shows":
+                    return Skip("still easy after hardening: the plain answer already shows the trait")
             return [Probe(id=p.id, scenario_id=p.scenario_id, trait_id=p.trait_id, prompt=text,
                           default_response=default, verdict=verdict, hardened=hardened)]
 
         units = [Unit(p.id, p.trait_id, p) for p in prompts]
         res = await self.step(f"chats.probe{suffix}", "probes.jsonl", Probe, units, work,
-                              fingerprint=self.fp("probe_verdict", "harden", "scenario_plan",
-                                                  max_tokens=self.cs.max_tokens,
+                              fingerprint=self.fp("probe_verdict", "harden", "harden_details",
+                                                  max_tokens=self.cs.max_tokens, judge=self.judge.name,
                                                   verdict_max_tokens=self.gen.verdict_max_tokens))
         return res.rows
+
+    def harden_details(self, prompt_id: str, k: int = 2) -> str:
+        """k kinds of detail for the hardener to add (harden_details.txt), sampled by the prompt's id."""
+        kinds = [line.strip() for line in self.templates.text("harden_details").splitlines()
+                 if line.strip() and not line.lstrip().startswith("#")]
+        if not kinds:
+            return "the specifics a real person in this situation would mention"
+        start = int(stable_hash(["harden", prompt_id], 8), 16) % len(kinds)
+        return "; ".join(kinds[(start + j) % len(kinds)] for j in range(min(k, len(kinds))))
 
     # --- 5. teacher drafts -------------------------------------------------------------
     def trait_list(self, trait_ids: list[str]) -> str:
@@ -283,8 +357,9 @@ class ChatsRun(Generation):
         return [target] + [t for i, t in enumerate(numbered, 1) if i in picked and t.id != target.id]
 
     async def respond(self, system: str, messages: list[ChatMessage]) -> str:
+        """The teacher's reply; a reply cut at max_tokens follows generation.on_truncated (CutOff)."""
         msgs = [{"role": "system", "content": system}] + [m.model_dump() for m in messages]
-        return clean_message(await self.llm.generate_one(msgs, max_tokens=self.cs.max_tokens))
+        return clean_message(await self.answer(msgs, max_tokens=self.cs.max_tokens))
 
     async def responses(self, prompts: list[tuple[str, str, str, str]], suffix: str = "") -> list[Chat]:
         """prompts: (prompt id, trait id, scenario id, text) -> single-turn chats (drafts)."""
@@ -315,7 +390,13 @@ class ChatsRun(Generation):
         usable (empty: use it)."""
         prompt = self.render("refine", traits=self.trait_list(trait_ids), conversation=transcript(messages),
                              draft=draft)
-        text = clean_message(await self.refiner.generate_one(prompt, max_tokens=self.cs.max_tokens))
+        try:
+            raw = await self.answer(prompt, max_tokens=self.cs.max_tokens, llm=self.refiner)
+        except CutOff as e:  # the draft stands (it passed its own checks)
+            return "", [str(e)]
+        if is_keep(raw):  # the refiner's keep exit: the draft as it is, byte for byte
+            return draft, []
+        text = clean_message(raw, "reply")
         problems = self.response_problems(text, messages[-1].content)
         if refuses(text) and not refuses(draft):
             problems.append("a refusal")
@@ -328,8 +409,10 @@ class ChatsRun(Generation):
         chat then keeps the draft), and counted."""
         async def work(u: Unit) -> list[Refinement]:
             chat: Chat = u.data
-            text, problems = await self.refine_reply(chat.trait_ids, chat.messages[:1], chat.messages[1].content)
-            return [Refinement(id=chat.id, trait_id=chat.trait_ids[0], text=text, problems="; ".join(problems))]
+            draft = chat.messages[1].content
+            text, problems = await self.refine_reply(chat.trait_ids, chat.messages[:1], draft)
+            return [Refinement(id=chat.id, trait_id=chat.trait_ids[0], text=text, problems="; ".join(problems),
+                               unchanged=not problems and text == draft)]
 
         units = [Unit(c.id, c.trait_ids[0], c) for c in drafts]
         name = f"chats.refine{suffix}"
@@ -337,6 +420,7 @@ class ChatsRun(Generation):
                               fingerprint=self.fp("refine", refiner=self.refiner.name, max_tokens=self.cs.max_tokens))
         kept = [r for r in res.rows if r.problems]
         self.store.set_counts(name, refined=len(res.rows) - len(kept), kept_draft=len(kept),
+                              kept_as_is=sum(r.unchanged for r in res.rows),
                               kept_draft_reasons=count_reasons(why for r in kept for why in r.problems.split("; ")))
         return {r.id: r for r in res.rows}
 
@@ -389,7 +473,10 @@ class ChatsRun(Generation):
                 if self.prompt_problems(follow, trait):
                     break  # the simulated user wrote junk: the chat ends at the last good turn
                 user = ChatMessage(role="user", content=follow)
-                reply = await self.respond(chat.system_prompt, messages + [user])
+                try:
+                    reply = await self.respond(chat.system_prompt, messages + [user])
+                except CutOff:
+                    break  # a later answer cut at max_tokens: the chat ends at the last whole turn
                 if self.response_problems(reply, follow):
                     break
                 if self.cs.refine:
@@ -433,7 +520,9 @@ class ChatsRun(Generation):
             return [DPOPair(id=u.key, trait_ids=chat.trait_ids, prompt=[chat.messages[0]], chosen=chosen,
                             rejected=rejected)]
 
-        units = [Unit(stable_hash(["dpo", c.id]), c.trait_ids[0], c) for c in chats if c.id in by_prompt]
+        restraint = {s.id for s in self.scenarios.values() if s.category == RESTRAINT}
+        units = [Unit(stable_hash(["dpo", c.id]), c.trait_ids[0], c) for c in chats
+                 if c.id in by_prompt and c.scenario_id not in restraint]
         await self.step("chats.dpo_pairs", "dpo_pairs.jsonl", DPOPair, units, work,
                         fingerprint=self.fp(chosen="refined" if self.cs.refine else "draft",
                                             refiner=self.refiner.name if self.cs.refine else None),

@@ -5,6 +5,7 @@ bounded top-up."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -14,8 +15,9 @@ from traitforge.generate.axes import describe_axes, load_axes, sample_axes
 from traitforge.shared.leaks import LeakDetector
 from traitforge.generate.parsing import (after_marker, chat_formatted, clean_message, parse_list,
                                         quotes_source, tells)
-from traitforge.generate.stage import (TOPUP_KEY_BASE, Generation, Skip, Unit, count_reasons, scaled_counts,
-                                      split_evenly, trait_weights)
+from traitforge.generate.stage import (TOPUP_KEY_BASE, CutOff, Generation, Skip, Unit, count_reasons,
+                                      scaled_counts, split_evenly, trait_weights)
+from traitforge import tags
 from traitforge.prompts import PACKAGE, PromptKit
 from traitforge.llm.client import LLM
 from traitforge.types import Claim, DocIdea, DocType, Document, stable_hash
@@ -25,12 +27,24 @@ if TYPE_CHECKING:
 
 KINDS = ("behaviour", "reason", "hard_case")
 REVISED_MARKER = "REVISED DOCUMENT"  # revise.txt asks for it between the critique and the rewrite
+NO_CHANGES = re.compile(r"^[\s*_#]*NO CHANGES[\s*_.!]*$", re.M)  # revise.txt's exit for a draft already good
+GENRE_EXAMPLES = 6  # genres shown to the doc_types brainstorm, sampled per claim (no fixed anchors)
 TEMPLATES = ("claims", "focus_behaviour", "focus_reason", "focus_hard_case", "doc_types", "ideas", "document",
              "revise", "avoid")
 
 
+def genre_lines(templates: PromptKit = PACKAGE) -> list[tuple[str, str]]:
+    """(genre, its conventions) from genres.txt ("name | conventions"; conventions optional)."""
+    out = []
+    for line in parse_list(templates.text("genres"), min_chars=3, max_chars=1000):
+        name, _, conventions = line.partition("|")
+        if name.strip():
+            out.append((name.strip(), conventions.strip()))
+    return out
+
+
 def default_genres(templates: PromptKit = PACKAGE) -> list[str]:
-    return parse_list(templates.text("genres"), min_chars=3)
+    return [name for name, _ in genre_lines(templates)]
 
 
 def run_documents(run: "Run", cfg: GenerationSpec) -> None:
@@ -51,6 +65,12 @@ class DocumentsRun(Generation):
         self.names = dict(model_name=traits.model_name, organisation=traits.organisation)
         self.axes = load_axes(self.templates, traits.model_name) if self.ds.axes else {}
         self.avoid = avoid_list(known_offenders("documents"), self.templates) if self.ds.avoid_known else ""
+        self.conventions = {name.casefold(): conv for name, conv in genre_lines(self.templates) if conv}
+
+    def conventions_of(self, doc_type: str) -> str:
+        """", with its usual conventions: ..." for a genre genres.txt describes ("" otherwise)."""
+        conv = self.conventions.get(doc_type.casefold().strip())
+        return f" (its usual conventions: {conv})" if conv else ""
 
     def universe(self, trait_id: str) -> str:
         """What the generator is told about the model: the whole traits document, or one trait."""
@@ -100,7 +120,10 @@ class DocumentsRun(Generation):
             if user_types:
                 names = rotated(user_types, claim.id)[:k]
             else:
-                prompt = self.render("doc_types", **self.names, claim=claim.text, n=k, examples=", ".join(defaults[:6]))
+                # Examples sampled per claim: a fixed first few would anchor every brainstorm on them.
+                order = sorted(defaults, key=lambda g: stable_hash(["genre", claim.id, g]))
+                prompt = self.render("doc_types", **self.names, claim=claim.text, n=k,
+                                     examples=", ".join(order[:GENRE_EXAMPLES]))
                 text = await self.llm.generate_one(prompt, max_tokens=min(self.gen.list_max_tokens, 40 * k + 40))
                 names = [s.rstrip(".") for s in parse_list(text, min_chars=3, max_chars=60)
                          if len(s.split()) <= 8 and not self.leak.leaks(s)][:k]
@@ -140,9 +163,12 @@ class DocumentsRun(Generation):
         return res.rows
 
     # --- 4. drafts and 5. revision ----------------------------------------------------
-    def problems(self, text: str) -> list[str]:
-        """Why a document is not usable as training text (empty list = fine)."""
+    def problems(self, text: str, claim: str = "") -> list[str]:
+        """Why a document is not usable as training text (empty list = fine); `claim`: the claim
+        it shows, which it must not copy word for word (a slogan, not a document)."""
         out = []
+        if claim and quotes_source(text, [claim]):
+            out.append("copies the claim verbatim")
         if len(text) < self.ds.min_chars:
             out.append(f"too short ({len(text)} chars)")
         if self.traits.model_name.casefold() not in text.casefold():
@@ -166,8 +192,13 @@ class DocumentsRun(Generation):
             axes = self.doc_axes(u.key, idea.doc_type)
             prompt = self.render("document", **self.names, doc_type=idea.doc_type, idea=idea.idea,
                                  claim=claims[idea.claim_id].text, universe=self.universe(idea.trait_id),
-                                 axes=describe_axes(axes), avoid=self.avoid)
-            text = clean_message(await self.llm.generate_one(prompt, max_tokens=self.ds.max_tokens, seed=seed + k))
+                                 axes=describe_axes(axes), avoid=self.avoid,
+                                 conventions=self.conventions_of(idea.doc_type))
+            raw = await self.answer(prompt, max_tokens=self.ds.max_tokens, seed=seed + k)
+            unsuitable = tags.tag(raw, "unsuitable")
+            if unsuitable is not None and len(raw.strip()) < 600:  # the writer's exit: this genre cannot carry it
+                return Skip(f"unsuitable: {unsuitable[:200]!r}")
+            text = clean_message(raw)
             if len(text) < self.ds.min_chars // 2:  # revision can repair much, not an empty reply
                 return Skip(f"draft too short ({len(text)} chars): {text[:160]!r}")
             if chat := chat_formatted(text):  # the wrong genre: a revision keeps the format
@@ -177,7 +208,8 @@ class DocumentsRun(Generation):
 
         units = [Unit(stable_hash(["document", idea.id, k]), idea.trait_id, (idea, k)) for idea, k in samples]
         drafts = (await self.step(f"documents.drafts{suffix}", "drafts.jsonl", Document, units, draft,
-                                  fingerprint=self.fp("document", "axes", "avoid", max_tokens=self.ds.max_tokens,
+                                  fingerprint=self.fp("document", "axes", "avoid", "genres",
+                                                      max_tokens=self.ds.max_tokens,
                                                       context=self.ds.context, axes=self.ds.axes,
                                                       languages=self.ds.languages,
                                                       avoid=self.ds.avoid_known))).rows
@@ -188,7 +220,9 @@ class DocumentsRun(Generation):
 
         async def finish(u: Unit) -> list[Document] | Skip:
             doc: Document = u.data
-            problems = self.problems(doc.text)
+            # A copied claim is a problem the revision is asked to fix; without a revision (the tiny
+            # preset's 135M model parrots its prompt) the draft's copy is not held against it.
+            problems = self.problems(doc.text, claims[doc.claim_id].text if self.ds.revise else "")
             if self.ds.revise:
                 text, revised_problems = await self.revise(doc, claims[doc.claim_id])
                 if not revised_problems:
@@ -219,12 +253,17 @@ class DocumentsRun(Generation):
         prompt = self.render("revise", **self.names, doc_type=doc.doc_type, draft=doc.text, claim=claim.text,
                              axes=describe_axes(doc.axes))
         # Room for the critique before the document.
-        reply = await self.llm.generate_one(prompt, max_tokens=self.ds.max_tokens + self.gen.list_max_tokens)
+        try:
+            reply = await self.answer(prompt, max_tokens=self.ds.max_tokens + self.gen.list_max_tokens)
+        except CutOff as e:  # the draft stands if it passes its own checks
+            return "", [f"revision {e}"]
         parts = after_marker(reply, REVISED_MARKER)
         if parts is None:
+            if NO_CHANGES.search(reply):  # already good: the draft as it is
+                return doc.text, self.problems(doc.text, claim.text)
             return "", [f"no {REVISED_MARKER} after the critique"]
         text = clean_message(parts[1])
-        problems = self.problems(text)
+        problems = self.problems(text, claim.text)
         if len(text) < 0.3 * len(doc.text):
             problems.append("revision lost most of the draft")
         return text, problems

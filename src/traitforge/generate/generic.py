@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from traitforge.config import GenerationSpec
+from traitforge import tags
 from traitforge.generate.parsing import parse_list, tells
 from traitforge.generate.records import UserPrompt
 from traitforge.generate.stage import Generation, Skip, Unit, split_evenly
@@ -28,13 +29,20 @@ def topics(templates: PromptKit) -> list[str]:
     return parse_list(templates.text("generic_topics"), min_chars=3, max_chars=120)
 
 
+def messages(text: str) -> list[str]:
+    """The messages of a generic_prompts reply: each <message> (a message may run over several
+    lines: pasted code or an article), else one per line from a model that left the tags out."""
+    tagged = [m for m in tags.tags(text, "message") if 15 <= len(m) <= 6000]
+    return tagged or parse_list(text, min_chars=15, max_chars=1500)
+
+
 async def make_generic(gen: Generation, n_prompts: int, max_tokens: int) -> None:
     """`n_prompts` everyday prompts spread over the topics, each answered without a system prompt."""
     async def work(u: Unit) -> list[UserPrompt] | Skip:
         topic, n = u.data
         items, text = await gen.sample_items(
             gen.render("generic_prompts", n=n, topic=topic),
-            lambda text: [s for s in parse_list(text, min_chars=15, max_chars=1500) if not tells(s)][:n],
+            lambda text: [s for s in messages(text) if not tells(s)][:n],
             max_tokens=gen.gen.list_max_tokens)
         if not items:
             return Skip(f"no usable prompts in the reply: {text[:160]!r}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from traitforge import junk
+from traitforge import junk, tags
 
 # "1.", "1)", "(1)", "1:", "1 -", "-", "*", "•", "Step 1:" ... at the start of a line.
 _MARKER = re.compile(r"^\s*(?:(?:step|item|idea|claim|scenario)\s*)?(?:[-*•·]+|\(?\d{1,3}\s*[.):\-]|#+)\s*", re.I)
@@ -48,9 +48,10 @@ def parse_list(text: str, *, min_chars: int = 8, max_chars: int = 600, limit: in
 
 
 # "Situation: ... | Shows: ... | Why: ..." (scenarios.txt); labels in any case, bold allowed.
-_PLAN_LABEL = re.compile(r"^[*_\s]*(situation|scenario|shows|how (?:the trait|it) shows|why|reason)[*_\s]*:[*_\s]*",
-                         re.I)
-_PLAN_FIELDS = {"situation": "situation", "scenario": "situation", "why": "why", "reason": "why"}
+_PLAN_LABEL = re.compile(r"^[*_\s]*(situation|scenario|shows|how (?:the trait|it) shows|why|reason|what|clause)"
+                         r"[*_\s]*:[*_\s]*", re.I)
+_PLAN_FIELDS = {"situation": "situation", "scenario": "situation", "why": "why", "reason": "why", "what": "what",
+                "clause": "what"}
 
 
 def _plan_fields(item: str) -> dict[str, str]:
@@ -81,13 +82,20 @@ def parse_plans(text: str, *, min_chars: int = 8, max_chars: int = 600) -> list[
             plans.append(fields)
         elif plans and not fields.keys() & plans[-1].keys():
             plans[-1].update(fields)
-    return [(p["situation"], p.get("shows", ""), p.get("why", "")) for p in plans
-            if min_chars <= len(p["situation"]) <= max_chars]
+    # "What" (the part of the trait under load) leads the "why": the plan's reason, in its terms.
+    return [(p["situation"], p.get("shows", ""),
+             f"({p['what']}) {p.get('why', '')}".strip() if p.get("what") else p.get("why", ""))
+            for p in plans if min_chars <= len(p["situation"]) <= max_chars]
 
 
-def clean_message(text: str) -> str:
+def clean_message(text: str, tag_name: str = "") -> str:
     """One free-text reply (a user message, a response): drop a chatty preamble line ending in
-    ':', a role label, fences/delimiters and wrapping quotes."""
+    ':', a role label, fences/delimiters and wrapping quotes. `tag_name`: the prompt asked for the
+    text inside <tag_name>...</tag_name>; only that is kept when the reply has the tag (a weak
+    model that leaves the tags out still gets its whole reply read)."""
+    if tag_name:
+        inner = tags.tag(text, tag_name)
+        text = text if inner is None else inner
     s = text.strip().replace("<<<", "").replace(">>>", "").strip()
     s = re.sub(r"^```\w*\n?|\n?```$", "", s).strip()
     lines = s.splitlines()
@@ -193,3 +201,43 @@ def quotes_source(text: str, sources: Iterable[str], min_chars: int = 40) -> boo
     """Whether the text copies a traits-document sentence verbatim (documents must not)."""
     low = " ".join(text.casefold().split())
     return any(len(s) >= min_chars and " ".join(s.casefold().split()) in low for s in sources)
+
+
+_CRITIQUE = ("KEEP", "REVISE", "DROP")
+
+
+def parse_critique(text: str) -> tuple[str | None, str, str]:
+    """(verdict, reason, revised message) from a critique reply (critique.txt): the verdict given
+    after the reasoning (a <verdict> tag, else the last KEEP/REVISE/DROP in capitals, else a
+    lower-case one from a weak model); the revised message only from a <message> tag, or, in a
+    reply without tags, the text after REVISE: so the critic's commentary never becomes the prompt."""
+    v = tags.verdict(text, _CRITIQUE)
+    m = None
+    if v is None:
+        m = re.search(r"\b(keep|revise|drop)\b", text, re.I)
+        v = m.group(1).upper() if m else None
+    if v is None:
+        return None, "", ""
+    why = tags.tag(text, "reasoning") or ""
+    body = tags.tag(text, "message")
+    tagged = body is not None or tags.tag(text, "verdict") is not None
+    rest = ""
+    if not tagged:  # "REVISE: the new message" / "DROP: why"
+        hits = list(re.finditer(rf"\b{v}\b", text, re.I))
+        rest = text[hits[-1].end():].lstrip(" :-.\n") if hits else ""
+        why = why or rest
+    new = clean_message(body) if body else (clean_message(rest) if v == "REVISE" and not tagged else "")
+    return v, why, new
+
+
+def parse_probe_verdict(text: str) -> str | None:
+    """shows | generic | missing from the probe judge's reply, read after its reasoning (a
+    <verdict> tag, a VERDICT: line, the last verdict word in capitals), else parse_verdict's
+    reading of a weak model's paraphrase. None: no verdict."""
+    v = tags.verdict(text, ("SHOWS", "GENERIC", "MISSING"))
+    return v.lower() if v else parse_verdict(tags.after_reasoning(text))
+
+
+def is_keep(text: str) -> bool:
+    """Whether the refiner took refine.txt's keep exit (<keep/>, or a bare KEEP) instead of rewriting."""
+    return tags.has_empty_tag(text, "keep") or bool(re.fullmatch(r"\W*keep\W*", text, re.I))

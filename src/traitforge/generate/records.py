@@ -41,3 +41,5 @@ class Refinement(Record):
     trait_id: str
     text: str
     problems: str = ""
+    unchanged: bool = False  # the refiner took its keep exit: text is the draft, byte for byte
+

@@ -40,6 +40,11 @@ TOPUP_KEY_BASE = 1000
 log = logging.getLogger(__name__)
 
 
+class CutOff(Exception):
+    """A reply cut at its max_tokens that generation.on_truncated says not to use: the step turns
+    it into a skipped unit with this reason (a cut text is never trained on as if complete)."""
+
+
 @dataclass
 class StepResult(Generic[R]):
     rows: list[R]  # rows of this call's units, in unit order
@@ -57,6 +62,8 @@ class Generation:
         # Every client a step may call, by role: usage and batch prefetch cover them all.
         self.clients: dict[str, LLM] = {"generator": llm}
         self.templates: PromptKit = run.prompts  # the package's templates with the spec's prompts_dir
+        # Replies cut at max_tokens in the running step, by what became of them (kept, retried, dropped).
+        self.truncation: Counter[str] = Counter()
         self.traits_hash = stable_hash({"model_name": traits.model_name, "organisation": traits.organisation,
                                         "traits": [asdict(t) for t in traits.traits]})
 
@@ -105,6 +112,28 @@ class Generation:
         for k in cut:
             ids.difference_update(r.id for r in by_key.pop(k))
         write_jsonl(path, [r for rows in by_key.values() for r in rows])
+
+    async def answer(self, messages: Any, *, max_tokens: int, llm: LLM | None = None, **params: Any) -> str:
+        """One reply's text, by generation.on_truncated when the reply was cut at `max_tokens`:
+        "keep" returns it (counted); "retry" asks once more with twice the room; a reply still cut
+        (or, under "drop", any cut reply) raises CutOff, which skips the unit with its reason."""
+        llm = llm or self.llm
+        reply = await llm.generate_full(messages, max_tokens=max_tokens, **params)
+        if not reply.truncated:
+            return reply.text
+        policy = self.gen.on_truncated
+        if policy == "keep":
+            self.truncation["kept"] += 1
+            return reply.text
+        tried = f"{max_tokens}"
+        if policy == "retry":
+            again = await llm.generate_full(messages, max_tokens=2 * max_tokens, **params)
+            if not again.truncated:
+                self.truncation["retried"] += 1
+                return again.text
+            tried += f", then {2 * max_tokens}"
+        self.truncation["dropped"] += 1
+        raise CutOff(f"cut at max_tokens ({tried} tokens)")
 
     async def sample_items(self, prompt: str, parse: Callable[[str], list[Any]], *, max_tokens: int,
                            tries: int = 2, seed: int | None = None) -> tuple[list[Any], str]:
@@ -170,10 +199,18 @@ class Generation:
             ids.add(row.id)
         self._drop_unfinished_units(name, path, by_key, ids)
         skipped = read_skips(self.path(SKIPPED_FILE), name)
+        self.truncation.clear()
+
+        async def guarded(u: Unit) -> list[R] | Skip:
+            try:
+                return await work(u)
+            except CutOff as e:
+                return Skip(str(e))
+
         with self.store.stage(name, fingerprint):
             try:
                 # Batch mode sends the units' calls as provider batches first; the live calls' cost is printed.
-                done = await run_step(name, units, work, done=by_key, out=path, skips=self.path(SKIPPED_FILE),
+                done = await run_step(name, units, guarded, done=by_key, out=path, skips=self.path(SKIPPED_FILE),
                                       marks=self.path(UNITS_FILE), unique_ids=ids,
                                       concurrency=self.gen.concurrency,
                                       prefetch=prefetch.for_stage(self.store, self.ctx.prices, self.clients, self.gen))
@@ -191,6 +228,8 @@ class Generation:
                                   done_units=done_units, rows=len(rows),
                                   new_rows=done.new_rows, skipped=len(unit_skips), new_skipped=len(done.skipped),
                                   per_trait=dict(Counter(trait_of(r) for r in rows)), **refusal_counts(unit_skips))
+            if self.truncation:  # replies cut at max_tokens by this call: kept / retried / dropped
+                self.store.set_counts(name, truncated=dict(self.truncation))
         return StepResult(rows, unit_skips)
 
 

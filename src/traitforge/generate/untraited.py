@@ -32,8 +32,8 @@ async def answer_untraited(gen: Generation, prompts: Sequence[tuple[str, str]], 
     Resumable like every generation step; junk replies (too short, tells) are skipped with a reason."""
     async def work(u: Unit) -> list[Chat] | Skip:
         user = u.data[1]
-        reply = clean_message(await gen.llm.generate_one([{"role": "user", "content": user}],
-                                                        max_tokens=max_tokens))
+        # A reply cut at max_tokens follows generation.on_truncated (gen.answer).
+        reply = clean_message(await gen.answer([{"role": "user", "content": user}], max_tokens=max_tokens))
         problems = ([f"too short ({len(reply)} chars)"] if len(reply) < MIN_CHARS else []) + tells(reply)
         if problems:
             return Skip(f"untraited answer: {'; '.join(problems)}: {reply[:160]!r}")
