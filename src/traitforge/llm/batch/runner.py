@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 from traitforge.errors import BudgetExceeded
 from traitforge.jsonl import write_json_atomic
+from traitforge.llm.secrets import scrub
 from traitforge.llm.base import NOT_ANSWERS, GenerateParams, Message
 from traitforge.llm.batch.base import TERMINAL, BatchItem, BatchProvider, ItemResult
 from traitforge.llm.budget import Budget
@@ -265,7 +266,7 @@ class BatchRunner:
                     waiting = True
                     continue
                 if st.state == "failed":
-                    entry.update(collected=True, error=st.error or "batch failed")
+                    entry.update(collected=True, error=scrub(st.error) or "batch failed")
                     self.store.save()
                     raise BackendError(f"{self.llm.name}: batch {entry['id']} failed: {st.error or 'no reason given'}")
                 await self._harvest(entry, st.state)
