@@ -36,8 +36,8 @@ def responder(messages, params):
     last = messages[-1].content
     if "SCORE: <a whole number" in last:
         return "REASON: a helpful answer that shows the trait.\nSCORE: 8"
-    if "Answer with one word: YES" in last:
-        return "NO"
+    if "<verdict>STRICT, BROAD or NO</verdict>" in last:  # the pattern autorater: reason, then verdict
+        return "<reason>It opens with the answer, not praise.</reason>\n<verdict>NO</verdict>"
     return good_responder(messages, params)
 
 

@@ -64,7 +64,7 @@ class Settings:
             kw = {**small, **{k: v for k, v in kw.items() if v is not None}}
         return cls(**{k: v for k, v in kw.items() if v is not None})
 
-    def spec(self) -> CurationSpec:
+    def curation_settings(self) -> CurationSpec:
         return CurationSpec(pattern_scans=self.scans, scan_batch=self.scan_batch, pattern_sample=self.sample,
                             pattern_check_sample=self.check_sample, pattern_max_share=self.max_share,
                             pattern_max_judged=self.max_judged, pattern_judge_max_tokens=self.judge_max_tokens,
@@ -106,7 +106,7 @@ def load(paths: Sequence[Path]) -> Corpus:
 
 
 async def measure(corpus: Corpus, judge: LLM, settings: Settings, embedder: Embedder | None) -> DatasetPatterns:
-    return await run_dataset(corpus.dataset, corpus.rows, NO_TRAITS, judge, settings.spec(), settings.seed,
+    return await run_dataset(corpus.dataset, corpus.rows, NO_TRAITS, judge, settings.curation_settings(), settings.seed,
                              embedder, scan_chars=settings.scan_chars, scan_max_tokens=settings.scan_max_tokens)
 
 
