@@ -49,6 +49,19 @@ def module_name(path: Path, root: Path) -> tuple[str, bool]:
     return ".".join(parts), is_pkg
 
 
+def parse(source: str) -> ast.AST:
+    """ast.parse, once more on a fresh thread if CPython 3.11.7 raises its spurious "AST constructor
+    recursion depth mismatch" (gh-106905, fixed in 3.11.8): it depends on the caller's stack depth,
+    which a long test session can leave where the check misfires."""
+    try:
+        return ast.parse(source)
+    except SystemError:
+        import concurrent.futures
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(ast.parse, source).result()
+
+
 def imports_of(source: str, module: str, is_pkg: bool, strings: bool = True) -> list[tuple[int, str]]:
     """(line, absolute module) of every import anywhere in the source (module level, in functions,
     under `if TYPE_CHECKING:`), relative ones resolved; `from a import b` counts both a and a.b.
@@ -56,7 +69,7 @@ def imports_of(source: str, module: str, is_pkg: bool, strings: bool = True) -> 
     (strings=False: they do not; a logger's name is not an import)."""
     package = module if is_pkg else module.rpartition(".")[0]
     out: list[tuple[int, str]] = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(parse(source)):
         if isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
