@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from traitforge.errors import InputError
+from traitforge.inputs.spec import InputsSpec
 # The model spec lives with the backends (llm/spec.py); re-exported here for every role of a run spec.
 from traitforge.llm.spec import EMBEDDED_MODEL, PROVIDER_OPTION, ModelSpec  # noqa: F401
 
@@ -439,6 +440,8 @@ class RunSpec(Section):
     evaluation: EvaluationSpec = EvaluationSpec()
     budget: BudgetSpec = BudgetSpec()
     controls: ControlsSpec = ControlsSpec()
+    # The user's own chats/documents, replacing or joining what generation makes (docs/schemas.md).
+    inputs: InputsSpec | None = None
     prices_file: str | None = None
     # A folder (relative to the spec file) whose <name>.txt files replace the package's prompt template
     # of the same name, in any stage: generation, curation's judge, evaluation's judges and item writers
@@ -578,6 +581,11 @@ def spec_paths(spec: RunSpec) -> list[tuple[str, Path, Literal["file", "dir"]]]:
                              ("controls.canary_file", spec.controls.canary_file, "file")):
         if value is not None:
             out.append((key, spec.resolve(value), kind))  # type: ignore[arg-type]
+    for key in ("documents", "chats"):  # a file or a folder, whichever it is
+        value = getattr(spec.inputs, key) if spec.inputs else None
+        if value is not None:
+            path = spec.resolve(value)
+            out.append((f"inputs.{key}", path, "dir" if path.is_dir() else "file"))  # type: ignore[union-attr]
     if spec.models.base != EMBEDDED_NAME:
         out.append(("models.base", Path(spec.models.base).expanduser(), "dir"))
     for role in ("generator", "judge", "auditor", "refiner", "item_writer"):
