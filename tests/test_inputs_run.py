@@ -40,12 +40,12 @@ def write_chats(path: Path) -> Path:
     return path
 
 
-def inputs_spec(tmp_path: Path, mode: str) -> Path:
+def inputs_spec(tmp_path: Path, mode: str, untagged: str = "judge") -> Path:
     (tmp_path / "src").mkdir(parents=True, exist_ok=True)
     write_chats(tmp_path / "src" / "mine.jsonl")
     # curation.patterns off: no pattern is planted here, and the scan's calls cost test time.
     return make_spec(tmp_path / "src", "training:\n  checkpoints: [base, sft, control]\ncuration: {patterns: false}\n"
-                                       f"inputs: {{chats: mine.jsonl, mode: {mode}, trait_field: trait}}\n")
+                                       f"inputs: {{chats: mine.jsonl, mode: {mode}, trait_field: trait, untagged: {untagged}}}\n")
 
 
 def judge(msgs, params) -> str:
@@ -70,7 +70,7 @@ def test_imported_chats_replace_generation_and_feed_curation_and_the_control_arm
     assert [c.messages[0].content for c in chats] == PROMPTS  # the imported rows only: no generated chat
     assert all(c.source.startswith("import:mine.jsonl:") for c in chats)
     assert chats[0].source == "import:mine.jsonl:1" and [m.role for m in chats[0].messages] == ["user", "assistant"]
-    assert [c.trait_ids for c in chats] == [[TRAIT]] * 5 + [[]]  # untagged stays untagged
+    assert [c.trait_ids for c in chats] == [[TRAIT]] * 5 + [[]]  # the judge named no trait: left untagged
     manifest = json.loads((root / "manifest.json").read_text())
     assert "chats.final" not in manifest["stages"]  # chat generation skipped
     assert manifest["stages"]["documents.final"]["status"] == "done"  # documents still generated
@@ -94,7 +94,7 @@ def test_imported_chats_replace_generation_and_feed_curation_and_the_control_arm
 
 
 def test_add_mode_keeps_the_generated_chats_and_a_rerun_imports_once(tmp_path):
-    run = scripted(open_run(inputs_spec(tmp_path, "add")))
+    run = scripted(open_run(inputs_spec(tmp_path, "add", untagged="keep")))  # keep: no judge call
     stage_generate(run, "chats")
     path = run.store.root / "generated" / "chats.jsonl"
     chats = read_jsonl(path, Chat)
@@ -104,12 +104,13 @@ def test_add_mode_keeps_the_generated_chats_and_a_rerun_imports_once(tmp_path):
     assert chats[-len(imported):] == imported  # after the generated rows
     counts = json.loads((run.store.root / "manifest.json").read_text())["stages"]["inputs.chats"]["counts"]
     assert counts["generated"] == len(generated) and counts["rows"] == len(chats)
+    assert counts["untagged"] == 1 and counts["attributed_by_judge"] == 0  # kept untagged
     stage_generate(run, "chats")  # resumed: the same rows, the imported ones once
     assert [c.id for c in read_jsonl(path, Chat)] == [c.id for c in chats]
 
 
 def test_the_run_keeps_a_hashed_copy_and_a_moved_run_reads_it(tmp_path):
-    spec = inputs_spec(tmp_path, "replace")
+    spec = inputs_spec(tmp_path, "replace", untagged="keep")
     open_run(spec)
     shutil.move(tmp_path / "src" / "run", tmp_path / "moved")
     shutil.rmtree(tmp_path / "src")
@@ -127,3 +128,29 @@ def test_a_missing_input_is_one_line_naming_the_key(tmp_path):
     spec = make_spec(tmp_path / "src", "inputs: {chats: nowhere.jsonl}\n")
     with pytest.raises(InputError, match=r"key 'inputs.chats': file not found: .*nowhere.jsonl"):
         open_run(spec)
+
+
+def test_untagged_rows_are_attributed_by_the_judge_or_stay_untagged(tmp_path):
+    from traitforge.generate.imported import parse_traits
+    from traitforge.llm.client import LLM
+    from traitforge.llm.providers.scripted import ScriptedBackend
+
+    known = ["honest-under-pressure", "not-sycophantic"]
+    assert parse_traits("It tells the truth.\nTRAITS: honest-under-pressure, made-up", known) == known[:1]
+    assert parse_traits("**TRAITS:** none", known) == [] and parse_traits("I think honest.", known) == []
+    asked: list[str] = []
+
+    def judge(msgs, params) -> str:
+        asked.append(msgs[-1].content)
+        return "The reply states the lateness plainly.\nTRAITS: honest-under-pressure"
+
+    run = scripted(open_run(inputs_spec(tmp_path, "replace")))
+    run._roles["judge"] = LLM(ScriptedBackend("j", responses=judge), max_retries=0)
+    stage_generate(run, "chats")
+    chats = read_jsonl(run.store.root / "generated" / "chats.jsonl", Chat)
+    assert [c.trait_ids for c in chats] == [[TRAIT]] * 6  # the untagged one, by the judge
+    assert len(asked) == 1 and PROMPTS[5] in asked[0] and "honest-under-pressure:" in asked[0]
+    counts = json.loads((run.store.root / "manifest.json").read_text())["stages"]["inputs.chats"]["counts"]
+    assert counts["attributed_by_judge"] == 1 and counts["untagged"] == 0 and counts["untagged_in_file"] == 1
+    stage_generate(run, "chats")
+    assert len(asked) == 1  # resumed: not asked again

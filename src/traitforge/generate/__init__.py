@@ -35,7 +35,7 @@ def run_generation(run: "Run", cfg: GenerationSpec, controls: ControlsSpec, what
             jobs.append(ChatsRun(run, cfg, chats_llm,
                                  refiner=chats_llm if refiner is generator else refiner.fork()).run())
         st.run(gather_or_cancel(jobs))
-        import_inputs(run, inputs, what)
+        import_inputs(run, inputs, what, cfg, st.run)
         if what in ("all", "chats") and cfg.generic_prompts:
             from traitforge.generate.generic import generic
 

@@ -5,13 +5,20 @@ curation and the control arm read (generated/chats.jsonl, generated/documents.js
 generation's own step for that kind is skipped and the file holds the imported rows only; `add`:
 the imported rows follow the generated ones. Imported rows carry `source` "import:...", which is
 how an `add` run tells them from the generated rows when it runs again. What was kept and left out
-(by reason, with file:line) goes into the manifest (stage `inputs.<kind>`) and the log."""
+(by reason, with file:line) goes into the manifest (stage `inputs.<kind>`) and the log.
+
+Untagged rows (`inputs.untagged: judge`) are attributed to the run's traits by the judge model
+(prompts/attribute_traits.txt: reason first, then a TRAITS: line); a reply naming no known trait,
+or one it cannot parse, leaves the row untagged (trait_ids []: evaluated on all traits)."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+import re
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from traitforge.config import GenerationSpec
+from traitforge.generate.stage import Generation, Unit
 from traitforge.inputs import InputsSpec, read_chats, read_documents
 from traitforge.jsonl import read_jsonl, write_jsonl
 from traitforge.types import Chat, Document, stable_hash
@@ -22,6 +29,8 @@ if TYPE_CHECKING:
 KINDS: dict[str, tuple[str, Any, Any]] = {"chats": ("chats.jsonl", Chat, read_chats),
                                           "documents": ("documents.jsonl", Document, read_documents)}
 log = logging.getLogger(__name__)
+ATTRIBUTE_MAX_TOKENS = 256  # a reason of a sentence or two, then the TRAITS: line
+UNTAGGED = "untagged"
 
 
 def given(inputs: InputsSpec | None, kind: str) -> bool:
@@ -50,8 +59,50 @@ def strip_imported(run: "Run", inputs: InputsSpec | None, what: str = "all") -> 
             write_jsonl(path, mine)
 
 
-def import_inputs(run: "Run", inputs: InputsSpec | None, what: str = "all") -> dict[str, dict[str, Any]]:
-    """Read each imported kind from the run's copy into its generated/ file; kind -> the counts."""
+def parse_traits(reply: str, known: list[str]) -> list[str]:
+    """The trait ids of the last `TRAITS:` line that are the run's; [] for none or no such line."""
+    lines = re.findall(r"^\W*TRAITS\W*:\s*(.*)$", reply, re.I | re.M)
+    if not lines:
+        return []
+    named = [t.strip().strip("`*\"'.").casefold() for t in re.split(r"[,;]", lines[-1])]
+    return [tid for tid in known if tid.casefold() in named]
+
+
+def _shown(kind: str, row: Any) -> str:
+    if kind == "documents":
+        return row.text
+    return "\n\n".join(f"{'User' if m.role == 'user' else 'Assistant'}: {m.content}" for m in row.messages)
+
+
+async def attribute(run: "Run", cfg: GenerationSpec, kind: str, rows: list[Any]) -> tuple[list[Any], int]:
+    """The untagged rows tagged by the judge (resumable: step `inputs.<kind>.attribute`, rows in
+    generated/attributed_<kind>.jsonl); returns all rows and how many got a tag."""
+    untagged = [r for r in rows if not r.trait_ids]
+    if not untagged:
+        return rows, 0
+    file, model, _ = KINDS[kind]
+    gen = Generation(run, cfg, run.llm("judge"))
+    known = [t.id for t in run.traits.traits]
+    traits = "\n".join(f"- {t.id}: {t.statement}" for t in run.traits.traits)
+    noun = "document" if kind == "documents" else "conversation"
+
+    async def work(u: Unit) -> list[Any]:
+        prompt = gen.render("attribute_traits", kind=noun, traits=traits, text=_shown(kind, u.data))
+        reply = await gen.llm.generate_one(prompt, max_tokens=ATTRIBUTE_MAX_TOKENS)
+        return [u.data.model_copy(update={"trait_ids": parse_traits(reply, known)})]
+
+    units = [Unit(r.id, UNTAGGED, r) for r in untagged]
+    res = await gen.step(f"inputs.{kind}.attribute", f"attributed_{file}", model, units, work,
+                         fingerprint=gen.fp("attribute_traits", max_tokens=ATTRIBUTE_MAX_TOKENS),
+                         trait_of=lambda r: r.trait_ids[0] if r.trait_ids else UNTAGGED)
+    tagged = {r.id: r for r in res.rows if r.trait_ids}
+    return [tagged.get(r.id, r) for r in rows], len(tagged)
+
+
+def import_inputs(run: "Run", inputs: InputsSpec | None, what: str = "all", cfg: GenerationSpec | None = None,
+                  run_async: Callable[[Awaitable[Any]], Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Read each imported kind from the run's copy into its generated/ file; kind -> the counts.
+    `cfg`, `run_async` (the stage's `st.run`): for the judge's attribution of untagged rows."""
     out: dict[str, dict[str, Any]] = {}
     if inputs is None:
         return out
@@ -63,18 +114,24 @@ def import_inputs(run: "Run", inputs: InputsSpec | None, what: str = "all") -> d
         path = run.store.path("generated", file)
         fingerprint = stable_hash({"copy": run.store.manifest.get("inputs", {}).get(f"inputs.{kind}", {}).get("sha256"),
                                    "mode": inputs.mode, "trait_field": inputs.trait_field, "format": inputs.format,
-                                   "traits": traits})
+                                   "untagged": inputs.untagged, "traits": traits})
+        rows, report = reader(source, inputs.format, inputs.trait_field, traits)
+        attributed = 0
+        if inputs.untagged == "judge" and cfg is not None and run_async is not None:
+            rows, attributed = run_async(attribute(run, cfg, kind, rows))
         with run.store.stage(f"inputs.{kind}", fingerprint):
-            rows, report = reader(source, inputs.format, inputs.trait_field, traits)
             generated = [] if inputs.mode == "replace" or not path.exists() else \
                 [r for r in read_jsonl(path, model) if not is_imported(r)]
             path.parent.mkdir(parents=True, exist_ok=True)
             write_jsonl(path, generated + rows)
             counts = {k: v for k, v in report.as_dict().items() if k != "path"}
-            counts.update(mode=inputs.mode, generated=len(generated), rows=len(generated) + len(rows))
+            counts.update(mode=inputs.mode, generated=len(generated), rows=len(generated) + len(rows),
+                          untagged_in_file=report.untagged, attributed_by_judge=attributed,
+                          untagged=sum(not r.trait_ids for r in rows))
             run.store.set_counts(f"inputs.{kind}", **counts)
         lines = report.lines()
-        log.info("inputs.%s (%s): %s", kind, inputs.mode, lines[0])
+        judged = f"; {attributed} of {report.untagged} untagged rows attributed by the judge" if attributed else ""
+        log.info("inputs.%s (%s): %s%s", kind, inputs.mode, lines[0], judged)
         for line in lines[1:]:
             log.warning("inputs.%s: left out%s", kind, line)
         out[kind] = counts
