@@ -56,7 +56,7 @@ def judge(msgs, params) -> str:
     return "None." if "recur" in p else "NO"
 
 
-def test_imported_chats_replace_generation_and_feed_curation_and_the_control_arm(tmp_path, monkeypatch):
+def test_imported_chats_replace_generation_and_feed_curation_and_the_control_arm(tmp_path, monkeypatch, capsys):
     from traitforge.curate import run as curate_run
     from traitforge.llm.client import LLM
     from traitforge.llm.providers.scripted import ScriptedBackend
@@ -80,6 +80,9 @@ def test_imported_chats_replace_generation_and_feed_curation_and_the_control_arm
     assert counts["examples"]["empty reply"] == ["mine.jsonl:7 (turn 1)"]
     assert counts["examples"]["missing role"] == ["mine.jsonl:8 (turn 0)"]
     assert counts["system_turns"] == 1 and counts["untagged"] == 1
+    printed = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith(("inputs.chats (", "inputs.chats: left"))]
+    assert printed[0].startswith("inputs.chats (replace): ") and "6 chats kept, 2 left out" in printed[0]
+    assert "1 system turns stripped" in printed[0] and "mine.jsonl:7" in printed[1] and len(printed) == 2
     # The control arm: untraited answers to the imported chats' prompts, with no system prompt.
     untraited = read_jsonl(root / "generated" / "untraited.jsonl", Chat)
     assert sorted(c.messages[0].content for c in untraited) == sorted(PROMPTS)

@@ -5,7 +5,7 @@ curation and the control arm read (generated/chats.jsonl, generated/documents.js
 generation's own step for that kind is skipped and the file holds the imported rows only; `add`:
 the imported rows follow the generated ones. Imported rows carry `source` "import:...", which is
 how an `add` run tells them from the generated rows when it runs again. What was kept and left out
-(by reason, with file:line) goes into the manifest (stage `inputs.<kind>`) and the log.
+(by reason, with file:line) goes into the manifest (stage `inputs.<kind>`) and is printed.
 
 Untagged rows (`inputs.untagged: judge`) are attributed to the run's traits by the judge model
 (prompts/attribute_traits.txt: reason first, then a TRAITS: line); a reply naming no known trait,
@@ -13,8 +13,8 @@ or one it cannot parse, leaves the row untagged (trait_ids []: evaluated on all 
 
 from __future__ import annotations
 
-import logging
 import re
+import sys
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from traitforge.config import GenerationSpec
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 KINDS: dict[str, tuple[str, Any, Any]] = {"chats": ("chats.jsonl", Chat, read_chats),
                                           "documents": ("documents.jsonl", Document, read_documents)}
-log = logging.getLogger(__name__)
 ATTRIBUTE_MAX_TOKENS = 256  # a reason of a sentence or two, then the TRAITS: line
 UNTAGGED = "untagged"
 
@@ -129,10 +128,12 @@ def import_inputs(run: "Run", inputs: InputsSpec | None, what: str = "all", cfg:
                           untagged_in_file=report.untagged, attributed_by_judge=attributed,
                           untagged=sum(not r.trait_ids for r in rows))
             run.store.set_counts(f"inputs.{kind}", **counts)
-        lines = report.lines()
+        # Two lines at most: what was kept (and stripped, and tagged), then what was left out and where.
         judged = f"; {attributed} of {report.untagged} untagged rows attributed by the judge" if attributed else ""
-        log.info("inputs.%s (%s): %s%s", kind, inputs.mode, lines[0], judged)
-        for line in lines[1:]:
-            log.warning("inputs.%s: left out%s", kind, line)
+        print(f"inputs.{kind} ({inputs.mode}): {report.summary()}{judged}", file=sys.stderr)
+        if report.dropped:
+            print(f"inputs.{kind}: left out: " + "; ".join(
+                f"{r} {n} (e.g. {', '.join(report.examples.get(r, []))})" for r, n in report.dropped.most_common()),
+                file=sys.stderr)
         out[kind] = counts
     return out
