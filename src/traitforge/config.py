@@ -116,6 +116,13 @@ class GenerationSpec(Section):
     def control_arm(self) -> bool:
         return self._control_arm if self._control_arm is not None else "control" in TrainingSpec().checkpoints
 
+    _inputs: InputsSpec | None = None  # the spec's `inputs:` section, handed over by RunSpec
+
+    @property
+    def inputs(self) -> InputsSpec | None:
+        """The imported chats/documents that replace or join this stage's output."""
+        return self._inputs
+
 
 class CurationSpec(Section):
     # Provider batch APIs for the judge's row grades (quality) and pattern scans and labels; local models stay live (as in generation.batch).
@@ -476,6 +483,7 @@ class RunSpec(Section):
         self.curation._vectors = (ev.vector_questions, ev.vector_paraphrases)
         self.training._template_traits = self.curation.template_traits
         self.generation._control_arm = "control" in self.training.checkpoints
+        self.generation._inputs = self.inputs
         return self
 
     @model_validator(mode="after")

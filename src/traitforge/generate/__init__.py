@@ -21,7 +21,7 @@ def run_generation(run: "Run", cfg: GenerationSpec, controls: ControlsSpec, what
     from traitforge.generate.imported import import_inputs, replaces, strip_imported
     from traitforge.llm.client import gather_or_cancel
 
-    inputs = run.spec.inputs
+    inputs = cfg.inputs
     with run.stage("generate") as st:
         strip_imported(run, inputs, what)
         generator, refiner = run.llm("generator"), run.llm("refiner")
