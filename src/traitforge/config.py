@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic_core import PydanticCustomError
 
 from traitforge.errors import InputError
+from traitforge.inputs.spec import InputsSpec
 # The model spec lives with the backends (llm/spec.py); re-exported here for every role of a run spec.
 from traitforge.llm.spec import EMBEDDED_MODEL, PROVIDER_OPTION, ModelSpec  # noqa: F401
 
@@ -126,6 +127,13 @@ class GenerationSpec(Section):
     @property
     def control_arm(self) -> bool:
         return self._control_arm if self._control_arm is not None else "control" in TrainingSpec().checkpoints
+
+    _inputs: InputsSpec | None = None  # the spec's `inputs:` section, handed over by RunSpec
+
+    @property
+    def inputs(self) -> InputsSpec | None:
+        """The imported chats/documents that replace or join this stage's output."""
+        return self._inputs
 
 
 class CurationSpec(Section):
@@ -495,6 +503,8 @@ class RunSpec(Section):
     evaluation: EvaluationSpec = EvaluationSpec()
     budget: BudgetSpec = BudgetSpec()
     controls: ControlsSpec = ControlsSpec()
+    # The user's own chats/documents, replacing or joining what generation makes (docs/schemas.md).
+    inputs: InputsSpec | None = None
     prices_file: str | None = None
     # A folder (relative to the spec file) whose <name>.txt files replace the package's prompt template
     # of the same name, in any stage: generation, curation's judge, evaluation's judges and item writers
@@ -532,6 +542,7 @@ class RunSpec(Section):
         self.curation._vectors = (ev.vector_questions, ev.vector_paraphrases)
         self.training._template_traits = self.curation.template_traits
         self.generation._control_arm = "control" in self.training.checkpoints
+        self.generation._inputs = self.inputs
         return self
 
     @model_validator(mode="after")
@@ -677,6 +688,11 @@ def spec_paths(spec: RunSpec) -> list[tuple[str, Path, Literal["file", "dir"]]]:
                              ("controls.canary_file", spec.controls.canary_file, "file")):
         if value is not None:
             out.append((key, spec.resolve(value), kind))  # type: ignore[arg-type]
+    for key in ("documents", "chats"):  # a file or a folder, whichever it is
+        value = getattr(spec.inputs, key) if spec.inputs else None
+        if value is not None:
+            path = spec.resolve(value)
+            out.append((f"inputs.{key}", path, "dir" if path.is_dir() else "file"))  # type: ignore[union-attr]
     if spec.models.base != EMBEDDED_NAME:
         out.append(("models.base", Path(spec.models.base).expanduser(), "dir"))
     for role in ("generator", "judge", "auditor", "refiner", "item_writer"):

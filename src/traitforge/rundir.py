@@ -4,7 +4,7 @@ directory works in that directory, also after it was copied or moved; and one lo
 so two processes never write one run at once.
 
 What is copied: the traits document, probe files, prompt overrides, mix files, the capability text,
-the prices, canary and audit seed files. What is not (large, or shared on purpose): model
+the prices, canary and audit seed files, the imported `inputs:` files. What is not (large, or shared on purpose): model
 directories (models.base, `local:` models), the external eval sets' folders and a shared cache_dir;
 the copy names them by absolute path.
 """
@@ -184,7 +184,7 @@ def snapshot_spec(spec: RunSpec, root: Path, previous: dict[str, Any] | None = N
         _set(data, "evaluation.probes_dir", f"{INPUTS}/probes")
     for key in ("prompts_dir", "generation.prompts_dir", "evaluation.capability_text", "prices_file",
                 "controls.canary_file", "training.midtrain.mix_file", "training.sft.mix_file",
-                "training.joint.mix_file", "training.dpo.mix_file"):
+                "training.joint.mix_file", "training.dpo.mix_file", "inputs.documents", "inputs.chats"):
         value = _get(data, key)
         if isinstance(value, str) and value != "generic":
             _set(data, key, snap.place(key, spec.resolve(value)))  # type: ignore[arg-type]

@@ -17,7 +17,10 @@ class InputsSpec(BaseModel):
     `datasets.save_to_disk`, or a folder of such files (documents: also .txt/.md files, one
     document each). `mode`: the imported rows replace what generation would make, or are added
     to it. `trait_field`: the row field holding a trait id or a list of them (rows without one are
-    untagged). `format`: auto detects each file's format from its name and each row's fields."""
+    untagged). `format`: auto detects each file's format from its name and each row's fields.
+    `untagged`: what a run does with a row without a tag: `judge` asks the judge model which of the
+    run's traits it shows (a reply it cannot parse leaves the row untagged), `keep` leaves it
+    untagged (trait_ids [], evaluated on all traits)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -26,6 +29,7 @@ class InputsSpec(BaseModel):
     mode: Literal["replace", "add"] = "replace"
     trait_field: str | None = None
     format: Format = "auto"
+    untagged: Literal["judge", "keep"] = "judge"
 
     @model_validator(mode="after")
     def _check(self) -> "InputsSpec":
