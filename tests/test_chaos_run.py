@@ -22,8 +22,9 @@ from traitforge.pipeline import PRESETS_DIR, open_run, stage_generate
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # The client's timeout; a hang lasts longer, so it is always a timeout. Real answers of 64 tokens
-# from a queue of at most CONCURRENCY take a few seconds on a busy 2-core CPU, far below this.
-TIMEOUT_S = 6.0
+# from a queue of at most CONCURRENCY take a few seconds on a busy 2-core CPU, far below this (6 s
+# was too close once generation's prompts grew: a clean run lost a unit to timeouts at load 8).
+TIMEOUT_S = 10.0
 CONCURRENCY = 3
 
 # The tiny preset with shorter outputs, one trait and no top-up rounds. The probe is off: the 135M
