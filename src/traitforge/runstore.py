@@ -274,7 +274,8 @@ class RunStore:
         extra = ", ".join(f"{n} {k}" for k, n in outcomes.items() if n)
         line = (f"{stage}: {llm.name}: {u.calls} calls, {u.cached} cached, "
                 f"{u.input_tokens} in / {u.output_tokens} out tokens, {cost_text}"
-                + (f"; {extra} (docs/recipes.md: what a refusal does)" if extra else ""))
+                + (f"; {extra}" if extra else "")
+                + (" (docs/recipes.md: what a refusal does)" if outcomes.get("refused") or outcomes.get("blocked") else ""))
         print(line, file=sys.stderr)
         return line
 
