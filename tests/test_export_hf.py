@@ -45,7 +45,7 @@ def _run(root: Path) -> Path:
 
 
 def _load(monkeypatch, tmp_path, out, *args):
-    datasets = pytest.importorskip("datasets")
+    import datasets  # the README test install has it (traitforge[hf] in [all])
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
@@ -53,7 +53,6 @@ def _load(monkeypatch, tmp_path, out, *args):
 
 
 def test_hf_export_loads_with_load_dataset(tmp_path, monkeypatch):
-    pytest.importorskip("pyarrow")
     from traitforge.train.export_hf import export_hf
 
     run, out = _run(tmp_path / "run"), tmp_path / "hf"
@@ -86,7 +85,6 @@ def test_hf_export_loads_with_load_dataset(tmp_path, monkeypatch):
 
 
 def test_hf_export_include_controls(tmp_path, monkeypatch):
-    pytest.importorskip("pyarrow")
     from traitforge.train.export_hf import export_hf
 
     run, out = _run(tmp_path / "run"), tmp_path / "hf"
@@ -110,7 +108,6 @@ def test_hf_export_without_pyarrow_names_the_extra(tmp_path, monkeypatch):
 
 
 def test_hf_export_without_curated_data(tmp_path):
-    pytest.importorskip("pyarrow")
     from traitforge.train.export_hf import export_hf
 
     with pytest.raises(InputError, match="no curated documents or chats"):
@@ -118,7 +115,6 @@ def test_hf_export_without_curated_data(tmp_path):
 
 
 def test_cli_hf_export(tmp_path):
-    pytest.importorskip("pyarrow")
     from click.testing import CliRunner
 
     from traitforge.cli import cli

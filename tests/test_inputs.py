@@ -77,7 +77,7 @@ def test_sharegpt_json_array_file(tmp_path):
 
 
 def test_parquet_file_round_trip(tmp_path):
-    pa = pytest.importorskip("pyarrow")
+    import pyarrow as pa  # the README test install has it (traitforge[hf] in [all])
     import pyarrow.parquet as pq
 
     rows = [{**openai_row(None, turns), "trait": [tag] if isinstance(tag, str) else tag} for tag, turns in CONVS]
@@ -93,7 +93,7 @@ def test_parquet_file_round_trip(tmp_path):
 
 
 def test_saved_datasets_folder_round_trip(tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets  # the README test install has it (traitforge[hf] in [all])
     rows = [sharegpt_row(None, turns) | {"trait": tag if isinstance(tag, list) else ([tag] if tag else [])}
             for tag, turns in CONVS]
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))
