@@ -18,7 +18,7 @@ from traitforge.llm.client import LLM
 from traitforge.llm.providers.scripted import ScriptedBackend
 from traitforge.runstore import RunStore
 
-inspect_ai = pytest.importorskip("inspect_ai")
+import inspect_ai  # noqa: E402  (the dev extra, which the README test install takes, has it)
 
 EVALUATION = {"knowledge": False, "contrastive": False, "behaviour_prompts_per_trait": 1, "ood_share": 0.0,
               "multiturn_turns": 2, "max_tokens": 8, "item_max_tokens": 32}

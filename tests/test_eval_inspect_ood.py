@@ -19,7 +19,7 @@ from traitforge.llm.client import LLM
 from traitforge.llm.providers.scripted import ScriptedBackend
 from traitforge.runstore import RunStore
 
-inspect_ai = pytest.importorskip("inspect_ai")
+import inspect_ai  # noqa: E402  (the dev extra, which the README test install takes, has it)
 
 
 def test_ood_evals_as_inspect_tasks_and_merged_into_results(tmp_path: Path) -> None:

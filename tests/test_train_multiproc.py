@@ -7,7 +7,6 @@ without CUDA gives CPU processes over gloo. See the comments in that file.
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -29,7 +28,6 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not on PATH")
 def test_accelerate_launch_two_cpu_processes_make_one_checkpoint(tmp_path):
     from transformers import AutoModelForCausalLM
 
