@@ -47,11 +47,10 @@ def text_lines(path: Path) -> list[str]:
     return out
 
 
-def load_probe_file(path: Path, limit: int | None = None, seed: int = 0) -> list[ProbeItem]:
-    """Rows with a question and two distinct answers; a seeded sample of `limit` of them."""
-    if not path.is_file():
-        raise InputError(f"{path}: probe file not found")
-    items = []
+def json_objects(path: Path, what: str = "a JSON object") -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) of a JSONL file's non-blank lines; a line that is not valid JSON or not
+    an object is one error naming the file and line."""
+    rows = []
     for n, line in enumerate(text_lines(path), 1):
         if not line.strip():
             continue
@@ -60,8 +59,17 @@ def load_probe_file(path: Path, limit: int | None = None, seed: int = 0) -> list
         except json.JSONDecodeError:
             raise InputError(f"{path}: line {n}: not valid JSON") from None
         if not isinstance(row, dict):
-            raise InputError(f"{path}: line {n}: expected a JSON object with {PROBE_FIELDS}, "
-                             f"got {type(row).__name__}")
+            raise InputError(f"{path}: line {n}: expected {what}, got {type(row).__name__}")
+        rows.append((n, row))
+    return rows
+
+
+def load_probe_file(path: Path, limit: int | None = None, seed: int = 0) -> list[ProbeItem]:
+    """Rows with a question and two distinct answers; a seeded sample of `limit` of them."""
+    if not path.is_file():
+        raise InputError(f"{path}: probe file not found")
+    items = []
+    for n, row in json_objects(path, f"a JSON object with {PROBE_FIELDS}"):
         q, a, b = row.get("question"), _answer(row.get("answer_matching_behavior")), \
             _answer(row.get("answer_not_matching_behavior"))
         if not isinstance(q, str) or a is None or b is None:
@@ -105,15 +113,7 @@ def check_probe_options(where: str, opts: Any) -> None:
 
 def check_jsonl(path: Path, need: str | None = None) -> None:
     """Every line a JSON object (`need`: with this field)."""
-    for n, line in enumerate(text_lines(path), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise InputError(f"{path}: line {n}: not valid JSON") from None
-        if not isinstance(row, dict):
-            raise InputError(f"{path}: line {n}: expected a JSON object, got {type(row).__name__}")
+    for n, row in json_objects(path):
         if need and need not in row:
             raise InputError(f"{path}: line {n}: missing field '{need}'")
 
