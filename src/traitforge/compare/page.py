@@ -4,7 +4,7 @@ reference, then the table (fits a 1300 px window: fixed layout, wrapping cells).
 from __future__ import annotations
 
 from html import escape
-from typing import Any
+from typing import Any, Iterator
 
 from traitforge.shared.forest import forest_svg
 
@@ -60,29 +60,30 @@ def render(data: dict[str, Any]) -> str:
     if spreads:
         out.append("<h2>Seed spread</h2><table><tr><th>arm</th><th>checkpoint</th><th>trait</th><th>eval</th>"
                    "<th>seeds</th><th>mean</th><th>sd</th><th>min</th><th>max</th></tr>")
-        for n, sp in spreads.items():
-            for ck, scopes in sp.items():
-                for tr, evs in scopes.items():
-                    for ev, s in evs.items():
-                        out.append(f"<tr><td>{escape(n)}</td><td>{escape(ck)}</td><td>{escape(tr)}</td><td>{escape(ev)}"
-                                   f"</td><td>{s['seeds']}</td><td>{_f(s['mean'])}</td><td>{_f(s['sd'])}</td>"
-                                   f"<td>{_f(s['min'])}</td><td>{_f(s['max'])}</td></tr>")
+        for keys, s in _by_arm_checkpoint_trait_eval(spreads):
+            out.append(f"<tr>{keys}<td>{s['seeds']}</td><td>{_f(s['mean'])}</td><td>{_f(s['sd'])}</td>"
+                       f"<td>{_f(s['min'])}</td><td>{_f(s['max'])}</td></tr>")
         out.append("</table>")
     scaling = {n: a["scaling"] for n, a in data["arms"].items() if a.get("scaling")}
     if scaling:
         out.append("<h2>Data scaling</h2><table><tr><th>arm</th><th>checkpoint</th><th>trait</th><th>eval</th>"
                    "<th>value by fraction of the data [95% CI]</th></tr>")
-        for n, sc in scaling.items():
-            for ck, scopes in sc.items():
-                for tr, evs in scopes.items():
-                    for ev, pts in evs.items():
-                        cells = "; ".join(f"{p['fraction']:g}: {_f(p.get('value'))} [{_f(p.get('ci_low'))}, "
-                                          f"{_f(p.get('ci_high'))}]" for p in pts)
-                        out.append(f"<tr><td>{escape(n)}</td><td>{escape(ck)}</td><td>{escape(tr)}</td>"
-                                   f"<td>{escape(ev)}</td><td>{cells}</td></tr>")
+        for keys, pts in _by_arm_checkpoint_trait_eval(scaling):
+            cells = "; ".join(f"{p['fraction']:g}: {_f(p.get('value'))} [{_f(p.get('ci_low'))}, "
+                              f"{_f(p.get('ci_high'))}]" for p in pts)
+            out.append(f"<tr>{keys}<td>{cells}</td></tr>")
         out.append("</table>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _by_arm_checkpoint_trait_eval(nested: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(the four key cells, value) of a figure nested arm -> checkpoint -> trait -> eval."""
+    for arm, by_ck in nested.items():
+        for ck, by_trait in by_ck.items():
+            for tr, by_eval in by_trait.items():
+                for ev, value in by_eval.items():
+                    yield "".join(f"<td>{escape(k)}</td>" for k in (arm, ck, tr, ev)), value
 
 
 def _mde(c: dict[str, Any]) -> str:
