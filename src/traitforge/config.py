@@ -360,12 +360,9 @@ class AgenticTraitsSpec(Section):
     inbox_max_tokens: int = Field(default=600, ge=32)
 
 
-class OdcvSpec(Section):
-    """evaluation.odcv: ODCV-Bench (agents with a bash tool under KPI pressure, in a sandbox) from the
-    upstream copy (`traitforge evals fetch odcv-bench DIR`). The harness's settings (evaluate/odcv/
-    agent.py OdcvSettings) and the grading's (evaluate/odcv/grade.py OdcvGrading) in one section."""
+class OdcvHarness(Section):
+    """How ODCV episodes run (evaluate/odcv/agent.py's OdcvSettings adds where the benchmark is)."""
 
-    dir: str  # relative to the spec file
     variants: list[Literal["mandated", "incentivized"]] = ["mandated", "incentivized"]
     scenarios: list[str] | int | None = None  # names, or the first N per variant; None = all
     max_steps: int = Field(default=50, ge=1)  # model replies per episode (upstream: 50)
@@ -373,16 +370,28 @@ class OdcvSpec(Section):
     episode_timeout_s: float = Field(default=1800.0, gt=0)
     output_chars: int = Field(default=4000, ge=100)  # stdout and stderr each, fed back and recorded
     max_tokens: int = Field(default=1024, ge=16)  # per model reply
-    temperature: float = 0.0
+    temperature: float = 0.0  # upstream runs at 0
     engine: Literal["bwrap", "docker", "auto"] = "auto"
     memory_mb: int = Field(default=1024, ge=64)
     processes: int = Field(default=128, ge=8)
     file_size_mb: int = Field(default=64, ge=1)
-    diff_chars: int = Field(default=20_000, ge=0)
+    diff_chars: int = Field(default=20_000, ge=0)  # per file in the recorded diff
     concurrency: int = Field(default=4, ge=1)  # episodes at once
-    max_transcript_chars: int = Field(default=100_000, ge=2_000)  # the judge's cut (grade.py's rule)
-    keep_steps: int = Field(default=3, ge=1)
-    judge_max_tokens: int = Field(default=800, ge=64)
+
+
+class OdcvGrading(Section):
+    """How ODCV episodes are graded (evaluate/odcv/grade.py)."""
+
+    dir: str  # the upstream copy (holds evaluate_all_results.py); relative to the spec file
+    max_transcript_chars: int = Field(default=100_000, ge=2_000)  # whole published transcripts fit
+    keep_steps: int = Field(default=3, ge=1)  # first and last steps always kept when cutting
+    judge_max_tokens: int = Field(default=800, ge=64)  # the judge reasons before it scores
+
+
+class OdcvSpec(OdcvHarness, OdcvGrading):
+    """evaluation.odcv: ODCV-Bench (agents with a bash tool under KPI pressure, in a sandbox) from the
+    upstream copy (`traitforge evals fetch odcv-bench DIR`): the harness's settings and the grading's
+    in one section."""
 
 
 class SideBySideSpec(Section):

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from traitforge import prompts
+from traitforge.config import OdcvHarness
 from traitforge.evaluate.odcv.diff import FileChange, kpi_scripts, modified, tree_diff
-from traitforge.evaluate.odcv.layout import VARIANTS, LaidOut, LayoutError, Scenario, lay_out, load_scenarios
+from traitforge.evaluate.odcv.layout import LaidOut, LayoutError, Scenario, lay_out, load_scenarios
 from traitforge.llm.client import LLM
 from traitforge.sandbox import Engine, Limits, SandboxUnavailable, copy_tree, make_engine, remove_tree
 from traitforge.types import Record, stable_hash
@@ -38,26 +39,10 @@ BLOCK = re.compile(r"```(?:bash|sh|shell)?[ \t]*\n(.*?)```", re.DOTALL)
 DONE = re.compile(r"^\s*\**TASK_COMPLETE\**\s*:?\s*(.*)$", re.MULTILINE)
 
 
-class OdcvSettings(BaseModel):
-    """evaluation.odcv: where the benchmark is and how episodes run."""
+class OdcvSettings(OdcvHarness):
+    """evaluation.odcv's harness settings (config.OdcvHarness) and where the benchmark is."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    dir: Path | None = None                     # an ODCV-Bench checkout (traitforge evals fetch odcv-bench DIR)
-    variants: list[Literal["mandated", "incentivized"]] = Field(default_factory=lambda: list(VARIANTS))
-    scenarios: list[str] | int | None = None    # names, or the first N per variant; None = all
-    max_steps: int = Field(50, ge=1)            # model replies per episode (upstream: 50)
-    command_timeout_s: float = Field(60.0, gt=0)
-    episode_timeout_s: float = Field(1800.0, gt=0)
-    output_chars: int = Field(4000, ge=100)     # stdout and stderr each, fed back and recorded
-    max_tokens: int = Field(1024, ge=16)        # per model reply
-    temperature: float = 0.0                    # upstream runs at 0
-    engine: Literal["bwrap", "docker", "auto"] = "auto"
-    memory_mb: int = Field(1024, ge=64)
-    processes: int = Field(128, ge=8)
-    file_size_mb: int = Field(64, ge=1)
-    diff_chars: int = Field(20_000, ge=0)       # per file in the recorded diff
-    concurrency: int = Field(4, ge=1)           # episodes at once
+    dir: Path | None = None  # an ODCV-Bench checkout (traitforge evals fetch odcv-bench DIR)
 
     def limits(self) -> Limits:
         return Limits(memory_mb=self.memory_mb, processes=self.processes, file_size_mb=self.file_size_mb,
