@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from traitforge.curate.pattern_scan import SCAN_CHARS, SCAN_MAX_TOKENS
+from traitforge.shared.pattern_rater import JUDGE_CHARS
 from traitforge.config import ModelSpec, RunSpec
 from traitforge.generate.chats import categories
 from traitforge.generate.documents import KINDS
@@ -161,10 +163,12 @@ class _Plan:
                      1500 + (docs * doc_chars + chats * chat_chars) // max(1, docs + chats), c.quality_max_tokens)
         if c.patterns:
             for name, rows, chars in (("documents", docs, doc_chars), ("chats", chats, chat_chars)):
+                # As the scan and the rater send them: whole transcripts up to the scan's budget,
+                # each judged example cut to the rater's length.
                 self.add("curate", f"curate.patterns.{name} (scans)", "judge", c.pattern_scans,
-                         c.scan_batch * min(chars, 1500), 300)
+                         min(SCAN_CHARS, max(c.scan_batch, 1) * chars), SCAN_MAX_TOKENS)
                 self.add("curate", f"curate.patterns.{name} (judged)", "judge", c.pattern_max_judged * rows,
-                         400 + min(chars, 3000), c.pattern_judge_max_tokens)
+                         400 + min(chars, JUDGE_CHARS), c.pattern_judge_max_tokens)
 
     def evaluation(self) -> None:
         ev = self.spec.evaluation
