@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 from traitforge.errors import TraitforgeError
@@ -41,7 +42,7 @@ def gguf_path() -> Path:
 def embedded_checkpoint() -> Path:
     """Path of the converted checkpoint, converting on first use (about a minute on 2 cores)."""
     target = cache_root() / "models" / EMBEDDED_NAME
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    if _complete(target):
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -54,13 +55,27 @@ def embedded_checkpoint() -> Path:
     if tok.chat_template and _DEFAULT_SYSTEM in tok.chat_template:
         tok.chat_template = tok.chat_template.replace(_DEFAULT_SYSTEM, "")
     tok.padding_side = "left"
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)  # atomic: a crash mid-conversion never leaves a half checkpoint
+    # A folder of this process's own: two runs converting at once (two specs started together on
+    # a new machine) must not write into one another's files.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if not _complete(target):
+            shutil.rmtree(target, ignore_errors=True)
+            try:
+                os.replace(tmp, target)  # atomic: a crash mid-conversion never leaves a half checkpoint
+            except OSError:
+                if not _complete(target):  # not another process's finished conversion: a real fault
+                    raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _complete(target: Path) -> bool:
+    return (target / "config.json").is_file() and (target / "model.safetensors").is_file()
 
 
 def resolve_model_path(name_or_path: str) -> Path:
