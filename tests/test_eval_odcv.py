@@ -183,4 +183,8 @@ def test_the_tiny_preset_runs_side_by_side_on_every_checkpoint(tmp_path: Path) -
     ctx = eval_context(run, spec.evaluation, cks)
     (e,) = [e for e in evals() if e.name == "side_by_side"]
     assert [w.name for w in e.plan(ctx, {})] == ["side_by_side"]
-    assert side_by_side_calls(ctx) == 2 * 6 * 4  # both orders, every checkpoint but base
+    # The 135M judge gives its verdicts by log-probability there: no judge calls to announce ...
+    assert sbs.verdict == "logprob" and side_by_side_calls(ctx) == 0
+    # ... while a text judge makes both orders' calls for every checkpoint but base.
+    ctx.ev.capability.side_by_side = sbs.model_copy(update={"verdict": "text"})
+    assert side_by_side_calls(ctx) == 2 * 6 * 4

@@ -150,3 +150,57 @@ def test_a_judge_that_prefers_the_checkpoint_gives_100_and_unscored_stay_out(tmp
     again = _run_eval(tmp_path, mostly_prefers_checkpoint, n=62)
     assert len(again["rows"]) == before and json.dumps(again["section"]) == json.dumps(got["section"])
     assert calls["n"] == n_calls  # every prompt has its row, the unscored one included
+
+
+class _ScoresA:
+    """A scorer whose judge always likes the line "VERDICT: A" best (a position-following judge)."""
+
+    def __init__(self) -> None:
+        self.requests: list = []
+
+    def score(self, reqs):
+        from traitforge.shared.logprob import LogProb
+
+        self.requests += reqs
+        return [LogProb(-1.0 if cont.endswith(": A") else -5.0, 3) for _, cont in reqs]
+
+
+def test_logprob_verdicts_score_the_three_lines_in_both_orders_and_the_swap_cancels_position() -> None:
+    from traitforge.evaluate.side_by_side import compare_by_logprob
+
+    scorer = _ScoresA()
+    c = asyncio.run(compare_by_logprob(scorer, "How do I boil an egg?", "TRAINED: 7 minutes", "BASE: 10 minutes"))
+    assert c.verdicts == ("A", "A") and c.outcome == TIE and c.value == 0.5
+    assert [cont for _, cont in scorer.requests] == ["VERDICT: A", "VERDICT: B", "VERDICT: tie"] * 2
+    first, second = scorer.requests[0][0], scorer.requests[3][0]
+    assert first.index("TRAINED") < first.index("BASE") and second.index("BASE") < second.index("TRAINED")
+    assert json.loads(c.replies[0]) == {"A": -1.0, "B": -5.0, "tie": -5.0}  # kept in the row's judge_replies
+
+
+def test_logprob_verdicts_need_a_local_judge_and_say_which_field(tmp_path: Path) -> None:
+    from traitforge.evaluate.side_by_side import local_judge_scorer
+
+    with pytest.raises(InputError, match=r"side_by_side\.verdict: logprob needs a local judge .* use verdict: text"):
+        local_judge_scorer(LLM(ScriptedBackend(model="judge", responses=prefers_a)))
+
+
+def test_the_embedded_judge_by_logprob_never_prefers_one_of_two_identical_answers() -> None:
+    """The real 135M judge: with the same answer in both places the two orders are one question, so
+    whatever line it likes, the outcome is a tie (a win or loss here would be a pairing bug)."""
+    from traitforge.evaluate.side_by_side import CHOICES, compare_by_logprob
+    from traitforge.shared.logprob import scorer_for
+
+    c = asyncio.run(compare_by_logprob(scorer_for("smollm2-135m"), "Name a prime number.", "7 is prime.",
+                                       "7 is prime."))
+    assert c.outcome == TIE and c.verdicts[0] == c.verdicts[1] and c.verdicts[0] in CHOICES
+    scores = json.loads(c.replies[0])
+    assert set(scores) == set(CHOICES) and all(s < 0 for s in scores.values())
+    assert c.verdicts[0] == max(scores, key=scores.get)
+
+
+def test_the_report_says_when_verdicts_were_read_from_log_probabilities() -> None:
+    sec = {"reference": "base", "verdict_method": "logprob", "by_checkpoint": {
+        "sft": {"win_rate": {"value": 0.5, "ci_low": 0.3, "ci_high": 0.7, "n": 6}, "wins": 1, "ties": 4, "losses": 1,
+                "position_ties": 4, "unscored": 0}}}
+    assert "Verdicts by log-probability" in render_side_by_side(sec)
+    assert "Verdicts by log-probability" not in render_side_by_side({**sec, "verdict_method": "text"})

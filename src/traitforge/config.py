@@ -403,6 +403,10 @@ class SideBySideSpec(Section):
     reference: str = "base"  # the checkpoint every other one is compared with
     max_tokens: int = Field(default=400, ge=16)  # the evaluated models' answers
     judge_max_tokens: int = Field(default=400, ge=16)  # the judge reasons before its verdict
+    # text: the judge reasons, then writes "VERDICT: A|B|tie" (any provider). logprob: a local judge's
+    # verdict is the likeliest of the three verdict lines after the question (no reasoning, no
+    # parsing; for small local judges that cannot keep the format, as in the tiny preset).
+    verdict: Literal["text", "logprob"] = "text"
 
 
 class CapabilitySpec(Section):

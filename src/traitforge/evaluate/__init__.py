@@ -190,9 +190,10 @@ def _announce_estimate(ctx: EvalContext, items: dict[str, list]) -> None:
 
 
 def side_by_side_calls(ctx: EvalContext) -> int:
-    """The side-by-side eval's judge calls: both orders per prompt per checkpoint but the reference."""
+    """The side-by-side eval's judge calls: both orders per prompt per checkpoint but the reference
+    (none with verdict: logprob, whose verdicts are read from the local judge's log-probabilities)."""
     spec = ctx.ev.capability.side_by_side
-    if spec is None or not spec.enabled:
+    if spec is None or not spec.enabled or spec.verdict == "logprob":
         return 0
     from traitforge.evaluate.side_by_side import load_prompts
 

@@ -8,6 +8,8 @@ the sign of the sum: two agreeing verdicts stand, a win and a tie is a win, and 
 with a loss in the other (the judge followed the position) is a tie. The win rate counts a tie as
 half, with a seeded bootstrap interval over prompts: 50% means unchanged from the reference. A
 refused, empty or unreadable verdict in either order leaves the prompt unscored with the reason.
+With `verdict: logprob` (a local judge too small to reason and keep the format) each order's verdict
+is instead the likeliest of the judge's three verdict lines, read from its log-probabilities.
 
 Prompts (`SideBySideSpec.prompts`): "default", the package's own everyday prompts
 (data/everyday_prompts.txt: written for traitforge, never trained on); "generic_heldout", the
@@ -159,6 +161,42 @@ async def _verdict(judge: LLM, prompt: str, a: str, b: str, max_tokens: int) -> 
     return v, why, reply or ""
 
 
+CHOICES = ("A", "B", "tie")
+
+
+def logprob_verdicts(scorer: Any, pairs: Sequence[tuple[str, str, str]]) -> list[tuple[str, dict[str, float]]]:
+    """(verdict, {choice: log-prob}) per (prompt, answer A, answer B): the likeliest of the lines
+    "VERDICT: A", "VERDICT: B", "VERDICT: tie" as the judge's reply to the choice template. Each
+    question is run once and its cache shared by the three lines (LogProbScorer.score)."""
+    reqs = [(prompt_kit.render("side_by_side_choice", prompt=p, answer_a=a, answer_b=b), f"VERDICT: {c}")
+            for p, a, b in pairs for c in CHOICES]
+    lps = scorer.score(reqs)
+    out = []
+    for i in range(len(pairs)):
+        scores = {c: round(lps[3 * i + j].sum, 4) for j, c in enumerate(CHOICES)}
+        out.append((max(CHOICES, key=lambda c: scores[c]), scores))
+    return out
+
+
+def local_judge_scorer(judge: LLM) -> Any:
+    """The log-prob scorer on the judge's own weights (verdict: logprob needs a local judge)."""
+    if judge.backend.provider != "local" or not hasattr(judge.backend, "path"):
+        raise InputError("evaluation.capability.side_by_side.verdict: logprob needs a local judge (models.judge "
+                         f"local:...); the judge is {judge.backend.provider}: use verdict: text")
+    from traitforge.shared.logprob import scorer_for
+
+    return scorer_for(judge.backend.path)
+
+
+async def compare_by_logprob(scorer: Any, prompt: str, answer: str, reference: str) -> Comparison:
+    """As `compare`, each order's verdict the judge's likeliest verdict line."""
+    import asyncio
+
+    (v1, s1), (v2, s2) = await asyncio.to_thread(logprob_verdicts, scorer,
+                                                 [(prompt, answer, reference), (prompt, reference, answer)])
+    return Comparison(combine(v1, v2), "", (v1, v2), (json.dumps(s1), json.dumps(s2)))
+
+
 async def compare(judge: LLM, prompt: str, answer: str, reference: str, max_tokens: int = 400) -> Comparison:
     """The checkpoint's `answer` against the reference's, judged in both orders."""
     import asyncio
@@ -172,11 +210,14 @@ async def compare(judge: LLM, prompt: str, answer: str, reference: str, max_toke
 
 
 def comparison_row(checkpoint: str, reference: str, p: Prompt, answer: str, ref_answer: str,
-                   c: Comparison) -> ItemResult:
-    """RUN/eval/side_by_side.jsonl: value 1 win, 0.5 tie, 0 loss for the checkpoint; None unscored."""
+                   c: Comparison, method: str = "text") -> ItemResult:
+    """RUN/eval/side_by_side.jsonl: value 1 win, 0.5 tie, 0 loss for the checkpoint; None unscored.
+    `judge_replies` holds the judge's two replies, or with verdict: logprob the log-probs of its
+    three verdict lines in each order."""
     return ItemResult(id=result_id(EVAL, checkpoint, p.id), eval=EVAL, checkpoint=checkpoint, item_id=p.id,
                       value=c.value, reason=c.reason,
-                      detail={"reference": reference, "prompt": p.text, "answer": answer[:MAX_DETAIL],
+                      detail={"reference": reference, "verdict_method": method, "prompt": p.text,
+                              "answer": answer[:MAX_DETAIL],
                               "reference_answer": ref_answer[:MAX_DETAIL],
                               "outcome": OUTCOME.get(c.outcome) if c.outcome is not None else None,
                               "verdicts": {"checkpoint_as_A": c.verdicts[0], "checkpoint_as_B": c.verdicts[1]},
@@ -212,9 +253,13 @@ def side_by_side_eval(ctx: EvalContext, spec: SideBySideSpec, prompts: Sequence[
         mine, theirs, why = answered
         if mine is None or theirs is None:
             c = Comparison(None, why, (None, None), ("", ""))
+        elif spec.verdict == "logprob":
+            c = await compare_by_logprob(scorer, p.text, mine, theirs)
         else:
             c = await compare(ctx.judge, p.text, mine, theirs, spec.judge_max_tokens)
-        return comparison_row(ck, ref, p, mine or "", theirs or "", c)
+        return comparison_row(ck, ref, p, mine or "", theirs or "", c, spec.verdict)
+
+    scorer = local_judge_scorer(ctx.judge) if spec.verdict == "logprob" else None
 
     units = [Unit(result_id(EVAL, ck, p.id), "", (ck, p)) for ck in ctx.checkpoints if ck != ref for p in prompts]
     return JudgedEval(ctx, EVAL, units, respond, grade, "side-by-side capability")
@@ -237,7 +282,8 @@ def side_by_side_section(rows: Sequence[ItemResult], checkpoints: Sequence[str],
     rows = [r for r in rows if r.eval == EVAL and r.checkpoint in checkpoints]
     if not rows:
         return {}
-    out: dict[str, Any] = {"reference": rows[0].detail.get("reference"), "by_checkpoint": {}}
+    out: dict[str, Any] = {"reference": rows[0].detail.get("reference"),
+                           "verdict_method": rows[0].detail.get("verdict_method", "text"), "by_checkpoint": {}}
     for ck in checkpoints:
         mine = [r for r in rows if r.checkpoint == ck]
         if not mine:

@@ -53,7 +53,10 @@ def render_side_by_side(section: dict[str, Any]) -> str:
             for ck, f in section.get("by_checkpoint", {}).items()]
     return (f"<h3>Side-by-side against {esc(section.get('reference'))}</h3><p>Each checkpoint's answer to held-out "
             "everyday prompts and the reference's answer, judged blind in both orders; win rate with a tie as half. "
-            "50% means unchanged; below 50%, training cost general helpfulness.</p>"
+            "50% means unchanged; below 50%, training cost general helpfulness."
+            + (" Verdicts by log-probability: each order's verdict is the judge's likeliest verdict line, with "
+               "no reasoning (a local judge too small to keep the text format)."
+               if section.get("verdict_method") == "logprob" else "") + "</p>"
             + _ood_table(["checkpoint", "win rate", "wins / ties / losses", "ties from position-following verdicts",
                           "unscored"], rows))
 
