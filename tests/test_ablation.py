@@ -13,6 +13,7 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
 
+from _train_fixtures import one_torch_thread  # noqa: E402,F401  (fixture)
 from test_rundir import make_spec, scripted  # noqa: E402
 
 from traitforge.ablation import arms_lines, open_arms, run_arms  # noqa: E402
@@ -281,3 +282,60 @@ def test_a_spec_without_variants_runs_as_before_with_no_arm_bookkeeping(tmp_path
     assert logged == ["== generate"]
     m = arms["base"].store.manifest
     assert "arm" not in m and "arms" not in m and arms_lines(m) == []
+
+
+def test_a_checkpoint_another_arm_trained_alike_is_copied_not_trained(tmp_path, monkeypatch, one_torch_thread):
+    """Per checkpoint, inside a training stage that runs: the no-midtraining arm's sft and control
+    have the base arm's fingerprints (same recipe, settings, seed, start and data by content), so
+    they are copied from it, weights checked; a changed learning rate trains; the copy's answers are
+    the same cache entries (a local checkpoint's cache key is its content identity)."""
+    from _train_fixtures import make_tiny_run
+
+    from traitforge.llm.providers.local_hf import LocalHFBackend
+    from traitforge.pipeline import Run
+    from traitforge.runstore import RunStore
+    from traitforge.train import common, run_training
+
+    trained: list[str] = []
+    real = common.train_and_save
+    monkeypatch.setattr(common, "train_and_save", lambda trainer, job, cfg: trained.append(job.name) or real(trainer, job, cfg))
+    store_a, spec = make_tiny_run(tmp_path / "a", {"midtrain": {"max_steps": 1}, "sft": {"max_steps": 1}})
+    run_a = Run.of(store_a, spec)
+    run_training(run_a, spec.training)
+    assert trained == ["midtrain", "sft", "midtrain_sft", "control"]
+
+    # Arm b: the same curated data, no midtraining.
+    b_root = tmp_path / "b"
+    for f in ("curated/documents.jsonl", "curated/chats.jsonl", "generated/untraited.jsonl"):
+        (b_root / f).parent.mkdir(parents=True, exist_ok=True)
+        (b_root / f).write_bytes((store_a.root / f).read_bytes())
+    spec_b = spec.model_copy(update={"training": spec.training.model_copy(update={"checkpoints": ["base", "sft", "control"]})})
+    run_b = Run.of(RunStore(b_root), spec_b)
+    run_b.share_from = {"base": store_a.root}
+    trained.clear()
+    run_training(run_b, spec_b.training)
+    assert trained == []
+    for name in ("sft", "control"):
+        info = run_b.store.manifest["stages"][f"train.{name}"]
+        assert info["status"] == "done" and info["shared_from"] == "base"
+        assert info["fingerprint"] == store_a.manifest["stages"][f"train.{name}"]["fingerprint"]
+        assert run_b.store.manifest["arm"]["shares"][f"train.{name}"]["from"] == "base"
+        a_ck, b_ck = store_a.root / "checkpoints" / name, b_root / "checkpoints" / name
+        assert (b_ck / "model.safetensors").read_bytes() == (a_ck / "model.safetensors").read_bytes()
+        assert LocalHFBackend(str(b_ck)).cache_identity() == LocalHFBackend(str(a_ck)).cache_identity()
+    assert not (b_root / "checkpoints" / "midtrain").exists()
+
+    # A donor whose weights are not what it saved is not taken; nor is a checkpoint trained otherwise.
+    c_root = tmp_path / "c"
+    for f in ("curated/documents.jsonl", "curated/chats.jsonl", "generated/untraited.jsonl"):
+        (c_root / f).parent.mkdir(parents=True, exist_ok=True)
+        (c_root / f).write_bytes((store_a.root / f).read_bytes())
+    w = store_a.root / "checkpoints" / "control" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:-8] + b"\0" * 8)
+    sft = spec_b.training.sft.model_copy(update={"learning_rate": spec_b.training.sft.learning_rate / 2})
+    spec_c = spec_b.model_copy(update={"training": spec_b.training.model_copy(update={"sft": sft})})
+    run_c = Run.of(RunStore(c_root), spec_c)
+    run_c.share_from = {"base": store_a.root}
+    run_training(run_c, spec_c.training)
+    assert sorted(trained) == ["control", "sft"]
+    assert "shared_from" not in run_c.store.manifest["stages"]["train.sft"]

@@ -378,7 +378,10 @@ def test_the_local_models_cache_key_follows_the_content_not_the_clock(tmp_path) 
     assert LocalHFBackend(str(ck)).cache_identity() != before  # identity.json no longer describes it
     ident.checkpoint_identity(ck)  # as evaluation does before any call
     after = LocalHFBackend(str(ck)).cache_identity()
-    assert after["content"] != before["content"] and after["weights"] == before["weights"]
+    assert after["content"] != before["content"]
+    # The content alone is the key (not the path, size or clock): the same weights elsewhere, such as
+    # an ablation arm's copy, answer from the same cache entries.
+    assert after == {"provider": "local", "content": after["content"]}
 
 
 def test_an_api_models_identity_is_its_cache_identity() -> None:

@@ -5,8 +5,13 @@ What arms have in common is made once. A stage's key is the hash of every settin
 reads (its section and those before it, and the inputs' sha256 from the manifest): an arm whose key
 equals an arm that already made the stage gets that arm's output folders copied in (copy-on-write
 where the file system has it: `cp --reflink=auto`) with its manifest entries, and does not run the
-stage; a copied or moved arm then still touches only itself. Every arm uses one LLM cache (the
-base's; config.load_spec), so a stage that does run makes no call another arm made. Evaluation items
+stage; a copied or moved arm then still touches only itself. Within a training stage that does run,
+each checkpoint is matched alone, by the fingerprint the run store keeps for it (recipe, settings,
+seed, starting checkpoint, data files by content): one another arm trained alike is copied, its
+weights checked against the identity saved with them, not trained again (train/run.py,
+`shared_checkpoint`). Every arm uses one LLM cache (the base's; config.load_spec), keyed for a local
+checkpoint by its content identity, so a stage that does run makes no call another arm made, a
+copied checkpoint's answers included. Evaluation items
 are written once, by the first arm evaluated, against the union of the arms' training chats
 (RUN/eval/arms_user_turns.jsonl, read by evaluate/items.py), and copied into the other arms.
 """
@@ -16,12 +21,12 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any, Callable
 
 from traitforge.jsonl import iter_jsonl_dicts, write_jsonl
 from traitforge.runcontext import Run, open_run, resolve_spec_path
+from traitforge.runstore import copy_tree
 
 BASE = "base"
 # The folders each shareable stage writes, and the sections (beyond those of the stages before it)
@@ -45,6 +50,8 @@ def open_arms(target: str | Path, preset: str | None = None, prepare: Callable[[
         preset = base.store.manifest.get("preset")
         for name in base.spec.variants:
             arms[name] = prepare(open_run(spec_path, preset, variant=name))
+        for name, r in arms.items():  # training takes a checkpoint another arm trained alike (train/run.py)
+            r.share_from = {n: o.store.root for n, o in arms.items() if n != name}
         base.store.manifest["arms"] = {name: str(r.store.root.resolve()) for name, r in arms.items()}
         base.store.save()
         for name, r in arms.items():
@@ -70,17 +77,6 @@ def stage_key(run: Run, stage: str) -> str:
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _copy_tree(src: Path, dest: Path) -> None:
-    """`src` into `dest` (replaced): copy-on-write where the file system has it, else a copy."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        subprocess.run(["cp", "-a", "--reflink=auto", str(src), str(dest)], check=True, capture_output=True)
-    except (OSError, subprocess.CalledProcessError):
-        shutil.copytree(src, dest)
-
-
 def _entries(run: Run, before: dict[str, Any]) -> list[str]:
     """The manifest stages a stage wrote: new ones and those that changed."""
     after = run.store.manifest["stages"]
@@ -91,7 +87,7 @@ def share(src: Run, src_name: str, dest: Run, stage: str, key: str, entries: lis
     """Give `dest` what `src` made of `stage`: its output folders and manifest entries."""
     for folder in OUTPUTS[stage]:
         if (src.store.root / folder).exists():
-            _copy_tree(src.store.root / folder, dest.store.root / folder)
+            copy_tree(src.store.root / folder, dest.store.root / folder)
     stages = dest.store.manifest["stages"]
     for n in entries:
         if n in src.store.manifest["stages"]:

@@ -86,6 +86,9 @@ class Run:
     _budget: Any = None
     _roles: dict[str, LLM] = field(default_factory=dict)  # clients handed in for a role (Run.of)
     _scope: StageScope | None = None
+    # Other arms of the same ablation (ablation.open_arms): a stage may take an output of one of them
+    # that has the same fingerprint instead of making it again (training: a checkpoint).
+    share_from: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
     def of(cls, store: RunStore, spec: RunSpec, traits: TraitSet | None = None, **clients: LLM | None) -> "Run":

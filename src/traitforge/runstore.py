@@ -74,6 +74,22 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def copy_tree(src: Path, dest: Path) -> None:
+    """`src` into `dest` (replaced): copy-on-write where the file system has it (`cp --reflink=auto`),
+    else a plain copy; either way `dest` is its own, so writing to it never touches `src`."""
+    import shutil
+    import subprocess
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        subprocess.run(["cp", "-a", "--reflink=auto", str(src), str(dest)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(src, dest)
+
+
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 

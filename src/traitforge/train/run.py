@@ -201,6 +201,12 @@ def build_checkpoint(run: "Run", cfg: TrainingSpec, name: str, init_path: Path, 
             log.info("%s: done already, skipping (%s)", name, job.out_dir)
             return job.out_dir, fp
         log.warning("%s: marked trained, but %s: training it again", name, problem)
+    donor = shared_checkpoint(run, sname, fp, job.out_dir.name)
+    if donor is not None:
+        with common.process_state().main_process_first():  # one process copies; the others then find it
+            if is_main_process():
+                take_shared(run, donor, name, sname)
+        return job.out_dir, fp
     if kind == "dpo" and not data_path.is_file():
         msg = f"{name}: DPO skipped: no preference pairs at {data_path}"
         log.warning(msg)
@@ -249,6 +255,43 @@ def build_checkpoint(run: "Run", cfg: TrainingSpec, name: str, init_path: Path, 
     del trainer
     _free_memory()
     return job.out_dir, fp
+
+
+def shared_checkpoint(run: "Run", sname: str, fp: str, folder: str) -> tuple[str, Path, dict[str, Any]] | None:
+    """(arm, its run directory, its manifest entry) of another arm of this ablation that trained
+    this checkpoint under the same fingerprint (same recipe, settings, seed, starting checkpoint and
+    data files by content) and whose weights are whole and what it saved; None if no arm did."""
+    import json
+
+    for arm, root in run.share_from.items():
+        try:
+            info = json.loads((root / "manifest.json").read_text(encoding="utf-8"))["stages"].get(sname) or {}
+        except (OSError, ValueError, KeyError):
+            continue
+        if info.get("status") == "done" and info.get("fingerprint") == fp and trained_problem(
+                root / "checkpoints" / folder, info.get("counts", {}).get("identity")) is None:
+            return arm, root, info
+    return None
+
+
+def take_shared(run: "Run", donor: tuple[str, Path, dict[str, Any]], name: str, sname: str) -> None:
+    """This arm's copy of the donor arm's checkpoint, its training folder and manifest entry
+    (copy-on-write where the file system has it): trained once, and still this arm's own files."""
+    from traitforge.runstore import copy_tree
+
+    arm, root, info = donor
+    store = run.store
+    for folder in ("checkpoints", "train"):
+        if (root / folder / name).exists():
+            copy_tree(root / folder / name, store.root / folder / name)
+    store.stage_info(sname).clear()
+    store.stage_info(sname).update({**info, "shared_from": arm})
+    store.manifest.setdefault("arm", {}).setdefault("shares", {})[sname] = {"from": arm, "key": info["fingerprint"]}
+    store.save()
+    counts = info.get("counts", {})
+    train_data.add_to_card(store.root, "training_data", name,
+                           {k: counts[k] for k in train_data.TRAINING_DATA_KEYS if k in counts})
+    log.info("%s: the same checkpoint as arm %s's (same fingerprint): copied, not trained again", name, arm)
 
 
 def trained_problem(out_dir: Path, identity: str | None) -> str | None:

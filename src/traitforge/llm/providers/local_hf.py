@@ -254,14 +254,16 @@ class LocalHFBackend(Backend):
         # A checkpoint directory can be retrained in place; key on its weights file's mtime/size too,
         # and on its content hash while the identity.json saved beside it still describes its files
         # (a retrain within the same second, same size, is another model).
+        # With a valid content hash, that alone is the key: the same weights answer alike wherever they
+        # lie (an ablation arm's copy of another arm's checkpoint reuses its cached answers).
+        content = _content_identity(self.path)
+        if content:
+            return {"provider": self.provider, "content": content}
         ident = {"provider": self.provider, "model": self.model}
         weights = sorted(self.path.glob("*.safetensors"))
         if weights:
             st = weights[0].stat()
             ident["weights"] = f"{st.st_size}-{int(st.st_mtime)}"
-        content = _content_identity(self.path)
-        if content:
-            ident["content"] = content
         return ident
 
     def _ensure_loaded(self) -> tuple[Any, Any]:
