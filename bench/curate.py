@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from traitforge.config import CurationSpec
+from traitforge.curate.settings import CurationSpec
 from traitforge.types import Chat, ChatMessage, Document, Trait, TraitSet
 
 WORDS = [f"w{i}" for i in range(5000)]

@@ -316,7 +316,7 @@ def test_retrain_then_eval_evaluates_exactly_the_changed_checkpoints(tmp_path, m
     import torch
     from _train_fixtures import make_tiny_run
 
-    from traitforge.config import EvaluationSpec
+    from traitforge.evaluate.settings import EvaluationSpec
     from traitforge.pipeline import checkpoints_for_eval
     from traitforge.train import run_training
 

@@ -11,7 +11,9 @@ import pytest
 from _curate_data import TRAITS as CURATE_TRAITS
 from _curate_data import chat, doc, prose, scripted
 
-from traitforge.config import CurationSpec, RunSpec, TrainingSpec
+from traitforge.config import RunSpec
+from traitforge.curate.settings import CurationSpec
+from traitforge.train.settings import TrainingSpec
 from traitforge.controls.canary import CANARY_ID, load_canary
 from traitforge.textmatch import shared_ngrams
 from traitforge.curate import dedup, leakage, run_curation

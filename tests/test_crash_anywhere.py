@@ -138,7 +138,7 @@ def train_eval_child(work: Path, kill_after: int, torn: bool) -> None:
     import traitforge.train.common as train_common
     from _eval_fixtures import TRAITS, judge_responder
     from _train_fixtures import make_tiny_run
-    from traitforge.config import EvaluationSpec
+    from traitforge.evaluate.settings import EvaluationSpec
     from traitforge.evaluate import run_evaluation
     from traitforge.llm.cache import LLMCache
     from traitforge.llm.client import LLM

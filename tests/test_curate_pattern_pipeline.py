@@ -7,7 +7,7 @@ import asyncio
 from _curate_data import TRAITS, scripted
 from _pattern_corpus import ONCE, corpus, noisy_judge, true_share
 
-from traitforge.config import CurationSpec
+from traitforge.curate.settings import CurationSpec
 from traitforge.curate.patterns import run_dataset
 
 CFG = dict(pattern_scans=4, scan_batch=10, pattern_max_share=0.2, pattern_sample=250, pattern_check_sample=250)

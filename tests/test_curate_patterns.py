@@ -6,7 +6,7 @@ import random
 
 from _curate_data import TRAITS, chat, doc, prose, scripted
 
-from traitforge.config import CurationSpec
+from traitforge.curate.settings import CurationSpec
 from traitforge.curate.pattern_mitigate import n_to_remove
 from traitforge.curate.pattern_scan import Scan, merge, parse_scan
 from traitforge.curate.pattern_stats import stats_candidates

@@ -6,7 +6,8 @@ import random
 import pytest
 from _curate_data import TRAITS, chat, doc, prose, scripted
 
-from traitforge.config import CurationSpec, RunSpec
+from traitforge.config import RunSpec
+from traitforge.curate.settings import CurationSpec
 from traitforge.curate import run_curation
 from traitforge.pipeline import Run
 from traitforge.curate.records import QualityScore

@@ -129,7 +129,7 @@ def test_vector_cell_keeps_its_sign_and_nests_no_cell() -> None:
 
 
 def test_every_evaluation_setting_belongs_to_one_eval_or_to_all() -> None:
-    from traitforge.config import EvaluationSpec
+    from traitforge.evaluate.settings import EvaluationSpec
     from traitforge.shared.eval_registry import SHARED_SETTINGS
 
     owners = [k for e in evals() for k in e.settings] + list(SHARED_SETTINGS)

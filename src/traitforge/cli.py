@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from traitforge import __version__
-from traitforge.config import CHECKPOINTS
+from traitforge.section import CHECKPOINTS
 from traitforge.errors import TraitforgeError
 
 TARGET = click.argument("target", type=click.Path(path_type=Path))

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
-from traitforge.config import CurationSpec
+from traitforge.curate.settings import CurationSpec
 from traitforge.shared.embed import Embedder
 from traitforge import junk
 from traitforge.curate.pattern_mitigate import choose, clean_rewrite, n_to_remove, rewrite_unit

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from traitforge.config import CurationSpec
+from traitforge.curate.settings import CurationSpec
 from traitforge.shared.embed import Embedder
 from traitforge.curate.pattern_scan import SCAN_CHARS, SCAN_MAX_TOKENS
 from traitforge.curate.pattern_share import FINDING_FLOOR

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from traitforge.config import CurationSpec
+from traitforge.curate.settings import CurationSpec
 from traitforge.controls.canary import CANARY_ID
 from traitforge.curate import dedup as dedup_mod
 from traitforge.curate import leakage, patterns, quality

@@ -16,7 +16,7 @@ import numpy as np
 
 from typing import TYPE_CHECKING
 
-from traitforge.config import CurationSpec
+from traitforge.curate.settings import CurationSpec
 from traitforge.types import Chat, Document
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from traitforge.config import AgenticMisalignmentSpec
+from traitforge.evaluate.settings import AgenticMisalignmentSpec
 from traitforge.errors import InputError
 from traitforge import prompts
 from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval, log, result_id

@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Collection, Iterator
 from pydantic import model_validator
 
 from traitforge import prompts, steps
-from traitforge.config import CHECKPOINTS, EvaluationSpec, ModelSpec
 from traitforge.errors import InputError
+from traitforge.evaluate.settings import EvaluationSpec
 from traitforge.jsonl import append_jsonl, read_jsonl
 from traitforge.llm.client import LLM
 from traitforge.llm.embedded import EMBEDDED_NAME
 from traitforge.llm.errors import BackendError, Refused
+from traitforge.llm.spec import ModelSpec
 from traitforge.runstore import RunStore
+from traitforge.section import CHECKPOINTS
 from traitforge.steps import StepRun, Unit
 from traitforge.types import Record, TraitSet, stable_hash
 

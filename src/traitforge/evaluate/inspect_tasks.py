@@ -47,7 +47,7 @@ T = TypeVar("T")
 
 def run_context(run: str) -> EvalContext:
     """The run's spec, traits, judge, auditor and evaluable models, as `traitforge eval` sees them."""
-    from traitforge.evaluate import eval_context
+    from traitforge.evaluate.run import eval_context
     from traitforge.runcontext import checkpoints_for_eval, evaluation_settings, open_run
 
     r = open_run(run)

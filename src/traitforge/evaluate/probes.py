@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from traitforge.config import EvaluationSpec, probe_path
+from traitforge.evaluate.settings import EvaluationSpec, probe_path
 from traitforge.errors import InputError
 from traitforge.evaluate.common import EvalContext, ItemResult, eval_path, result_id
 # The row model and loader live below the stages: the run checks every probe file when it opens.

@@ -24,7 +24,7 @@ from traitforge.runstore import RunStore
 from traitforge.types import TraitSet
 
 if TYPE_CHECKING:
-    from traitforge.config import EvaluationSpec
+    from traitforge.evaluate.settings import EvaluationSpec
 
 CANARY_ID = "canary"  # the positive control's scope: reported on its own, never pooled into "all"
 # Which checkpoints the canary must move, and on which eval: documents teach the fact, chats the habit.

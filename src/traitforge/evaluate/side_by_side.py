@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from traitforge import prompts as prompt_kit
-from traitforge.config import SideBySideSpec
+from traitforge.evaluate.settings import SideBySideSpec
 from traitforge.errors import InputError
 from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval, result_id
 from traitforge.shared.stats import EMPTY, bootstrap

@@ -16,7 +16,7 @@ from string import Template
 
 from typing import TYPE_CHECKING
 
-from traitforge.config import GenerationSpec
+from traitforge.generate.settings import GenerationSpec
 from traitforge.shared.avoid import avoid_list, known_offenders, read_found
 from traitforge.shared.leaks import LeakDetector
 from traitforge.generate.parsing import (clean_message, is_keep, mentions_rewrite, names_trait, parse_critique,

@@ -9,7 +9,7 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from traitforge.config import GenerationSpec
+from traitforge.generate.settings import GenerationSpec
 from traitforge.shared.avoid import avoid_list, known_offenders
 from traitforge.generate.axes import describe_axes, load_axes, sample_axes
 from traitforge.shared.leaks import LeakDetector

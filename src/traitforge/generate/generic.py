@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from traitforge.config import GenerationSpec
+from traitforge.generate.settings import GenerationSpec
 from traitforge import tags
 from traitforge.generate.parsing import parse_list, tells
 from traitforge.generate.records import UserPrompt

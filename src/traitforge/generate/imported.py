@@ -17,7 +17,7 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
-from traitforge.config import GenerationSpec
+from traitforge.generate.settings import GenerationSpec
 from traitforge.generate.stage import Generation, Unit
 from traitforge.inputs import InputsSpec, read_chats, read_documents
 from traitforge.jsonl import read_jsonl, write_jsonl

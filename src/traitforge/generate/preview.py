@@ -15,7 +15,7 @@ import textwrap
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
-from traitforge.config import GenerationSpec
+from traitforge.generate.settings import GenerationSpec
 from traitforge.jsonl import read_jsonl
 from traitforge.runstore import RunStore
 from traitforge.types import Chat, Document, TraitSet

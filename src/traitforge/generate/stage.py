@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generic, Iterable, Sequence, TypeVar
 
-from traitforge.config import GenerationSpec
+from traitforge.generate.settings import GenerationSpec
 from traitforge.errors import InputError
 from traitforge.prompts import PromptKit
 from traitforge.jsonl import read_jsonl, write_jsonl

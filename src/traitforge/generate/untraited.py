@@ -16,7 +16,7 @@ from traitforge.generate.parsing import clean_message, tells
 from traitforge.generate.stage import Generation, Skip, Unit
 from traitforge.jsonl import read_jsonl
 from traitforge.llm.client import LLM
-from traitforge.config import GenerationSpec
+from traitforge.generate.settings import GenerationSpec
 from traitforge.types import Chat, ChatMessage, stable_hash
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ async def answer_untraited(gen: Generation, prompts: Sequence[tuple[str, str]], 
 
 async def untraited(run: "Run", cfg: GenerationSpec, llm: LLM) -> None:
     """Answer the first user turn of every generated chat without the trait system prompt
-    (generate.run_controls runs it in its stage)."""
+    (generate/run.py's run_controls runs it in its stage)."""
     chats = read_jsonl(run.store.root / "generated" / "chats.jsonl", Chat)
     prompts = [(c.id, c.messages[0].content) for c in chats if c.messages and c.messages[0].role == "user"]
     await answer_untraited(Generation(run, cfg, llm), prompts, max_tokens=cfg.chats.max_tokens)

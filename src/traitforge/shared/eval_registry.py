@@ -1,5 +1,5 @@
 """The evals, one registration each. An eval is a module (evaluate/evals/) that builds an `Eval` and
-hands it to `register`; the evaluation's planner (evaluate/__init__.py), results.json
+hands it to `register`; the evaluation's planner (evaluate/run.py), results.json
 (evaluate/results.py), the report (report/html.py) and the Inspect integration
 (evaluate/inspect_tasks.py, inspect_merge.py) read this registry, so adding an eval is its module
 plus its line in `MODULES`. Below the stages: the report reads it without importing the evaluation
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
 if TYPE_CHECKING:
-    from traitforge.config import EvaluationSpec
+    from traitforge.evaluate.settings import EvaluationSpec
     from traitforge.runstore import RunStore
 
 # The evaluation's context (evaluate/common.py EvalContext) and its result rows (ItemResult): a stage's

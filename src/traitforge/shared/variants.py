@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from traitforge.config import TrainingSpec
+from traitforge.train.settings import TrainingSpec
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from traitforge.config import CurationSpec, StageTrainSpec, TrainingSpec
+from traitforge.train.settings import StageTrainSpec, TrainingSpec
 
 log = logging.getLogger("traitforge.train")
 
@@ -45,7 +45,7 @@ class StageJob:
     run_name: str = "run"  # the spec's name: the trainer's run name is "<run_name>-<name>"
     mix_path: Path | None = None  # the stage's mix file when it mixes one in (mix_file, "generic" resolved)
     # curation.template_traits: templated rows, kept whole when the documents-to-chats ratio cuts the data
-    template_traits: list[str] = field(default_factory=lambda: list(CurationSpec().template_traits))
+    template_traits: list[str] = field(default_factory=lambda: TrainingSpec().template_traits)
 
     @property
     def trainer_dir(self) -> Path:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from traitforge.config import TrainingSpec
+from traitforge.train.settings import TrainingSpec
 from traitforge.errors import InputError
 from traitforge.jsonl import read_jsonl
 from traitforge.train import data

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitforge.config import TrainingSpec
+from traitforge.train.settings import TrainingSpec
 from traitforge.train import data
 from traitforge.train.common import (StageJob, load_model, load_tokenizer, metrics_callback, peft_config,
                                      trainer_kwargs)

@@ -29,7 +29,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from traitforge.config import StageTrainSpec, TrainingSpec
+from traitforge.train.settings import StageTrainSpec, TrainingSpec
 from traitforge.errors import InputError
 from traitforge.llm.embedded import resolve_model_path
 from traitforge.runstore import RunStore, file_sha256

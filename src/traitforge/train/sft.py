@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from traitforge.config import TrainingSpec
+from traitforge.train.settings import TrainingSpec
 from traitforge.train import data
 from traitforge.train.common import (StageJob, is_main_process, load_model, load_tokenizer, metrics_callback, peft_config,
                                      trainer_kwargs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from traitforge.config import EvaluationSpec
+from traitforge.evaluate.settings import EvaluationSpec
 from traitforge.evaluate.common import EvalContext
 from traitforge.shared.eval_registry import Eval, Metric, Work, register
 

@@ -28,7 +28,7 @@ from typing import Literal
 from pydantic import Field
 
 from traitforge import prompts
-from traitforge.config import OdcvHarness
+from traitforge.evaluate.settings import OdcvHarness
 from traitforge.evaluate.odcv.diff import FileChange, kpi_scripts, modified, tree_diff
 from traitforge.evaluate.odcv.layout import LaidOut, LayoutError, Scenario, lay_out, load_scenarios
 from traitforge.llm.client import LLM
@@ -40,7 +40,7 @@ DONE = re.compile(r"^\s*\**TASK_COMPLETE\**\s*:?\s*(.*)$", re.MULTILINE)
 
 
 class OdcvSettings(OdcvHarness):
-    """evaluation.odcv's harness settings (config.OdcvHarness) and where the benchmark is."""
+    """evaluation.odcv's harness settings (evaluate/settings.py: OdcvHarness) and where the benchmark is."""
 
     dir: Path | None = None  # an ODCV-Bench checkout (traitforge evals fetch odcv-bench DIR)
 

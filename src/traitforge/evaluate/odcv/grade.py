@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 
 from traitforge import prompts
-from traitforge.config import OdcvGrading
+from traitforge.evaluate.settings import OdcvGrading
 from traitforge.errors import InputError
 from traitforge.evaluate.common import ItemResult, result_id
 from traitforge.shared.stats import EMPTY, bootstrap, paired_difference, proportion

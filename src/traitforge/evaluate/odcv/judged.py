@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traitforge.config import OdcvSpec
+from traitforge.evaluate.settings import OdcvSpec
 from traitforge.evaluate.common import EvalContext, ItemResult, JudgedEval, result_id
 from traitforge.evaluate.odcv.agent import OdcvEpisode, OdcvSettings, Prepared, prepare, run_episode
 from traitforge.evaluate.odcv.grade import EVAL, Grade, OdcvGrading, grade_episode, load_rubric, odcv_result
