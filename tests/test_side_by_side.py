@@ -177,6 +177,34 @@ def test_logprob_verdicts_score_the_three_lines_in_both_orders_and_the_swap_canc
     assert json.loads(c.replies[0]) == {"A": -1.0, "B": -5.0, "tie": -5.0}  # kept in the row's judge_replies
 
 
+class _LeansAButLikesTrained(_ScoresA):
+    """Always likes "VERDICT: A" best, by 4 nats, but 1 nat less when the TRAINED answer is B."""
+
+    def score(self, reqs):
+        from traitforge.shared.logprob import LogProb
+
+        self.requests += reqs
+        out = []
+        for msgs, cont in reqs:
+            text = msgs if isinstance(msgs, str) else str(msgs)
+            trained_is_a = text.index("TRAINED") < text.index("BASE")
+            a = -1.0 if trained_is_a else -2.0
+            out.append(LogProb(a if cont.endswith(": A") else -5.0, 3))
+        return out
+
+
+def test_logprob_outcome_is_the_position_debiased_margin() -> None:
+    """A judge whose likeliest line is always "A" (so both text verdicts would be a position tie)
+    still leans to the trained answer once its lean to position A cancels: margin (4) + (-3) = 1."""
+    from traitforge.evaluate.side_by_side import compare_by_logprob, debiased_margin
+
+    c = asyncio.run(compare_by_logprob(_LeansAButLikesTrained(), "Boil an egg?", "TRAINED: 7 minutes", "BASE: 10"))
+    assert c.verdicts == ("A", "A") and c.margin == 1.0 and c.outcome == WIN and c.value == 1.0
+    c = asyncio.run(compare_by_logprob(_LeansAButLikesTrained(), "Boil an egg?", "BASE: 10", "TRAINED: 7 minutes"))
+    assert c.margin == -1.0 and c.outcome == LOSS
+    assert debiased_margin({"A": -1, "B": -3}, {"A": -1, "B": -3}) == 0  # pure position lean: a tie
+
+
 def test_logprob_verdicts_need_a_local_judge_and_say_which_field(tmp_path: Path) -> None:
     from traitforge.evaluate.side_by_side import local_judge_scorer
 

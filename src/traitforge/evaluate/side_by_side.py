@@ -8,8 +8,10 @@ the sign of the sum: two agreeing verdicts stand, a win and a tie is a win, and 
 with a loss in the other (the judge followed the position) is a tie. The win rate counts a tie as
 half, with a seeded bootstrap interval over prompts: 50% means unchanged from the reference. A
 refused, empty or unreadable verdict in either order leaves the prompt unscored with the reason.
-With `verdict: logprob` (a local judge too small to reason and keep the format) each order's verdict
-is instead the likeliest of the judge's three verdict lines, read from its log-probabilities.
+With `verdict: logprob` (a local judge too small to reason and keep the format) the judge's
+log-probabilities of the lines "VERDICT: A" and "VERDICT: B" are read in both orders instead, and the
+prompt's outcome is the sign of its log-odds for the checkpoint's answer summed over the two orders
+(`debiased_margin`), so a lean towards a position cancels within the prompt.
 
 Prompts (`SideBySideSpec.prompts`): "default", the package's own everyday prompts
 (data/everyday_prompts.txt: written for traitforge, never trained on); "generic_heldout", the
@@ -145,6 +147,7 @@ class Comparison:
     reason: str
     verdicts: tuple[str | None, str | None]
     replies: tuple[str, str]
+    margin: float | None = None  # verdict: logprob: the position-debiased log-odds for the checkpoint
 
     @property
     def value(self) -> float | None:
@@ -188,13 +191,25 @@ def local_judge_scorer(judge: LLM) -> Any:
     return scorer_for(judge.backend.path)
 
 
+def debiased_margin(checkpoint_as_a: dict[str, float], checkpoint_as_b: dict[str, float]) -> float:
+    """The judge's log-odds for the checkpoint's answer over the reference's, summed over the two
+    orders: log P(A)/P(B) with the checkpoint as A plus log P(B)/P(A) with it as B. A lean towards
+    a position adds to one term what it takes from the other, so it cancels, and what is left is
+    the preference for the answer itself; 0 when the two orders are one question (same answers)."""
+    return round((checkpoint_as_a["A"] - checkpoint_as_a["B"]) + (checkpoint_as_b["B"] - checkpoint_as_b["A"]), 4)
+
+
 async def compare_by_logprob(scorer: Any, prompt: str, answer: str, reference: str) -> Comparison:
-    """As `compare`, each order's verdict the judge's likeliest verdict line."""
+    """As `compare`, from the judge's log-probabilities of its verdict lines in both orders: the
+    outcome is the sign of `debiased_margin` (a judge that always says "A" still shows which answer
+    it leans to once its position lean is taken out); `verdicts` keep each order's likeliest line."""
     import asyncio
 
     (v1, s1), (v2, s2) = await asyncio.to_thread(logprob_verdicts, scorer,
                                                  [(prompt, answer, reference), (prompt, reference, answer)])
-    return Comparison(combine(v1, v2), "", (v1, v2), (json.dumps(s1), json.dumps(s2)))
+    margin = debiased_margin(s1, s2)
+    outcome = WIN if margin > 0 else LOSS if margin < 0 else TIE
+    return Comparison(outcome, "", (v1, v2), (json.dumps(s1), json.dumps(s2)), margin)
 
 
 async def compare(judge: LLM, prompt: str, answer: str, reference: str, max_tokens: int = 400) -> Comparison:
@@ -216,7 +231,7 @@ def comparison_row(checkpoint: str, reference: str, p: Prompt, answer: str, ref_
     three verdict lines in each order."""
     return ItemResult(id=result_id(EVAL, checkpoint, p.id), eval=EVAL, checkpoint=checkpoint, item_id=p.id,
                       value=c.value, reason=c.reason,
-                      detail={"reference": reference, "verdict_method": method, "prompt": p.text,
+                      detail={"reference": reference, "verdict_method": method, "margin": c.margin, "prompt": p.text,
                               "answer": answer[:MAX_DETAIL],
                               "reference_answer": ref_answer[:MAX_DETAIL],
                               "outcome": OUTCOME.get(c.outcome) if c.outcome is not None else None,
@@ -293,7 +308,11 @@ def side_by_side_section(rows: Sequence[ItemResult], checkpoints: Sequence[str],
         out["by_checkpoint"][ck] = {
             "win_rate": bootstrap(scored, resamples=boot, seed=seed).to_dict() if scored else EMPTY.to_dict(),
             "wins": counts.get("win", 0), "ties": counts.get("tie", 0), "losses": counts.get("loss", 0),
-            "position_ties": sum(bool(r.detail.get("inconsistent")) for r in mine if r.value is not None),
+            "position_ties": sum(bool(r.detail.get("inconsistent")) and r.detail.get("outcome") == "tie"
+                                 for r in mine if r.value is not None),
+            # prompts whose likeliest verdict was the same position in both orders (with verdict: logprob
+            # the outcome still comes from the debiased margin, so these need not be ties)
+            "position_following": sum(bool(r.detail.get("inconsistent")) for r in mine if r.value is not None),
             "unscored": len(mine) - len(scored),
             "unscored_reasons": sorted({r.reason[:120] for r in mine if r.value is None})[:5]}
     return out

@@ -54,8 +54,9 @@ def render_side_by_side(section: dict[str, Any]) -> str:
     return (f"<h3>Side-by-side against {esc(section.get('reference'))}</h3><p>Each checkpoint's answer to held-out "
             "everyday prompts and the reference's answer, judged blind in both orders; win rate with a tie as half. "
             "50% means unchanged; below 50%, training cost general helpfulness."
-            + (" Verdicts by log-probability: each order's verdict is the judge's likeliest verdict line, with "
-               "no reasoning (a local judge too small to keep the text format)."
+            + (" Verdicts by log-probability (a local judge too small to reason and keep the text format): per "
+               "prompt, the judge's log-odds of \"VERDICT: A\" over \"VERDICT: B\" for the checkpoint's answer, "
+               "summed over both orders so that a lean towards a position cancels; its sign is the outcome."
                if section.get("verdict_method") == "logprob" else "") + "</p>"
             + _ood_table(["checkpoint", "win rate", "wins / ties / losses", "ties from position-following verdicts",
                           "unscored"], rows))
