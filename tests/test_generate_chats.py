@@ -200,6 +200,36 @@ def test_prompts_naming_the_trait_or_leaking_instructions_are_dropped(tmp_path):
     assert rows(store, "chats.jsonl") == []
 
 
+JUNK_MESSAGE = "Write the first message that the user sends to the AI assistant in this situation."
+
+
+def test_a_junk_user_message_is_asked_for_once_more_with_another_seed(tmp_path):
+    """The writer's first message is junk (the instruction copied back) and its reseeded second try is fine: the
+    prompt is kept, as the list steps keep a list after a retry; junk twice is skipped with why."""
+    seeds: list = []
+
+    def junk_then_good(messages, params):
+        if "Write the first message that the user sends" in messages[-1].content:
+            seeds.append(params.seed)
+            return JUNK_MESSAGE if params.seed is None else good_responder(messages, params)
+        return good_responder(messages, params)
+
+    store, _ = run(tmp_path, junk_then_good)
+    assert len(rows(store, "prompts.jsonl")) == 4 and not [
+        r for r in rows(store, "skipped.jsonl") if r["step"] == "chats.prompts"]
+    assert seeds.count(None) == 4 and len(seeds) == 8  # one retry per message, with a seed
+
+    def always_junk(messages, params):
+        if "Write the first message that the user sends" in messages[-1].content:
+            return JUNK_MESSAGE
+        return good_responder(messages, params)
+
+    store, _ = run(tmp_path / "again", always_junk)
+    reasons = [r["reason"] for r in rows(store, "skipped.jsonl") if r["step"] == "chats.prompts"]
+    assert len(reasons) == 4 and all(r.startswith("no usable prompt: ") and "copies the prompt's wording" in r
+                                     for r in reasons)
+
+
 def test_teacher_mentioning_its_instructions_is_dropped(tmp_path):
     def responder(messages, params):
         if messages[0].role == "system":

@@ -212,19 +212,26 @@ class ChatsRun(Generation):
             trait = self.by_id[sc.trait_id]
             # Each prompt its own writer: the situation and a sampled persona, length, register and
             # messiness; never the plan (how the trait should show), which would leak into the message.
-            texts = [await self.llm.generate_one(self.render("user_prompt", scenario=sc.description,
-                                                             **self.user_style_of(sc.id, i)),
-                                                 max_tokens=self.gen.list_max_tokens)
-                     for i in range(k)]
             rows, why = [], []
-            for i, raw in enumerate(texts):
-                text = clean_message(raw, "message")
-                problems = self.user_prompt_problems(text, trait)
-                if problems:
-                    why.append("; ".join(problems))
-                else:
+            for i in range(k):
+                problems: list[str] = []
+
+                def usable(raw: str) -> list[str]:
+                    text = clean_message(raw, "message")
+                    found = self.user_prompt_problems(text, trait)
+                    problems[:] = found
+                    return [] if found else [text]
+
+                # A junk message (repetitive, a placeholder, the trait named) is asked for once more
+                # with another seed, as the list steps are (sample_items), before the scenario is skipped.
+                texts, _ = await self.sample_items(self.render("user_prompt", scenario=sc.description,
+                                                               **self.user_style_of(sc.id, i)),
+                                                   usable, max_tokens=self.gen.list_max_tokens)
+                if texts:
                     rows.append(UserPrompt(id=stable_hash(["prompt", sc.id, i]), scenario_id=sc.id,
-                                           trait_id=sc.trait_id, text=text))
+                                           trait_id=sc.trait_id, text=texts[0]))
+                else:
+                    why.append("; ".join(problems))
             return rows or Skip(f"no usable prompt: {' | '.join(why)}")
 
         units = [Unit(s.id, s.trait_id, s) for s in scenarios]
