@@ -23,7 +23,7 @@ from traitforge.llm.providers import local_hf
 from traitforge.llm.providers.scripted import ScriptedBackend
 from traitforge.pipeline import Run
 from traitforge.runstore import RunStore
-from traitforge.shared import identity as ident
+from traitforge.llm import identity as ident
 from traitforge.train.resume import checkpoint_problem, earlier_losses, usable_checkpoint
 
 # Two evals that call the evaluated model (behaviour: generation; perplexity: log-probs) and the judge.
@@ -397,3 +397,23 @@ def test_an_api_models_identity_is_its_cache_identity() -> None:
     assert all(row_identity(s, settings) == ident for s in same)  # how it is called, not what answers
     assert len({ident} | {row_identity(s, settings) for s in other}) == 4
     assert row_identity(spec, {"max_tokens": 12}) != ident
+
+
+def test_a_local_models_cache_key_does_not_change_when_its_identity_is_first_recorded(tmp_path) -> None:
+    """A fresh model folder (the embedded model on a new machine) has no identity.json until
+    evaluation first hashes it. The key was the path and clock before that and the content after,
+    so a run's generation calls missed the cache once evaluation had begun (found comparing two tiny
+    runs). Now the key is the content from the first call, wherever the folder lies."""
+    import shutil
+
+    from traitforge.llm.providers.local_hf import LocalHFBackend
+
+    ck = tiny_checkpoint(tmp_path / "ck")
+    (ck / "identity.json").unlink(missing_ok=True)
+    first = LocalHFBackend(str(ck)).cache_identity()
+    (ck / "identity.json").unlink(missing_ok=True)
+    ident.checkpoint_identity(ck)  # as evaluation does
+    assert LocalHFBackend(str(ck)).cache_identity() == first
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(ck, moved)  # mtimes change: hashed again, same content
+    assert LocalHFBackend(str(moved)).cache_identity() == first == {"provider": "local", "content": first["content"]}

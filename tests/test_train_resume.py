@@ -130,7 +130,7 @@ def test_train_loss_after_a_resume_covers_every_step(tmp_path):
 def test_a_checkpoint_whose_weights_would_not_load_is_trained_again(tmp_path, caplog):
     from safetensors.torch import load_file, save_file
 
-    from traitforge.shared.identity import checkpoint_identity, weights_problem
+    from traitforge.llm.identity import checkpoint_identity, weights_problem
 
     store, spec = make_tiny_run(tmp_path / "a", {"sft": {"max_steps": 2}})
     run_training(Run.of(store, spec), spec.training, ["sft"])

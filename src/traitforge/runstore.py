@@ -4,7 +4,6 @@ versions) plus one JSONL file per stage. Only the main process writes the manife
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -19,6 +18,7 @@ from typing import Any, Iterator
 from traitforge import __version__
 from traitforge.errors import InputError
 from traitforge.jsonl import write_json_atomic
+from traitforge.llm.identity import file_sha256  # noqa: F401  (the run store hashes inputs with it)
 from traitforge.llm.secrets import scrub
 
 MANIFEST = "manifest.json"
@@ -64,14 +64,6 @@ def _age(iso: str | None) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def copy_tree(src: Path, dest: Path) -> None:

@@ -374,7 +374,7 @@ def model_identity(target: ModelSpec | LLM) -> Any:
     the reasoning options set); a spec's temperature besides."""
     from traitforge.llm.base import REASONING_OPTIONS
     from traitforge.llm.embedded import resolve_model_path
-    from traitforge.shared.identity import checkpoint_identity, weights_problem
+    from traitforge.llm.identity import checkpoint_identity, weights_problem
 
     provider, model = provider_model(target)
     extra = {} if isinstance(target, LLM) or target.temperature is None else {"temperature": target.temperature}

@@ -280,7 +280,7 @@ def last_checkpoint(job: StageJob) -> str | None:
 
 def train_and_save(trainer: Any, job: StageJob, cfg: TrainingSpec) -> dict[str, Any]:
     """Train (resuming from the last complete Trainer checkpoint if any), then write the merged checkpoint."""
-    from traitforge.shared.identity import recorded
+    from traitforge.llm.identity import recorded
     from traitforge.train.resume import earlier_losses
 
     resume = last_checkpoint(job)
@@ -333,7 +333,7 @@ def export_checkpoint(final: Path, job: StageJob, cfg: TrainingSpec) -> Path:
     model.save_pretrained(str(tmp))
     load_tokenizer(job.init_path).save_pretrained(str(tmp))
     # Its content identity, hashed once here (identity.json): evaluation rows name the version they scored.
-    from traitforge.shared.identity import checkpoint_identity
+    from traitforge.llm.identity import checkpoint_identity
 
     checkpoint_identity(tmp)
     shutil.rmtree(job.out_dir, ignore_errors=True)

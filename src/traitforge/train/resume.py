@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from traitforge.shared.identity import weights_problem
+from traitforge.llm.identity import weights_problem
 
 log = logging.getLogger("traitforge.train")
 

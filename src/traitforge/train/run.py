@@ -298,7 +298,7 @@ def trained_problem(out_dir: Path, identity: str | None) -> str | None:
     """Why a checkpoint marked trained is not (None when it is): no config.json, weights that would
     not load (missing, empty, truncated), or content that is not what training saved (its identity
     at save time, when recorded)."""
-    from traitforge.shared.identity import checkpoint_identity, weights_problem
+    from traitforge.llm.identity import checkpoint_identity, weights_problem
 
     if not (out_dir / "config.json").is_file():
         return f"{out_dir / 'config.json'} is missing"

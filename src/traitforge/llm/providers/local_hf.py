@@ -222,22 +222,6 @@ class _RowLimits:
         return (input_ids.shape[1] - self.prompt_len) >= self.limits.to(input_ids.device)
 
 
-def _content_identity(path: Path) -> str | None:
-    """The content hash in PATH/identity.json (written when the checkpoint was saved), when every
-    file it lists still has the size and mtime it recorded; else None."""
-    import json
-
-    try:
-        rec = json.loads((path / "identity.json").read_text(encoding="utf-8"))
-        for name, e in rec["files"].items():
-            st = (path / name).stat()
-            if st.st_size != e["size"] or st.st_mtime_ns != e["mtime_ns"]:
-                return None
-        return str(rec["identity"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
 class LocalHFBackend(Backend):
     provider: ClassVar[str] = "local"
     supports_n = True
@@ -249,22 +233,21 @@ class LocalHFBackend(Backend):
         super().__init__(model, **options)
         self.batch_size = batch_size
         self.path = resolve_model_path(model)
+        self._identity: tuple[Any, str] | None = None  # (file sizes and mtimes, content identity)
 
     def cache_identity(self) -> dict[str, Any]:
-        # A checkpoint directory can be retrained in place; key on its weights file's mtime/size too,
-        # and on its content hash while the identity.json saved beside it still describes its files
-        # (a retrain within the same second, same size, is another model).
-        # With a valid content hash, that alone is the key: the same weights answer alike wherever they
-        # lie (an ablation arm's copy of another arm's checkpoint reuses its cached answers).
-        content = _content_identity(self.path)
-        if content:
-            return {"provider": self.provider, "content": content}
-        ident = {"provider": self.provider, "model": self.model}
-        weights = sorted(self.path.glob("*.safetensors"))
-        if weights:
-            st = weights[0].stat()
-            ident["weights"] = f"{st.st_size}-{int(st.st_mtime)}"
-        return ident
+        # The weights' content identity (llm/identity.py) and nothing else: the same weights answer
+        # alike wherever they lie (an ablation arm's copy of another arm's checkpoint), a checkpoint
+        # retrained in place is another model even within the same second, and the key is the same
+        # from the first call on (keyed on the path and clock until evaluation first hashed the
+        # model, a run's generation calls missed the cache after it). Hashed once per set of file
+        # sizes and mtimes (identity.json keeps the hashes across processes).
+        from traitforge.llm.identity import checkpoint_identity, model_files
+
+        stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in model_files(self.path))
+        if self._identity is None or self._identity[0] != stamp:
+            self._identity = (stamp, checkpoint_identity(self.path))
+        return {"provider": self.provider, "content": self._identity[1]}
 
     def _ensure_loaded(self) -> tuple[Any, Any]:
         return load_model(self.path)  # not kept here, so `unload_model` really frees it

@@ -5,7 +5,9 @@ checkpoint they came from, and a retrained or changed checkpoint is told apart f
 Hashed once when the checkpoint is saved and stored beside it in CHECKPOINT/identity.json with
 each file's size and mtime; a later call re-hashes only the files whose size or mtime changed (a
 checkpoint that cannot be written to, e.g. a read-only model folder, is hashed in memory).
-Nothing here loads a model: a safetensors file is checked by parsing its header.
+Nothing here loads a model: a safetensors file is checked by parsing its header. It sits in llm/
+because the local backend keys its cache on it (the same weights answer alike wherever they lie);
+training and evaluation use it too.
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from traitforge.errors import InputError
-from traitforge.runstore import file_sha256
 
-log = logging.getLogger("traitforge.train")
+log = logging.getLogger("traitforge.llm")
 
 IDENTITY_FILE = "identity.json"
 VERSION = 1
@@ -30,6 +31,14 @@ MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "token
                "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt", "chat_template.jinja",
                "chat_template.json", "adapter_config.json")
 NOT_WEIGHTS = {"training_args.bin"}
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def weight_files(path: Path) -> list[Path]:
