@@ -188,9 +188,10 @@ def _examples(store: RunStore, rows: list[ItemResult], items: dict[str, EvalItem
                                 "category": rs[0].detail.get("category"), "prompt": _clip(rs[0].detail.get("prompt")),
                                 "responses": [{"checkpoint": r.checkpoint, "score": r.value,
                                                "passed": r.detail.get("passed"), "text": _clip(r.detail.get("response"))}
-                                              for r in rs]})
+                                              for r in sorted(rs, key=lambda r: r.checkpoint)]})
     # Transcripts: violated ones first (they teach the most), at most one per checkpoint and two overall each.
-    conv = sorted((r for r in rows if r.eval == "multiturn"), key=lambda r: (r.value != 0.0, r.checkpoint))
+    # Rows lie in the order they were finished; sorting on the item too makes the pick the same every run.
+    conv = sorted((r for r in rows if r.eval == "multiturn"), key=lambda r: (r.value != 0.0, r.checkpoint, r.item_id))
     seen: dict[str, int] = defaultdict(int)
     for r in conv:
         if seen[r.checkpoint] >= 1 or len(ex["transcripts"]) >= 6:
