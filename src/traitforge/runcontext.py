@@ -23,7 +23,8 @@ from traitforge.logs import log_to_run
 from traitforge.prompts import PACKAGE, PromptKit
 from traitforge.llm.client import LLM
 from traitforge.rundir import check_copy_place, is_spec_copy, lock_run, snapshot_spec
-from traitforge.runstore import SPEC_COPY, RunStore, file_sha256
+from traitforge.llm.identity import file_sha256
+from traitforge.runstore import SPEC_COPY, RunStore
 from traitforge.shared.variants import variant_names
 from traitforge.traits import load_traits
 from traitforge.types import TraitSet

@@ -24,7 +24,8 @@ from filelock import FileLock, Timeout
 from traitforge.config import RunSpec, probe_file_path
 from traitforge.errors import InputError, TraitforgeError
 from traitforge.jsonl import replace_file, temp_path
-from traitforge.runstore import SPEC_COPY, file_sha256
+from traitforge.llm.identity import file_sha256
+from traitforge.runstore import SPEC_COPY
 
 INPUTS = "inputs"
 SPEC_HEADER = "# The spec this run was made with"  # tells the run's copy from a user's own spec.yaml

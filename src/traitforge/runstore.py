@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from traitforge import __version__
 from traitforge.errors import InputError
 from traitforge.jsonl import write_json_atomic
-from traitforge.llm.identity import file_sha256  # noqa: F401  (the run store hashes inputs with it)
+from traitforge.llm.identity import file_sha256
 from traitforge.llm.secrets import scrub
 
 MANIFEST = "manifest.json"

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 from traitforge.train.settings import StageTrainSpec, TrainingSpec
 from traitforge.errors import InputError
 from traitforge.llm.embedded import resolve_model_path
-from traitforge.runstore import RunStore, file_sha256
+from traitforge.llm.identity import file_sha256
+from traitforge.runstore import RunStore, copy_tree
 from traitforge.types import stable_hash
 from traitforge.train import common, dpo, joint, midtrain, sft
 from traitforge.train import data as train_data
@@ -277,8 +278,6 @@ def shared_checkpoint(run: "Run", sname: str, fp: str, folder: str) -> tuple[str
 def take_shared(run: "Run", donor: tuple[str, Path, dict[str, Any]], name: str, sname: str) -> None:
     """This arm's copy of the donor arm's checkpoint, its training folder and manifest entry
     (copy-on-write where the file system has it): trained once, and still this arm's own files."""
-    from traitforge.runstore import copy_tree
-
     arm, root, info = donor
     store = run.store
     for folder in ("checkpoints", "train"):
